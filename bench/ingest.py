@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""End-to-end ingest benchmark: SMTP in → tickets + acknowledgements out, on SQLite.
+
+Makes the standard corpus (../shared/tools/gen_corpus.py --n 5000 --seed 20240501),
+starts a real daemon (`mailbridge run`) in a fresh directory, sends the corpus over SMTP
+with 8 concurrent connections, waits with `mailbridge wait --idle`, and prints:
+accepted msg/s, end-to-end msg/s, p50/p99 accept latency, peak RSS of all daemon
+processes, and threading correctness against the corpus manifest, in file order and
+shuffled. Figures are printed, never asserted: record them in bench/RESULTS.md.
+
+    python bench/ingest.py [--n 5000] [--runs 3] [--order both|file|shuffled]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import random
+import signal
+import smtplib
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+sys.path.insert(0, str(REPO))
+
+from sqlalchemy import select  # noqa: E402
+
+from mailbridge.store.db import Store, read_tx  # noqa: E402
+from mailbridge.store.tables import messages, outbox, tickets  # noqa: E402
+
+CONFIG = """
+[daemon]
+var_dir = "var"
+templates_dir = "{templates}"
+workers = {workers}
+log_level = "warning"
+[smtp]
+host = "127.0.0.1"
+port = 0
+[support]
+addresses = ["support@helpdesk.example"]
+[autoreply]
+flood_threshold = 100000
+"""
+
+
+def make_corpus(n: int, seed: int) -> Path:
+    out = REPO / "bench" / "out" / f"corpus-{n}-{seed}"
+    if not (out / "manifest.json").exists():
+        subprocess.run([sys.executable, str(SHARED / "tools" / "gen_corpus.py"), "--n", str(n), "--seed", str(seed),
+                        "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
+    return out
+
+
+def cli(config: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mailbridge.cli", "--config", str(config), *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def start_daemon(site: Path) -> tuple[subprocess.Popen[bytes], int]:
+    log = (site / "daemon.log").open("ab")
+    proc = subprocess.Popen([sys.executable, "-m", "mailbridge.cli", "--config", str(site / "config.toml"), "run"],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        st = cli(site / "config.toml", "status", "--json")
+        if st.returncode == 0:
+            comps = json.loads(st.stdout)["components"]
+            kinds = {c["kind"] for c in comps if c["alive"]}
+            smtp = [c for c in comps if c["kind"] == "smtp" and c["alive"]]
+            if smtp and {"worker", "sender"} <= kinds:
+                return proc, int(smtp[0]["listen"].rsplit(":", 1)[1])
+        time.sleep(0.1)
+    raise SystemExit("daemon did not start; see " + str(site / "daemon.log"))
+
+
+def group_rss_peak_kib(pgid: int) -> int:
+    """Sum of VmHWM (peak resident set) over every process in the daemon's group."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid:  # field 5 of stat: process group
+                continue
+            for line in (entry / "status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def send_all(port: int, mails: list[bytes], connections: int) -> tuple[float, list[float], int]:
+    work: queue.Queue[bytes] = queue.Queue()
+    for raw in mails:
+        work.put(raw)
+    latencies: list[float] = []
+    failures = [0]
+    lock = threading.Lock()
+
+    def client() -> None:
+        local = []
+        with smtplib.SMTP("127.0.0.1", port, timeout=120) as smtp:
+            while True:
+                try:
+                    raw = work.get_nowait()
+                except queue.Empty:
+                    break
+                start = time.perf_counter()
+                try:
+                    smtp.sendmail("sender@example.com", ["support@helpdesk.example"], raw)
+                except smtplib.SMTPException:
+                    with lock:
+                        failures[0] += 1
+                local.append(time.perf_counter() - start)
+        with lock:
+            latencies.extend(local)
+
+    threads = [threading.Thread(target=client) for _ in range(connections)]
+    began = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - began, latencies, failures[0]
+
+
+def check_threads(site: Path, manifest: list[dict[str, object]]) -> dict[str, int]:
+    store = Store(f"sqlite:///{site / 'var' / 'mailbridge.db'}")
+    with read_tx(store.main) as conn:
+        rows = conn.execute(select(messages.c.message_id, messages.c.ticket_id)).all()
+        n_tickets = len(conn.execute(select(tickets.c.id)).all())
+        acks = len(conn.execute(select(outbox.c.id).where(outbox.c.state == "sent")).all())
+    store.dispose()
+    ticket_of = {mid: tid for mid, tid in rows}
+    by_thread: dict[object, set[int]] = defaultdict(set)
+    missing = 0
+    for item in manifest:
+        mid = str(item["message_id"]).strip("<>")
+        if mid not in ticket_of:
+            missing += 1
+            continue
+        by_thread[item["ticket"]].add(ticket_of[mid])
+    owners: dict[int, set[object]] = defaultdict(set)
+    for thread, tids in by_thread.items():
+        for tid in tids:
+            owners[tid].add(thread)
+    return {
+        "tickets": n_tickets,
+        "follow_ups": len(rows) - n_tickets,
+        "messages": len(rows),
+        "missing": missing,
+        "split_threads": sum(1 for tids in by_thread.values() if len(tids) > 1),
+        "mixed_tickets": sum(1 for threads in owners.values() if len(threads) > 1),
+        "acks_sent": acks,
+    }
+
+
+def one_run(corpus: Path, manifest: list[dict[str, object]], shuffled: bool, connections: int,
+            workers: int) -> dict[str, object]:
+    files = [corpus / str(item["file"]) for item in manifest]
+    if shuffled:
+        random.Random(20240501).shuffle(files)
+    mails = [f.read_bytes() for f in files]
+    with tempfile.TemporaryDirectory(prefix="mb-bench-") as tmp:
+        site = Path(tmp)
+        (site / "config.toml").write_text(CONFIG.format(templates=REPO / "templates", workers=workers))
+        proc, port = start_daemon(site)
+        try:
+            began = time.perf_counter()
+            accept_s, latencies, failures = send_all(port, mails, connections)
+            idle = cli(site / "config.toml", "wait", "--idle", "--timeout", "900", timeout=1000)
+            total_s = time.perf_counter() - began
+            if idle.returncode != 0:
+                raise SystemExit("wait --idle failed: " + idle.stderr)
+            rss = group_rss_peak_kib(proc.pid)
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=60)
+        result = check_threads(site, manifest)
+    latencies.sort()
+    result.update({
+        "order": "shuffled" if shuffled else "file",
+        "mails": len(mails),
+        "smtp_failures": failures,
+        "accepted_per_s": round(len(mails) / accept_s, 1),
+        "end_to_end_per_s": round(len(mails) / total_s, 1),
+        "accept_p50_ms": round(latencies[len(latencies) // 2] * 1000, 2),
+        "accept_p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
+        "peak_rss_mib": round(rss / 1024, 1),
+    })
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=5000)
+    parser.add_argument("--seed", type=int, default=20240501)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--order", choices=["both", "file", "shuffled"], default="both")
+    args = parser.parse_args()
+    corpus = make_corpus(args.n, args.seed)
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    true_threads = len({item["ticket"] for item in manifest})
+    print(f"corpus: {len(manifest)} mails, {true_threads} threads, "
+          f"{len(manifest) - true_threads} replies; {args.connections} connections; {args.workers} worker(s)")
+    orders = ["file", "shuffled"] if args.order == "both" else [args.order]
+    for order in orders:
+        runs = [one_run(corpus, manifest, order == "shuffled", args.connections, args.workers)
+                for _ in range(args.runs)]
+        for run in runs:
+            print(json.dumps(run))
+        med = {k: statistics.median(float(r[k]) for r in runs)  # type: ignore[arg-type]
+               for k in ("accepted_per_s", "end_to_end_per_s", "accept_p50_ms", "accept_p99_ms", "peak_rss_mib")}
+        last = runs[-1]
+        exact = all(r["tickets"] == true_threads and r["split_threads"] == 0 and r["mixed_tickets"] == 0
+                    and r["missing"] == 0 for r in runs)
+        print(f"== {order} order, median of {len(runs)}: accepted {med['accepted_per_s']:.0f} msg/s, "
+              f"end-to-end {med['end_to_end_per_s']:.0f} msg/s, accept p50 {med['accept_p50_ms']:.1f} ms, "
+              f"p99 {med['accept_p99_ms']:.1f} ms, peak RSS {med['peak_rss_mib']:.0f} MiB; "
+              f"tickets {last['tickets']}, follow-ups {last['follow_ups']}, split {last['split_threads']}, "
+              f"mixed {last['mixed_tickets']}, missing {last['missing']} -> threading "
+              f"{'EXACT' if exact else 'WRONG'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Composition root shared by the CLI and the daemon's processes.
+
+Builds the services one process needs from the validated config, and passes them down
+explicitly; nothing deep in the code reaches for a global.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from mailbridge.clock import Clock, utcnow
+from mailbridge.config import Config
+from mailbridge.outbound.outbox import Outbox
+from mailbridge.outbound.render import Renderer
+from mailbridge.outbound.sender import Sender
+from mailbridge.pipeline import Pipeline
+from mailbridge.store.db import Store
+from mailbridge.tickets.correlate import Correlator
+from mailbridge.tickets.refs import ReferenceFormat
+from mailbridge.tickets.tokens import TokenSigner, load_or_create_secret
+
+
+class App:
+    def __init__(self, config: Config, clock: Clock = utcnow) -> None:
+        self.config = config
+        self.clock = clock
+
+    @cached_property
+    def store(self) -> Store:
+        return Store(self.config.database_url)
+
+    @cached_property
+    def signer(self) -> TokenSigner:
+        self.config.var_path.mkdir(parents=True, exist_ok=True)
+        return TokenSigner(load_or_create_secret(self.config.var_file(self.config.security.secret_file)))
+
+    @cached_property
+    def renderer(self) -> Renderer:
+        return Renderer(self.config.template_dirs)
+
+    @cached_property
+    def refs(self) -> ReferenceFormat:
+        return ReferenceFormat(self.config.tickets.reference, self.config.tickets.prefix)
+
+    @cached_property
+    def outbox(self) -> Outbox:
+        return Outbox(self.renderer, self.signer, self.config.support)
+
+    @cached_property
+    def pipeline(self) -> Pipeline:
+        locals_ = [a.split("@", 1)[0] for a in self.config.support.addresses]
+        correlator = Correlator(self.signer, self.refs, locals_)
+        return Pipeline(self.config, self.store, self.outbox, correlator, clock=self.clock)
+
+    @cached_property
+    def sender(self) -> Sender:
+        return Sender(self.config, self.store, clock=self.clock)
+
+    def close(self) -> None:
+        if "store" in self.__dict__:
+            self.store.dispose()

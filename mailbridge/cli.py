@@ -1,0 +1,424 @@
+"""`mailbridge` command line (click): the admin's and the MTA's way in.
+
+A composition root: each command loads the config, builds what it needs through App,
+and prints either for people (rich tables) or for programs (`--json`). User errors
+(bad config, unknown ticket) exit 2 with one clear message; `ingest` follows the MTA
+conventions of sysexits.h (0 stored, 65 bad input, 75 try again later).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from mailbridge.app import App
+from mailbridge.config import Config, load_config
+from mailbridge.errors import ConfigError, NotFound
+from mailbridge.logs import setup_logging
+
+EX_DATAERR = 65
+EX_TEMPFAIL = 75
+
+console = Console()
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    click.echo(f"mailbridge: {message}", err=True)
+    sys.exit(code)
+
+
+def _config(ctx: click.Context) -> Config:
+    try:
+        return load_config(ctx.obj["config_path"])
+    except ConfigError as exc:
+        _fail(f"configuration error:\n{exc}")
+
+
+def _app(ctx: click.Context) -> App:
+    return App(_config(ctx))
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+@click.group()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="MAILBRIDGE_CONFIG", default="config.toml", show_default=True,
+              help="The admin's config file.")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path) -> None:
+    """mailbridge: email in, tickets out."""
+    ctx.ensure_object(dict)
+    ctx.obj["config_path"] = config_path
+
+
+# --- daemon ---------------------------------------------------------------------------
+
+
+@main.command()
+@click.pass_context
+def run(ctx: click.Context) -> None:
+    """Start the daemon (receiver, workers, sender) in the foreground."""
+    from mailbridge.daemon import run_daemon
+
+    config = _config(ctx)
+    setup_logging(config.daemon.log_level, "supervisor")
+    try:
+        sys.exit(run_daemon(config, Path(ctx.obj["config_path"]).resolve()))
+    except ConfigError as exc:
+        _fail(f"cannot start:\n{exc}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Listeners, stored mail by state, outgoing mail by state."""
+    from mailbridge.store.queries import inbound_counts, live_components, outbox_counts
+
+    app = _app(ctx)
+    data = {
+        "components": live_components(app.store, app.clock()),
+        "inbound": inbound_counts(app.store),
+        "outbox": outbox_counts(app.store),
+    }
+    if as_json:
+        _print_json(data)
+        return
+    table = Table(title="processes")
+    for col in ("name", "kind", "listen", "pid", "alive", "heartbeat"):
+        table.add_column(col)
+    for comp in data["components"]:
+        table.add_row(comp["name"], comp["kind"], comp["listen"] or "", str(comp["pid"]),
+                      "yes" if comp["alive"] else "NO", comp["heartbeat_at"])
+    console.print(table)
+    console.print("stored mail: " + (", ".join(f"{k} {v}" for k, v in sorted(data["inbound"].items())) or "none"))
+    console.print("outbox: " + (", ".join(f"{k} {v}" for k, v in sorted(data["outbox"].items())) or "empty"))
+
+
+@main.command()
+@click.option("--idle", is_flag=True, required=True, help="Wait until nothing waits to be processed or sent.")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds before giving up (exit 1).")
+@click.pass_context
+def wait(ctx: click.Context, idle: bool, timeout: float) -> None:
+    """Exit 0 as soon as the daemon is idle (for tests and scripts, instead of sleeping)."""
+    from mailbridge.store.queries import waiting_work
+
+    app = _app(ctx)
+    deadline = time.monotonic() + timeout
+    while True:
+        left = waiting_work(app.store)
+        if left == 0:
+            return
+        if time.monotonic() >= deadline:
+            _fail(f"still {left} messages waiting after {timeout:g}s", 1)
+        time.sleep(0.05)
+
+
+# --- config and database --------------------------------------------------------------
+
+
+@main.group("config")
+def config_group() -> None:
+    """Check the configuration."""
+
+
+@config_group.command("check")
+@click.pass_context
+def config_check(ctx: click.Context) -> None:
+    """Validate config.toml and the templates without starting anything."""
+    config = _config(ctx)
+    from mailbridge.outbound.render import Renderer
+
+    errors = Renderer(config.template_dirs).check()
+    if errors:
+        _fail("templates have errors:\n" + "\n".join(errors))
+    click.echo(f"{ctx.obj['config_path']}: OK")
+
+
+@main.group("db")
+def db_group() -> None:
+    """Database schema."""
+
+
+@db_group.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Create or upgrade the database schema (Alembic)."""
+    from mailbridge.store import migrate
+
+    app = _app(ctx)
+    migrate.upgrade(app.store)
+    click.echo(f"database at revision {migrate.current_revision(app.store.main)}")
+
+
+# --- intake and parsing ---------------------------------------------------------------
+
+
+@main.command()
+@click.argument("source", default="-")
+@click.option("--recipient", "recipients", multiple=True, help="Envelope recipient (as the MTA passes it).")
+@click.option("--sender", "mail_from", default=None, help="Envelope sender (as the MTA passes it).")
+@click.pass_context
+def ingest(ctx: click.Context, source: str, recipients: tuple[str, ...], mail_from: str | None) -> None:
+    """Store one message from FILE or stdin (for an MTA's pipe transport).
+
+    Exit 0 once stored durably, 65 for empty or oversized input, 75 on a temporary
+    failure (the MTA keeps the message and retries).
+    """
+    from mailbridge.intake.spool import Envelope, accept
+
+    try:
+        config = load_config(ctx.obj["config_path"])
+    except ConfigError as exc:
+        _fail(f"configuration error:\n{exc}", EX_TEMPFAIL)
+    limit = config.smtp.max_message_size
+    try:
+        if source == "-":
+            raw = sys.stdin.buffer.read(limit + 1)
+        else:
+            with open(source, "rb") as handle:
+                raw = handle.read(limit + 1)
+    except OSError as exc:
+        _fail(f"cannot read {source}: {exc}", EX_TEMPFAIL)
+    if not raw.strip():
+        _fail("empty message", EX_DATAERR)
+    if len(raw) > limit:
+        _fail(f"message larger than the limit of {limit} bytes ([smtp] max_message_size)", EX_DATAERR)
+    try:
+        app = App(config)
+        spool_id = accept(app.store.spool, raw, Envelope("pipe", mail_from, list(recipients)), app.clock)
+    except Exception as exc:
+        _fail(f"could not store the message, try again later: {type(exc).__name__}: {exc}", EX_TEMPFAIL)
+    click.echo(f"stored as {spool_id}")
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the parsed message as JSON.")
+def parse(file: Path, as_json: bool) -> None:
+    """Parse FILE as the worker would (no database) and print the result."""
+    from mailbridge.parsing.mime import ParseError, parse_message
+
+    try:
+        parsed = parse_message(file.read_bytes())
+    except ParseError as exc:
+        click.echo(json.dumps({"error": exc.reason}))
+        sys.exit(EX_DATAERR)
+    data = parsed.to_json()
+    if as_json:
+        _print_json(data)
+        return
+    for key in ("from", "to", "cc", "subject", "date", "message_id", "in_reply_to", "references", "text_source"):
+        console.print(f"[bold]{key}[/]: {data[key]}", markup=True, highlight=False)
+    for att in data["attachments"]:
+        console.print(f"attachment: {att['filename']} ({att['content_type']}, {att['size']} bytes)")
+    console.print(data["text"], markup=False, highlight=False)
+
+
+# --- tickets ----------------------------------------------------------------------------
+
+
+@main.group()
+def tickets() -> None:
+    """List, show and change tickets."""
+
+
+@tickets.command("list")
+@click.option("--status", default=None, help="Only tickets with this status.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def tickets_list(ctx: click.Context, status: str | None, as_json: bool) -> None:
+    from mailbridge.store.db import read_tx
+    from mailbridge.tickets.views import list_tickets
+
+    app = _app(ctx)
+    with read_tx(app.store.main) as conn:
+        rows = list_tickets(conn, status=status)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table()
+    for col in ("reference", "status", "requester", "subject", "messages", "updated"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(row["reference"], row["status"], row["requester"], row["subject"], str(row["messages"]),
+                      row["updated_at"])
+    console.print(table)
+
+
+@tickets.command("show")
+@click.argument("reference")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def tickets_show(ctx: click.Context, reference: str, as_json: bool) -> None:
+    from mailbridge.store.db import read_tx
+    from mailbridge.tickets.views import show_ticket
+
+    app = _app(ctx)
+    try:
+        with read_tx(app.store.main) as conn:
+            data = show_ticket(conn, reference)
+    except NotFound as exc:
+        _fail(str(exc))
+    if as_json:
+        _print_json(data)
+        return
+    console.print(f"[bold]{data['reference']}[/] {data['subject']}", highlight=False)
+    console.print(f"status {data['status']}, requester {data['requester']}, created {data['created_at']}",
+                  highlight=False)
+    if data["related"]:
+        console.print(f"related to {data['related']}")
+    console.print("participants: " + ", ".join(f"{p['address']} ({p['role']})" for p in data["participants"]))
+    for msg in data["messages"]:
+        console.rule(f"{msg['direction']} {msg['from']} {msg['received_at']}")
+        console.print(msg["text"], markup=False, highlight=False)
+        for att in msg["attachments"]:
+            console.print(f"[attachment] {att['filename']} ({att['content_type']}, {att['size']} bytes)")
+    console.rule("history")
+    for ev in data["events"]:
+        console.print(f"{ev['at']}  {ev['type']:<22} {ev['actor']}  {json.dumps(ev['data'])}",
+                      markup=False, highlight=False)
+
+
+@tickets.command("set")
+@click.argument("reference")
+@click.option("--status", "new_status", required=True, help="new, open, pending, resolved or closed.")
+@click.pass_context
+def tickets_set(ctx: click.Context, reference: str, new_status: str) -> None:
+    """Change a ticket's status (as an admin)."""
+    from mailbridge.store.db import write_tx
+    from mailbridge.tickets.lifecycle import TransitionError, set_status
+    from mailbridge.tickets.views import ticket_id_for
+
+    app = _app(ctx)
+    try:
+        with write_tx(app.store.main) as conn:
+            ticket_id = ticket_id_for(conn, reference)
+            old = set_status(conn, ticket_id, new_status, actor="admin", now=app.clock())
+    except (NotFound, TransitionError) as exc:
+        _fail(str(exc))
+    click.echo(f"{reference.upper()}: {old} -> {new_status}")
+
+
+# --- quarantine and outbox -------------------------------------------------------------
+
+
+@main.group()
+def quarantine() -> None:
+    """Messages that could not be processed."""
+
+
+@quarantine.command("list")
+@click.option("--all", "include_discarded", is_flag=True, help="Include discarded messages.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def quarantine_list(ctx: click.Context, include_discarded: bool, as_json: bool) -> None:
+    from mailbridge.store import quarantine as q
+
+    rows = q.list_quarantined(_app(ctx).store, include_discarded)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table()
+    for col in ("id", "received", "source", "from", "state", "reason"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(str(row["id"]), row["received_at"], row["source"], row["mail_from"] or "", row["state"],
+                      row["reason"] or "")
+    console.print(table)
+
+
+@quarantine.command("show")
+@click.argument("spool_id", type=int)
+@click.option("--raw", is_flag=True, help="Print the raw message only.")
+@click.pass_context
+def quarantine_show(ctx: click.Context, spool_id: int, raw: bool) -> None:
+    from mailbridge.store import quarantine as q
+
+    try:
+        data, content = q.show(_app(ctx).store, spool_id)
+    except NotFound as exc:
+        _fail(str(exc))
+    if raw:
+        sys.stdout.buffer.write(content)
+        return
+    _print_json(data)
+    click.echo(content[:4000].decode("utf-8", "replace"))
+
+
+@quarantine.command("retry")
+@click.argument("spool_id", type=int)
+@click.pass_context
+def quarantine_retry(ctx: click.Context, spool_id: int) -> None:
+    from mailbridge.store import quarantine as q
+
+    try:
+        q.retry(_app(ctx).store, spool_id)
+    except NotFound as exc:
+        _fail(str(exc))
+    click.echo(f"{spool_id}: queued for processing again")
+
+
+@quarantine.command("discard")
+@click.argument("spool_id", type=int)
+@click.pass_context
+def quarantine_discard(ctx: click.Context, spool_id: int) -> None:
+    from mailbridge.store import quarantine as q
+
+    try:
+        q.discard(_app(ctx).store, spool_id)
+    except NotFound as exc:
+        _fail(str(exc))
+    click.echo(f"{spool_id}: discarded (raw message and reason kept)")
+
+
+@main.group()
+def outbox() -> None:
+    """Outgoing mail."""
+
+
+@outbox.command("list")
+@click.option("--state", default=None, help="queued, held, sending, sent or failed.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def outbox_list(ctx: click.Context, state: str | None, as_json: bool) -> None:
+    from mailbridge.outbound.admin import list_outbox
+
+    rows = list_outbox(_app(ctx).store, state)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table()
+    for col in ("id", "ticket", "kind", "to", "state", "attempts", "next attempt", "error"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(str(row["id"]), row["reference"] or "", row["kind"], row["rcpt"], row["state"],
+                      str(row["attempts"]), row["next_attempt_at"] or "", row["last_error"] or "")
+    console.print(table)
+
+
+@outbox.command("retry")
+@click.argument("outbox_id", type=int)
+@click.pass_context
+def outbox_retry(ctx: click.Context, outbox_id: int) -> None:
+    from mailbridge.outbound.admin import retry
+
+    app = _app(ctx)
+    try:
+        retry(app.store, outbox_id, app.clock())
+    except NotFound as exc:
+        _fail(str(exc))
+    click.echo(f"outbox {outbox_id}: queued again")
+
+
+if __name__ == "__main__":
+    main()

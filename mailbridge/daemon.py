@@ -1,0 +1,155 @@
+"""`mailbridge run`: the supervisor of the daemon's processes.
+
+Checks everything an admin can get wrong before anything listens (config, templates,
+database schema, secret), then starts one receiver, N workers and one sender as child
+processes (roles.py), restarts a child that crashes (with backoff, so a child that dies
+at once does not spin), and on SIGTERM/SIGINT asks every child to drain and waits for
+it. Children die with the supervisor.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import update
+
+from mailbridge.app import App
+from mailbridge.config import Config
+from mailbridge.errors import ConfigError
+from mailbridge.roles import die_with_parent
+from mailbridge.store import migrate
+from mailbridge.store.db import write_tx
+from mailbridge.store.tables import components, inbound, outbox
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Child:
+    role: str
+    index: int
+    proc: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    failures: int = 0
+    restart_at: float = 0.0
+    argv: list[str] = field(default_factory=list)
+
+
+def preflight(app: App) -> None:
+    """Everything that would make a child fail at once, reported before any starts."""
+    config = app.config
+    errors = app.renderer.check()
+    if errors:
+        raise ConfigError("templates have errors:\n" + "\n".join(errors))
+    store = app.store
+    if config.database.auto_migrate:
+        migrate.upgrade(store)
+    elif not migrate.is_current(store.main):
+        raise ConfigError("the database schema is not current: run `mailbridge db upgrade`")
+    _ = app.signer  # creates the secret once, before several children race for it
+
+
+def reset_stale_claims(app: App) -> None:
+    """On SQLite only this host's processes use the database, and none is running yet:
+    work claimed by a process that died is free again (PostgreSQL uses lease expiry)."""
+    if not app.store.sqlite:
+        return
+    with write_tx(app.store.spool) as conn:
+        conn.execute(update(inbound).where(inbound.c.state == "processing")
+                     .values(state="received", claimed_until=None))
+    with write_tx(app.store.main) as conn:
+        conn.execute(update(outbox).where(outbox.c.state == "sending").values(state="queued", claimed_until=None))
+        conn.execute(components.delete())
+
+
+class Supervisor:
+    def __init__(self, config: Config, config_path: Path) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.children: list[Child] = []
+        self.stopping = False
+
+    def plan(self) -> None:
+        if self.config.smtp.enabled or self.config.lmtp.enabled:
+            self.children.append(Child("receiver", 0))
+        for i in range(self.config.daemon.workers):
+            self.children.append(Child("worker", i))
+        self.children.append(Child("sender", 0))
+
+    def start(self, child: Child) -> None:
+        argv = [sys.executable, "-m", "mailbridge.child", child.role, str(self.config_path), str(child.index)]
+        child.proc = subprocess.Popen(argv, preexec_fn=die_with_parent)  # noqa: PLW1509
+        child.started = time.monotonic()
+        log.info("started %s-%d (pid %d)", child.role, child.index, child.proc.pid)
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        self.plan()
+        for child in self.children:
+            self.start(child)
+        while not self.stopping:
+            self._reap()
+            time.sleep(0.2)
+        return self._drain()
+
+    def _reap(self) -> None:
+        now = time.monotonic()
+        for child in self.children:
+            if child.proc is None:
+                if now >= child.restart_at:
+                    self.start(child)
+                continue
+            code = child.proc.poll()
+            if code is None:
+                continue
+            ran = now - child.started
+            child.failures = child.failures + 1 if ran < 10 else 1
+            delay = min(30.0, 0.5 * 2 ** (child.failures - 1))
+            log.error("%s-%d exited with %s after %.1fs; restarting in %.1fs",
+                      child.role, child.index, code, ran, delay)
+            child.proc = None
+            child.restart_at = now + delay
+
+    def _on_stop(self, signum: int, _frame: object) -> None:
+        self.stopping = True
+
+    def _on_hup(self, signum: int, _frame: object) -> None:
+        for child in self.children:
+            if child.proc is not None and child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGHUP)
+
+    def _drain(self) -> int:
+        log.info("draining %d children", len(self.children))
+        for child in self.children:
+            if child.proc is not None and child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.config.daemon.drain_seconds + 5
+        for child in self.children:
+            if child.proc is None:
+                continue
+            try:
+                child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.error("%s-%d did not drain in time; killing it", child.role, child.index)
+                child.proc.kill()
+                child.proc.wait()
+        log.info("stopped")
+        return 0
+
+
+def run_daemon(config: Config, config_path: Path) -> int:
+    app = App(config)
+    preflight(app)
+    reset_stale_claims(app)
+    app.close()
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    return Supervisor(config, config_path).run()

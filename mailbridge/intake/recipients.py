@@ -1,0 +1,41 @@
+"""Which envelope recipients we serve: the guard that keeps the listener from relaying.
+
+Used in RCPT, before any data is read. Only the configured support addresses (and their
+`+tag` sub-addresses, which carry reply tokens) and any address at the configured
+help-desk domains are ours. Everything else gets 550 5.7.1, and so does every form an
+attacker might use to get a message relayed onward: source routes (`@a,@b:u@c`, RFC 5321
+4.1.1.3), the `%` hack (`u%other@us`), `!` bang paths, and quoted local parts
+(`"u@other"@us`), which we have no use for.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+# Deliberately narrower than RFC 5321's grammar: atoms of letters, digits and a few
+# punctuation marks, no quoting, exactly one @, a plain DNS domain.
+_PLAIN = re.compile(r"^(?P<local>[A-Za-z0-9!#$&'*+/=?^_`{|}~.-]+)@(?P<domain>[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)$")
+_FORBIDDEN_LOCAL = re.compile(r"[%!/]")
+_TAG = re.compile(r"^[A-Za-z0-9._=-]{1,64}$")
+
+
+class RecipientPolicy:
+    def __init__(self, addresses: Iterable[str], domains: Iterable[str] = ()) -> None:
+        self._addresses = {a.lower() for a in addresses}
+        self._locals = {a.split("@", 1)[0] for a in self._addresses}
+        self._domains = {d.lower() for d in domains}
+
+    def accepts(self, address: str) -> bool:
+        match = _PLAIN.match(address.strip())
+        if not match:
+            return False
+        local, domain = match.group("local"), match.group("domain").lower()
+        if len(local) > 64 or _FORBIDDEN_LOCAL.search(local) or local.startswith(".") or ".." in local:
+            return False
+        if domain in self._domains:
+            return True
+        base, plus, tag = local.partition("+")
+        if plus and not _TAG.match(tag):
+            return False
+        return f"{base.lower()}@{domain}" in self._addresses

@@ -1,0 +1,151 @@
+"""SMTP and LMTP listeners (aiosmtpd lives only in this module).
+
+First stage of the flow for mail pushed to us: check recipients in RCPT (never an open
+relay), read DATA, hand the raw bytes to the spool, and answer 250 only once the spool
+row is committed. Any failure before that answers 451 so the sending MTA retries.
+aiosmtpd itself enforces SIZE (552) and the line-length limit (500), and ends DATA only
+on CRLF.CRLF, so a bare-LF "end of data" cannot smuggle a second message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP, Session
+from aiosmtpd.smtp import Envelope as SmtpEnvelope
+
+from mailbridge.intake.recipients import RecipientPolicy
+from mailbridge.intake.spool import Envelope, SpoolWriter
+
+log = logging.getLogger(__name__)
+
+
+class IntakeHandler:
+    """aiosmtpd handler: recipient policy in RCPT, durable store in DATA."""
+
+    def __init__(self, writer: SpoolWriter, policy: RecipientPolicy, *, max_recipients: int, source: str):
+        self._writer = writer
+        self._policy = policy
+        self._max_recipients = max_recipients
+        self._source = source
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
+        self, server: SMTP, session: Session, envelope: SmtpEnvelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        if len(envelope.rcpt_tos) >= self._max_recipients:
+            return "452 4.5.3 Too many recipients"
+        if not self._policy.accepts(address):
+            return "550 5.7.1 Recipient not accepted here (relaying denied)"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(  # noqa: N802 - aiosmtpd's hook name
+        self, server: SMTP, session: Session, envelope: SmtpEnvelope
+    ) -> str:
+        raw = envelope.original_content or b""
+        peer = session.peer
+        env = Envelope(
+            source=self._source,
+            mail_from=envelope.mail_from or "",
+            rcpts=list(envelope.rcpt_tos),
+            peer=f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer),
+        )
+        try:
+            spool_id = await self._writer.store(raw, env)
+        except Exception:
+            log.exception("could not store message from %s; answered 451", env.peer)
+            status = "451 4.3.0 Temporary failure storing the message, try again later"
+        else:
+            status = f"250 2.0.0 OK queued as {spool_id}"
+        if self._source == "lmtp":
+            # LMTP (RFC 2033 4.2) answers DATA once per accepted recipient; one stored
+            # copy serves them all, so they share its fate.
+            return "\r\n".join([status] * len(envelope.rcpt_tos))
+        return status
+
+
+class _Limits:
+    """Connection counting so a drain can wait for sessions in flight."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+
+def _protocol_factory(
+    cls: type[SMTP], handler: IntakeHandler, *, max_size: int, line_limit: int, hostname: str, limits: _Limits
+) -> Any:
+    class Counted(cls):  # type: ignore[valid-type,misc]
+        line_length_limit = line_limit
+
+        def connection_made(self, transport: Any) -> None:
+            limits.active += 1
+            limits.idle.clear()
+            super().connection_made(transport)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            super().connection_lost(exc)
+            limits.active -= 1
+            if limits.active == 0:
+                limits.idle.set()
+
+    def factory() -> SMTP:
+        return Counted(
+            handler,
+            data_size_limit=max_size,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            hostname=hostname,
+            ident="mailbridge",
+        )
+
+    return factory
+
+
+class Listener:
+    """One listening socket (SMTP or LMTP) bound to the spool writer."""
+
+    def __init__(
+        self,
+        *,
+        kind: str,
+        host: str,
+        port: int,
+        writer: SpoolWriter,
+        policy: RecipientPolicy,
+        max_size: int,
+        max_recipients: int,
+        line_limit: int,
+        hostname: str,
+    ) -> None:
+        self.kind = kind
+        self.host = host
+        self.port = port
+        self._limits = _Limits()
+        handler = IntakeHandler(writer, policy, max_recipients=max_recipients, source=kind)
+        cls = LMTP if kind == "lmtp" else SMTP
+        self._factory = _protocol_factory(
+            cls, handler, max_size=max_size, line_limit=line_limit, hostname=hostname, limits=self._limits
+        )
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._factory, host=self.host, port=self.port, reuse_address=True)
+        sock = self._server.sockets[0]
+        self.port = sock.getsockname()[1]
+        log.info("%s listening on %s:%s", self.kind, self.host, self.port)
+
+    async def drain(self, timeout: float) -> None:
+        """Stop accepting, then give sessions in flight up to `timeout` to finish."""
+        if self._server is None:
+            return
+        self._server.close()
+        try:
+            await asyncio.wait_for(self._limits.idle.wait(), timeout)
+        except TimeoutError:
+            log.warning("%s: %d sessions still open after %.0fs drain", self.kind, self._limits.active, timeout)

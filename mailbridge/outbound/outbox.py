@@ -1,0 +1,88 @@
+"""The transactional outbox: outgoing mail is a row written with the ticket change.
+
+Called by the pipeline (and later by agents' commands and the scheduler) inside their
+transaction: it issues a reply token bound to one recipient and one ticket, renders the
+template, composes the mail fresh, and inserts the row. The sender process delivers it
+later; a crash before COMMIT leaves no row, a crash after it leaves a row to deliver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert
+
+from mailbridge.config import SupportSettings
+from mailbridge.outbound.compose import compose
+from mailbridge.outbound.render import Renderer
+from mailbridge.parsing.mime import Address
+from mailbridge.store.tables import outbox, reply_tokens
+from mailbridge.tickets.lifecycle import index_message_ids
+from mailbridge.tickets.tokens import TokenSigner, message_id_for
+
+
+class Outbox:
+    def __init__(self, renderer: Renderer, signer: TokenSigner, support: SupportSettings) -> None:
+        self._renderer = renderer
+        self._signer = signer
+        self._support = support
+
+    def queue(
+        self,
+        conn: Connection,
+        *,
+        ticket_id: int,
+        kind: str,
+        template: str,
+        context: Mapping[str, Any],
+        to: Address,
+        in_reply_to: str | None,
+        references: Sequence[str],
+        now: datetime,
+        auto_submitted: str | None = "auto-replied",
+    ) -> tuple[int, str]:
+        """Queue one mail to one recipient; return (outbox id, Message-ID)."""
+        # One token per recipient and ticket: a reply proves who it was sent to.
+        token = self._signer.new()
+        token_id = self._signer.token_id(token)
+        conn.execute(
+            insert(reply_tokens).values(
+                id=token_id, ticket_id=ticket_id, address=to.address.lower(), purpose="reply", created_at=now
+            )
+        )
+        local, domain = self._support.address.split("@", 1)
+        message_id = message_id_for(token, domain)
+        rendered = self._renderer.render(template, context)
+        raw = compose(
+            from_name=self._support.name,
+            from_address=self._support.address,
+            to_name=to.name,
+            to_address=to.address,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            message_id=message_id,
+            date=now,
+            reply_to=f"{local}+{token}@{domain}",
+            in_reply_to=in_reply_to,
+            references=list(references),
+            auto_submitted=auto_submitted,
+        )
+        outbox_id = conn.execute(
+            insert(outbox).values(
+                ticket_id=ticket_id,
+                kind=kind,
+                message_id=message_id,
+                mail_from=self._support.address,
+                rcpt=to.address,
+                raw=raw,
+                state="queued",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        ).inserted_primary_key[0]
+        index_message_ids(conn, ticket_id, message_id, [])
+        return int(outbox_id), message_id

@@ -1,0 +1,135 @@
+"""The daemon's child processes: receiver, worker and sender main loops.
+
+Each runs in its own process (the supervisor in daemon.py starts them), talks to the
+others only through the database, and exits cleanly on SIGTERM: the receiver stops
+accepting and lets sessions in flight finish, the worker and sender finish the batch in
+hand. Each also exits when its supervisor dies (PR_SET_PDEATHSIG, plus a parent check).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from mailbridge.app import App
+from mailbridge.config import Config
+from mailbridge.intake.recipients import RecipientPolicy
+from mailbridge.intake.smtp import Listener
+from mailbridge.intake.spool import SpoolWriter
+from mailbridge.store.queries import heartbeat, register_component, unregister_component
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 5.0
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Ask the kernel to SIGTERM us when the supervisor dies (Linux); used as preexec_fn."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _watch_parent(stop: Callable[[], None]) -> None:
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                log.warning("supervisor %s is gone; stopping", parent)
+                stop()
+                return
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def component_name(kind: str, index: int = 0) -> str:
+    return f"{kind}-{index}@{socket.gethostname()}"
+
+
+# --- receiver -------------------------------------------------------------------------
+
+
+def run_receiver(config: Config) -> int:
+    return asyncio.run(_receiver(config))
+
+
+async def _receiver(config: Config) -> int:
+    app = App(config)
+    store = app.store
+    writer = SpoolWriter(store.spool, clock=app.clock)
+    policy = RecipientPolicy(config.support.addresses, config.support.domains)
+    listeners: list[Listener] = []
+    common = {
+        "writer": writer, "policy": policy, "max_size": config.smtp.max_message_size,
+        "max_recipients": config.smtp.max_recipients, "line_limit": config.smtp.max_line_length,
+        "hostname": config.smtp.hostname,
+    }
+    if config.smtp.enabled:
+        listeners.append(Listener(kind="smtp", host=config.smtp.host, port=config.smtp.port, **common))
+    if config.lmtp.enabled:
+        listeners.append(Listener(kind="lmtp", host=config.lmtp.host, port=config.lmtp.port, **common))
+    for listener in listeners:
+        await listener.start()
+        register_component(store, component_name(listener.kind), listener.kind,
+                           f"{listener.host}:{listener.port}", app.clock())
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    _watch_parent(lambda: loop.call_soon_threadsafe(stopping.set))
+    while not stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), HEARTBEAT_SECONDS)
+        for listener in listeners:
+            await asyncio.to_thread(heartbeat, store, component_name(listener.kind), app.clock())
+    log.info("receiver draining")
+    await asyncio.gather(*(lst.drain(config.daemon.drain_seconds) for lst in listeners))
+    writer.close()
+    for listener in listeners:
+        unregister_component(store, component_name(listener.kind))
+    app.close()
+    return 0
+
+
+# --- worker and sender ----------------------------------------------------------------
+
+
+def _poll_loop(config: Config, kind: str, index: int, step: Callable[[App], int]) -> int:
+    app = App(config)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    _watch_parent(stop.set)
+    name = component_name(kind, index)
+    register_component(app.store, name, kind, None, app.clock())
+    last_beat = time.monotonic()
+    idle = config.processing.poll_interval_seconds
+    while not stop.is_set():
+        done = step(app)
+        if time.monotonic() - last_beat > HEARTBEAT_SECONDS:
+            heartbeat(app.store, name, app.clock())
+            last_beat = time.monotonic()
+        if not done:
+            stop.wait(idle)
+    unregister_component(app.store, name)
+    app.close()
+    return 0
+
+
+def run_worker(config: Config, index: int = 0) -> int:
+    return _poll_loop(config, "worker", index, lambda app: len(app.pipeline.run_batch()))
+
+
+def run_sender(config: Config, index: int = 0) -> int:
+    return _poll_loop(config, "sender", index, lambda app: app.sender.run_batch())

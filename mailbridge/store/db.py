@@ -1,0 +1,108 @@
+"""Engines and transactions for SQLite (embedded default) and PostgreSQL.
+
+Every process builds its own engine from the config (composition roots pass it down).
+SQLite specifics live here: WAL with synchronous=FULL (a committed row survives power
+loss, so it is safe to answer 250 after COMMIT), the spool attached as a second file so
+receivers and the worker hold different write locks, and BEGIN IMMEDIATE for writers so
+a read-then-write transaction never fails on lock upgrade.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+SQLITE_BUSY_MS = 60_000
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+class Store:
+    """The engines one process uses: `main` for tickets and everything else, `spool` for
+    raw inbound mail. On PostgreSQL both are one engine (the spool is a schema); on
+    SQLite they are two files with their own write locks, and `migrations` is an engine
+    that sees both, used only to upgrade the schema."""
+
+    def __init__(self, url: str, *, pool_size: int = 5) -> None:
+        self.url = url
+        parsed = make_url(url)
+        self.sqlite = parsed.get_backend_name() == "sqlite"
+        if self.sqlite:
+            db_file = Path(parsed.database or "")
+            if not db_file.name or str(db_file) == ":memory:":
+                raise ValueError("SQLite needs a file database (the spool is kept beside it)")
+            db_file.parent.mkdir(parents=True, exist_ok=True)
+            self.main = _sqlite_engine(db_file)
+            self.spool = _sqlite_engine(spool_path_for(db_file), spool_is_main=True)
+        else:
+            self.main = create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=5)
+            self.spool = self.main
+
+    def migrations_engine(self) -> Engine:
+        if self.sqlite:
+            return _sqlite_engine(Path(make_url(self.url).database or ""), attach_spool=True)
+        return self.main
+
+    def dispose(self) -> None:
+        self.main.dispose()
+        if self.spool is not self.main:
+            self.spool.dispose()
+
+
+def spool_path_for(main_db: Path) -> Path:
+    return main_db.with_name(main_db.stem + "-spool" + main_db.suffix)
+
+
+def _sqlite_engine(db_file: Path, *, spool_is_main: bool = False, attach_spool: bool = False) -> Engine:
+    engine = create_engine(
+        f"sqlite:///{db_file}", connect_args={"timeout": SQLITE_BUSY_MS / 1000, "isolation_level": None}
+    )
+    schemas = ("main", "spool") if attach_spool else ("main",)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        if attach_spool:
+            cur.execute("ATTACH DATABASE ? AS spool", (str(spool_path_for(db_file)),))
+        for schema in schemas:
+            cur.execute(f"PRAGMA {schema}.journal_mode=WAL")
+            # FULL: a COMMIT is on disk before we answer 250 (WAL's NORMAL is not).
+            cur.execute(f"PRAGMA {schema}.synchronous=FULL")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # The driver is in autocommit mode (isolation_level=None), so we emit BEGIN
+        # ourselves; writers ask for IMMEDIATE to take the write lock up front, so a
+        # read-then-write transaction never fails on lock upgrade.
+        mode = "BEGIN IMMEDIATE" if conn.get_execution_options().get("sqlite_write") else "BEGIN"
+        conn.exec_driver_sql(mode)
+
+    if spool_is_main:
+        # Tables declared in schema "spool" live in this file's main database.
+        return engine.execution_options(schema_translate_map={"spool": None})
+    return engine
+
+
+@contextmanager
+def write_tx(engine: Engine) -> Iterator[Connection]:
+    """A read-write transaction: committed on success, rolled back on any exception."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(sqlite_write=True)
+        with conn.begin():
+            yield conn
+
+
+@contextmanager
+def read_tx(engine: Engine) -> Iterator[Connection]:
+    with engine.connect() as conn, conn.begin():
+        yield conn

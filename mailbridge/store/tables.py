@@ -1,0 +1,208 @@
+"""Database schema (SQLAlchemy Core), the single definition the migrations follow.
+
+Two groups of tables:
+- the spool (schema "spool"): raw inbound mail exactly as received, written by the
+  receivers and nothing else on the hot path. On SQLite it is a separate database file
+  attached as "spool", so receivers never queue behind the worker's write lock; on
+  PostgreSQL it is a schema of the one database, so several hosts can share it.
+- everything else: tickets, messages, the thread index, tokens, events and the outbox,
+  written by the worker in one transaction per message.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+SPOOL_SCHEMA = "spool"
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# BigInteger ids that are still SQLite's rowid alias (INTEGER PRIMARY KEY).
+Id = BigInteger().with_variant(Integer(), "sqlite")
+TS = DateTime(timezone=True)
+
+# --- spool --------------------------------------------------------------------------
+
+inbound = Table(
+    "inbound",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("received_at", TS, nullable=False),
+    Column("source", String(16), nullable=False),  # smtp | lmtp | pipe | imap | import
+    Column("peer", String(255)),
+    Column("mail_from", Text),
+    Column("rcpts", JSON, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("raw", LargeBinary, nullable=False),
+    # received -> processing -> done | duplicate | quarantined -> (retry) received | discarded
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("reason", Text),
+    Column("claimed_until", TS),
+    Column("processed_at", TS),
+    schema=SPOOL_SCHEMA,
+)
+Index("ix_inbound_state_id", inbound.c.state, inbound.c.id)
+
+# --- tickets --------------------------------------------------------------------------
+
+counters = Table(
+    "counters",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
+tickets = Table(
+    "tickets",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("reference", String(64), nullable=False, unique=True),
+    Column("subject", Text, nullable=False),
+    Column("requester", String(320), nullable=False),
+    Column("requester_name", Text, nullable=False, default=""),
+    Column("status", String(16), nullable=False),  # new | open | pending | resolved | closed
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Column("related_ticket_id", Id, ForeignKey("tickets.id")),
+    Column("flood", Boolean, nullable=False, default=False),
+)
+Index("ix_tickets_requester_created", tickets.c.requester, tickets.c.created_at)
+Index("ix_tickets_status", tickets.c.status)
+
+participants = Table(
+    "participants",
+    metadata,
+    Column("ticket_id", Id, ForeignKey("tickets.id"), primary_key=True),
+    Column("address", String(320), primary_key=True),
+    Column("name", Text, nullable=False, default=""),
+    Column("role", String(16), nullable=False),  # requester | cc | agent
+    Column("added_at", TS, nullable=False),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("ticket_id", Id, ForeignKey("tickets.id"), nullable=False),
+    # The spool row this message came from; unique so reprocessing is idempotent.
+    Column("inbound_id", Id, unique=True),
+    Column("direction", String(8), nullable=False),  # in | out
+    Column("message_id", Text),
+    Column("dedupe_key", String(64), unique=True),
+    Column("from_address", String(320), nullable=False, default=""),
+    Column("from_name", Text, nullable=False, default=""),
+    Column("subject", Text, nullable=False, default=""),
+    Column("sent_at", TS),
+    Column("text", Text, nullable=False, default=""),
+    Column("text_source", String(8), nullable=False, default="none"),
+    Column("created_at", TS, nullable=False),
+)
+Index("ix_messages_ticket", messages.c.ticket_id, messages.c.id)
+
+attachments = Table(
+    "attachments",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("message_id", Id, ForeignKey("messages.id"), nullable=False, index=True),
+    Column("stored_name", String(64), nullable=False, unique=True),  # generated, never user text
+    Column("filename", Text, nullable=False),  # sanitised original name
+    Column("original_filename", Text),
+    Column("content_type", String(255), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("inline", Boolean, nullable=False, default=False),
+    Column("data", LargeBinary, nullable=False),
+)
+
+# Every Message-ID we stored or sent, and every ID a stored message references: lets a
+# parent that arrives after its reply still find the reply's ticket (threading must not
+# depend on arrival order).
+thread_index = Table(
+    "thread_index",
+    metadata,
+    Column("msgid", String(998), primary_key=True),
+    Column("ticket_id", Id, ForeignKey("tickets.id"), primary_key=True),
+    Column("kind", String(4), nullable=False),  # own | ref
+)
+Index("ix_thread_index_ticket", thread_index.c.ticket_id)
+
+reply_tokens = Table(
+    "reply_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),  # hex of the token's random part
+    Column("ticket_id", Id, ForeignKey("tickets.id"), nullable=False),
+    Column("address", String(320), nullable=False),
+    Column("purpose", String(16), nullable=False, default="reply"),
+    Column("created_at", TS, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("ticket_id", Id, ForeignKey("tickets.id"), nullable=False),
+    Column("at", TS, nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("actor", String(320), nullable=False),
+    Column("data", JSON, nullable=False),
+)
+Index("ix_events_ticket", events.c.ticket_id, events.c.id)
+Index("ix_events_type_at", events.c.type, events.c.at)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("ticket_id", Id, ForeignKey("tickets.id")),
+    Column("kind", String(32), nullable=False),  # acknowledgement, ...
+    Column("message_id", Text, nullable=False, unique=True),
+    Column("mail_from", String(320), nullable=False),
+    Column("rcpt", String(320), nullable=False),
+    Column("raw", LargeBinary, nullable=False),
+    # queued | held | sending | sent | failed
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", TS, nullable=False),
+    Column("claimed_until", TS),
+    Column("last_error", Text),
+    Column("created_at", TS, nullable=False),
+    Column("sent_at", TS),
+)
+Index("ix_outbox_state_next", outbox.c.state, outbox.c.next_attempt_at)
+
+# Which processes run where: what `mailbridge status` shows.
+components = Table(
+    "components",
+    metadata,
+    Column("name", String(64), primary_key=True),  # e.g. "smtp@host" or "worker-1@host"
+    Column("kind", String(16), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("listen", String(255)),
+    Column("started_at", TS, nullable=False),
+    Column("heartbeat_at", TS, nullable=False),
+    UniqueConstraint("name"),
+)

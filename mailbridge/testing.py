@@ -1,0 +1,25 @@
+"""Test-only crash points, inert unless MAILBRIDGE_TESTING=1.
+
+A test names a point in MAILBRIDGE_CRASH_AT ("name" or "name:N" for the N-th pass) and
+the process kills its whole process group with SIGKILL there, as a power cut would.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+_ENABLED = os.environ.get("MAILBRIDGE_TESTING") == "1"
+_TARGET = os.environ.get("MAILBRIDGE_CRASH_AT", "") if _ENABLED else ""
+_counts: dict[str, int] = {}
+
+
+def crash_point(name: str) -> None:
+    if not _TARGET:
+        return
+    point, _, nth = _TARGET.partition(":")
+    if point != name:
+        return
+    _counts[name] = _counts.get(name, 0) + 1
+    if _counts[name] >= int(nth or 1):
+        os.killpg(os.getpgrp(), signal.SIGKILL)

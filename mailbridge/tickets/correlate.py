@@ -1,0 +1,119 @@
+"""Correlate: which ticket does a parsed mail belong to? (reads only, no writes)
+
+Order of evidence, strongest first:
+ (a) a signed reply token of ours, in an envelope recipient / To / Cc address
+     (`support+TOKEN@`) or in a Message-ID it replies to; the token alone is proof;
+ (b) In-Reply-To/References naming a message of a ticket, or a ticket's message naming
+     this one (a parent that arrives after its reply), when the sender is a participant;
+ (c) the reference in the subject (`[MB-2026-000042]`), when the sender is a participant.
+A thread or subject match from a non-participant does not join the ticket (anyone can
+copy a subject or a Message-ID); the new ticket is linked to it as related instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, select
+
+from mailbridge.parsing.mime import ParsedMail
+from mailbridge.store.tables import participants, reply_tokens, thread_index, tickets
+from mailbridge.tickets.refs import ReferenceFormat
+from mailbridge.tickets.tokens import TokenSigner, token_from_address, token_from_message_id
+
+
+@dataclass(frozen=True)
+class Correlation:
+    ticket_id: int | None  # the ticket to join, or None for a new ticket
+    how: str  # token | thread | subject | new
+    related_ticket_id: int | None = None  # a thread/subject match we refused (non-participant)
+    token_address: str | None = None  # whom the matching token was issued to
+
+
+def candidate_tokens(
+    mail: ParsedMail, rcpts: Sequence[str], support_locals: Iterable[str]
+) -> list[str]:
+    locals_ = list(support_locals)
+    found: list[str] = []
+    addresses = list(rcpts) + [a.address for a in (*mail.to, *mail.cc)]
+    for name in ("Delivered-To", "X-Original-To"):
+        addresses += mail.header_all(name)
+    for addr in addresses:
+        token = token_from_address(addr.strip().strip("<>"), locals_)
+        if token and token not in found:
+            found.append(token)
+    for msgid in [mail.in_reply_to, *mail.references]:
+        token = token_from_message_id(msgid) if msgid else None
+        if token and token not in found:
+            found.append(token)
+    return found
+
+
+class Correlator:
+    def __init__(self, signer: TokenSigner, refs: ReferenceFormat, support_locals: Iterable[str]) -> None:
+        self._signer = signer
+        self._refs = refs
+        self._support_locals = list(support_locals)
+
+    def correlate(self, conn: Connection, mail: ParsedMail, rcpts: Sequence[str]) -> Correlation:
+        sender = mail.from_.address.lower() if mail.from_ else ""
+        for token in candidate_tokens(mail, rcpts, self._support_locals):
+            token_id = self._signer.verify(token)
+            if token_id is None:
+                continue
+            row = conn.execute(
+                select(reply_tokens.c.ticket_id, reply_tokens.c.address).where(reply_tokens.c.id == token_id)
+            ).first()
+            if row is not None:
+                return Correlation(int(row.ticket_id), "token", token_address=row.address)
+
+        related: int | None = None
+        thread_tickets = self._thread_tickets(conn, mail)
+        for ticket_id in thread_tickets:
+            if self._is_participant(conn, ticket_id, sender):
+                return Correlation(ticket_id, "thread")
+            related = related or ticket_id
+
+        for reference in self._refs.find_in_subject(mail.subject):
+            ticket_id = conn.execute(select(tickets.c.id).where(tickets.c.reference == reference)).scalar()
+            if ticket_id is None:
+                continue
+            if self._is_participant(conn, int(ticket_id), sender):
+                return Correlation(int(ticket_id), "subject")
+            related = related or int(ticket_id)
+        return Correlation(None, "new", related_ticket_id=related)
+
+    def _thread_tickets(self, conn: Connection, mail: ParsedMail) -> list[int]:
+        """Tickets sharing a Message-ID with this mail, oldest first."""
+        ids = [i for i in dict.fromkeys([mail.in_reply_to, *mail.references]) if i]
+        found: set[int] = set()
+        if ids:
+            found.update(
+                int(t) for t in conn.execute(
+                    select(thread_index.c.ticket_id).where(thread_index.c.msgid.in_(ids[-50:]))
+                ).scalars()
+            )
+        if mail.message_id:
+            # Someone already stored a reply to this very message: it is that thread's parent.
+            found.update(
+                int(t) for t in conn.execute(
+                    select(thread_index.c.ticket_id).where(
+                        thread_index.c.msgid == mail.message_id, thread_index.c.kind == "ref"
+                    )
+                ).scalars()
+            )
+        return sorted(found)
+
+    @staticmethod
+    def _is_participant(conn: Connection, ticket_id: int, address: str) -> bool:
+        if not address:
+            return False
+        return (
+            conn.execute(
+                select(participants.c.role).where(
+                    participants.c.ticket_id == ticket_id, participants.c.address == address
+                )
+            ).first()
+            is not None
+        )

@@ -1,0 +1,59 @@
+"""Ticket references (`MB-2026-000042`) and the subject tag that carries them.
+
+The format comes from `[tickets] reference`; the sequence is global and never reset
+(a counter row incremented in the ticket's own transaction, so no gaps from rollbacks
+and no duplicates across processes).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from sqlalchemy import Connection, insert, select, update
+
+from mailbridge.store.tables import counters
+
+_FIELD = re.compile(r"{(\w+)(?::[^}]*)?}")
+
+
+class ReferenceFormat:
+    def __init__(self, template: str, prefix: str) -> None:
+        self.template = template
+        self.prefix = prefix
+        self._pattern = re.compile(r"\[(" + self._regex() + r")\]", re.IGNORECASE)
+
+    def format(self, seq: int, created: datetime) -> str:
+        return self.template.format(prefix=self.prefix, year=created.year, seq=seq)
+
+    def tag(self, reference: str) -> str:
+        return f"[{reference}]"
+
+    def find_in_subject(self, subject: str) -> list[str]:
+        """References tagged in a subject, upper-cased as we issue them."""
+        return [m.group(1).upper() for m in self._pattern.finditer(subject or "")]
+
+    def _regex(self) -> str:
+        out, pos = [], 0
+        for match in _FIELD.finditer(self.template):
+            out.append(re.escape(self.template[pos : match.start()]))
+            name = match.group(1)
+            out.append(re.escape(self.prefix) if name == "prefix" else r"\d{4}" if name == "year" else r"\d+")
+            pos = match.end()
+        out.append(re.escape(self.template[pos:]))
+        return "".join(out)
+
+
+def next_sequence(conn: Connection, name: str = "ticket") -> int:
+    """Increment and return a named counter inside the caller's transaction."""
+    updated = conn.execute(
+        update(counters).where(counters.c.name == name).values(value=counters.c.value + 1).returning(counters.c.value)
+    ).scalar()
+    if updated is not None:
+        return int(updated)
+    conn.execute(insert(counters).values(name=name, value=1))
+    return 1
+
+
+def peek_sequence(conn: Connection, name: str = "ticket") -> int:
+    return int(conn.execute(select(counters.c.value).where(counters.c.name == name)).scalar() or 0)

@@ -1,0 +1,98 @@
+"""Threading does not depend on arrival order, on SQLite and on PostgreSQL.
+
+Drives the real pipeline (spool → worker) in-process against a real database; the
+SMTP path is covered by test_core_path.py.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+
+import pytest
+from sqlalchemy import select
+
+from mailbridge.app import App
+from mailbridge.config import load_config
+from mailbridge.intake.spool import Envelope, accept
+from mailbridge.store import migrate
+from mailbridge.store.db import read_tx
+from mailbridge.store.tables import messages, tickets
+from tests.support import make_mail, write_config
+
+
+def build_threads(seed: int, count: int) -> list[tuple[int, str, bytes]]:
+    """Threads like real mail clients write them: In-Reply-To the previous message,
+    References the last ten (RFC 5322 3.6.4 lets clients trim the list)."""
+    rnd = random.Random(seed)
+    mails = []
+    for thread in range(count):
+        sender = f"user{thread}@example.com"
+        ids: list[str] = []
+        for position in range(rnd.choice([1, 1, 1, 2, 3, 5, 8, 11])):
+            msgid = f"t{thread}.m{position}@example.com"
+            refs = " ".join(f"<{i}>" for i in ids[-10:]) or None
+            subject = f"Problem {thread}" if not ids else f"Re: Problem {thread}"
+            raw = make_mail(subject=subject, sender=sender, message_id=msgid,
+                            in_reply_to=ids[-1] if ids else None, references=refs)
+            mails.append((thread, msgid, raw))
+            ids.append(msgid)
+    return mails
+
+
+def run_all(app: App) -> None:
+    while app.pipeline.run_batch():
+        pass
+
+
+@pytest.mark.parametrize("order", ["in order", "shuffled", "reversed"])
+def test_threads_are_exact_in_any_order(db_url, tmp_path, order):
+    app = App(load_config(write_config(tmp_path, db_url=db_url)))
+    migrate.upgrade(app.store)
+    mails = build_threads(seed=7, count=60)
+    if order == "shuffled":
+        random.Random(1).shuffle(mails)
+    elif order == "reversed":
+        mails.reverse()
+    for _thread, _msgid, raw in mails:
+        accept(app.store.spool, raw, Envelope("smtp", "x@example.com", ["support@help.example"]))
+    run_all(app)
+
+    with read_tx(app.store.main) as conn:
+        rows = conn.execute(select(messages.c.message_id, tickets.c.reference)
+                            .join(tickets, tickets.c.id == messages.c.ticket_id)).all()
+    ticket_of = {msgid: ref for msgid, ref in rows}
+    assert len(ticket_of) == len(mails), "every message stored exactly once"
+    groups: dict[int, set[str]] = defaultdict(set)
+    for thread, msgid, _raw in mails:
+        groups[thread].add(ticket_of[msgid])
+    split = {t: refs for t, refs in groups.items() if len(refs) != 1}
+    assert not split, f"threads split across tickets: {split}"
+    assert len(set(ticket_of.values())) == len(groups)
+    app.close()
+
+
+def test_same_message_twice_is_one_ticket(db_url, tmp_path):
+    app = App(load_config(write_config(tmp_path, db_url=db_url)))
+    migrate.upgrade(app.store)
+    raw = make_mail(message_id="dup@example.com")
+    # A second delivery differs only in trace headers (another hop, another path).
+    again = b"Received: from mx2.example.com by mx.help.example; Mon, 23 Nov 2026 10:00:05 +0000\r\n" \
+            b"Delivered-To: support@help.example\r\nReturn-Path: <alice@example.com>\r\n" + raw.replace(b"\r\n", b"\n")
+    accept(app.store.spool, raw, Envelope("smtp", "alice@example.com", ["support@help.example"]))
+    accept(app.store.spool, again, Envelope("imap", None, []))
+    # Same Message-ID, different content: a different message (not a duplicate).
+    accept(app.store.spool, make_mail(message_id="dup@example.com", body="other text\n"),
+           Envelope("smtp", "alice@example.com", ["support@help.example"]))
+    outcomes = []
+    while batch := app.pipeline.run_batch():
+        outcomes += batch
+    assert [o.state for o in outcomes] == ["done", "duplicate", "done"]
+    assert outcomes[1].ticket == outcomes[0].ticket
+    with read_tx(app.store.main) as conn:
+        refs = conn.execute(select(tickets.c.reference).order_by(tickets.c.id)).scalars().all()
+    assert refs == [outcomes[0].ticket, outcomes[2].ticket]
+    from mailbridge.store.queries import outbox_counts
+
+    assert outbox_counts(app.store) == {"queued": 2}, "the duplicate got no acknowledgement"
+    app.close()
