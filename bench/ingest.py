@@ -57,20 +57,40 @@ flood_threshold = 100000
 def make_corpus(n: int, seed: int) -> Path:
     out = REPO / "bench" / "out" / f"corpus-{n}-{seed}"
     if not (out / "manifest.json").exists():
-        subprocess.run([sys.executable, str(SHARED / "tools" / "gen_corpus.py"), "--n", str(n), "--seed", str(seed),
-                        "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                str(SHARED / "tools" / "gen_corpus.py"),
+                "--n",
+                str(n),
+                "--seed",
+                str(seed),
+                "--out",
+                str(out),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     return out
 
 
 def cli(config: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mailbridge.cli", "--config", str(config), *args],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "mailbridge.cli", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def start_daemon(site: Path) -> tuple[subprocess.Popen[bytes], int]:
     log = (site / "daemon.log").open("ab")
-    proc = subprocess.Popen([sys.executable, "-m", "mailbridge.cli", "--config", str(site / "config.toml"), "run"],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mailbridge.cli", "--config", str(site / "config.toml"), "run"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         st = cli(site / "config.toml", "status", "--json")
@@ -169,8 +189,9 @@ def check_threads(site: Path, manifest: list[dict[str, object]]) -> dict[str, in
     }
 
 
-def one_run(corpus: Path, manifest: list[dict[str, object]], shuffled: bool, connections: int,
-            workers: int) -> dict[str, object]:
+def one_run(
+    corpus: Path, manifest: list[dict[str, object]], shuffled: bool, connections: int, workers: int
+) -> dict[str, object]:
     files = [corpus / str(item["file"]) for item in manifest]
     if shuffled:
         random.Random(20240501).shuffle(files)
@@ -192,16 +213,18 @@ def one_run(corpus: Path, manifest: list[dict[str, object]], shuffled: bool, con
             proc.wait(timeout=60)
         result = check_threads(site, manifest)
     latencies.sort()
-    result.update({
-        "order": "shuffled" if shuffled else "file",
-        "mails": len(mails),
-        "smtp_failures": failures,
-        "accepted_per_s": round(len(mails) / accept_s, 1),
-        "end_to_end_per_s": round(len(mails) / total_s, 1),
-        "accept_p50_ms": round(latencies[len(latencies) // 2] * 1000, 2),
-        "accept_p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
-        "peak_rss_mib": round(rss / 1024, 1),
-    })
+    result.update(
+        {
+            "order": "shuffled" if shuffled else "file",
+            "mails": len(mails),
+            "smtp_failures": failures,
+            "accepted_per_s": round(len(mails) / accept_s, 1),
+            "end_to_end_per_s": round(len(mails) / total_s, 1),
+            "accept_p50_ms": round(latencies[len(latencies) // 2] * 1000, 2),
+            "accept_p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
+            "peak_rss_mib": round(rss / 1024, 1),
+        }
+    )
     return result
 
 
@@ -217,25 +240,34 @@ def main() -> None:
     corpus = make_corpus(args.n, args.seed)
     manifest = json.loads((corpus / "manifest.json").read_text())
     true_threads = len({item["ticket"] for item in manifest})
-    print(f"corpus: {len(manifest)} mails, {true_threads} threads, "
-          f"{len(manifest) - true_threads} replies; {args.connections} connections; {args.workers} worker(s)")
+    print(
+        f"corpus: {len(manifest)} mails, {true_threads} threads, "
+        f"{len(manifest) - true_threads} replies; {args.connections} connections; {args.workers} worker(s)"
+    )
     orders = ["file", "shuffled"] if args.order == "both" else [args.order]
     for order in orders:
-        runs = [one_run(corpus, manifest, order == "shuffled", args.connections, args.workers)
-                for _ in range(args.runs)]
+        runs = [
+            one_run(corpus, manifest, order == "shuffled", args.connections, args.workers) for _ in range(args.runs)
+        ]
         for run in runs:
             print(json.dumps(run))
-        med = {k: statistics.median(float(r[k]) for r in runs)  # type: ignore[arg-type]
-               for k in ("accepted_per_s", "end_to_end_per_s", "accept_p50_ms", "accept_p99_ms", "peak_rss_mib")}
+        med = {
+            k: statistics.median(float(r[k]) for r in runs)  # type: ignore[arg-type]
+            for k in ("accepted_per_s", "end_to_end_per_s", "accept_p50_ms", "accept_p99_ms", "peak_rss_mib")
+        }
         last = runs[-1]
-        exact = all(r["tickets"] == true_threads and r["split_threads"] == 0 and r["mixed_tickets"] == 0
-                    and r["missing"] == 0 for r in runs)
-        print(f"== {order} order, median of {len(runs)}: accepted {med['accepted_per_s']:.0f} msg/s, "
-              f"end-to-end {med['end_to_end_per_s']:.0f} msg/s, accept p50 {med['accept_p50_ms']:.1f} ms, "
-              f"p99 {med['accept_p99_ms']:.1f} ms, peak RSS {med['peak_rss_mib']:.0f} MiB; "
-              f"tickets {last['tickets']}, follow-ups {last['follow_ups']}, split {last['split_threads']}, "
-              f"mixed {last['mixed_tickets']}, missing {last['missing']} -> threading "
-              f"{'EXACT' if exact else 'WRONG'}")
+        exact = all(
+            r["tickets"] == true_threads and r["split_threads"] == 0 and r["mixed_tickets"] == 0 and r["missing"] == 0
+            for r in runs
+        )
+        print(
+            f"== {order} order, median of {len(runs)}: accepted {med['accepted_per_s']:.0f} msg/s, "
+            f"end-to-end {med['end_to_end_per_s']:.0f} msg/s, accept p50 {med['accept_p50_ms']:.1f} ms, "
+            f"p99 {med['accept_p99_ms']:.1f} ms, peak RSS {med['peak_rss_mib']:.0f} MiB; "
+            f"tickets {last['tickets']}, follow-ups {last['follow_ups']}, split {last['split_threads']}, "
+            f"mixed {last['mixed_tickets']}, missing {last['missing']} -> threading "
+            f"{'EXACT' if exact else 'WRONG'}"
+        )
 
 
 if __name__ == "__main__":

@@ -50,9 +50,15 @@ def _print_json(data: Any) -> None:
 
 
 @click.group()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-              envvar="MAILBRIDGE_CONFIG", default="config.toml", show_default=True,
-              help="The admin's config file.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="MAILBRIDGE_CONFIG",
+    default="config.toml",
+    show_default=True,
+    help="The admin's config file.",
+)
 @click.pass_context
 def main(ctx: click.Context, config_path: Path) -> None:
     """mailbridge: email in, tickets out."""
@@ -85,7 +91,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     from mailbridge.store.queries import inbound_counts, live_components, outbox_counts
 
     app = _app(ctx)
-    data = {
+    data: dict[str, Any] = {
         "components": live_components(app.store, app.clock()),
         "inbound": inbound_counts(app.store),
         "outbox": outbox_counts(app.store),
@@ -97,8 +103,14 @@ def status(ctx: click.Context, as_json: bool) -> None:
     for col in ("name", "kind", "listen", "pid", "alive", "heartbeat"):
         table.add_column(col)
     for comp in data["components"]:
-        table.add_row(comp["name"], comp["kind"], comp["listen"] or "", str(comp["pid"]),
-                      "yes" if comp["alive"] else "NO", comp["heartbeat_at"])
+        table.add_row(
+            comp["name"],
+            comp["kind"],
+            comp["listen"] or "",
+            str(comp["pid"]),
+            "yes" if comp["alive"] else "NO",
+            comp["heartbeat_at"],
+        )
     console.print(table)
     console.print("stored mail: " + (", ".join(f"{k} {v}" for k, v in sorted(data["inbound"].items())) or "none"))
     console.print("outbox: " + (", ".join(f"{k} {v}" for k, v in sorted(data["outbox"].items())) or "empty"))
@@ -250,8 +262,9 @@ def tickets_list(ctx: click.Context, status: str | None, as_json: bool) -> None:
     for col in ("reference", "status", "requester", "subject", "messages", "updated"):
         table.add_column(col)
     for row in rows:
-        table.add_row(row["reference"], row["status"], row["requester"], row["subject"], str(row["messages"]),
-                      row["updated_at"])
+        table.add_row(
+            row["reference"], row["status"], row["requester"], row["subject"], str(row["messages"]), row["updated_at"]
+        )
     console.print(table)
 
 
@@ -273,8 +286,9 @@ def tickets_show(ctx: click.Context, reference: str, as_json: bool) -> None:
         _print_json(data)
         return
     console.print(f"[bold]{data['reference']}[/] {data['subject']}", highlight=False)
-    console.print(f"status {data['status']}, requester {data['requester']}, created {data['created_at']}",
-                  highlight=False)
+    console.print(
+        f"status {data['status']}, requester {data['requester']}, created {data['created_at']}", highlight=False
+    )
     if data["related"]:
         console.print(f"related to {data['related']}")
     console.print("participants: " + ", ".join(f"{p['address']} ({p['role']})" for p in data["participants"]))
@@ -285,8 +299,9 @@ def tickets_show(ctx: click.Context, reference: str, as_json: bool) -> None:
             console.print(f"[attachment] {att['filename']} ({att['content_type']}, {att['size']} bytes)")
     console.rule("history")
     for ev in data["events"]:
-        console.print(f"{ev['at']}  {ev['type']:<22} {ev['actor']}  {json.dumps(ev['data'])}",
-                      markup=False, highlight=False)
+        console.print(
+            f"{ev['at']}  {ev['type']:<22} {ev['actor']}  {json.dumps(ev['data'])}", markup=False, highlight=False
+        )
 
 
 @tickets.command("set")
@@ -332,8 +347,9 @@ def quarantine_list(ctx: click.Context, include_discarded: bool, as_json: bool) 
     for col in ("id", "received", "source", "from", "state", "reason"):
         table.add_column(col)
     for row in rows:
-        table.add_row(str(row["id"]), row["received_at"], row["source"], row["mail_from"] or "", row["state"],
-                      row["reason"] or "")
+        table.add_row(
+            str(row["id"]), row["received_at"], row["source"], row["mail_from"] or "", row["state"], row["reason"] or ""
+        )
     console.print(table)
 
 
@@ -401,8 +417,16 @@ def outbox_list(ctx: click.Context, state: str | None, as_json: bool) -> None:
     for col in ("id", "ticket", "kind", "to", "state", "attempts", "next attempt", "error"):
         table.add_column(col)
     for row in rows:
-        table.add_row(str(row["id"]), row["reference"] or "", row["kind"], row["rcpt"], row["state"],
-                      str(row["attempts"]), row["next_attempt_at"] or "", row["last_error"] or "")
+        table.add_row(
+            str(row["id"]),
+            row["reference"] or "",
+            row["kind"],
+            row["rcpt"],
+            row["state"],
+            str(row["attempts"]),
+            row["next_attempt_at"] or "",
+            row["last_error"] or "",
+        )
     console.print(table)
 
 

@@ -101,7 +101,7 @@ class TicketSettings(_Strict):
         names = set(re.findall(r"{(\w+)", value))
         unknown = names - {"prefix", "year", "seq"}
         if unknown or "seq" not in names:
-            raise ValueError("must use {seq} and only {prefix}, {year}, {seq} (e.g. \"{prefix}-{year}-{seq:06d}\")")
+            raise ValueError('must use {seq} and only {prefix}, {year}, {seq} (e.g. "{prefix}-{year}-{seq:06d}")')
         try:
             value.format(prefix="MB", year=2026, seq=1)
         except (ValueError, IndexError, KeyError) as exc:

@@ -62,8 +62,9 @@ def reset_stale_claims(app: App) -> None:
     if not app.store.sqlite:
         return
     with write_tx(app.store.spool) as conn:
-        conn.execute(update(inbound).where(inbound.c.state == "processing")
-                     .values(state="received", claimed_until=None))
+        conn.execute(
+            update(inbound).where(inbound.c.state == "processing").values(state="received", claimed_until=None)
+        )
     with write_tx(app.store.main) as conn:
         conn.execute(update(outbox).where(outbox.c.state == "sending").values(state="queued", claimed_until=None))
         conn.execute(components.delete())
@@ -114,8 +115,9 @@ class Supervisor:
             ran = now - child.started
             child.failures = child.failures + 1 if ran < 10 else 1
             delay = min(30.0, 0.5 * 2 ** (child.failures - 1))
-            log.error("%s-%d exited with %s after %.1fs; restarting in %.1fs",
-                      child.role, child.index, code, ran, delay)
+            log.error(
+                "%s-%d exited with %s after %.1fs; restarting in %.1fs", child.role, child.index, code, ran, delay
+            )
             child.proc = None
             child.restart_at = now + delay
 

@@ -21,7 +21,9 @@ from sqlalchemy import Connection, and_, func, or_, select, update
 
 from mailbridge.clock import Clock, utcnow
 from mailbridge.config import Config
+from mailbridge.outbound.compose import ComposeError
 from mailbridge.outbound.outbox import Outbox
+from mailbridge.outbound.render import TemplateError
 from mailbridge.parsing.mime import Address, ParsedMail, ParseError, parse_message
 from mailbridge.parsing.robots import auto_reply_block_reason
 from mailbridge.store.db import Store, write_tx
@@ -47,8 +49,9 @@ class Outcome:
 
 
 class Pipeline:
-    def __init__(self, config: Config, store: Store, outbox: Outbox, correlator: Correlator,
-                 clock: Clock = utcnow) -> None:
+    def __init__(
+        self, config: Config, store: Store, outbox: Outbox, correlator: Correlator, clock: Clock = utcnow
+    ) -> None:
         self._config = config
         self._store = store
         self._outbox = outbox
@@ -62,8 +65,9 @@ class Pipeline:
     def claim(self, limit: int = 32) -> list[Any]:
         """Take up to `limit` waiting messages, oldest first, under a lease."""
         now = self._clock()
-        waiting = or_(inbound.c.state == "received",
-                      and_(inbound.c.state == "processing", inbound.c.claimed_until < now))
+        waiting = or_(
+            inbound.c.state == "received", and_(inbound.c.state == "processing", inbound.c.claimed_until < now)
+        )
         with write_tx(self._store.spool) as conn:
             pick = select(inbound.c.id).where(waiting).order_by(inbound.c.id).limit(limit)
             if not self._store.sqlite:
@@ -72,13 +76,17 @@ class Pipeline:
             if not ids:
                 return []
             conn.execute(
-                update(inbound).where(inbound.c.id.in_(ids))
+                update(inbound)
+                .where(inbound.c.id.in_(ids))
                 .values(state="processing", attempts=inbound.c.attempts + 1, claimed_until=now + LEASE)
             )
-            return list(conn.execute(
-                select(inbound.c.id, inbound.c.raw, inbound.c.rcpts, inbound.c.mail_from, inbound.c.attempts)
-                .where(inbound.c.id.in_(ids)).order_by(inbound.c.id)
-            ))
+            return list(
+                conn.execute(
+                    select(inbound.c.id, inbound.c.raw, inbound.c.rcpts, inbound.c.mail_from, inbound.c.attempts)
+                    .where(inbound.c.id.in_(ids))
+                    .order_by(inbound.c.id)
+                )
+            )
 
     def run_batch(self, limit: int = 32) -> list[Outcome]:
         outcomes = []
@@ -111,13 +119,15 @@ class Pipeline:
         now = self._clock()
         with write_tx(self._store.main) as conn:
             done = conn.execute(
-                select(tickets.c.reference).join(messages, messages.c.ticket_id == tickets.c.id)
+                select(tickets.c.reference)
+                .join(messages, messages.c.ticket_id == tickets.c.id)
                 .where(messages.c.inbound_id == inbound_id)
             ).scalar()
             if done is not None:  # committed before a crash; only the spool marking was lost
                 return Outcome(inbound_id, "done", done, "replayed")
             dup = conn.execute(
-                select(tickets.c.reference).join(messages, messages.c.ticket_id == tickets.c.id)
+                select(tickets.c.reference)
+                .join(messages, messages.c.ticket_id == tickets.c.id)
                 .where(messages.c.dedupe_key == key)
             ).scalar()
             if dup is not None:
@@ -138,8 +148,16 @@ class Pipeline:
         status = conn.execute(select(tickets.c.status).where(tickets.c.id == ticket_id)).scalar()
         return status != "closed"
 
-    def _new_ticket(self, conn: Connection, corr: Correlation, inbound_id: int, mail: ParsedMail, key: str,
-                    mail_from: str | None, now: datetime) -> str:
+    def _new_ticket(
+        self,
+        conn: Connection,
+        corr: Correlation,
+        inbound_id: int,
+        mail: ParsedMail,
+        key: str,
+        mail_from: str | None,
+        now: datetime,
+    ) -> str:
         requester = mail.from_ if mail.from_ and mail.from_.address else Address("", (mail_from or "").lower())
         related = corr.related_ticket_id
         if corr.ticket_id is not None:  # matched a closed ticket
@@ -153,15 +171,35 @@ class Pipeline:
         cc = [a for a in mail.cc + mail.to if a.address.lower() not in self._own and a.address]
         lifecycle.add_participants(conn, ticket_id, cc, "cc", now)
         actor = requester.address or "unknown"
-        lifecycle.add_event(conn, ticket_id, now, "received", actor,
-                            {"message": message_pk, "message_id": mail.message_id, "inbound": inbound_id})
-        lifecycle.add_event(conn, ticket_id, now, "created", actor,
-                            {"reference": reference, "related": related, "subject": mail.subject})
+        lifecycle.add_event(
+            conn,
+            ticket_id,
+            now,
+            "received",
+            actor,
+            {"message": message_pk, "message_id": mail.message_id, "inbound": inbound_id},
+        )
+        lifecycle.add_event(
+            conn,
+            ticket_id,
+            now,
+            "created",
+            actor,
+            {"reference": reference, "related": related, "subject": mail.subject},
+        )
         self._acknowledge(conn, ticket_id, reference, requester, mail, mail_from, now)
         return reference
 
-    def _acknowledge(self, conn: Connection, ticket_id: int, reference: str, requester: Address,
-                     mail: ParsedMail, mail_from: str | None, now: datetime) -> None:
+    def _acknowledge(
+        self,
+        conn: Connection,
+        ticket_id: int,
+        reference: str,
+        requester: Address,
+        mail: ParsedMail,
+        mail_from: str | None,
+        now: datetime,
+    ) -> None:
         settings = self._config.autoreply
         reason = auto_reply_block_reason(mail, mail_from, self._own, self._config.support.domains)
         if reason is None and not settings.acknowledge:
@@ -169,19 +207,25 @@ class Pipeline:
         if reason is None:
             since = now - timedelta(minutes=settings.flood_window_minutes)
             recent = conn.execute(
-                select(func.count()).select_from(tickets)
+                select(func.count())
+                .select_from(tickets)
                 .where(tickets.c.requester == requester.address, tickets.c.created_at >= since)
             ).scalar_one()
             if recent > settings.flood_threshold:
-                reason = (f"flood: {recent} new tickets from {requester.address} in "
-                          f"{settings.flood_window_minutes} minutes")
+                reason = (
+                    f"flood: {recent} new tickets from {requester.address} in {settings.flood_window_minutes} minutes"
+                )
                 conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(flood=True))
                 lifecycle.add_event(conn, ticket_id, now, "flood_detected", "system", {"count": recent})
         if reason is not None:
             lifecycle.add_event(conn, ticket_id, now, "auto_reply_suppressed", "system", {"reason": reason})
             return
-        ticket_ctx = {"reference": reference, "subject": mail.subject or "(no subject)", "status": "new",
-                      "requester": requester.address}
+        ticket_ctx = {
+            "reference": reference,
+            "subject": mail.subject or "(no subject)",
+            "status": "new",
+            "requester": requester.address,
+        }
         context = {
             "ticket": ticket_ctx,
             "requester": {"name": requester.name, "address": requester.address},
@@ -189,25 +233,57 @@ class Pipeline:
             "support": {"name": self._config.support.name, "address": self._config.support.address},
         }
         refs = [*mail.references, mail.message_id] if mail.message_id else list(mail.references)
-        outbox_id, message_id = self._outbox.queue(
-            conn, ticket_id=ticket_id, kind="acknowledgement", template="acknowledgement", context=context,
-            to=requester, in_reply_to=mail.message_id, references=refs, now=now,
+        try:
+            outbox_id, message_id = self._outbox.queue(
+                conn,
+                ticket_id=ticket_id,
+                kind="acknowledgement",
+                template="acknowledgement",
+                context=context,
+                to=requester,
+                in_reply_to=mail.message_id,
+                references=refs,
+                now=now,
+            )
+        except (ComposeError, TemplateError) as exc:
+            # The ticket matters more than its acknowledgement: keep it, say why none went out.
+            log.error("no acknowledgement for %s: %s", reference, exc)
+            lifecycle.add_event(
+                conn,
+                ticket_id,
+                now,
+                "auto_reply_suppressed",
+                "system",
+                {"reason": f"cannot compose the acknowledgement: {exc}"},
+            )
+            return
+        lifecycle.add_event(
+            conn,
+            ticket_id,
+            now,
+            "acknowledged",
+            "system",
+            {"outbox": outbox_id, "to": requester.address, "message_id": message_id},
         )
-        lifecycle.add_event(conn, ticket_id, now, "acknowledged", "system",
-                            {"outbox": outbox_id, "to": requester.address, "message_id": message_id})
 
-    def _follow_up(self, conn: Connection, corr: Correlation, inbound_id: int, mail: ParsedMail, key: str,
-                   now: datetime) -> str:
+    def _follow_up(
+        self, conn: Connection, corr: Correlation, inbound_id: int, mail: ParsedMail, key: str, now: datetime
+    ) -> str:
         assert corr.ticket_id is not None
         ticket_id = corr.ticket_id
-        row = conn.execute(select(tickets.c.reference, tickets.c.status, tickets.c.requester)
-                           .where(tickets.c.id == ticket_id)).one()
+        row = conn.execute(
+            select(tickets.c.reference, tickets.c.status, tickets.c.requester).where(tickets.c.id == ticket_id)
+        ).one()
         message_pk = lifecycle.add_inbound_message(
             conn, ticket_id=ticket_id, inbound_id=inbound_id, mail=mail, dedupe_key=key, now=now
         )
         sender = mail.from_.address.lower() if mail.from_ else ""
-        data: dict[str, Any] = {"message": message_pk, "message_id": mail.message_id, "inbound": inbound_id,
-                                "matched_by": corr.how}
+        data: dict[str, Any] = {
+            "message": message_pk,
+            "message_id": mail.message_id,
+            "inbound": inbound_id,
+            "matched_by": corr.how,
+        }
         if corr.token_address and corr.token_address != sender:
             data["token_issued_to"] = corr.token_address
         lifecycle.add_event(conn, ticket_id, now, "received", sender or "unknown", data)
@@ -223,13 +299,19 @@ class Pipeline:
 
     def _finish(self, inbound_id: int, state: str, reason: str = "") -> None:
         with write_tx(self._store.spool) as conn:
-            conn.execute(update(inbound).where(inbound.c.id == inbound_id).values(
-                state=state, reason=reason or None, processed_at=self._clock(), claimed_until=None))
+            conn.execute(
+                update(inbound)
+                .where(inbound.c.id == inbound_id)
+                .values(state=state, reason=reason or None, processed_at=self._clock(), claimed_until=None)
+            )
 
     def _release(self, inbound_id: int, reason: str) -> None:
         with write_tx(self._store.spool) as conn:
-            conn.execute(update(inbound).where(inbound.c.id == inbound_id).values(
-                state="received", reason=reason, claimed_until=None))
+            conn.execute(
+                update(inbound)
+                .where(inbound.c.id == inbound_id)
+                .values(state="received", reason=reason, claimed_until=None)
+            )
 
     def _quarantine(self, inbound_id: int, reason: str) -> Outcome:
         log.warning("quarantined spool message %s: %s", inbound_id, reason)

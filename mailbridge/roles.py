@@ -69,25 +69,39 @@ async def _receiver(config: Config) -> int:
     writer = SpoolWriter(store.spool, clock=app.clock)
     policy = RecipientPolicy(config.support.addresses, config.support.domains)
     listeners: list[Listener] = []
-    common = {
-        "writer": writer, "policy": policy, "max_size": config.smtp.max_message_size,
-        "max_recipients": config.smtp.max_recipients, "line_limit": config.smtp.max_line_length,
-        "hostname": config.smtp.hostname,
-    }
+
+    def make_listener(kind: str, host: str, port: int) -> Listener:
+        return Listener(
+            kind=kind,
+            host=host,
+            port=port,
+            writer=writer,
+            policy=policy,
+            max_size=config.smtp.max_message_size,
+            max_recipients=config.smtp.max_recipients,
+            line_limit=config.smtp.max_line_length,
+            hostname=config.smtp.hostname,
+        )
+
     if config.smtp.enabled:
-        listeners.append(Listener(kind="smtp", host=config.smtp.host, port=config.smtp.port, **common))
+        listeners.append(make_listener("smtp", config.smtp.host, config.smtp.port))
     if config.lmtp.enabled:
-        listeners.append(Listener(kind="lmtp", host=config.lmtp.host, port=config.lmtp.port, **common))
-    for listener in listeners:
-        await listener.start()
-        register_component(store, component_name(listener.kind), listener.kind,
-                           f"{listener.host}:{listener.port}", app.clock())
+        listeners.append(make_listener("lmtp", config.lmtp.host, config.lmtp.port))
+    for started in listeners:
+        await started.start()
+        register_component(
+            store, component_name(started.kind), started.kind, f"{started.host}:{started.port}", app.clock()
+        )
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    _watch_parent(lambda: loop.call_soon_threadsafe(stopping.set))
+
+    def stop_from_thread() -> None:
+        loop.call_soon_threadsafe(stopping.set)
+
+    _watch_parent(stop_from_thread)
     while not stopping.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), HEARTBEAT_SECONDS)

@@ -49,10 +49,24 @@ def sink() -> Iterator[Sink]:
 def start_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
     started: list[Daemon] = []
 
-    def start(*, db_url: str = "", relay_port: int | None = None, lmtp: bool = False, extra: str = "",
-              smtp_extra: str = "", env: dict[str, str] | None = None, directory: Path | None = None) -> Daemon:
-        config = write_config(directory or tmp_path / "site", db_url=db_url, relay_port=relay_port, lmtp=lmtp,
-                              extra=extra, smtp_extra=smtp_extra)
+    def start(
+        *,
+        db_url: str = "",
+        relay_port: int | None = None,
+        lmtp: bool = False,
+        extra: str = "",
+        smtp_extra: str = "",
+        env: dict[str, str] | None = None,
+        directory: Path | None = None,
+    ) -> Daemon:
+        config = write_config(
+            directory or tmp_path / "site",
+            db_url=db_url,
+            relay_port=relay_port,
+            lmtp=lmtp,
+            extra=extra,
+            smtp_extra=smtp_extra,
+        )
         daemon = Daemon(config, env=env or {})
         started.append(daemon)
         return daemon.start()

@@ -51,6 +51,15 @@ def drop_pg_database(admin_url: str, name: str) -> None:
     engine.dispose()
 
 
+def free_port() -> int:
+    """A port the kernel just handed out (aiosmtpd's Controller cannot bind port 0)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def poll(predicate: Any, timeout: float = 30, interval: float = 0.05) -> Any:
     """Wait for a condition the test can observe (never a bare sleep standing in for it)."""
     deadline = time.monotonic() + timeout
@@ -70,13 +79,18 @@ class Sink:
         self.answer = answer
         self.messages: list[dict[str, Any]] = []
         self.arrived = threading.Condition()
-        self.controller = Controller(self, hostname="127.0.0.1", port=0)
+        self.controller = Controller(self, hostname="127.0.0.1", port=free_port())
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         if self.answer.startswith("250"):
             with self.arrived:
-                self.messages.append({"mail_from": envelope.mail_from, "rcpts": list(envelope.rcpt_tos),
-                                      "raw": envelope.original_content})
+                self.messages.append(
+                    {
+                        "mail_from": envelope.mail_from,
+                        "rcpts": list(envelope.rcpt_tos),
+                        "raw": envelope.original_content,
+                    }
+                )
                 self.arrived.notify_all()
         return self.answer
 
@@ -86,7 +100,7 @@ class Sink:
 
     @property
     def port(self) -> int:
-        return int(self.controller.server.sockets[0].getsockname()[1])
+        return int(self.controller.port)
 
     def stop(self) -> None:
         self.controller.stop()
@@ -95,8 +109,15 @@ class Sink:
         return [message_from_bytes(m["raw"]) for m in self.messages]
 
 
-def write_config(directory: Path, *, db_url: str = "", relay_port: int | None = None, lmtp: bool = False,
-                 extra: str = "", smtp_extra: str = "") -> Path:
+def write_config(
+    directory: Path,
+    *,
+    db_url: str = "",
+    relay_port: int | None = None,
+    lmtp: bool = False,
+    extra: str = "",
+    smtp_extra: str = "",
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     relay = f'relay_host = "127.0.0.1"\nrelay_port = {relay_port}\nretry_base_seconds = 0.2\n' if relay_port else ""
     text = f"""
@@ -134,15 +155,25 @@ poll_interval_seconds = 0.02
     return path
 
 
-def mailbridge(config: Path, *args: str, input_bytes: bytes | None = None, env: dict[str, str] | None = None,
-               check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+def mailbridge(
+    config: Path,
+    *args: str,
+    input_bytes: bytes | None = None,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[bytes]:
     proc = subprocess.run(
         [sys.executable, "-m", "mailbridge.cli", "--config", str(config), *args],
-        input=input_bytes, capture_output=True, timeout=timeout, env={**os.environ, **(env or {})},
+        input=input_bytes,
+        capture_output=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
     if check and proc.returncode != 0:
-        raise AssertionError(f"mailbridge {' '.join(args)} exited {proc.returncode}:\n"
-                             f"{proc.stdout.decode()}\n{proc.stderr.decode()}")
+        raise AssertionError(
+            f"mailbridge {' '.join(args)} exited {proc.returncode}:\n{proc.stdout.decode()}\n{proc.stderr.decode()}"
+        )
     return proc
 
 
@@ -163,7 +194,10 @@ class Daemon:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mailbridge.cli", "--config", str(self.config), "run"],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}, start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         wanted = {"smtp"} | ({"lmtp"} if "enabled = true" in self.config.read_text() else set())
@@ -173,8 +207,11 @@ class Daemon:
             proc = mailbridge(self.config, "status", "--json", check=False)
             if proc.returncode == 0:
                 comps = json.loads(proc.stdout)["components"]
-                self.ports = {c["kind"]: int(c["listen"].rsplit(":", 1)[1]) for c in comps
-                              if c["listen"] and c["alive"] and c["pid"]}
+                self.ports = {
+                    c["kind"]: int(c["listen"].rsplit(":", 1)[1])
+                    for c in comps
+                    if c["listen"] and c["alive"] and c["pid"]
+                }
                 kinds = {c["kind"] for c in comps if c["alive"]}
                 if wanted <= set(self.ports) and {"worker", "sender"} <= kinds:
                     return self
@@ -215,12 +252,24 @@ class Daemon:
         self.proc = None
 
 
-def make_mail(*, subject: str = "Printer on fire", sender: str = "Alice Example <alice@example.com>",
-              to: str = "support@help.example", body: str = "It is on fire.\n", message_id: str | None = None,
-              in_reply_to: str | None = None, references: str | None = None,
-              headers: dict[str, str] | None = None) -> bytes:
-    lines = [f"From: {sender}", f"To: {to}", f"Subject: {subject}", "Date: Mon, 23 Nov 2026 10:00:00 +0000",
-             f"Message-ID: <{message_id or uuid.uuid4().hex + '@example.com'}>"]
+def make_mail(
+    *,
+    subject: str = "Printer on fire",
+    sender: str = "Alice Example <alice@example.com>",
+    to: str = "support@help.example",
+    body: str = "It is on fire.\n",
+    message_id: str | None = None,
+    in_reply_to: str | None = None,
+    references: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> bytes:
+    lines = [
+        f"From: {sender}",
+        f"To: {to}",
+        f"Subject: {subject}",
+        "Date: Mon, 23 Nov 2026 10:00:00 +0000",
+        f"Message-ID: <{message_id or uuid.uuid4().hex + '@example.com'}>",
+    ]
     if in_reply_to:
         lines.append(f"In-Reply-To: <{in_reply_to}>")
     if references:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from email import message_from_bytes
 
-from tests.support import make_mail, mailbridge, mailbridge_json
+from tests.support import mailbridge, mailbridge_json, make_mail
 
 
 def nested(depth: int) -> bytes:
@@ -23,16 +23,22 @@ def test_hostile_mails_each_end_somewhere(sink, start_daemon):
     daemon = start_daemon(relay_port=sink.port)
     cases = {
         "no-headers": b"From: \r\nSubject:\r\n\r\nno from, no date, no message-id\r\n",
-        "unknown-charset": (b"From: bob@example.com\r\nSubject: =?x-unknown?q?caf=E9?=\r\nMIME-Version: 1.0\r\n"
-                            b"Content-Type: text/plain; charset=x-unknown\r\n\r\ncaf\xe9 cr\xe8me\r\n"),
+        "unknown-charset": (
+            b"From: bob@example.com\r\nSubject: =?x-unknown?q?caf=E9?=\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: text/plain; charset=x-unknown\r\n\r\ncaf\xe9 cr\xe8me\r\n"
+        ),
         "8bit-headers": b"From: J\xc3\xb6rg <joerg@example.com>\r\nSubject: Gr\xfc\xdfe \xff\r\n\r\nbody\r\n",
-        "bad-mime": (b"From: carol@example.com\r\nSubject: broken\r\nMIME-Version: 1.0\r\n"
-                     b'Content-Type: multipart/mixed; boundary="never"\r\n\r\nno boundary ever\r\n'),
-        "passwd": (b"From: dave@example.com\r\nSubject: file\r\nMIME-Version: 1.0\r\n"
-                   b'Content-Type: multipart/mixed; boundary="x"\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nsee\r\n'
-                   b'--x\r\nContent-Type: application/octet-stream\r\n'
-                   b'Content-Disposition: attachment; filename="../../etc/passwd"\r\n'
-                   b"Content-Transfer-Encoding: base64\r\n\r\ncm9vdDp4OjA6MAo=\r\n--x--\r\n"),
+        "bad-mime": (
+            b"From: carol@example.com\r\nSubject: broken\r\nMIME-Version: 1.0\r\n"
+            b'Content-Type: multipart/mixed; boundary="never"\r\n\r\nno boundary ever\r\n'
+        ),
+        "passwd": (
+            b"From: dave@example.com\r\nSubject: file\r\nMIME-Version: 1.0\r\n"
+            b'Content-Type: multipart/mixed; boundary="x"\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nsee\r\n'
+            b"--x\r\nContent-Type: application/octet-stream\r\n"
+            b'Content-Disposition: attachment; filename="../../etc/passwd"\r\n'
+            b"Content-Transfer-Encoding: base64\r\n\r\ncm9vdDp4OjA6MAo=\r\n--x--\r\n"
+        ),
         "deep": nested(1000),
     }
     for raw in cases.values():
@@ -103,17 +109,20 @@ def test_robot_mail_gets_no_acknowledgement(sink, start_daemon):
         daemon.send(make_mail(sender="bob@example.com", headers=headers), mail_from=env_from)
     daemon.send(make_mail(sender="noreply@example.com"), mail_from="noreply@example.com")
     daemon.send(make_mail(sender="support@help.example"), mail_from="support@help.example")
-    report = (b"From: MAILER-DAEMON@mx.example\r\nTo: support@help.example\r\nSubject: Undelivered\r\n"
-              b"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"r\"\r\n"
-              b"\r\n--r\r\nContent-Type: text/plain\r\n\r\nfailed\r\n--r--\r\n")
+    report = (
+        b"From: MAILER-DAEMON@mx.example\r\nTo: support@help.example\r\nSubject: Undelivered\r\n"
+        b'MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary="r"\r\n'
+        b"\r\n--r\r\nContent-Type: text/plain\r\n\r\nfailed\r\n--r--\r\n"
+    )
     daemon.send(report, mail_from="")
     daemon.wait_idle()
     assert sink.messages == [], "no robot got an automatic answer"
     tickets = mailbridge_json(daemon.config, "tickets", "list")
     assert len(tickets) == len(robots) + 3
     shown = mailbridge_json(daemon.config, "tickets", "show", tickets[0]["reference"])
-    assert any(e["type"] == "auto_reply_suppressed" and "Auto-Submitted" in e["data"]["reason"]
-               for e in shown["events"])
+    assert any(
+        e["type"] == "auto_reply_suppressed" and "Auto-Submitted" in e["data"]["reason"] for e in shown["events"]
+    )
 
     # Circuit breaker: more than 3 new tickets from one address in 10 minutes.
     for i in range(5):
@@ -126,8 +135,17 @@ def test_robot_mail_gets_no_acknowledgement(sink, start_daemon):
 
 def test_pipe_ingest_exit_codes(start_daemon, tmp_path):
     daemon = start_daemon()
-    ok = mailbridge(daemon.config, "ingest", "--recipient", "support@help.example", "--sender", "a@example.com",
-                    "-", input_bytes=make_mail(subject="piped"), check=False)
+    ok = mailbridge(
+        daemon.config,
+        "ingest",
+        "--recipient",
+        "support@help.example",
+        "--sender",
+        "a@example.com",
+        "-",
+        input_bytes=make_mail(subject="piped"),
+        check=False,
+    )
     assert ok.returncode == 0, ok.stderr
     empty = mailbridge(daemon.config, "ingest", "-", input_bytes=b"", check=False)
     assert empty.returncode == 65

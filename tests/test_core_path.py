@@ -7,7 +7,7 @@ import re
 from email import message_from_bytes
 from email.utils import getaddresses, parseaddr
 
-from tests.support import Sink, make_mail, mailbridge, mailbridge_json, poll
+from tests.support import Sink, mailbridge, mailbridge_json, make_mail, poll
 
 REF = re.compile(r"^MB-\d{4}-\d{6}$")
 
@@ -40,10 +40,14 @@ def test_mail_becomes_ticket_with_ack_and_reply_threads(db_url, sink, start_daem
     assert token in ack["Message-ID"]
 
     # The requester answers the acknowledgement from their mail client.
-    reply = make_mail(subject=f"Re: {ack['Subject']}", message_id="second@example.com",
-                      in_reply_to=ack["Message-ID"].strip("<>"),
-                      references=f"<first@example.com> {ack['Message-ID']}", to=reply_to,
-                      body="Still down.\n")
+    reply = make_mail(
+        subject=f"Re: {ack['Subject']}",
+        message_id="second@example.com",
+        in_reply_to=ack["Message-ID"].strip("<>"),
+        references=f"<first@example.com> {ack['Message-ID']}",
+        to=reply_to,
+        body="Still down.\n",
+    )
     daemon.send(reply, rcpts=[reply_to])
     daemon.wait_idle()
 
@@ -65,16 +69,16 @@ def test_mail_becomes_ticket_with_ack_and_reply_threads(db_url, sink, start_daem
 
 def test_reply_by_subject_only_from_participant(db_url, sink, start_daemon):
     daemon = start_daemon(db_url=db_url, relay_port=sink.port)
-    daemon.send(make_mail(subject="Laptop broken", cc="", headers={"Cc": "Bob <bob@example.com>"}))
+    daemon.send(make_mail(subject="Laptop broken", headers={"Cc": "Bob <bob@example.com>"}))
     daemon.wait_idle()
     ref = mailbridge_json(daemon.config, "tickets", "list")[0]["reference"]
 
     # A CC'd colleague (participant) replying with the reference in the subject joins it.
-    daemon.send(make_mail(subject=f"Re: [{ref}] Laptop broken", sender="bob@example.com"),
-                mail_from="bob@example.com")
+    daemon.send(make_mail(subject=f"Re: [{ref}] Laptop broken", sender="bob@example.com"), mail_from="bob@example.com")
     # A stranger with the same subject tag does not: a new ticket, linked as related.
-    daemon.send(make_mail(subject=f"Re: [{ref}] Laptop broken", sender="mallory@evil.example"),
-                mail_from="mallory@evil.example")
+    daemon.send(
+        make_mail(subject=f"Re: [{ref}] Laptop broken", sender="mallory@evil.example"), mail_from="mallory@evil.example"
+    )
     daemon.wait_idle()
     tickets = mailbridge_json(daemon.config, "tickets", "list")
     assert len(tickets) == 2
@@ -89,10 +93,23 @@ def test_thread_match_needs_participant(db_url, sink, start_daemon):
     daemon = start_daemon(db_url=db_url, relay_port=sink.port)
     daemon.send(make_mail(message_id="orig@example.com"))
     daemon.wait_idle()
-    daemon.send(make_mail(sender="alice@example.com", in_reply_to="orig@example.com",
-                          references="<orig@example.com>", subject="Re: more"))
-    daemon.send(make_mail(sender="eve@evil.example", in_reply_to="orig@example.com",
-                          references="<orig@example.com>", subject="Re: hijack"), mail_from="eve@evil.example")
+    daemon.send(
+        make_mail(
+            sender="alice@example.com",
+            in_reply_to="orig@example.com",
+            references="<orig@example.com>",
+            subject="Re: more",
+        )
+    )
+    daemon.send(
+        make_mail(
+            sender="eve@evil.example",
+            in_reply_to="orig@example.com",
+            references="<orig@example.com>",
+            subject="Re: hijack",
+        ),
+        mail_from="eve@evil.example",
+    )
     daemon.wait_idle()
     tickets = mailbridge_json(daemon.config, "tickets", "list")
     assert [t["messages"] for t in tickets] == [2, 1]
@@ -153,7 +170,9 @@ def test_relay_permanent_refusal_fails_and_can_be_requeued(start_daemon):
         daemon.wait_idle()
         rows = mailbridge_json(daemon.config, "outbox", "list")
         assert rows[0]["state"] == "failed" and "550" in rows[0]["last_error"]
-        shown = mailbridge_json(daemon.config, "tickets", "show", mailbridge_json(daemon.config, "tickets", "list")[0]["reference"])
+        shown = mailbridge_json(
+            daemon.config, "tickets", "show", mailbridge_json(daemon.config, "tickets", "list")[0]["reference"]
+        )
         assert "mail_failed" in [e["type"] for e in shown["events"]]
         sink.answer = "250 OK"
         mailbridge(daemon.config, "outbox", "retry", str(rows[0]["id"]))

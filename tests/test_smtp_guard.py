@@ -8,24 +8,30 @@ import socket
 
 import pytest
 
-from tests.support import make_mail, mailbridge_json
+from tests.support import mailbridge_json, make_mail
 
 
 @pytest.fixture
 def daemon(sink, start_daemon):
-    return start_daemon(relay_port=sink.port, lmtp=True,
-                        smtp_extra="max_message_size = 200000\nmax_recipients = 3\nmax_line_length = 2000")
+    return start_daemon(
+        relay_port=sink.port,
+        lmtp=True,
+        smtp_extra="max_message_size = 200000\nmax_recipients = 3\nmax_line_length = 2000",
+    )
 
 
-@pytest.mark.parametrize("rcpt", [
-    "someone@elsewhere.example",          # foreign domain
-    "@help.example:victim@elsewhere.example",  # source route (RFC 5321 4.1.1.3)
-    "victim%elsewhere.example@help.example",   # %-hack
-    '"victim@elsewhere.example"@help.example',  # quoted local part
-    "victim!elsewhere.example@help.example",   # bang path
-    "sales@help.example",                  # our domain, but not a support address
-    "support@help.example.evil.example",   # look-alike domain
-])
+@pytest.mark.parametrize(
+    "rcpt",
+    [
+        "someone@elsewhere.example",  # foreign domain
+        "@help.example:victim@elsewhere.example",  # source route (RFC 5321 4.1.1.3)
+        "victim%elsewhere.example@help.example",  # %-hack
+        '"victim@elsewhere.example"@help.example',  # quoted local part
+        "victim!elsewhere.example@help.example",  # bang path
+        "sales@help.example",  # our domain, but not a support address
+        "support@help.example.evil.example",  # look-alike domain
+    ],
+)
 def test_foreign_and_relay_tricks_are_refused(daemon, rcpt):
     with daemon.smtp() as client:
         client.ehlo()
@@ -35,8 +41,16 @@ def test_foreign_and_relay_tricks_are_refused(daemon, rcpt):
     assert msg.startswith(b"5.7.1")
 
 
-@pytest.mark.parametrize("rcpt", ["support@help.example", "SUPPORT@HELP.EXAMPLE", "it@help.example",
-                                  "support+abc123@help.example", "anyone@desk.example"])
+@pytest.mark.parametrize(
+    "rcpt",
+    [
+        "support@help.example",
+        "SUPPORT@HELP.EXAMPLE",
+        "it@help.example",
+        "support+abc123@help.example",
+        "anyone@desk.example",
+    ],
+)
 def test_our_addresses_are_accepted(daemon, rcpt):
     with daemon.smtp() as client:
         client.ehlo()
@@ -93,10 +107,12 @@ def _raw_session(port: int, payload: bytes) -> bytes:
 
 def test_bare_lf_cannot_smuggle_a_second_message(daemon):
     # SMTP smuggling: a bare-LF "end of data" followed by a hidden second transaction.
-    smuggled = (b"EHLO attacker.example\r\nMAIL FROM:<alice@example.com>\r\nRCPT TO:<support@help.example>\r\n"
-                b"DATA\r\nFrom: alice@example.com\r\nSubject: visible\r\n\r\nhello\n.\n"
-                b"MAIL FROM:<ceo@help.example>\r\nRCPT TO:<support@help.example>\r\nDATA\r\n"
-                b"From: ceo@help.example\r\nSubject: smuggled\r\n\r\nwire money\r\n.\r\nQUIT\r\n")
+    smuggled = (
+        b"EHLO attacker.example\r\nMAIL FROM:<alice@example.com>\r\nRCPT TO:<support@help.example>\r\n"
+        b"DATA\r\nFrom: alice@example.com\r\nSubject: visible\r\n\r\nhello\n.\n"
+        b"MAIL FROM:<ceo@help.example>\r\nRCPT TO:<support@help.example>\r\nDATA\r\n"
+        b"From: ceo@help.example\r\nSubject: smuggled\r\n\r\nwire money\r\n.\r\nQUIT\r\n"
+    )
     replies = _raw_session(daemon.ports["smtp"], smuggled)
     assert replies.count(b"250 2.0.0 OK queued") == 1
     daemon.wait_idle()

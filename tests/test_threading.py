@@ -33,8 +33,9 @@ def build_threads(seed: int, count: int) -> list[tuple[int, str, bytes]]:
             msgid = f"t{thread}.m{position}@example.com"
             refs = " ".join(f"<{i}>" for i in ids[-10:]) or None
             subject = f"Problem {thread}" if not ids else f"Re: Problem {thread}"
-            raw = make_mail(subject=subject, sender=sender, message_id=msgid,
-                            in_reply_to=ids[-1] if ids else None, references=refs)
+            raw = make_mail(
+                subject=subject, sender=sender, message_id=msgid, in_reply_to=ids[-1] if ids else None, references=refs
+            )
             mails.append((thread, msgid, raw))
             ids.append(msgid)
     return mails
@@ -59,8 +60,9 @@ def test_threads_are_exact_in_any_order(db_url, tmp_path, order):
     run_all(app)
 
     with read_tx(app.store.main) as conn:
-        rows = conn.execute(select(messages.c.message_id, tickets.c.reference)
-                            .join(tickets, tickets.c.id == messages.c.ticket_id)).all()
+        rows = conn.execute(
+            select(messages.c.message_id, tickets.c.reference).join(tickets, tickets.c.id == messages.c.ticket_id)
+        ).all()
     ticket_of = {msgid: ref for msgid, ref in rows}
     assert len(ticket_of) == len(mails), "every message stored exactly once"
     groups: dict[int, set[str]] = defaultdict(set)
@@ -77,13 +79,18 @@ def test_same_message_twice_is_one_ticket(db_url, tmp_path):
     migrate.upgrade(app.store)
     raw = make_mail(message_id="dup@example.com")
     # A second delivery differs only in trace headers (another hop, another path).
-    again = b"Received: from mx2.example.com by mx.help.example; Mon, 23 Nov 2026 10:00:05 +0000\r\n" \
-            b"Delivered-To: support@help.example\r\nReturn-Path: <alice@example.com>\r\n" + raw.replace(b"\r\n", b"\n")
+    again = (
+        b"Received: from mx2.example.com by mx.help.example; Mon, 23 Nov 2026 10:00:05 +0000\r\n"
+        b"Delivered-To: support@help.example\r\nReturn-Path: <alice@example.com>\r\n" + raw.replace(b"\r\n", b"\n")
+    )
     accept(app.store.spool, raw, Envelope("smtp", "alice@example.com", ["support@help.example"]))
     accept(app.store.spool, again, Envelope("imap", None, []))
     # Same Message-ID, different content: a different message (not a duplicate).
-    accept(app.store.spool, make_mail(message_id="dup@example.com", body="other text\n"),
-           Envelope("smtp", "alice@example.com", ["support@help.example"]))
+    accept(
+        app.store.spool,
+        make_mail(message_id="dup@example.com", body="other text\n"),
+        Envelope("smtp", "alice@example.com", ["support@help.example"]),
+    )
     outcomes = []
     while batch := app.pipeline.run_batch():
         outcomes += batch

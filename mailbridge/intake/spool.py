@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, insert
 
 from mailbridge.clock import Clock, utcnow
-from mailbridge.store.db import write_tx
+from mailbridge.store.db import inserted_id, write_tx
 from mailbridge.store.tables import inbound
 from mailbridge.testing import crash_point
 
@@ -48,7 +48,7 @@ def _row(raw: bytes, env: Envelope, now_ts: object) -> dict[str, object]:
 def accept(engine: Engine, raw: bytes, env: Envelope, clock: Clock = utcnow) -> int:
     """Store one message durably; return its spool id. Raises on any failure."""
     with write_tx(engine) as conn:
-        new_id = conn.execute(insert(inbound).values(_row(raw, env, clock()))).inserted_primary_key[0]
+        new_id = inserted_id(conn.execute(insert(inbound).values(_row(raw, env, clock()))))
     crash_point("spool.after_commit")
     return int(new_id)
 
@@ -101,8 +101,7 @@ class SpoolWriter:
             with write_tx(self._engine) as conn:
                 now = self._clock()
                 for raw, env, _fut in batch:
-                    result = conn.execute(insert(inbound).values(_row(raw, env, now)))
-                    ids.append(int(result.inserted_primary_key[0]))
+                    ids.append(inserted_id(conn.execute(insert(inbound).values(_row(raw, env, now)))))
             crash_point("spool.after_commit")
         except Exception as exc:  # every caller answers 451 and the client retries
             for _raw, _env, fut in batch:

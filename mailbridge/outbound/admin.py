@@ -15,8 +15,18 @@ from mailbridge.store.tables import outbox, tickets
 
 def list_outbox(store: Store, state: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
     query = (
-        select(outbox.c.id, tickets.c.reference, outbox.c.kind, outbox.c.rcpt, outbox.c.state, outbox.c.attempts,
-               outbox.c.next_attempt_at, outbox.c.last_error, outbox.c.created_at, outbox.c.sent_at)
+        select(
+            outbox.c.id,
+            tickets.c.reference,
+            outbox.c.kind,
+            outbox.c.rcpt,
+            outbox.c.state,
+            outbox.c.attempts,
+            outbox.c.next_attempt_at,
+            outbox.c.last_error,
+            outbox.c.created_at,
+            outbox.c.sent_at,
+        )
         .outerjoin(tickets, tickets.c.id == outbox.c.ticket_id)
         .order_by(outbox.c.id.desc())
         .limit(limit)
@@ -35,7 +45,8 @@ def list_outbox(store: Store, state: str | None = None, limit: int = 200) -> lis
 def retry(store: Store, outbox_id: int, now: datetime) -> None:
     with write_tx(store.main) as conn:
         result = conn.execute(
-            update(outbox).where(outbox.c.id == outbox_id, outbox.c.state.in_(("failed", "held", "queued")))
+            update(outbox)
+            .where(outbox.c.id == outbox_id, outbox.c.state.in_(("failed", "held", "queued")))
             .values(state="queued", next_attempt_at=now, attempts=0)
         )
         if result.rowcount == 0:

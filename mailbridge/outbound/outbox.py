@@ -18,6 +18,7 @@ from mailbridge.config import SupportSettings
 from mailbridge.outbound.compose import compose
 from mailbridge.outbound.render import Renderer
 from mailbridge.parsing.mime import Address
+from mailbridge.store.db import inserted_id
 from mailbridge.store.tables import outbox, reply_tokens
 from mailbridge.tickets.lifecycle import index_message_ids
 from mailbridge.tickets.tokens import TokenSigner, message_id_for
@@ -47,11 +48,6 @@ class Outbox:
         # One token per recipient and ticket: a reply proves who it was sent to.
         token = self._signer.new()
         token_id = self._signer.token_id(token)
-        conn.execute(
-            insert(reply_tokens).values(
-                id=token_id, ticket_id=ticket_id, address=to.address.lower(), purpose="reply", created_at=now
-            )
-        )
         local, domain = self._support.address.split("@", 1)
         message_id = message_id_for(token, domain)
         rendered = self._renderer.render(template, context)
@@ -70,19 +66,28 @@ class Outbox:
             references=list(references),
             auto_submitted=auto_submitted,
         )
-        outbox_id = conn.execute(
-            insert(outbox).values(
-                ticket_id=ticket_id,
-                kind=kind,
-                message_id=message_id,
-                mail_from=self._support.address,
-                rcpt=to.address,
-                raw=raw,
-                state="queued",
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
+        # Everything that can fail on bad input (rendering, composing) is done before the
+        # first insert, so the caller can catch it and keep its transaction clean.
+        conn.execute(
+            insert(reply_tokens).values(
+                id=token_id, ticket_id=ticket_id, address=to.address.lower(), purpose="reply", created_at=now
             )
-        ).inserted_primary_key[0]
+        )
+        outbox_id = inserted_id(
+            conn.execute(
+                insert(outbox).values(
+                    ticket_id=ticket_id,
+                    kind=kind,
+                    message_id=message_id,
+                    mail_from=self._support.address,
+                    rcpt=to.address,
+                    raw=raw,
+                    state="queued",
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
+        )
         index_message_ids(conn, ticket_id, message_id, [])
         return int(outbox_id), message_id

@@ -46,8 +46,10 @@ class Sender:
 
     def claim(self, limit: int = 16) -> list[Any]:
         now = self._clock()
-        due = or_(and_(outbox.c.state == "queued", outbox.c.next_attempt_at <= now),
-                  and_(outbox.c.state == "sending", outbox.c.claimed_until < now))
+        due = or_(
+            and_(outbox.c.state == "queued", outbox.c.next_attempt_at <= now),
+            and_(outbox.c.state == "sending", outbox.c.claimed_until < now),
+        )
         with write_tx(self._store.main) as conn:
             pick = select(outbox.c.id).where(due).order_by(outbox.c.next_attempt_at, outbox.c.id).limit(limit)
             if not self._store.sqlite:
@@ -55,13 +57,23 @@ class Sender:
             ids = list(conn.execute(pick).scalars())
             if not ids:
                 return []
-            conn.execute(update(outbox).where(outbox.c.id.in_(ids))
-                         .values(state="sending", claimed_until=now + LEASE))
-            return list(conn.execute(
-                select(outbox.c.id, outbox.c.ticket_id, outbox.c.kind, outbox.c.mail_from, outbox.c.rcpt,
-                       outbox.c.raw, outbox.c.attempts, outbox.c.message_id)
-                .where(outbox.c.id.in_(ids)).order_by(outbox.c.id)
-            ))
+            conn.execute(update(outbox).where(outbox.c.id.in_(ids)).values(state="sending", claimed_until=now + LEASE))
+            return list(
+                conn.execute(
+                    select(
+                        outbox.c.id,
+                        outbox.c.ticket_id,
+                        outbox.c.kind,
+                        outbox.c.mail_from,
+                        outbox.c.rcpt,
+                        outbox.c.raw,
+                        outbox.c.attempts,
+                        outbox.c.message_id,
+                    )
+                    .where(outbox.c.id.in_(ids))
+                    .order_by(outbox.c.id)
+                )
+            )
 
     def deliver(self, row: Any) -> DeliveryResult:
         if not self._settings.relay_host:
@@ -102,16 +114,17 @@ class Sender:
         values: dict[str, Any] = {"attempts": attempts, "claimed_until": None}
         if result.status == "sent":
             values.update(state="sent", sent_at=now, last_error=None)
-            event, data = "mail_sent", {"outbox": row.id, "to": row.rcpt, "kind": row.kind,
-                                        "message_id": row.message_id}
+            event, data = (
+                "mail_sent",
+                {"outbox": row.id, "to": row.rcpt, "kind": row.kind, "message_id": row.message_id},
+            )
         elif result.status == "retry" and attempts < self._settings.max_attempts:
             values.update(state="queued", next_attempt_at=now + self.backoff(attempts), last_error=result.detail)
             event, data = "", {}
             log.warning("outbox %s to %s: %s; retrying", row.id, row.rcpt, result.detail)
         else:
             values.update(state="failed", last_error=result.detail)
-            event, data = "mail_failed", {"outbox": row.id, "to": row.rcpt, "kind": row.kind,
-                                          "error": result.detail}
+            event, data = "mail_failed", {"outbox": row.id, "to": row.rcpt, "kind": row.kind, "error": result.detail}
             log.error("outbox %s to %s failed: %s", row.id, row.rcpt, result.detail)
         with write_tx(self._store.main) as conn:
             conn.execute(update(outbox).where(outbox.c.id == row.id).values(**values))

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, CursorResult, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 SQLITE_BUSY_MS = 60_000
@@ -91,6 +91,14 @@ def _sqlite_engine(db_file: Path, *, spool_is_main: bool = False, attach_spool: 
         # Tables declared in schema "spool" live in this file's main database.
         return engine.execution_options(schema_translate_map={"spool": None})
     return engine
+
+
+def inserted_id(result: CursorResult[Any]) -> int:
+    """The primary key an INSERT created (both drivers report it)."""
+    key = result.inserted_primary_key
+    if key is None:  # pragma: no cover - every table here has an autoincrement key
+        raise RuntimeError("INSERT reported no primary key")
+    return int(key[0])
 
 
 @contextmanager

@@ -16,8 +16,18 @@ from mailbridge.errors import NotFound
 from mailbridge.store.db import Store, read_tx, write_tx
 from mailbridge.store.tables import inbound
 
-_COLUMNS = (inbound.c.id, inbound.c.received_at, inbound.c.source, inbound.c.mail_from, inbound.c.rcpts,
-            inbound.c.size, inbound.c.state, inbound.c.attempts, inbound.c.reason, inbound.c.processed_at)
+_COLUMNS = (
+    inbound.c.id,
+    inbound.c.received_at,
+    inbound.c.source,
+    inbound.c.mail_from,
+    inbound.c.rcpts,
+    inbound.c.size,
+    inbound.c.state,
+    inbound.c.attempts,
+    inbound.c.reason,
+    inbound.c.processed_at,
+)
 
 
 def _row(row: Any) -> dict[str, Any]:
@@ -47,8 +57,9 @@ def show(store: Store, spool_id: int) -> tuple[dict[str, Any], bytes]:
 
 def _move(store: Store, spool_id: int, from_states: tuple[str, ...], **values: Any) -> None:
     with write_tx(store.spool) as conn:
-        result = conn.execute(update(inbound).where(inbound.c.id == spool_id, inbound.c.state.in_(from_states))
-                              .values(**values))
+        result = conn.execute(
+            update(inbound).where(inbound.c.id == spool_id, inbound.c.state.in_(from_states)).values(**values)
+        )
         if result.rowcount == 0:
             raise NotFound(f"message {spool_id} is not in the quarantine ({' or '.join(from_states)})")
 

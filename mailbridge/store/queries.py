@@ -50,8 +50,14 @@ def waiting_work(store: Store) -> int:
 
 
 def register_component(store: Store, name: str, kind: str, listen: str | None, now: datetime) -> None:
-    row = {"kind": kind, "host": socket.gethostname(), "pid": os.getpid(), "listen": listen,
-           "started_at": now, "heartbeat_at": now}
+    row = {
+        "kind": kind,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "listen": listen,
+        "started_at": now,
+        "heartbeat_at": now,
+    }
     with write_tx(store.main) as conn:
         conn.execute(delete(components).where(components.c.name == name))
         conn.execute(insert(components).values(name=name, **row))
@@ -76,9 +82,18 @@ def live_components(store: Store, now: datetime) -> list[dict[str, Any]]:
         alive = now - beat < HEARTBEAT_STALE
         if alive and row["host"] == socket.gethostname():
             alive = _pid_alive(int(row["pid"]))
-        out.append({"name": row["name"], "kind": row["kind"], "host": row["host"], "pid": row["pid"],
-                    "listen": row["listen"], "started_at": ensure_utc(row["started_at"]).isoformat(),
-                    "heartbeat_at": beat.isoformat(), "alive": alive})
+        out.append(
+            {
+                "name": row["name"],
+                "kind": row["kind"],
+                "host": row["host"],
+                "pid": row["pid"],
+                "listen": row["listen"],
+                "started_at": ensure_utc(row["started_at"]).isoformat(),
+                "heartbeat_at": beat.isoformat(),
+                "alive": alive,
+            }
+        )
     return out
 
 

@@ -31,9 +31,7 @@ class Correlation:
     token_address: str | None = None  # whom the matching token was issued to
 
 
-def candidate_tokens(
-    mail: ParsedMail, rcpts: Sequence[str], support_locals: Iterable[str]
-) -> list[str]:
+def candidate_tokens(mail: ParsedMail, rcpts: Sequence[str], support_locals: Iterable[str]) -> list[str]:
     locals_ = list(support_locals)
     found: list[str] = []
     addresses = list(rcpts) + [a.address for a in (*mail.to, *mail.cc)]
@@ -76,12 +74,12 @@ class Correlator:
             related = related or ticket_id
 
         for reference in self._refs.find_in_subject(mail.subject):
-            ticket_id = conn.execute(select(tickets.c.id).where(tickets.c.reference == reference)).scalar()
-            if ticket_id is None:
+            found = conn.execute(select(tickets.c.id).where(tickets.c.reference == reference)).scalar()
+            if found is None:
                 continue
-            if self._is_participant(conn, int(ticket_id), sender):
-                return Correlation(int(ticket_id), "subject")
-            related = related or int(ticket_id)
+            if self._is_participant(conn, int(found), sender):
+                return Correlation(int(found), "subject")
+            related = related or int(found)
         return Correlation(None, "new", related_ticket_id=related)
 
     def _thread_tickets(self, conn: Connection, mail: ParsedMail) -> list[int]:
@@ -90,14 +88,16 @@ class Correlator:
         found: set[int] = set()
         if ids:
             found.update(
-                int(t) for t in conn.execute(
+                int(t)
+                for t in conn.execute(
                     select(thread_index.c.ticket_id).where(thread_index.c.msgid.in_(ids[-50:]))
                 ).scalars()
             )
         if mail.message_id:
             # Someone already stored a reply to this very message: it is that thread's parent.
             found.update(
-                int(t) for t in conn.execute(
+                int(t)
+                for t in conn.execute(
                     select(thread_index.c.ticket_id).where(
                         thread_index.c.msgid == mail.message_id, thread_index.c.kind == "ref"
                     )

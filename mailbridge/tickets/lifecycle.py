@@ -17,6 +17,7 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mailbridge.parsing.mime import Address, ParsedMail
+from mailbridge.store.db import inserted_id
 from mailbridge.store.tables import attachments, events, messages, participants, thread_index, tickets
 from mailbridge.tickets.refs import ReferenceFormat, next_sequence
 
@@ -38,30 +39,35 @@ class TransitionError(ValueError):
 def add_event(
     conn: Connection, ticket_id: int, at: datetime, type_: str, actor: str, data: Mapping[str, Any] | None = None
 ) -> None:
-    conn.execute(
-        insert(events).values(ticket_id=ticket_id, at=at, type=type_, actor=actor, data=dict(data or {}))
-    )
+    conn.execute(insert(events).values(ticket_id=ticket_id, at=at, type=type_, actor=actor, data=dict(data or {})))
 
 
 def create_ticket(
-    conn: Connection, *, refs: ReferenceFormat, subject: str, requester: Address, now: datetime,
+    conn: Connection,
+    *,
+    refs: ReferenceFormat,
+    subject: str,
+    requester: Address,
+    now: datetime,
     related_ticket_id: int | None = None,
 ) -> tuple[int, str]:
     seq = next_sequence(conn)
     reference = refs.format(seq, now)
-    ticket_id = conn.execute(
-        insert(tickets).values(
-            reference=reference,
-            subject=subject or "(no subject)",
-            requester=requester.address.lower(),
-            requester_name=requester.name,
-            status="new",
-            created_at=now,
-            updated_at=now,
-            related_ticket_id=related_ticket_id,
-            flood=False,
+    ticket_id = inserted_id(
+        conn.execute(
+            insert(tickets).values(
+                reference=reference,
+                subject=subject or "(no subject)",
+                requester=requester.address.lower(),
+                requester_name=requester.name,
+                status="new",
+                created_at=now,
+                updated_at=now,
+                related_ticket_id=related_ticket_id,
+                flood=False,
+            )
         )
-    ).inserted_primary_key[0]
+    )
     add_participants(conn, int(ticket_id), [requester], "requester", now)
     return int(ticket_id), reference
 
@@ -70,12 +76,17 @@ def add_participants(
     conn: Connection, ticket_id: int, people: Iterable[Address], role: str, now: datetime
 ) -> list[str]:
     """Add people not yet on the ticket; return the addresses that were new."""
-    rows = {}
+    rows: dict[str, dict[str, Any]] = {}
     for person in people:
         address = person.address.lower()
         if address and address not in rows:
-            rows[address] = {"ticket_id": ticket_id, "address": address, "name": person.name, "role": role,
-                             "added_at": now}
+            rows[address] = {
+                "ticket_id": ticket_id,
+                "address": address,
+                "name": person.name,
+                "role": role,
+                "added_at": now,
+            }
     if not rows:
         return []
     existing = set(
@@ -88,7 +99,7 @@ def add_participants(
     new = [row for addr, row in rows.items() if addr not in existing]
     if new:
         conn.execute(insert(participants), new)
-    return [row["address"] for row in new]
+    return [str(row["address"]) for row in new]
 
 
 def index_message_ids(conn: Connection, ticket_id: int, own: str | None, refs: Iterable[str | None]) -> None:
@@ -118,22 +129,24 @@ def index_message_ids(conn: Connection, ticket_id: int, own: str | None, refs: I
 def add_inbound_message(
     conn: Connection, *, ticket_id: int, inbound_id: int, mail: ParsedMail, dedupe_key: str, now: datetime
 ) -> int:
-    message_pk = conn.execute(
-        insert(messages).values(
-            ticket_id=ticket_id,
-            inbound_id=inbound_id,
-            direction="in",
-            message_id=mail.message_id,
-            dedupe_key=dedupe_key,
-            from_address=mail.from_.address.lower() if mail.from_ else "",
-            from_name=mail.from_.name if mail.from_ else "",
-            subject=mail.subject,
-            sent_at=mail.date,
-            text=mail.text,
-            text_source=mail.text_source,
-            created_at=now,
+    message_pk = inserted_id(
+        conn.execute(
+            insert(messages).values(
+                ticket_id=ticket_id,
+                inbound_id=inbound_id,
+                direction="in",
+                message_id=mail.message_id,
+                dedupe_key=dedupe_key,
+                from_address=mail.from_.address.lower() if mail.from_ else "",
+                from_name=mail.from_.name if mail.from_ else "",
+                subject=mail.subject,
+                sent_at=mail.date,
+                text=mail.text,
+                text_source=mail.text_source,
+                created_at=now,
+            )
         )
-    ).inserted_primary_key[0]
+    )
     if mail.attachments:
         conn.execute(
             insert(attachments),
@@ -171,8 +184,9 @@ def set_status(conn: Connection, ticket_id: int, new: str, *, actor: str, now: d
     data = {"from": old, "to": new}
     if reason:
         data["reason"] = reason
-    add_event(conn, ticket_id, now, "reopened" if old in ("resolved", "closed") and new == "open" else "status",
-              actor, data)
+    add_event(
+        conn, ticket_id, now, "reopened" if old in ("resolved", "closed") and new == "open" else "status", actor, data
+    )
     return str(old)
 
 

@@ -31,7 +31,7 @@ def _summary(row: Any, related: str | None = None) -> dict[str, Any]:
 
 
 def list_tickets(conn: Connection, *, status: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-    counts = (select(messages.c.ticket_id, func.count().label("n")).group_by(messages.c.ticket_id).subquery())
+    counts = select(messages.c.ticket_id, func.count().label("n")).group_by(messages.c.ticket_id).subquery()
     query = (
         select(tickets, func.coalesce(counts.c.n, 0).label("message_count"))
         .outerjoin(counts, counts.c.ticket_id == tickets.c.id)
@@ -61,25 +61,51 @@ def show_ticket(conn: Connection, reference: str) -> dict[str, Any]:
     out = _summary(row, related)
     out["participants"] = [
         {"address": p.address, "name": p.name, "role": p.role}
-        for p in conn.execute(select(participants).where(participants.c.ticket_id == ticket_id)
-                              .order_by(participants.c.added_at, participants.c.address))
+        for p in conn.execute(
+            select(participants)
+            .where(participants.c.ticket_id == ticket_id)
+            .order_by(participants.c.added_at, participants.c.address)
+        )
     ]
     msgs = []
     for m in conn.execute(select(messages).where(messages.c.ticket_id == ticket_id).order_by(messages.c.id)):
         atts = [
-            {"filename": a.filename, "original_filename": a.original_filename, "content_type": a.content_type,
-             "size": a.size, "sha256": a.sha256, "stored_name": a.stored_name}
-            for a in conn.execute(select(attachments.c.filename, attachments.c.original_filename,
-                                         attachments.c.content_type, attachments.c.size, attachments.c.sha256,
-                                         attachments.c.stored_name)
-                                  .where(attachments.c.message_id == m.id).order_by(attachments.c.id))
+            {
+                "filename": a.filename,
+                "original_filename": a.original_filename,
+                "content_type": a.content_type,
+                "size": a.size,
+                "sha256": a.sha256,
+                "stored_name": a.stored_name,
+            }
+            for a in conn.execute(
+                select(
+                    attachments.c.filename,
+                    attachments.c.original_filename,
+                    attachments.c.content_type,
+                    attachments.c.size,
+                    attachments.c.sha256,
+                    attachments.c.stored_name,
+                )
+                .where(attachments.c.message_id == m.id)
+                .order_by(attachments.c.id)
+            )
         ]
-        msgs.append({
-            "id": m.id, "direction": m.direction, "message_id": m.message_id, "from": m.from_address,
-            "from_name": m.from_name, "subject": m.subject, "date": _iso(m.sent_at),
-            "received_at": _iso(m.created_at), "text": m.text, "text_source": m.text_source,
-            "attachments": atts,
-        })
+        msgs.append(
+            {
+                "id": m.id,
+                "direction": m.direction,
+                "message_id": m.message_id,
+                "from": m.from_address,
+                "from_name": m.from_name,
+                "subject": m.subject,
+                "date": _iso(m.sent_at),
+                "received_at": _iso(m.created_at),
+                "text": m.text,
+                "text_source": m.text_source,
+                "attachments": atts,
+            }
+        )
     out["messages"] = msgs
     out["events"] = [
         {"at": _iso(e.at), "type": e.type, "actor": e.actor, "data": e.data}

@@ -38,9 +38,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "inbound",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("source", sa.String(length=16), nullable=False),
         sa.Column("peer", sa.String(length=255), nullable=True),
@@ -59,9 +57,7 @@ def upgrade() -> None:
     op.create_index("ix_inbound_state_id", "inbound", ["state", "id"], unique=False, schema="spool")
     op.create_table(
         "tickets",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("reference", sa.String(length=64), nullable=False),
         sa.Column("subject", sa.Text(), nullable=False),
         sa.Column("requester", sa.String(length=320), nullable=False),
@@ -81,9 +77,7 @@ def upgrade() -> None:
     op.create_index("ix_tickets_status", "tickets", ["status"], unique=False)
     op.create_table(
         "events",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("ticket_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("type", sa.String(length=32), nullable=False),
@@ -96,9 +90,7 @@ def upgrade() -> None:
     op.create_index("ix_events_type_at", "events", ["type", "at"], unique=False)
     op.create_table(
         "messages",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("ticket_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("inbound_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("direction", sa.String(length=8), nullable=False),
@@ -119,9 +111,7 @@ def upgrade() -> None:
     op.create_index("ix_messages_ticket", "messages", ["ticket_id", "id"], unique=False)
     op.create_table(
         "outbox",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("ticket_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column("message_id", sa.Text(), nullable=False),
@@ -147,9 +137,7 @@ def upgrade() -> None:
         sa.Column("name", sa.Text(), nullable=False),
         sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("added_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["ticket_id"], ["tickets.id"], name=op.f("fk_participants_ticket_id_tickets")
-        ),
+        sa.ForeignKeyConstraint(["ticket_id"], ["tickets.id"], name=op.f("fk_participants_ticket_id_tickets")),
         sa.PrimaryKeyConstraint("ticket_id", "address", name=op.f("pk_participants")),
     )
     op.create_table(
@@ -159,9 +147,7 @@ def upgrade() -> None:
         sa.Column("address", sa.String(length=320), nullable=False),
         sa.Column("purpose", sa.String(length=16), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["ticket_id"], ["tickets.id"], name=op.f("fk_reply_tokens_ticket_id_tickets")
-        ),
+        sa.ForeignKeyConstraint(["ticket_id"], ["tickets.id"], name=op.f("fk_reply_tokens_ticket_id_tickets")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_reply_tokens")),
     )
     op.create_table(
@@ -169,17 +155,13 @@ def upgrade() -> None:
         sa.Column("msgid", sa.String(length=998), nullable=False),
         sa.Column("ticket_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("kind", sa.String(length=4), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["ticket_id"], ["tickets.id"], name=op.f("fk_thread_index_ticket_id_tickets")
-        ),
+        sa.ForeignKeyConstraint(["ticket_id"], ["tickets.id"], name=op.f("fk_thread_index_ticket_id_tickets")),
         sa.PrimaryKeyConstraint("msgid", "ticket_id", name=op.f("pk_thread_index")),
     )
     op.create_index("ix_thread_index_ticket", "thread_index", ["ticket_id"], unique=False)
     op.create_table(
         "attachments",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("message_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("stored_name", sa.String(length=64), nullable=False),
         sa.Column("filename", sa.Text(), nullable=False),
@@ -189,9 +171,7 @@ def upgrade() -> None:
         sa.Column("sha256", sa.String(length=64), nullable=False),
         sa.Column("inline", sa.Boolean(), nullable=False),
         sa.Column("data", sa.LargeBinary(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["message_id"], ["messages.id"], name=op.f("fk_attachments_message_id_messages")
-        ),
+        sa.ForeignKeyConstraint(["message_id"], ["messages.id"], name=op.f("fk_attachments_message_id_messages")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_attachments")),
         sa.UniqueConstraint("stored_name", name=op.f("uq_attachments_stored_name")),
     )
