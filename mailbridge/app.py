@@ -7,17 +7,21 @@ explicitly; nothing deep in the code reaches for a global.
 from __future__ import annotations
 
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from mailbridge.clock import Clock, utcnow
 from mailbridge.config import Config
-from mailbridge.outbound.outbox import Outbox
-from mailbridge.outbound.render import Renderer
-from mailbridge.outbound.sender import Sender
-from mailbridge.pipeline import Pipeline
 from mailbridge.store.db import Store
-from mailbridge.tickets.correlate import Correlator
-from mailbridge.tickets.refs import ReferenceFormat
-from mailbridge.tickets.tokens import TokenSigner, load_or_create_secret
+
+# The services are imported when first built: a CLI command that only reads the
+# database should not pay for the parser, Jinja and the SMTP client at start-up.
+if TYPE_CHECKING:
+    from mailbridge.outbound.outbox import Outbox
+    from mailbridge.outbound.render import Renderer
+    from mailbridge.outbound.sender import Sender
+    from mailbridge.pipeline import Pipeline
+    from mailbridge.tickets.refs import ReferenceFormat
+    from mailbridge.tickets.tokens import TokenSigner
 
 
 class App:
@@ -31,29 +35,42 @@ class App:
 
     @cached_property
     def signer(self) -> TokenSigner:
+        from mailbridge.tickets.tokens import TokenSigner, load_or_create_secret
+
         self.config.var_path.mkdir(parents=True, exist_ok=True)
         return TokenSigner(load_or_create_secret(self.config.var_file(self.config.security.secret_file)))
 
     @cached_property
     def renderer(self) -> Renderer:
+        from mailbridge.outbound.render import Renderer
+
         return Renderer(self.config.template_dirs)
 
     @cached_property
     def refs(self) -> ReferenceFormat:
+        from mailbridge.tickets.refs import ReferenceFormat
+
         return ReferenceFormat(self.config.tickets.reference, self.config.tickets.prefix)
 
     @cached_property
     def outbox(self) -> Outbox:
+        from mailbridge.outbound.outbox import Outbox
+
         return Outbox(self.renderer, self.signer, self.config.support)
 
     @cached_property
     def pipeline(self) -> Pipeline:
+        from mailbridge.pipeline import Pipeline
+        from mailbridge.tickets.correlate import Correlator
+
         locals_ = [a.split("@", 1)[0] for a in self.config.support.addresses]
         correlator = Correlator(self.signer, self.refs, locals_)
         return Pipeline(self.config, self.store, self.outbox, correlator, clock=self.clock)
 
     @cached_property
     def sender(self) -> Sender:
+        from mailbridge.outbound.sender import Sender
+
         return Sender(self.config, self.store, clock=self.clock)
 
     def close(self) -> None:

@@ -444,5 +444,18 @@ def outbox_retry(ctx: click.Context, outbox_id: int) -> None:
     click.echo(f"outbox {outbox_id}: queued again")
 
 
+def run_cli() -> None:
+    """Console-script entry point: database trouble becomes one clear line, not a traceback."""
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        main()
+    except DBAPIError as exc:
+        hint = ""
+        if "no such table" in str(exc.orig) or "does not exist" in str(exc.orig):
+            hint = "; the schema is missing: run `mailbridge db upgrade` (or start the daemon)"
+        _fail(f"database error: {exc.orig}{hint}")
+
+
 if __name__ == "__main__":
-    main()
+    run_cli()

@@ -12,12 +12,11 @@ blocks the messages behind it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
 from mailbridge.clock import Clock, utcnow
 from mailbridge.config import Config
@@ -37,6 +36,34 @@ from mailbridge.tickets.refs import ReferenceFormat
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=5)
+
+# Built once (see tickets/lifecycle.py): these run for every message.
+_SEEN = (
+    select(messages.c.inbound_id, tickets.c.reference)
+    .join(tickets, messages.c.ticket_id == tickets.c.id)
+    .where(or_(messages.c.inbound_id == bindparam("s_inbound"), messages.c.dedupe_key == bindparam("s_key")))
+)
+_TICKET_STATE = select(tickets.c.reference, tickets.c.status, tickets.c.requester).where(
+    tickets.c.id == bindparam("s_ticket")
+)
+_RECENT_FROM = (
+    select(func.count())
+    .select_from(tickets)
+    .where(tickets.c.requester == bindparam("s_requester"), tickets.c.created_at >= bindparam("s_since"))
+)
+_MARK_FLOOD = update(tickets).where(tickets.c.id == bindparam("s_ticket")).values(flood=True)
+_RECORD_DONE = (
+    update(inbound)
+    .where(inbound.c.id == bindparam("r_id"))
+    .values(
+        state=bindparam("r_state"), reason=bindparam("r_reason"), processed_at=bindparam("r_at"), claimed_until=None
+    )
+)
+_RECORD_RETRY = (
+    update(inbound)
+    .where(inbound.c.id == bindparam("r_id"))
+    .values(state="received", reason=bindparam("r_reason"), claimed_until=None)
+)
 
 
 @dataclass(frozen=True)
@@ -89,64 +116,78 @@ class Pipeline:
             )
 
     def run_batch(self, limit: int = 32) -> list[Outcome]:
-        outcomes = []
-        for row in self.claim(limit):
-            outcomes.append(self.process_row(row))
-        return outcomes
+        """Process what is waiting: parse each message, then apply them all in one
+        transaction (a savepoint each, so one failure does not undo the others), then
+        record every outcome in the spool in one more. One COMMIT per batch instead of
+        two per message is what keeps the worker ahead of the listener."""
+        rows = self.claim(limit)
+        if not rows:
+            return []
+        outcomes: dict[int, Outcome] = {}
+        parsed: list[tuple[Any, ParsedMail]] = []
+        max_attempts = self._config.processing.max_attempts
+        for row in rows:
+            if row.attempts > max_attempts:
+                outcomes[row.id] = self._quarantined(
+                    row.id, f"processing failed {row.attempts - 1} times; see the daemon log"
+                )
+                continue
+            try:
+                parsed.append((row, parse_message(bytes(row.raw))))
+            except ParseError as exc:
+                outcomes[row.id] = self._quarantined(row.id, f"cannot parse: {exc.reason}")
+        try:
+            with write_tx(self._store.main) as conn:
+                for row, mail in parsed:
+                    try:
+                        with conn.begin_nested():
+                            outcomes[row.id] = self._apply(conn, row, mail)
+                    except Exception as exc:
+                        outcomes[row.id] = self._failed(row, exc)
+                crash_point("worker.before_commit")
+        except Exception as exc:  # the batch's COMMIT itself failed: every message goes back
+            log.exception("committing a batch of %d messages failed", len(parsed))
+            for row, _mail in parsed:
+                outcomes[row.id] = self._failed(row, exc)
+        crash_point("worker.before_done")
+        self._record(list(outcomes.values()))
+        return [outcomes[row.id] for row in rows]
+
+    def _failed(self, row: Any, exc: Exception) -> Outcome:
+        log.error(
+            "processing spool message %s failed (attempt %s): %s: %s",
+            row.id,
+            row.attempts,
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+        )
+        reason = f"{type(exc).__name__}: {exc}"
+        if row.attempts >= self._config.processing.max_attempts:
+            return self._quarantined(row.id, f"processing failed: {reason}")
+        return Outcome(row.id, "retry", reason=reason)
 
     # --- one message -----------------------------------------------------------------
 
-    def process_row(self, row: Any) -> Outcome:
-        if row.attempts > self._config.processing.max_attempts:
-            return self._quarantine(row.id, f"processing failed {row.attempts - 1} times; see the daemon log")
-        try:
-            outcome = self._process(row.id, bytes(row.raw), list(row.rcpts or []), row.mail_from)
-        except ParseError as exc:
-            return self._quarantine(row.id, f"cannot parse: {exc.reason}")
-        except Exception as exc:
-            log.exception("processing spool message %s failed (attempt %s)", row.id, row.attempts)
-            if row.attempts >= self._config.processing.max_attempts:
-                return self._quarantine(row.id, f"processing failed: {type(exc).__name__}: {exc}")
-            self._release(row.id, f"{type(exc).__name__}: {exc}")
-            return Outcome(row.id, "retry", reason=str(exc))
-        crash_point("worker.before_done")
-        self._finish(row.id, outcome.state, outcome.reason)
-        return outcome
-
-    def _process(self, inbound_id: int, raw: bytes, rcpts: Sequence[str], mail_from: str | None) -> Outcome:
-        mail = parse_message(raw)
-        key = dedupe_key(raw, mail.message_id)
+    def _apply(self, conn: Connection, row: Any, mail: ParsedMail) -> Outcome:
+        inbound_id = int(row.id)
+        key = dedupe_key(bytes(row.raw), mail.message_id)
         now = self._clock()
-        with write_tx(self._store.main) as conn:
-            done = conn.execute(
-                select(tickets.c.reference)
-                .join(messages, messages.c.ticket_id == tickets.c.id)
-                .where(messages.c.inbound_id == inbound_id)
-            ).scalar()
-            if done is not None:  # committed before a crash; only the spool marking was lost
-                return Outcome(inbound_id, "done", done, "replayed")
-            dup = conn.execute(
-                select(tickets.c.reference)
-                .join(messages, messages.c.ticket_id == tickets.c.id)
-                .where(messages.c.dedupe_key == key)
-            ).scalar()
-            if dup is not None:
-                return Outcome(inbound_id, "duplicate", dup, reason=f"same message already on {dup}")
-            corr = self._correlator.correlate(conn, mail, rcpts)
-            if corr.ticket_id is not None and self._joinable(conn, corr.ticket_id):
-                reference = self._follow_up(conn, corr, inbound_id, mail, key, now)
-                how = corr.how
-            else:
-                reference = self._new_ticket(conn, corr, inbound_id, mail, key, mail_from, now)
-                how = "new"
-            crash_point("worker.before_commit")
-        return Outcome(inbound_id, "done", reference, how)
-
-    @staticmethod
-    def _joinable(conn: Connection, ticket_id: int) -> bool:
-        # A closed ticket stays closed: a late reply opens a new ticket linked to it.
-        status = conn.execute(select(tickets.c.status).where(tickets.c.id == ticket_id)).scalar()
-        return status != "closed"
+        seen = conn.execute(_SEEN, {"s_inbound": inbound_id, "s_key": key}).first()
+        if seen is not None:
+            if seen.inbound_id == inbound_id:  # committed before a crash; only the spool marking was lost
+                return Outcome(inbound_id, "done", seen.reference, "replayed")
+            return Outcome(inbound_id, "duplicate", seen.reference, reason=f"same message already on {seen.reference}")
+        rcpts = list(row.rcpts or [])
+        corr = self._correlator.correlate(conn, mail, rcpts)
+        if corr.ticket_id is not None:
+            ticket = conn.execute(_TICKET_STATE, {"s_ticket": corr.ticket_id}).one()
+            # A closed ticket stays closed: a late reply opens a new ticket linked to it.
+            if ticket.status != "closed":
+                self._follow_up(conn, corr, ticket, inbound_id, mail, key, now)
+                return Outcome(inbound_id, "done", ticket.reference, corr.how)
+        reference = self._new_ticket(conn, corr, inbound_id, mail, key, row.mail_from, now)
+        return Outcome(inbound_id, "done", reference, "new")
 
     def _new_ticket(
         self,
@@ -168,26 +209,18 @@ class Pipeline:
         message_pk = lifecycle.add_inbound_message(
             conn, ticket_id=ticket_id, inbound_id=inbound_id, mail=mail, dedupe_key=key, now=now
         )
-        cc = [a for a in mail.cc + mail.to if a.address.lower() not in self._own and a.address]
-        lifecycle.add_participants(conn, ticket_id, cc, "cc", now)
+        skip = {*self._own, requester.address.lower()}
+        cc = [a for a in mail.cc + mail.to if a.address and a.address.lower() not in skip]
+        lifecycle.add_participants(conn, ticket_id, cc, "cc", now, fresh=True)
         actor = requester.address or "unknown"
-        lifecycle.add_event(
-            conn,
-            ticket_id,
-            now,
-            "received",
-            actor,
-            {"message": message_pk, "message_id": mail.message_id, "inbound": inbound_id},
-        )
-        lifecycle.add_event(
-            conn,
-            ticket_id,
-            now,
-            "created",
-            actor,
-            {"reference": reference, "related": related, "subject": mail.subject},
-        )
-        self._acknowledge(conn, ticket_id, reference, requester, mail, mail_from, now)
+        received = {"message": message_pk, "message_id": mail.message_id, "inbound": inbound_id}
+        created = {"reference": reference, "related": related, "subject": mail.subject}
+        events = [
+            lifecycle.event_row(ticket_id, now, "received", actor, received),
+            lifecycle.event_row(ticket_id, now, "created", actor, created),
+        ]
+        events += self._acknowledge(conn, ticket_id, reference, requester, mail, mail_from, now)
+        lifecycle.add_events(conn, events)
         return reference
 
     def _acknowledge(
@@ -199,27 +232,25 @@ class Pipeline:
         mail: ParsedMail,
         mail_from: str | None,
         now: datetime,
-    ) -> None:
+    ) -> list[dict[str, Any]]:
+        """Queue the acknowledgement, or say why none goes out; return the events."""
+        events = []
         settings = self._config.autoreply
         reason = auto_reply_block_reason(mail, mail_from, self._own, self._config.support.domains)
         if reason is None and not settings.acknowledge:
             reason = "acknowledgements are off ([autoreply] acknowledge = false)"
         if reason is None:
             since = now - timedelta(minutes=settings.flood_window_minutes)
-            recent = conn.execute(
-                select(func.count())
-                .select_from(tickets)
-                .where(tickets.c.requester == requester.address, tickets.c.created_at >= since)
-            ).scalar_one()
+            recent = conn.execute(_RECENT_FROM, {"s_requester": requester.address, "s_since": since}).scalar_one()
             if recent > settings.flood_threshold:
                 reason = (
                     f"flood: {recent} new tickets from {requester.address} in {settings.flood_window_minutes} minutes"
                 )
-                conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(flood=True))
-                lifecycle.add_event(conn, ticket_id, now, "flood_detected", "system", {"count": recent})
+                conn.execute(_MARK_FLOOD, {"s_ticket": ticket_id})
+                events.append(lifecycle.event_row(ticket_id, now, "flood_detected", "system", {"count": recent}))
         if reason is not None:
-            lifecycle.add_event(conn, ticket_id, now, "auto_reply_suppressed", "system", {"reason": reason})
-            return
+            events.append(lifecycle.event_row(ticket_id, now, "auto_reply_suppressed", "system", {"reason": reason}))
+            return events
         ticket_ctx = {
             "reference": reference,
             "subject": mail.subject or "(no subject)",
@@ -248,32 +279,23 @@ class Pipeline:
         except (ComposeError, TemplateError) as exc:
             # The ticket matters more than its acknowledgement: keep it, say why none went out.
             log.error("no acknowledgement for %s: %s", reference, exc)
-            lifecycle.add_event(
-                conn,
-                ticket_id,
-                now,
-                "auto_reply_suppressed",
-                "system",
-                {"reason": f"cannot compose the acknowledgement: {exc}"},
-            )
-            return
-        lifecycle.add_event(
-            conn,
-            ticket_id,
-            now,
-            "acknowledged",
-            "system",
-            {"outbox": outbox_id, "to": requester.address, "message_id": message_id},
-        )
+            reason = f"cannot compose the acknowledgement: {exc}"
+            return [*events, lifecycle.event_row(ticket_id, now, "auto_reply_suppressed", "system", {"reason": reason})]
+        data = {"outbox": outbox_id, "to": requester.address, "message_id": message_id}
+        return [*events, lifecycle.event_row(ticket_id, now, "acknowledged", "system", data)]
 
     def _follow_up(
-        self, conn: Connection, corr: Correlation, inbound_id: int, mail: ParsedMail, key: str, now: datetime
-    ) -> str:
+        self,
+        conn: Connection,
+        corr: Correlation,
+        row: Any,
+        inbound_id: int,
+        mail: ParsedMail,
+        key: str,
+        now: datetime,
+    ) -> None:
         assert corr.ticket_id is not None
         ticket_id = corr.ticket_id
-        row = conn.execute(
-            select(tickets.c.reference, tickets.c.status, tickets.c.requester).where(tickets.c.id == ticket_id)
-        ).one()
         message_pk = lifecycle.add_inbound_message(
             conn, ticket_id=ticket_id, inbound_id=inbound_id, mail=mail, dedupe_key=key, now=now
         )
@@ -293,27 +315,25 @@ class Pipeline:
             lifecycle.set_status(conn, ticket_id, "open", actor=sender, now=now, reason="requester replied")
         else:
             lifecycle.touch(conn, ticket_id, now)
-        return str(row.reference)
 
     # --- spool bookkeeping -----------------------------------------------------------
 
-    def _finish(self, inbound_id: int, state: str, reason: str = "") -> None:
+    def _record(self, outcomes: list[Outcome]) -> None:
+        """Write every outcome of a batch to the spool in one transaction."""
+        now = self._clock()
+        done = [
+            {"r_id": o.inbound_id, "r_state": o.state, "r_reason": o.reason or None, "r_at": now}
+            for o in outcomes
+            if o.state != "retry"
+        ]
+        retry = [{"r_id": o.inbound_id, "r_reason": o.reason} for o in outcomes if o.state == "retry"]
         with write_tx(self._store.spool) as conn:
-            conn.execute(
-                update(inbound)
-                .where(inbound.c.id == inbound_id)
-                .values(state=state, reason=reason or None, processed_at=self._clock(), claimed_until=None)
-            )
+            if done:
+                conn.execute(_RECORD_DONE, done)
+            if retry:
+                conn.execute(_RECORD_RETRY, retry)
 
-    def _release(self, inbound_id: int, reason: str) -> None:
-        with write_tx(self._store.spool) as conn:
-            conn.execute(
-                update(inbound)
-                .where(inbound.c.id == inbound_id)
-                .values(state="received", reason=reason, claimed_until=None)
-            )
-
-    def _quarantine(self, inbound_id: int, reason: str) -> Outcome:
-        log.warning("quarantined spool message %s: %s", inbound_id, reason)
-        self._finish(inbound_id, "quarantined", reason)
+    @staticmethod
+    def _quarantined(inbound_id: int, reason: str) -> Outcome:
+        log.warning("quarantining spool message %s: %s", inbound_id, reason)
         return Outcome(inbound_id, "quarantined", reason=reason)

@@ -23,6 +23,10 @@ from mailbridge.store.tables import outbox, reply_tokens
 from mailbridge.tickets.lifecycle import index_message_ids
 from mailbridge.tickets.tokens import TokenSigner, message_id_for
 
+# Built once: the worker queues an acknowledgement for most new tickets.
+_INSERT_TOKEN = insert(reply_tokens)
+_INSERT_OUTBOX = insert(outbox)
+
 
 class Outbox:
     def __init__(self, renderer: Renderer, signer: TokenSigner, support: SupportSettings) -> None:
@@ -68,26 +72,20 @@ class Outbox:
         )
         # Everything that can fail on bad input (rendering, composing) is done before the
         # first insert, so the caller can catch it and keep its transaction clean.
-        conn.execute(
-            insert(reply_tokens).values(
-                id=token_id, ticket_id=ticket_id, address=to.address.lower(), purpose="reply", created_at=now
-            )
-        )
-        outbox_id = inserted_id(
-            conn.execute(
-                insert(outbox).values(
-                    ticket_id=ticket_id,
-                    kind=kind,
-                    message_id=message_id,
-                    mail_from=self._support.address,
-                    rcpt=to.address,
-                    raw=raw,
-                    state="queued",
-                    attempts=0,
-                    next_attempt_at=now,
-                    created_at=now,
-                )
-            )
-        )
+        token_row = {"id": token_id, "ticket_id": ticket_id, "address": to.address.lower(), "purpose": "reply"}
+        conn.execute(_INSERT_TOKEN, {**token_row, "created_at": now})
+        row = {
+            "ticket_id": ticket_id,
+            "kind": kind,
+            "message_id": message_id,
+            "mail_from": self._support.address,
+            "rcpt": to.address,
+            "raw": raw,
+            "state": "queued",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
+        outbox_id = inserted_id(conn.execute(_INSERT_OUTBOX, row))
         index_message_ids(conn, ticket_id, message_id, [])
         return int(outbox_id), message_id

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 
 from mailbridge.clock import Clock, utcnow
 from mailbridge.config import Config
@@ -23,11 +23,24 @@ from mailbridge.outbound.transport import DeliveryResult, deliver_maildir, deliv
 from mailbridge.store.db import Store, write_tx
 from mailbridge.store.tables import outbox
 from mailbridge.testing import crash_point
-from mailbridge.tickets.lifecycle import add_event
+from mailbridge.tickets.lifecycle import add_events, event_row
 
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=5)
+
+_RECORD = (
+    update(outbox)
+    .where(outbox.c.id == bindparam("o_id"))
+    .values(
+        state=bindparam("o_state"),
+        attempts=bindparam("o_attempts"),
+        sent_at=bindparam("o_sent_at"),
+        last_error=bindparam("o_last_error"),
+        next_attempt_at=bindparam("o_next_attempt_at"),
+        claimed_until=None,
+    )
+)
 
 
 class Sender:
@@ -92,7 +105,12 @@ class Sender:
         )
 
     def run_batch(self, limit: int = 16) -> int:
+        """Deliver what is due; record the results of the batch in one transaction.
+
+        A crash after a delivery and before this COMMIT means those mails go out again
+        after the restart, with the same Message-ID (at-least-once, never lost)."""
         rows = self.claim(limit)
+        results = []
         for row in rows:
             try:
                 result = self.deliver(row)
@@ -100,7 +118,9 @@ class Sender:
                 log.exception("delivering outbox %s failed", row.id)
                 result = DeliveryResult("retry", f"{type(exc).__name__}: {exc}")
             crash_point("sender.after_deliver")
-            self.record(row, result)
+            results.append((row, result))
+        if results:
+            self.record(results)
         return len(rows)
 
     def backoff(self, attempts: int) -> timedelta:
@@ -108,25 +128,34 @@ class Sender:
         delay = min(base, self._settings.retry_max_seconds)
         return timedelta(seconds=delay * random.uniform(0.8, 1.2))  # jitter spreads retries out
 
-    def record(self, row: Any, result: DeliveryResult) -> None:
+    def record(self, results: list[tuple[Any, DeliveryResult]]) -> None:
         now = self._clock()
+        updates, events = [], []
+        for row, result in results:
+            update_row, event = self._outcome(row, result, now)
+            updates.append(update_row)
+            if event is not None:
+                events.append(event)
+        with write_tx(self._store.main) as conn:
+            conn.execute(_RECORD, updates)
+            add_events(conn, events)
+
+    def _outcome(self, row: Any, result: DeliveryResult, now: datetime) -> tuple[dict[str, Any], dict[str, Any] | None]:
         attempts = int(row.attempts) + 1
-        values: dict[str, Any] = {"attempts": attempts, "claimed_until": None}
+        values: dict[str, Any] = {"attempts": attempts, "sent_at": None, "last_error": None, "next_attempt_at": now}
+        event = None
+        info = {"outbox": row.id, "to": row.rcpt, "kind": row.kind}
         if result.status == "sent":
-            values.update(state="sent", sent_at=now, last_error=None)
-            event, data = (
-                "mail_sent",
-                {"outbox": row.id, "to": row.rcpt, "kind": row.kind, "message_id": row.message_id},
-            )
+            values.update(state="sent", sent_at=now)
+            event = "mail_sent", {**info, "message_id": row.message_id}
         elif result.status == "retry" and attempts < self._settings.max_attempts:
             values.update(state="queued", next_attempt_at=now + self.backoff(attempts), last_error=result.detail)
-            event, data = "", {}
             log.warning("outbox %s to %s: %s; retrying", row.id, row.rcpt, result.detail)
         else:
             values.update(state="failed", last_error=result.detail)
-            event, data = "mail_failed", {"outbox": row.id, "to": row.rcpt, "kind": row.kind, "error": result.detail}
+            event = "mail_failed", {**info, "error": result.detail}
             log.error("outbox %s to %s failed: %s", row.id, row.rcpt, result.detail)
-        with write_tx(self._store.main) as conn:
-            conn.execute(update(outbox).where(outbox.c.id == row.id).values(**values))
-            if event and row.ticket_id is not None:
-                add_event(conn, int(row.ticket_id), now, event, "system", data)
+        update_row = {"o_id": row.id, **{f"o_{k}": v for k, v in values.items()}}
+        if event is None or row.ticket_id is None:
+            return update_row, None
+        return update_row, event_row(int(row.ticket_id), now, event[0], "system", event[1])

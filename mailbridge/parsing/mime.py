@@ -28,6 +28,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.errors import MissingHeaderBodySeparatorDefect
 from email.message import Message
 from typing import Any, cast
 
@@ -144,6 +145,8 @@ def parse_message(raw: bytes, limits: ParseLimits = ParseLimits()) -> ParsedMail
         if not data.strip():
             raise ParseError("empty input")
         root = parse_structure(data, limits)
+        if not root.keys() or any(isinstance(d, MissingHeaderBodySeparatorDefect) for d in root.defects):
+            root = _retry_obsolete_colons(data, limits) or root
         if not root.keys():
             raise ParseError("no header fields: the input does not start with an RFC 5322 header section")
         return _build(root, limits)
@@ -153,6 +156,21 @@ def parse_message(raw: bytes, limits: ParseLimits = ParseLimits()) -> ParsedMail
         raise LimitExceeded("MIME structure nested too deeply for the parser") from exc
     except Exception as exc:  # the contract: nothing else escapes, whatever the bytes
         raise ParseError(f"unexpected {type(exc).__name__} while parsing: {exc}") from exc
+
+
+# RFC 5322 4.5: obsolete syntax allows white space between a field name and
+# its colon ("Subject   : Hi").  compat32 ends the header section at such a
+# line, or takes "From  :" for an mbox From_ line, losing every header.
+_OBS_COLON = re.compile(rb"^([!-9;-~]+)[ \t]+:", re.MULTILINE)
+_END_OF_HEADERS = re.compile(rb"\r?\n\r?\n|\r\r")
+
+
+def _retry_obsolete_colons(data: bytes, limits: ParseLimits) -> Message | None:
+    """Re-parse with obs-fields rewritten, if the header section has any."""
+    end = _END_OF_HEADERS.search(data)
+    cut = end.start() if end else len(data)
+    head, count = _OBS_COLON.subn(rb"\1:", data[:cut])
+    return parse_structure(head + data[cut:], limits) if count else None
 
 
 # --- charsets ---------------------------------------------------------------
@@ -201,6 +219,22 @@ def _scalar(text: str) -> str:
     return text
 
 
+# Charsets that mail actually arrives in, most common first.  Detection is
+# limited to them (charset-normalizer alone calls short French text cp1006 and
+# cp1252 punctuation mac_roman), and the order breaks ties between candidates
+# that explain the bytes equally well: short headers often tie.
+_MAIL_CHARSETS = (
+    "utf_8", "cp1252", "latin_1", "iso8859_15", "cp1250", "iso8859_2", "cp1251", "koi8_r", "koi8_u",
+    "cp1253", "iso8859_7", "cp1254", "cp1255", "cp1256", "cp1257", "cp932", "euc_jp", "iso2022_jp",
+    "gb18030", "big5", "cp949", "cp874", "utf_16",
+)  # fmt: skip
+_CHARSET_RANK = {name: rank for rank, name in enumerate(_MAIL_CHARSETS)}
+
+
+def _rank(name: str) -> int:
+    return _CHARSET_RANK.get(name, len(_MAIL_CHARSETS))
+
+
 def _guess(data: bytes) -> tuple[str, str]:
     """Decode bytes whose charset is unknown or wrong: (encoding used, text)."""
     try:
@@ -211,10 +245,13 @@ def _guess(data: bytes) -> tuple[str, str]:
         pass
     first = _EIGHT_BIT.search(data)
     start = max(0, first.start() - 1024) if first else 0
-    best = charset_normalizer.from_bytes(data[start : start + _DETECT_SAMPLE]).best()
-    if best is not None:
+    results = charset_normalizer.from_bytes(data[start : start + _DETECT_SAMPLE], cp_isolation=list(_MAIL_CHARSETS))
+    if len(results):
+        best = min(results, key=lambda m: (m.chaos, -m.coherence, min(map(_rank, m.could_be_from_charset))))
+        # Charsets that decode these bytes identically: report the usual one.
+        encoding = min(best.could_be_from_charset, key=_rank)
         try:
-            return best.encoding, _scalar(data.decode(best.encoding, "replace"))
+            return encoding, _scalar(data.decode(encoding, "replace"))
         except LookupError:
             pass
     return "utf-8 with replacement characters", data.decode("utf-8", "replace")

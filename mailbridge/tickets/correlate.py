@@ -15,12 +15,30 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, and_, bindparam, or_, select
 
 from mailbridge.parsing.mime import ParsedMail
 from mailbridge.store.tables import participants, reply_tokens, thread_index, tickets
 from mailbridge.tickets.refs import ReferenceFormat
 from mailbridge.tickets.tokens import TokenSigner, token_from_address, token_from_message_id
+
+# Built once (see lifecycle.py): the worker runs these for every message.
+_TOKEN = select(reply_tokens.c.ticket_id, reply_tokens.c.address).where(reply_tokens.c.id == bindparam("k_id"))
+_THREAD = (
+    select(thread_index.c.ticket_id)
+    .where(
+        or_(
+            thread_index.c.msgid.in_(bindparam("k_ids", expanding=True)),
+            # Someone already stored a reply to this very message: it is that thread's parent.
+            and_(thread_index.c.msgid == bindparam("k_own"), thread_index.c.kind == "ref"),
+        )
+    )
+    .distinct()
+)
+_BY_REFERENCE = select(tickets.c.id).where(tickets.c.reference == bindparam("k_ref"))
+_PARTICIPANT = select(participants.c.role).where(
+    participants.c.ticket_id == bindparam("k_ticket"), participants.c.address == bindparam("k_address")
+)
 
 
 @dataclass(frozen=True)
@@ -60,9 +78,7 @@ class Correlator:
             token_id = self._signer.verify(token)
             if token_id is None:
                 continue
-            row = conn.execute(
-                select(reply_tokens.c.ticket_id, reply_tokens.c.address).where(reply_tokens.c.id == token_id)
-            ).first()
+            row = conn.execute(_TOKEN, {"k_id": token_id}).first()
             if row is not None:
                 return Correlation(int(row.ticket_id), "token", token_address=row.address)
 
@@ -74,7 +90,7 @@ class Correlator:
             related = related or ticket_id
 
         for reference in self._refs.find_in_subject(mail.subject):
-            found = conn.execute(select(tickets.c.id).where(tickets.c.reference == reference)).scalar()
+            found = conn.execute(_BY_REFERENCE, {"k_ref": reference}).scalar()
             if found is None:
                 continue
             if self._is_participant(conn, int(found), sender):
@@ -84,36 +100,14 @@ class Correlator:
 
     def _thread_tickets(self, conn: Connection, mail: ParsedMail) -> list[int]:
         """Tickets sharing a Message-ID with this mail, oldest first."""
-        ids = [i for i in dict.fromkeys([mail.in_reply_to, *mail.references]) if i]
-        found: set[int] = set()
-        if ids:
-            found.update(
-                int(t)
-                for t in conn.execute(
-                    select(thread_index.c.ticket_id).where(thread_index.c.msgid.in_(ids[-50:]))
-                ).scalars()
-            )
-        if mail.message_id:
-            # Someone already stored a reply to this very message: it is that thread's parent.
-            found.update(
-                int(t)
-                for t in conn.execute(
-                    select(thread_index.c.ticket_id).where(
-                        thread_index.c.msgid == mail.message_id, thread_index.c.kind == "ref"
-                    )
-                ).scalars()
-            )
-        return sorted(found)
+        ids = [i for i in dict.fromkeys([mail.in_reply_to, *mail.references]) if i][-50:]
+        if not ids and not mail.message_id:
+            return []
+        params = {"k_ids": ids or [""], "k_own": mail.message_id or ""}
+        return sorted(int(t) for t in conn.execute(_THREAD, params).scalars())
 
     @staticmethod
     def _is_participant(conn: Connection, ticket_id: int, address: str) -> bool:
         if not address:
             return False
-        return (
-            conn.execute(
-                select(participants.c.role).where(
-                    participants.c.ticket_id == ticket_id, participants.c.address == address
-                )
-            ).first()
-            is not None
-        )
+        return conn.execute(_PARTICIPANT, {"k_ticket": ticket_id, "k_address": address}).first() is not None

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mailbridge.parsing.mime import Address, ParsedMail
@@ -36,10 +36,39 @@ class TransitionError(ValueError):
     pass
 
 
+# Statements are built once: building one per call costs more than running it (~0.2 ms
+# against ~0.07 ms on SQLite), and this module is on the worker's hot path.
+_INSERT_EVENT = insert(events)
+_INSERT_TICKET = insert(tickets)
+_INSERT_PARTICIPANT = insert(participants)
+_INSERT_MESSAGE = insert(messages)
+_INSERT_ATTACHMENT = insert(attachments)
+_EXISTING_PARTICIPANTS = select(participants.c.address).where(
+    participants.c.ticket_id == bindparam("p_ticket"),
+    participants.c.address.in_(bindparam("p_addresses", expanding=True)),
+)
+_TOUCH = update(tickets).where(tickets.c.id == bindparam("t_id")).values(updated_at=bindparam("t_now"))
+_THREAD_INSERT = {
+    "sqlite": sqlite.insert(thread_index).on_conflict_do_nothing(),
+    "postgresql": postgresql.insert(thread_index).on_conflict_do_nothing(),
+}
+
+
+def event_row(
+    ticket_id: int, at: datetime, type_: str, actor: str, data: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    return {"ticket_id": ticket_id, "at": at, "type": type_, "actor": actor, "data": dict(data or {})}
+
+
+def add_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(_INSERT_EVENT, rows)
+
+
 def add_event(
     conn: Connection, ticket_id: int, at: datetime, type_: str, actor: str, data: Mapping[str, Any] | None = None
 ) -> None:
-    conn.execute(insert(events).values(ticket_id=ticket_id, at=at, type=type_, actor=actor, data=dict(data or {})))
+    conn.execute(_INSERT_EVENT, event_row(ticket_id, at, type_, actor, data))
 
 
 def create_ticket(
@@ -55,27 +84,29 @@ def create_ticket(
     reference = refs.format(seq, now)
     ticket_id = inserted_id(
         conn.execute(
-            insert(tickets).values(
-                reference=reference,
-                subject=subject or "(no subject)",
-                requester=requester.address.lower(),
-                requester_name=requester.name,
-                status="new",
-                created_at=now,
-                updated_at=now,
-                related_ticket_id=related_ticket_id,
-                flood=False,
-            )
+            _INSERT_TICKET,
+            {
+                "reference": reference,
+                "subject": subject or "(no subject)",
+                "requester": requester.address.lower(),
+                "requester_name": requester.name,
+                "status": "new",
+                "created_at": now,
+                "updated_at": now,
+                "related_ticket_id": related_ticket_id,
+                "flood": False,
+            },
         )
     )
-    add_participants(conn, int(ticket_id), [requester], "requester", now)
-    return int(ticket_id), reference
+    add_participants(conn, ticket_id, [requester], "requester", now, fresh=True)
+    return ticket_id, reference
 
 
 def add_participants(
-    conn: Connection, ticket_id: int, people: Iterable[Address], role: str, now: datetime
+    conn: Connection, ticket_id: int, people: Iterable[Address], role: str, now: datetime, *, fresh: bool = False
 ) -> list[str]:
-    """Add people not yet on the ticket; return the addresses that were new."""
+    """Add people not yet on the ticket; return the addresses that were new.
+    `fresh`: the ticket was created in this transaction and has nobody else yet."""
     rows: dict[str, dict[str, Any]] = {}
     for person in people:
         address = person.address.lower()
@@ -89,16 +120,14 @@ def add_participants(
             }
     if not rows:
         return []
-    existing = set(
-        conn.execute(
-            select(participants.c.address).where(
-                participants.c.ticket_id == ticket_id, participants.c.address.in_(list(rows))
-            )
-        ).scalars()
-    )
+    existing: set[str] = set()
+    if not fresh:
+        existing = set(
+            conn.execute(_EXISTING_PARTICIPANTS, {"p_ticket": ticket_id, "p_addresses": list(rows)}).scalars()
+        )
     new = [row for addr, row in rows.items() if addr not in existing]
     if new:
-        conn.execute(insert(participants), new)
+        conn.execute(_INSERT_PARTICIPANT, new)
     return [str(row["address"]) for row in new]
 
 
@@ -115,15 +144,7 @@ def index_message_ids(conn: Connection, ticket_id: int, own: str | None, refs: I
             rows.append({"msgid": ref[:998], "ticket_id": ticket_id, "kind": "ref"})
     if not rows:
         return
-    dialect = conn.dialect.name
-    stmt: Any
-    if dialect == "postgresql":
-        stmt = postgresql.insert(thread_index).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(thread_index).on_conflict_do_nothing()
-    else:  # pragma: no cover - only the two supported databases
-        raise NotImplementedError(dialect)
-    conn.execute(stmt, rows)
+    conn.execute(_THREAD_INSERT[conn.dialect.name], rows)
 
 
 def add_inbound_message(
@@ -131,25 +152,26 @@ def add_inbound_message(
 ) -> int:
     message_pk = inserted_id(
         conn.execute(
-            insert(messages).values(
-                ticket_id=ticket_id,
-                inbound_id=inbound_id,
-                direction="in",
-                message_id=mail.message_id,
-                dedupe_key=dedupe_key,
-                from_address=mail.from_.address.lower() if mail.from_ else "",
-                from_name=mail.from_.name if mail.from_ else "",
-                subject=mail.subject,
-                sent_at=mail.date,
-                text=mail.text,
-                text_source=mail.text_source,
-                created_at=now,
-            )
+            _INSERT_MESSAGE,
+            {
+                "ticket_id": ticket_id,
+                "inbound_id": inbound_id,
+                "direction": "in",
+                "message_id": mail.message_id,
+                "dedupe_key": dedupe_key,
+                "from_address": mail.from_.address.lower() if mail.from_ else "",
+                "from_name": mail.from_.name if mail.from_ else "",
+                "subject": mail.subject,
+                "sent_at": mail.date,
+                "text": mail.text,
+                "text_source": mail.text_source,
+                "created_at": now,
+            },
         )
     )
     if mail.attachments:
         conn.execute(
-            insert(attachments),
+            _INSERT_ATTACHMENT,
             [
                 {
                     "message_id": message_pk,
@@ -191,4 +213,4 @@ def set_status(conn: Connection, ticket_id: int, new: str, *, actor: str, now: d
 
 
 def touch(conn: Connection, ticket_id: int, now: datetime) -> None:
-    conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(updated_at=now))
+    conn.execute(_TOUCH, {"t_id": ticket_id, "t_now": now})

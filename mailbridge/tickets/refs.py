@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from mailbridge.store.tables import counters
 
@@ -44,11 +44,17 @@ class ReferenceFormat:
         return "".join(out)
 
 
+_INCREMENT = (
+    update(counters)
+    .where(counters.c.name == bindparam("c_name"))
+    .values(value=counters.c.value + 1)
+    .returning(counters.c.value)
+)
+
+
 def next_sequence(conn: Connection, name: str = "ticket") -> int:
     """Increment and return a named counter inside the caller's transaction."""
-    updated = conn.execute(
-        update(counters).where(counters.c.name == name).values(value=counters.c.value + 1).returning(counters.c.value)
-    ).scalar()
+    updated = conn.execute(_INCREMENT, {"c_name": name}).scalar()
     if updated is not None:
         return int(updated)
     conn.execute(insert(counters).values(name=name, value=1))
