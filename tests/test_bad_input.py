@@ -50,7 +50,7 @@ def test_hostile_mails_each_end_somewhere(sink, start_daemon):
     assert status["inbound"].get("done", 0) + status["inbound"].get("quarantined", 0) == len(cases)
 
     quarantined = mailbridge_json(daemon.config, "quarantine", "list")
-    assert len(quarantined) == 1 and "depth" in quarantined[0]["reason"].lower()
+    assert len(quarantined) == 1 and "nesting deeper than" in quarantined[0]["reason"]
     tickets = {t["subject"]: t for t in mailbridge_json(daemon.config, "tickets", "list")}
     assert len(tickets) == len(cases) - 1
     passwd = mailbridge_json(daemon.config, "tickets", "show", tickets["file"]["reference"])

@@ -93,16 +93,16 @@ def test_line_length_limit(daemon):
 
 
 def _raw_session(port: int, payload: bytes) -> bytes:
+    """Send a whole pipelined session at once; read replies until QUIT's 221."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(payload)
-        sock.shutdown(socket.SHUT_WR)
-        chunks = []
-        while True:
+        chunks = b""
+        while b"\r\n221" not in chunks:
             data = sock.recv(65536)
             if not data:
                 break
-            chunks.append(data)
-    return b"".join(chunks)
+            chunks += data
+    return chunks
 
 
 def test_bare_lf_cannot_smuggle_a_second_message(daemon):

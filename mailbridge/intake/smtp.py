@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import Any
 
 from aiosmtpd.lmtp import LMTP
@@ -21,6 +22,8 @@ from mailbridge.intake.recipients import RecipientPolicy
 from mailbridge.intake.spool import Envelope, SpoolWriter
 
 log = logging.getLogger(__name__)
+
+_SOURCE_ROUTE = re.compile(r"^\s*TO:\s*<?\s*@", re.IGNORECASE)
 
 
 class IntakeHandler:
@@ -81,6 +84,14 @@ def _protocol_factory(
 ) -> Any:
     class Counted(cls):  # type: ignore[valid-type,misc]
         line_length_limit = line_limit
+
+        async def smtp_RCPT(self, arg: str | None) -> None:  # noqa: N802 - aiosmtpd's command name
+            # aiosmtpd rejects a source route (RFC 5321 4.1.1.3, "<@relay:user@host>") as
+            # malformed (553) before any hook runs; for us it is a relay attempt: 550 5.7.1.
+            if arg and self.envelope is not None and self.envelope.mail_from and _SOURCE_ROUTE.match(arg):
+                await self.push("550 5.7.1 Source routes are not accepted (relaying denied)")
+                return
+            await super().smtp_RCPT(arg)
 
         def connection_made(self, transport: Any) -> None:
             limits.active += 1
