@@ -66,8 +66,8 @@ class Streamer(threading.Thread):
     [
         "external",
         "spool.after_commit:120",
-        "worker.before_commit:90",
-        "worker.before_done:100",
+        "worker.before_commit:8",
+        "worker.before_done:10",
         "sender.after_deliver:60",
     ],
 )
