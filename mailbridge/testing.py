@@ -1,7 +1,8 @@
-"""Test-only crash points, inert unless MAILBRIDGE_TESTING=1.
+"""Test-only crash and failure points, inert unless MAILBRIDGE_TESTING=1.
 
 A test names a point in MAILBRIDGE_CRASH_AT ("name" or "name:N" for the N-th pass) and
-the process kills its whole process group with SIGKILL there, as a power cut would.
+the process kills its whole process group with SIGKILL there, as a power cut would; or
+in MAILBRIDGE_FAIL_AT, and the code raises there, as a failing disk or database would.
 """
 
 from __future__ import annotations
@@ -11,6 +12,18 @@ import signal
 
 _ENABLED = os.environ.get("MAILBRIDGE_TESTING") == "1"
 _TARGET = os.environ.get("MAILBRIDGE_CRASH_AT", "") if _ENABLED else ""
+_FAIL = os.environ.get("MAILBRIDGE_FAIL_AT", "") if _ENABLED else ""
+
+
+class InjectedFailure(OSError):
+    """Raised at a failure point; an OSError, like the real failures it stands for."""
+
+
+def fail_point(name: str) -> None:
+    if _FAIL and name in _FAIL.split(","):
+        raise InjectedFailure(f"injected failure at {name}")
+
+
 _counts: dict[str, int] = {}
 
 

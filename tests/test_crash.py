@@ -40,6 +40,16 @@ def corpus() -> list[tuple[str, bytes]]:
     return mails
 
 
+@pytest.fixture
+def running():
+    """Daemons this test started; killed whatever happens, so none outlives a failure."""
+    daemons: list[Daemon] = []
+    yield daemons
+    for daemon in daemons:
+        if daemon.proc is not None:
+            daemon.kill_group()
+
+
 class Streamer(threading.Thread):
     def __init__(self, port_of: dict[str, int], mails: list[tuple[str, bytes]]):
         super().__init__(daemon=True)
@@ -71,13 +81,14 @@ class Streamer(threading.Thread):
         "sender.after_deliver:60",
     ],
 )
-def test_sigkill_while_streaming_loses_and_duplicates_nothing(tmp_path, sink, crash_at):
+def test_sigkill_while_streaming_loses_and_duplicates_nothing(tmp_path, sink, crash_at, running):
     config = write_config(tmp_path / "site", relay_port=sink.port)
     env = {"MAILBRIDGE_TESTING": "1"}
     if crash_at != "external":
         env["MAILBRIDGE_CRASH_AT"] = crash_at
     mails = corpus()
     daemon = Daemon(config, env=env).start()
+    running.append(daemon)
     streamer = Streamer(daemon.ports, mails)
     streamer.start()
     if crash_at == "external":
@@ -93,6 +104,7 @@ def test_sigkill_while_streaming_loses_and_duplicates_nothing(tmp_path, sink, cr
 
     # Restart (without the crash point) and stream the rest.
     daemon = Daemon(config, env={"MAILBRIDGE_TESTING": "1"}).start()
+    running.append(daemon)
     rest = Streamer(daemon.ports, mails[streamer.position :])
     rest.run()
     daemon.wait_idle(timeout=120)

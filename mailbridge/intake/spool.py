@@ -20,7 +20,7 @@ from sqlalchemy import Engine, insert
 from mailbridge.clock import Clock, utcnow
 from mailbridge.store.db import inserted_id, write_tx
 from mailbridge.store.tables import inbound
-from mailbridge.testing import crash_point
+from mailbridge.testing import crash_point, fail_point
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ def _row(raw: bytes, env: Envelope, now_ts: object) -> dict[str, object]:
 
 def accept(engine: Engine, raw: bytes, env: Envelope, clock: Clock = utcnow) -> int:
     """Store one message durably; return its spool id. Raises on any failure."""
+    fail_point("spool.write")
     with write_tx(engine) as conn:
         new_id = inserted_id(conn.execute(insert(inbound).values(_row(raw, env, clock()))))
     crash_point("spool.after_commit")
@@ -98,6 +99,7 @@ class SpoolWriter:
     def _commit(self, batch: list[tuple[bytes, Envelope, Future[int]]]) -> None:
         try:
             ids = []
+            fail_point("spool.write")
             with write_tx(self._engine) as conn:
                 now = self._clock()
                 for raw, env, _fut in batch:

@@ -1,0 +1,90 @@
+"""The supervisor: restarts a crashed child, drains on SIGTERM, takes its children
+with it when it dies; a storage failure answers 451 and the sender retries."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import smtplib
+
+import pytest
+
+from tests.support import Daemon, mailbridge, mailbridge_json, make_mail, poll, write_config
+
+
+def alive_pids(config) -> dict[str, int]:
+    comps = mailbridge_json(config, "status")["components"]
+    return {c["kind"]: int(c["pid"]) for c in comps if c["alive"]}
+
+
+def pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped) counts as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_crashed_worker_is_restarted_and_work_continues(sink, start_daemon):
+    daemon = start_daemon(relay_port=sink.port)
+    before = alive_pids(daemon.config)
+    os.kill(before["worker"], signal.SIGKILL)
+    after = poll(
+        lambda: (p := alive_pids(daemon.config)).get("worker") not in (None, before["worker"]) and p, timeout=60
+    )
+    assert after["worker"] != before["worker"]
+    daemon.send(make_mail(subject="after the crash"))
+    daemon.wait_idle()
+    assert [t["subject"] for t in mailbridge_json(daemon.config, "tickets", "list")] == ["after the crash"]
+    assert "exited with" in daemon.log() and "restarting" in daemon.log()
+
+
+def test_sigterm_drains_and_exits_zero(sink, start_daemon):
+    daemon = start_daemon(relay_port=sink.port)
+    pids = alive_pids(daemon.config)
+    for i in range(20):
+        daemon.send(make_mail(subject=f"before stop {i}"))
+    assert daemon.stop() == 0
+    assert not any(pid_running(pid) for pid in pids.values())
+    # What was accepted before the stop is still there and is finished after a restart.
+    daemon.start()
+    daemon.wait_idle()
+    assert len(mailbridge_json(daemon.config, "tickets", "list")) == 20
+
+
+def test_children_die_with_the_supervisor(sink, start_daemon):
+    daemon = start_daemon(relay_port=sink.port)
+    children = alive_pids(daemon.config)
+    assert daemon.proc is not None
+    os.kill(daemon.proc.pid, signal.SIGKILL)  # only the supervisor
+    daemon.proc.wait()
+    daemon.proc = None
+    poll(lambda: not any(pid_running(pid) for pid in children.values()), timeout=30)
+
+
+def test_storage_failure_answers_451_and_nothing_is_acknowledged(sink, tmp_path):
+    config = write_config(tmp_path / "site", relay_port=sink.port)
+    daemon = Daemon(config, env={"MAILBRIDGE_TESTING": "1", "MAILBRIDGE_FAIL_AT": "spool.write"}).start()
+    try:
+        with daemon.smtp() as client, pytest.raises(smtplib.SMTPDataError) as info:
+            client.sendmail("alice@example.com", ["support@help.example"], make_mail())
+        assert info.value.smtp_code == 451
+        status = json.loads(mailbridge(config, "status", "--json").stdout)
+        assert status["inbound"] == {}
+    finally:
+        daemon.stop()
+
+
+def test_status_without_schema_says_what_to_do(tmp_path):
+    config = write_config(tmp_path / "site")
+    proc = mailbridge(config, "tickets", "list", check=False)
+    assert proc.returncode == 2
+    assert b"mailbridge db upgrade" in proc.stderr
+    mailbridge(config, "db", "upgrade")
+    assert mailbridge_json(config, "tickets", "list") == []
