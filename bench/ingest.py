@@ -104,6 +104,25 @@ def start_daemon(site: Path) -> tuple[subprocess.Popen[bytes], int]:
     raise SystemExit("daemon did not start; see " + str(site / "daemon.log"))
 
 
+def group_cpu_seconds(pgid: int) -> dict[str, float]:
+    """CPU time (user + system) used so far by each daemon process, by role."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid:
+                continue
+            cmd = (entry / "cmdline").read_bytes().split(b"\0")
+            role = cmd[3].decode() if len(cmd) > 3 and cmd[2] == b"mailbridge.child" else "supervisor"
+            out[role] = out.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
 def group_rss_peak_kib(pgid: int) -> int:
     """Sum of VmHWM (peak resident set) over every process in the daemon's group."""
     total = 0
@@ -202,14 +221,17 @@ def one_run(
         proc, port = start_daemon(site)
         try:
             began = time.perf_counter()
+            client_cpu = time.process_time()
             accept_s, latencies, failures = send_all(port, mails, connections)
+            client_cpu = time.process_time() - client_cpu
             idle = cli(site / "config.toml", "wait", "--idle", "--timeout", "900", timeout=1000)
             total_s = time.perf_counter() - began
             if idle.returncode != 0:
                 raise SystemExit("wait --idle failed: " + idle.stderr)
             rss = group_rss_peak_kib(proc.pid)
+            cpu = group_cpu_seconds(proc.pid)
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
+            os.killpg(proc.pid, signal.SIGTERM)  # children drain and exit (and write profiles)
             proc.wait(timeout=60)
         result = check_threads(site, manifest)
     latencies.sort()
@@ -223,6 +245,8 @@ def one_run(
             "accept_p50_ms": round(latencies[len(latencies) // 2] * 1000, 2),
             "accept_p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
             "peak_rss_mib": round(rss / 1024, 1),
+            "client_cpu_ms_per_msg": round(client_cpu * 1000 / len(mails), 2),
+            "cpu_ms_per_msg": {role: round(sec * 1000 / len(mails), 2) for role, sec in sorted(cpu.items())},
         }
     )
     return result

@@ -6,7 +6,9 @@ so a failure to load it here is a bug worth a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 from mailbridge.config import load_config
 from mailbridge.logs import setup_logging
@@ -26,5 +28,18 @@ def main(argv: list[str]) -> int:
     raise SystemExit(f"unknown role {role!r}")
 
 
+def profiled(argv: list[str]) -> int:
+    """MAILBRIDGE_PROFILE_DIR=DIR: write a cProfile of this child to DIR/ROLE-INDEX.prof
+    when it exits (for finding where CPU goes under bench/ingest.py)."""
+    import cProfile
+
+    profile = cProfile.Profile()
+    try:
+        return int(profile.runcall(main, argv))
+    finally:
+        out = Path(os.environ["MAILBRIDGE_PROFILE_DIR"]) / f"{argv[0]}-{argv[2]}.prof"
+        profile.dump_stats(str(out))
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(profiled(sys.argv[1:]) if os.environ.get("MAILBRIDGE_PROFILE_DIR") else main(sys.argv[1:]))
