@@ -25,7 +25,7 @@ from mailbridge.outbound.outbox import Outbox
 from mailbridge.outbound.render import TemplateError
 from mailbridge.parsing.mime import Address, ParsedMail, ParseError, parse_message
 from mailbridge.parsing.robots import auto_reply_block_reason
-from mailbridge.store.db import Store, write_tx
+from mailbridge.store.db import Store, read_tx, write_tx
 from mailbridge.store.tables import inbound, messages, tickets
 from mailbridge.testing import crash_point
 from mailbridge.tickets import lifecycle
@@ -95,6 +95,10 @@ class Pipeline:
         waiting = or_(
             inbound.c.state == "received", and_(inbound.c.state == "processing", inbound.c.claimed_until < now)
         )
+        # Look before taking the write lock: an idle poll must not stall the listener.
+        with read_tx(self._store.spool) as conn:
+            if conn.execute(select(inbound.c.id).where(waiting).limit(1)).first() is None:
+                return []
         with write_tx(self._store.spool) as conn:
             pick = select(inbound.c.id).where(waiting).order_by(inbound.c.id).limit(limit)
             if not self._store.sqlite:

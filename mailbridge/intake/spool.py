@@ -45,11 +45,14 @@ def _row(raw: bytes, env: Envelope, now_ts: object) -> dict[str, object]:
     }
 
 
+_INSERT = insert(inbound)  # built once; the listener runs it for every message
+
+
 def accept(engine: Engine, raw: bytes, env: Envelope, clock: Clock = utcnow) -> int:
     """Store one message durably; return its spool id. Raises on any failure."""
     fail_point("spool.write")
     with write_tx(engine) as conn:
-        new_id = inserted_id(conn.execute(insert(inbound).values(_row(raw, env, clock()))))
+        new_id = inserted_id(conn.execute(_INSERT, _row(raw, env, clock())))
     crash_point("spool.after_commit")
     return int(new_id)
 
@@ -103,7 +106,7 @@ class SpoolWriter:
             with write_tx(self._engine) as conn:
                 now = self._clock()
                 for raw, env, _fut in batch:
-                    ids.append(inserted_id(conn.execute(insert(inbound).values(_row(raw, env, now)))))
+                    ids.append(inserted_id(conn.execute(_INSERT, _row(raw, env, now))))
             crash_point("spool.after_commit")
         except Exception as exc:  # every caller answers 451 and the client retries
             for _raw, _env, fut in batch:

@@ -19,8 +19,8 @@ from sqlalchemy import and_, bindparam, or_, select, update
 
 from mailbridge.clock import Clock, utcnow
 from mailbridge.config import Config
-from mailbridge.outbound.transport import DeliveryResult, deliver_maildir, deliver_smtp
-from mailbridge.store.db import Store, write_tx
+from mailbridge.outbound.transport import DeliveryResult, deliver_maildir, deliver_maildir_many, deliver_smtp
+from mailbridge.store.db import Store, read_tx, write_tx
 from mailbridge.store.tables import outbox
 from mailbridge.testing import crash_point
 from mailbridge.tickets.lifecycle import add_events, event_row
@@ -63,6 +63,10 @@ class Sender:
             and_(outbox.c.state == "queued", outbox.c.next_attempt_at <= now),
             and_(outbox.c.state == "sending", outbox.c.claimed_until < now),
         )
+        # Look before taking the write lock: an idle poll must not stall the worker.
+        with read_tx(self._store.main) as conn:
+            if conn.execute(select(outbox.c.id).where(due).limit(1)).first() is None:
+                return []
         with write_tx(self._store.main) as conn:
             pick = select(outbox.c.id).where(due).order_by(outbox.c.next_attempt_at, outbox.c.id).limit(limit)
             if not self._store.sqlite:
@@ -110,15 +114,21 @@ class Sender:
         A crash after a delivery and before this COMMIT means those mails go out again
         after the restart, with the same Message-ID (at-least-once, never lost)."""
         rows = self.claim(limit)
-        results = []
-        for row in rows:
-            try:
-                result = self.deliver(row)
-            except Exception as exc:  # a transport bug must not wedge the queue
-                log.exception("delivering outbox %s failed", row.id)
-                result = DeliveryResult("retry", f"{type(exc).__name__}: {exc}")
+        results: list[tuple[Any, DeliveryResult]] = []
+        if rows and not self._settings.relay_host:
+            # One directory fsync for the whole batch (see transport.deliver_maildir_many).
+            delivered = deliver_maildir_many(self._maildir, [bytes(row.raw) for row in rows])
+            results = list(zip(rows, delivered, strict=True))
             crash_point("sender.after_deliver")
-            results.append((row, result))
+        else:
+            for row in rows:
+                try:
+                    result = self.deliver(row)
+                except Exception as exc:  # a transport bug must not wedge the queue
+                    log.exception("delivering outbox %s failed", row.id)
+                    result = DeliveryResult("retry", f"{type(exc).__name__}: {exc}")
+                crash_point("sender.after_deliver")
+                results.append((row, result))
         if results:
             self.record(results)
         return len(rows)

@@ -23,10 +23,11 @@ import smtplib
 import socket
 import ssl
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DeliveryResult", "deliver_maildir", "deliver_smtp"]
+__all__ = ["DeliveryResult", "deliver_maildir", "deliver_maildir_many", "deliver_smtp"]
 
 SENT = "sent"
 RETRY = "retry"
@@ -220,31 +221,54 @@ def deliver_maildir(path: Path, raw: bytes) -> DeliveryResult:
     bytes are stored exactly as composed (CRLF line ends); Maildir readers
     such as Dovecot and mutt accept them.
     """
+    return deliver_maildir_many(path, [raw])[0]
+
+
+def deliver_maildir_many(path: Path, raws: Sequence[bytes]) -> list[DeliveryResult]:
+    """deliver_maildir for a batch: one fsync of ``new/`` covers every rename in it."""
     base = Path(path)
+    results: list[DeliveryResult] = []
     try:
         for sub in ("tmp", "new", "cur"):
             (base / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
-        name = _unique_name()
-        tmp_path = base / "tmp" / name
-        new_path = base / "new" / name
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-        fd = os.open(tmp_path, flags, 0o600)
-        try:
-            try:
-                view = memoryview(raw)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(tmp_path, new_path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_path)
-            raise
-        _fsync_dir(base / "new")
     except OSError as exc:
-        # Disk full, permissions, ...: transient from the queue's point of view.
-        return DeliveryResult(RETRY, f"cannot write to Maildir {base}: {exc}")
-    return DeliveryResult(SENT, f"delivered to {new_path}")
+        return [DeliveryResult(RETRY, f"cannot write to Maildir {base}: {exc}") for _ in raws]
+    delivered = False
+    for raw in raws:
+        try:
+            new_path = _write_one(base, raw)
+        except OSError as exc:
+            # Disk full, permissions, ...: transient from the queue's point of view.
+            results.append(DeliveryResult(RETRY, f"cannot write to Maildir {base}: {exc}"))
+            continue
+        delivered = True
+        results.append(DeliveryResult(SENT, f"delivered to {new_path}"))
+    if delivered:
+        try:
+            _fsync_dir(base / "new")
+        except OSError as exc:
+            return [DeliveryResult(RETRY, f"cannot sync Maildir {base}: {exc}") for _ in raws]
+    return results
+
+
+def _write_one(base: Path, raw: bytes) -> Path:
+    name = _unique_name()
+    tmp_path = base / "tmp" / name
+    new_path = base / "new" / name
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(tmp_path, flags, 0o600)
+    try:
+        try:
+            view = memoryview(raw)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp_path, new_path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_path)
+        raise
+    return new_path

@@ -28,13 +28,13 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.errors import MissingHeaderBodySeparatorDefect
+from email.errors import InvalidBase64LengthDefect, MissingHeaderBodySeparatorDefect
 from email.message import Message
 from typing import Any, cast
 
 import charset_normalizer
 from mailparser.dates import parse_mail_date
-from mailparser.utils import as_string_safe, get_addresses
+from mailparser.utils import as_string_safe, decode_base64_payload, get_addresses
 
 from mailbridge.parsing.filenames import sanitize_filename
 from mailbridge.parsing.htmltext import html_to_text
@@ -572,6 +572,11 @@ class _Walk:
         except Exception as exc:
             self.defects.append(f"{where} could not be decoded ({type(exc).__name__}); payload kept as is")
             payload = str(part.get_payload()).encode("utf-8", "surrogateescape")
+        if cte == "base64" and any(isinstance(d, InvalidBase64LengthDefect) for d in part.defects):
+            # compat32 gives up and returns the base64 text itself; decode it
+            # the way mail clients do (mail-parser: drop stray characters,
+            # stop at the padding, ignore a lone trailing sextet).
+            payload = decode_base64_payload(str(part.get_payload()))
         payload = payload if isinstance(payload, bytes) else b""
         self._count(len(payload))
         return payload
