@@ -141,21 +141,43 @@ class Pipeline:
             except ParseError as exc:
                 outcomes[row.id] = self._quarantined(row.id, f"cannot parse: {exc.reason}")
         try:
+            outcomes.update(self._apply_batch(parsed))
+        except Exception as exc:
+            # Something in the batch failed: redo it one message at a time, each in a
+            # savepoint, so only the message at fault is retried or quarantined.
+            log.warning("batch of %d failed (%s: %s); applying one by one", len(parsed), type(exc).__name__, exc)
+            outcomes.update(self._apply_one_by_one(parsed))
+        crash_point("worker.before_done")
+        self._record(list(outcomes.values()))
+        return [outcomes[row.id] for row in rows]
+
+    def _apply_batch(self, parsed: list[tuple[Any, ParsedMail]]) -> dict[int, Outcome]:
+        outcomes = {}
+        with write_tx(self._store.main) as conn:
+            pending = lifecycle.Pending()
+            for row, mail in parsed:
+                outcomes[row.id] = self._apply(conn, row, mail, pending)
+            pending.flush(conn)
+            crash_point("worker.before_commit")
+        return outcomes
+
+    def _apply_one_by_one(self, parsed: list[tuple[Any, ParsedMail]]) -> dict[int, Outcome]:
+        outcomes = {}
+        try:
             with write_tx(self._store.main) as conn:
                 for row, mail in parsed:
                     try:
                         with conn.begin_nested():
-                            outcomes[row.id] = self._apply(conn, row, mail)
+                            pending = lifecycle.Pending()
+                            outcomes[row.id] = self._apply(conn, row, mail, pending)
+                            pending.flush(conn)
                     except Exception as exc:
                         outcomes[row.id] = self._failed(row, exc)
                 crash_point("worker.before_commit")
-        except Exception as exc:  # the batch's COMMIT itself failed: every message goes back
+        except Exception as exc:  # the COMMIT itself failed: every message goes back
             log.exception("committing a batch of %d messages failed", len(parsed))
-            for row, _mail in parsed:
-                outcomes[row.id] = self._failed(row, exc)
-        crash_point("worker.before_done")
-        self._record(list(outcomes.values()))
-        return [outcomes[row.id] for row in rows]
+            outcomes = {row.id: self._failed(row, exc) for row, _mail in parsed}
+        return outcomes
 
     def _failed(self, row: Any, exc: Exception) -> Outcome:
         log.error(
@@ -173,7 +195,7 @@ class Pipeline:
 
     # --- one message -----------------------------------------------------------------
 
-    def _apply(self, conn: Connection, row: Any, mail: ParsedMail) -> Outcome:
+    def _apply(self, conn: Connection, row: Any, mail: ParsedMail, pending: lifecycle.Pending) -> Outcome:
         inbound_id = int(row.id)
         key = dedupe_key(bytes(row.raw), mail.message_id)
         now = self._clock()
@@ -188,9 +210,9 @@ class Pipeline:
             ticket = conn.execute(_TICKET_STATE, {"s_ticket": corr.ticket_id}).one()
             # A closed ticket stays closed: a late reply opens a new ticket linked to it.
             if ticket.status != "closed":
-                self._follow_up(conn, corr, ticket, inbound_id, mail, key, now)
+                self._follow_up(conn, corr, ticket, inbound_id, mail, key, now, pending)
                 return Outcome(inbound_id, "done", ticket.reference, corr.how)
-        reference = self._new_ticket(conn, corr, inbound_id, mail, key, row.mail_from, now)
+        reference = self._new_ticket(conn, corr, inbound_id, mail, key, row.mail_from, now, pending)
         return Outcome(inbound_id, "done", reference, "new")
 
     def _new_ticket(
@@ -202,29 +224,32 @@ class Pipeline:
         key: str,
         mail_from: str | None,
         now: datetime,
+        pending: lifecycle.Pending,
     ) -> str:
         requester = mail.from_ if mail.from_ and mail.from_.address else Address("", (mail_from or "").lower())
         related = corr.related_ticket_id
         if corr.ticket_id is not None:  # matched a closed ticket
             related = corr.ticket_id
+        skip = {*self._own, requester.address.lower()}
+        cc = [a for a in mail.cc + mail.to if a.address and a.address.lower() not in skip]
         ticket_id, reference = lifecycle.create_ticket(
-            conn, refs=self._refs, subject=mail.subject, requester=requester, now=now, related_ticket_id=related
+            conn,
+            refs=self._refs,
+            subject=mail.subject,
+            requester=requester,
+            now=now,
+            related_ticket_id=related,
+            cc=cc,
         )
         message_pk = lifecycle.add_inbound_message(
             conn, ticket_id=ticket_id, inbound_id=inbound_id, mail=mail, dedupe_key=key, now=now
         )
-        skip = {*self._own, requester.address.lower()}
-        cc = [a for a in mail.cc + mail.to if a.address and a.address.lower() not in skip]
-        lifecycle.add_participants(conn, ticket_id, cc, "cc", now, fresh=True)
         actor = requester.address or "unknown"
         received = {"message": message_pk, "message_id": mail.message_id, "inbound": inbound_id}
         created = {"reference": reference, "related": related, "subject": mail.subject}
-        events = [
-            lifecycle.event_row(ticket_id, now, "received", actor, received),
-            lifecycle.event_row(ticket_id, now, "created", actor, created),
-        ]
-        events += self._acknowledge(conn, ticket_id, reference, requester, mail, mail_from, now)
-        lifecycle.add_events(conn, events)
+        pending.events.append(lifecycle.event_row(ticket_id, now, "received", actor, received))
+        pending.events.append(lifecycle.event_row(ticket_id, now, "created", actor, created))
+        self._acknowledge(conn, ticket_id, reference, requester, mail, mail_from, now, pending)
         return reference
 
     def _acknowledge(
@@ -236,9 +261,10 @@ class Pipeline:
         mail: ParsedMail,
         mail_from: str | None,
         now: datetime,
-    ) -> list[dict[str, Any]]:
-        """Queue the acknowledgement, or say why none goes out; return the events."""
-        events = []
+        pending: lifecycle.Pending,
+    ) -> None:
+        """Queue the acknowledgement, or record why none goes out."""
+        events = pending.events
         settings = self._config.autoreply
         reason = auto_reply_block_reason(mail, mail_from, self._own, self._config.support.domains)
         if reason is None and not settings.acknowledge:
@@ -254,7 +280,7 @@ class Pipeline:
                 events.append(lifecycle.event_row(ticket_id, now, "flood_detected", "system", {"count": recent}))
         if reason is not None:
             events.append(lifecycle.event_row(ticket_id, now, "auto_reply_suppressed", "system", {"reason": reason}))
-            return events
+            return
         ticket_ctx = {
             "reference": reference,
             "subject": mail.subject or "(no subject)",
@@ -269,8 +295,8 @@ class Pipeline:
         }
         refs = [*mail.references, mail.message_id] if mail.message_id else list(mail.references)
         try:
-            outbox_id, message_id = self._outbox.queue(
-                conn,
+            message_id = self._outbox.queue(
+                pending,
                 ticket_id=ticket_id,
                 kind="acknowledgement",
                 template="acknowledgement",
@@ -284,9 +310,10 @@ class Pipeline:
             # The ticket matters more than its acknowledgement: keep it, say why none went out.
             log.error("no acknowledgement for %s: %s", reference, exc)
             reason = f"cannot compose the acknowledgement: {exc}"
-            return [*events, lifecycle.event_row(ticket_id, now, "auto_reply_suppressed", "system", {"reason": reason})]
-        data = {"outbox": outbox_id, "to": requester.address, "message_id": message_id}
-        return [*events, lifecycle.event_row(ticket_id, now, "acknowledged", "system", data)]
+            events.append(lifecycle.event_row(ticket_id, now, "auto_reply_suppressed", "system", {"reason": reason}))
+            return
+        data = {"to": requester.address, "message_id": message_id}
+        events.append(lifecycle.event_row(ticket_id, now, "acknowledged", "system", data))
 
     def _follow_up(
         self,
@@ -297,6 +324,7 @@ class Pipeline:
         mail: ParsedMail,
         key: str,
         now: datetime,
+        pending: lifecycle.Pending,
     ) -> None:
         assert corr.ticket_id is not None
         ticket_id = corr.ticket_id
@@ -312,11 +340,13 @@ class Pipeline:
         }
         if corr.token_address and corr.token_address != sender:
             data["token_issued_to"] = corr.token_address
-        lifecycle.add_event(conn, ticket_id, now, "received", sender or "unknown", data)
+        pending.events.append(lifecycle.event_row(ticket_id, now, "received", sender or "unknown", data))
         if corr.how == "token" and sender:
             lifecycle.add_participants(conn, ticket_id, [mail.from_] if mail.from_ else [], "cc", now)
         if row.status == "resolved" and sender == row.requester or row.status == "pending" and sender == row.requester:
-            lifecycle.set_status(conn, ticket_id, "open", actor=sender, now=now, reason="requester replied")
+            lifecycle.set_status(
+                conn, ticket_id, "open", actor=sender, now=now, reason="requester replied", pending=pending
+            )
         else:
             lifecycle.touch(conn, ticket_id, now)
 

@@ -2,7 +2,8 @@
 
 Called by the pipeline (and later by agents' commands and the scheduler) inside their
 transaction: it issues a reply token bound to one recipient and one ticket, renders the
-template, composes the mail fresh, and inserts the row. The sender process delivers it
+template, composes the mail fresh, and adds the rows to the transaction's Pending set,
+which is written before that transaction commits. The sender process delivers it
 later; a crash before COMMIT leaves no row, a crash after it leaves a row to deliver.
 """
 
@@ -12,20 +13,12 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert
-
 from mailbridge.config import SupportSettings
 from mailbridge.outbound.compose import compose
 from mailbridge.outbound.render import Renderer
 from mailbridge.parsing.mime import Address
-from mailbridge.store.db import inserted_id
-from mailbridge.store.tables import outbox, reply_tokens
-from mailbridge.tickets.lifecycle import index_message_ids
+from mailbridge.tickets.lifecycle import Pending
 from mailbridge.tickets.tokens import TokenSigner, message_id_for
-
-# Built once: the worker queues an acknowledgement for most new tickets.
-_INSERT_TOKEN = insert(reply_tokens)
-_INSERT_OUTBOX = insert(outbox)
 
 
 class Outbox:
@@ -36,7 +29,7 @@ class Outbox:
 
     def queue(
         self,
-        conn: Connection,
+        pending: Pending,
         *,
         ticket_id: int,
         kind: str,
@@ -47,8 +40,9 @@ class Outbox:
         references: Sequence[str],
         now: datetime,
         auto_submitted: str | None = "auto-replied",
-    ) -> tuple[int, str]:
-        """Queue one mail to one recipient; return (outbox id, Message-ID)."""
+    ) -> str:
+        """Queue one mail to one recipient (written with the caller's transaction);
+        return its Message-ID. Raises TemplateError / ComposeError before queueing."""
         # One token per recipient and ticket: a reply proves who it was sent to.
         token = self._signer.new()
         token_id = self._signer.token_id(token)
@@ -70,22 +64,29 @@ class Outbox:
             references=list(references),
             auto_submitted=auto_submitted,
         )
-        # Everything that can fail on bad input (rendering, composing) is done before the
-        # first insert, so the caller can catch it and keep its transaction clean.
-        token_row = {"id": token_id, "ticket_id": ticket_id, "address": to.address.lower(), "purpose": "reply"}
-        conn.execute(_INSERT_TOKEN, {**token_row, "created_at": now})
-        row = {
-            "ticket_id": ticket_id,
-            "kind": kind,
-            "message_id": message_id,
-            "mail_from": self._support.address,
-            "rcpt": to.address,
-            "raw": raw,
-            "state": "queued",
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-        }
-        outbox_id = inserted_id(conn.execute(_INSERT_OUTBOX, row))
-        index_message_ids(conn, ticket_id, message_id, [])
-        return int(outbox_id), message_id
+        pending.tokens.append(
+            {
+                "id": token_id,
+                "ticket_id": ticket_id,
+                "address": to.address.lower(),
+                "purpose": "reply",
+                "created_at": now,
+            }
+        )
+        pending.outbox.append(
+            {
+                "ticket_id": ticket_id,
+                "kind": kind,
+                "message_id": message_id,
+                "mail_from": self._support.address,
+                "rcpt": to.address,
+                "raw": raw,
+                "state": "queued",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
+        )
+        # Replies to this mail name its Message-ID: index it like any of the ticket's.
+        pending.thread.append({"msgid": message_id, "ticket_id": ticket_id, "kind": "own"})
+        return message_id

@@ -249,7 +249,7 @@ def _guess(data: bytes) -> tuple[str, str]:
     if len(results):
         best = min(results, key=lambda m: (m.chaos, -m.coherence, min(map(_rank, m.could_be_from_charset))))
         # Charsets that decode these bytes identically: report the usual one.
-        encoding = min(best.could_be_from_charset, key=_rank)
+        encoding = min(best.could_be_from_charset or [best.encoding], key=_rank)
         try:
             return encoding, _scalar(data.decode(encoding, "replace"))
         except LookupError:
@@ -313,7 +313,7 @@ def _header_text(raw: str, where: str, defects: list[str]) -> str:
 def _word_bytes(encoding: str, text: str) -> bytes:
     if encoding in "qQ":
         # RFC 2047 4.2: "_" is a space; malformed "=XY" sequences are kept.
-        return binascii.a2b_qp(text.encode("utf-8"), header=True)
+        return binascii.a2b_qp(text.encode("utf-8", "replace"), header=True)
     # Senders drop padding or insert spaces: keep the alphabet, re-pad.
     data = text.encode("ascii", "ignore").translate(None, _NOT_BASE64)
     if len(data) % 4 == 1:
@@ -445,6 +445,7 @@ def _message_id(value: str | None) -> str | None:
 # --- the MIME tree ------------------------------------------------------------
 
 _BODY_TYPES = frozenset({"text/plain", "text/html"})
+_TOKEN_TYPE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _KNOWN_CTE = frozenset(
     {"", "7bit", "8bit", "binary", "base64", "quoted-printable", "x-uuencode", "uuencode", "uue", "x-uue"}
 )
@@ -480,24 +481,33 @@ class _Walk:
             if depth > self.limits.max_depth:
                 raise LimitExceeded(f"MIME nesting deeper than {self.limits.max_depth} levels")
             ctype = part.get_content_type()
+            if not _TOKEN_TYPE.fullmatch(ctype):  # RFC 2045 5.1: type/subtype are ASCII tokens
+                self.defects.append(f"invalid content type {ctype[:60]!r} in part {seen}, read as octets")
+                ctype = "application/octet-stream"
             where = f"{'message' if seen == 1 else f'part {seen}'} ({ctype})"
-            if part.is_multipart():
-                # An attached mail (message/rfc822, a DSN's message/delivery-status)
-                # or an attached multipart is one attachment; what is inside it
-                # belongs to that mail, not to ours.
-                if (
-                    not hidden
-                    and seen > 1
-                    and (ctype.startswith("message/") or part.get_content_disposition() == "attachment")
-                ):
+            # An attached mail (message/rfc822, a DSN's message/delivery-status)
+            # or an attached multipart is one attachment; what is inside it
+            # belongs to that mail, not to ours.
+            container = (
+                part.is_multipart()
+                and not hidden
+                and seen > 1
+                and (ctype.startswith("message/") or part.get_content_disposition() == "attachment")
+            )
+            try:
+                if container:
                     self._container(part, ctype, where)
-                    hidden = True
-                children = cast(list[Message], part.get_payload())
-                stack.extend((child, depth + 1, hidden) for child in reversed(children))
-            elif not hidden:
-                self._leaf(part, ctype, where)
+                elif not hidden and not part.is_multipart():
+                    self._leaf(part, ctype, where)
+            except (ParseError, RecursionError):
+                raise
+            except Exception as exc:  # one odd part must not cost the whole mail
+                self.defects.append(f"{where} skipped: {type(exc).__name__}: {exc}"[:200])
             if not hidden:
                 self._note_defects(part, where)
+            if part.is_multipart():
+                children = cast(list[Message], part.get_payload())
+                stack.extend((child, depth + 1, hidden or container) for child in reversed(children))
 
     def _count(self, size: int) -> None:
         self.decoded += size
@@ -549,7 +559,7 @@ class _Walk:
         disposition: str | None,
         raw_content_id: str,
     ) -> None:
-        content_id = _message_id(raw_content_id) if raw_content_id.strip() else None
+        content_id = _message_id(_header_text(raw_content_id, "Content-ID", self.defects)) if raw_content_id else None
         self.attachments.append(
             Attachment(
                 filename=sanitize_filename(original, len(self.attachments) + 1, ctype),
@@ -659,7 +669,10 @@ def _build(root: Message, limits: ParseLimits) -> ParsedMail:
         if found:
             from_ = found[0]
         else:
-            from_ = Address(_one_line(_decode_words(fields["from"][0], "From header", defects)), "")
+            # "Mail Delivery Subsystem <MAILER-DAEMON>", "MAILER-DAEMON <>": keep
+            # the words a person would read, drop the domain-less address.
+            words = fields["from"][0].split("<", 1)[0].strip().strip('"')
+            from_ = Address(_one_line(_decode_words(words, "From header", defects)), "")
             defects.append("From header has no parseable address")
     else:
         defects.append("missing From header")

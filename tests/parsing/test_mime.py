@@ -66,8 +66,7 @@ def test_bad_base64_is_decoded_leniently_with_a_defect():
 
 def test_multipart_without_boundary_still_gives_text():
     raw = mail(
-        "From: carol@example.com\nSubject: broken\nMIME-Version: 1.0\n"
-        'Content-Type: multipart/mixed; boundary="never"',
+        'From: carol@example.com\nSubject: broken\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="never"',
         b"no boundary ever\r\n",
     )
     parsed = parse_message(raw)
