@@ -78,7 +78,7 @@ class Streamer(threading.Thread):
         "spool.after_commit:120",
         "worker.before_commit:8",
         "worker.before_done:10",
-        "sender.after_deliver:60",
+        "sender.after_deliver:20",
     ],
 )
 def test_sigkill_while_streaming_loses_and_duplicates_nothing(tmp_path, sink, crash_at, running):

@@ -19,7 +19,7 @@ from sqlalchemy import and_, bindparam, or_, select, update
 
 from mailbridge.clock import Clock, utcnow
 from mailbridge.config import Config
-from mailbridge.outbound.transport import DeliveryResult, deliver_maildir, deliver_maildir_many, deliver_smtp
+from mailbridge.outbound.transport import DeliveryResult, Envelope, deliver_maildir_many, deliver_smtp_many
 from mailbridge.store.db import Store, read_tx, write_tx
 from mailbridge.store.tables import outbox
 from mailbridge.testing import crash_point
@@ -92,15 +92,12 @@ class Sender:
                 )
             )
 
-    def deliver(self, row: Any) -> DeliveryResult:
-        if not self._settings.relay_host:
-            return deliver_maildir(self._maildir, bytes(row.raw))
-        return deliver_smtp(
+    def deliver_many(self, rows: list[Any]) -> list[DeliveryResult]:
+        """Deliver a claimed batch to the relay over one SMTP session."""
+        return deliver_smtp_many(
+            [Envelope(row.mail_from, row.rcpt, bytes(row.raw)) for row in rows],
             host=self._settings.relay_host,
             port=self._settings.relay_port,
-            mail_from=row.mail_from,
-            rcpt=row.rcpt,
-            raw=bytes(row.raw),
             timeout=self._settings.timeout_seconds,
             starttls=self._settings.starttls,
             username=self._settings.username or None,
@@ -120,15 +117,14 @@ class Sender:
             delivered = deliver_maildir_many(self._maildir, [bytes(row.raw) for row in rows])
             results = list(zip(rows, delivered, strict=True))
             crash_point("sender.after_deliver")
-        else:
-            for row in rows:
-                try:
-                    result = self.deliver(row)
-                except Exception as exc:  # a transport bug must not wedge the queue
-                    log.exception("delivering outbox %s failed", row.id)
-                    result = DeliveryResult("retry", f"{type(exc).__name__}: {exc}")
-                crash_point("sender.after_deliver")
-                results.append((row, result))
+        elif rows:
+            try:
+                delivered = self.deliver_many(rows)
+            except Exception as exc:  # a transport bug must not wedge the queue
+                log.exception("delivering %d outbox rows failed", len(rows))
+                delivered = [DeliveryResult("retry", f"{type(exc).__name__}: {exc}")] * len(rows)
+            crash_point("sender.after_deliver")
+            results = list(zip(rows, delivered, strict=True))
         if results:
             self.record(results)
         return len(rows)

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DeliveryResult", "deliver_maildir", "deliver_maildir_many", "deliver_smtp"]
+__all__ = ["DeliveryResult", "Envelope", "deliver_maildir", "deliver_maildir_many", "deliver_smtp", "deliver_smtp_many"]
 
 SENT = "sent"
 RETRY = "retry"
@@ -71,6 +71,13 @@ def _bad_envelope_address(address: str) -> bool:
     return any(ch in address for ch in "\r\n<> \t\0")
 
 
+@dataclass(frozen=True)
+class Envelope:
+    mail_from: str
+    rcpt: str
+    raw: bytes
+
+
 def deliver_smtp(
     *,
     host: str,
@@ -91,12 +98,73 @@ def deliver_smtp(
     With ``starttls`` the relay's certificate is verified against the system
     trust store; a relay that does not offer STARTTLS is not sent to.
     """
-    if _bad_envelope_address(mail_from) or not rcpt or _bad_envelope_address(rcpt):
-        return DeliveryResult(FAILED, f"invalid envelope address: from={mail_from!r} rcpt={rcpt!r}")
-    if (username is None) != (password is None):
-        return DeliveryResult(RETRY, "SMTP AUTH needs both a username and a password; check the configuration")
+    return deliver_smtp_many(
+        [Envelope(mail_from, rcpt, raw)],
+        host=host,
+        port=port,
+        timeout=timeout,
+        starttls=starttls,
+        username=username,
+        password=password,
+        local_hostname=local_hostname,
+    )[0]
 
+
+def deliver_smtp_many(
+    envelopes: Sequence[Envelope],
+    *,
+    host: str,
+    port: int,
+    timeout: float = 30.0,
+    starttls: bool = False,
+    username: str | None = None,
+    password: str | None = None,
+    local_hostname: str | None = None,
+) -> list[DeliveryResult]:
+    """deliver_smtp for a batch over one connection (RFC 5321 3.3: several
+    transactions per session), so a burst of acknowledgements does not pay a TCP,
+    EHLO, TLS and AUTH round trip each. A failure of the session itself applies to
+    every mail not yet delivered; a refused transaction is reset and the next goes on."""
+    results: list[DeliveryResult | None] = [None] * len(envelopes)
+    todo: list[int] = []
+    for i, env in enumerate(envelopes):
+        if _bad_envelope_address(env.mail_from) or not env.rcpt or _bad_envelope_address(env.rcpt):
+            results[i] = DeliveryResult(FAILED, f"invalid envelope address: from={env.mail_from!r} rcpt={env.rcpt!r}")
+        else:
+            todo.append(i)
+    if todo and (username is None) != (password is None):
+        session_result: DeliveryResult | None = DeliveryResult(
+            RETRY, "SMTP AUTH needs both a username and a password; check the configuration"
+        )
+        todo_left = todo
+    else:
+        session_result, todo_left = _session(
+            envelopes, todo, results, host, port, timeout, starttls, username, password, local_hostname
+        )
+    for i in todo_left:
+        if results[i] is None:
+            results[i] = session_result or DeliveryResult(RETRY, "not attempted")
+    return [r if r is not None else DeliveryResult(RETRY, "not attempted") for r in results]
+
+
+def _session(
+    envelopes: Sequence[Envelope],
+    todo: list[int],
+    results: list[DeliveryResult | None],
+    host: str,
+    port: int,
+    timeout: float,
+    starttls: bool,
+    username: str | None,
+    password: str | None,
+    local_hostname: str | None,
+) -> tuple[DeliveryResult | None, list[int]]:
+    """Run the transactions; return (what happened to the session, if it failed; the
+    indexes it left undelivered)."""
+    if not todo:
+        return None, []
     smtp: smtplib.SMTP | None = None
+    pending = list(todo)
     try:
         smtp = smtplib.SMTP(host, port, local_hostname=local_hostname, timeout=timeout)
         smtp.ehlo_or_helo_if_needed()
@@ -105,29 +173,33 @@ def deliver_smtp(
             smtp.ehlo()  # RFC 3207 section 4.2: forget what was learnt before TLS.
         if username is not None and password is not None:
             smtp.login(username, password)
-        return _transaction(smtp, mail_from, rcpt, raw)
+        while pending:
+            env = envelopes[pending[0]]
+            results[pending[0]] = _transaction(smtp, env.mail_from, env.rcpt, env.raw)
+            pending.pop(0)
+        return None, []
     except smtplib.SMTPAuthenticationError as exc:
         # A 5xx here is our configuration, not this message: retrying keeps the
         # mail queued until an administrator fixes the credentials.
-        return DeliveryResult(RETRY, f"authentication failed: {_answer(exc.smtp_code, exc.smtp_error)}")
+        return DeliveryResult(RETRY, f"authentication failed: {_answer(exc.smtp_code, exc.smtp_error)}"), pending
     except smtplib.SMTPNotSupportedError as exc:
         # e.g. STARTTLS or AUTH requested but not offered: a relay/config problem.
-        return DeliveryResult(RETRY, f"relay does not support a required extension: {exc}")
+        return DeliveryResult(RETRY, f"relay does not support a required extension: {exc}"), pending
     except smtplib.SMTPServerDisconnected as exc:
-        return DeliveryResult(RETRY, f"connection lost: {exc or 'server disconnected'}")
+        return DeliveryResult(RETRY, f"connection lost: {exc or 'server disconnected'}"), pending
     except smtplib.SMTPResponseException as exc:
         # Greeting, HELO/EHLO or STARTTLS refused with a code.
-        return _classify(exc.smtp_code, exc.smtp_error, "session")
+        return _classify(exc.smtp_code, exc.smtp_error, "session"), pending
     except smtplib.SMTPException as exc:
-        return DeliveryResult(RETRY, f"SMTP error: {exc}")
+        return DeliveryResult(RETRY, f"SMTP error: {exc}"), pending
     except TimeoutError:
-        return DeliveryResult(RETRY, f"timed out after {timeout:g}s talking to {host}:{port}")
+        return DeliveryResult(RETRY, f"timed out after {timeout:g}s talking to {host}:{port}"), pending
     except ssl.SSLError as exc:
-        return DeliveryResult(RETRY, f"TLS error: {exc}")
+        return DeliveryResult(RETRY, f"TLS error: {exc}"), pending
     except ConnectionRefusedError:
-        return DeliveryResult(RETRY, f"connection refused by {host}:{port}")
+        return DeliveryResult(RETRY, f"connection refused by {host}:{port}"), pending
     except OSError as exc:
-        return DeliveryResult(RETRY, f"network error talking to {host}:{port}: {exc}")
+        return DeliveryResult(RETRY, f"network error talking to {host}:{port}: {exc}"), pending
     finally:
         if smtp is not None:
             _close(smtp)
