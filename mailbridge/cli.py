@@ -259,12 +259,16 @@ def tickets_list(ctx: click.Context, status: str | None, as_json: bool) -> None:
         _print_json(rows)
         return
     table = Table()
-    for col in ("reference", "status", "requester", "subject", "messages", "updated"):
-        table.add_column(col)
+    # References and addresses are what people copy: never cut them; let subjects wrap.
+    table.add_column("reference", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("requester", no_wrap=True)
+    table.add_column("subject")
+    table.add_column("msgs", justify="right")
+    table.add_column("updated (UTC)", no_wrap=True)
     for row in rows:
-        table.add_row(
-            row["reference"], row["status"], row["requester"], row["subject"], str(row["messages"]), row["updated_at"]
-        )
+        updated = (row["updated_at"] or "")[:16].replace("T", " ")
+        table.add_row(row["reference"], row["status"], row["requester"], row["subject"], str(row["messages"]), updated)
     console.print(table)
 
 
