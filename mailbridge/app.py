@@ -6,12 +6,15 @@ explicitly; nothing deep in the code reaches for a global.
 
 from __future__ import annotations
 
+import logging
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from mailbridge.clock import Clock, utcnow
 from mailbridge.config import Config
 from mailbridge.store.db import Store
+
+log = logging.getLogger(__name__)
 
 # The services are imported when first built: a CLI command that only reads the
 # database should not pay for the parser, Jinja and the SMTP client at start-up.
@@ -44,7 +47,9 @@ class App:
     def renderer(self) -> Renderer:
         from mailbridge.outbound.render import Renderer
 
-        return Renderer(self.config.template_dirs)
+        renderer = Renderer(self.config.template_dirs)
+        renderer.preload()
+        return renderer
 
     @cached_property
     def refs(self) -> ReferenceFormat:
@@ -72,6 +77,27 @@ class App:
         from mailbridge.outbound.sender import Sender
 
         return Sender(self.config, self.store, clock=self.clock)
+
+    def reload_templates(self) -> bool:
+        """SIGHUP: use the templates as they are now on disk, all or nothing: if any
+        template has an error, it is logged and the templates in use stay in force."""
+        from mailbridge.outbound.render import Renderer, TemplateError
+
+        fresh = Renderer(self.config.template_dirs)
+        errors = fresh.check()
+        if not errors:
+            try:
+                fresh.preload()
+            except TemplateError as exc:
+                errors = [str(exc)]
+        if errors:
+            log.error("templates not reloaded, the previous ones stay in force:\n%s", "\n".join(errors))
+            return False
+        for name in ("renderer", "outbox", "pipeline"):
+            self.__dict__.pop(name, None)
+        self.__dict__["renderer"] = fresh
+        log.info("templates reloaded from %s", ", ".join(str(d) for d in self.config.template_dirs))
+        return True
 
     def close(self) -> None:
         if "store" in self.__dict__:

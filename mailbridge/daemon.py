@@ -45,7 +45,9 @@ class Child:
 def preflight(app: App) -> None:
     """Everything that would make a child fail at once, reported before any starts."""
     config = app.config
-    errors = app.renderer.check()
+    from mailbridge.outbound.render import Renderer
+
+    errors = Renderer(config.template_dirs).check()
     if errors:
         raise ConfigError("templates have errors:\n" + "\n".join(errors))
     store = app.store

@@ -97,6 +97,9 @@ async def _receiver(config: Config) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
+    # SIGHUP reloads templates in the worker; the listener has nothing to reload and must
+    # not die of it (the default action) while sessions are open.
+    loop.add_signal_handler(signal.SIGHUP, lambda: None)
 
     def stop_from_thread() -> None:
         loop.call_soon_threadsafe(stopping.set)
@@ -124,12 +127,17 @@ def _poll_loop(config: Config, kind: str, index: int, step: Callable[[App], int]
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    reload = threading.Event()
+    signal.signal(signal.SIGHUP, lambda *_: reload.set())
     _watch_parent(stop.set)
     name = component_name(kind, index)
     register_component(app.store, name, kind, None, app.clock())
     last_beat = time.monotonic()
     idle = config.processing.poll_interval_seconds
     while not stop.is_set():
+        if reload.is_set():
+            reload.clear()
+            app.reload_templates()
         done = step(app)
         if time.monotonic() - last_beat > HEARTBEAT_SECONDS:
             heartbeat(app.store, name, app.clock())

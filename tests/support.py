@@ -117,13 +117,14 @@ def write_config(
     lmtp: bool = False,
     extra: str = "",
     smtp_extra: str = "",
+    templates: Path = TEMPLATES,
 ) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     relay = f'relay_host = "127.0.0.1"\nrelay_port = {relay_port}\nretry_base_seconds = 0.2\n' if relay_port else ""
     text = f"""
 [daemon]
 var_dir = "var"
-templates_dir = "{TEMPLATES}"
+templates_dir = "{templates}"
 drain_seconds = 5
 
 [database]

@@ -88,3 +88,33 @@ def test_status_without_schema_says_what_to_do(tmp_path):
     assert b"mailbridge db upgrade" in proc.stderr
     mailbridge(config, "db", "upgrade")
     assert mailbridge_json(config, "tickets", "list") == []
+
+
+def test_sighup_reloads_templates_all_or_nothing(sink, tmp_path):
+    import shutil
+
+    from tests.support import TEMPLATES
+
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates)
+    config = write_config(tmp_path / "site", relay_port=sink.port, templates=templates)
+    daemon = Daemon(config).start()
+    try:
+        local = templates / "local" / "acknowledgement.txt"
+        # A broken override is refused; the shipped template stays in force.
+        local.write_text("Broken {{ ticket.reference }\n")
+        os.kill(daemon.proc.pid, signal.SIGHUP)
+        poll(lambda: "templates not reloaded" in daemon.log())
+        daemon.send(make_mail(subject="first"))
+        daemon.wait_idle()
+        assert len(sink.messages) == 1 and b"Broken" not in sink.messages[0]["raw"]
+        # A good override is taken on the next SIGHUP, with no restart.
+        local.write_text("Custom acknowledgement for {{ ticket.reference }}.\n")
+        os.kill(daemon.proc.pid, signal.SIGHUP)
+        poll(lambda: "templates reloaded" in daemon.log())
+        daemon.send(make_mail(subject="second"))
+        daemon.wait_idle()
+        assert b"Custom acknowledgement for MB-" in sink.messages[1]["raw"]
+        assert "exited with" not in daemon.log(), "no process died of SIGHUP"
+    finally:
+        daemon.stop()

@@ -152,6 +152,17 @@ class Renderer:
                 lineno=lineno,
             ) from exc
 
+    def preload(self) -> None:
+        """Compile every mail template now, so this renderer keeps the set that was on
+        disk at this moment (a later broken edit cannot leak in before a reload has
+        checked it). Raises TemplateError like render()."""
+        names: set[str] = set()
+        for directory in self._dirs:
+            if directory.is_dir():
+                names.update(p.name[: -len(_SUBJECT_SUFFIX)] for p in directory.glob("*" + _SUBJECT_SUFFIX))
+        for name in sorted(names):
+            self._mails[name] = self._load(name)
+
     # -- checking ------------------------------------------------------------
 
     def check(self) -> list[str]:
