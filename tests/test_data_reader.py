@@ -51,3 +51,36 @@ def test_size_limit_reads_to_the_end_and_refuses():
 def test_longest_line_counts_crlf():
     assert longest_line(b"ab\r\ncdef\r\n") == 6
     assert longest_line(b"") == 2
+
+
+@pytest.mark.parametrize(
+    "arg",
+    [
+        "<sender@example.com>",
+        "<sender@example.com> SIZE=123 BODY=8BITMIME",
+        "<Sender.Name+tag@Example.COM>",
+        "<a.b.c@sub.example.co.uk>",
+        "<>",
+        "<> SIZE=5",
+        "sender@example.com",
+        '<"quoted local"@example.com>',
+        "<@relay.example:user@example.com>",
+        "<a..b@example.com>",
+        "<user@[127.0.0.1]>",
+        "<user%other@example.com>",
+        "<üser@example.com>",
+        "<broken",
+    ],
+)
+def test_fast_address_parse_agrees_with_aiosmtpd(arg):
+    from aiosmtpd.smtp import SMTP
+
+    from mailbridge.intake.smtp import plain_path
+
+    reference = SMTP.__new__(SMTP)
+    reference.local_part_limit = 0
+    fast = plain_path(arg)
+    if fast is not None:
+        assert fast == SMTP._getaddr(reference, arg)
+    if arg in ("<sender@example.com>", "<sender@example.com> SIZE=123 BODY=8BITMIME", "<a.b.c@sub.example.co.uk>"):
+        assert fast is not None, "plain paths take the fast way"
