@@ -89,7 +89,7 @@ class Pipeline:
 
     # --- claiming ------------------------------------------------------------------
 
-    def claim(self, limit: int = 32) -> list[Any]:
+    def claim(self, limit: int = 64) -> list[Any]:
         """Take up to `limit` waiting messages, oldest first, under a lease."""
         now = self._clock()
         waiting = or_(
@@ -119,7 +119,7 @@ class Pipeline:
                 )
             )
 
-    def run_batch(self, limit: int = 32) -> list[Outcome]:
+    def run_batch(self, limit: int = 64) -> list[Outcome]:
         """Process what is waiting: parse each message, then apply them all in one
         transaction (a savepoint each, so one failure does not undo the others), then
         record every outcome in the spool in one more. One COMMIT per batch instead of

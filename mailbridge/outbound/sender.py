@@ -57,7 +57,7 @@ class Sender:
             return None
         return Path(self._config.resolve_path(self._settings.password_file)).read_text().strip()
 
-    def claim(self, limit: int = 16) -> list[Any]:
+    def claim(self, limit: int = 64) -> list[Any]:
         now = self._clock()
         due = or_(
             and_(outbox.c.state == "queued", outbox.c.next_attempt_at <= now),
@@ -105,7 +105,7 @@ class Sender:
             local_hostname=self._config.smtp.hostname,
         )
 
-    def run_batch(self, limit: int = 16) -> int:
+    def run_batch(self, limit: int = 64) -> int:
         """Deliver what is due; record the results of the batch in one transaction.
 
         A crash after a delivery and before this COMMIT means those mails go out again
