@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, text, update
 
 from mailbridge.clock import Clock, utcnow
 from mailbridge.config import Config
@@ -36,6 +36,9 @@ from mailbridge.tickets.refs import ReferenceFormat
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=5)
+
+# Any fixed key: the lock only has to be the same for every worker (see _serialize_apply).
+_APPLY_LOCK = text("SELECT pg_advisory_xact_lock(4242170501)")
 
 # Built once (see tickets/lifecycle.py): these run for every message.
 _SEEN = (
@@ -151,9 +154,20 @@ class Pipeline:
         self._record(list(outcomes.values()))
         return [outcomes[row.id] for row in rows]
 
+    def _serialize_apply(self, conn: Connection) -> None:
+        """One apply step at a time across every worker on every host.
+
+        Correlation must see every message applied before it, or two messages of one
+        thread applied at the same instant by two workers would open two tickets. SQLite
+        gets this from its single write lock (BEGIN IMMEDIATE); PostgreSQL from a
+        transaction-scoped advisory lock. Parsing, the expensive part, stays parallel."""
+        if not self._store.sqlite:
+            conn.execute(_APPLY_LOCK)
+
     def _apply_batch(self, parsed: list[tuple[Any, ParsedMail]]) -> dict[int, Outcome]:
         outcomes = {}
         with write_tx(self._store.main) as conn:
+            self._serialize_apply(conn)
             pending = lifecycle.Pending()
             for row, mail in parsed:
                 outcomes[row.id] = self._apply(conn, row, mail, pending)
@@ -165,6 +179,7 @@ class Pipeline:
         outcomes = {}
         try:
             with write_tx(self._store.main) as conn:
+                self._serialize_apply(conn)
                 for row, mail in parsed:
                     try:
                         with conn.begin_nested():

@@ -103,3 +103,44 @@ def test_same_message_twice_is_one_ticket(db_url, tmp_path):
 
     assert outbox_counts(app.store) == {"queued": 2}, "the duplicate got no acknowledgement"
     app.close()
+
+
+def test_two_workers_at_once_keep_threads_exact(db_url, tmp_path):
+    """Several workers (on PostgreSQL, several hosts) apply batches concurrently; the
+    apply step is serialised so a reply and its parent never open two tickets."""
+    import threading
+
+    config = load_config(write_config(tmp_path, db_url=db_url))
+    setup = App(config)
+    migrate.upgrade(setup.store)
+    mails = build_threads(seed=11, count=80)
+    random.Random(3).shuffle(mails)
+    for _thread, _msgid, raw in mails:
+        accept(setup.store.spool, raw, Envelope("smtp", "x@example.com", ["support@help.example"]))
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        app = App(config)
+        try:
+            while app.pipeline.run_batch(limit=4):
+                pass
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            app.close()
+
+    workers = [threading.Thread(target=work) for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not errors
+    with read_tx(setup.store.main) as conn:
+        ticket_of = dict(conn.execute(select(messages.c.message_id, messages.c.ticket_id)).all())
+    assert len(ticket_of) == len(mails)
+    groups: dict[int, set[int]] = defaultdict(set)
+    for thread, msgid, _raw in mails:
+        groups[thread].add(ticket_of[msgid])
+    assert all(len(t) == 1 for t in groups.values()), "a thread was split"
+    assert len(set(ticket_of.values())) == len(groups)
+    setup.close()
