@@ -56,6 +56,30 @@ def preflight(app: App) -> None:
     elif not migrate.is_current(store.main):
         raise ConfigError("the database schema is not current: run `mailbridge db upgrade`")
     _ = app.signer  # creates the secret once, before several children race for it
+    check_ports(config)
+
+
+def check_ports(config: Config) -> None:
+    """A listener port that is taken would make the receiver die and restart forever;
+    say so once, before anything starts."""
+    import socket
+
+    wanted = []
+    if config.smtp.enabled and config.smtp.port:
+        wanted.append(("smtp", config.smtp.host, config.smtp.port))
+    if config.lmtp.enabled and config.lmtp.port:
+        wanted.append(("lmtp", config.lmtp.host, config.lmtp.port))
+    for kind, host, port in wanted:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+            except OSError as exc:
+                raise ConfigError(
+                    f"{config.source}: [{kind}] cannot listen on {host}:{port}: {exc.strerror}; "
+                    f"stop what uses the port or set [{kind}] port to another one"
+                ) from None
 
 
 def reset_stale_claims(app: App) -> None:

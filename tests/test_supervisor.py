@@ -118,3 +118,21 @@ def test_sighup_reloads_templates_all_or_nothing(sink, tmp_path):
         assert "exited with" not in daemon.log(), "no process died of SIGHUP"
     finally:
         daemon.stop()
+
+
+def test_port_in_use_is_reported_before_start(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_config(tmp_path / "site")
+        config.write_text(
+            config.read_text().replace(
+                '[smtp]\nhost = "127.0.0.1"\nport = 0', f'[smtp]\nhost = "127.0.0.1"\nport = {port}'
+            )
+        )
+        proc = mailbridge(config, "run", check=False, timeout=60)
+    assert proc.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr.decode()
