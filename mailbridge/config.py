@@ -136,7 +136,10 @@ class AutoReplySettings(_Strict):
 
 class ProcessingSettings(_Strict):
     max_attempts: Annotated[int, Field(ge=1)] = 3
+    # Workers and the sender look for work this often while busy, and back off to
+    # idle_poll_max_seconds while nothing comes (less CPU when idle, a little latency).
     poll_interval_seconds: Annotated[float, Field(gt=0, le=10)] = 0.05
+    idle_poll_max_seconds: Annotated[float, Field(gt=0, le=60)] = 0.25
 
 
 class Config(_Strict):

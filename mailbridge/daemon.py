@@ -111,7 +111,9 @@ class Supervisor:
         self.children.append(Child("sender", 0))
 
     def start(self, child: Child) -> None:
-        argv = [sys.executable, "-m", "mailbridge.child", child.role, str(self.config_path), str(child.index)]
+        # -P: import mailbridge from where the supervisor's own came from, never from a
+        # "mailbridge/" folder that happens to be in the current directory.
+        argv = [sys.executable, "-P", "-m", "mailbridge.child", child.role, str(self.config_path), str(child.index)]
         child.proc = subprocess.Popen(argv, preexec_fn=die_with_parent)  # noqa: PLW1509
         child.started = time.monotonic()
         log.info("started %s-%d (pid %d)", child.role, child.index, child.proc.pid)

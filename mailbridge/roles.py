@@ -133,7 +133,9 @@ def _poll_loop(config: Config, kind: str, index: int, step: Callable[[App], int]
     name = component_name(kind, index)
     register_component(app.store, name, kind, None, app.clock())
     last_beat = time.monotonic()
-    idle = config.processing.poll_interval_seconds
+    busy_wait = config.processing.poll_interval_seconds
+    max_wait = max(busy_wait, config.processing.idle_poll_max_seconds)
+    wait = busy_wait
     while not stop.is_set():
         if reload.is_set():
             reload.clear()
@@ -142,8 +144,11 @@ def _poll_loop(config: Config, kind: str, index: int, step: Callable[[App], int]
         if time.monotonic() - last_beat > HEARTBEAT_SECONDS:
             heartbeat(app.store, name, app.clock())
             last_beat = time.monotonic()
-        if not done:
-            stop.wait(idle)
+        if done:
+            wait = busy_wait
+        else:
+            stop.wait(wait)
+            wait = min(max_wait, wait * 2)  # back off while idle
     unregister_component(app.store, name)
     app.close()
     return 0

@@ -149,6 +149,7 @@ domains = ["desk.example"]
 {relay}
 [processing]
 poll_interval_seconds = 0.02
+idle_poll_max_seconds = 0.05
 {extra}
 """
     path = directory / "config.toml"
