@@ -116,7 +116,8 @@ def group_cpu_seconds(pgid: int) -> dict[str, float]:
             if int(fields[2]) != pgid:
                 continue
             cmd = (entry / "cmdline").read_bytes().split(b"\0")
-            role = cmd[3].decode() if len(cmd) > 3 and cmd[2] == b"mailbridge.child" else "supervisor"
+            at = cmd.index(b"mailbridge.child") if b"mailbridge.child" in cmd else -1
+            role = cmd[at + 1].decode() if 0 <= at < len(cmd) - 1 else "supervisor"
             out[role] = out.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
         except (OSError, ValueError, IndexError):
             continue
