@@ -1,8 +1,8 @@
 """Error classes shared by every stage.
 
-User errors (a broken config, a bad command argument) and system errors (a database
-that is down) get different answers: the first tell the admin what to fix, the second
-are retried or reported as temporary failures (SMTP 451, exit 75).
+User errors (a broken config, a bad command argument) get these classes and a message
+that says what to fix; system errors (a database that is down) stay ordinary exceptions
+and are retried or reported as temporary failures (SMTP 451, exit 75).
 """
 
 
@@ -12,10 +12,6 @@ class MailbridgeError(Exception):
 
 class ConfigError(MailbridgeError):
     """The admin's config is wrong; the message names file, line, key and what to do."""
-
-
-class TemporaryFailure(MailbridgeError):
-    """Something outside our control failed; the caller should retry later."""
 
 
 class NotFound(MailbridgeError):

@@ -55,7 +55,7 @@ def free_port() -> int:
     """A port the kernel just handed out (aiosmtpd's Controller cannot bind port 0)."""
     import socket
 
-    with socket.socket() as sock:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 

@@ -23,7 +23,6 @@ _TAG = re.compile(r"^[A-Za-z0-9._=-]{1,64}$")
 class RecipientPolicy:
     def __init__(self, addresses: Iterable[str], domains: Iterable[str] = ()) -> None:
         self._addresses = {a.lower() for a in addresses}
-        self._locals = {a.split("@", 1)[0] for a in self._addresses}
         self._domains = {d.lower() for d in domains}
 
     def accepts(self, address: str) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, update
 
 from mailbridge.store.tables import counters
 
@@ -59,7 +59,3 @@ def next_sequence(conn: Connection, name: str = "ticket") -> int:
         return int(updated)
     conn.execute(insert(counters).values(name=name, value=1))
     return 1
-
-
-def peek_sequence(conn: Connection, name: str = "ticket") -> int:
-    return int(conn.execute(select(counters.c.value).where(counters.c.name == name)).scalar() or 0)

@@ -17,14 +17,9 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from mailbridge.outbound.compose import compose
 from mailbridge.outbound.transport import DeliveryResult, deliver_maildir, deliver_smtp
+from tests.support import free_port
 
 HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def sample_mail(subject: str = "Grüße [MB-2026-000042]") -> bytes:
