@@ -46,6 +46,16 @@ _SEEN = (
     .join(tickets, messages.c.ticket_id == tickets.c.id)
     .where(or_(messages.c.inbound_id == bindparam("s_inbound"), messages.c.dedupe_key == bindparam("s_key")))
 )
+_SEEN_MANY = (
+    select(messages.c.inbound_id, messages.c.dedupe_key, tickets.c.reference)
+    .join(tickets, messages.c.ticket_id == tickets.c.id)
+    .where(
+        or_(
+            messages.c.inbound_id.in_(bindparam("s_inbound", expanding=True)),
+            messages.c.dedupe_key.in_(bindparam("s_keys", expanding=True)),
+        )
+    )
+)
 _TICKET_STATE = select(tickets.c.reference, tickets.c.status, tickets.c.requester).where(
     tickets.c.id == bindparam("s_ticket")
 )
@@ -67,6 +77,33 @@ _RECORD_RETRY = (
     .where(inbound.c.id == bindparam("r_id"))
     .values(state="received", reason=bindparam("r_reason"), claimed_until=None)
 )
+
+
+class _Seen:
+    """Which messages of a batch are already stored (one query for the whole batch),
+    kept up to date as the batch is applied: a copy later in the same batch is a
+    duplicate of the first."""
+
+    def __init__(self, conn: Connection, batch: list[tuple[int, str]]) -> None:
+        self.by_inbound: dict[int, str] = {}
+        self.by_key: dict[str, str] = {}
+        params = {"s_inbound": [i for i, _k in batch], "s_keys": [k for _i, k in batch]}
+        for row in conn.execute(_SEEN_MANY, params):
+            if row.inbound_id is not None:
+                self.by_inbound[int(row.inbound_id)] = row.reference
+            if row.dedupe_key is not None:
+                self.by_key[row.dedupe_key] = row.reference
+
+    def lookup(self, inbound_id: int, key: str) -> tuple[int | None, str] | None:
+        if inbound_id in self.by_inbound:
+            return inbound_id, self.by_inbound[inbound_id]
+        if key in self.by_key:
+            return None, self.by_key[key]
+        return None
+
+    def add(self, inbound_id: int, key: str, reference: str) -> None:
+        self.by_inbound[inbound_id] = reference
+        self.by_key[key] = reference
 
 
 @dataclass(frozen=True)
@@ -169,8 +206,12 @@ class Pipeline:
         with write_tx(self._store.main) as conn:
             self._serialize_apply(conn)
             pending = lifecycle.Pending()
-            for row, mail in parsed:
-                outcomes[row.id] = self._apply(conn, row, mail, pending)
+            keyed = [(row, mail, dedupe_key(bytes(row.raw), mail.message_id)) for row, mail in parsed]
+            seen = _Seen(conn, [(int(row.id), key) for row, _mail, key in keyed])
+            for row, mail, key in keyed:
+                outcome = outcomes[row.id] = self._apply(conn, row, mail, pending, key, seen)
+                if outcome.state == "done" and outcome.ticket:
+                    seen.add(int(row.id), key, outcome.ticket)
             pending.flush(conn)
             crash_point("worker.before_commit")
         return outcomes
@@ -184,7 +225,8 @@ class Pipeline:
                     try:
                         with conn.begin_nested():
                             pending = lifecycle.Pending()
-                            outcomes[row.id] = self._apply(conn, row, mail, pending)
+                            key = dedupe_key(bytes(row.raw), mail.message_id)
+                            outcomes[row.id] = self._apply(conn, row, mail, pending, key)
                             pending.flush(conn)
                     except Exception as exc:
                         outcomes[row.id] = self._failed(row, exc)
@@ -210,15 +252,27 @@ class Pipeline:
 
     # --- one message -----------------------------------------------------------------
 
-    def _apply(self, conn: Connection, row: Any, mail: ParsedMail, pending: lifecycle.Pending) -> Outcome:
+    def _apply(
+        self,
+        conn: Connection,
+        row: Any,
+        mail: ParsedMail,
+        pending: lifecycle.Pending,
+        key: str,
+        batch_seen: _Seen | None = None,
+    ) -> Outcome:
         inbound_id = int(row.id)
-        key = dedupe_key(bytes(row.raw), mail.message_id)
         now = self._clock()
-        seen = conn.execute(_SEEN, {"s_inbound": inbound_id, "s_key": key}).first()
+        if batch_seen is not None:
+            seen = batch_seen.lookup(inbound_id, key)
+        else:
+            found = conn.execute(_SEEN, {"s_inbound": inbound_id, "s_key": key}).first()
+            seen = None if found is None else (found.inbound_id, found.reference)
         if seen is not None:
-            if seen.inbound_id == inbound_id:  # committed before a crash; only the spool marking was lost
-                return Outcome(inbound_id, "done", seen.reference, "replayed")
-            return Outcome(inbound_id, "duplicate", seen.reference, reason=f"same message already on {seen.reference}")
+            seen_inbound, reference = seen
+            if seen_inbound == inbound_id:  # committed before a crash; only the spool marking was lost
+                return Outcome(inbound_id, "done", reference, "replayed")
+            return Outcome(inbound_id, "duplicate", reference, reason=f"same message already on {reference}")
         rcpts = list(row.rcpts or [])
         corr = self._correlator.correlate(conn, mail, rcpts)
         if corr.ticket_id is not None:
@@ -255,6 +309,7 @@ class Pipeline:
             now=now,
             related_ticket_id=related,
             cc=cc,
+            pending=pending,
         )
         message_pk = lifecycle.add_inbound_message(
             conn, ticket_id=ticket_id, inbound_id=inbound_id, mail=mail, dedupe_key=key, now=now
@@ -363,7 +418,7 @@ class Pipeline:
                 conn, ticket_id, "open", actor=sender, now=now, reason="requester replied", pending=pending
             )
         else:
-            lifecycle.touch(conn, ticket_id, now)
+            lifecycle.touch(conn, ticket_id, now, pending)
 
     # --- spool bookkeeping -----------------------------------------------------------
 

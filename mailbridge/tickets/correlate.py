@@ -12,29 +12,30 @@ copy a subject or a Message-ID); the new ticket is linked to it as related inste
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, bindparam, or_, select
+from sqlalchemy import Connection, bindparam, select, text
 
 from mailbridge.parsing.mime import ParsedMail
-from mailbridge.store.tables import participants, reply_tokens, thread_index, tickets
+from mailbridge.store.tables import participants, reply_tokens, tickets
 from mailbridge.tickets.refs import ReferenceFormat
 from mailbridge.tickets.tokens import TokenSigner, token_from_address, token_from_message_id
 
 # Built once (see lifecycle.py): the worker runs these for every message.
 _TOKEN = select(reply_tokens.c.ticket_id, reply_tokens.c.address).where(reply_tokens.c.id == bindparam("k_id"))
-_THREAD = (
-    select(thread_index.c.ticket_id)
-    .where(
-        or_(
-            thread_index.c.msgid.in_(bindparam("k_ids", expanding=True)),
-            # Someone already stored a reply to this very message: it is that thread's parent.
-            and_(thread_index.c.msgid == bindparam("k_own"), thread_index.c.kind == "ref"),
-        )
-    )
-    .distinct()
+# The IDs go in as one JSON array (SQLite) or one array (PostgreSQL), not as an
+# expanding IN list: re-rendering an IN list for every message cost more than the query.
+_THREAD_SQL = (
+    "SELECT DISTINCT ticket_id FROM thread_index WHERE {ids}"
+    # Someone already stored a reply to this very message: it is that thread's parent.
+    " OR (msgid = :k_own AND kind = 'ref')"
 )
+_THREAD = {
+    "sqlite": text(_THREAD_SQL.format(ids="msgid IN (SELECT value FROM json_each(:k_ids))")),
+    "postgresql": text(_THREAD_SQL.format(ids="msgid = ANY(CAST(:k_ids AS text[]))")),
+}
 _BY_REFERENCE = select(tickets.c.id).where(tickets.c.reference == bindparam("k_ref"))
 _PARTICIPANT = select(participants.c.role).where(
     participants.c.ticket_id == bindparam("k_ticket"), participants.c.address == bindparam("k_address")
@@ -103,8 +104,9 @@ class Correlator:
         ids = [i for i in dict.fromkeys([mail.in_reply_to, *mail.references]) if i][-50:]
         if not ids and not mail.message_id:
             return []
-        params = {"k_ids": ids or [""], "k_own": mail.message_id or ""}
-        return sorted(int(t) for t in conn.execute(_THREAD, params).scalars())
+        dialect = conn.dialect.name
+        params = {"k_ids": json.dumps(ids) if dialect == "sqlite" else ids, "k_own": mail.message_id or ""}
+        return sorted(int(t) for t in conn.execute(_THREAD[dialect], params).scalars())
 
     @staticmethod
     def _is_participant(conn: Connection, ticket_id: int, address: str) -> bool:
