@@ -20,6 +20,11 @@ from email.feedparser import FeedParser
 from email.message import Message
 from email.policy import Compat32
 
+from mailbridge.parsing import boundaries
+
+# One regex compile per multipart was ~9% of the worker's CPU (see boundaries.py).
+boundaries.install()
+
 __all__ = [
     "LimitExceeded",
     "ParseError",
