@@ -88,9 +88,24 @@ tickets = Table(
     Column("updated_at", TS, nullable=False),
     Column("related_ticket_id", Id, ForeignKey("tickets.id")),
     Column("flood", Boolean, nullable=False, default=False),
+    # Incident classification (parsing/incident.py), set by extractors and later by rules.
+    Column("type", String(24)),  # incident | service_request
+    Column("category", String(64)),
+    Column("impact", String(8)),  # high | medium | low
+    Column("urgency", String(8)),
+    Column("priority", String(8)),  # critical | high | medium | low
+    Column("severity", String(24)),  # business-halted | business-interrupted | user-affected
+    # Structured incidents (parsers/): which extractor, its fields, and the dedupe key a
+    # repeated alert is counted on instead of opening a new ticket.
+    Column("extractor", String(64)),
+    Column("fields", JSON),
+    Column("incident_key", String(255)),
+    Column("occurrences", Integer, nullable=False, default=1, server_default="1"),
+    Column("last_occurrence_at", TS),
 )
 Index("ix_tickets_requester_created", tickets.c.requester, tickets.c.created_at)
 Index("ix_tickets_status", tickets.c.status)
+Index("ix_tickets_incident_key", tickets.c.incident_key, tickets.c.status)
 
 participants = Table(
     "participants",
@@ -106,7 +121,8 @@ messages = Table(
     "messages",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("ticket_id", Id, ForeignKey("tickets.id"), nullable=False),
+    # NULL for a bounce or auto-reply that matches none of our tickets: kept, not lost.
+    Column("ticket_id", Id, ForeignKey("tickets.id")),
     # The spool row this message came from; unique so reprocessing is idempotent.
     Column("inbound_id", Id, unique=True),
     Column("direction", String(8), nullable=False),  # in | out
@@ -119,6 +135,13 @@ messages = Table(
     Column("text", Text, nullable=False, default=""),
     Column("text_source", String(8), nullable=False, default="none"),
     Column("created_at", TS, nullable=False),
+    # The new text of the message, quoted history and signature removed (parsing/reply.py).
+    Column("reply_text", Text),
+    # normal | auto_reply | bounce | bulk | loop (parsing/classify.py), and why.
+    Column("classification", String(16), nullable=False, default="normal", server_default="normal"),
+    Column("classification_reason", Text),
+    # The HTML body after the allow-list sanitiser; the raw HTML is never stored.
+    Column("safe_html", Text),
 )
 Index("ix_messages_ticket", messages.c.ticket_id, messages.c.id)
 
@@ -192,6 +215,33 @@ outbox = Table(
     Column("sent_at", TS),
 )
 Index("ix_outbox_state_next", outbox.c.state, outbox.c.next_attempt_at)
+
+# A bounce of a mail we sent: which address failed, how, and for which ticket/outgoing mail.
+delivery_failures = Table(
+    "delivery_failures",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("message_id", Id, ForeignKey("messages.id"), nullable=False, index=True),  # the bounce
+    Column("ticket_id", Id, ForeignKey("tickets.id"), index=True),
+    Column("outbox_id", Id, ForeignKey("outbox.id")),
+    Column("address", String(320), nullable=False),
+    Column("status", String(16)),  # RFC 3463 status, e.g. 5.1.1
+    Column("temporary", Boolean, nullable=False),
+    Column("diagnostic", Text),
+    Column("at", TS, nullable=False),
+)
+
+# Addresses that bounced permanently: no automatic mail goes to them again.
+undeliverable = Table(
+    "undeliverable",
+    metadata,
+    Column("address", String(320), primary_key=True),
+    Column("status", String(16)),
+    Column("diagnostic", Text),
+    Column("first_at", TS, nullable=False),
+    Column("last_at", TS, nullable=False),
+    Column("bounces", Integer, nullable=False, default=1),
+)
 
 # Which processes run where: what `mailbridge status` shows.
 components = Table(
