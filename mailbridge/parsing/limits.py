@@ -21,6 +21,7 @@ from email.message import Message
 from email.policy import Compat32
 
 from mailbridge.parsing import boundaries
+from mailbridge.parsing.fastsplit import split_structure
 
 # One regex compile per multipart was ~9% of the worker's CPU (see boundaries.py).
 boundaries.install()
@@ -124,9 +125,15 @@ def parse_structure(raw: bytes, limits: ParseLimits) -> Message:
     by the feed parser (RFC 5322 mandates CRLF; stores and pipes use LF; old
     Mac tools wrote CR).
     """
+    text = raw.decode("ascii", "surrogateescape")
+    # Well-formed mail takes the fast path (same tree, see fastsplit.py); the feed
+    # parser does everything else, with its defects and the limits enforced.
+    fast = split_structure(text, TAMED_COMPAT32, limits.max_parts, limits.max_depth)
+    if fast is not None:
+        return fast
     parser = _BoundedFeedParser(limits)
     try:
-        parser.feed(raw.decode("ascii", "surrogateescape"))
+        parser.feed(text)
         return parser.close()
     except RecursionError as exc:
         raise LimitExceeded("MIME structure nested too deeply for the parser") from exc
