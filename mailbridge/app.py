@@ -22,9 +22,19 @@ if TYPE_CHECKING:
     from mailbridge.outbound.outbox import Outbox
     from mailbridge.outbound.render import Renderer
     from mailbridge.outbound.sender import Sender
+    from mailbridge.parsing.analysis import Analyser
+    from mailbridge.parsing.extractors import ExtractorSet
     from mailbridge.pipeline import Pipeline
     from mailbridge.tickets.refs import ReferenceFormat
     from mailbridge.tickets.tokens import TokenSigner
+
+
+def load_extractor_set(config: Config) -> ExtractorSet:
+    from mailbridge.parsing.extractors import load_extractors
+    from mailbridge.parsing.incident import DEFAULT_MATRIX, parse_matrix
+
+    matrix = parse_matrix(config.incidents.priority_matrix) if config.incidents.priority_matrix else DEFAULT_MATRIX
+    return load_extractors(config.parsers_path, matrix=matrix)
 
 
 class App:
@@ -64,19 +74,49 @@ class App:
         return Outbox(self.renderer, self.signer, self.config.support)
 
     @cached_property
+    def extractors(self) -> ExtractorSet:
+        """parsers/*.toml, loaded all or nothing (ExtractorError names file and line)."""
+        return load_extractor_set(self.config)
+
+    @cached_property
+    def analyser(self) -> Analyser:
+        from mailbridge.parsing.analysis import Analyser
+
+        support = self.config.support
+        return Analyser(support.addresses, support.domains, self.extractors)
+
+    @cached_property
     def pipeline(self) -> Pipeline:
         from mailbridge.pipeline import Pipeline
         from mailbridge.tickets.correlate import Correlator
 
         locals_ = [a.split("@", 1)[0] for a in self.config.support.addresses]
         correlator = Correlator(self.signer, self.refs, locals_)
-        return Pipeline(self.config, self.store, self.outbox, correlator, clock=self.clock)
+        return Pipeline(self.config, self.store, self.outbox, correlator, self.analyser, clock=self.clock)
 
     @cached_property
     def sender(self) -> Sender:
         from mailbridge.outbound.sender import Sender
 
         return Sender(self.config, self.store, clock=self.clock)
+
+    def reload_extractors(self) -> bool:
+        """SIGHUP: the extractor files as they are now, all or nothing; a broken edit is
+        logged and the extractors in use stay in force."""
+        from mailbridge.errors import ConfigError
+
+        if "extractors" not in self.__dict__:
+            return True  # this process never used them (the sender)
+        try:
+            fresh = load_extractor_set(self.config)
+        except ConfigError as exc:
+            log.error("extractors not reloaded, the previous ones stay in force:\n%s", exc)
+            return False
+        for name in ("analyser", "pipeline"):
+            self.__dict__.pop(name, None)
+        self.__dict__["extractors"] = fresh
+        log.info("extractors reloaded from %s (%d in use)", self.config.parsers_path, len(fresh))
+        return True
 
     def reload_templates(self) -> bool:
         """SIGHUP: use the templates as they are now on disk, all or nothing: if any

@@ -146,14 +146,20 @@ def config_group() -> None:
 @config_group.command("check")
 @click.pass_context
 def config_check(ctx: click.Context) -> None:
-    """Validate config.toml and the templates without starting anything."""
+    """Validate config.toml, the templates and the extractors without starting anything."""
     config = _config(ctx)
+    from mailbridge.app import load_extractor_set
+    from mailbridge.errors import ConfigError
     from mailbridge.outbound.render import Renderer
 
     errors = Renderer(config.template_dirs).check()
     if errors:
         _fail("templates have errors:\n" + "\n".join(errors))
-    click.echo(f"{ctx.obj['config_path']}: OK")
+    try:
+        extractors = load_extractor_set(config)
+    except ConfigError as exc:
+        _fail(f"extractors in {config.parsers_path} have errors:\n{exc}")
+    click.echo(f"{ctx.obj['config_path']}: OK ({len(extractors)} extractors)")
 
 
 @main.group("db")
@@ -216,24 +222,45 @@ def ingest(ctx: click.Context, source: str, recipients: tuple[str, ...], mail_fr
 @main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the parsed message as JSON.")
-def parse(file: Path, as_json: bool) -> None:
-    """Parse FILE as the worker would (no database) and print the result."""
-    from mailbridge.parsing.mime import ParseError, parse_message
+@click.pass_context
+def parse(ctx: click.Context, file: Path, as_json: bool) -> None:
+    """Parse FILE as the worker would (no database) and print the result: the decoded
+    mail, its new text, its classification and what an extractor found in it.
+    Uses the support addresses and parsers/ of config.toml when there is one."""
+    from mailbridge.parsing.analysis import Analyser
+    from mailbridge.parsing.mime import ParseError
 
+    if Path(ctx.obj["config_path"]).exists():
+        app = _app(ctx)
+        try:
+            analyser = app.analyser
+        except ConfigError as exc:
+            _fail(f"configuration error:\n{exc}")
+    else:
+        analyser = Analyser(Config().support.addresses)
     try:
-        parsed = parse_message(file.read_bytes())
+        analysis = analyser.analyse(file.read_bytes(), None)
     except ParseError as exc:
         click.echo(json.dumps({"error": exc.reason}))
         sys.exit(EX_DATAERR)
-    data = parsed.to_json()
+    data = analysis.to_json()
     if as_json:
         _print_json(data)
         return
     for key in ("from", "to", "cc", "subject", "date", "message_id", "in_reply_to", "references", "text_source"):
         console.print(f"[bold]{key}[/]: {data[key]}", markup=True, highlight=False)
+    console.print(f"[bold]classification[/]: {data['classification']} ({data['classification_reason']})")
+    for rcpt in data["bounced_recipients"]:
+        kind = "temporary" if rcpt["temporary"] else "permanent"
+        console.print(f"bounced: {rcpt['address']} {rcpt['status'] or ''} ({kind})", highlight=False)
+    if data["incident"]:
+        console.print(f"[bold]incident[/]: {json.dumps(data['incident'], ensure_ascii=False)}", highlight=False)
     for att in data["attachments"]:
         console.print(f"attachment: {att['filename']} ({att['content_type']}, {att['size']} bytes)")
     console.print(data["text"], markup=False, highlight=False)
+    if data["reply_text"] != data["text"].strip():
+        console.print("[bold]new text (quoted history and signature removed)[/]:", markup=True)
+        console.print(data["reply_text"], markup=False, highlight=False)
 
 
 # --- tickets ----------------------------------------------------------------------------
@@ -296,8 +323,17 @@ def tickets_show(ctx: click.Context, reference: str, as_json: bool) -> None:
     if data["related"]:
         console.print(f"related to {data['related']}")
     console.print("participants: " + ", ".join(f"{p['address']} ({p['role']})" for p in data["participants"]))
+    classification = [f"{k} {data[k]}" for k in ("type", "category", "priority", "severity") if data[k]]
+    if classification:
+        console.print(", ".join(classification), highlight=False)
+    if data["incident_key"]:
+        console.print(f"incident {data['incident_key']}: {data['occurrences']} occurrence(s)", highlight=False)
+    for failure in data["delivery_failures"]:
+        kind = "temporary" if failure["temporary"] else "permanent"
+        console.print(f"delivery failed: {failure['address']} {failure['status'] or ''} ({kind})", highlight=False)
     for msg in data["messages"]:
-        console.rule(f"{msg['direction']} {msg['from']} {msg['received_at']}")
+        label = "" if msg["classification"] == "normal" else f" [{msg['classification']}]"
+        console.rule(f"{msg['direction']} {msg['from']} {msg['received_at']}{label}")
         console.print(msg["text"], markup=False, highlight=False)
         for att in msg["attachments"]:
             console.print(f"[attachment] {att['filename']} ({att['content_type']}, {att['size']} bytes)")
@@ -329,6 +365,50 @@ def tickets_set(ctx: click.Context, reference: str, new_status: str) -> None:
 
 
 # --- quarantine and outbox -------------------------------------------------------------
+
+
+@main.group()
+def mail() -> None:
+    """Mail kept without a ticket, and addresses that bounce."""
+
+
+@mail.command("unmatched")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def mail_unmatched(ctx: click.Context, as_json: bool) -> None:
+    """Bounces and auto-replies that match none of our tickets (kept, never lost)."""
+    from mailbridge.store.db import read_tx
+    from mailbridge.tickets.views import unmatched_messages
+
+    with read_tx(_app(ctx).store.main) as conn:
+        rows = unmatched_messages(conn)
+    if as_json:
+        _print_json(rows)
+        return
+    for row in rows:
+        console.print(
+            f"{row['id']} {row['received_at'][:16]} {row['classification']} {row['from']}: {row['subject']}"
+            f" ({row['reason']})",
+            markup=False,
+            highlight=False,
+        )
+
+
+@mail.command("undeliverable")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def mail_undeliverable(ctx: click.Context, as_json: bool) -> None:
+    """Addresses that bounced permanently: no automatic mail goes to them."""
+    from mailbridge.store.db import read_tx
+    from mailbridge.tickets.views import undeliverable_addresses
+
+    with read_tx(_app(ctx).store.main) as conn:
+        rows = undeliverable_addresses(conn)
+    if as_json:
+        _print_json(rows)
+        return
+    for row in rows:
+        console.print(f"{row['address']} {row['status'] or ''} x{row['bounces']} since {row['first_at'][:10]}")
 
 
 @main.group()

@@ -142,6 +142,25 @@ class ProcessingSettings(_Strict):
     idle_poll_max_seconds: Annotated[float, Field(gt=0, le=60)] = 0.25
 
 
+class IncidentSettings(_Strict):
+    # Admin-editable extractors (parsers/*.toml, with *.local.toml overrides).
+    parsers_dir: str = "parsers"
+    # impact -> urgency -> priority, e.g. {high = {high = "critical", ...}, ...};
+    # empty: the ITIL-style default of parsing/incident.py.
+    priority_matrix: dict[str, dict[str, str]] = {}
+
+    @field_validator("priority_matrix")
+    @classmethod
+    def _complete_matrix(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        if value:
+            from mailbridge.parsing.incident import check_matrix
+
+            problems = check_matrix(value)
+            if problems:
+                raise ValueError("; ".join(f"{'.'.join(p.path) or 'matrix'}: {p.message}" for p in problems))
+        return value
+
+
 class Config(_Strict):
     daemon: DaemonSettings = DaemonSettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -153,6 +172,7 @@ class Config(_Strict):
     security: SecuritySettings = SecuritySettings()
     autoreply: AutoReplySettings = AutoReplySettings()
     processing: ProcessingSettings = ProcessingSettings()
+    incidents: IncidentSettings = IncidentSettings()
 
     # Where the file was read from; relative paths in it are relative to its folder.
     source: Path = Path(DEFAULT_CONFIG_NAME)
@@ -182,6 +202,10 @@ class Config(_Strict):
     @property
     def database_url(self) -> str:
         return self.database.url or f"sqlite:///{self.var_path / 'mailbridge.db'}"
+
+    @property
+    def parsers_path(self) -> Path:
+        return self.resolve_path(self.incidents.parsers_dir)
 
     @property
     def template_dirs(self) -> list[Path]:

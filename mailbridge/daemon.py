@@ -50,6 +50,7 @@ def preflight(app: App) -> None:
     errors = Renderer(config.template_dirs).check()
     if errors:
         raise ConfigError("templates have errors:\n" + "\n".join(errors))
+    _ = app.extractors  # parsers/*.toml: ExtractorError names every file:line at fault
     store = app.store
     if config.database.auto_migrate:
         migrate.upgrade(store)

@@ -12,6 +12,7 @@ blocks the messages behind it.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,12 +24,14 @@ from mailbridge.config import Config
 from mailbridge.outbound.compose import ComposeError
 from mailbridge.outbound.outbox import Outbox
 from mailbridge.outbound.render import TemplateError
-from mailbridge.parsing.mime import Address, ParsedMail, ParseError, parse_message
+from mailbridge.parsing.analysis import Analyser, Analysis
+from mailbridge.parsing.bounces import BouncedRecipient
+from mailbridge.parsing.mime import Address, ParseError
 from mailbridge.parsing.robots import auto_reply_block_reason
 from mailbridge.store.db import Store, read_tx, write_tx
 from mailbridge.store.tables import inbound, messages, tickets
 from mailbridge.testing import crash_point
-from mailbridge.tickets import lifecycle
+from mailbridge.tickets import deliveries, incidents, lifecycle
 from mailbridge.tickets.correlate import Correlation, Correlator
 from mailbridge.tickets.dedupe import dedupe_key
 from mailbridge.tickets.refs import ReferenceFormat
@@ -43,12 +46,12 @@ _APPLY_LOCK = text("SELECT pg_advisory_xact_lock(4242170501)")
 # Built once (see tickets/lifecycle.py): these run for every message.
 _SEEN = (
     select(messages.c.inbound_id, tickets.c.reference)
-    .join(tickets, messages.c.ticket_id == tickets.c.id)
+    .outerjoin(tickets, messages.c.ticket_id == tickets.c.id)
     .where(or_(messages.c.inbound_id == bindparam("s_inbound"), messages.c.dedupe_key == bindparam("s_key")))
 )
 _SEEN_MANY = (
     select(messages.c.inbound_id, messages.c.dedupe_key, tickets.c.reference)
-    .join(tickets, messages.c.ticket_id == tickets.c.id)
+    .outerjoin(tickets, messages.c.ticket_id == tickets.c.id)
     .where(
         or_(
             messages.c.inbound_id.in_(bindparam("s_inbound", expanding=True)),
@@ -85,8 +88,8 @@ class _Seen:
     duplicate of the first."""
 
     def __init__(self, conn: Connection, batch: list[tuple[int, str]]) -> None:
-        self.by_inbound: dict[int, str] = {}
-        self.by_key: dict[str, str] = {}
+        self.by_inbound: dict[int, str | None] = {}
+        self.by_key: dict[str, str | None] = {}
         params = {"s_inbound": [i for i, _k in batch], "s_keys": [k for _i, k in batch]}
         for row in conn.execute(_SEEN_MANY, params):
             if row.inbound_id is not None:
@@ -94,16 +97,36 @@ class _Seen:
             if row.dedupe_key is not None:
                 self.by_key[row.dedupe_key] = row.reference
 
-    def lookup(self, inbound_id: int, key: str) -> tuple[int | None, str] | None:
+    def lookup(self, inbound_id: int, key: str) -> tuple[int | None, str | None] | None:
         if inbound_id in self.by_inbound:
             return inbound_id, self.by_inbound[inbound_id]
         if key in self.by_key:
             return None, self.by_key[key]
         return None
 
-    def add(self, inbound_id: int, key: str, reference: str) -> None:
+    def add(self, inbound_id: int, key: str, reference: str | None) -> None:
         self.by_inbound[inbound_id] = reference
         self.by_key[key] = reference
+
+
+# A web form's "Email:" field becomes the requester only if it is a plain address.
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){1,8}")
+
+
+@dataclass(frozen=True)
+class _Inbound:
+    """One message being applied: its spool id, what analysis found, its dedupe key."""
+
+    inbound_id: int
+    analysis: Analysis
+    key: str
+    mail_from: str | None
+    now: datetime
+
+    @property
+    def sender(self) -> str:
+        mail = self.analysis.mail
+        return mail.from_.address.lower() if mail.from_ else ""
 
 
 @dataclass(frozen=True)
@@ -111,15 +134,23 @@ class Outcome:
     inbound_id: int
     state: str  # done | duplicate | quarantined
     ticket: str | None = None
-    how: str = ""  # new | token | thread | subject
+    # new | token | thread | subject | replayed | incident | repeat | recovery | bounce | unmatched
+    how: str = ""
     reason: str = ""
 
 
 class Pipeline:
     def __init__(
-        self, config: Config, store: Store, outbox: Outbox, correlator: Correlator, clock: Clock = utcnow
+        self,
+        config: Config,
+        store: Store,
+        outbox: Outbox,
+        correlator: Correlator,
+        analyser: Analyser,
+        clock: Clock = utcnow,
     ) -> None:
         self._config = config
+        self._analyser = analyser
         self._store = store
         self._outbox = outbox
         self._correlator = correlator
@@ -168,7 +199,7 @@ class Pipeline:
         if not rows:
             return []
         outcomes: dict[int, Outcome] = {}
-        parsed: list[tuple[Any, ParsedMail]] = []
+        parsed: list[tuple[Any, Analysis]] = []
         max_attempts = self._config.processing.max_attempts
         for row in rows:
             if row.attempts > max_attempts:
@@ -177,9 +208,15 @@ class Pipeline:
                 )
                 continue
             try:
-                parsed.append((row, parse_message(bytes(row.raw))))
+                analysis = self._analyser.analyse(bytes(row.raw), row.mail_from)
             except ParseError as exc:
                 outcomes[row.id] = self._quarantined(row.id, f"cannot parse: {exc.reason}")
+                continue
+            if analysis.kind == "loop":
+                # Our own mail coming back: answering it would feed the loop.
+                outcomes[row.id] = self._quarantined(row.id, f"mail loop: {analysis.classification.reason}")
+                continue
+            parsed.append((row, analysis))
         try:
             outcomes.update(self._apply_batch(parsed))
         except Exception as exc:
@@ -201,39 +238,39 @@ class Pipeline:
         if not self._store.sqlite:
             conn.execute(_APPLY_LOCK)
 
-    def _apply_batch(self, parsed: list[tuple[Any, ParsedMail]]) -> dict[int, Outcome]:
+    def _apply_batch(self, parsed: list[tuple[Any, Analysis]]) -> dict[int, Outcome]:
         outcomes = {}
         with write_tx(self._store.main) as conn:
             self._serialize_apply(conn)
             pending = lifecycle.Pending()
-            keyed = [(row, mail, dedupe_key(bytes(row.raw), mail.message_id)) for row, mail in parsed]
-            seen = _Seen(conn, [(int(row.id), key) for row, _mail, key in keyed])
-            for row, mail, key in keyed:
-                outcome = outcomes[row.id] = self._apply(conn, row, mail, pending, key, seen)
-                if outcome.state == "done" and outcome.ticket:
+            keyed = [(row, an, dedupe_key(bytes(row.raw), an.mail.message_id)) for row, an in parsed]
+            seen = _Seen(conn, [(int(row.id), key) for row, _an, key in keyed])
+            for row, analysis, key in keyed:
+                outcome = outcomes[row.id] = self._apply(conn, row, analysis, pending, key, seen)
+                if outcome.state == "done":
                     seen.add(int(row.id), key, outcome.ticket)
             pending.flush(conn)
             crash_point("worker.before_commit")
         return outcomes
 
-    def _apply_one_by_one(self, parsed: list[tuple[Any, ParsedMail]]) -> dict[int, Outcome]:
+    def _apply_one_by_one(self, parsed: list[tuple[Any, Analysis]]) -> dict[int, Outcome]:
         outcomes = {}
         try:
             with write_tx(self._store.main) as conn:
                 self._serialize_apply(conn)
-                for row, mail in parsed:
+                for row, analysis in parsed:
                     try:
                         with conn.begin_nested():
                             pending = lifecycle.Pending()
-                            key = dedupe_key(bytes(row.raw), mail.message_id)
-                            outcomes[row.id] = self._apply(conn, row, mail, pending, key)
+                            key = dedupe_key(bytes(row.raw), analysis.mail.message_id)
+                            outcomes[row.id] = self._apply(conn, row, analysis, pending, key)
                             pending.flush(conn)
                     except Exception as exc:
                         outcomes[row.id] = self._failed(row, exc)
                 crash_point("worker.before_commit")
         except Exception as exc:  # the COMMIT itself failed: every message goes back
             log.exception("committing a batch of %d messages failed", len(parsed))
-            outcomes = {row.id: self._failed(row, exc) for row, _mail in parsed}
+            outcomes = {row.id: self._failed(row, exc) for row, _analysis in parsed}
         return outcomes
 
     def _failed(self, row: Any, exc: Exception) -> Outcome:
@@ -256,7 +293,7 @@ class Pipeline:
         self,
         conn: Connection,
         row: Any,
-        mail: ParsedMail,
+        analysis: Analysis,
         pending: lifecycle.Pending,
         key: str,
         batch_seen: _Seen | None = None,
@@ -272,35 +309,131 @@ class Pipeline:
             seen_inbound, reference = seen
             if seen_inbound == inbound_id:  # committed before a crash; only the spool marking was lost
                 return Outcome(inbound_id, "done", reference, "replayed")
-            return Outcome(inbound_id, "duplicate", reference, reason=f"same message already on {reference}")
-        rcpts = list(row.rcpts or [])
-        corr = self._correlator.correlate(conn, mail, rcpts)
+            where = reference or "the messages kept without a ticket"
+            return Outcome(inbound_id, "duplicate", reference, reason=f"same message already on {where}")
+        msg = _Inbound(inbound_id, analysis, key, row.mail_from, now)
+        if analysis.kind == "bounce":
+            return self._bounce(conn, msg, pending)
+        extraction = analysis.extraction
+        if analysis.kind == "incident" and extraction is not None and extraction.dedupe_key:
+            handled = self._known_incident(conn, msg, extraction.dedupe_key, extraction.resolves, pending)
+            if handled is not None:
+                return handled
+        corr = self._correlator.correlate(conn, analysis.mail, list(row.rcpts or []))
         if corr.ticket_id is not None:
             ticket = conn.execute(_TICKET_STATE, {"s_ticket": corr.ticket_id}).one()
             # A closed ticket stays closed: a late reply opens a new ticket linked to it.
             if ticket.status != "closed":
-                self._follow_up(conn, corr, ticket, inbound_id, mail, key, now, pending)
+                self._follow_up(conn, corr, ticket, msg, pending)
                 return Outcome(inbound_id, "done", ticket.reference, corr.how)
-        reference = self._new_ticket(conn, corr, inbound_id, mail, key, row.mail_from, now, pending)
-        return Outcome(inbound_id, "done", reference, "new")
+        if analysis.kind == "auto_reply":
+            # An out-of-office answer to nothing of ours: keep it, open nothing, answer nothing.
+            self._store_without_ticket(conn, msg)
+            return Outcome(inbound_id, "done", None, "unmatched", reason=analysis.classification.reason)
+        reference = self._new_ticket(conn, corr, msg, pending)
+        return Outcome(inbound_id, "done", reference, "incident" if extraction else "new")
 
-    def _new_ticket(
-        self,
-        conn: Connection,
-        corr: Correlation,
-        inbound_id: int,
-        mail: ParsedMail,
-        key: str,
-        mail_from: str | None,
-        now: datetime,
-        pending: lifecycle.Pending,
-    ) -> str:
-        requester = mail.from_ if mail.from_ and mail.from_.address else Address("", (mail_from or "").lower())
+    def _store_without_ticket(self, conn: Connection, msg: _Inbound) -> int:
+        return self._add_message(conn, None, msg)
+
+    def _add_message(self, conn: Connection, ticket_id: int | None, msg: _Inbound) -> int:
+        analysis = msg.analysis
+        return lifecycle.add_inbound_message(
+            conn,
+            ticket_id=ticket_id,
+            inbound_id=msg.inbound_id,
+            mail=analysis.mail,
+            dedupe_key=msg.key,
+            now=msg.now,
+            reply_text=analysis.reply_text,
+            classification=analysis.classification.kind,
+            classification_reason=analysis.classification.reason,
+        )
+
+    def _bounce(self, conn: Connection, msg: _Inbound, pending: lifecycle.Pending) -> Outcome:
+        """A delivery failure: recorded on the ticket whose mail bounced, never a ticket
+        of its own, never answered."""
+        cls = msg.analysis.classification
+        bounced = deliveries.find_bounced_mail(conn, cls.original_message_ids)
+        ticket_id = bounced.ticket_id if bounced else None
+        message_pk = self._add_message(conn, ticket_id, msg)
+        recipients = list(cls.bounced_recipients)
+        if not recipients and bounced is not None and bounced.rcpt:
+            # The bounce names no recipient we can read; the mail it returns had one.
+            recipients = [BouncedRecipient(bounced.rcpt, None, temporary=True, diagnostic=cls.reason)]
+        marked = deliveries.record_failures(
+            conn, message_pk=message_pk, bounced=bounced, recipients=recipients, now=msg.now
+        )
+        if ticket_id is None:
+            return Outcome(
+                msg.inbound_id, "done", None, "unmatched", reason=f"bounce matching none of our mail: {cls.reason}"
+            )
+        data = {
+            "message": message_pk,
+            "outbox": bounced.outbox_id if bounced else None,
+            "recipients": [{"address": r.address, "status": r.status, "temporary": r.temporary} for r in recipients],
+            "undeliverable": marked,
+            "reason": cls.reason,
+        }
+        pending.events.append(lifecycle.event_row(ticket_id, msg.now, "delivery_failed", "system", data))
+        reference = conn.execute(_TICKET_STATE, {"s_ticket": ticket_id}).one().reference
+        return Outcome(msg.inbound_id, "done", reference, "bounce")
+
+    def _known_incident(
+        self, conn: Connection, msg: _Inbound, incident_key: str, resolves: bool, pending: lifecycle.Pending
+    ) -> Outcome | None:
+        """A repeat of an open incident is counted on it; a recovery resolves it. None:
+        nothing open for this key and not a recovery, so the caller opens a ticket."""
+        extraction = msg.analysis.extraction
+        assert extraction is not None
+        found = incidents.open_incident(conn, incident_key)
+        if found is None:
+            if not resolves:
+                return None
+            self._store_without_ticket(conn, msg)
+            return Outcome(
+                msg.inbound_id, "done", None, "unmatched", reason=f"recovery for {incident_key}, nothing open"
+            )
+        ticket_id = int(found.id)
+        message_pk = self._add_message(conn, ticket_id, msg)
+        actor = msg.sender or "unknown"
+        data = {"message": message_pk, "inbound": msg.inbound_id, "extractor": extraction.extractor_id}
+        pending.events.append(lifecycle.event_row(ticket_id, msg.now, "received", actor, data))
+        if resolves:
+            lifecycle.set_status(
+                conn,
+                ticket_id,
+                "resolved",
+                actor=actor,
+                now=msg.now,
+                reason=f"recovery mail for {incident_key}",
+                pending=pending,
+            )
+            return Outcome(msg.inbound_id, "done", found.reference, "recovery")
+        incidents.count_repeat(conn, ticket_id, msg.now)
+        repeat = {"key": incident_key, "occurrences": int(found.occurrences) + 1, "message": message_pk}
+        pending.events.append(lifecycle.event_row(ticket_id, msg.now, "incident_repeated", actor, repeat))
+        return Outcome(msg.inbound_id, "done", found.reference, "repeat")
+
+    def _requester(self, msg: _Inbound) -> Address:
+        mail = msg.analysis.mail
+        extraction = msg.analysis.extraction
+        if extraction is not None and _PLAIN_ADDRESS.fullmatch(extraction.fields.get("email", "")):
+            # A web form's mail comes from the web server; the person is in the form.
+            return Address(extraction.fields.get("name", ""), extraction.fields["email"].lower())
+        if mail.from_ and mail.from_.address:
+            return mail.from_
+        return Address("", (msg.mail_from or "").lower())
+
+    def _new_ticket(self, conn: Connection, corr: Correlation, msg: _Inbound, pending: lifecycle.Pending) -> str:
+        mail, now = msg.analysis.mail, msg.now
+        requester = self._requester(msg)
         related = corr.related_ticket_id
         if corr.ticket_id is not None:  # matched a closed ticket
             related = corr.ticket_id
         skip = {*self._own, requester.address.lower()}
         cc = [a for a in mail.cc + mail.to if a.address and a.address.lower() not in skip]
+        extraction = msg.analysis.extraction
         ticket_id, reference = lifecycle.create_ticket(
             conn,
             refs=self._refs,
@@ -310,16 +443,18 @@ class Pipeline:
             related_ticket_id=related,
             cc=cc,
             pending=pending,
+            incident=incidents.ticket_columns(extraction, now) if extraction is not None else None,
         )
-        message_pk = lifecycle.add_inbound_message(
-            conn, ticket_id=ticket_id, inbound_id=inbound_id, mail=mail, dedupe_key=key, now=now
-        )
+        message_pk = self._add_message(conn, ticket_id, msg)
         actor = requester.address or "unknown"
-        received = {"message": message_pk, "message_id": mail.message_id, "inbound": inbound_id}
-        created = {"reference": reference, "related": related, "subject": mail.subject}
+        received = {"message": message_pk, "message_id": mail.message_id, "inbound": msg.inbound_id}
+        created: dict[str, Any] = {"reference": reference, "related": related, "subject": mail.subject}
+        if extraction is not None:
+            created["extractor"] = extraction.extractor_id
+            created["incident_key"] = extraction.dedupe_key
         pending.events.append(lifecycle.event_row(ticket_id, now, "received", actor, received))
         pending.events.append(lifecycle.event_row(ticket_id, now, "created", actor, created))
-        self._acknowledge(conn, ticket_id, reference, requester, mail, mail_from, now, pending)
+        self._acknowledge(conn, ticket_id, reference, requester, msg, pending)
         return reference
 
     def _acknowledge(
@@ -328,17 +463,24 @@ class Pipeline:
         ticket_id: int,
         reference: str,
         requester: Address,
-        mail: ParsedMail,
-        mail_from: str | None,
-        now: datetime,
+        msg: _Inbound,
         pending: lifecycle.Pending,
     ) -> None:
         """Queue the acknowledgement, or record why none goes out."""
+        mail, now = msg.analysis.mail, msg.now
         events = pending.events
         settings = self._config.autoreply
-        reason = auto_reply_block_reason(mail, mail_from, self._own, self._config.support.domains)
+        reason = auto_reply_block_reason(mail, msg.mail_from, self._own, self._config.support.domains)
+        cls = msg.analysis.classification
+        extraction = msg.analysis.extraction
+        if reason is None and cls.kind != "normal":
+            reason = f"{cls.kind.replace('_', ' ')} mail: {cls.reason}"
+        if reason is None and extraction is not None and extraction.dedupe_key:
+            reason = f"monitoring alert (extractor {extraction.extractor_id}): nobody reads acknowledgements there"
         if reason is None and not settings.acknowledge:
             reason = "acknowledgements are off ([autoreply] acknowledge = false)"
+        if reason is None and deliveries.undeliverable_among(conn, [requester.address]):
+            reason = f"{requester.address} is undeliverable (an earlier mail to it bounced permanently)"
         if reason is None:
             since = now - timedelta(minutes=settings.flood_window_minutes)
             recent = conn.execute(_RECENT_FROM, {"s_requester": requester.address, "s_since": since}).scalar_one()
@@ -386,34 +528,31 @@ class Pipeline:
         events.append(lifecycle.event_row(ticket_id, now, "acknowledged", "system", data))
 
     def _follow_up(
-        self,
-        conn: Connection,
-        corr: Correlation,
-        row: Any,
-        inbound_id: int,
-        mail: ParsedMail,
-        key: str,
-        now: datetime,
-        pending: lifecycle.Pending,
+        self, conn: Connection, corr: Correlation, row: Any, msg: _Inbound, pending: lifecycle.Pending
     ) -> None:
         assert corr.ticket_id is not None
-        ticket_id = corr.ticket_id
-        message_pk = lifecycle.add_inbound_message(
-            conn, ticket_id=ticket_id, inbound_id=inbound_id, mail=mail, dedupe_key=key, now=now
-        )
-        sender = mail.from_.address.lower() if mail.from_ else ""
+        ticket_id, mail, now = corr.ticket_id, msg.analysis.mail, msg.now
+        message_pk = self._add_message(conn, ticket_id, msg)
+        sender = msg.sender
         data: dict[str, Any] = {
             "message": message_pk,
             "message_id": mail.message_id,
-            "inbound": inbound_id,
+            "inbound": msg.inbound_id,
             "matched_by": corr.how,
         }
         if corr.token_address and corr.token_address != sender:
             data["token_issued_to"] = corr.token_address
+        kind = msg.analysis.classification.kind
+        if kind == "auto_reply":
+            # Recorded as what it is; an out-of-office answer never reopens a ticket.
+            data["reason"] = msg.analysis.classification.reason
+            pending.events.append(lifecycle.event_row(ticket_id, now, "auto_reply_received", sender or "unknown", data))
+            lifecycle.touch(conn, ticket_id, now, pending)
+            return
         pending.events.append(lifecycle.event_row(ticket_id, now, "received", sender or "unknown", data))
         if corr.how == "token" and sender:
             lifecycle.add_participants(conn, ticket_id, [mail.from_] if mail.from_ else [], "cc", now)
-        if row.status == "resolved" and sender == row.requester or row.status == "pending" and sender == row.requester:
+        if row.status in ("resolved", "pending") and sender == row.requester and kind == "normal":
             lifecycle.set_status(
                 conn, ticket_id, "open", actor=sender, now=now, reason="requester replied", pending=pending
             )

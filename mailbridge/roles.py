@@ -140,6 +140,7 @@ def _poll_loop(config: Config, kind: str, index: int, step: Callable[[App], int]
         if reload.is_set():
             reload.clear()
             app.reload_templates()
+            app.reload_extractors()
         done = step(app)
         if time.monotonic() - last_beat > HEARTBEAT_SECONDS:
             heartbeat(app.store, name, app.clock())

@@ -22,6 +22,7 @@ from aiosmtpd.controller import Controller
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATES = REPO / "templates"
+PARSERS = REPO / "parsers"
 
 
 def pg_admin_url() -> str | None:
@@ -118,6 +119,7 @@ def write_config(
     extra: str = "",
     smtp_extra: str = "",
     templates: Path = TEMPLATES,
+    parsers: Path = PARSERS,
 ) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     relay = f'relay_host = "127.0.0.1"\nrelay_port = {relay_port}\nretry_base_seconds = 0.2\n' if relay_port else ""
@@ -147,6 +149,9 @@ domains = ["desk.example"]
 
 [outgoing]
 {relay}
+[incidents]
+parsers_dir = "{parsers}"
+
 [processing]
 poll_interval_seconds = 0.02
 idle_poll_max_seconds = 0.05

@@ -117,12 +117,25 @@ def test_robot_mail_gets_no_acknowledgement(sink, start_daemon):
     daemon.send(report, mail_from="")
     daemon.wait_idle()
     assert sink.messages == [], "no robot got an automatic answer"
+    # Every mail is somewhere: a ticket (bulk and list mail, robots' own mail), kept
+    # without a ticket (an auto-reply or bounce answering nothing of ours), or
+    # quarantined (our own address writing to us: a loop).
     tickets = mailbridge_json(daemon.config, "tickets", "list")
-    assert len(tickets) == len(robots) + 3
-    shown = mailbridge_json(daemon.config, "tickets", "show", tickets[0]["reference"])
-    assert any(
-        e["type"] == "auto_reply_suppressed" and "Auto-Submitted" in e["data"]["reason"] for e in shown["events"]
-    )
+    unmatched = mailbridge_json(daemon.config, "mail", "unmatched")
+    quarantined = mailbridge_json(daemon.config, "quarantine", "list")
+    assert len(tickets) + len(unmatched) + len(quarantined) == len(robots) + 3
+    assert {m["classification"] for m in unmatched} >= {"auto_reply", "bounce"}
+    assert [q["reason"][:10] for q in quarantined] == ["mail loop:"]
+    bulk = [t for t in tickets if t["subject"] == "Printer on fire"]
+    assert len(bulk) >= 3  # Precedence: bulk, List-Id, X-Auto-Response-Suppress
+    reasons = [
+        e["data"]["reason"]
+        for t in bulk
+        for e in mailbridge_json(daemon.config, "tickets", "show", t["reference"])["events"]
+        if e["type"] == "auto_reply_suppressed"
+    ]
+    assert len(reasons) == len(bulk)
+    assert any("Precedence: bulk" in r for r in reasons) and any("List-Id" in r for r in reasons)
 
     # Circuit breaker: more than 3 new tickets from one address in 10 minutes.
     for i in range(5):

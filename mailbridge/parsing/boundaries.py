@@ -56,12 +56,7 @@ class _FeedparserRe(types.ModuleType):
 
     @staticmethod
     def compile(pattern: Any, flags: int = 0) -> Any:
-        if (
-            not flags
-            and isinstance(pattern, str)
-            and pattern.startswith(_HEAD)
-            and pattern.endswith(_TAIL_SOURCE)
-        ):
+        if not flags and isinstance(pattern, str) and pattern.startswith(_HEAD) and pattern.endswith(_TAIL_SOURCE):
             escaped = pattern[len(_HEAD) : -len(_TAIL_SOURCE)]
             # re.escape only ever puts a backslash before a character; undo exactly that.
             return BoundaryMatcher(_UNESCAPE.sub(r"\1", escaped))

@@ -136,8 +136,10 @@ def create_ticket(
     related_ticket_id: int | None = None,
     cc: Iterable[Address] = (),
     pending: Pending | None = None,
+    incident: Mapping[str, Any] | None = None,
 ) -> tuple[int, str]:
-    """A new ticket with its requester and CC'd people as participants."""
+    """A new ticket with its requester and CC'd people as participants. `incident`:
+    classification and structured-incident columns (see tables.tickets)."""
     seq = pending.next_sequence(conn) if pending is not None else next_sequence(conn)
     reference = refs.format(seq, now)
     ticket_id = inserted_id(
@@ -153,6 +155,8 @@ def create_ticket(
                 "updated_at": now,
                 "related_ticket_id": related_ticket_id,
                 "flood": False,
+                "occurrences": 1,
+                **(incident or {}),
             },
         )
     )
@@ -215,8 +219,19 @@ def index_message_ids(conn: Connection, ticket_id: int, own: str | None, refs: I
 
 
 def add_inbound_message(
-    conn: Connection, *, ticket_id: int, inbound_id: int, mail: ParsedMail, dedupe_key: str, now: datetime
+    conn: Connection,
+    *,
+    ticket_id: int | None,
+    inbound_id: int,
+    mail: ParsedMail,
+    dedupe_key: str,
+    now: datetime,
+    reply_text: str | None = None,
+    classification: str = "normal",
+    classification_reason: str | None = None,
 ) -> int:
+    """Store an inbound message on its ticket, or without one (ticket_id None: a bounce
+    or auto-reply that matches none of our tickets, kept so nothing is lost)."""
     message_pk = inserted_id(
         conn.execute(
             _INSERT_MESSAGE,
@@ -233,6 +248,10 @@ def add_inbound_message(
                 "text": mail.text,
                 "text_source": mail.text_source,
                 "created_at": now,
+                "reply_text": reply_text,
+                "classification": classification,
+                "classification_reason": classification_reason,
+                "safe_html": getattr(mail, "safe_html", None),
             },
         )
     )
@@ -255,7 +274,8 @@ def add_inbound_message(
                 for att in mail.attachments
             ],
         )
-    index_message_ids(conn, ticket_id, mail.message_id, [mail.in_reply_to, *mail.references])
+    if ticket_id is not None:
+        index_message_ids(conn, ticket_id, mail.message_id, [mail.in_reply_to, *mail.references])
     return int(message_pk)
 
 

@@ -8,7 +8,15 @@ from sqlalchemy import Connection, func, select
 
 from mailbridge.clock import ensure_utc
 from mailbridge.errors import NotFound
-from mailbridge.store.tables import attachments, events, messages, participants, tickets
+from mailbridge.store.tables import (
+    attachments,
+    delivery_failures,
+    events,
+    messages,
+    participants,
+    tickets,
+    undeliverable,
+)
 
 
 def _iso(value: Any) -> str | None:
@@ -27,6 +35,17 @@ def _summary(row: Any, related: str | None = None) -> dict[str, Any]:
         "messages": int(row.message_count) if hasattr(row, "message_count") else None,
         "flood": bool(row.flood),
         "related": related,
+        "type": row.type,
+        "category": row.category,
+        "impact": row.impact,
+        "urgency": row.urgency,
+        "priority": row.priority,
+        "severity": row.severity,
+        "extractor": row.extractor,
+        "fields": row.fields,
+        "incident_key": row.incident_key,
+        "occurrences": int(row.occurrences or 1),
+        "last_occurrence_at": _iso(row.last_occurrence_at),
     }
 
 
@@ -103,12 +122,59 @@ def show_ticket(conn: Connection, reference: str) -> dict[str, Any]:
                 "received_at": _iso(m.created_at),
                 "text": m.text,
                 "text_source": m.text_source,
+                "reply_text": m.reply_text,
+                "classification": m.classification,
+                "classification_reason": m.classification_reason,
                 "attachments": atts,
             }
         )
     out["messages"] = msgs
+    out["delivery_failures"] = [
+        {
+            "address": f.address,
+            "status": f.status,
+            "temporary": f.temporary,
+            "diagnostic": f.diagnostic,
+            "at": _iso(f.at),
+        }
+        for f in conn.execute(
+            select(delivery_failures).where(delivery_failures.c.ticket_id == ticket_id).order_by(delivery_failures.c.id)
+        )
+    ]
     out["events"] = [
         {"at": _iso(e.at), "type": e.type, "actor": e.actor, "data": e.data}
         for e in conn.execute(select(events).where(events.c.ticket_id == ticket_id).order_by(events.c.id))
     ]
     return out
+
+
+def unmatched_messages(conn: Connection, limit: int = 1000) -> list[dict[str, Any]]:
+    """Mail kept without a ticket: bounces and auto-replies that match none of ours,
+    recoveries for incidents that were not open. Visible here, never lost."""
+    query = select(messages).where(messages.c.ticket_id.is_(None)).order_by(messages.c.id.desc()).limit(limit)
+    return [
+        {
+            "id": m.id,
+            "inbound_id": m.inbound_id,
+            "from": m.from_address,
+            "subject": m.subject,
+            "classification": m.classification,
+            "reason": m.classification_reason,
+            "received_at": _iso(m.created_at),
+        }
+        for m in conn.execute(query)
+    ]
+
+
+def undeliverable_addresses(conn: Connection) -> list[dict[str, Any]]:
+    return [
+        {
+            "address": u.address,
+            "status": u.status,
+            "diagnostic": u.diagnostic,
+            "bounces": u.bounces,
+            "first_at": _iso(u.first_at),
+            "last_at": _iso(u.last_at),
+        }
+        for u in conn.execute(select(undeliverable).order_by(undeliverable.c.address))
+    ]
