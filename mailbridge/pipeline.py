@@ -29,7 +29,7 @@ from mailbridge.parsing.bounces import BouncedRecipient
 from mailbridge.parsing.mime import Address, ParseError
 from mailbridge.parsing.robots import auto_reply_block_reason
 from mailbridge.store.db import Store, read_tx, write_tx
-from mailbridge.store.tables import inbound, messages, tickets
+from mailbridge.store.tables import inbound, messages, tickets, undeliverable
 from mailbridge.testing import crash_point
 from mailbridge.tickets import deliveries, incidents, lifecycle
 from mailbridge.tickets.correlate import Correlation, Correlator
@@ -62,10 +62,19 @@ _SEEN_MANY = (
 _TICKET_STATE = select(tickets.c.reference, tickets.c.status, tickets.c.requester).where(
     tickets.c.id == bindparam("s_ticket")
 )
-_RECENT_FROM = (
+# Before an acknowledgement: how many tickets this requester opened lately (flood
+# breaker) and whether the address bounced permanently; one statement for both.
+_ACK_CHECKS = select(
     select(func.count())
     .select_from(tickets)
     .where(tickets.c.requester == bindparam("s_requester"), tickets.c.created_at >= bindparam("s_since"))
+    .scalar_subquery()
+    .label("recent"),
+    select(func.count())
+    .select_from(undeliverable)
+    .where(undeliverable.c.address == bindparam("s_requester"))
+    .scalar_subquery()
+    .label("bounced"),
 )
 _MARK_FLOOD = update(tickets).where(tickets.c.id == bindparam("s_ticket")).values(flood=True)
 _RECORD_DONE = (
@@ -151,6 +160,7 @@ class Pipeline:
     ) -> None:
         self._config = config
         self._analyser = analyser
+        self._unrecorded: list[Outcome] = []
         self._store = store
         self._outbox = outbox
         self._correlator = correlator
@@ -161,40 +171,49 @@ class Pipeline:
     # --- claiming ------------------------------------------------------------------
 
     def claim(self, limit: int = 64) -> list[Any]:
-        """Take up to `limit` waiting messages, oldest first, under a lease."""
+        """Take up to `limit` waiting messages, oldest first, under a lease. Outcomes
+        of the previous batch still to be recorded (see run_batch) are written in the
+        same spool transaction: one lock and one COMMIT fewer per batch."""
         now = self._clock()
         waiting = or_(
             inbound.c.state == "received", and_(inbound.c.state == "processing", inbound.c.claimed_until < now)
         )
         # Look before taking the write lock: an idle poll must not stall the listener.
-        with read_tx(self._store.spool) as conn:
-            if conn.execute(select(inbound.c.id).where(waiting).limit(1)).first() is None:
-                return []
+        if not self._unrecorded:
+            with read_tx(self._store.spool) as conn:
+                if conn.execute(select(inbound.c.id).where(waiting).limit(1)).first() is None:
+                    return []
         with write_tx(self._store.spool) as conn:
+            self._record_in(conn, self._unrecorded)
             pick = select(inbound.c.id).where(waiting).order_by(inbound.c.id).limit(limit)
             if not self._store.sqlite:
                 pick = pick.with_for_update(skip_locked=True)
             ids = list(conn.execute(pick).scalars())
-            if not ids:
-                return []
-            conn.execute(
-                update(inbound)
-                .where(inbound.c.id.in_(ids))
-                .values(state="processing", attempts=inbound.c.attempts + 1, claimed_until=now + LEASE)
-            )
-            return list(
+            rows: list[Any] = []
+            if ids:
                 conn.execute(
-                    select(inbound.c.id, inbound.c.raw, inbound.c.rcpts, inbound.c.mail_from, inbound.c.attempts)
+                    update(inbound)
                     .where(inbound.c.id.in_(ids))
-                    .order_by(inbound.c.id)
+                    .values(state="processing", attempts=inbound.c.attempts + 1, claimed_until=now + LEASE)
                 )
-            )
+                rows = list(
+                    conn.execute(
+                        select(inbound.c.id, inbound.c.raw, inbound.c.rcpts, inbound.c.mail_from, inbound.c.attempts)
+                        .where(inbound.c.id.in_(ids))
+                        .order_by(inbound.c.id)
+                    )
+                )
+        self._unrecorded = []  # committed
+        return rows
 
-    def run_batch(self, limit: int = 64) -> list[Outcome]:
+    def run_batch(self, limit: int = 64, *, defer_record: bool = False) -> list[Outcome]:
         """Process what is waiting: parse each message, then apply them all in one
         transaction (a savepoint each, so one failure does not undo the others), then
-        record every outcome in the spool in one more. One COMMIT per batch instead of
-        two per message is what keeps the worker ahead of the listener."""
+        record every outcome in the spool. One COMMIT per batch instead of two per
+        message is what keeps the worker ahead of the listener. `defer_record`: leave
+        the recording to the next claim (the worker loop; it calls flush() before it
+        stops). Until then the messages stay "processing" under their lease, and a
+        crash before the recording is the replay case _apply recognises."""
         rows = self.claim(limit)
         if not rows:
             return []
@@ -225,8 +244,17 @@ class Pipeline:
             log.warning("batch of %d failed (%s: %s); applying one by one", len(parsed), type(exc).__name__, exc)
             outcomes.update(self._apply_one_by_one(parsed))
         crash_point("worker.before_done")
-        self._record(list(outcomes.values()))
+        self._unrecorded = list(outcomes.values())
+        if not defer_record:
+            self.flush()
         return [outcomes[row.id] for row in rows]
+
+    def flush(self) -> None:
+        """Record outcomes a deferred run_batch left (no-op when there are none)."""
+        if self._unrecorded:
+            with write_tx(self._store.spool) as conn:
+                self._record_in(conn, self._unrecorded)
+            self._unrecorded = []
 
     def _serialize_apply(self, conn: Connection) -> None:
         """One apply step at a time across every worker on every host.
@@ -479,12 +507,13 @@ class Pipeline:
             reason = f"monitoring alert (extractor {extraction.extractor_id}): nobody reads acknowledgements there"
         if reason is None and not settings.acknowledge:
             reason = "acknowledgements are off ([autoreply] acknowledge = false)"
-        if reason is None and deliveries.undeliverable_among(conn, [requester.address]):
-            reason = f"{requester.address} is undeliverable (an earlier mail to it bounced permanently)"
         if reason is None:
             since = now - timedelta(minutes=settings.flood_window_minutes)
-            recent = conn.execute(_RECENT_FROM, {"s_requester": requester.address, "s_since": since}).scalar_one()
-            if recent > settings.flood_threshold:
+            checks = conn.execute(_ACK_CHECKS, {"s_requester": requester.address.lower(), "s_since": since}).one()
+            recent = int(checks.recent)
+            if checks.bounced:
+                reason = f"{requester.address} is undeliverable (an earlier mail to it bounced permanently)"
+            elif recent > settings.flood_threshold:
                 reason = (
                     f"flood: {recent} new tickets from {requester.address} in {settings.flood_window_minutes} minutes"
                 )
@@ -561,8 +590,10 @@ class Pipeline:
 
     # --- spool bookkeeping -----------------------------------------------------------
 
-    def _record(self, outcomes: list[Outcome]) -> None:
-        """Write every outcome of a batch to the spool in one transaction."""
+    def _record_in(self, conn: Connection, outcomes: list[Outcome]) -> None:
+        """Write every outcome of a batch to the spool, in the caller's transaction."""
+        if not outcomes:
+            return
         now = self._clock()
         done = [
             {"r_id": o.inbound_id, "r_state": o.state, "r_reason": o.reason or None, "r_at": now}
@@ -570,11 +601,10 @@ class Pipeline:
             if o.state != "retry"
         ]
         retry = [{"r_id": o.inbound_id, "r_reason": o.reason} for o in outcomes if o.state == "retry"]
-        with write_tx(self._store.spool) as conn:
-            if done:
-                conn.execute(_RECORD_DONE, done)
-            if retry:
-                conn.execute(_RECORD_RETRY, retry)
+        if done:
+            conn.execute(_RECORD_DONE, done)
+        if retry:
+            conn.execute(_RECORD_RETRY, retry)
 
     @staticmethod
     def _quarantined(inbound_id: int, reason: str) -> Outcome:

@@ -122,7 +122,13 @@ async def _receiver(config: Config) -> int:
 # --- worker and sender ----------------------------------------------------------------
 
 
-def _poll_loop(config: Config, kind: str, index: int, step: Callable[[App], int]) -> int:
+def _poll_loop(
+    config: Config,
+    kind: str,
+    index: int,
+    step: Callable[[App], int],
+    finish: Callable[[App], None] = lambda app: None,
+) -> int:
     app = App(config)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -139,6 +145,7 @@ def _poll_loop(config: Config, kind: str, index: int, step: Callable[[App], int]
     while not stop.is_set():
         if reload.is_set():
             reload.clear()
+            finish(app)  # a reload rebuilds the pipeline: nothing may be left unrecorded
             app.reload_templates()
             app.reload_extractors()
         done = step(app)
@@ -150,13 +157,20 @@ def _poll_loop(config: Config, kind: str, index: int, step: Callable[[App], int]
         else:
             stop.wait(wait)
             wait = min(max_wait, wait * 2)  # back off while idle
+    finish(app)
     unregister_component(app.store, name)
     app.close()
     return 0
 
 
 def run_worker(config: Config, index: int = 0) -> int:
-    return _poll_loop(config, "worker", index, lambda app: len(app.pipeline.run_batch()))
+    return _poll_loop(
+        config,
+        "worker",
+        index,
+        lambda app: len(app.pipeline.run_batch(defer_record=True)),
+        finish=lambda app: app.pipeline.flush(),
+    )
 
 
 def run_sender(config: Config, index: int = 0) -> int:

@@ -4,7 +4,7 @@ A bounce never opens a ticket and never gets an answer. When its returned origin
 names a mail we sent (the outbox keeps every Message-ID we used), the failure is
 recorded on that mail's ticket with the failed recipient and whether it is temporary;
 a permanent failure also marks the address undeliverable, so no automatic mail goes
-there again (pipeline checks it before queueing one). A bounce that names nothing we
+there again (pipeline._ACK_CHECKS looks before queueing one). A bounce that names nothing we
 sent is kept without a ticket and marks nobody: anyone can forge a bounce.
 """
 
@@ -25,9 +25,6 @@ _OUTGOING = select(outbox.c.id, outbox.c.ticket_id, outbox.c.rcpt).where(
 )
 _OWN_THREAD = select(thread_index.c.ticket_id).where(
     thread_index.c.msgid.in_(bindparam("d_ids", expanding=True)), thread_index.c.kind == "own"
-)
-_UNDELIVERABLE = select(undeliverable.c.address).where(
-    undeliverable.c.address.in_(bindparam("d_addresses", expanding=True))
 )
 _BUMP = (
     update(undeliverable)
@@ -114,10 +111,3 @@ def mark_undeliverable(
             "bounces": 1,
         }
         conn.execute(_INSERT_UNDELIVERABLE[conn.dialect.name], row)
-
-
-def undeliverable_among(conn: Connection, addresses: Iterable[str]) -> set[str]:
-    wanted = sorted({a.lower() for a in addresses if a})
-    if not wanted:
-        return set()
-    return set(conn.execute(_UNDELIVERABLE, {"d_addresses": wanted}).scalars())
