@@ -220,7 +220,9 @@ def one_run(
     mails = [f.read_bytes() for f in files]
     with tempfile.TemporaryDirectory(prefix="mb-bench-") as tmp:
         site = Path(tmp)
-        (site / "config.toml").write_text(CONFIG.format(templates=REPO / "templates", parsers=REPO / "parsers", workers=workers))
+        (site / "config.toml").write_text(
+            CONFIG.format(templates=REPO / "templates", parsers=REPO / "parsers", workers=workers)
+        )
         proc, port = start_daemon(site)
         try:
             began = time.perf_counter()
