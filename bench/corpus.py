@@ -25,18 +25,31 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sqlalchemy import select  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
 
 from mailbridge.app import App  # noqa: E402
 from mailbridge.config import load_config  # noqa: E402
 from mailbridge.intake.spool import Envelope, accept  # noqa: E402
 from mailbridge.store import migrate  # noqa: E402
 from mailbridge.store.db import read_tx  # noqa: E402
-from mailbridge.store.tables import inbound  # noqa: E402
+from mailbridge.store.tables import inbound, messages  # noqa: E402
 
 # Reasons that are about the mail, not about our code: a quarantine for one of these
 # is the system working as designed.
-EXPECTED_QUARANTINE = ("cannot parse:",)
+EXPECTED_QUARANTINE = ("cannot parse:", "mail loop:")
+# Outcome.how -> the line it is counted on.
+OUTCOME_LINES = {
+    "new": "new tickets",
+    "incident": "new tickets",
+    "token": "follow-ups",
+    "thread": "follow-ups",
+    "subject": "follow-ups",
+    "repeat": "alert repeats",
+    "recovery": "alert recoveries",
+    "bounce": "bounces on a ticket",
+    "unmatched": "kept without a ticket",
+    "replayed": "follow-ups",
+}
 
 
 def corpus_mails(root: Path) -> list[tuple[str, bytes]]:
@@ -83,10 +96,14 @@ def main() -> int:
         while batch := app.pipeline.run_batch():
             for outcome in batch:
                 if outcome.state == "done":
-                    outcomes["ticket" if outcome.how == "new" else "follow-up"] += 1
+                    outcomes[OUTCOME_LINES[outcome.how]] += 1
         elapsed = time.perf_counter() - started
         with read_tx(app.store.spool) as conn:
             rows = conn.execute(select(inbound.c.id, inbound.c.state, inbound.c.reason)).all()
+        with read_tx(app.store.main) as conn:
+            kinds = collections.Counter(
+                conn.execute(select(messages.c.classification, func.count()).group_by(messages.c.classification)).all()
+            )
         app.close()
     states = collections.Counter(row.state for row in rows)
     crashed = [
@@ -96,22 +113,23 @@ def main() -> int:
     ]
     waiting = [names[r.id] for r in rows if r.state in ("received", "processing")]
     print(f"corpus: {len(mails)} mails from {args.corpus} in {elapsed:.1f}s ({len(mails) / elapsed:.0f} msg/s)")
-    print(f"  new tickets   {outcomes['ticket']}")
-    print(f"  follow-ups    {outcomes['follow-up']}")
-    print(f"  duplicates    {states['duplicate']}")
-    print(f"  quarantined   {states['quarantined']} (unparseable mail, with its reason)")
+    for line in dict.fromkeys(OUTCOME_LINES.values()):
+        print(f"  {line:<22} {outcomes[line]}")
+    print(f"  {'duplicates':<22} {states['duplicate']}")
+    print(f"  {'quarantined':<22} {states['quarantined']} (unparseable mail or a loop, with its reason)")
     for name, reason in sorted((names[r.id], r.reason) for r in rows if r.state == "quarantined"):
         print(f"    {name}: {reason}")
     lost = len(mails) - len(rows) + len(waiting)
-    print(f"  lost          {lost}")
-    print(f"  crashed       {len(crashed)}")
+    print(f"  {'lost':<22} {lost}")
+    print(f"  {'crashed':<22} {len(crashed)}")
+    print("  stored messages by classification: " + ", ".join(f"{k} {n}" for (k, n), _ in sorted(kinds.items())))
     for name, reason in crashed:
         print(f"    {name}: {reason}")
-    accounted = outcomes["ticket"] + outcomes["follow-up"] + states["duplicate"] + states["quarantined"]
+    accounted = sum(outcomes.values()) + states["duplicate"] + states["quarantined"]
     if crashed or lost or accounted != len(mails):
         print(
-            "FAILED: every mail must become a ticket, a follow-up, a duplicate or a quarantine entry "
-            "with a reason about the mail",
+            "FAILED: every mail must become a ticket, a follow-up, a recognised bounce/auto-reply/alert, "
+            "a duplicate or a quarantine entry with a reason about the mail",
             file=sys.stderr,
         )
         return 1
