@@ -92,3 +92,14 @@ def test_broken_local_template_stops_start(tmp_path):
     proc = mailbridge(path, "config", "check", check=False)
     assert proc.returncode == 2
     assert "acknowledgement.txt" in proc.stderr.decode()
+
+
+def test_priority_matrix_is_validated_with_its_line(tmp_path):
+    path = write(
+        tmp_path,
+        '[incidents]\npriority_matrix = { high = { high = "critical", medium = "urgent", low = "high" } }\n',
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert f"{path}:2" in message and "incidents.priority_matrix" in message and "urgent" in message

@@ -5,12 +5,13 @@ recorded without reopening, and the new text of a follow-up kept beside the full
 
 from __future__ import annotations
 
+import json
 from email import message_from_bytes
 from pathlib import Path
 
 import pytest
 
-from tests.support import make_mail, mailbridge, mailbridge_json, poll
+from tests.support import mailbridge, mailbridge_json, make_mail, poll
 
 EXTRACTORS = Path(__file__).resolve().parent / "fixtures" / "extractors"
 
@@ -187,8 +188,6 @@ def test_follow_up_keeps_new_text_beside_the_full_text(sink, start_daemon):
 def test_parse_json_shows_reply_classification_and_incident(tmp_path, name, classification):
     config = tmp_path / "none.toml"  # no config file: built-in defaults, no extractors
     proc = mailbridge(config, "parse", "--json", str(EXTRACTORS / name))
-    import json
-
     data = json.loads(proc.stdout)
     assert data["classification"] == classification
     assert {"reply_text", "bounced_recipients", "incident", "text"} <= set(data)

@@ -136,3 +136,66 @@ def test_port_in_use_is_reported_before_start(tmp_path):
         proc = mailbridge(config, "run", check=False, timeout=60)
     assert proc.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr.decode()
+
+
+LOCAL_EXTRACTOR = """
+[[extractor]]
+id = "acme-orders"
+description = "ACME shop order mails"
+dedupe_key = "acme:{order}"
+type = "service_request"
+priority = "high"
+
+[extractor.match]
+subject = 'ACME order (?P<order>[0-9]+)'
+"""
+
+
+def test_sighup_reloads_extractors_all_or_nothing(sink, tmp_path):
+    import shutil
+
+    from tests.support import PARSERS
+
+    parsers = tmp_path / "parsers"
+    shutil.copytree(PARSERS, parsers)
+    config = write_config(tmp_path / "site", relay_port=sink.port, parsers=parsers)
+    daemon = Daemon(config).start()
+    try:
+        local = parsers / "acme.local.toml"
+        # A broken file is refused as a whole, with file and line; the old set stays.
+        local.write_text(LOCAL_EXTRACTOR + "\n[extractor.match]\nsubject = '(unclosed'\n")
+        os.kill(daemon.proc.pid, signal.SIGHUP)
+        poll(lambda: "extractors not reloaded" in daemon.log())
+        assert "acme.local.toml:" in daemon.log()
+        daemon.send(make_mail(subject="ACME order 1234"))
+        daemon.wait_idle()
+        [ticket] = mailbridge_json(config, "tickets", "list")
+        assert mailbridge_json(config, "tickets", "show", ticket["reference"])["extractor"] is None
+        # A good file is taken on the next SIGHUP, with no restart.
+        local.write_text(LOCAL_EXTRACTOR)
+        os.kill(daemon.proc.pid, signal.SIGHUP)
+        poll(lambda: "extractors reloaded" in daemon.log())
+        daemon.send(make_mail(subject="ACME order 5678"))
+        daemon.wait_idle()
+        newest = mailbridge_json(config, "tickets", "list")[-1]
+        shown = mailbridge_json(config, "tickets", "show", newest["reference"])
+        assert (shown["extractor"], shown["incident_key"], shown["priority"]) == ("acme-orders", "acme:5678", "high")
+        assert "exited with" not in daemon.log(), "no process died of SIGHUP"
+    finally:
+        daemon.stop()
+
+
+def test_broken_extractor_file_stops_start_with_file_and_line(tmp_path):
+    import shutil
+
+    from tests.support import PARSERS
+
+    parsers = tmp_path / "parsers"
+    shutil.copytree(PARSERS, parsers)
+    (parsers / "acme.local.toml").write_text(LOCAL_EXTRACTOR.replace('priority = "high"', 'priority = "urgent"'))
+    config = write_config(tmp_path / "site", parsers=parsers)
+    for args in (("config", "check"), ("run",)):
+        proc = mailbridge(config, *args, check=False, timeout=60)
+        assert proc.returncode == 2
+        err = proc.stderr.decode()
+        assert "acme.local.toml:7:" in err and "priority" in err, err
