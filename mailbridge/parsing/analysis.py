@@ -80,4 +80,6 @@ class Analyser:
         extraction = None
         if classification.kind not in ("bounce", "loop"):
             extraction = self._extractors.match(mail)
+        # Sanitise the HTML here, where workers run in parallel, not in the serial apply step.
+        _ = mail.safe_html
         return Analysis(mail, extract_reply(mail.text), classification, extraction)

@@ -133,9 +133,11 @@ class _Splitter:
                 elif child.epilogue is not None and child.epilogue.endswith(eol):
                     child.epilogue = child.epilogue[: -len(eol)]
             else:
-                payload = child.get_payload()
+                # The raw payload, as the feed parser leaves it: get_payload() would
+                # decode 8-bit text by the part's charset (and this would store that).
+                payload = child._payload  # type: ignore[attr-defined]
                 if isinstance(payload, str) and payload.endswith(eol):
-                    child.set_payload(payload[: -len(eol)])
+                    child._payload = payload[: -len(eol)]  # type: ignore[attr-defined]
         msg.epilogue = text[lines[-1][1] : end]
 
     def _boundary_lines(self, separator: str, body: int, end: int) -> list[tuple[int, int, bool]]:

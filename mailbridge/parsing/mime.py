@@ -16,6 +16,18 @@ dicts and base64-re-encodes every attachment, which doubled the parse time on
 the standard corpus (~0.75 ms/msg on top of the MIME parse) for output we never
 read.  The MIME tree comes from the stdlib compat32 parser that mail-parser
 itself builds on, run within limits by ``limits.parse_structure``.
+
+Beyond the body, the walk sorts what is attached (``Attachment.kind``):
+
+* a winmail.dat (TNEF) is replaced by the files inside it (``parsing.tnef``);
+  its own body becomes the text when the mail has no other;
+* an attached mail (message/rfc822) gets a ``MessageSummary`` of its headers
+  and first lines, read from the tree already parsed within the limits;
+* a calendar part gives ``ParsedMail.calendar`` (``parsing.calendar``);
+* an image the HTML body shows through ``cid:`` is ``inline``.
+
+Each of these costs something only when such a part is present; the HTML
+allow-list (``ParsedMail.safe_html``, ``parsing.sanitize``) runs on first use.
 """
 
 from __future__ import annotations
@@ -26,17 +38,20 @@ import email.utils
 import functools
 import hashlib
 import re
+import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.errors import InvalidBase64LengthDefect, MissingHeaderBodySeparatorDefect
 from email.message import Message
+from html import escape
 from typing import Any, cast
 
 import charset_normalizer
 from mailparser.dates import parse_mail_date
 from mailparser.utils import as_string_safe, decode_base64_payload, get_addresses
 
-from mailbridge.parsing.filenames import sanitize_filename
+from mailbridge.parsing.calendar import CALENDAR_TYPES, CalendarSummary, summarise_calendar
+from mailbridge.parsing.filenames import content_type_for, sanitize_filename
 from mailbridge.parsing.htmltext import html_to_text
 from mailbridge.parsing.limits import (
     PARAMS_TRUNCATED_MARKER,
@@ -46,11 +61,15 @@ from mailbridge.parsing.limits import (
     ParseLimits,
     parse_structure,
 )
+from mailbridge.parsing.sanitize import MAX_SAFE_HTML_CHARS, sanitize_html
+from mailbridge.parsing.tnef import TnefContent, TnefError, is_tnef, rtf_to_text, unpack_tnef
 
 __all__ = [
     "Address",
     "Attachment",
+    "CalendarSummary",
     "LimitExceeded",
+    "MessageSummary",
     "ParseError",
     "ParseLimits",
     "ParsedMail",
@@ -64,6 +83,26 @@ class Address:
     address: str  # addr-spec with the domain lowercased; "" if unparseable
 
 
+@dataclass(frozen=True)
+class MessageSummary:
+    """What an attached mail (message/rfc822) says about itself."""
+
+    subject: str  # decoded, one line
+    from_: Address | None
+    date: datetime | None  # tz-aware UTC
+    message_id: str | None  # without <>
+    excerpt: str  # the start of its text body, whitespace collapsed, at most ~300 characters
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject,
+            "from": {"name": self.from_.name, "address": self.from_.address} if self.from_ else None,
+            "date": self.date.isoformat() if self.date else None,
+            "message_id": self.message_id,
+            "excerpt": self.excerpt,
+        }
+
+
 @dataclass
 class Attachment:
     filename: str  # sanitised (see parsing.filenames), never empty
@@ -72,8 +111,21 @@ class Attachment:
     size: int  # decoded size in bytes
     sha256: str  # hex digest of the decoded payload
     payload: bytes
-    inline: bool  # has a Content-ID and is not disposition "attachment" (a cid: image)
+    # Shown inside the HTML body: its Content-ID is referenced there as "cid:".
+    # Like Gmail and Thunderbird, a part nothing references is an attachment
+    # whatever its Content-Disposition says (else nobody would see it), and a
+    # referenced one is inline even if marked "attachment" (it is part of what
+    # the sender's HTML shows; listing it again would show it twice).
+    inline: bool
     content_id: str | None  # without <>
+    # What it is: "file"; "message" (an attached mail, message/rfc822 or
+    # message/global: see ``summary``); "calendar" (text/calendar,
+    # application/ics, *.ics); "tnef" (a TNEF stream kept as is: a winmail.dat
+    # that could not be unpacked, see the defects, or an Outlook item attached
+    # inside one).
+    kind: str = "file"
+    summary: MessageSummary | None = None  # for kind "message"
+    extracted_from: str | None = None  # filename of the winmail.dat it was unpacked from
 
 
 @dataclass
@@ -88,12 +140,31 @@ class ParsedMail:
     in_reply_to: str | None  # first msg-id of In-Reply-To, without <>
     references: list[str]  # msg-ids of References, in order, deduplicated
     text: str  # the text body (from HTML when there is no text/plain body)
-    text_source: str  # "plain" | "html" | "none"
+    text_source: str  # "plain" | "html" | "rtf" (a winmail.dat's RTF body) | "none"
     html: str | None  # raw, unsanitised HTML body if any
     attachments: list[Attachment]
     defects: list[str]
     headers: list[tuple[str, str]]  # (name as written, decoded value), in order
     content_type: str  # top-level content type, lowercased
+    calendar: CalendarSummary | None = None  # the first calendar part's METHOD/SUMMARY/DTSTART/ORGANIZER
+
+    @property
+    def has_html(self) -> bool:
+        return self.html is not None
+
+    @functools.cached_property
+    def safe_html(self) -> str | None:
+        """The HTML body reduced to an allow-list (``parsing.sanitize``); None without HTML.
+
+        Computed on first use, not by parse_message: most readers of a
+        ParsedMail never need it (see parsing.sanitize for the cost).
+        """
+        if self.html is None:
+            return None
+        try:
+            return sanitize_html(self.html)
+        except Exception:  # nothing unsafe may come out, whatever happens in the sanitiser
+            return f"<pre>{escape(self.text)}</pre>"
 
     def header(self, name: str) -> str | None:
         """First value of header ``name`` (case-insensitive), or None."""
@@ -122,18 +193,28 @@ class ParsedMail:
             "references": list(self.references),
             "text": self.text,
             "text_source": self.text_source,
-            "attachments": [
-                {
-                    "filename": a.filename,
-                    "original_filename": a.original_filename,
-                    "content_type": a.content_type,
-                    "size": a.size,
-                    "sha256": a.sha256,
-                }
-                for a in self.attachments
-            ],
+            "attachments": [_attachment_json(a) for a in self.attachments],
             "defects": list(self.defects),
+            "calendar": self.calendar.to_json() if self.calendar else None,
+            "has_html": self.has_html,
         }
+
+
+def _attachment_json(a: Attachment) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "filename": a.filename,
+        "original_filename": a.original_filename,
+        "content_type": a.content_type,
+        "size": a.size,
+        "sha256": a.sha256,
+        "inline": a.inline,
+        "kind": a.kind,
+    }
+    if a.summary is not None:
+        data["summary"] = a.summary.to_json()
+    if a.extracted_from is not None:
+        data["extracted_from"] = a.extracted_from
+    return data
 
 
 def parse_message(raw: bytes, limits: ParseLimits = ParseLimits()) -> ParsedMail:
@@ -453,13 +534,20 @@ _KNOWN_CTE = frozenset(
 _FLATTEN = TAMED_COMPAT32.clone(linesep="\r\n", max_line_length=None)
 _META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]{1,40})""", re.IGNORECASE)
 _MAX_DEFECTS = 100
+_TNEF_TYPES = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
+_MESSAGE_TYPES = frozenset({"message/rfc822", "message/global"})
+_EXCERPT_CHARS = 300
+# Enough encoded text for an excerpt; decoding stops there.
+_EXCERPT_SOURCE_BYTES = 16 * 1024
 
 
 class _Walk:
     """Iterative, document-order walk collecting bodies and attachments.
 
     Iterative on purpose: ``Message.walk`` recurses per level.  The limits are
-    re-checked here on the finished tree, independently of the parser hook.
+    re-checked here on the finished tree, independently of the parser hook;
+    files unpacked from a winmail.dat count as parts, and their bytes as
+    decoded content, like any other.
     """
 
     def __init__(self, limits: ParseLimits, defects: list[str]) -> None:
@@ -469,6 +557,9 @@ class _Walk:
         self.html: list[str] = []
         self.attachments: list[Attachment] = []
         self.decoded = 0
+        self.extra_parts = 0  # files unpacked from TNEF
+        self.tnef: TnefContent | None = None  # the first winmail.dat that carried a body
+        self.calendars: list[tuple[bytes, str | None]] = []  # (payload, charset label)
 
     def run(self, root: Message) -> None:
         stack: list[tuple[Message, int, bool]] = [(root, 0, False)]
@@ -476,7 +567,7 @@ class _Walk:
         while stack:
             part, depth, hidden = stack.pop()
             seen += 1
-            if seen > self.limits.max_parts:
+            if seen + self.extra_parts > self.limits.max_parts:
                 raise LimitExceeded(f"more than {self.limits.max_parts} MIME parts")
             if depth > self.limits.max_depth:
                 raise LimitExceeded(f"MIME nesting deeper than {self.limits.max_depth} levels")
@@ -498,7 +589,7 @@ class _Walk:
                 if container:
                     self._container(part, ctype, where)
                 elif not hidden and not part.is_multipart():
-                    self._leaf(part, ctype, where)
+                    self._leaf(part, ctype, where, depth)
             except (ParseError, RecursionError):
                 raise
             except Exception as exc:  # one odd part must not cost the whole mail
@@ -514,7 +605,7 @@ class _Walk:
         if self.decoded > self.limits.max_decoded_bytes:
             raise LimitExceeded(f"decoded content larger than {self.limits.max_decoded_bytes} bytes")
 
-    def _leaf(self, part: Message, ctype: str, where: str) -> None:
+    def _leaf(self, part: Message, ctype: str, where: str, depth: int) -> None:
         mime = _mime_fields(part)
         disposition = mime["content-disposition"].split(";", 1)[0].strip().lower() or None
         original = self._filename(part, mime, where)
@@ -529,8 +620,16 @@ class _Walk:
                 charset = found.group(1).decode("ascii") if found else None
             text = _decode(payload, charset, where, self.defects).replace("\r\n", "\n").replace("\r", "\n")
             (self.html if ctype == "text/html" else self.plain).append(text)
-        else:
-            self._attach(part, ctype, payload, original, disposition, mime["content-id"])
+            return
+        if ctype in _TNEF_TYPES or (original is not None and original.lower() == "winmail.dat"):
+            self._tnef(payload, original, ctype, depth, where)
+            return
+        kind = "message" if ctype in _MESSAGE_TYPES else "file"  # (one compat32 could not parse as a mail)
+        if ctype in CALENDAR_TYPES or (original is not None and original[-4:].lower() == ".ics"):
+            kind = "calendar"
+            charset = part.get_content_charset() if "charset" in mime["content-type"].lower() else None
+            self.calendars.append((payload, charset))
+        self._attach(ctype, payload, original, mime["content-id"], kind)
 
     def _container(self, part: Message, ctype: str, where: str) -> None:
         try:
@@ -547,17 +646,30 @@ class _Walk:
                 payload = b""
         self._count(len(payload))
         mime = _mime_fields(part)
-        disposition = mime["content-disposition"].split(";", 1)[0].strip().lower() or None
-        self._attach(part, ctype, payload, self._filename(part, mime, where), disposition, mime["content-id"])
+        summary = None
+        if ctype in _MESSAGE_TYPES:
+            inner = part.get_payload()
+            if isinstance(inner, list) and inner and isinstance(inner[0], Message):
+                summary = self._summarise(inner[0], where)
+        self._attach(
+            ctype,
+            payload,
+            self._filename(part, mime, where),
+            mime["content-id"],
+            "message" if ctype in _MESSAGE_TYPES else "file",
+            summary=summary,
+        )
 
     def _attach(
         self,
-        part: Message,
         ctype: str,
         payload: bytes,
         original: str | None,
-        disposition: str | None,
         raw_content_id: str,
+        kind: str,
+        *,
+        summary: MessageSummary | None = None,
+        extracted_from: str | None = None,
     ) -> None:
         content_id = _message_id(_header_text(raw_content_id, "Content-ID", self.defects)) if raw_content_id else None
         self.attachments.append(
@@ -568,10 +680,131 @@ class _Walk:
                 size=len(payload),
                 sha256=hashlib.sha256(payload).hexdigest(),
                 payload=payload,
-                inline=content_id is not None and disposition != "attachment",
+                inline=False,  # decided in _build, once the HTML body is known
                 content_id=content_id,
+                kind=kind,
+                summary=summary,
+                extracted_from=extracted_from,
             )
         )
+
+    # --- winmail.dat ---
+
+    def _tnef(self, payload: bytes, original: str | None, ctype: str, depth: int, where: str) -> None:
+        """Attach the files inside a winmail.dat instead of it, or (with a defect) the winmail.dat as is."""
+        name = sanitize_filename(original, len(self.attachments) + 1, "application/ms-tnef")
+        content: TnefContent | None = None
+        if not is_tnef(payload):
+            problem = "it has no TNEF signature"
+        else:
+            try:
+                # Files inside sit one level below the winmail.dat; attached
+                # Outlook items nest further, within the same depth limit.
+                content = unpack_tnef(payload, self.limits.max_depth - depth - 1)
+                problem = ""
+            except TnefError as exc:
+                problem = str(exc)
+        if (
+            content is not None
+            and not content.files
+            and not (content.body_text or content.body_html or content.body_rtf)
+        ):
+            content, problem = None, "it holds neither files nor a body"
+        if content is None:
+            self.defects.append(f"winmail.dat {name!r} in {where} not unpacked ({problem}); kept as is"[:300])
+            self._attach(ctype, payload, original, "", "tnef")
+            return
+        for file in content.files:
+            self.extra_parts += 1
+            if self.extra_parts > self.limits.max_parts:
+                raise LimitExceeded(f"more than {self.limits.max_parts} MIME parts (counting files in winmail.dat)")
+            self._count(len(file.data))
+            inner_type = file.content_type if file.content_type and _TOKEN_TYPE.fullmatch(file.content_type) else None
+            if inner_type is None:
+                inner_type = "application/ms-tnef" if file.embedded_message else content_type_for(file.name)
+            kind = "tnef" if file.embedded_message else "file"
+            if inner_type in CALENDAR_TYPES or (file.name or "")[-4:].lower() == ".ics":
+                kind = "calendar"
+                self.calendars.append((file.data, None))
+            self._attach(
+                inner_type,
+                file.data,
+                _one_line(file.name) if file.name else None,
+                f"<{file.content_id}>" if file.content_id else "",
+                kind,
+                extracted_from=name,
+            )
+        if self.tnef is None and (content.body_text or content.body_html or content.body_rtf):
+            self.tnef = content
+
+    # --- attached mail ---
+
+    def _summarise(self, inner: Message, where: str) -> MessageSummary | None:
+        """Headers and first lines of an attached mail; None (with a defect) if unreadable.
+
+        The inner tree was parsed, counted and depth-checked with ours; only
+        the body part read for the excerpt adds to the decoded size.
+        """
+        scratch: list[str] = []  # the attached mail's own defects are not ours
+        try:
+            fields: dict[str, str] = {}
+            for name, raw in inner.raw_items():
+                key = name.lower()
+                if key in ("subject", "from", "date", "message-id") and key not in fields:
+                    fields[key] = _header_text(str(raw), f"{name} header", scratch)
+            from_ = None
+            if "from" in fields:
+                found = _addresses([fields["from"]], "From", scratch)
+                from_ = found[0] if found else None
+            return MessageSummary(
+                subject=_one_line(_decode_words(fields.get("subject", ""), "Subject header", scratch)),
+                from_=from_,
+                date=_parse_date(fields["date"], scratch) if "date" in fields else None,
+                message_id=_message_id(fields.get("message-id")),
+                excerpt=self._excerpt(inner, scratch),
+            )
+        except (ParseError, RecursionError):
+            raise
+        except Exception as exc:
+            self.defects.append(f"attached mail in {where} not summarised: {type(exc).__name__}: {exc}"[:200])
+            return None
+
+    def _excerpt(self, inner: Message, scratch: list[str]) -> str:
+        """The start of the attached mail's first text body (text/plain preferred)."""
+        html_part: Message | None = None
+        stack = [inner]
+        while stack:
+            part = stack.pop()
+            ctype = part.get_content_type()
+            if part.is_multipart():
+                if not ctype.startswith("message/"):  # a mail attached to it is not its body
+                    stack.extend(reversed(cast(list[Message], part.get_payload())))
+                continue
+            if ctype not in _BODY_TYPES or part.get_content_disposition() == "attachment" or part.get_filename():
+                continue
+            if ctype == "text/plain":
+                return _excerpt_of(self._excerpt_text(part, scratch))
+            html_part = html_part or part
+        if html_part is None:
+            return ""
+        text, _ = html_to_text(self._excerpt_text(html_part, scratch))
+        return _excerpt_of(text)
+
+    def _excerpt_text(self, part: Message, scratch: list[str]) -> str:
+        payload = part.get_payload(decode=True)
+        payload = payload if isinstance(payload, bytes) else b""
+        self._count(len(payload))
+        label = part.get_content_charset()
+        head = payload[:_EXCERPT_SOURCE_BYTES]
+        if len(head) < len(payload):
+            # An incremental decoder leaves a character cut at the end
+            # undecoded instead of failing (and falling back to detection).
+            for name in _codecs_for(label or "utf-8") or ():
+                try:
+                    return codecs.getincrementaldecoder(name)().decode(head)
+                except UnicodeError:
+                    continue
+        return _decode(head, label, "attached mail", scratch)
 
     def _payload(self, part: Message, mime: dict[str, str], where: str) -> bytes:
         cte = mime["content-transfer-encoding"].strip().lower()
@@ -688,16 +921,31 @@ def _build(root: Message, limits: ParseLimits) -> ParsedMail:
 
     walk = _Walk(limits, defects)
     walk.run(root)
-    if any(t.strip() for t in walk.plain) or (walk.plain and not walk.html):
+    html = "\n".join(walk.html) if walk.html else None
+    tnef_body = None
+    if any(t.strip() for t in walk.plain):
         text, text_source = "\n".join(walk.plain), "plain"
-    elif walk.html:
+    elif html is not None:
         # No text/plain body, or only blank ones (some clients send an empty
         # alternative): the HTML is what the sender wrote.
-        text, problems = html_to_text("\n".join(walk.html))
+        text, problems = html_to_text(html)
         text_source = "html"
         defects.extend(problems)
+    elif walk.tnef is not None and (tnef_body := _tnef_body(walk.tnef, defects)) is not None:
+        # Outlook sent the body only inside winmail.dat.
+        text, text_source, html = tnef_body
+    elif walk.plain:
+        text, text_source = "\n".join(walk.plain), "plain"
     else:
         text, text_source = "", "none"
+    if html is not None and len(html) > MAX_SAFE_HTML_CHARS:
+        defects.append(f"HTML body larger than {MAX_SAFE_HTML_CHARS} characters; safe_html keeps only its start")
+    attachments = walk.attachments
+    if html is not None and any(a.content_id for a in attachments):
+        shown = _cid_references(html)
+        for att in attachments:
+            att.inline = att.content_id is not None and att.content_id.lower() in shown
+    calendar = _calendar(walk.calendars, defects) if walk.calendars else None
 
     unique = list(dict.fromkeys(defects))
     if len(unique) > _MAX_DEFECTS:
@@ -714,9 +962,65 @@ def _build(root: Message, limits: ParseLimits) -> ParsedMail:
         references=list(dict.fromkeys(references)),
         text=text,
         text_source=text_source,
-        html="\n".join(walk.html) if walk.html else None,
-        attachments=walk.attachments,
+        html=html,
+        attachments=attachments,
         defects=unique,
         headers=headers,
         content_type=root.get_content_type(),
+        calendar=calendar,
     )
+
+
+# RFC 2392: "cid:" + the Content-ID's addr-spec, %-encoded where needed.
+_CID_URL = re.compile(r"""cid:([^\s"'<>()]+)""", re.IGNORECASE)
+
+
+def _cid_references(html: str) -> set[str]:
+    """Content-IDs that ``html`` refers to as cid: URLs, normalised as ``_message_id`` does, lowercased."""
+    return {"".join(urllib.parse.unquote(found).split()).strip("<>").lower() for found in _CID_URL.findall(html)}
+
+
+def _calendar(found: list[tuple[bytes, str | None]], defects: list[str]) -> CalendarSummary | None:
+    """Summary of the first calendar part that has one (RFC 5545 text defaults to UTF-8)."""
+    for payload, charset in found[:3]:
+        try:
+            summary = summarise_calendar(_decode(payload, charset or "utf-8", "calendar part", defects))
+        except Exception as exc:  # a bug in the reader must not cost the mail
+            defects.append(f"calendar part not read: {type(exc).__name__}: {exc}"[:200])
+            continue
+        if summary is not None:
+            return summary
+    return None
+
+
+def _tnef_body(content: TnefContent, defects: list[str]) -> tuple[str, str, str | None] | None:
+    """(text, text_source, html) from a winmail.dat's own body, or None if it has none."""
+
+    def as_text(value: str | bytes, where: str) -> str:
+        if isinstance(value, bytes):
+            value = _decode(value, content.charset, where, defects)
+        return value.replace("\x00", "").replace("\r\n", "\n").replace("\r", "\n")
+
+    html = as_text(content.body_html, "winmail.dat HTML body") if content.body_html else None
+    plain = as_text(content.body_text, "winmail.dat text body") if content.body_text else None
+    if plain and plain.strip():
+        return plain, "plain", html
+    if html and html.strip():
+        text, problems = html_to_text(html)
+        defects.extend(problems)
+        return text, "html", html
+    if content.body_rtf:
+        text, notes = rtf_to_text(content.body_rtf)
+        defects.extend(notes)
+        if text:
+            return text + "\n", "rtf", None
+    return None
+
+
+def _excerpt_of(text: str) -> str:
+    """At most ~_EXCERPT_CHARS characters of ``text`` on one line, cut at a word."""
+    words = _one_line(text[: _EXCERPT_CHARS * 4])
+    if len(words) <= _EXCERPT_CHARS:
+        return words
+    cut = words.rfind(" ", 0, _EXCERPT_CHARS)
+    return words[: cut if cut > _EXCERPT_CHARS // 2 else _EXCERPT_CHARS].rstrip() + "\u2026"

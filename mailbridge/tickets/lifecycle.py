@@ -251,7 +251,7 @@ def add_inbound_message(
                 "reply_text": reply_text,
                 "classification": classification,
                 "classification_reason": classification_reason,
-                "safe_html": getattr(mail, "safe_html", None),
+                "safe_html": mail.safe_html,
             },
         )
     )

@@ -16,7 +16,7 @@ from mailbridge.parsing import boundaries
 def _dump(msg: Message) -> list[object]:
     out: list[object] = []
     for part in msg.walk():
-        payload = part.get_payload()
+        payload = part._payload  # raw, as parsed (get_payload() would decode 8-bit text)
         out.append(
             (
                 part.get_content_type(),

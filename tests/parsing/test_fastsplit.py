@@ -27,7 +27,7 @@ def _tree(msg: Message) -> list[object]:
                 part.preamble,
                 part.epilogue,
                 part.is_multipart(),
-                None if part.is_multipart() else part.get_payload(),
+                None if part.is_multipart() else part._payload,  # raw, as parsed
                 [type(d).__name__ for d in part.defects],
             )
         )

@@ -178,6 +178,16 @@ def test_charsets_decode_in_body_and_subject(charset):
     assert parsed.defects == ["missing Message-ID header", "missing Date header"]
 
 
+def test_eight_bit_utf8_part_of_a_multipart():
+    # The fast path once stored get_payload()'s charset-decoded text as the raw payload.
+    raw = mail(
+        "From: a@example.com\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b",
+        "--b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+        "Grüße – 20 € 日本\r\n--b--\r\n".encode(),
+    )
+    assert parse_message(raw).text == "Grüße – 20 € 日本"
+
+
 def test_non_text_codec_names_are_unknown_charsets():
     raw = mail("From: a@example.com\nContent-Type: text/plain; charset=rot13", b"uryyb\r\n")
     parsed = parse_message(raw)
@@ -470,9 +480,20 @@ def test_to_json_has_exactly_the_documented_keys():
         "text_source",
         "attachments",
         "defects",
+        "calendar",  # added with attachment kinds: new keys come last, none is renamed
+        "has_html",
     ]
     assert data["from"] == {"name": "", "address": "frank@example.com"}
-    assert list(data["attachments"][0]) == ["filename", "original_filename", "content_type", "size", "sha256"]
+    assert list(data["attachments"][0]) == [
+        "filename",
+        "original_filename",
+        "content_type",
+        "size",
+        "sha256",
+        "inline",
+        "kind",
+    ]  # plus "summary" for an attached mail and "extracted_from" for files from a winmail.dat
+    assert data["calendar"] is None and data["has_html"] is True
     assert json.loads(json.dumps(data)) == data
     assert fixture("no_from_date_msgid.eml").to_json()["from"] is None
 
