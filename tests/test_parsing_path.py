@@ -191,3 +191,27 @@ def test_parse_json_shows_reply_classification_and_incident(tmp_path, name, clas
     data = json.loads(proc.stdout)
     assert data["classification"] == classification
     assert {"reply_text", "bounced_recipients", "incident", "text"} <= set(data)
+
+
+def test_attachments_are_stored_with_kind_summary_calendar_and_safe_html(db_url, sink, start_daemon):
+    attachments_dir = Path(__file__).resolve().parent / "fixtures" / "attachments"
+    daemon = start_daemon(db_url=db_url, relay_port=sink.port)
+    for name in ("forwarded.eml", "inline_images.eml", "outlook_invite.eml"):
+        daemon.send((attachments_dir / name).read_bytes())
+    daemon.wait_idle()
+    shown = {
+        t["subject"]: mailbridge_json(daemon.config, "tickets", "show", t["reference"])
+        for t in mailbridge_json(daemon.config, "tickets", "list")
+    }
+    [forwarded] = [t for s, t in shown.items() if s.startswith("Fwd:")]
+    [attached] = [a for a in forwarded["messages"][0]["attachments"] if a["kind"] == "message"]
+    assert attached["summary"]["subject"] == "Drucker brännt"
+    assert attached["summary"]["from"]["address"] == "renee@customer.example"
+
+    screenshots = shown["Screenshots"]["messages"][0]
+    kinds = {(a["kind"], a["inline"]) for a in screenshots["attachments"]}
+    assert ("file", True) in kinds and ("file", False) in kinds  # cid-referenced vs a plain file
+    assert screenshots["has_safe_html"]
+
+    [invite] = [t for s, t in shown.items() if s not in ("Screenshots",) and not s.startswith("Fwd:")]
+    assert invite["messages"][0]["calendar"]["method"] == "REQUEST"

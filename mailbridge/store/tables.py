@@ -142,6 +142,8 @@ messages = Table(
     Column("classification_reason", Text),
     # The HTML body after the allow-list sanitiser; the raw HTML is never stored.
     Column("safe_html", Text),
+    # A calendar invitation's method, summary, start and organizer (parsing/calendar.py).
+    Column("calendar", JSON),
 )
 Index("ix_messages_ticket", messages.c.ticket_id, messages.c.id)
 
@@ -158,6 +160,11 @@ attachments = Table(
     Column("sha256", String(64), nullable=False),
     Column("inline", Boolean, nullable=False, default=False),
     Column("data", LargeBinary, nullable=False),
+    # file | message (an attached mail) | calendar | tnef; a winmail.dat's files say so in
+    # extracted_from; an attached mail has its parsed summary (subject, from, date, excerpt).
+    Column("kind", String(16), nullable=False, default="file", server_default="file"),
+    Column("extracted_from", Text),
+    Column("summary", JSON),
 )
 
 # Every Message-ID we stored or sent, and every ID a stored message references: lets a

@@ -252,6 +252,7 @@ def add_inbound_message(
                 "classification": classification,
                 "classification_reason": classification_reason,
                 "safe_html": mail.safe_html,
+                "calendar": mail.calendar.to_json() if mail.calendar else None,
             },
         )
     )
@@ -270,6 +271,9 @@ def add_inbound_message(
                     "sha256": att.sha256,
                     "inline": att.inline,
                     "data": att.payload,
+                    "kind": att.kind,
+                    "extracted_from": att.extracted_from,
+                    "summary": att.summary.to_json() if att.summary else None,
                 }
                 for att in mail.attachments
             ],

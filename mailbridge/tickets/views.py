@@ -96,6 +96,10 @@ def show_ticket(conn: Connection, reference: str) -> dict[str, Any]:
                 "size": a.size,
                 "sha256": a.sha256,
                 "stored_name": a.stored_name,
+                "inline": a.inline,
+                "kind": a.kind,
+                "extracted_from": a.extracted_from,
+                "summary": a.summary,
             }
             for a in conn.execute(
                 select(
@@ -105,6 +109,10 @@ def show_ticket(conn: Connection, reference: str) -> dict[str, Any]:
                     attachments.c.size,
                     attachments.c.sha256,
                     attachments.c.stored_name,
+                    attachments.c.inline,
+                    attachments.c.kind,
+                    attachments.c.extracted_from,
+                    attachments.c.summary,
                 )
                 .where(attachments.c.message_id == m.id)
                 .order_by(attachments.c.id)
@@ -123,6 +131,8 @@ def show_ticket(conn: Connection, reference: str) -> dict[str, Any]:
                 "text": m.text,
                 "text_source": m.text_source,
                 "reply_text": m.reply_text,
+                "calendar": m.calendar,
+                "has_safe_html": m.safe_html is not None,
                 "classification": m.classification,
                 "classification_reason": m.classification_reason,
                 "attachments": atts,

@@ -50,9 +50,15 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("classification", sa.String(length=16), server_default="normal", nullable=False))
         batch_op.add_column(sa.Column("classification_reason", sa.Text(), nullable=True))
         batch_op.add_column(sa.Column("safe_html", sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column("calendar", sa.JSON(), nullable=True))
         batch_op.alter_column(
             "ticket_id", existing_type=sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
         )
+
+    with op.batch_alter_table("attachments", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("kind", sa.String(length=16), server_default="file", nullable=False))
+        batch_op.add_column(sa.Column("extracted_from", sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column("summary", sa.JSON(), nullable=True))
 
     with op.batch_alter_table("tickets", schema=None) as batch_op:
         batch_op.add_column(sa.Column("type", sa.String(length=24), nullable=True))
@@ -88,10 +94,16 @@ def downgrade() -> None:
         batch_op.alter_column(
             "ticket_id", existing_type=sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
         )
+        batch_op.drop_column("calendar")
         batch_op.drop_column("safe_html")
         batch_op.drop_column("classification_reason")
         batch_op.drop_column("classification")
         batch_op.drop_column("reply_text")
+
+    with op.batch_alter_table("attachments", schema=None) as batch_op:
+        batch_op.drop_column("summary")
+        batch_op.drop_column("extracted_from")
+        batch_op.drop_column("kind")
 
     with op.batch_alter_table("delivery_failures", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_delivery_failures_ticket_id"))
