@@ -12,7 +12,7 @@ from pathlib import Path
 
 from mailbridge.config import load_config
 from mailbridge.logs import setup_logging
-from mailbridge.roles import run_receiver, run_sender, run_worker
+from mailbridge.roles import run_imap, run_receiver, run_sender, run_worker
 
 
 def main(argv: list[str]) -> int:
@@ -25,6 +25,8 @@ def main(argv: list[str]) -> int:
         return run_worker(config, index)
     if role == "sender":
         return run_sender(config, index)
+    if role == "imap":
+        return run_imap(config)
     raise SystemExit(f"unknown role {role!r}")
 
 

@@ -87,12 +87,13 @@ def run(ctx: click.Context) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Listeners, stored mail by state, outgoing mail by state."""
-    from mailbridge.store.queries import inbound_counts, live_components, outbox_counts
+    """Listeners, IMAP mailboxes, stored mail by state, outgoing mail by state."""
+    from mailbridge.store.queries import inbound_counts, live_components, mailbox_health, outbox_counts
 
     app = _app(ctx)
     data: dict[str, Any] = {
         "components": live_components(app.store, app.clock()),
+        "mailboxes": mailbox_health(app.store),
         "inbound": inbound_counts(app.store),
         "outbox": outbox_counts(app.store),
     }
@@ -112,6 +113,14 @@ def status(ctx: click.Context, as_json: bool) -> None:
             comp["heartbeat_at"],
         )
     console.print(table)
+    for box in data["mailboxes"]:
+        health = "ok" if not box["failures"] else f"FAILING ({box['failures']} in a row): {box['last_error']}"
+        console.print(
+            f"mailbox {box['mailbox']}: {health}; {box['stored']} stored, last UID {box['last_uid']},"
+            f" last success {box['last_ok_at'] or 'never'}",
+            markup=False,
+            highlight=False,
+        )
     console.print("stored mail: " + (", ".join(f"{k} {v}" for k, v in sorted(data["inbound"].items())) or "none"))
     console.print("outbox: " + (", ".join(f"{k} {v}" for k, v in sorted(data["outbox"].items())) or "empty"))
 
@@ -526,6 +535,15 @@ def outbox_retry(ctx: click.Context, outbox_id: int) -> None:
     except NotFound as exc:
         _fail(str(exc))
     click.echo(f"outbox {outbox_id}: queued again")
+
+
+def _register_subcommands() -> None:
+    from mailbridge.cli_import import import_group
+
+    main.add_command(import_group)
+
+
+_register_subcommands()
 
 
 def run_cli() -> None:

@@ -161,6 +161,66 @@ class IncidentSettings(_Strict):
         return value
 
 
+class ImapMailbox(_Strict):
+    """One mailbox the daemon reads ([[imap.mailboxes]])."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+    host: str
+    # 0: the default for the TLS mode (993 for tls, 143 otherwise).
+    port: Port = 0
+    tls: Literal["tls", "starttls", "none"] = "tls"
+    # PEM bundle to verify the server against instead of the system's CAs.
+    ca_file: str = ""
+    user: str
+    # Exactly one way to authenticate: a file holding the password, an environment
+    # variable holding it, or a command printing an OAuth2 access token (XOAUTH2).
+    password_file: str = ""
+    password_env: str = ""
+    oauth2_token_command: list[str] = []
+    folder: str = "INBOX"
+    # After a message is durably stored: flag it \Seen, move it, or delete it.
+    after: Literal["flag", "move", "delete"] = "flag"
+    move_to: str = ""
+    # IDLE when the server offers it; otherwise (or with idle = false) poll.
+    idle: bool = True
+    poll_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    batch_size: Annotated[int, Field(ge=1, le=1000)] = 100
+    timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 60.0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ImapMailbox:
+        ways = [bool(self.password_file), bool(self.password_env), bool(self.oauth2_token_command)]
+        if sum(ways) != 1:
+            raise ValueError(
+                f"mailbox {self.name!r}: set exactly one of password_file, password_env, oauth2_token_command"
+            )
+        if self.after == "move" and not self.move_to:
+            raise ValueError(f'mailbox {self.name!r}: after = "move" needs move_to = "FOLDER"')
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (993 if self.tls == "tls" else 143)
+
+
+class ImapSettings(_Strict):
+    mailboxes: list[ImapMailbox] = []
+    # Reconnect after a failure: exponential from base to max, with jitter.
+    backoff_base_seconds: Annotated[float, Field(gt=0)] = 1.0
+    backoff_max_seconds: Annotated[float, Field(gt=0)] = 300.0
+    # Servers drop IDLE after 30 minutes (RFC 2177); renew it well before.
+    idle_renew_seconds: Annotated[float, Field(gt=0, le=1740)] = 600.0
+
+    @field_validator("mailboxes")
+    @classmethod
+    def _unique_names(cls, value: list[ImapMailbox]) -> list[ImapMailbox]:
+        names = [m.name for m in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"mailbox names must be unique: {', '.join(dupes)}")
+        return value
+
+
 class Config(_Strict):
     daemon: DaemonSettings = DaemonSettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -173,6 +233,7 @@ class Config(_Strict):
     autoreply: AutoReplySettings = AutoReplySettings()
     processing: ProcessingSettings = ProcessingSettings()
     incidents: IncidentSettings = IncidentSettings()
+    imap: ImapSettings = ImapSettings()
 
     # Where the file was read from; relative paths in it are relative to its folder.
     source: Path = Path(DEFAULT_CONFIG_NAME)

@@ -110,6 +110,8 @@ class Supervisor:
         for i in range(self.config.daemon.workers):
             self.children.append(Child("worker", i))
         self.children.append(Child("sender", 0))
+        if self.config.imap.mailboxes:
+            self.children.append(Child("imap", 0))
 
     def start(self, child: Child) -> None:
         # -P: import mailbridge from where the supervisor's own came from, never from a

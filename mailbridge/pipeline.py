@@ -130,7 +130,9 @@ class _Inbound:
     analysis: Analysis
     key: str
     mail_from: str | None
-    now: datetime
+    now: datetime  # when it happened: now, or the mail's own date for imported history
+    historic: bool = False  # imported history: no mail of any kind, no status changes
+    import_status: str | None = None  # the status an imported history ticket gets
 
     @property
     def sender(self) -> str:
@@ -198,7 +200,14 @@ class Pipeline:
                 )
                 rows = list(
                     conn.execute(
-                        select(inbound.c.id, inbound.c.raw, inbound.c.rcpts, inbound.c.mail_from, inbound.c.attempts)
+                        select(
+                            inbound.c.id,
+                            inbound.c.raw,
+                            inbound.c.rcpts,
+                            inbound.c.mail_from,
+                            inbound.c.attempts,
+                            inbound.c.meta,
+                        )
                         .where(inbound.c.id.in_(ids))
                         .order_by(inbound.c.id)
                     )
@@ -327,7 +336,11 @@ class Pipeline:
         batch_seen: _Seen | None = None,
     ) -> Outcome:
         inbound_id = int(row.id)
+        meta = row.meta or {}
+        historic = bool(meta.get("historic"))
         now = self._clock()
+        if historic and analysis.mail.date is not None:
+            now = analysis.mail.date  # imported history keeps its original dates
         if batch_seen is not None:
             seen = batch_seen.lookup(inbound_id, key)
         else:
@@ -339,7 +352,7 @@ class Pipeline:
                 return Outcome(inbound_id, "done", reference, "replayed")
             where = reference or "the messages kept without a ticket"
             return Outcome(inbound_id, "duplicate", reference, reason=f"same message already on {where}")
-        msg = _Inbound(inbound_id, analysis, key, row.mail_from, now)
+        msg = _Inbound(inbound_id, analysis, key, row.mail_from, now, historic, meta.get("status"))
         if analysis.kind == "bounce":
             return self._bounce(conn, msg, pending)
         extraction = analysis.extraction
@@ -481,7 +494,16 @@ class Pipeline:
             created["extractor"] = extraction.extractor_id
             created["incident_key"] = extraction.dedupe_key
         pending.events.append(lifecycle.event_row(ticket_id, now, "received", actor, received))
+        if msg.historic:
+            created["imported"] = True
         pending.events.append(lifecycle.event_row(ticket_id, now, "created", actor, created))
+        if msg.historic:
+            # History is recorded, never acted on: no acknowledgement, nobody notified.
+            if msg.import_status and msg.import_status != "new":
+                lifecycle.set_status(
+                    conn, ticket_id, msg.import_status, actor="import", now=now, reason="imported", pending=pending
+                )
+            return reference
         self._acknowledge(conn, ticket_id, reference, requester, msg, pending)
         return reference
 
@@ -579,6 +601,9 @@ class Pipeline:
             lifecycle.touch(conn, ticket_id, now, pending)
             return
         pending.events.append(lifecycle.event_row(ticket_id, now, "received", sender or "unknown", data))
+        if msg.historic:
+            lifecycle.touch(conn, ticket_id, now, pending)  # history never reopens anything
+            return
         if corr.how == "token" and sender:
             lifecycle.add_participants(conn, ticket_id, [mail.from_] if mail.from_ else [], "cc", now)
         if row.status in ("resolved", "pending") and sender == row.requester and kind == "normal":

@@ -175,3 +175,36 @@ def run_worker(config: Config, index: int = 0) -> int:
 
 def run_sender(config: Config, index: int = 0) -> int:
     return _poll_loop(config, "sender", index, lambda app: app.sender.run_batch())
+
+
+# --- IMAP -----------------------------------------------------------------------------
+
+
+def run_imap(config: Config) -> int:
+    """One thread per configured mailbox (intake/imap.py); this thread keeps their
+    components' heartbeats, so `mailbridge status` shows each mailbox."""
+    from mailbridge.intake.imap import run_fetchers
+
+    app = App(config)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: None)  # nothing to reload; must not die of it
+    _watch_parent(stop.set)
+    names = {}
+    for mailbox in config.imap.mailboxes:
+        names[mailbox.name] = component_name(f"imap:{mailbox.name}")
+        where = f"{mailbox.host}:{mailbox.effective_port}/{mailbox.folder}"
+        register_component(app.store, names[mailbox.name], "imap", where, app.clock())
+    threads = run_fetchers(config.imap.mailboxes, config.imap, app.store, config.base_dir, stop, app.clock)
+    while not stop.wait(HEARTBEAT_SECONDS):
+        for thread, mailbox in zip(threads, config.imap.mailboxes, strict=True):
+            if thread.is_alive():  # a fetcher thread only ends on stop; a dead one shows as stale
+                heartbeat(app.store, names[mailbox.name], app.clock())
+    log.info("imap: stopping %d mailbox reader(s)", len(threads))
+    for thread in threads:
+        thread.join(timeout=config.daemon.drain_seconds)
+    for name in names.values():
+        unregister_component(app.store, name)
+    app.close()
+    return 0

@@ -217,7 +217,7 @@ class Daemon:
                 self.ports = {
                     c["kind"]: int(c["listen"].rsplit(":", 1)[1])
                     for c in comps
-                    if c["listen"] and c["alive"] and c["pid"]
+                    if c["kind"] in ("smtp", "lmtp") and c["listen"] and c["alive"] and c["pid"]
                 }
                 kinds = {c["kind"] for c in comps if c["alive"]}
                 if wanted <= set(self.ports) and {"worker", "sender"} <= kinds:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine, insert
 
@@ -29,6 +30,8 @@ class Envelope:
     mail_from: str | None
     rcpts: Sequence[str]
     peer: str | None = None
+    # What the worker should know about where it came from (see tables.inbound.meta).
+    meta: Mapping[str, Any] | None = None
 
 
 def _row(raw: bytes, env: Envelope, now_ts: object) -> dict[str, object]:
@@ -42,6 +45,7 @@ def _row(raw: bytes, env: Envelope, now_ts: object) -> dict[str, object]:
         "raw": raw,
         "state": "received",
         "attempts": 0,
+        "meta": dict(env.meta) if env.meta else None,
     }
 
 
@@ -55,6 +59,19 @@ def accept(engine: Engine, raw: bytes, env: Envelope, clock: Clock = utcnow) -> 
         new_id = inserted_id(conn.execute(_INSERT, _row(raw, env, clock())))
     crash_point("spool.after_commit")
     return int(new_id)
+
+
+def accept_many(engine: Engine, items: Sequence[tuple[bytes, Envelope]], clock: Clock = utcnow) -> list[int]:
+    """Store several messages in one transaction (an IMAP batch, an import chunk): all
+    of them are durable when this returns, or none is stored and it raises."""
+    if not items:
+        return []
+    fail_point("spool.write")
+    with write_tx(engine) as conn:
+        now = clock()
+        ids = [int(inserted_id(conn.execute(_INSERT, _row(raw, env, now)))) for raw, env in items]
+    crash_point("spool.after_commit")
+    return ids
 
 
 class SpoolWriter:

@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, insert, select, update
 
 from mailbridge.clock import ensure_utc
 from mailbridge.store.db import Store, read_tx, write_tx
-from mailbridge.store.tables import components, inbound, outbox
+from mailbridge.store.tables import components, imap_state, inbound, outbox
 
 WAITING_INBOUND = ("received", "processing")
 WAITING_OUTBOX = ("queued", "sending")
@@ -47,6 +47,24 @@ def waiting_work(store: Store) -> int:
             select(func.count()).select_from(outbox).where(outbox.c.state.in_(WAITING_OUTBOX))
         ).scalar_one()
     return int(pending) + int(unsent)
+
+
+def mailbox_health(store: Store) -> list[dict[str, Any]]:
+    """Every IMAP mailbox's state (intake/imap.py writes it), for `mailbridge status`."""
+    with read_tx(store.spool) as conn:
+        rows = conn.execute(select(imap_state).order_by(imap_state.c.mailbox)).mappings().all()
+    return [
+        {
+            "mailbox": r["mailbox"],
+            "uidvalidity": r["uidvalidity"],
+            "last_uid": r["last_uid"],
+            "stored": r["stored"],
+            "failures": r["failures"],
+            "last_error": r["last_error"],
+            "last_ok_at": ensure_utc(r["last_ok_at"]).isoformat() if r["last_ok_at"] else None,
+        }
+        for r in rows
+    ]
 
 
 def register_component(store: Store, name: str, kind: str, listen: str | None, now: datetime) -> None:

@@ -62,9 +62,30 @@ inbound = Table(
     Column("reason", Text),
     Column("claimed_until", TS),
     Column("processed_at", TS),
+    # How the worker treats the message: {"historic": true, "status": "resolved"} for
+    # imported history (no mail of any kind, original dates), {"mailbox": NAME, "uid": N}
+    # for IMAP. NULL for mail received live over SMTP/LMTP/pipe.
+    Column("meta", JSON),
     schema=SPOOL_SCHEMA,
 )
 Index("ix_inbound_state_id", inbound.c.state, inbound.c.id)
+
+# Per IMAP mailbox: where the fetcher is (UIDVALIDITY and the highest UID stored and
+# acted on) and how it is doing (what `mailbridge status` shows). In the spool because
+# only the intake writes it.
+imap_state = Table(
+    "imap_state",
+    metadata,
+    Column("mailbox", String(64), primary_key=True),
+    Column("uidvalidity", BigInteger),
+    Column("last_uid", BigInteger, nullable=False, default=0),
+    Column("stored", BigInteger, nullable=False, default=0),  # messages stored, ever
+    Column("failures", Integer, nullable=False, default=0),  # consecutive
+    Column("last_error", Text),
+    Column("last_ok_at", TS),
+    Column("updated_at", TS, nullable=False),
+    schema=SPOOL_SCHEMA,
+)
 
 # --- tickets --------------------------------------------------------------------------
 

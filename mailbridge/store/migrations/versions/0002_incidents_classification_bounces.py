@@ -1,4 +1,4 @@
-"""incidents, classification, bounces
+"""incidents, classification, bounces, IMAP state
 
 Revision ID: 0002
 Revises: 0001
@@ -15,6 +15,21 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "imap_state",
+        sa.Column("mailbox", sa.String(length=64), nullable=False),
+        sa.Column("uidvalidity", sa.BigInteger(), nullable=True),
+        sa.Column("last_uid", sa.BigInteger(), nullable=False),
+        sa.Column("stored", sa.BigInteger(), nullable=False),
+        sa.Column("failures", sa.Integer(), nullable=False),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("last_ok_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("mailbox", name=op.f("pk_imap_state")),
+        schema="spool",
+    )
+    with op.batch_alter_table("inbound", schema="spool") as batch_op:
+        batch_op.add_column(sa.Column("meta", sa.JSON(), nullable=True))
     op.create_table(
         "undeliverable",
         sa.Column("address", sa.String(length=320), nullable=False),
@@ -76,6 +91,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("inbound", schema="spool") as batch_op:
+        batch_op.drop_column("meta")
+    op.drop_table("imap_state", schema="spool")
     with op.batch_alter_table("tickets", schema=None) as batch_op:
         batch_op.drop_index("ix_tickets_incident_key")
         batch_op.drop_column("last_occurrence_at")
