@@ -73,6 +73,7 @@ def one_run(corpus: Path, manifest: list[dict[str, object]], probes: int) -> dic
     with tempfile.TemporaryDirectory(prefix="mb-imap-bench-") as tmp:
         site = Path(tmp)
         server = Dovecot(site / "dovecot").start()
+        server.add_user("support", "secret")
         try:
             files = sorted(corpus.glob("*.eml"))
             started = time.perf_counter()
