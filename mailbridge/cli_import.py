@@ -31,7 +31,7 @@ def _import_options(command: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option(
             "--status",
-            type=click.Choice(["new", "open", "resolved", "closed"]),
+            type=click.Choice(["new", "open", "resolved", "closed"]),  # importer.IMPORT_STATUSES
             default=None,
             help="Status of the imported tickets (default: new, as for live mail). "
             "Later messages of a conversation never change it.",
@@ -83,8 +83,55 @@ def import_maildir(
     _run(ctx, "maildir", path, status=status, order=order, chunk_size=chunk_size, as_json=as_json)
 
 
+@import_group.command("imap")
+@click.option("--mailbox", "mailbox_name", required=True, help="The name of an [[imap.mailboxes]] entry.")
+@click.option("--all", "read_all", is_flag=True, help="Every message in the folder (required: the only mode).")
+@_import_options
+@click.pass_context
+def import_imap(
+    ctx: click.Context,
+    mailbox_name: str,
+    read_all: bool,
+    status: str | None,
+    order: str,
+    chunk_size: int,
+    as_json: bool,
+) -> None:
+    """Import every message of a configured IMAP mailbox (read only: nothing is
+    flagged, moved or deleted; the daemon's own reading is not affected).
+
+    Same rules as `import mbox`; messages come in UID order (--order is ignored)."""
+    from mailbridge.cli import _config, _fail
+
+    if not read_all:
+        _fail("say --all: an import reads the whole folder (new mail is the daemon's job)")
+    config = _config(ctx)
+    boxes = {m.name: m for m in config.imap.mailboxes}
+    if mailbox_name not in boxes:
+        known = ", ".join(sorted(boxes)) or "none configured"
+        _fail(f"no mailbox {mailbox_name!r} in {ctx.obj['config_path']} ([[imap.mailboxes]]: {known})")
+    _run(
+        ctx,
+        "imap",
+        Path(mailbox_name),
+        status=status,
+        order=order,
+        chunk_size=chunk_size,
+        as_json=as_json,
+        mailbox=boxes[mailbox_name],
+    )
+
+
 def _run(
-    ctx: click.Context, kind: str, path: Path, *, status: str | None, order: str, chunk_size: int, as_json: bool
+    ctx: click.Context,
+    kind: str,
+    path: Path,
+    *,
+    status: str | None,
+    order: str,
+    chunk_size: int,
+    as_json: bool,
+    mailbox: Any = None,
 ) -> None:
     # Imported here, not at the top: cli.py imports this module while it is being
     # loaded itself (the command registration at its end).
@@ -102,7 +149,12 @@ def _run(
     # Every quarantine is in the summary with its reason; the worker's per-message
     # warnings would only tear the progress bar apart. Errors still show.
     setup_logging("error", "import")
-    opener = importer.open_mbox if kind == "mbox" else importer.open_maildir
+    def opener(path: Path, *, order: str, scan_progress: Any) -> importer.MessageSource:
+        if kind == "imap":
+            return importer.open_imap(mailbox, app.config.base_dir)
+        open_source = importer.open_mbox if kind == "mbox" else importer.open_maildir
+        return open_source(path, order=order, scan_progress=scan_progress)
+
     errors = Console(stderr=True)
     report: importer.ImportReport | None = None
     columns = (

@@ -240,8 +240,9 @@ class Pipeline:
             except ParseError as exc:
                 outcomes[row.id] = self._quarantined(row.id, f"cannot parse: {exc.reason}")
                 continue
-            if analysis.kind == "loop":
-                # Our own mail coming back: answering it would feed the loop.
+            if analysis.kind == "loop" and not (row.meta or {}).get("historic"):
+                # Our own mail coming back: answering it would feed the loop. (In imported
+                # history the same mail is what the desk sent: recorded, see _apply.)
                 outcomes[row.id] = self._quarantined(row.id, f"mail loop: {analysis.classification.reason}")
                 continue
             parsed.append((row, analysis))
@@ -364,9 +365,22 @@ class Pipeline:
         if corr.ticket_id is not None:
             ticket = conn.execute(_TICKET_STATE, {"s_ticket": corr.ticket_id}).one()
             # A closed ticket stays closed: a late reply opens a new ticket linked to it.
-            if ticket.status != "closed":
+            # History is replayed as it happened, so imported mail still joins it.
+            if ticket.status != "closed" or msg.historic:
                 self._follow_up(conn, corr, ticket, msg, pending)
                 return Outcome(inbound_id, "done", ticket.reference, corr.how)
+        if msg.historic and analysis.kind == "loop":
+            # The desk's own mail in imported history: its answer on the thread it
+            # belongs to (our address is no participant, so take the refused match).
+            if corr.related_ticket_id is not None:
+                reference = conn.execute(_TICKET_STATE, {"s_ticket": corr.related_ticket_id}).one().reference
+                message_pk = self._add_message(conn, corr.related_ticket_id, msg)
+                data = {"message": message_pk, "message_id": analysis.mail.message_id, "inbound": inbound_id}
+                pending.events.append(lifecycle.event_row(corr.related_ticket_id, now, "answered", msg.sender, data))
+                lifecycle.touch(conn, corr.related_ticket_id, now, pending)
+                return Outcome(inbound_id, "done", reference, "thread")
+            self._store_without_ticket(conn, msg)
+            return Outcome(inbound_id, "done", None, "unmatched", reason="our own mail in imported history")
         if analysis.kind == "auto_reply":
             # An out-of-office answer to nothing of ours: keep it, open nothing, answer nothing.
             self._store_without_ticket(conn, msg)
@@ -389,6 +403,8 @@ class Pipeline:
             reply_text=analysis.reply_text,
             classification=analysis.classification.kind,
             classification_reason=analysis.classification.reason,
+            # The desk's own mail in imported history is what it sent.
+            direction="out" if msg.historic and analysis.kind == "loop" else "in",
         )
 
     def _bounce(self, conn: Connection, msg: _Inbound, pending: lifecycle.Pending) -> Outcome:

@@ -30,11 +30,11 @@ import shlex
 import ssl
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
@@ -42,11 +42,13 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mailbridge.clock import Clock, utcnow
-from mailbridge.config import ImapMailbox, ImapSettings
 from mailbridge.intake.spool import Envelope, accept_many
 from mailbridge.store.db import Store, read_tx, write_tx
 from mailbridge.store.tables import imap_state
 from mailbridge.testing import crash_point
+
+if TYPE_CHECKING:  # the settings are passed in; intake never loads the config itself
+    from mailbridge.config import ImapMailbox, ImapSettings
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +206,7 @@ class MailboxFetcher:
                 self.stop.wait(delay)
             finally:
                 if client is not None:
-                    _close(client)
+                    close(client)
 
     def backoff(self, failures: int) -> float:
         base = min(self.settings.backoff_max_seconds, self.settings.backoff_base_seconds * 2 ** min(failures - 1, 30))
@@ -335,31 +337,13 @@ def _is_news(response: Any) -> bool:
     return isinstance(response, tuple) and len(response) >= 2 and response[1] in (b"EXISTS", b"RECENT")
 
 
-def _close(client: IMAPClient) -> None:
+def close(client: IMAPClient) -> None:
+    """Log out, or at least drop the connection."""
     try:
         client.logout()
     except Exception:  # the connection is gone anyway
         with contextlib.suppress(Exception):  # nothing left to do with a dead socket
             client.shutdown()
-
-
-def fetch_all(cfg: ImapMailbox, base: Path, batch_size: int | None = None) -> Iterator[bytes]:
-    """Every message in the mailbox's folder, oldest UID first, read-only (for import:
-    nothing is flagged, moved or deleted)."""
-    client = connect(cfg, base)
-    try:
-        client.select_folder(cfg.folder, readonly=True)
-        uids = sorted(int(u) for u in client.search(["ALL"]))
-        size = batch_size or cfg.batch_size
-        for start in range(0, len(uids), size):
-            chunk = uids[start : start + size]
-            fetched = client.fetch(chunk, ["BODY.PEEK[]"])
-            for uid in chunk:
-                raw = fetched.get(uid, {}).get(b"BODY[]")
-                if raw is not None:
-                    yield bytes(raw)
-    finally:
-        _close(client)
 
 
 def run_fetchers(

@@ -229,6 +229,7 @@ def add_inbound_message(
     reply_text: str | None = None,
     classification: str = "normal",
     classification_reason: str | None = None,
+    direction: str = "in",
 ) -> int:
     """Store an inbound message on its ticket, or without one (ticket_id None: a bounce
     or auto-reply that matches none of our tickets, kept so nothing is lost)."""
@@ -238,7 +239,7 @@ def add_inbound_message(
             {
                 "ticket_id": ticket_id,
                 "inbound_id": inbound_id,
-                "direction": "in",
+                "direction": direction,
                 "message_id": mail.message_id,
                 "dedupe_key": dedupe_key,
                 "from_address": mail.from_.address.lower() if mail.from_ else "",

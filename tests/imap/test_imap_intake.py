@@ -222,3 +222,44 @@ def test_tls_is_never_silently_dropped(dovecot, tmp_path, start_daemon):
     assert _tickets(daemon) == []
     errors = {b["mailbox"]: b["last_error"] for b in _status(daemon)["mailboxes"]}
     assert "CERTIFICATE_VERIFY_FAILED" in errors["unverified"] or "certificate" in errors["unverified"].lower()
+
+
+def test_import_imap_all_reads_history_without_touching_the_mailbox(dovecot, tmp_path, sink):
+    # Three conversations, replies stored before their parents.
+    for thread in range(3):
+        parent = f"<hist{thread}@example.com>"
+        for n in (2, 1):
+            dovecot.append(
+                "support",
+                "Archive",
+                make_mail(
+                    sender=f"Cust {thread} <cust{thread}@example.com>",
+                    subject=f"Old problem {thread}" if n == 0 else f"Re: Old problem {thread}",
+                    message_id=f"<hist{thread}-{n}@example.com>",
+                    in_reply_to=parent,
+                    references=parent,
+                ),
+            )
+        dovecot.append(
+            "support",
+            "Archive",
+            make_mail(
+                sender=f"Cust {thread} <cust{thread}@example.com>", subject=f"Old problem {thread}", message_id=parent
+            ),
+        )
+    extra = IMAP_SETTINGS + mailbox_config(dovecot, tmp_path, name="archive", folder="Archive")
+    # Only the import reads it: the mailbox is configured, no daemon runs.
+    config = write_config(tmp_path / "site", relay_port=sink.port, extra=extra)
+    report = json.loads(mailbridge(config, "import", "imap", "--mailbox", "archive", "--all", "--json").stdout)
+    assert (report["read"], report["new_tickets"], report["follow_ups"]) == (9, 3, 6)
+    tickets = mailbridge_json(config, "tickets", "list")
+    assert sorted(t["messages"] for t in tickets) == [3, 3, 3]
+    assert all(not f for f in dovecot.flags("support", "Archive").values()), "read only: nothing flagged"
+    assert mailbridge_json(config, "outbox", "list") == []
+
+    again = json.loads(mailbridge(config, "import", "imap", "--mailbox", "archive", "--all", "--json").stdout)
+    assert (again["skipped"], again["stored"]) == (9, 0)
+    assert len(mailbridge_json(config, "tickets", "list")) == 3
+
+    unknown = mailbridge(config, "import", "imap", "--mailbox", "nope", "--all", check=False)
+    assert unknown.returncode == 2 and "no mailbox 'nope'" in unknown.stderr.decode()
