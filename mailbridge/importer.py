@@ -173,15 +173,13 @@ def open_maildir(path: Path, *, order: str = "date", scan_progress: ScanProgress
 def open_imap(cfg: ImapMailbox, base: Path, *, batch_size: int = 200) -> MessageSource:
     """Every message of an IMAP mailbox's folder, oldest UID first, fetched in batches
     of BODY.PEEK[] over one read-only session: nothing is flagged, moved or deleted."""
-    from imapclient.exceptions import IMAPClientError
-
-    from mailbridge.intake.imap import MailboxError, close, connect
+    from mailbridge.intake.imap import FAILURES, close, connect
 
     try:
         client = connect(cfg, base)
         client.select_folder(cfg.folder, readonly=True)
         uids = sorted(int(u) for u in client.search(["ALL"]))
-    except (IMAPClientError, OSError, MailboxError) as exc:
+    except FAILURES as exc:
         raise ImportSourceError(f"mailbox {cfg.name} ({cfg.host}/{cfg.folder}): {exc}") from exc
     cache: dict[int, bytes] = {}
     position = {uid: i for i, uid in enumerate(uids)}
@@ -193,7 +191,7 @@ def open_imap(cfg: ImapMailbox, base: Path, *, batch_size: int = 200) -> Message
             chunk = uids[start : start + batch_size]
             try:
                 fetched = client.fetch(chunk, ["BODY.PEEK[]"])
-            except (IMAPClientError, OSError) as exc:
+            except FAILURES as exc:
                 raise ImportSourceError(f"mailbox {cfg.name}: fetching UIDs {chunk[0]}..{chunk[-1]}: {exc}") from exc
             cache.update({u: bytes(d[b"BODY[]"]) for u, d in fetched.items() if b"BODY[]" in d})
         if uid not in cache:

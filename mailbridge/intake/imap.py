@@ -60,6 +60,10 @@ class MailboxError(Exception):
     """A mailbox cannot be used as configured (bad credentials source, TLS refused...)."""
 
 
+# What a broken connection, a refusing server or a bad setting raises here.
+FAILURES: tuple[type[BaseException], ...] = (IMAPClientError, OSError, MailboxError, EOFError)
+
+
 @dataclass
 class MailboxState:
     uidvalidity: int | None
@@ -195,7 +199,7 @@ class MailboxFetcher:
                 while not self.stop.is_set():
                     self.sync(client)
                     self._wait_for_mail(client)
-            except (IMAPClientError, OSError, MailboxError, EOFError) as exc:
+            except FAILURES as exc:
                 failures += 1
                 error = f"{type(exc).__name__}: {exc}"[:500]
                 delay = self.backoff(failures)
