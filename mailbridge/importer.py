@@ -413,7 +413,7 @@ class _Importer:
         self._close_at_end = status == "closed"
         if status is not None:
             meta["status"] = "resolved" if self._close_at_end else status
-        self._envelope = Envelope(source="import", mail_from=None, rcpts=[], peer=label[:255], meta=meta)
+        self._envelope = Envelope(source="import", mail_from=None, rcpts=[], peer=label[:255], meta=meta, priority=1)
         self._created: list[str] = []  # references of the tickets this import opened
         self._quarantined_content: set[str] = set()
 

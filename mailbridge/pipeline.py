@@ -187,10 +187,27 @@ class Pipeline:
                     return []
         with write_tx(self._store.spool) as conn:
             self._record_in(conn, self._unrecorded)
-            pick = select(inbound.c.id).where(waiting).order_by(inbound.c.id).limit(limit)
+            # Abandoned claims first (their lease ran out), then waiting mail: live mail
+            # before bulk backlog (priority), oldest first. Two queries, so each can walk
+            # its index in order instead of sorting every waiting row.
+            expired = (
+                select(inbound.c.id)
+                .where(inbound.c.state == "processing", inbound.c.claimed_until < now)
+                .order_by(inbound.c.id)
+                .limit(limit)
+            )
+            fresh = (
+                select(inbound.c.id)
+                .where(inbound.c.state == "received")
+                .order_by(inbound.c.priority, inbound.c.id)
+                .limit(limit)
+            )
             if not self._store.sqlite:
-                pick = pick.with_for_update(skip_locked=True)
-            ids = list(conn.execute(pick).scalars())
+                expired = expired.with_for_update(skip_locked=True)
+                fresh = fresh.with_for_update(skip_locked=True)
+            ids = list(conn.execute(expired).scalars())
+            if len(ids) < limit:
+                ids += list(conn.execute(fresh.limit(limit - len(ids))).scalars())
             rows: list[Any] = []
             if ids:
                 conn.execute(

@@ -53,6 +53,8 @@ if TYPE_CHECKING:  # the settings are passed in; intake never loads the config i
 log = logging.getLogger(__name__)
 
 SEEN = b"\\Seen"
+# More waiting than this many batches is a backlog (stored with bulk priority).
+BACKLOG_BATCHES = 5
 _TOKEN_COMMAND_TIMEOUT = 60
 
 
@@ -181,6 +183,7 @@ class MailboxFetcher:
         self.stop = stop
         self.clock = clock
         self.extra_meta = meta or {}
+        self._backlog_to = 0  # UIDs up to this one are bulk backlog
 
     def run(self) -> None:
         """Connect, catch up, wait for mail; on any failure back off and start over."""
@@ -248,6 +251,11 @@ class MailboxFetcher:
             pending = self.pending_uids(client, last)
             if not pending:
                 break
+            # A long backlog (a first sync, a mailbox that was down) is stored as bulk,
+            # up to the highest UID it had when first seen: mail arriving meanwhile is
+            # stored as live and the workers take it first (spool priority).
+            if not self._backlog_to and len(pending) > BACKLOG_BATCHES * self.cfg.batch_size:
+                self._backlog_to = pending[-1]
             # Re-search after every batch: mail that arrives during a long first sync
             # is in the next search, after the backlog below it.
             for start in range(0, min(len(pending), self.cfg.batch_size * 10), self.cfg.batch_size):
@@ -268,7 +276,9 @@ class MailboxFetcher:
             if raw is None:
                 continue  # expunged by someone else between SEARCH and FETCH
             meta = {"mailbox": self.cfg.name, "uid": uid, **self.extra_meta}
-            items.append((bytes(raw), Envelope("imap", None, [], peer=f"imap:{self.cfg.name}", meta=meta)))
+            priority = 1 if uid <= self._backlog_to else 0
+            envelope = Envelope("imap", None, [], peer=f"imap:{self.cfg.name}", meta=meta, priority=priority)
+            items.append((bytes(raw), envelope))
             got.append(uid)
         accept_many(self.store.spool, items, self.clock)  # durable from here on
         crash_point("imap.after_store")

@@ -32,6 +32,8 @@ class Envelope:
     peer: str | None = None
     # What the worker should know about where it came from (see tables.inbound.meta).
     meta: Mapping[str, Any] | None = None
+    # 0 live mail, 1 bulk backlog (first IMAP sync, import): live mail is processed first.
+    priority: int = 0
 
 
 def _row(raw: bytes, env: Envelope, now_ts: object) -> dict[str, object]:
@@ -46,6 +48,7 @@ def _row(raw: bytes, env: Envelope, now_ts: object) -> dict[str, object]:
         "state": "received",
         "attempts": 0,
         "meta": dict(env.meta) if env.meta else None,
+        "priority": env.priority,
     }
 
 

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -66,9 +67,13 @@ inbound = Table(
     # imported history (no mail of any kind, original dates), {"mailbox": NAME, "uid": N}
     # for IMAP. NULL for mail received live over SMTP/LMTP/pipe.
     Column("meta", JSON),
+    # 0: live mail; 1: bulk backlog (an IMAP mailbox's first sync, an import). Workers
+    # take live mail first, so a 50,000-message backlog never holds new mail up.
+    Column("priority", SmallInteger, nullable=False, default=0, server_default="0"),
     schema=SPOOL_SCHEMA,
 )
 Index("ix_inbound_state_id", inbound.c.state, inbound.c.id)
+Index("ix_inbound_state_priority_id", inbound.c.state, inbound.c.priority, inbound.c.id)
 
 # Per IMAP mailbox: where the fetcher is (UIDVALIDITY and the highest UID stored and
 # acted on) and how it is doing (what `mailbridge status` shows). In the spool because

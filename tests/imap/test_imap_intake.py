@@ -263,3 +263,18 @@ def test_import_imap_all_reads_history_without_touching_the_mailbox(dovecot, tmp
 
     unknown = mailbridge(config, "import", "imap", "--mailbox", "nope", "--all", check=False)
     assert unknown.returncode == 2 and "no mailbox 'nope'" in unknown.stderr.decode()
+
+
+def test_first_sync_backlog_does_not_hold_up_new_mail(dovecot, tmp_path, start_daemon):
+    backlog = 1500
+    with dovecot.session("support") as client:
+        for i in range(backlog):
+            client.append("INBOX", _mail(1000 + i))
+    daemon = start_daemon(extra=IMAP_SETTINGS + mailbox_config(dovecot, tmp_path))
+    poll(lambda: len(_tickets(daemon)) > 0)
+    dovecot.append("support", "INBOX", make_mail(sender="new@example.com", subject="arrived during the sync"))
+    poll(lambda: len(_tickets(daemon)) == backlog + 1, timeout=120)
+    subjects = [t["subject"] for t in _tickets(daemon)]
+    # Tickets are listed in the order they were opened: the new mail did not wait for
+    # the backlog (stored with bulk priority) to be worked off.
+    assert subjects.index("arrived during the sync") < backlog

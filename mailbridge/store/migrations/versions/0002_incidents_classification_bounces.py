@@ -30,6 +30,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("inbound", schema="spool") as batch_op:
         batch_op.add_column(sa.Column("meta", sa.JSON(), nullable=True))
+        batch_op.add_column(sa.Column("priority", sa.SmallInteger(), server_default="0", nullable=False))
+        batch_op.create_index("ix_inbound_state_priority_id", ["state", "priority", "id"], unique=False)
     op.create_table(
         "undeliverable",
         sa.Column("address", sa.String(length=320), nullable=False),
@@ -92,6 +94,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("inbound", schema="spool") as batch_op:
+        batch_op.drop_index("ix_inbound_state_priority_id")
+        batch_op.drop_column("priority")
         batch_op.drop_column("meta")
     op.drop_table("imap_state", schema="spool")
     with op.batch_alter_table("tickets", schema=None) as batch_op:
