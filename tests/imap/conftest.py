@@ -27,15 +27,20 @@ def require_dovecot() -> None:
 
 @pytest.fixture
 def dovecot_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Dovecot]]:
-    """Start Dovecot servers: ``dovecot_factory(idle=False, users={...})``. Each has its
+    """Start Dovecot servers: ``dovecot_factory(idle=False, users={...})``, with
+    ``oauth2_introspection_url=...`` for XOAUTH2/OAUTHBEARER logins. Each has its
     own ports, users and mail; by default one user, support / secret. All are killed and
     removed after the test; a failed test's report carries their logs."""
     require_dovecot()
     started: list[Dovecot] = []
     request.node.stash[_STARTED] = started
 
-    def start(*, idle: bool = True, users: Mapping[str, str] | None = None) -> Dovecot:
-        server = Dovecot(tmp_path / f"dovecot-{len(started) + 1}", idle=idle)
+    def start(
+        *, idle: bool = True, users: Mapping[str, str] | None = None, oauth2_introspection_url: str | None = None
+    ) -> Dovecot:
+        server = Dovecot(
+            tmp_path / f"dovecot-{len(started) + 1}", idle=idle, oauth2_introspection_url=oauth2_introspection_url
+        )
         started.append(server)
         for name, password in (users if users is not None else {SUPPORT_USER: SUPPORT_PASSWORD}).items():
             server.add_user(name, password)

@@ -15,6 +15,15 @@ Dovecot runs as root in the foreground (``dovecot -F -c CONF``) in its own proce
 ``stop()`` SIGTERMs the whole group, ``kill()`` SIGKILLs it (a crash). Readiness is a
 greeting on both ports (the TLS one through a verified handshake); login processes greet
 only once the auth process answers.
+
+OAuth2 (opt-in: ``oauth2_introspection_url``). A second passdb, ``driver = oauth2``, takes
+the SASL mechanisms XOAUTH2 and OAUTHBEARER, next to the passwd-file passdb that keeps PLAIN
+and LOGIN (each passdb is restricted to its mechanisms). Dovecot POSTs ``token=<token>`` to
+the introspection URL (``introspection_mode = post``) and expects a JSON object with
+``"active": true`` and the user name in ``"username"``; the user still needs a passwd-file
+entry (``add_user``) for its userdb lookup (home, mail). Its settings file
+(``shared/oauth2.conf.ext``, see the Debian ``dovecot-oauth2.conf.ext`` and
+``wiki/PasswordDatabase.oauth2.txt``) is read by the auth process as "dovecot".
 """
 
 from __future__ import annotations
@@ -81,9 +90,10 @@ class Dovecot:
     tls_port: int
     ca_file: Path
 
-    def __init__(self, root: Path, *, idle: bool = True) -> None:
+    def __init__(self, root: Path, *, idle: bool = True, oauth2_introspection_url: str | None = None) -> None:
         self.root = Path(root)
         self.idle = idle
+        self.oauth2_introspection_url = oauth2_introspection_url
         self.host = HOST
         self.port = 0
         self.tls_port = 0
@@ -343,8 +353,42 @@ class Dovecot:
 
     # -- internals -----------------------------------------------------------------------
 
+    def _write_oauth2_config(self) -> str:
+        """The oauth2 passdb's settings file (when OAuth2 is on); return the passdb block.
+        Only introspection, no tokeninfo_url: Dovecot 2.3 asks introspection_url directly
+        then. active_attribute/active_value make an inactive token a failed login."""
+        url = self.oauth2_introspection_url
+        if not url:
+            return ""
+        if any(c in url for c in " \r\n"):
+            raise ValueError(f"unsupported introspection URL {url!r}")
+        path, tmp = self.shared / "oauth2.conf.ext", self.shared / ".oauth2.conf.ext.tmp"
+        tmp.write_text(
+            f"""introspection_url = {url}
+introspection_mode = post
+username_attribute = username
+username_format = %u
+active_attribute = active
+active_value = true
+timeout_msecs = 10000
+"""
+        )
+        os.chown(tmp, 0, self._auth_gid)
+        tmp.chmod(0o640)
+        tmp.replace(path)
+        return f"""
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {path}
+}}
+"""
+
     def _write_config(self) -> None:
         capability = "" if self.idle else f"imap_capability = {CAPABILITIES_WITHOUT_IDLE}\n"
+        oauth2_passdb = self._write_oauth2_config()
+        mechanisms = "plain login" + (" xoauth2 oauthbearer" if oauth2_passdb else "")
+        passwd_mechanisms = "  mechanisms = plain login\n" if oauth2_passdb else ""
         self.conf_file.write_text(
             f"""# Throwaway test instance (tests/imap/dovecot.py); regenerated on every start.
 base_dir = {self.run_dir}
@@ -363,7 +407,7 @@ ssl_cert = <{self.cert_file}
 ssl_key = <{self.key_file}
 ssl_dh = <{DH_FILE}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 auth_failure_delay = 0
 
 mail_uid = {MAIL_USER}
@@ -380,9 +424,9 @@ namespace inbox {{
 
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u {self.users_dir}/%u
+{passwd_mechanisms}  args = scheme=PLAIN username_format=%u {self.users_dir}/%u
 }}
-userdb {{
+{oauth2_passdb}userdb {{
   driver = passwd-file
   args = username_format=%u {self.users_dir}/%u
 }}
