@@ -537,6 +537,39 @@ def outbox_retry(ctx: click.Context, outbox_id: int) -> None:
     click.echo(f"outbox {outbox_id}: queued again")
 
 
+def _decide(ctx: click.Context, outbox_id: int, approve: bool, by: str | None, reason: str) -> None:
+    import getpass
+
+    from mailbridge.outbound.admin import decide_held
+
+    app = _app(ctx)
+    who = by or getpass.getuser()
+    try:
+        state = decide_held(app.store, outbox_id, approve=approve, by=who, reason=reason, now=app.clock())
+    except NotFound as exc:
+        _fail(str(exc))
+    click.echo(f"outbox {outbox_id}: {'approved, queued for sending' if state == 'queued' else 'rejected, never sent'}")
+
+
+@outbox.command("approve")
+@click.argument("outbox_id", type=int)
+@click.option("--by", default=None, help="Who approves (default: your login name).")
+@click.pass_context
+def outbox_approve(ctx: click.Context, outbox_id: int, by: str | None) -> None:
+    """Send a mail an outgoing rule held for approval."""
+    _decide(ctx, outbox_id, True, by, "")
+
+
+@outbox.command("reject")
+@click.argument("outbox_id", type=int)
+@click.option("--by", default=None, help="Who rejects (default: your login name).")
+@click.option("--reason", default="", help="Why; kept in the ticket's history.")
+@click.pass_context
+def outbox_reject(ctx: click.Context, outbox_id: int, by: str | None, reason: str) -> None:
+    """Never send a mail an outgoing rule held for approval."""
+    _decide(ctx, outbox_id, False, by, reason)
+
+
 def _register_subcommands() -> None:
     from mailbridge.cli_import import import_group
 

@@ -128,7 +128,13 @@ tickets = Table(
     Column("incident_key", String(255)),
     Column("occurrences", Integer, nullable=False, default=1, server_default="1"),
     Column("last_occurrence_at", TS),
+    # Routing (rules/): the queue (a team id), the assigned agent, tags, custom fields.
+    Column("queue", String(64)),
+    Column("assignee", String(64)),
+    Column("tags", JSON),
+    Column("custom_fields", JSON),
 )
+Index("ix_tickets_assignee_status", tickets.c.assignee, tickets.c.status)
 Index("ix_tickets_requester_created", tickets.c.requester, tickets.c.created_at)
 Index("ix_tickets_status", tickets.c.status)
 Index("ix_tickets_incident_key", tickets.c.incident_key, tickets.c.status)
@@ -238,8 +244,10 @@ outbox = Table(
     Column("mail_from", String(320), nullable=False),
     Column("rcpt", String(320), nullable=False),
     Column("raw", LargeBinary, nullable=False),
-    # queued | held | sending | sent | failed
+    # queued | held | sending | sent | failed | rejected
     Column("state", String(16), nullable=False),
+    # Why an outgoing rule holds it for a supervisor (held), or why it was rejected.
+    Column("hold_reason", Text),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", TS, nullable=False),
     Column("claimed_until", TS),

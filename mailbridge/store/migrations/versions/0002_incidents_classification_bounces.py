@@ -90,6 +90,14 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("occurrences", sa.Integer(), server_default="1", nullable=False))
         batch_op.add_column(sa.Column("last_occurrence_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.create_index("ix_tickets_incident_key", ["incident_key", "status"], unique=False)
+        batch_op.add_column(sa.Column("queue", sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column("assignee", sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column("tags", sa.JSON(), nullable=True))
+        batch_op.add_column(sa.Column("custom_fields", sa.JSON(), nullable=True))
+        batch_op.create_index("ix_tickets_assignee_status", ["assignee", "status"], unique=False)
+
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("hold_reason", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
@@ -98,7 +106,15 @@ def downgrade() -> None:
         batch_op.drop_column("priority")
         batch_op.drop_column("meta")
     op.drop_table("imap_state", schema="spool")
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_column("hold_reason")
+
     with op.batch_alter_table("tickets", schema=None) as batch_op:
+        batch_op.drop_index("ix_tickets_assignee_status")
+        batch_op.drop_column("custom_fields")
+        batch_op.drop_column("tags")
+        batch_op.drop_column("assignee")
+        batch_op.drop_column("queue")
         batch_op.drop_index("ix_tickets_incident_key")
         batch_op.drop_column("last_occurrence_at")
         batch_op.drop_column("occurrences")
