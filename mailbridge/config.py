@@ -8,12 +8,25 @@ can find it, and what is expected, so an admin can fix it without reading code.
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from mailbridge.errors import ConfigError
 
@@ -221,6 +234,324 @@ class ImapSettings(_Strict):
         return value
 
 
+# --- people and calendars ([[agents]], [[teams]], [[calendars]], [vip]) -----------------
+# Read by mailbridge/people.py, which builds the lookups and the calendar arithmetic the
+# rules engine and the SLA clocks use; docs/people.md is the admin's guide.
+
+WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# Day ranges an admin may use as keys of `hours`; a narrower key wins (mon-fri, then fri).
+DAY_RANGES: dict[str, tuple[str, ...]] = {
+    "mon-fri": WEEKDAYS[:5],
+    "sat-sun": WEEKDAYS[5:],
+    "mon-sun": WEEKDAYS,
+}
+ALWAYS_CALENDAR = "always"
+DEFAULT_CALENDAR = "default"
+ROLES: tuple[str, ...] = ("agent", "lead", "manager", "supervisor")
+
+_SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_RANGE_RE = re.compile(r"^(\d{2}):(\d{2})\s*-\s*(\d{2}):(\d{2})$")
+_HOURS_HINT = 'like "08:00-17:00", several like "08:00-12:00,13:00-17:00", or "" for closed'
+
+
+def _check_slug(value: str) -> str:
+    if not _SLUG_RE.match(value):
+        raise ValueError(f"{value!r} is not an id: use lowercase letters, digits, '-' or '_' (e.g. \"first-line\")")
+    return value
+
+
+Slug = Annotated[str, AfterValidator(_check_slug)]
+Role = Literal["agent", "lead", "manager", "supervisor"]
+
+
+def _check_address(value: str) -> str:
+    if not _ADDR_RE.match(value):
+        raise ValueError(f"{value!r} is not a plain address like jane@example.com")
+    return value.lower()
+
+
+def _check_domain(value: str) -> str:
+    if not _DOMAIN_RE.match(value):
+        raise ValueError(f"{value!r} is not a domain name like example.com")
+    return value.lower()
+
+
+Address = Annotated[str, AfterValidator(_check_address)]
+Domain = Annotated[str, AfterValidator(_check_domain)]
+
+
+def parse_hours(text: str) -> tuple[tuple[int, int], ...]:
+    """'08:00-12:00,13:00-17:00' -> ((480, 720), (780, 1020)): minutes after local midnight.
+
+    "" means closed. Ends may be "24:00" (the end of the day); a range may not run past
+    midnight (split it over two days). Touching ranges are merged; overlaps are errors.
+    """
+    ranges: list[tuple[int, int]] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            if text.strip():
+                raise ValueError(f"{text!r} has an empty range; expected hours {_HOURS_HINT}")
+            continue
+        match = _RANGE_RE.match(part)
+        if not match:
+            raise ValueError(f"{part!r} is not a time range {_HOURS_HINT}")
+        sh, sm, eh, em = (int(g) for g in match.groups())
+        if sh > 23 or sm > 59 or em > 59 or eh > 24 or (eh == 24 and em):
+            raise ValueError(f"{part!r} has a time that does not exist (00:00 to 23:59; an end may be 24:00)")
+        start, end = sh * 60 + sm, eh * 60 + em
+        if end <= start:
+            raise ValueError(
+                f"{part!r} ends before it starts; a range may not cross midnight: "
+                'split it, e.g. "22:00-24:00" on one day and "00:00-06:00" on the next'
+            )
+        ranges.append((start, end))
+    ranges.sort()
+    merged: list[tuple[int, int]] = []
+    for start, end in ranges:
+        if merged and start < merged[-1][1]:
+            raise ValueError(f"{text!r} has overlapping ranges")
+        if merged and start == merged[-1][1]:
+            merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return tuple(merged)
+
+
+def week_hours(hours: dict[str, str]) -> tuple[tuple[tuple[int, int], ...], ...]:
+    """A calendar's `hours` table -> seven tuples of ranges, Monday first (see parse_hours)."""
+    week: dict[str, tuple[tuple[int, int], ...]] = dict.fromkeys(WEEKDAYS, ())
+    # Wider first, so the narrower wins: mon-sun, then mon-fri / sat-sun, then single days.
+    for key in sorted(hours, key=lambda k: -len(DAY_RANGES.get(k, (k,)))):
+        for day in DAY_RANGES.get(key, (key,)):
+            week[day] = parse_hours(hours[key])
+    return tuple(week[day] for day in WEEKDAYS)
+
+
+class AwayPeriod(_Strict):
+    """`{from = 2026-12-24, to = 2027-01-02}`: dates are whole days (to included); date-times
+    without an offset are in the agent's calendar's time zone; `to` as a date-time is excluded."""
+
+    start: datetime | date = Field(alias="from")
+    end: datetime | date = Field(alias="to")
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _date_or_datetime(cls, value: Any) -> Any:
+        if isinstance(value, date):
+            return value
+        if isinstance(value, str):
+            for parse in (date.fromisoformat, datetime.fromisoformat):
+                try:
+                    return parse(value)
+                except ValueError:
+                    pass
+        raise ValueError("expected a date like 2026-12-24 or a date-time like 2026-12-24T13:00:00")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AwayPeriod:
+        start = _as_datetime(self.start)
+        # A `to` date includes its whole day.
+        end = self.end if isinstance(self.end, datetime) else _as_datetime(self.end) + timedelta(days=1)
+        if (start.tzinfo is None) != (end.tzinfo is None):
+            raise ValueError(
+                "from and to must both be local (a date, or a date-time without offset) or both have an offset"
+            )
+        if start > end or (start == end and not isinstance(self.end, datetime)):
+            raise ValueError(f"from ({self.start}) is after to ({self.end})")
+        return self
+
+
+def _as_datetime(value: date) -> datetime:
+    return value if isinstance(value, datetime) else datetime(value.year, value.month, value.day)
+
+
+class AgentSettings(_Strict):
+    """One agent ([[agents]])."""
+
+    id: Slug
+    name: Annotated[str, Field(min_length=1)]
+    email: Address
+    teams: list[Slug] = []
+    # Compared case-insensitively (kept lowercase).
+    skills: list[Annotated[str, Field(min_length=1)]] = []
+    # Empty: the default calendar.
+    calendar: str = ""
+    roles: list[Role] = ["agent"]
+    away: list[AwayPeriod] = []
+
+    @field_validator("skills")
+    @classmethod
+    def _lower_skills(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(s.strip().lower() for s in value))
+
+    @field_validator("teams", "roles")
+    @classmethod
+    def _no_repeats(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+
+class TeamSettings(_Strict):
+    """One team, which rules use as a queue ([[teams]])."""
+
+    id: Slug
+    name: Annotated[str, Field(min_length=1)]
+    email: Annotated[str, AfterValidator(lambda v: _check_address(v) if v else v)] = ""
+    lead: str = ""
+    manager: str = ""
+
+
+class CalendarSettings(_Strict):
+    """Working hours in one time zone, minus holidays ([[calendars]])."""
+
+    id: Slug
+    timezone: str
+    # Day (mon ... sun) or day range (mon-fri, sat-sun, mon-sun) -> "08:00-12:00,13:00-17:00".
+    hours: dict[str, str]
+    holidays: list[date] = []
+    # A country (and region) for the `holidays` package, e.g. "DE" and "BY".
+    holiday_country: str = ""
+    holiday_subdivision: str = ""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            close = difflib.get_close_matches(value, sorted(available_timezones()), n=1)
+            hint = f'; did you mean "{close[0]}"?' if close else ' (an IANA name like "Europe/Berlin" or "UTC")'
+            raise ValueError(f"unknown time zone {value!r}{hint}") from None
+        return value
+
+    @field_validator("hours")
+    @classmethod
+    def _readable_hours(cls, value: dict[str, str]) -> dict[str, str]:
+        keys = [*WEEKDAYS, *DAY_RANGES]
+        for key, text in value.items():
+            if key not in keys:
+                close = difflib.get_close_matches(key, keys, n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                raise ValueError(f"unknown day {key!r}{hint} (days: {', '.join(keys)})")
+            try:
+                parse_hours(text)
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from None
+        if not any(week_hours(value)):
+            raise ValueError('has no working time on any day; give some, e.g. { mon-fri = "09:00-17:00" }')
+        return value
+
+    @field_validator("holiday_country")
+    @classmethod
+    def _known_country(cls, value: str) -> str:
+        if value:
+            from mailbridge.people import holiday_region_problem
+
+            value = value.upper()
+            problem = holiday_region_problem(value, "")
+            if problem:
+                raise ValueError(problem)
+        return value
+
+    @field_validator("holiday_subdivision")
+    @classmethod
+    def _known_subdivision(cls, value: str, info: ValidationInfo) -> str:
+        if value:
+            country = info.data.get("holiday_country")
+            if country == "":
+                raise ValueError('needs holiday_country too (e.g. holiday_country = "DE")')
+            if country:
+                from mailbridge.people import holiday_region_problem
+
+                problem = holiday_region_problem(country, value)
+                if problem:
+                    raise ValueError(problem)
+        return value
+
+
+class VipSettings(_Strict):
+    """Senders treated as VIPs; a domain also covers its subdomains."""
+
+    addresses: list[Address] = []
+    domains: list[Domain] = []
+
+
+class ConfigProblems(ConfigError):
+    """Cross-reference problems (unknown team, duplicate id, ...), each with its key path."""
+
+    def __init__(self, problems: list[tuple[tuple[str | int, ...], str]]):
+        self.problems = problems
+        super().__init__("\n".join(f"{key_path(loc)}: {message}" for loc, message in problems))
+
+
+def key_path(loc: Sequence[str | int]) -> str:
+    """("agents", 2, "teams") -> "agents[2].teams" (indices count from 0)."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _unknown(kind: str, value: str, ids: Sequence[str]) -> str:
+    known = list(dict.fromkeys(ids))
+    close = difflib.get_close_matches(value, known, n=1)
+    if close:
+        return f"unknown {kind} {value!r}; did you mean {close[0]!r}?"
+    return f"unknown {kind} {value!r}; " + (f"known: {', '.join(known)}" if known else f"no {kind}s are configured")
+
+
+def _people_problems(config: Config) -> list[tuple[tuple[str | int, ...], str]]:
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+
+    def unique(section: str, values: list[str], key: str, what: str) -> None:
+        first: dict[str, int] = {}
+        for index, value in enumerate(values):
+            if value in first:
+                problems.append(((section, index, key), f"duplicate {what} {value!r} (also {section}[{first[value]}])"))
+            else:
+                first[value] = index
+
+    unique("agents", [a.id for a in config.agents], "id", "agent id")
+    unique("agents", [a.email for a in config.agents], "email", "agent address")
+    unique("teams", [t.id for t in config.teams], "id", "team id")
+    unique("calendars", [c.id for c in config.calendars], "id", "calendar id")
+    team_ids = [t.id for t in config.teams]
+    agent_ids = [a.id for a in config.agents]
+    calendar_ids = [c.id for c in config.calendars]
+    agent_emails = {a.email: a.id for a in config.agents}
+    for index, calendar in enumerate(config.calendars):
+        if calendar.id == ALWAYS_CALENDAR:
+            problems.append(
+                (("calendars", index, "id"), f"{ALWAYS_CALENDAR!r} is the built-in 24x7 calendar; pick another id")
+            )
+    for index, agent in enumerate(config.agents):
+        for team_id in agent.teams:
+            if team_id not in team_ids:
+                problems.append((("agents", index, "teams"), _unknown("team", team_id, team_ids)))
+        if agent.calendar and agent.calendar != ALWAYS_CALENDAR and agent.calendar not in calendar_ids:
+            problems.append((("agents", index, "calendar"), _unknown("calendar", agent.calendar, calendar_ids)))
+    team_emails: dict[str, int] = {}
+    for index, team in enumerate(config.teams):
+        for key in ("lead", "manager"):
+            who = getattr(team, key)
+            if who and who not in agent_ids:
+                problems.append((("teams", index, key), _unknown("agent", who, agent_ids)))
+        if team.email in agent_emails:
+            problems.append(
+                (("teams", index, "email"), f"{team.email!r} is agent {agent_emails[team.email]!r}'s address")
+            )
+        elif team.email in team_emails:
+            problems.append(
+                (
+                    ("teams", index, "email"),
+                    f"duplicate team address {team.email!r} (also teams[{team_emails[team.email]}])",
+                )
+            )
+        elif team.email:
+            team_emails[team.email] = index
+    return problems
+
+
 class Config(_Strict):
     daemon: DaemonSettings = DaemonSettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -234,6 +565,10 @@ class Config(_Strict):
     processing: ProcessingSettings = ProcessingSettings()
     incidents: IncidentSettings = IncidentSettings()
     imap: ImapSettings = ImapSettings()
+    agents: list[AgentSettings] = []
+    teams: list[TeamSettings] = []
+    calendars: list[CalendarSettings] = []
+    vip: VipSettings = VipSettings()
 
     # Where the file was read from; relative paths in it are relative to its folder.
     source: Path = Path(DEFAULT_CONFIG_NAME)
@@ -243,6 +578,21 @@ class Config(_Strict):
         if self.smtp.enabled and self.lmtp.enabled and self.smtp.port == self.lmtp.port and self.smtp.port:
             raise ValueError("smtp.port and lmtp.port must differ")
         return self
+
+    @model_validator(mode="after")
+    def _people_references(self) -> Config:
+        problems = _people_problems(self)
+        if problems:
+            # Not a ValueError: pydantic would fold every problem into one message without a
+            # key; load_config turns each into file:line: key: message.
+            raise ConfigProblems(problems)
+        return self
+
+    @property
+    def default_calendar_id(self) -> str:
+        """The id of "default" if configured, else of the first calendar, else the built-in "always"."""
+        ids = [c.id for c in self.calendars]
+        return DEFAULT_CALENDAR if DEFAULT_CALENDAR in ids else (ids[0] if ids else ALWAYS_CALENDAR)
 
     @property
     def base_dir(self) -> Path:
@@ -298,15 +648,20 @@ def load_config(path: Path | str | None = None) -> Config:
         return Config.model_validate({**data, "source": cfg_path})
     except ValidationError as exc:
         raise ConfigError(_describe(cfg_path, text, exc)) from None
+    except ConfigProblems as exc:
+        raise ConfigError(_describe_problems(cfg_path, text, exc.problems)) from None
+
+
+def _where(path: Path, text: str, loc: Sequence[str | int]) -> str:
+    line = find_key_line(text, loc)
+    return f"{path}:{line}" if line else str(path)
 
 
 def _describe(path: Path, text: str, exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
-        loc = [str(p) for p in err["loc"] if not isinstance(p, int)]
-        key = ".".join(loc) or "(top level)"
-        line = find_key_line(text, loc)
-        where = f"{path}:{line}" if line else str(path)
+        loc = list(err["loc"])
+        key = key_path(loc) or "(top level)"
         if err["type"] == "extra_forbidden":
             what = f"unknown key '{key}'" + _suggest(loc)
         elif err["type"] == "missing":
@@ -315,50 +670,76 @@ def _describe(path: Path, text: str, exc: ValidationError) -> str:
             given = err.get("input")
             shown = "" if isinstance(given, dict | list) else f" (got {given!r})"
             what = f"key '{key}': {err['msg']}{shown}"
-        lines.append(f"{where}: {what}")
+        lines.append(f"{_where(path, text, loc)}: {what}")
     return "\n".join(lines)
 
 
-def _suggest(loc: list[str]) -> str:
-    import difflib
+def _describe_problems(path: Path, text: str, problems: list[tuple[tuple[str | int, ...], str]]) -> str:
+    return "\n".join(f"{_where(path, text, loc)}: key '{key_path(loc)}': {message}" for loc, message in problems)
 
+
+def _model_of(annotation: Any) -> Any:
+    """The model a field holds: itself, or the item model of list[Model]."""
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def _suggest(loc: Sequence[str | int]) -> str:
     model: Any = Config
     for part in loc[:-1]:
-        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
-        if field is None or not isinstance(field.annotation, type):
+        if isinstance(part, int):
+            continue
+        fields = model.model_fields
+        field = fields.get(part) or next((f for f in fields.values() if f.alias == part), None)
+        model = _model_of(field.annotation) if field is not None else None
+        if model is None:
             return ""
-        model = field.annotation
-    known = [k for k in getattr(model, "model_fields", {}) if k != "source"]
-    close = difflib.get_close_matches(loc[-1], known, n=1)
+    known = [f.alias or name for name, f in model.model_fields.items() if name != "source"]
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
     if close:
         return f"; did you mean '{close[0]}'?"
     return f"; expected one of: {', '.join(known)}" if known else ""
 
 
-def find_key_line(text: str, loc: list[str]) -> int | None:
-    """Best-effort line number of a dotted key in TOML text (tomllib keeps no positions).
+def find_key_line(text: str, loc: Sequence[str | int]) -> int | None:
+    """Best-effort line number of a key in TOML text (tomllib keeps no positions).
 
-    Handles the shapes our config uses: `[table]` headers with `key = value` lines.
+    `loc` is a pydantic-style path such as ("agents", 2, "teams"): an index counts the
+    `[[agents]]` headers. Handles the shapes our config uses: `[table]` and `[[array]]`
+    headers (also `[array.sub]` under the last `[[array]]`) with `key = value` lines;
+    a key inside an inline table or array is reported at its parent's line.
     """
-    if not loc:
+    want = list(loc)
+    if not want:
         return None
-    table: list[str] = []
+    table: list[str | int] = []
+    counts: dict[tuple[str | int, ...], int] = {}
     fallback = None
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
-        header = re.match(r"^\[\[?\s*([^\]]+?)\s*\]\]?", line)
+        header = re.match(r"^(\[\[?)\s*([^\]]+?)\s*\]\]?", line)
         if header:
-            table = [p.strip().strip('"') for p in header.group(1).split(".")]
-            if table == loc:
-                fallback = fallback or number
+            parts = [p.strip().strip('"') for p in header.group(2).split(".")]
+            table = []
+            for position, part in enumerate(parts):
+                table.append(part)
+                if header.group(1) == "[[" and position == len(parts) - 1:
+                    counts[tuple(table)] = counts.get(tuple(table), -1) + 1
+                    table.append(counts[tuple(table)])
+                elif tuple(table) in counts:
+                    table.append(counts[tuple(table)])
+            if table[: len(want)] == want and fallback is None:
+                fallback = number
             continue
         kv = re.match(r'^("?)([A-Za-z0-9_.-]+)\1\s*=', line)
         if kv:
             full = table + [p.strip() for p in kv.group(2).split(".")]
-            if full == loc:
+            if full == want:
                 return number
-            if full[: len(loc)] == loc and fallback is None:
+            if full[: len(want)] == want and fallback is None:
                 fallback = number
-    if fallback is None and len(loc) > 1:
-        return find_key_line(text, loc[:-1])
+    if fallback is None and len(want) > 1:
+        return find_key_line(text, want[:-1])
     return fallback

@@ -103,3 +103,12 @@ def test_priority_matrix_is_validated_with_its_line(tmp_path):
         load_config(path)
     message = str(info.value)
     assert f"{path}:2" in message and "incidents.priority_matrix" in message and "urgent" in message
+
+
+def test_array_of_tables_errors_point_at_the_right_entry(tmp_path):
+    # The line finder counts [[...]] headers, so the second mailbox's error names its own line.
+    mailbox = '[[imap.mailboxes]]\nname = "{name}"\nhost = "imap.example.com"\nuser = "u"\npassword_file = "p"\n'
+    path = write(tmp_path, mailbox.format(name="one") + mailbox.format(name="two") + "batch_size = 0\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert f"{path}:11: key 'imap.mailboxes[1].batch_size'" in str(info.value)
