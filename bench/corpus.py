@@ -81,6 +81,7 @@ def main() -> int:
         (site / "config.toml").write_text(
             f'[daemon]\ntemplates_dir = "{REPO / "templates"}"\n'
             f'[incidents]\nparsers_dir = "{REPO / "parsers"}"\n'
+            f'[rules]\ndir = "{REPO / "rules"}"\n'
             f'[database]\nurl = "{args.database_url}"\n'
             '[support]\naddresses = ["support@helpdesk.example"]\n'
             "[autoreply]\nflood_threshold = 100000\n"

@@ -51,6 +51,8 @@ addresses = ["support@helpdesk.example"]
 flood_threshold = 100000
 [incidents]
 parsers_dir = "{repo}/parsers"
+[rules]
+dir = "{repo}/rules"
 [[imap.mailboxes]]
 name = "bench"
 host = "127.0.0.1"

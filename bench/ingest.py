@@ -53,6 +53,8 @@ addresses = ["support@helpdesk.example"]
 flood_threshold = 100000
 [incidents]
 parsers_dir = "{parsers}"
+[rules]
+dir = "{parsers}/../rules"
 """
 
 

@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from mailbridge.outbound.sender import Sender
     from mailbridge.parsing.analysis import Analyser
     from mailbridge.parsing.extractors import ExtractorSet
+    from mailbridge.people import People
     from mailbridge.pipeline import Pipeline
+    from mailbridge.rules import RuleSet
     from mailbridge.tickets.refs import ReferenceFormat
     from mailbridge.tickets.tokens import TokenSigner
 
@@ -71,12 +73,25 @@ class App:
     def outbox(self) -> Outbox:
         from mailbridge.outbound.outbox import Outbox
 
-        return Outbox(self.renderer, self.signer, self.config.support)
+        return Outbox(self.renderer, self.signer, self.config.support, rules=self.rules)
 
     @cached_property
     def extractors(self) -> ExtractorSet:
         """parsers/*.toml, loaded all or nothing (ExtractorError names file and line)."""
         return load_extractor_set(self.config)
+
+    @cached_property
+    def people(self) -> People:
+        from mailbridge.people import People
+
+        return People.from_config(self.config)
+
+    @cached_property
+    def rules(self) -> RuleSet:
+        """rules/*.toml, loaded all or nothing against the people and templates there are."""
+        from mailbridge.routing import load_rule_set
+
+        return load_rule_set(self.config, self.people, self.renderer)
 
     @cached_property
     def analyser(self) -> Analyser:
@@ -92,7 +107,16 @@ class App:
 
         locals_ = [a.split("@", 1)[0] for a in self.config.support.addresses]
         correlator = Correlator(self.signer, self.refs, locals_)
-        return Pipeline(self.config, self.store, self.outbox, correlator, self.analyser, clock=self.clock)
+        return Pipeline(
+            self.config,
+            self.store,
+            self.outbox,
+            correlator,
+            self.analyser,
+            clock=self.clock,
+            rules=self.rules,
+            people=self.people,
+        )
 
     @cached_property
     def sender(self) -> Sender:
@@ -116,6 +140,25 @@ class App:
             self.__dict__.pop(name, None)
         self.__dict__["extractors"] = fresh
         log.info("extractors reloaded from %s (%d in use)", self.config.parsers_path, len(fresh))
+        return True
+
+    def reload_rules(self) -> bool:
+        """SIGHUP: rules/*.toml as they are now, all or nothing; a broken edit is logged
+        and the rules in use stay in force."""
+        from mailbridge.errors import ConfigError
+        from mailbridge.routing import load_rule_set
+
+        if "rules" not in self.__dict__:
+            return True  # this process never used them
+        try:
+            fresh = load_rule_set(self.config, self.people, self.renderer)
+        except ConfigError as exc:
+            log.error("rules not reloaded, the previous ones stay in force:\n%s", exc)
+            return False
+        for name in ("outbox", "pipeline"):
+            self.__dict__.pop(name, None)
+        self.__dict__["rules"] = fresh
+        log.info("rules reloaded from %s (%d in use)", self.config.rules_path, len(fresh.rules) + len(fresh.outgoing))
         return True
 
     def reload_templates(self) -> bool:

@@ -155,7 +155,7 @@ def config_group() -> None:
 @config_group.command("check")
 @click.pass_context
 def config_check(ctx: click.Context) -> None:
-    """Validate config.toml, the templates and the extractors without starting anything."""
+    """Validate config.toml, the templates, the extractors and the rules without starting anything."""
     config = _config(ctx)
     from mailbridge.app import load_extractor_set
     from mailbridge.errors import ConfigError
@@ -168,7 +168,11 @@ def config_check(ctx: click.Context) -> None:
         extractors = load_extractor_set(config)
     except ConfigError as exc:
         _fail(f"extractors in {config.parsers_path} have errors:\n{exc}")
-    click.echo(f"{ctx.obj['config_path']}: OK ({len(extractors)} extractors)")
+    try:
+        rules = App(config).rules
+    except ConfigError as exc:
+        _fail(f"rules in {config.rules_path} have errors:\n{exc}")
+    click.echo(f"{ctx.obj['config_path']}: OK ({len(extractors)} extractors, {len(rules.rules)} rules)")
 
 
 @main.group("db")
@@ -568,6 +572,54 @@ def outbox_approve(ctx: click.Context, outbox_id: int, by: str | None) -> None:
 def outbox_reject(ctx: click.Context, outbox_id: int, by: str | None, reason: str) -> None:
     """Never send a mail an outgoing rule held for approval."""
     _decide(ctx, outbox_id, False, by, reason)
+
+
+@main.group("rules")
+def rules_group() -> None:
+    """Routing and auto-response rules (rules/*.toml)."""
+
+
+@rules_group.command("check")
+@click.pass_context
+def rules_check(ctx: click.Context) -> None:
+    """Validate every rule file; print every error with file, line, rule id and what is expected."""
+    app = _app(ctx)
+    try:
+        rules = app.rules
+    except ConfigError as exc:
+        _fail(f"rules in {app.config.rules_path} have errors:\n{exc}")
+    click.echo(f"{app.config.rules_path}: OK ({len(rules.rules)} incoming, {len(rules.outgoing)} outgoing rules)")
+
+
+@rules_group.command("test")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def rules_test(ctx: click.Context, file: Path, as_json: bool) -> None:
+    """Show which rules FILE (a mail) would fire as a new ticket, why, and the resulting
+    decision. No side effect: nothing is stored or sent."""
+    from mailbridge.parsing.mime import ParseError
+    from mailbridge.routing import rule_context
+    from mailbridge.rules import Facts
+
+    app = _app(ctx)
+    try:
+        rules, analysis = app.rules, app.analyser.analyse(file.read_bytes(), None)
+    except ConfigError as exc:
+        _fail(f"configuration error:\n{exc}")
+    except ParseError as exc:
+        _fail(f"cannot parse {file}: {exc.reason}", EX_DATAERR)
+    facts = Facts.from_analysis(analysis, at=app.clock(), context=rule_context(app.people))
+    decision = rules.evaluate(facts, explain=True)
+    if as_json:
+        _print_json(decision.to_json())
+        return
+    for trace in decision.trace:
+        for line in trace.lines():
+            console.print(line, markup=False, highlight=False)
+    console.rule("decision")
+    settings = {k: v for k, v in decision.to_json().items() if v not in (None, [], {}, False) and k != "trace"}
+    console.print(json.dumps(settings, indent=2, ensure_ascii=False, default=str), markup=False, highlight=False)
 
 
 def _register_subcommands() -> None:

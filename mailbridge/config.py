@@ -155,6 +155,11 @@ class ProcessingSettings(_Strict):
     idle_poll_max_seconds: Annotated[float, Field(gt=0, le=60)] = 0.25
 
 
+class RulesSettings(_Strict):
+    # Routing and auto-response rules (rules/*.toml, your own in rules/*.local.toml).
+    dir: str = "rules"
+
+
 class IncidentSettings(_Strict):
     # Admin-editable extractors (parsers/*.toml, with *.local.toml overrides).
     parsers_dir: str = "parsers"
@@ -564,6 +569,7 @@ class Config(_Strict):
     autoreply: AutoReplySettings = AutoReplySettings()
     processing: ProcessingSettings = ProcessingSettings()
     incidents: IncidentSettings = IncidentSettings()
+    rules: RulesSettings = RulesSettings()
     imap: ImapSettings = ImapSettings()
     agents: list[AgentSettings] = []
     teams: list[TeamSettings] = []
@@ -613,6 +619,10 @@ class Config(_Strict):
     @property
     def database_url(self) -> str:
         return self.database.url or f"sqlite:///{self.var_path / 'mailbridge.db'}"
+
+    @property
+    def rules_path(self) -> Path:
+        return self.resolve_path(self.rules.dir)
 
     @property
     def parsers_path(self) -> Path:

@@ -51,6 +51,7 @@ def preflight(app: App) -> None:
     if errors:
         raise ConfigError("templates have errors:\n" + "\n".join(errors))
     _ = app.extractors  # parsers/*.toml: ExtractorError names every file:line at fault
+    _ = app.rules  # rules/*.toml: RuleError names every file:line at fault
     store = app.store
     if config.database.auto_migrate:
         migrate.upgrade(store)

@@ -11,6 +11,7 @@ blocks the messages behind it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from dataclasses import dataclass
@@ -28,6 +29,9 @@ from mailbridge.parsing.analysis import Analyser, Analysis
 from mailbridge.parsing.bounces import BouncedRecipient
 from mailbridge.parsing.mime import Address, ParseError
 from mailbridge.parsing.robots import auto_reply_block_reason
+from mailbridge.people import People
+from mailbridge.routing import Router
+from mailbridge.rules import Decision, RuleSet
 from mailbridge.store.db import Store, read_tx, write_tx
 from mailbridge.store.tables import inbound, messages, tickets, undeliverable
 from mailbridge.testing import crash_point
@@ -59,9 +63,21 @@ _SEEN_MANY = (
         )
     )
 )
-_TICKET_STATE = select(tickets.c.reference, tickets.c.status, tickets.c.requester).where(
-    tickets.c.id == bindparam("s_ticket")
-)
+_TICKET_STATE = select(
+    tickets.c.reference,
+    tickets.c.status,
+    tickets.c.requester,
+    tickets.c.queue,
+    tickets.c.assignee,
+    tickets.c.type,
+    tickets.c.category,
+    tickets.c.impact,
+    tickets.c.urgency,
+    tickets.c.priority,
+    tickets.c.severity,
+    tickets.c.tags,
+    tickets.c.custom_fields,
+).where(tickets.c.id == bindparam("s_ticket"))
 # Before an acknowledgement: how many tickets this requester opened lately (flood
 # breaker) and whether the address bounced permanently; one statement for both.
 _ACK_CHECKS = select(
@@ -133,6 +149,7 @@ class _Inbound:
     now: datetime  # when it happened: now, or the mail's own date for imported history
     historic: bool = False  # imported history: no mail of any kind, no status changes
     import_status: str | None = None  # the status an imported history ticket gets
+    decision: Decision | None = None  # what the rules decided (routing.Router)
 
     @property
     def sender(self) -> str:
@@ -159,9 +176,13 @@ class Pipeline:
         correlator: Correlator,
         analyser: Analyser,
         clock: Clock = utcnow,
+        rules: RuleSet | None = None,
+        people: People | None = None,
     ) -> None:
         self._config = config
         self._analyser = analyser
+        self._people = people if people is not None else People()
+        self._router = Router(rules, self._people) if rules is not None else None
         self._unrecorded: list[Outcome] = []
         self._store = store
         self._outbox = outbox
@@ -379,13 +400,26 @@ class Pipeline:
             if handled is not None:
                 return handled
         corr = self._correlator.correlate(conn, analysis.mail, list(row.rcpts or []))
+        ticket = None
         if corr.ticket_id is not None:
             ticket = conn.execute(_TICKET_STATE, {"s_ticket": corr.ticket_id}).one()
             # A closed ticket stays closed: a late reply opens a new ticket linked to it.
             # History is replayed as it happened, so imported mail still joins it.
-            if ticket.status != "closed" or msg.historic:
-                self._follow_up(conn, corr, ticket, msg, pending)
-                return Outcome(inbound_id, "done", ticket.reference, corr.how)
+            if ticket.status == "closed" and not msg.historic:
+                ticket = None
+        if self._router is not None and analysis.kind in ("normal", "bulk", "incident"):
+            msg = dataclasses.replace(msg, decision=self._router.decide(msg, ticket, list(row.rcpts or [])))
+            decision = msg.decision
+            assert decision is not None
+            if decision.drop is not None:
+                # Kept in the spool as "dropped" with the reason: never silently gone.
+                by = decision.set_by.get("drop", "?")
+                return Outcome(inbound_id, "dropped", None, "dropped", reason=f"rule {by}: {decision.drop}")
+            if decision.spam:
+                return self._quarantined(inbound_id, f"spam (rule {decision.set_by.get('spam', '?')})")
+        if ticket is not None and corr.ticket_id is not None:
+            self._follow_up(conn, corr, ticket, msg, pending)
+            return Outcome(inbound_id, "done", ticket.reference, corr.how)
         if msg.historic and analysis.kind == "loop":
             # The desk's own mail in imported history: its answer on the thread it
             # belongs to (our address is no participant, so take the refused match).
@@ -489,6 +523,73 @@ class Pipeline:
         pending.events.append(lifecycle.event_row(ticket_id, msg.now, "incident_repeated", actor, repeat))
         return Outcome(msg.inbound_id, "done", found.reference, "repeat")
 
+    def _ticket_columns(self, msg: _Inbound, conn: Connection, now: datetime) -> dict[str, Any] | None:
+        """A new ticket's classification and routing: the extractor's, then the rules'."""
+        extraction = msg.analysis.extraction
+        columns = incidents.ticket_columns(extraction, now) if extraction is not None else {}
+        decision = msg.decision
+        if decision is None or not decision.fired:
+            return columns or None
+        base = extraction.classification if extraction is not None else None
+        cls = decision.classification(base)
+        for key in ("type", "category", "impact", "urgency", "priority", "severity"):
+            value = getattr(cls, key)
+            if value is not None:
+                columns[key] = str(value)
+        if decision.queue:
+            columns["queue"] = decision.queue
+        elif decision.assign is not None and decision.assign.team:
+            columns["queue"] = decision.assign.team
+        assert self._router is not None
+        assignee = self._router.assignee(conn, decision.assign, now)
+        if assignee:
+            columns["assignee"] = assignee
+        if decision.tags:
+            columns["tags"] = list(decision.tags)
+        if decision.fields:
+            columns["custom_fields"] = {k: v for k, v in decision.fields.items()}
+        return columns
+
+    def _record_rules(self, conn: Connection, ticket_id: int, msg: _Inbound, pending: lifecycle.Pending) -> None:
+        """Which rules fired on this message, in the ticket's history; watchers they add."""
+        decision = msg.decision
+        if decision is None or not decision.fired:
+            return
+        data = {"fired": list(decision.fired), "set_by": dict(decision.set_by)}
+        if decision.stopped_by:
+            data["stopped_by"] = decision.stopped_by
+        pending.events.append(lifecycle.event_row(ticket_id, msg.now, "rules", "system", data))
+        if decision.watchers:  # agent ids (checked against the config at load)
+            agents = [self._people.agent(w) for w in decision.watchers if w in self._people.agents]
+            watchers = [Address(a.name, a.email.lower()) for a in agents]
+            lifecycle.add_participants(conn, ticket_id, watchers, "watcher", msg.now)
+
+    def _route_follow_up(self, conn: Connection, ticket_id: int, row: Any, msg: _Inbound) -> None:
+        """What the rules set on a follow-up changes the ticket (tags and fields merge)."""
+        decision = msg.decision
+        if decision is None or not decision.fired:
+            return
+        values: dict[str, Any] = {}
+        cls = decision.classification()
+        for key in ("type", "category", "impact", "urgency", "priority", "severity"):
+            if key in decision.set_by:
+                value = getattr(cls, key)
+                if value is not None:
+                    values[key] = str(value)
+        if decision.queue:
+            values["queue"] = decision.queue
+        if decision.assign is not None:
+            assert self._router is not None
+            assignee = self._router.assignee(conn, decision.assign, msg.now)
+            if assignee:
+                values["assignee"] = assignee
+        if decision.tags:
+            values["tags"] = list(dict.fromkeys([*(row.tags or []), *decision.tags]))
+        if decision.fields:
+            values["custom_fields"] = {**(row.custom_fields or {}), **decision.fields}
+        if values:
+            conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(**values))
+
     def _requester(self, msg: _Inbound) -> Address:
         mail = msg.analysis.mail
         extraction = msg.analysis.extraction
@@ -517,7 +618,7 @@ class Pipeline:
             related_ticket_id=related,
             cc=cc,
             pending=pending,
-            incident=incidents.ticket_columns(extraction, now) if extraction is not None else None,
+            incident=self._ticket_columns(msg, conn, now),
         )
         message_pk = self._add_message(conn, ticket_id, msg)
         actor = requester.address or "unknown"
@@ -530,6 +631,7 @@ class Pipeline:
         if msg.historic:
             created["imported"] = True
         pending.events.append(lifecycle.event_row(ticket_id, now, "created", actor, created))
+        self._record_rules(conn, ticket_id, msg, pending)
         if msg.historic:
             # History is recorded, never acted on: no acknowledgement, nobody notified.
             if msg.import_status and msg.import_status != "new":
@@ -560,7 +662,11 @@ class Pipeline:
             reason = f"{cls.kind.replace('_', ' ')} mail: {cls.reason}"
         if reason is None and extraction is not None and extraction.dedupe_key:
             reason = f"monitoring alert (extractor {extraction.extractor_id}): nobody reads acknowledgements there"
-        if reason is None and not settings.acknowledge:
+        decision = msg.decision
+        respond = decision.respond if decision is not None else None
+        if reason is None and decision is not None and decision.acknowledge is False and not respond:
+            reason = f"rule {decision.set_by.get('acknowledge', '?')} turned the acknowledgement off"
+        if reason is None and not settings.acknowledge and not respond:
             reason = "acknowledgements are off ([autoreply] acknowledge = false)"
         if reason is None:
             since = now - timedelta(minutes=settings.flood_window_minutes)
@@ -594,8 +700,8 @@ class Pipeline:
             message_id = self._outbox.queue(
                 pending,
                 ticket_id=ticket_id,
-                kind="acknowledgement",
-                template="acknowledgement",
+                kind="acknowledgement" if not respond else f"response:{respond}"[:32],
+                template=respond or "acknowledgement",
                 context=context,
                 to=requester,
                 in_reply_to=mail.message_id,
@@ -626,6 +732,8 @@ class Pipeline:
         }
         if corr.token_address and corr.token_address != sender:
             data["token_issued_to"] = corr.token_address
+        self._record_rules(conn, ticket_id, msg, pending)
+        self._route_follow_up(conn, ticket_id, row, msg)
         kind = msg.analysis.classification.kind
         if kind == "auto_reply":
             # Recorded as what it is; an out-of-office answer never reopens a ticket.

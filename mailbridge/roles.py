@@ -148,6 +148,7 @@ def _poll_loop(
             finish(app)  # a reload rebuilds the pipeline: nothing may be left unrecorded
             app.reload_templates()
             app.reload_extractors()
+            app.reload_rules()
         done = step(app)
         if time.monotonic() - last_beat > HEARTBEAT_SECONDS:
             heartbeat(app.store, name, app.clock())

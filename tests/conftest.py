@@ -58,6 +58,7 @@ def start_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
         smtp_extra: str = "",
         env: dict[str, str] | None = None,
         directory: Path | None = None,
+        rules: Path | None = None,
     ) -> Daemon:
         config = write_config(
             directory or tmp_path / "site",
@@ -66,6 +67,7 @@ def start_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
             lmtp=lmtp,
             extra=extra,
             smtp_extra=smtp_extra,
+            **({"rules": rules} if rules is not None else {}),
         )
         daemon = Daemon(config, env=env or {})
         started.append(daemon)

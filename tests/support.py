@@ -23,6 +23,7 @@ from aiosmtpd.controller import Controller
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATES = REPO / "templates"
 PARSERS = REPO / "parsers"
+RULES = REPO / "rules"
 
 
 def pg_admin_url() -> str | None:
@@ -120,6 +121,7 @@ def write_config(
     smtp_extra: str = "",
     templates: Path = TEMPLATES,
     parsers: Path = PARSERS,
+    rules: Path = RULES,
 ) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     relay = f'relay_host = "127.0.0.1"\nrelay_port = {relay_port}\nretry_base_seconds = 0.2\n' if relay_port else ""
@@ -151,6 +153,9 @@ domains = ["desk.example"]
 {relay}
 [incidents]
 parsers_dir = "{parsers}"
+
+[rules]
+dir = "{rules}"
 
 [processing]
 poll_interval_seconds = 0.02

@@ -78,7 +78,9 @@ class Streamer(threading.Thread):
         "spool.after_commit:120",
         "worker.before_commit:8",
         "worker.before_done:10",
-        "sender.after_deliver:20",
+        # Per sender batch; batches grow when the sender falls behind, so keep N small
+        # enough to be reached mid-stream however fast the worker is.
+        "sender.after_deliver:5",
     ],
 )
 def test_sigkill_while_streaming_loses_and_duplicates_nothing(tmp_path, sink, crash_at, running):

@@ -17,15 +17,19 @@ from mailbridge.config import SupportSettings
 from mailbridge.outbound.compose import compose
 from mailbridge.outbound.render import Renderer
 from mailbridge.parsing.mime import Address
+from mailbridge.rules import OutgoingFacts, RuleSet
 from mailbridge.tickets.lifecycle import Pending
 from mailbridge.tickets.tokens import TokenSigner, message_id_for
 
 
 class Outbox:
-    def __init__(self, renderer: Renderer, signer: TokenSigner, support: SupportSettings) -> None:
+    def __init__(
+        self, renderer: Renderer, signer: TokenSigner, support: SupportSettings, rules: RuleSet | None = None
+    ) -> None:
         self._renderer = renderer
         self._signer = signer
         self._support = support
+        self._rules = rules
 
     def queue(
         self,
@@ -73,6 +77,16 @@ class Outbox:
                 "created_at": now,
             }
         )
+        # Outgoing rules (the Gartner "e-mail monitoring"): some mail waits for a
+        # supervisor's `mailbridge outbox approve|reject` instead of going out.
+        state, hold_reason = "queued", None
+        if self._rules is not None and self._rules.outgoing:
+            facts = OutgoingFacts(
+                to=[to.address], subject=rendered.subject, text=rendered.text, at=now, template=template
+            )
+            decision = self._rules.evaluate_outgoing(facts)
+            if decision.held:
+                state, hold_reason = "held", f"rule {decision.held_by}: {decision.hold}"
         pending.outbox.append(
             {
                 "ticket_id": ticket_id,
@@ -81,7 +95,8 @@ class Outbox:
                 "mail_from": self._support.address,
                 "rcpt": to.address,
                 "raw": raw,
-                "state": "queued",
+                "state": state,
+                "hold_reason": hold_reason,
                 "attempts": 0,
                 "next_attempt_at": now,
                 "created_at": now,

@@ -163,6 +163,14 @@ class Renderer:
         for name in sorted(names):
             self._mails[name] = self._load(name)
 
+    def names(self) -> set[str]:
+        """Mail templates there are (each has a .subject.txt), loaded or not."""
+        found: set[str] = set(self._mails)
+        for directory in self._dirs:
+            if directory.is_dir():
+                found.update(p.name[: -len(_SUBJECT_SUFFIX)] for p in directory.glob("*" + _SUBJECT_SUFFIX))
+        return found
+
     # -- checking ------------------------------------------------------------
 
     def check(self) -> list[str]:

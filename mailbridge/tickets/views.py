@@ -45,6 +45,10 @@ def _summary(row: Any, related: str | None = None) -> dict[str, Any]:
         "fields": row.fields,
         "incident_key": row.incident_key,
         "occurrences": int(row.occurrences or 1),
+        "queue": row.queue,
+        "assignee": row.assignee,
+        "tags": list(row.tags or []),
+        "custom_fields": dict(row.custom_fields or {}),
         "last_occurrence_at": _iso(row.last_occurrence_at),
     }
 

@@ -1,0 +1,149 @@
+"""Rules in the running system: loading them against the config, and the facts the
+worker hands them. (The language and its evaluator are the pure package rules/.)
+
+    analyse -> correlate -> [routing: facts -> RuleSet.evaluate -> Decision] -> apply
+
+`load_rule_set` loads rules/*.toml against the agents, teams, calendars and templates
+there really are, and renders every template a rule responds with once with a sample
+context, so a rule set that would fail on the first matching mail is refused at load
+(`mailbridge rules check`, the daemon's start, SIGHUP). `rule_context` gives the
+evaluator the people and calendars of the config.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from mailbridge.config import Config
+from mailbridge.errors import ConfigError
+from mailbridge.outbound.render import Renderer, TemplateError
+from mailbridge.parsing.incident import DEFAULT_MATRIX, parse_matrix
+from mailbridge.people import People
+from mailbridge.rules import Assignment, Decision, Facts, RuleContext, RuleSet, TicketFacts, load_rules
+from mailbridge.store.tables import tickets
+
+# What a template a rule responds with gets rendered with at load time: the same keys
+# the acknowledgement gets, with made-up values.
+SAMPLE_CONTEXT = {
+    "ticket": {
+        "reference": "MB-2026-000042",
+        "subject": "Printer on fire",
+        "status": "new",
+        "requester": "alice@example.com",
+    },
+    "requester": {"name": "Alice Example", "address": "alice@example.com"},
+    "subject_tag": "[MB-2026-000042]",
+    "support": {"name": "Support", "address": "support@example.com"},
+}
+
+
+def load_rule_set(config: Config, people: People, renderer: Renderer) -> RuleSet:
+    """rules/*.toml, all or nothing; ConfigError (RuleError) names every file:line at fault."""
+    matrix = parse_matrix(config.incidents.priority_matrix) if config.incidents.priority_matrix else DEFAULT_MATRIX
+    skills = {skill for agent in people.agents.values() for skill in agent.skills}
+    rules = load_rules(
+        config.rules_path,
+        templates=renderer.names(),
+        agents=set(people.agents),
+        teams=set(people.teams),
+        calendars=set(people.calendars),
+        skills=skills,
+        matrix=matrix,
+    )
+    problems = []
+    for name in sorted(rules.templates):
+        try:
+            renderer.render(name, SAMPLE_CONTEXT)
+        except TemplateError as exc:
+            problems.append(f"template {name!r} that a rule responds with does not render: {exc}")
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return rules
+
+
+def rule_context(people: People) -> RuleContext:
+    def in_hours(calendar_id: str, when: datetime) -> bool:
+        return people.calendar(calendar_id).is_working_time(when.astimezone(UTC))
+
+    return RuleContext(is_vip=people.is_vip, is_agent=people.is_agent, in_working_hours=in_hours)
+
+
+# Statuses in which a ticket counts as an agent's open work (least-open assignment).
+_OPEN_WORK = ("new", "open", "pending")
+
+
+class Router:
+    """The worker's side of the rules: facts for a mail, and an agent for an assignment."""
+
+    def __init__(self, rules: RuleSet, people: People) -> None:
+        self.rules = rules
+        self.people = people
+        self._context = rule_context(people)
+
+    def decide(self, msg: Any, ticket: Any, rcpts: list[str]) -> Decision:
+        """Evaluate the incoming rules for one mail (`ticket`: the row it follows up, or None)."""
+        facts = Facts.from_analysis(
+            msg.analysis,
+            at=msg.now,
+            ticket=_ticket_facts(ticket) if ticket is not None else None,
+            envelope_from=msg.mail_from,
+            envelope_to=rcpts,
+            context=self._context,
+        )
+        return self.rules.evaluate(facts)
+
+    def assignee(self, conn: Connection, assignment: Assignment | None, now: datetime) -> str | None:
+        """The agent an `assign` action names, or picks in a team among those not away:
+        least_open (fewest open tickets), round_robin (longest since their last new
+        ticket), skill (those with the skill, then fewest open). None: nobody available,
+        the ticket stays in the team's queue."""
+        if assignment is None:
+            return None
+        if assignment.agent:
+            return assignment.agent
+        if not assignment.team:
+            return None
+        candidates = [a.id for a in self.people.available(assignment.team, now)]
+        if assignment.strategy == "skill" and assignment.skill:
+            wanted = assignment.skill.lower()
+            candidates = [a for a in candidates if wanted in self.people.agent(a).skills]
+        if not candidates:
+            return None
+        if assignment.strategy == "round_robin":
+            latest: dict[str, int] = {
+                str(agent): int(last)
+                for agent, last in conn.execute(
+                    select(tickets.c.assignee, func.max(tickets.c.id))
+                    .where(tickets.c.assignee.in_(candidates))
+                    .group_by(tickets.c.assignee)
+                )
+            }
+            return min(candidates, key=lambda a: (latest.get(a, 0), candidates.index(a)))
+        open_counts: dict[str, int] = {
+            str(agent): int(n)
+            for agent, n in conn.execute(
+                select(tickets.c.assignee, func.count())
+                .where(tickets.c.assignee.in_(candidates), tickets.c.status.in_(_OPEN_WORK))
+                .group_by(tickets.c.assignee)
+            )
+        }
+        return min(candidates, key=lambda a: (open_counts.get(a, 0), candidates.index(a)))
+
+
+def _ticket_facts(row: Any) -> TicketFacts:
+    return TicketFacts(
+        status=row.status,
+        queue=row.queue,
+        assignee=row.assignee,
+        type=row.type,
+        category=row.category,
+        impact=row.impact,
+        urgency=row.urgency,
+        priority=row.priority,
+        severity=row.severity,
+        tags=tuple(row.tags or ()),
+        fields=dict(row.custom_fields or {}),
+    )
