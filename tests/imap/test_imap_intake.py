@@ -158,8 +158,13 @@ def test_kill_between_storing_and_flagging_gives_a_duplicate_not_a_ticket(doveco
         dovecot.append("support", "INBOX", _mail(i))
     config = write_config(tmp_path / "site", extra=IMAP_SETTINGS + mailbox_config(dovecot, tmp_path))
     crashing = Daemon(config, env={"MAILBRIDGE_TESTING": "1", "MAILBRIDGE_CRASH_AT": "imap.after_store"})
-    crashing.start()
+    try:
+        crashing.start()
+    except AssertionError as exc:  # the crash may come before every process said it is up
+        assert "exited -9" in str(exc)
+    assert crashing.proc is not None
     crashing.proc.wait(timeout=120)  # the crash point kills the whole process group
+    assert crashing.proc.returncode == -9
     crashing.proc = None
     assert not any(b"\\Seen" in f for f in dovecot.flags("support", "INBOX").values()), "stored, not flagged"
     daemon = Daemon(config).start()
