@@ -559,10 +559,68 @@ class Pipeline:
         if decision.stopped_by:
             data["stopped_by"] = decision.stopped_by
         pending.events.append(lifecycle.event_row(ticket_id, msg.now, "rules", "system", data))
+        if decision.notify and not msg.historic:
+            self._notify(conn, ticket_id, msg, decision, pending)
         if decision.watchers:  # agent ids (checked against the config at load)
             agents = [self._people.agent(w) for w in decision.watchers if w in self._people.agents]
             watchers = [Address(a.name, a.email.lower()) for a in agents]
             lifecycle.add_participants(conn, ticket_id, watchers, "watcher", msg.now)
+
+    def _notify(
+        self, conn: Connection, ticket_id: int, msg: _Inbound, decision: Decision, pending: lifecycle.Pending
+    ) -> None:
+        """`notify`: a short mail about this message to agents, a team or an address."""
+        addresses: dict[str, str] = {}
+        for target in decision.notify:
+            if target.kind == "agent" and target.target in self._people.agents:
+                agent = self._people.agent(target.target)
+                addresses.setdefault(agent.email.lower(), agent.name)
+            elif target.kind == "team" and target.target in self._people.teams:
+                team = self._people.team(target.target)
+                if team.email:
+                    addresses.setdefault(team.email.lower(), team.name)
+                else:
+                    for agent in self._people.members(team.id):
+                        addresses.setdefault(agent.email.lower(), agent.name)
+            elif target.kind == "address":
+                addresses.setdefault(target.target.lower(), "")
+        row = conn.execute(_TICKET_STATE, {"s_ticket": ticket_id}).one()
+        mail = msg.analysis.mail
+        sender = mail.from_ if mail.from_ else Address("", msg.sender)
+        context = {
+            "ticket": {
+                "reference": row.reference,
+                "subject": mail.subject or "(no subject)",
+                "status": row.status,
+                "requester": row.requester,
+                "priority": row.priority,
+                "queue": row.queue,
+            },
+            "requester": {"name": sender.name, "address": sender.address},
+            "text": (msg.analysis.reply_text or mail.text)[:4000],
+            "rule": decision.set_by.get("notify", ", ".join(decision.fired)),
+            "subject_tag": self._refs.tag(row.reference),
+            "support": {"name": self._config.support.name, "address": self._config.support.address},
+        }
+        for address, name in addresses.items():
+            try:
+                message_id = self._outbox.queue(
+                    pending,
+                    ticket_id=ticket_id,
+                    kind="notification",
+                    template="notification",
+                    context=context,
+                    to=Address(name, address),
+                    in_reply_to=None,
+                    references=[],
+                    now=msg.now,
+                    auto_submitted="auto-generated",
+                )
+            except (ComposeError, TemplateError) as exc:
+                log.error("no notification to %s for %s: %s", address, row.reference, exc)
+                continue
+            data = {"to": address, "message_id": message_id, "rule": context["rule"]}
+            pending.events.append(lifecycle.event_row(ticket_id, msg.now, "notified", "system", data))
 
     def _route_follow_up(self, conn: Connection, ticket_id: int, row: Any, msg: _Inbound) -> None:
         """What the rules set on a follow-up changes the ticket (tags and fields merge)."""

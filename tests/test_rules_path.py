@@ -69,6 +69,11 @@ id = "quiet"
 when = { field = "from", equals = "quiet@example.com" }
 then.acknowledge = false
 
+[[rule]]
+id = "server-down"
+when = { field = "subject", contains = "server down" }
+then.notify = [ { agent = "alice" }, { address = "duty@example.com" } ]
+
 [[outgoing]]
 id = "press"
 when = { field = "to", ends_with = "@press.example" }
@@ -169,3 +174,19 @@ def test_rules_test_explains_and_rules_check_reports_file_and_line(tmp_path):
     proc = mailbridge(bad, "rules", "check", check=False)
     assert proc.returncode == 2
     assert "test.local.toml:8:" in proc.stderr.decode() and "priority" in proc.stderr.decode()
+
+
+def test_notify_sends_agents_and_addresses_a_short_mail(sink, start_daemon, tmp_path):
+    daemon = start_daemon(relay_port=sink.port, extra=PEOPLE, rules=rules_dir(tmp_path))
+    daemon.send(make_mail(sender="Ann <ann@example.com>", subject="Mail server down", body="Nothing gets out.\n"))
+    daemon.wait_idle()
+    poll(lambda: len(sink.messages) == 3)
+    by_rcpt = {m["rcpts"][0]: message_from_bytes(m["raw"]) for m in sink.messages}
+    assert set(by_rcpt) == {"ann@example.com", "alice@staff.example", "duty@example.com"}
+    note = by_rcpt["duty@example.com"]
+    assert note["Auto-Submitted"] == "auto-generated"
+    assert "Nothing gets out." in note.get_payload(decode=True).decode()
+    assert 'rule "server-down"' in note.get_payload(decode=True).decode()
+    [ticket] = mailbridge_json(daemon.config, "tickets", "list")
+    notified = [e["data"]["to"] for e in _show(daemon, ticket["reference"])["events"] if e["type"] == "notified"]
+    assert sorted(notified) == ["alice@staff.example", "duty@example.com"]

@@ -199,3 +199,42 @@ def test_broken_extractor_file_stops_start_with_file_and_line(tmp_path):
         assert proc.returncode == 2
         err = proc.stderr.decode()
         assert "acme.local.toml:7:" in err and "priority" in err, err
+
+
+def test_sighup_reloads_rules_all_or_nothing(sink, tmp_path):
+    import shutil
+
+    from tests.support import RULES
+
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES, rules)
+    config = write_config(tmp_path / "site", relay_port=sink.port, rules=rules)
+    daemon = Daemon(config).start()
+    try:
+        local = rules / "site.local.toml"
+        rule = (
+            '[[rule]]\nid = "billing"\nwhen = { field = "subject", contains = "invoice" }\n'
+            'then.category = "billing"\n'
+        )
+        # A broken edit is refused as a whole, with file and line; the old rules stay.
+        local.write_text(rule.replace('"billing"\n', '"billing"\nthen.priority = "someday"\n', 1))
+        os.kill(daemon.proc.pid, signal.SIGHUP)
+        poll(lambda: "rules not reloaded" in daemon.log())
+        assert "site.local.toml:" in daemon.log()
+        daemon.send(make_mail(subject="Wrong invoice 1"))
+        daemon.wait_idle()
+        [first] = mailbridge_json(config, "tickets", "list")
+        assert mailbridge_json(config, "tickets", "show", first["reference"])["category"] is None
+        # A good edit is taken on the next SIGHUP, with no restart.
+        local.write_text(rule)
+        os.kill(daemon.proc.pid, signal.SIGHUP)
+        poll(lambda: "rules reloaded" in daemon.log())
+        daemon.send(make_mail(subject="Wrong invoice 2"))
+        daemon.wait_idle()
+        newest = mailbridge_json(config, "tickets", "list")[-1]
+        shown = mailbridge_json(config, "tickets", "show", newest["reference"])
+        assert shown["category"] == "billing"
+        assert [e["data"]["fired"] for e in shown["events"] if e["type"] == "rules"] == [["billing"]]
+        assert "exited with" not in daemon.log(), "no process died of SIGHUP"
+    finally:
+        daemon.stop()
