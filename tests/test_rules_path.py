@@ -190,3 +190,21 @@ def test_notify_sends_agents_and_addresses_a_short_mail(sink, start_daemon, tmp_
     [ticket] = mailbridge_json(daemon.config, "tickets", "list")
     notified = [e["data"]["to"] for e in _show(daemon, ticket["reference"])["events"] if e["type"] == "notified"]
     assert sorted(notified) == ["alice@staff.example", "duty@example.com"]
+
+
+def test_a_template_a_rule_responds_with_must_render_at_load(tmp_path):
+    from tests.support import TEMPLATES, write_config
+
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates)
+    (templates / "billing.subject.txt").write_text("{{ subject_tag }} Billing\n")
+    (templates / "billing.txt").write_text("Your invoice {{ invoice.number }} is being checked.\n")  # no such key
+    rule = '[[rule]]\nid = "billing"\nwhen = { field = "subject", contains = "invoice" }\nthen.respond = "billing"\n'
+    config = write_config(tmp_path / "site", extra=PEOPLE, rules=rules_dir(tmp_path, rule), templates=templates)
+    proc = mailbridge(config, "rules", "check", check=False)
+    assert proc.returncode == 2
+    err = proc.stderr.decode()
+    assert "template 'billing' that a rule responds with does not render" in err and "billing.txt" in err
+    unknown = rules_dir(tmp_path / "u", rule.replace('respond = "billing"', 'respond = "no-such-template"'))
+    proc = mailbridge(write_config(tmp_path / "site2", extra=PEOPLE, rules=unknown), "rules", "check", check=False)
+    assert proc.returncode == 2 and "no-such-template" in proc.stderr.decode()
