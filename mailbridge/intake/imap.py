@@ -199,8 +199,15 @@ class MailboxFetcher:
                 save_state(
                     self.store, self.cfg.name, self.clock(), failures=0, last_error=None, last_ok_at=self.clock()
                 )
+                recheck = True
                 while not self.stop.is_set():
-                    self.sync(client)
+                    stored = self.sync(client)
+                    if (stored or recheck) and self._more_arrived(client):
+                        # Sync again; but after a sync that found nothing, trust IDLE (a
+                        # UID used by mail someone else already removed stays "new").
+                        recheck = stored > 0
+                        continue
+                    recheck = True
                     self._wait_for_mail(client)
             except FAILURES as exc:
                 failures += 1
@@ -325,6 +332,15 @@ class MailboxFetcher:
         else:
             client.expunge()
 
+    def _more_arrived(self, client: IMAPClient) -> bool:
+        """Did mail arrive while we were syncing? The server reports new mail once, as
+        an EXISTS in the response to whatever command is running, and imapclient keeps
+        no untagged responses of ordinary commands: without this look, mail arriving
+        during the last SEARCH or STORE would wait until the next IDLE renewal."""
+        status = client.folder_status(self.cfg.folder, [b"UIDNEXT"])
+        uidnext = int(status.get(b"UIDNEXT", 0) or 0)
+        return uidnext - 1 > load_state(self.store, self.cfg.name).last_uid
+
     def _wait_for_mail(self, client: IMAPClient) -> None:
         """Return when there may be new mail: IDLE reports it, or the poll interval ends."""
         if self.cfg.idle and client.has_capability("IDLE"):
@@ -335,6 +351,10 @@ class MailboxFetcher:
                 step = min(5.0, renew_at)  # wake up often enough to notice `stop`
                 while not self.stop.is_set() and waited < renew_at:
                     responses = client.idle_check(timeout=step)
+                    if any(isinstance(r, tuple) and r and r[0] == b"BYE" for r in responses):
+                        # The server is going away (restart, shutdown): reconnect now
+                        # rather than wait on a dead connection until the IDLE renewal.
+                        raise EOFError(f"server said BYE while idling: {responses!r:.200}")
                     if any(_is_news(r) for r in responses):
                         return
                     waited += step
