@@ -138,18 +138,20 @@ class _PatternError(Exception):
     pass
 
 
-def _options(max_mem: int) -> Any:
+def re2_options(max_mem: int) -> Any:
+    """RE2 options for admins' patterns: a memory budget, errors returned not logged.
+    (Shared with rules/conditions.py.)"""
     options = re2.Options()
     options.log_errors = False
     options.max_mem = max_mem
     return options
 
 
-_PATTERN_OPTIONS = _options(PATTERN_MAX_MEM)
-_SET_OPTIONS = _options(SET_MAX_MEM)
+_PATTERN_OPTIONS = re2_options(PATTERN_MAX_MEM)
+_SET_OPTIONS = re2_options(SET_MAX_MEM)
 
-# What RE2 rejects that people write for backtracking engines.
-_PCRE_ONLY = re.compile(r"\(\?<?[=!]|\(\?>|\\[1-9]|[*+?}][+]|\\Z")
+# What RE2 rejects that people write for backtracking engines (shared with rules/).
+PCRE_ONLY = re.compile(r"\(\?<?[=!]|\(\?>|\\[1-9]|[*+?}][+]|\\Z")
 
 
 class _Pattern:
@@ -169,7 +171,7 @@ class _Pattern:
             if isinstance(reason, bytes):
                 reason = reason.decode("utf-8", "replace")
             hint = ""
-            if _PCRE_ONLY.search(source):
+            if PCRE_ONLY.search(source):
                 hint = (
                     " (RE2 syntax: no look-around, backreferences, atomic groups or possessive"
                     " quantifiers, and \\z instead of \\Z; see docs/extractors.md)"
@@ -721,23 +723,32 @@ class _Entry:
         return f"{self.file}:{self.line}" if self.line else str(self.file)
 
 
-def _load_file(path: Path, is_local: bool, problems: list[str]) -> list[_Entry]:
+def read_toml_file(path: Path, what: str, max_bytes: int, problems: list[str]) -> tuple[str, dict[str, Any]] | None:
+    """An admin's TOML file as (text, data), or None with the problem (file:line) added.
+    `what` names the files in the message ("extractor files"). Shared with rules/loader.py."""
     try:
         size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            problems.append(f"{path}: file is {size} bytes; extractor files are limited to {MAX_FILE_BYTES}")
-            return []
+        if size > max_bytes:
+            problems.append(f"{path}: file is {size} bytes; {what} are limited to {max_bytes}")
+            return None
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(f"{path}: cannot read: {exc}")
-        return []
+        return None
     try:
-        data = tomllib.loads(text)
+        return text, tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         at = _TOML_AT.search(str(exc))
         where = f"{path}:{at.group(1)}" if at else str(path)
         problems.append(f"{where}: not valid TOML: {exc}")
+        return None
+
+
+def _load_file(path: Path, is_local: bool, problems: list[str]) -> list[_Entry]:
+    loaded = read_toml_file(path, "extractor files", MAX_FILE_BYTES, problems)
+    if loaded is None:
         return []
+    text, data = loaded
     lines = _SourceMap(text)
     for key in data:
         if key != "extractor":

@@ -31,7 +31,7 @@ from typing import Any
 import re2
 
 from mailbridge.parsing.classify import KINDS
-from mailbridge.parsing.extractors import DEFAULT_BODY_LIMIT, sanitize_value
+from mailbridge.parsing.extractors import DEFAULT_BODY_LIMIT, PCRE_ONLY, re2_options, sanitize_value
 from mailbridge.parsing.incident import ENUMS
 from mailbridge.rules.model import ConditionTrace, Facts, OutgoingFacts
 
@@ -69,17 +69,8 @@ TICKET_STATUSES = ("new", "open", "pending", "resolved", "closed")
 ASSIGN_STRATEGIES = ("round_robin", "least_open", "skill")
 
 
-def _options(max_mem: int) -> Any:
-    options = re2.Options()
-    options.log_errors = False
-    options.max_mem = max_mem
-    return options
-
-
-_PATTERN_OPTIONS = _options(PATTERN_MAX_MEM)
-_SET_OPTIONS = _options(SET_MAX_MEM)
-# What RE2 rejects that people write for backtracking engines (as in parsing/extractors.py).
-_PCRE_ONLY = re.compile(r"\(\?<?[=!]|\(\?>|\\[1-9]|[*+?}][+]|\\Z")
+_PATTERN_OPTIONS = re2_options(PATTERN_MAX_MEM)
+_SET_OPTIONS = re2_options(SET_MAX_MEM)
 
 
 # --- fields ---------------------------------------------------------------------------------
@@ -877,7 +868,7 @@ def _check_regex(source: str) -> None:
         compiled = re2.compile(source, _PATTERN_OPTIONS)  # alone first, so that RE2's message quotes the admin's text
     except re2.error as exc:
         hint = ""
-        if _PCRE_ONLY.search(source):
+        if PCRE_ONLY.search(source):
             hint = (
                 " (RE2 syntax: no look-around, backreferences, atomic groups or possessive quantifiers,"
                 " and \\z instead of \\Z; see docs/rules.md)"

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import difflib
 import re
-import tomllib
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +33,10 @@ from mailbridge.parsing.extractors import (
     _ARRAY_HEADER,
     _KEY_LINE,
     _TABLE_HEADER,
-    _TOML_AT,
     DEFAULT_BODY_LIMIT,
     LOCAL_SUFFIX,
     _split_key,
+    read_toml_file,
 )
 from mailbridge.parsing.incident import DEFAULT_MATRIX, PriorityMatrix, value_problem
 from mailbridge.rules.conditions import (
@@ -233,22 +232,10 @@ class _Entry:
 
 
 def _load_file(path: Path, is_local: bool, known: Known, problems: list[str]) -> list[_Entry]:
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            problems.append(f"{path}: file is {size} bytes; rule files are limited to {MAX_FILE_BYTES}")
-            return []
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(f"{path}: cannot read: {exc}")
+    loaded = read_toml_file(path, "rule files", MAX_FILE_BYTES, problems)
+    if loaded is None:
         return []
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        at = _TOML_AT.search(str(exc))
-        where = f"{path}:{at.group(1)}" if at else str(path)
-        problems.append(f"{where}: not valid TOML: {exc}")
-        return []
+    text, data = loaded
     lines = _SourceMap(text)
     for key in data:
         if key not in KINDS:
