@@ -54,7 +54,7 @@ flood_threshold = 100000
 [incidents]
 parsers_dir = "{parsers}"
 [rules]
-dir = "{parsers}/../rules"
+dir = "{rules}"
 """
 
 
@@ -214,8 +214,14 @@ def check_threads(site: Path, manifest: list[dict[str, object]]) -> dict[str, in
 
 
 def one_run(
-    corpus: Path, manifest: list[dict[str, object]], shuffled: bool, connections: int, workers: int
+    corpus: Path,
+    manifest: list[dict[str, object]],
+    shuffled: bool,
+    connections: int,
+    workers: int,
+    rules_dir: Path | None = None,
 ) -> dict[str, object]:
+    """One daemon run over the corpus; ``rules_dir``: the rules directory (default: the repo's rules/)."""
     files = [corpus / str(item["file"]) for item in manifest]
     if shuffled:
         random.Random(20240501).shuffle(files)
@@ -223,7 +229,12 @@ def one_run(
     with tempfile.TemporaryDirectory(prefix="mb-bench-") as tmp:
         site = Path(tmp)
         (site / "config.toml").write_text(
-            CONFIG.format(templates=REPO / "templates", parsers=REPO / "parsers", workers=workers)
+            CONFIG.format(
+                templates=REPO / "templates",
+                parsers=REPO / "parsers",
+                rules=rules_dir if rules_dir is not None else REPO / "rules",
+                workers=workers,
+            )
         )
         proc, port = start_daemon(site)
         try:
@@ -240,7 +251,7 @@ def one_run(
         finally:
             os.killpg(proc.pid, signal.SIGTERM)  # children drain and exit (and write profiles)
             proc.wait(timeout=60)
-        result = check_threads(site, manifest)
+        result: dict[str, object] = dict(check_threads(site, manifest))
     latencies.sort()
     result.update(
         {

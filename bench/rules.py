@@ -1,5 +1,9 @@
 #!/usr/bin/env python3
-"""Rules benchmark (issue 5): evaluation time per message with 10, 100 and 1,000 rules.
+"""Rules benchmark (issue 5): evaluation time per message and the shipped rules' ingest cost.
+
+Two parts (``--part eval|ingest|both``, default both).
+
+Part 1, evaluation (``eval``): time per message with 10, 100 and 1,000 rules.
 
 Makes the standard corpus (../shared/tools/gen_corpus.py --n 5000 --seed 20240501),
 analyses every mail once with ``parsing.analysis.Analyser`` (the shipped parsers/) and
@@ -16,15 +20,29 @@ an admin's files give):
 and times ``RuleSet.evaluate(facts)`` per message (wall clock, perf_counter_ns, after
 one warm-up pass): median and p99, plus the load time, the mean number of rules fired
 per message, and ``evaluate(facts, explain=True)`` (every rule traced, for
-`mailbridge rules test`) at the largest size.  Figures are printed, never asserted:
-record them in bench/RESULTS.md.
+`mailbridge rules test`) at the largest size.
 
-    python bench/rules.py [--n 5000] [--sizes 10,100,1000] [--seed 7]
+Part 2, ingest path (``ingest``): the cost of the shipped rules (the repo's rules/) on
+the real ingest path, as bench/ingest.py measures it: a real daemon (1 worker) in a
+fresh directory, the standard corpus (``--ingest-n`` mails, default 3000) sent over SMTP
+in file order with 8 connections, `mailbridge wait --idle`, then the worker's CPU
+seconds (user + system) per message.  Runs alternate with the shipped rules and
+without them (an empty rules directory): with, without, with, without, ...
+(``--ingest-runs`` of each, default 3), so load on the machine hits both alike.  Prints
+each run, the medians with and without and the extra cost in percent (target <= 10%),
+and whether threading stayed exact in every run (against the corpus manifest).
+
+Figures are printed, never asserted: record them in bench/RESULTS.md.
+
+    python bench/rules.py [--part both|eval|ingest]
+        [--n 5000] [--sizes 10,100,1000] [--seed 7]          # part 1
+        [--ingest-n 3000] [--ingest-runs 3]                  # part 2
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import random
 import statistics
@@ -33,11 +51,12 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.ingest import make_corpus  # noqa: E402
+from bench.ingest import make_corpus, one_run  # noqa: E402
 from mailbridge.parsing.analysis import Analyser  # noqa: E402
 from mailbridge.parsing.extractors import load_extractors  # noqa: E402
 from mailbridge.parsing.mime import LimitExceeded, ParseError  # noqa: E402
@@ -184,15 +203,8 @@ def timings(rules: RuleSet, facts: list[Facts], explain: bool = False) -> tuple[
     return sorted(times), fired / len(facts)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=5000)
-    parser.add_argument("--corpus-seed", type=int, default=20240501)
-    parser.add_argument("--sizes", default="10,100,1000")
-    parser.add_argument("--seed", type=int, default=7, help="seed of the generated rules")
-    args = parser.parse_args()
-    logging.disable(logging.WARNING)
-
+def evaluation(args: argparse.Namespace) -> None:
+    """Part 1: RuleSet.evaluate per message with generated rule sets of each size."""
     analyser = Analyser(["support@helpdesk.example"], (), load_extractors(REPO / "parsers"))
     context = RuleContext(is_vip=lambda a: a.endswith("@example.com"), is_agent=lambda a: False)
     at = datetime(2024, 5, 1, 9, 30, tzinfo=UTC)
@@ -218,8 +230,73 @@ def main() -> int:
     times, _ = timings(rules, facts[:1000], explain=True)
     print(
         f"   {sizes[-1]:5d} rules, explain=True (every rule traced): median {statistics.median(times):7.3f} ms  "
-        f"p99 {times[int(len(times) * 0.99)]:7.3f} ms  (1000 mails)"
+        f"p99 {times[int(len(times) * 0.99)]:7.3f} ms  ({len(times)} mails)"
     )
+
+
+def worker_cpu_ms(run: dict[str, object]) -> float:
+    """Worker CPU ms per message of one bench/ingest.py run (all worker processes summed)."""
+    cpu = cast(dict[str, float], run["cpu_ms_per_msg"])
+    return sum(ms for role, ms in cpu.items() if role == "worker" or role.startswith("worker-"))
+
+
+def ingest(args: argparse.Namespace) -> None:
+    """Part 2: worker CPU per message with and without the shipped rules, interleaved runs."""
+    corpus = make_corpus(args.ingest_n, args.corpus_seed)
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    true_threads = len({item["ticket"] for item in manifest})
+    shipped = REPO / "rules"
+    print(
+        f"== shipped rules on the ingest path: {len(manifest)} mails ({true_threads} threads), file order, "
+        f"8 connections, 1 worker; {args.ingest_runs} run(s) each with {shipped} and with an empty rules directory, "
+        "interleaved"
+    )
+    cpu: dict[str, list[float]] = {"with": [], "without": []}
+    exact = True
+    with tempfile.TemporaryDirectory(prefix="mb-bench-norules-") as empty:
+        for index in range(args.ingest_runs):
+            for label, rules_dir in (("with", shipped), ("without", Path(empty))):
+                run = one_run(corpus, manifest, False, 8, 1, rules_dir=rules_dir)
+                ms = worker_cpu_ms(run)
+                cpu[label].append(ms)
+                run_exact = (
+                    run["tickets"] == true_threads
+                    and run["split_threads"] == 0
+                    and run["mixed_tickets"] == 0
+                    and run["missing"] == 0
+                )
+                exact = exact and run_exact
+                print(
+                    f"   run {index + 1} {label + ' rules':13s}  worker CPU {ms:5.2f} ms/msg  "
+                    f"(end-to-end {run['end_to_end_per_s']} msg/s; tickets {run['tickets']}, "
+                    f"split {run['split_threads']}, mixed {run['mixed_tickets']}, missing {run['missing']}, "
+                    f"SMTP failures {run['smtp_failures']} -> threading {'EXACT' if run_exact else 'WRONG'})"
+                )
+    with_ms = statistics.median(cpu["with"])
+    without_ms = statistics.median(cpu["without"])
+    extra = (with_ms / without_ms - 1) * 100 if without_ms else float("nan")
+    print(
+        f"   shipped rules: worker CPU {with_ms:.2f} ms/msg with, {without_ms:.2f} without (median of "
+        f"{args.ingest_runs} each): {extra:+.1f}% (target <= 10%); threading "
+        f"{'EXACT in every run' if exact else 'WRONG in at least one run'}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=["both", "eval", "ingest"], default="both")
+    parser.add_argument("--n", type=int, default=5000, help="corpus size of the evaluation part")
+    parser.add_argument("--corpus-seed", type=int, default=20240501)
+    parser.add_argument("--sizes", default="10,100,1000")
+    parser.add_argument("--seed", type=int, default=7, help="seed of the generated rules")
+    parser.add_argument("--ingest-n", type=int, default=3000, help="corpus size of the ingest part")
+    parser.add_argument("--ingest-runs", type=int, default=3, help="runs with, and as many without, the rules")
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    if args.part in ("both", "eval"):
+        evaluation(args)
+    if args.part in ("both", "ingest"):
+        ingest(args)
     return 0
 
 
