@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 # The services are imported when first built: a CLI command that only reads the
 # database should not pay for the parser, Jinja and the SMTP client at start-up.
 if TYPE_CHECKING:
+    from mailbridge.knowledge import SyncReport
     from mailbridge.outbound.outbox import Outbox
     from mailbridge.outbound.render import Renderer
     from mailbridge.outbound.sender import Sender
@@ -181,6 +182,20 @@ class App:
         self.__dict__["renderer"] = fresh
         log.info("templates reloaded from %s", ", ".join(str(d) for d in self.config.template_dirs))
         return True
+
+    def sync_knowledge(self) -> SyncReport:
+        """Mirror the published knowledge articles into the database's full-text index
+        (at start, on SIGHUP and when a file changes); every problem is logged."""
+        from mailbridge.knowledge import sync
+        from mailbridge.store.db import write_tx
+
+        with write_tx(self.store.main) as conn:
+            report = sync(conn, self.config.knowledge_path, base_url=self.config.knowledge.base_url, now=self.clock())
+        for problem in report.problems:
+            log.error("knowledge article not indexed: %s", problem)
+        if report.added or report.updated or report.removed or report.problems:
+            log.info("knowledge: %s (%s)", report.summary(), self.config.knowledge_path)
+        return report
 
     def close(self) -> None:
         if "store" in self.__dict__:

@@ -618,14 +618,23 @@ def rules_test(ctx: click.Context, file: Path, as_json: bool) -> None:
         for line in trace.lines():
             console.print(line, markup=False, highlight=False)
     console.rule("decision")
-    settings = {k: v for k, v in decision.to_json().items() if v not in (None, [], {}, False) and k != "trace"}
+    settings = {k: v for k, v in decision.to_json().items() if v not in (None, [], {}, False, 0) and k != "trace"}
     console.print(json.dumps(settings, indent=2, ensure_ascii=False, default=str), markup=False, highlight=False)
+    if decision.articles:
+        console.print(
+            f"the answer would suggest up to {decision.articles} knowledge article(s):"
+            f" `mailbridge kb search --mail {file}` shows which",
+            markup=False,
+            highlight=False,
+        )
 
 
 def _register_subcommands() -> None:
     from mailbridge.cli_import import import_group
+    from mailbridge.cli_kb import kb_group
 
     main.add_command(import_group)
+    main.add_command(kb_group)
 
 
 _register_subcommands()

@@ -149,6 +149,7 @@ def _run(
     # Every quarantine is in the summary with its reason; the worker's per-message
     # warnings would only tear the progress bar apart. Errors still show.
     setup_logging("error", "import")
+
     def opener(path: Path, *, order: str, scan_progress: Any) -> importer.MessageSource:
         if kind == "imap":
             return importer.open_imap(mailbox, app.config.base_dir)

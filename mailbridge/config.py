@@ -47,6 +47,9 @@ class DaemonSettings(_Strict):
     workers: Annotated[int, Field(ge=1, le=32)] = 1
     drain_seconds: Annotated[float, Field(gt=0)] = 20.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # How often the running daemon looks for edits of rules/, parsers/, templates/ and the
+    # knowledge folder, and reloads them as SIGHUP does (0: only on SIGHUP).
+    watch_seconds: Annotated[float, Field(ge=0, le=3600)] = 2.0
 
 
 class DatabaseSettings(_Strict):
@@ -158,6 +161,20 @@ class ProcessingSettings(_Strict):
 class RulesSettings(_Strict):
     # Routing and auto-response rules (rules/*.toml, your own in rules/*.local.toml).
     dir: str = "rules"
+
+
+class KnowledgeSettings(_Strict):
+    """Published knowledge articles a rule's respond action can suggest ([knowledge])."""
+
+    # Markdown files (front matter optional); relative to the config file's folder.
+    dir: str = "knowledge"
+    # Where the articles are published on the web: a suggestion links to base_url + the
+    # file's path without ".md" (an article's own `url` wins). Empty: no links.
+    base_url: Annotated[str, Field(pattern=r"^(https?://\S+)?$")] = ""
+    # An article is suggested only when its relevance reaches min_score and it shares at
+    # least min_shared_words significant words with the mail (see docs/knowledge.md).
+    min_score: Annotated[float, Field(gt=0, le=100)] = 3.0
+    min_shared_words: Annotated[int, Field(ge=1, le=10)] = 2
 
 
 class IncidentSettings(_Strict):
@@ -570,6 +587,7 @@ class Config(_Strict):
     processing: ProcessingSettings = ProcessingSettings()
     incidents: IncidentSettings = IncidentSettings()
     rules: RulesSettings = RulesSettings()
+    knowledge: KnowledgeSettings = KnowledgeSettings()
     imap: ImapSettings = ImapSettings()
     agents: list[AgentSettings] = []
     teams: list[TeamSettings] = []
@@ -623,6 +641,10 @@ class Config(_Strict):
     @property
     def rules_path(self) -> Path:
         return self.resolve_path(self.rules.dir)
+
+    @property
+    def knowledge_path(self) -> Path:
+        return self.resolve_path(self.knowledge.dir)
 
     @property
     def parsers_path(self) -> Path:

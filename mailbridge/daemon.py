@@ -5,6 +5,11 @@ database schema, secret), then starts one receiver, N workers and one sender as 
 processes (roles.py), restarts a child that crashes (with backoff, so a child that dies
 at once does not spin), and on SIGTERM/SIGINT asks every child to drain and waits for
 it. Children die with the supervisor.
+
+Reloading: on SIGHUP, and when it sees an admin's edit of rules/, parsers/, templates/
+or the knowledge folder ([daemon] watch_seconds), the supervisor re-indexes the
+knowledge articles and passes SIGHUP to every child; each child reloads what it uses,
+all or nothing (app.py).
 """
 
 from __future__ import annotations
@@ -98,12 +103,51 @@ def reset_stale_claims(app: App) -> None:
         conn.execute(components.delete())
 
 
+class FileWatch:
+    """Notices edits of the files admins change while the daemon runs.
+
+    Written by hand rather than with an inotify library: it is a stat of a few dozen
+    files every couple of seconds, and polling sees every kind of edit (in place, or an
+    editor's write-and-rename) on every file system, network mounts included.
+    """
+
+    def __init__(self, roots: list[Path]) -> None:
+        self.roots = roots
+        self.seen = self.snapshot()
+
+    def snapshot(self) -> frozenset[tuple[str, int, int]]:
+        found = set()
+        for root in self.roots:
+            if not root.is_dir():
+                continue
+            for path in root.rglob("*"):
+                try:
+                    stat = path.stat()
+                except OSError:
+                    continue  # removed while we looked: the next look sees it gone
+                if path.is_file():
+                    found.add((str(path), stat.st_mtime_ns, stat.st_size))
+        return frozenset(found)
+
+    def changed(self) -> bool:
+        now = self.snapshot()
+        if now == self.seen:
+            return False
+        self.seen = now
+        return True
+
+
 class Supervisor:
-    def __init__(self, config: Config, config_path: Path) -> None:
+    def __init__(self, config: Config, config_path: Path, app: App | None = None) -> None:
         self.config = config
         self.config_path = config_path
+        self.app = app  # for re-indexing the knowledge articles on a reload
         self.children: list[Child] = []
         self.stopping = False
+        self.reload_wanted = False
+        roots = [config.rules_path, config.parsers_path, *config.template_dirs, config.knowledge_path]
+        self.watch = FileWatch(roots) if config.daemon.watch_seconds else None
+        self.next_look = 0.0
 
     def plan(self) -> None:
         if self.config.smtp.enabled or self.config.lmtp.enabled:
@@ -131,8 +175,31 @@ class Supervisor:
             self.start(child)
         while not self.stopping:
             self._reap()
+            if self.reload_wanted or self._files_changed():
+                self.reload_wanted = False
+                self._reload()
             time.sleep(0.2)
         return self._drain()
+
+    def _files_changed(self) -> bool:
+        if self.watch is None or time.monotonic() < self.next_look:
+            return False
+        self.next_look = time.monotonic() + self.config.daemon.watch_seconds
+        if not self.watch.changed():
+            return False
+        log.info("files changed in rules, parsers, templates or knowledge: reloading")
+        return True
+
+    def _reload(self) -> None:
+        if self.app is not None:
+            try:
+                self.app.sync_knowledge()
+            except Exception:
+                # The children's reload must not depend on it; the next reload tries again.
+                log.exception("knowledge articles not re-indexed")
+        for child in self.children:
+            if child.proc is not None and child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGHUP)
 
     def _reap(self) -> None:
         now = time.monotonic()
@@ -157,9 +224,7 @@ class Supervisor:
         self.stopping = True
 
     def _on_hup(self, signum: int, _frame: object) -> None:
-        for child in self.children:
-            if child.proc is not None and child.proc.poll() is None:
-                child.proc.send_signal(signal.SIGHUP)
+        self.reload_wanted = True  # done by the loop: no database work in a signal handler
 
     def _drain(self) -> int:
         log.info("draining %d children", len(self.children))
@@ -184,6 +249,9 @@ def run_daemon(config: Config, config_path: Path) -> int:
     app = App(config)
     preflight(app)
     reset_stale_claims(app)
-    app.close()
+    app.sync_knowledge()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    return Supervisor(config, config_path).run()
+    try:
+        return Supervisor(config, config_path, app).run()
+    finally:
+        app.close()

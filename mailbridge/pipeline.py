@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, text, update
 
+from mailbridge import knowledge
 from mailbridge.clock import Clock, utcnow
 from mailbridge.config import Config
 from mailbridge.outbound.compose import ComposeError
@@ -741,6 +742,7 @@ class Pipeline:
         if reason is not None:
             events.append(lifecycle.event_row(ticket_id, now, "auto_reply_suppressed", "system", {"reason": reason}))
             return
+        articles = self._suggest_articles(conn, ticket_id, msg, pending) if decision and decision.articles else []
         ticket_ctx = {
             "reference": reference,
             "subject": mail.subject or "(no subject)",
@@ -752,6 +754,7 @@ class Pipeline:
             "requester": {"name": requester.name, "address": requester.address},
             "subject_tag": self._refs.tag(reference),
             "support": {"name": self._config.support.name, "address": self._config.support.address},
+            "articles": articles,
         }
         refs = [*mail.references, mail.message_id] if mail.message_id else list(mail.references)
         try:
@@ -774,6 +777,25 @@ class Pipeline:
             return
         data = {"to": requester.address, "message_id": message_id}
         events.append(lifecycle.event_row(ticket_id, now, "acknowledged", "system", data))
+
+    def _suggest_articles(
+        self, conn: Connection, ticket_id: int, msg: _Inbound, pending: lifecycle.Pending
+    ) -> list[dict[str, Any]]:
+        """The knowledge articles a respond action asked for, searched with this mail's own
+        subject and new text only; the history records which were offered and why."""
+        decision, settings = msg.decision, self._config.knowledge
+        assert decision is not None
+        found = knowledge.suggest(
+            conn,
+            msg.analysis.mail.subject or "",
+            msg.analysis.reply_text,
+            limit=decision.articles,
+            min_score=settings.min_score,
+            min_shared=settings.min_shared_words,
+        )
+        data = {"rule": decision.set_by.get("respond"), "articles": [s.to_json() for s in found]}
+        pending.events.append(lifecycle.event_row(ticket_id, msg.now, "articles_suggested", "system", data))
+        return [s.to_context() for s in found]
 
     def _follow_up(
         self, conn: Connection, corr: Correlation, row: Any, msg: _Inbound, pending: lifecycle.Pending

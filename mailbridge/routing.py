@@ -37,6 +37,15 @@ SAMPLE_CONTEXT = {
     "requester": {"name": "Alice Example", "address": "alice@example.com"},
     "subject_tag": "[MB-2026-000042]",
     "support": {"name": "Support", "address": "support@example.com"},
+    # Knowledge articles a respond action suggests (empty when none fits or none is asked for).
+    "articles": [
+        {
+            "title": "Printer shows offline",
+            "summary": "Turn it off and on again, then check the network cable.",
+            "url": "https://kb.example.com/printer-offline",
+            "path": "printer-offline.md",
+        }
+    ],
 }
 
 

@@ -107,6 +107,8 @@ _INCOMING_ACTIONS = (
     "drop",
 )
 _OUTGOING_ACTIONS = ("hold",)
+# At most this many knowledge articles in one answer (respond = { ..., articles = N }).
+MAX_ARTICLES = 5
 # Names people reach for; the message points them at the real key.
 _ACTION_HINTS = {
     "stop": "stop is a key of the rule itself: write stop = true next to id",
@@ -633,7 +635,15 @@ class _Builder:
                 self.problem(key, message if hint is None else f"unknown action '{name}'; {hint}")
                 continue
             checked = self.action(name, value, key)
-            if checked is not None:
+            if checked is None:
+                continue
+            if name == "respond":
+                # One setting in two actions, so that a later rule's plain respond also
+                # clears the earlier rule's article suggestions (the last respond wins whole).
+                template, articles = checked
+                out.append(("respond", template))
+                out.append(("articles", articles))
+            else:
                 out.append((name, checked))
         return out
 
@@ -642,7 +652,7 @@ class _Builder:
         if name == "queue":
             return value if self.known_id(key, "team", value, known.teams) else None
         if name == "respond":
-            return value if self.known_id(key, "template", value, known.templates) else None
+            return self.response(value, key)
         if name == "assign":
             return self.assignment(value, key)
         if name in ("type", "impact", "urgency", "priority", "severity", "category"):
@@ -686,6 +696,29 @@ class _Builder:
                 return None
             return value.strip()
         raise AssertionError(name)
+
+    def response(self, value: Any, key: str) -> tuple[str, int] | None:
+        """respond = "TEMPLATE", or { template = "TEMPLATE", articles = N } (suggest up to N articles)."""
+        shape = 'must be a template name, or { template = "TEMPLATE", articles = 3 } to suggest knowledge articles'
+        if isinstance(value, str):
+            return (value, 0) if self.known_id(key, "template", value, self.known.templates) else None
+        if not isinstance(value, dict) or "template" not in value:
+            self.problem(key, shape)
+            return None
+        unknown = [k for k in value if k not in ("template", "articles")]
+        if unknown:
+            self.problem(f"{key}.{unknown[0]}", self.unknown(unknown[0], ("template", "articles"), {}))
+            return None
+        template, articles = value["template"], value.get("articles", 0)
+        if not isinstance(template, str):
+            self.problem(f"{key}.template", shape)
+            return None
+        if not isinstance(articles, int) or isinstance(articles, bool) or not 0 <= articles <= MAX_ARTICLES:
+            self.problem(f"{key}.articles", f"must be a number of articles from 0 to {MAX_ARTICLES}, e.g. articles = 3")
+            return None
+        if not self.known_id(f"{key}.template", "template", template, self.known.templates):
+            return None
+        return template, articles
 
     def assignment(self, value: Any, key: str) -> Assignment | None:
         known = self.known

@@ -262,6 +262,7 @@ class Decision:
     fields: dict[str, FieldValue] = field(default_factory=dict)
     watchers: list[str] = field(default_factory=list)
     respond: str | None = None  # template name
+    articles: int = 0  # knowledge articles to suggest in the respond template (0: none)
     acknowledge: bool | None = None  # None: the default acknowledgement behaviour
     notify: list[Notify] = field(default_factory=list)
     spam: bool = False
@@ -318,6 +319,7 @@ class Decision:
             "fields": dict(self.fields),
             "watchers": list(self.watchers),
             "respond": self.respond,
+            "articles": self.articles,
             "acknowledge": self.acknowledge,
             "notify": [n.to_json() for n in self.notify],
             "spam": self.spam,

@@ -297,3 +297,22 @@ components = Table(
     Column("heartbeat_at", TS, nullable=False),
     UniqueConstraint("name"),
 )
+
+# Published knowledge articles (Markdown files in [knowledge] dir), mirrored for the
+# database's own full-text search: knowledge/index.py keeps the rows in step with the
+# files. The search structures are per dialect and live outside this metadata (migration
+# 0003): on SQLite an FTS5 table kb_fts (porter stemming) kept in step by triggers, on
+# PostgreSQL generated tsvector columns search / title_search ('english') with a GIN index.
+kb_articles = Table(
+    "kb_articles",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("path", String(500), nullable=False, unique=True),  # relative to the folder, "/"-separated
+    Column("title", Text, nullable=False),
+    Column("keywords", Text, nullable=False),  # space-separated
+    Column("body", Text, nullable=False),  # the Markdown as plain text
+    Column("summary", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("digest", String(64), nullable=False),  # sha256 of the file: unchanged files are skipped
+    Column("indexed_at", TS, nullable=False),
+)
