@@ -130,6 +130,7 @@ def write_config(
 var_dir = "var"
 templates_dir = "{templates}"
 drain_seconds = 5
+watch_seconds = 0.5
 
 [database]
 url = "{db_url}"

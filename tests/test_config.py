@@ -62,8 +62,9 @@ def test_toml_syntax_error_has_line(tmp_path):
 
 def test_config_check_command(tmp_path):
     good = write(
-        tmp_path, f'[daemon]\ntemplates_dir = "{REPO / "templates"}"\n[incidents]\nparsers_dir = "{REPO / "parsers"}"\n'
-        f'[rules]\ndir = "{REPO / "rules"}"\n'
+        tmp_path,
+        f'[daemon]\ntemplates_dir = "{REPO / "templates"}"\n[incidents]\nparsers_dir = "{REPO / "parsers"}"\n'
+        f'[rules]\ndir = "{REPO / "rules"}"\n',
     )
     assert mailbridge(good, "config", "check").returncode == 0
     bad = tmp_path / "bad.toml"

@@ -26,6 +26,7 @@ def test_head_matches_the_declared_schema(db_url: str, tmp_path: Path) -> None:
         with engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"include_schemas": True})
             diff = compare_metadata(context, metadata)
+
         # Known and harmless: type variants reported as modify_type, and PostgreSQL not
         # reflecting components' UNIQUE(name) beside its primary key on the same column.
         # Nothing else may differ.

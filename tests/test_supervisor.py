@@ -213,8 +213,7 @@ def test_sighup_reloads_rules_all_or_nothing(sink, tmp_path):
     try:
         local = rules / "site.local.toml"
         rule = (
-            '[[rule]]\nid = "billing"\nwhen = { field = "subject", contains = "invoice" }\n'
-            'then.category = "billing"\n'
+            '[[rule]]\nid = "billing"\nwhen = { field = "subject", contains = "invoice" }\nthen.category = "billing"\n'
         )
         # A broken edit is refused as a whole, with file and line; the old rules stay.
         local.write_text(rule.replace('"billing"\n', '"billing"\nthen.priority = "someday"\n', 1))

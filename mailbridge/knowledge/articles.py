@@ -98,8 +98,9 @@ def read_article(file: Path, path: str, base_url: str = "") -> Article:
         post = frontmatter.loads(source)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        # The mark counts from the front matter's first line, below the opening "---".
-        line = mark.line + 2 if mark is not None else 1
+        # The mark counts from the front matter's first line, below the opening "---";
+        # YAML often notices a problem only at the end of the block: say its last line.
+        line = min(mark.line + 2, _front_matter_end(source)) if mark is not None else 1
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise _Refused(f"front matter is not valid YAML: {problem}", line) from None
     meta: dict[str, Any] = dict(post.metadata) if isinstance(post.metadata, dict) else {}
@@ -122,6 +123,15 @@ def read_article(file: Path, path: str, base_url: str = "") -> Article:
         digest=digest,
         published=_flag(meta, "published", True) and not _flag(meta, "draft", False),
     )
+
+
+def _front_matter_end(source: str) -> int:
+    """The line number of the front matter's last line (the one above the closing ---)."""
+    lines = source.splitlines()
+    for index in range(1, len(lines)):
+        if lines[index].strip() in ("---", "..."):
+            return index
+    return len(lines)
 
 
 def _text_key(meta: dict[str, Any], key: str) -> str:
@@ -150,7 +160,13 @@ def _keywords(value: Any) -> tuple[str, ...]:
 
 
 def _inline_text(token: Token) -> str:
-    return "".join(child.content for child in token.children or () if child.type in ("text", "code_inline"))
+    parts = []
+    for child in token.children or ():
+        if child.type in ("text", "code_inline"):
+            parts.append(child.content)
+        elif child.type in ("softbreak", "hardbreak"):
+            parts.append(" ")
+    return "".join(parts)
 
 
 def _first_heading(tokens: list[Token]) -> str:

@@ -300,3 +300,26 @@ def test_evaluation_has_no_side_effects(tmp_path: Path) -> None:
     first = rules.evaluate(f).to_json()
     assert rules.evaluate(f).to_json() == first
     assert rules.evaluate(f, explain=True).fired == first["fired"]
+
+
+def test_respond_with_articles_and_a_later_plain_respond_clears_them(tmp_path: Path) -> None:
+    rules = load(
+        tmp_path,
+        """
+[[rule]]
+id = "suggest"
+when = { field = "subject", contains = "vpn" }
+then.respond = { template = "billing-ack", articles = 3 }
+
+[[rule]]
+id = "plain"
+when = { field = "subject", contains = "invoice" }
+then.respond = "billing-ack"
+""",
+    )
+    suggesting = rules.evaluate(facts(subject="VPN down"))
+    assert (suggesting.respond, suggesting.articles, suggesting.set_by["respond"]) == ("billing-ack", 3, "suggest")
+    assert suggesting.to_json()["articles"] == 3
+    both = rules.evaluate(facts(subject="VPN invoice"))
+    assert (both.respond, both.articles) == ("billing-ack", 0), "the last respond wins whole"
+    assert rules.evaluate(facts(subject="Hello")).articles == 0
