@@ -34,7 +34,7 @@ from mailbridge.people import People
 from mailbridge.routing import Router
 from mailbridge.rules import Decision, RuleSet
 from mailbridge.store.db import Store, read_tx, write_tx
-from mailbridge.store.tables import inbound, messages, tickets, undeliverable
+from mailbridge.store.tables import inbound, messages, outbox, tickets, undeliverable
 from mailbridge.testing import crash_point
 from mailbridge.tickets import deliveries, incidents, lifecycle
 from mailbridge.tickets.correlate import Correlation, Correlator
@@ -92,6 +92,24 @@ _ACK_CHECKS = select(
     .where(undeliverable.c.address == bindparam("s_requester"))
     .scalar_subquery()
     .label("bounced"),
+)
+# Before a rule's response to a follow-up: is the requester undeliverable, and did this
+# template already go to this ticket within the flood window (one answer, not a loop)?
+_RESPONSE_CHECKS = select(
+    select(func.count())
+    .select_from(undeliverable)
+    .where(undeliverable.c.address == bindparam("s_requester"))
+    .scalar_subquery()
+    .label("bounced"),
+    select(func.count())
+    .select_from(outbox)
+    .where(
+        outbox.c.ticket_id == bindparam("s_ticket"),
+        outbox.c.kind == bindparam("s_kind"),
+        outbox.c.created_at >= bindparam("s_since"),
+    )
+    .scalar_subquery()
+    .label("recent"),
 )
 _MARK_FLOOD = update(tickets).where(tickets.c.id == bindparam("s_ticket")).values(flood=True)
 _RECORD_DONE = (
@@ -710,17 +728,11 @@ class Pipeline:
         msg: _Inbound,
         pending: lifecycle.Pending,
     ) -> None:
-        """Queue the acknowledgement, or record why none goes out."""
-        mail, now = msg.analysis.mail, msg.now
+        """Queue the acknowledgement (or the template a rule responds with), or record why none goes out."""
+        now = msg.now
         events = pending.events
         settings = self._config.autoreply
-        reason = auto_reply_block_reason(mail, msg.mail_from, self._own, self._config.support.domains)
-        cls = msg.analysis.classification
-        extraction = msg.analysis.extraction
-        if reason is None and cls.kind != "normal":
-            reason = f"{cls.kind.replace('_', ' ')} mail: {cls.reason}"
-        if reason is None and extraction is not None and extraction.dedupe_key:
-            reason = f"monitoring alert (extractor {extraction.extractor_id}): nobody reads acknowledgements there"
+        reason = self._automatic_reply_blocked(msg)
         decision = msg.decision
         respond = decision.respond if decision is not None else None
         if reason is None and decision is not None and decision.acknowledge is False and not respond:
@@ -742,41 +754,116 @@ class Pipeline:
         if reason is not None:
             events.append(lifecycle.event_row(ticket_id, now, "auto_reply_suppressed", "system", {"reason": reason}))
             return
+        template = respond or "acknowledgement"
+        kind = "acknowledgement" if not respond else f"response:{respond}"[:32]
+        message_id = self._send_response(conn, ticket_id, reference, "new", requester, msg, pending, template, kind)
+        if message_id is not None:
+            data = {"to": requester.address, "message_id": message_id}
+            events.append(lifecycle.event_row(ticket_id, now, "acknowledged", "system", data))
+
+    def _automatic_reply_blocked(self, msg: _Inbound) -> str | None:
+        """Why no automatic mail may answer this one (RFC 3834, robots, bulk, alerts), or None."""
+        mail = msg.analysis.mail
+        reason = auto_reply_block_reason(mail, msg.mail_from, self._own, self._config.support.domains)
+        cls = msg.analysis.classification
+        extraction = msg.analysis.extraction
+        if reason is None and cls.kind != "normal":
+            reason = f"{cls.kind.replace('_', ' ')} mail: {cls.reason}"
+        if reason is None and extraction is not None and extraction.dedupe_key:
+            reason = f"monitoring alert (extractor {extraction.extractor_id}): nobody reads acknowledgements there"
+        return reason
+
+    def _send_response(
+        self,
+        conn: Connection,
+        ticket_id: int,
+        reference: str,
+        status: str,
+        to: Address,
+        msg: _Inbound,
+        pending: lifecycle.Pending,
+        template: str,
+        kind: str,
+    ) -> str | None:
+        """Queue ``template`` to ``to`` as an answer to this mail; its Message-ID, or None
+        (and the reason in the history) when it cannot be composed."""
+        mail, now, decision = msg.analysis.mail, msg.now, msg.decision
         articles = self._suggest_articles(conn, ticket_id, msg, pending) if decision and decision.articles else []
         ticket_ctx = {
             "reference": reference,
             "subject": mail.subject or "(no subject)",
-            "status": "new",
-            "requester": requester.address,
+            "status": status,
+            "requester": to.address,
         }
         context = {
             "ticket": ticket_ctx,
-            "requester": {"name": requester.name, "address": requester.address},
+            "requester": {"name": to.name, "address": to.address},
             "subject_tag": self._refs.tag(reference),
             "support": {"name": self._config.support.name, "address": self._config.support.address},
             "articles": articles,
         }
         refs = [*mail.references, mail.message_id] if mail.message_id else list(mail.references)
         try:
-            message_id = self._outbox.queue(
+            return self._outbox.queue(
                 pending,
                 ticket_id=ticket_id,
-                kind="acknowledgement" if not respond else f"response:{respond}"[:32],
-                template=respond or "acknowledgement",
+                kind=kind,
+                template=template,
                 context=context,
-                to=requester,
+                to=to,
                 in_reply_to=mail.message_id,
                 references=refs,
                 now=now,
             )
         except (ComposeError, TemplateError) as exc:
-            # The ticket matters more than its acknowledgement: keep it, say why none went out.
-            log.error("no acknowledgement for %s: %s", reference, exc)
-            reason = f"cannot compose the acknowledgement: {exc}"
-            events.append(lifecycle.event_row(ticket_id, now, "auto_reply_suppressed", "system", {"reason": reason}))
+            # The ticket matters more than its answer: keep it, say why none went out.
+            log.error("no %s for %s: %s", template, reference, exc)
+            reason = f"cannot compose {template}: {exc}"
+            pending.events.append(
+                lifecycle.event_row(ticket_id, now, "auto_reply_suppressed", "system", {"reason": reason})
+            )
+            return None
+
+    def _respond_to_follow_up(
+        self, conn: Connection, ticket_id: int, row: Any, msg: _Inbound, pending: lifecycle.Pending
+    ) -> None:
+        """A rule responds to a follow-up: only ever to the ticket's own requester, never to
+        an automated sender, at most once per template and ticket in the flood window."""
+        decision, now = msg.decision, msg.now
+        assert decision is not None and decision.respond is not None
+        template, rule = decision.respond, decision.set_by.get("respond", "?")
+        kind = f"response:{template}"[:32]
+        mail = msg.analysis.mail
+        reason = self._automatic_reply_blocked(msg)
+        if reason is None and (mail.from_ is None or msg.sender != str(row.requester).lower()):
+            reason = f"rule {rule} responds only to the ticket's requester, and this mail is from {msg.sender or '?'}"
+        if reason is None:
+            window = self._config.autoreply.flood_window_minutes
+            checks = conn.execute(
+                _RESPONSE_CHECKS,
+                {
+                    "s_requester": msg.sender,
+                    "s_ticket": ticket_id,
+                    "s_kind": kind,
+                    "s_since": now - timedelta(minutes=window),
+                },
+            ).one()
+            if checks.bounced:
+                reason = f"{msg.sender} is undeliverable (an earlier mail to it bounced permanently)"
+            elif checks.recent:
+                reason = f"rule {rule}: {template} already went to this ticket in the last {window} minutes"
+        if reason is not None:
+            pending.events.append(
+                lifecycle.event_row(ticket_id, now, "auto_reply_suppressed", "system", {"reason": reason})
+            )
             return
-        data = {"to": requester.address, "message_id": message_id}
-        events.append(lifecycle.event_row(ticket_id, now, "acknowledged", "system", data))
+        assert mail.from_ is not None
+        message_id = self._send_response(
+            conn, ticket_id, row.reference, row.status, mail.from_, msg, pending, template, kind
+        )
+        if message_id is not None:
+            data = {"to": mail.from_.address, "message_id": message_id, "template": template, "rule": rule}
+            pending.events.append(lifecycle.event_row(ticket_id, now, "responded", "system", data))
 
     def _suggest_articles(
         self, conn: Connection, ticket_id: int, msg: _Inbound, pending: lifecycle.Pending
@@ -833,6 +920,8 @@ class Pipeline:
             )
         else:
             lifecycle.touch(conn, ticket_id, now, pending)
+        if msg.decision is not None and msg.decision.respond:
+            self._respond_to_follow_up(conn, ticket_id, row, msg, pending)
 
     # --- spool bookkeeping -----------------------------------------------------------
 

@@ -208,3 +208,82 @@ def test_a_template_a_rule_responds_with_must_render_at_load(tmp_path):
     unknown = rules_dir(tmp_path / "u", rule.replace('respond = "billing"', 'respond = "no-such-template"'))
     proc = mailbridge(write_config(tmp_path / "site2", extra=PEOPLE, rules=unknown), "rules", "check", check=False)
     assert proc.returncode == 2 and "no-such-template" in proc.stderr.decode()
+
+
+FOLLOW_UP_RULE = """
+[[rule]]
+id = "status-question"
+when.all = [ { field = "ticket.new", equals = false }, { field = "reply_text", contains = "any news" } ]
+then.respond = "suggested-articles"
+"""
+
+
+def test_respond_on_a_follow_up_answers_the_requester_once_and_nobody_else(sink, start_daemon, tmp_path):
+    daemon = start_daemon(relay_port=sink.port, rules=rules_dir(tmp_path, FOLLOW_UP_RULE))
+    daemon.send(make_mail(sender="Rita <rita@example.com>", subject="Broken laptop"), mail_from="rita@example.com")
+    daemon.wait_idle()
+    poll(lambda: len(sink.messages) == 1)
+    [ack] = sink.parsed()
+    [ticket] = mailbridge_json(daemon.config, "tickets", "list")
+
+    def follow_up(sender: str, body: str) -> None:
+        address = sender.split("<")[1].rstrip(">")
+        mail = make_mail(sender=sender, subject=f"Re: {ack['Subject']}", in_reply_to=ack["Message-ID"], body=body)
+        daemon.send(mail, rcpts=[ack["Reply-To"]], mail_from=address)
+        daemon.wait_idle()
+
+    follow_up("Rita <rita@example.com>", "Any news on this?\n")
+    poll(lambda: len(sink.messages) == 2)
+    answer = sink.parsed()[1]
+    assert answer["To"] == "Rita <rita@example.com>" and ticket["reference"] in answer["Subject"]
+    assert answer["In-Reply-To"] and answer["Auto-Submitted"] == "auto-replied"
+    # The same question again within the flood window: no second answer (no loop).
+    follow_up("Rita <rita@example.com>", "Any news? Still broken.\n")
+    # A colleague who writes to the ticket's reply address is not the requester.
+    follow_up("Colin <colin@example.com>", "Any news here too?\n")
+    daemon.wait_idle()
+    assert len(sink.messages) == 2
+    events = _show(daemon, ticket["reference"])["events"]
+    responded = [e["data"] for e in events if e["type"] == "responded"]
+    assert [(r["template"], r["rule"], r["to"]) for r in responded] == [
+        ("suggested-articles", "status-question", "rita@example.com")
+    ]
+    reasons = [e["data"]["reason"] for e in events if e["type"] == "auto_reply_suppressed"]
+    assert any("already went to this ticket" in r for r in reasons), reasons
+    assert any("responds only to the ticket's requester" in r and "colin@example.com" in r for r in reasons), reasons
+
+
+def test_mail_outside_working_hours_gets_the_after_hours_answer(sink, start_daemon, tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    # A calendar whose holidays cover yesterday, today and tomorrow (UTC): whenever the
+    # test runs, the mail arrives outside its working hours, with no clock to fake.
+    today = datetime.now(UTC).date()
+    holidays = ", ".join(str(today + timedelta(days=d)) for d in (-1, 0, 1))
+    calendar = (
+        f'[[calendars]]\nid = "office"\ntimezone = "UTC"\nhours = {{ mon-sun = "09:00-17:00" }}\n'
+        f"holidays = [{holidays}]\n"
+    )
+    rule = """
+[[rule]]
+id = "after-hours"
+when.all = [ { field = "ticket.new", equals = true }, { outside_working_hours = "office" } ]
+then.respond = "received-outside-business-hours"
+
+[[rule]]
+id = "in-hours"
+when = { within_working_hours = "office" }
+then.tags = ["in-hours"]
+"""
+    daemon = start_daemon(relay_port=sink.port, extra=calendar, rules=rules_dir(tmp_path, rule))
+    daemon.send(make_mail(subject="Weekend trouble"))
+    daemon.wait_idle()
+    poll(lambda: len(sink.messages) == 1)
+    [answer] = sink.parsed()
+    body = next(p for p in answer.walk() if p.get_content_type() == "text/plain").get_payload(decode=True)
+    assert b"outside our business hours" in body
+    [ticket] = mailbridge_json(daemon.config, "tickets", "list")
+    shown = _show(daemon, ticket["reference"])
+    assert shown["tags"] == [] and [e["data"]["fired"] for e in shown["events"] if e["type"] == "rules"] == [
+        ["after-hours"]
+    ]
