@@ -191,6 +191,8 @@ class App:
 
         with write_tx(self.store.main) as conn:
             report = sync(conn, self.config.knowledge_path, base_url=self.config.knowledge.base_url, now=self.clock())
+        if report.missing_folder:
+            log.info("no knowledge folder at %s: the article index is left as it is", self.config.knowledge_path)
         for problem in report.problems:
             log.error("knowledge article not indexed: %s", problem)
         if report.added or report.updated or report.removed or report.problems:

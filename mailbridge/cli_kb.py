@@ -38,9 +38,7 @@ def kb_sync(ctx: click.Context) -> None:
         _fail(f"{app.config.knowledge_path}: no such folder; create it or set [knowledge] dir")
     if not migrate.is_current(app.store.main):
         _fail("the database schema is not current: run `mailbridge db upgrade`")
-    report = app.sync_knowledge()
-    for problem in report.problems:
-        click.echo(f"{problem}", err=True)
+    report = app.sync_knowledge()  # logs every problem (file:line) to stderr
     click.echo(f"{app.config.knowledge_path}: {report.summary()}")
     if report.problems:
         raise SystemExit(1)

@@ -34,6 +34,7 @@ class SyncReport:
     unchanged: int = 0
     unpublished: list[str] = field(default_factory=list)
     problems: list[ArticleProblem] = field(default_factory=list)
+    missing_folder: bool = False
 
     @property
     def indexed(self) -> int:
@@ -48,8 +49,14 @@ class SyncReport:
 
 
 def sync(conn: Connection, folder: Path, *, base_url: str, now: datetime) -> SyncReport:
+    report = SyncReport()
+    if not folder.is_dir():
+        # An unmounted or mistyped folder must not empty the index: articles are removed
+        # by deleting their files (or `published: false`), never by a missing folder.
+        report.missing_folder = True
+        return report
     articles, problems = read_articles(folder, base_url)
-    report = SyncReport(problems=problems)
+    report.problems = problems
     wanted: dict[str, Article] = {}
     for article in articles:
         if article.published:

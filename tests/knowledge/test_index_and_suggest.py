@@ -160,3 +160,12 @@ def test_no_articles_or_no_words_suggest_nothing(store, tmp_path):
     assert _suggest(store, "vpn tunnel disconnects") == []
     _sync(store, _folder(tmp_path, vpn=VPN))
     assert _suggest(store, "", "") == [] and _suggest(store, "the and of", "") == []
+
+
+def test_a_missing_folder_leaves_the_index_as_it_is(store, tmp_path):
+    folder = _folder(tmp_path, vpn=VPN)
+    _sync(store, folder)
+    folder.rename(tmp_path / "unmounted")
+    report = _sync(store, folder)
+    assert report.missing_folder and report.removed == []
+    assert [s.path for s in _suggest(store, "vpn keeps disconnecting")] == ["vpn.md"]
