@@ -51,10 +51,16 @@ class App:
 
     @cached_property
     def signer(self) -> TokenSigner:
-        from mailbridge.tickets.tokens import TokenSigner, load_or_create_secret
+        """The current secret (created on first start) plus the retired ones still within
+        [security] secret_grace_days; loaded once per process (a rotation needs a restart)."""
+        from datetime import timedelta
 
+        from mailbridge.tickets.tokens import load_signer
+
+        security = self.config.security
         self.config.var_path.mkdir(parents=True, exist_ok=True)
-        return TokenSigner(load_or_create_secret(self.config.var_file(self.config.security.secret_file)))
+        grace = timedelta(days=security.secret_grace_days)
+        return load_signer(self.config.var_file(security.secret_file), grace, clock=self.clock)
 
     @cached_property
     def renderer(self) -> Renderer:

@@ -632,9 +632,11 @@ def rules_test(ctx: click.Context, file: Path, as_json: bool) -> None:
 def _register_subcommands() -> None:
     from mailbridge.cli_import import import_group
     from mailbridge.cli_kb import kb_group
+    from mailbridge.cli_secret import secret_group
 
     main.add_command(import_group)
     main.add_command(kb_group)
+    main.add_command(secret_group)
 
 
 _register_subcommands()

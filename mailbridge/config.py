@@ -110,6 +110,17 @@ class SupportSettings(_Strict):
 class TicketSettings(_Strict):
     prefix: Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9]{0,9}$")] = "MB"
     reference: str = "{prefix}-{year}-{seq:06d}"
+    # A requester's reply to a closed ticket: "new" opens a new ticket linked to it,
+    # "reopen" reopens it; either way the requester is told.
+    reply_to_closed: Literal["new", "reopen"] = "new"
+    # CC'd addresses of a requester's mail join the ticket: their replies are added and
+    # public answers are copied to them.
+    cc_participants: bool = True
+    # Agents get a mail when a ticket is assigned to them or their team, when the
+    # requester replies and when a ticket reopens (templates/agent-notification.*).
+    notify_agents: bool = True
+    # The requester gets "resolved - reply to reopen" (templates/resolved.*).
+    resolved_notice: bool = True
 
     @field_validator("reference")
     @classmethod
@@ -142,6 +153,41 @@ class OutgoingSettings(_Strict):
 class SecuritySettings(_Strict):
     # Never ship a secret: when empty, one is generated once under var_dir (mode 0600).
     secret_file: str = "secret.key"
+    # After `mailbridge secret rotate`, tokens signed with the previous secret keep
+    # working this many days (the retired secrets live in <secret_file>.retired).
+    secret_grace_days: Annotated[int, Field(ge=0, le=3650)] = 30
+
+
+IntakeTrust = Literal["none", "authentication-results", "internal"]
+_INTAKE_NAME = re.compile(r"^(smtp|lmtp|pipe|imap|imap:[A-Za-z0-9._-]+)$")
+
+
+class AuthenticationSettings(_Strict):
+    """When is a mail from an agent's address really from that agent ([authentication])?
+
+    Per intake ("smtp", "lmtp", "pipe", "imap" for every mailbox, "imap:NAME" for one):
+    "internal" trusts everything that arrives there (an internal-only listener or
+    mailbox); "authentication-results" trusts the topmost Authentication-Results header
+    when one of trusted_authserv_ids added it (your MTA in front of that intake);
+    "none" (the default) trusts nothing, so an agent's reply there never acts.
+    """
+
+    trusted_authserv_ids: list[Annotated[str, Field(min_length=1, max_length=255)]] = []
+    intake: dict[str, IntakeTrust] = {}
+
+    @field_validator("intake")
+    @classmethod
+    def _known_intakes(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not _INTAKE_NAME.match(name):
+                raise ValueError(f'unknown intake {name!r}; write smtp, lmtp, pipe, imap or "imap:MAILBOX"')
+        return value
+
+    def trust_of(self, source: str, mailbox: str | None = None) -> IntakeTrust:
+        """How far mail from this intake is trusted (an IMAP mailbox's own entry wins)."""
+        if source == "imap" and mailbox and f"imap:{mailbox}" in self.intake:
+            return self.intake[f"imap:{mailbox}"]
+        return self.intake.get(source, "none")
 
 
 class AutoReplySettings(_Strict):
@@ -588,6 +634,7 @@ class Config(_Strict):
     incidents: IncidentSettings = IncidentSettings()
     rules: RulesSettings = RulesSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
+    authentication: AuthenticationSettings = AuthenticationSettings()
     imap: ImapSettings = ImapSettings()
     agents: list[AgentSettings] = []
     teams: list[TeamSettings] = []

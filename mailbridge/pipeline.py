@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, text, update
 
 from mailbridge import knowledge
+from mailbridge.agents.desk import AgentDesk, AgentMail
 from mailbridge.clock import Clock, utcnow
 from mailbridge.config import Config
 from mailbridge.outbound.compose import ComposeError
@@ -30,7 +31,7 @@ from mailbridge.parsing.analysis import Analyser, Analysis
 from mailbridge.parsing.bounces import BouncedRecipient
 from mailbridge.parsing.mime import Address, ParseError
 from mailbridge.parsing.robots import auto_reply_block_reason
-from mailbridge.people import People
+from mailbridge.people import Agent, People
 from mailbridge.routing import Router
 from mailbridge.rules import Decision, RuleSet
 from mailbridge.store.db import Store, read_tx, write_tx
@@ -169,6 +170,8 @@ class _Inbound:
     historic: bool = False  # imported history: no mail of any kind, no status changes
     import_status: str | None = None  # the status an imported history ticket gets
     decision: Decision | None = None  # what the rules decided (routing.Router)
+    source: str = ""  # the intake: smtp | lmtp | pipe | imap | import
+    mailbox: str | None = None  # the IMAP mailbox it came from
 
     @property
     def sender(self) -> str:
@@ -209,6 +212,9 @@ class Pipeline:
         self._clock = clock
         self._refs = ReferenceFormat(config.tickets.reference, config.tickets.prefix)
         self._own = list(config.support.addresses)
+        self._own_lower = {a.lower() for a in self._own}
+        self._support_domains = {d.lower() for d in config.support.domains}
+        self._desk = AgentDesk(config, self._people, outbox, self._refs)
 
     # --- claiming ------------------------------------------------------------------
 
@@ -264,6 +270,7 @@ class Pipeline:
                             inbound.c.mail_from,
                             inbound.c.attempts,
                             inbound.c.meta,
+                            inbound.c.source,
                         )
                         .where(inbound.c.id.in_(ids))
                         .order_by(inbound.c.id)
@@ -410,7 +417,17 @@ class Pipeline:
                 return Outcome(inbound_id, "done", reference, "replayed")
             where = reference or "the messages kept without a ticket"
             return Outcome(inbound_id, "duplicate", reference, reason=f"same message already on {where}")
-        msg = _Inbound(inbound_id, analysis, key, row.mail_from, now, historic, meta.get("status"))
+        msg = _Inbound(
+            inbound_id,
+            analysis,
+            key,
+            row.mail_from,
+            now,
+            historic,
+            meta.get("status"),
+            source=str(row.source),
+            mailbox=meta.get("mailbox"),
+        )
         if analysis.kind == "bounce":
             return self._bounce(conn, msg, pending)
         extraction = analysis.extraction
@@ -419,12 +436,19 @@ class Pipeline:
             if handled is not None:
                 return handled
         corr = self._correlator.correlate(conn, analysis.mail, list(row.rcpts or []))
+        agent = self._desk.agent_for(analysis.mail) if not historic and analysis.kind == "normal" else None
+        if agent is not None:
+            handled = self._agent_mail(conn, corr, msg, agent, pending, bytes(row.raw))
+            if handled is not None:
+                return handled
         ticket = None
         if corr.ticket_id is not None:
             ticket = conn.execute(_TICKET_STATE, {"s_ticket": corr.ticket_id}).one()
-            # A closed ticket stays closed: a late reply opens a new ticket linked to it.
-            # History is replayed as it happened, so imported mail still joins it.
-            if ticket.status == "closed" and not msg.historic:
+            # A closed ticket stays closed ([tickets] reply_to_closed = "new"): a late
+            # reply opens a new ticket linked to it. History is replayed as it
+            # happened, so imported mail still joins it.
+            reopen = self._config.tickets.reply_to_closed == "reopen" and msg.sender == ticket.requester
+            if ticket.status == "closed" and not msg.historic and not reopen:
                 ticket = None
         if self._router is not None and analysis.kind in ("normal", "bulk", "incident"):
             msg = dataclasses.replace(msg, decision=self._router.decide(msg, ticket, list(row.rcpts or [])))
@@ -457,6 +481,38 @@ class Pipeline:
             return Outcome(inbound_id, "done", None, "unmatched", reason=analysis.classification.reason)
         reference = self._new_ticket(conn, corr, msg, pending)
         return Outcome(inbound_id, "done", reference, "incident" if extraction else "new")
+
+    def _agent_mail(
+        self,
+        conn: Connection,
+        corr: Correlation,
+        msg: _Inbound,
+        agent: Agent,
+        pending: lifecycle.Pending,
+        raw: bytes,
+    ) -> Outcome | None:
+        """An agent's mail on a ticket, or a #fwd (agents/desk.py); None: neither, so it is
+        handled like anyone's mail (an agent may open a ticket of their own)."""
+        agent_msg = AgentMail(
+            msg.inbound_id, msg.analysis, msg.key, msg.mail_from, msg.now, msg.source, msg.mailbox, raw
+        )
+        if corr.ticket_id is not None:
+            how = self._desk.agent_mail(conn, corr.ticket_id, corr, agent_msg, agent, pending)
+            reference = conn.execute(_TICKET_STATE, {"s_ticket": corr.ticket_id}).one().reference
+            return Outcome(msg.inbound_id, "done", reference, how)
+        if not self._desk.wants_forward(agent_msg):
+            return None
+        result = self._desk.forward(conn, agent_msg, agent, pending)
+        if isinstance(result, str):
+            self._store_without_ticket(conn, msg)
+            return Outcome(msg.inbound_id, "done", None, "unmatched", reason=result)
+        _ticket_id, reference = result
+        return Outcome(msg.inbound_id, "done", reference, "forwarded")
+
+    def _is_ours(self, address: str) -> bool:
+        """One of our addresses, with or without a +tag (a reply token), or at our domains."""
+        local, _, domain = address.lower().partition("@")
+        return f"{local.split('+', 1)[0]}@{domain}" in self._own_lower or domain in self._support_domains
 
     def _store_without_ticket(self, conn: Connection, msg: _Inbound) -> int:
         return self._add_message(conn, None, msg)
@@ -684,7 +740,11 @@ class Pipeline:
         if corr.ticket_id is not None:  # matched a closed ticket
             related = corr.ticket_id
         skip = {*self._own, requester.address.lower()}
-        cc = [a for a in mail.cc + mail.to if a.address and a.address.lower() not in skip]
+        cc = [
+            a for a in mail.cc + mail.to if a.address and a.address.lower() not in skip and not self._is_ours(a.address)
+        ]
+        if not self._config.tickets.cc_participants:
+            cc = []
         extraction = msg.analysis.extraction
         ticket_id, reference = lifecycle.create_ticket(
             conn,
@@ -716,7 +776,13 @@ class Pipeline:
                     conn, ticket_id, msg.import_status, actor="import", now=now, reason="imported", pending=pending
                 )
             return reference
-        self._acknowledge(conn, ticket_id, reference, requester, msg, pending)
+        previous = None
+        if corr.ticket_id is not None:  # a reply to a closed ticket opened this one: say so
+            previous = conn.execute(_TICKET_STATE, {"s_ticket": corr.ticket_id}).one().reference
+        self._acknowledge(conn, ticket_id, reference, requester, msg, pending, previous=previous)
+        if msg.analysis.kind != "loop":
+            text = msg.analysis.reply_text or mail.text
+            self._desk.notify(conn, ticket_id, "assigned", pending, now, text=text, mail=mail)
         return reference
 
     def _acknowledge(
@@ -727,8 +793,10 @@ class Pipeline:
         requester: Address,
         msg: _Inbound,
         pending: lifecycle.Pending,
+        previous: str | None = None,
     ) -> None:
-        """Queue the acknowledgement (or the template a rule responds with), or record why none goes out."""
+        """Queue the acknowledgement (or the template a rule responds with), or record why none goes out.
+        ``previous``: the closed ticket whose late reply opened this one."""
         now = msg.now
         events = pending.events
         settings = self._config.autoreply
@@ -756,7 +824,9 @@ class Pipeline:
             return
         template = respond or "acknowledgement"
         kind = "acknowledgement" if not respond else f"response:{respond}"[:32]
-        message_id = self._send_response(conn, ticket_id, reference, "new", requester, msg, pending, template, kind)
+        message_id = self._send_response(
+            conn, ticket_id, reference, "new", requester, msg, pending, template, kind, previous=previous
+        )
         if message_id is not None:
             data = {"to": requester.address, "message_id": message_id}
             events.append(lifecycle.event_row(ticket_id, now, "acknowledged", "system", data))
@@ -784,6 +854,7 @@ class Pipeline:
         pending: lifecycle.Pending,
         template: str,
         kind: str,
+        previous: str | None = None,
     ) -> str | None:
         """Queue ``template`` to ``to`` as an answer to this mail; its Message-ID, or None
         (and the reason in the history) when it cannot be composed."""
@@ -801,6 +872,7 @@ class Pipeline:
             "subject_tag": self._refs.tag(reference),
             "support": {"name": self._config.support.name, "address": self._config.support.address},
             "articles": articles,
+            "previous": {"reference": previous} if previous else None,
         }
         refs = [*mail.references, mail.message_id] if mail.message_id else list(mail.references)
         try:
@@ -914,12 +986,33 @@ class Pipeline:
             return
         if corr.how == "token" and sender:
             lifecycle.add_participants(conn, ticket_id, [mail.from_] if mail.from_ else [], "cc", now)
-        if row.status in ("resolved", "pending") and sender == row.requester and kind == "normal":
+        event = "reply"
+        if row.status in ("resolved", "pending", "closed") and sender == row.requester and kind == "normal":
+            # closed only gets here with [tickets] reply_to_closed = "reopen"
             lifecycle.set_status(
                 conn, ticket_id, "open", actor=sender, now=now, reason="requester replied", pending=pending
             )
+            if row.status in ("resolved", "closed"):
+                event = "reopened"
+                if row.status == "closed":
+                    self._desk.reopened_notice(conn, ticket_id, pending, now, msg.analysis.mail)
         else:
             lifecycle.touch(conn, ticket_id, now, pending)
+        if kind == "normal" and not self._people.is_agent(sender):
+            if self._config.tickets.cc_participants and sender == row.requester:
+                # Reply-all from the requester: new people in To/Cc join the ticket.
+                skip = {*self._own_lower, sender}
+                added = [
+                    a
+                    for a in mail.to + mail.cc
+                    if a.address
+                    and a.address.lower() not in skip
+                    and not self._is_ours(a.address)
+                    and not self._people.is_agent(a.address)
+                ]
+                lifecycle.add_participants(conn, ticket_id, added, "cc", now)
+            text = msg.analysis.reply_text or mail.text
+            self._desk.notify(conn, ticket_id, event, pending, now, text=text, mail=mail)
         if msg.decision is not None and msg.decision.respond:
             self._respond_to_follow_up(conn, ticket_id, row, msg, pending)
 

@@ -37,6 +37,8 @@ SAMPLE_CONTEXT = {
     "requester": {"name": "Alice Example", "address": "alice@example.com"},
     "subject_tag": "[MB-2026-000042]",
     "support": {"name": "Support", "address": "support@example.com"},
+    # The closed ticket whose late reply opened this one, if any.
+    "previous": {"reference": "MB-2026-000041"},
     # Knowledge articles a respond action suggests (empty when none fits or none is asked for).
     "articles": [
         {
@@ -81,7 +83,7 @@ def rule_context(people: People) -> RuleContext:
 
 
 # Statuses in which a ticket counts as an agent's open work (least-open assignment).
-_OPEN_WORK = ("new", "open", "pending")
+_OPEN_WORK = ("new", "open", "pending", "restored")
 
 
 class Router:

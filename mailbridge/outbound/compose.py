@@ -26,10 +26,12 @@ import binascii
 import re
 import secrets
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
+from urllib.parse import quote
 
-__all__ = ["ComposeError", "compose", "sanitize_header_text"]
+__all__ = ["ComposeError", "OutgoingAttachment", "compose", "sanitize_header_text"]
 
 
 class ComposeError(ValueError):
@@ -291,6 +293,18 @@ def _address_field(name: str, display: str, address: str) -> str:
     return _field(name, [*phrase, f"<{address}>"])
 
 
+def _address_list_field(name: str, people: Sequence[tuple[str, str]]) -> str:
+    """Several addresses: each "phrase <addr>" (or the bare address), comma-separated."""
+    tokens: list[str] = []
+    for index, (display, address) in enumerate(people):
+        phrase = _phrase_tokens(name, sanitize_header_text(display, max_len=200))
+        group = [*phrase, f"<{address}>"] if phrase else [address]
+        if index < len(people) - 1:
+            group[-1] += ","
+        tokens.extend(group)
+    return _field(name, tokens)
+
+
 # --------------------------------------------------------------------------
 # Body
 # --------------------------------------------------------------------------
@@ -320,6 +334,55 @@ def _encoded_part(text: str, subtype: str) -> tuple[bytes, bytes]:
         data += b"\n"
     head = (f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: {cte}\r\n').encode("ascii")
     return head, data.replace(b"\n", b"\r\n")
+
+
+@dataclass(frozen=True)
+class OutgoingAttachment:
+    """A file to send along (an agent's attachment relayed to the requester, or the
+    requester's to the agent): the filename was sanitised when the mail was parsed."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+_CONTENT_TYPE_RE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}")
+
+
+def _attachment_part(att: OutgoingAttachment) -> bytes:
+    """One base64 part; the name as RFC 2231 (UTF-8, percent-encoded) whatever it is,
+    so no character of it can end the header or open a parameter of its own."""
+    ctype = att.content_type.lower() if _CONTENT_TYPE_RE.fullmatch(att.content_type.lower()) else ""
+    ctype = ctype or "application/octet-stream"
+    name = sanitize_header_text(att.filename, max_len=200) or "attachment"
+    encoded = "utf-8''" + quote(name, safe="")
+    head = (
+        f"Content-Type: {ctype}; name*={encoded}\r\n"
+        f"Content-Disposition: attachment; filename*={encoded}\r\n"
+        "Content-Transfer-Encoding: base64\r\n"
+    ).encode("ascii")
+    body = base64.encodebytes(att.data).replace(b"\n", b"\r\n")
+    return head + b"\r\n" + body
+
+
+def _mixed(text: str, html: str | None, attachments: Sequence[OutgoingAttachment]) -> bytes:
+    """multipart/mixed: the text (and HTML) part, then each attachment."""
+    inner = _body(text, html)
+    assert inner.startswith(b"MIME-Version: 1.0\r\n")
+    inner = inner[len(b"MIME-Version: 1.0\r\n") :]
+    parts = [inner, *(_attachment_part(att) for att in attachments)]
+    while True:
+        boundary = "=_mb_" + secrets.token_hex(12)
+        marker = boundary.encode("ascii")
+        if not any(marker in part for part in parts):
+            break
+    out = [b"MIME-Version: 1.0\r\n", f'Content-Type: multipart/mixed; boundary="{boundary}"\r\n\r\n'.encode()]
+    for part in parts:
+        # The CRLF before a delimiter belongs to it (RFC 2046 5.1.1): one more keeps
+        # each part's own last line break.
+        out += [b"--" + marker + b"\r\n", part, b"\r\n"]
+    out.append(b"--" + marker + b"--\r\n")
+    return b"".join(out)
 
 
 def _body(text: str, html: str | None) -> bytes:
@@ -387,6 +450,8 @@ def compose(
     references: Sequence[str] = (),
     auto_submitted: str | None = "auto-replied",
     extra_headers: Mapping[str, str] | None = None,
+    cc: Sequence[tuple[str, str]] = (),
+    attachments: Sequence[OutgoingAttachment] = (),
 ) -> bytes:
     """Build one complete message (CRLF line endings, 7-bit clean) as bytes.
 
@@ -396,6 +461,8 @@ def compose(
     """
     _check_address(from_address, "from_address")
     _check_address(to_address, "to_address")
+    for _name, address in cc:
+        _check_address(address, "cc")
     if reply_to is not None:
         _check_address(reply_to, "reply_to")
     if not _valid_msgid(message_id):
@@ -417,6 +484,7 @@ def compose(
     head: list[str] = [
         _address_field("From", from_name, from_address),
         _address_field("To", to_name, to_address),
+        *([_address_list_field("Cc", list(cc))] if cc else []),
         _field("Subject", _unstructured_tokens("Subject", sanitize_header_text(subject))),
         _field("Date", [format_datetime(date)]),
         _field("Message-ID", [f"<{message_id}>"]),
@@ -449,4 +517,5 @@ def compose(
 
     # Every header line is built from checked ASCII pieces; encode("ascii")
     # would raise rather than let anything else through.
-    return "".join(head).encode("ascii") + _body(text, html)
+    body = _mixed(text, html, attachments) if attachments else _body(text, html)
+    return "".join(head).encode("ascii") + body

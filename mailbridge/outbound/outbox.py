@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from mailbridge.config import SupportSettings
-from mailbridge.outbound.compose import compose
+from mailbridge.outbound.compose import OutgoingAttachment, compose
 from mailbridge.outbound.render import Renderer
 from mailbridge.parsing.mime import Address
 from mailbridge.rules import OutgoingFacts, RuleSet
@@ -44,45 +44,98 @@ class Outbox:
         references: Sequence[str],
         now: datetime,
         auto_submitted: str | None = "auto-replied",
+        attachments: Sequence[OutgoingAttachment] = (),
     ) -> str:
-        """Queue one mail to one recipient (written with the caller's transaction);
-        return its Message-ID. Raises TemplateError / ComposeError before queueing."""
-        # One token per recipient and ticket: a reply proves who it was sent to.
+        """Queue one mail from a template to one recipient (written with the caller's
+        transaction); return its Message-ID. Raises TemplateError / ComposeError before queueing."""
+        rendered = self._renderer.render(template, context)
+        return self.queue_written(
+            pending,
+            ticket_id=ticket_id,
+            kind=kind,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            to=to,
+            in_reply_to=in_reply_to,
+            references=references,
+            now=now,
+            auto_submitted=auto_submitted,
+            template=template,
+            attachments=attachments,
+        )
+
+    def queue_written(
+        self,
+        pending: Pending,
+        *,
+        ticket_id: int | None,
+        kind: str,
+        subject: str,
+        text: str,
+        html: str | None,
+        to: Address,
+        in_reply_to: str | None,
+        references: Sequence[str],
+        now: datetime,
+        auto_submitted: str | None,
+        template: str | None = None,
+        author: str | None = None,
+        from_name: str | None = None,
+        rcpt: Address | None = None,
+        cc: Sequence[Address] = (),
+        attachments: Sequence[OutgoingAttachment] = (),
+        reply_token: bool = True,
+    ) -> str:
+        """Queue one mail whose text is already written (an agent's answer, or a rendered
+        template). ``to`` and ``cc`` are the visible header; ``rcpt`` (default ``to``)
+        gets this copy and the reply token bound to it: a reply proves who it was sent to.
+        ``reply_token=False`` (mail about no ticket): no token, replies go to the plain address."""
+        rcpt = rcpt or to
         token = self._signer.new()
         token_id = self._signer.token_id(token)
         local, domain = self._support.address.split("@", 1)
         message_id = message_id_for(token, domain)
-        rendered = self._renderer.render(template, context)
+        reply_to = f"{local}+{token}@{domain}" if reply_token else self._support.address
         raw = compose(
-            from_name=self._support.name,
+            from_name=from_name if from_name is not None else self._support.name,
             from_address=self._support.address,
             to_name=to.name,
             to_address=to.address,
-            subject=rendered.subject,
-            text=rendered.text,
-            html=rendered.html,
+            subject=subject,
+            text=text,
+            html=html,
             message_id=message_id,
             date=now,
-            reply_to=f"{local}+{token}@{domain}",
+            reply_to=reply_to,
             in_reply_to=in_reply_to,
             references=list(references),
             auto_submitted=auto_submitted,
+            cc=[(a.name, a.address) for a in cc],
+            attachments=attachments,
         )
-        pending.tokens.append(
-            {
-                "id": token_id,
-                "ticket_id": ticket_id,
-                "address": to.address.lower(),
-                "purpose": "reply",
-                "created_at": now,
-            }
-        )
+        if reply_token:
+            pending.tokens.append(
+                {
+                    "id": token_id,
+                    "ticket_id": ticket_id,
+                    "address": rcpt.address.lower(),
+                    "purpose": "reply",
+                    "created_at": now,
+                }
+            )
         # Outgoing rules (the Gartner "e-mail monitoring"): some mail waits for a
         # supervisor's `mailbridge outbox approve|reject` instead of going out.
         state, hold_reason = "queued", None
         if self._rules is not None and self._rules.outgoing:
             facts = OutgoingFacts(
-                to=[to.address], subject=rendered.subject, text=rendered.text, at=now, template=template
+                to=[to.address],
+                cc=[a.address for a in cc],
+                subject=subject,
+                text=text,
+                at=now,
+                template=template,
+                author=author,
             )
             decision = self._rules.evaluate_outgoing(facts)
             if decision.held:
@@ -93,7 +146,7 @@ class Outbox:
                 "kind": kind,
                 "message_id": message_id,
                 "mail_from": self._support.address,
-                "rcpt": to.address,
+                "rcpt": rcpt.address,
                 "raw": raw,
                 "state": state,
                 "hold_reason": hold_reason,
@@ -103,5 +156,6 @@ class Outbox:
             }
         )
         # Replies to this mail name its Message-ID: index it like any of the ticket's.
-        pending.thread.append({"msgid": message_id, "ticket_id": ticket_id, "kind": "own"})
+        if ticket_id is not None:
+            pending.thread.append({"msgid": message_id, "ticket_id": ticket_id, "kind": "own"})
         return message_id

@@ -65,7 +65,7 @@ MAX_PATTERN_CHARS = 2000
 MAX_PROGRAM_SIZE = 1000
 # Explanations show what a pattern found only in values up to this size (a second search).
 _FOUND_MAX_CHARS = 8192
-TICKET_STATUSES = ("new", "open", "pending", "resolved", "closed")
+TICKET_STATUSES = ("new", "open", "pending", "restored", "resolved", "closed")
 ASSIGN_STRATEGIES = ("round_robin", "least_open", "skill")
 
 

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 SPOOL_SCHEMA = "spool"
@@ -113,6 +114,8 @@ tickets = Table(
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
     Column("related_ticket_id", Id, ForeignKey("tickets.id")),
+    # Set when an agent merged this ticket into another (#merge): replies go there.
+    Column("merged_into", Id, ForeignKey("tickets.id")),
     Column("flood", Boolean, nullable=False, default=False),
     # Incident classification (parsing/incident.py), set by extractors and later by rules.
     Column("type", String(24)),  # incident | service_request
@@ -176,6 +179,11 @@ messages = Table(
     Column("safe_html", Text),
     # A calendar invitation's method, summary, start and organizer (parsing/calendar.py).
     Column("calendar", JSON),
+    # An internal note (#note, or an agent's mail that could not act): never shown or
+    # sent to the requester.
+    Column("internal", Boolean, nullable=False, default=False, server_default=false()),
+    # The agent id of an agent's mail (authenticated or not: see the ticket's events).
+    Column("author", String(64)),
 )
 Index("ix_messages_ticket", messages.c.ticket_id, messages.c.id)
 

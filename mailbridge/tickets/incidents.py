@@ -17,7 +17,7 @@ from mailbridge.parsing.extractors import Extraction
 from mailbridge.store.tables import tickets
 
 # Statuses in which an incident is still "the open one" for its key.
-OPEN_STATUSES = ("new", "open", "pending")
+OPEN_STATUSES = ("new", "open", "pending", "restored")
 
 _OPEN = (
     select(tickets.c.id, tickets.c.reference, tickets.c.status, tickets.c.occurrences)

@@ -32,12 +32,15 @@ from mailbridge.store.tables import (
 )
 from mailbridge.tickets.refs import ReferenceFormat, next_sequence
 
-STATUSES = ("new", "open", "pending", "resolved", "closed")
-# Which status changes an admin (and later an agent) may make.
+# "restored": the service works again, the ticket is not resolved yet (ITIL's restore
+# target, which the SLA clocks measure separately from resolution).
+STATUSES = ("new", "open", "pending", "restored", "resolved", "closed")
+# Which status changes an admin or an agent may make.
 TRANSITIONS: Mapping[str, frozenset[str]] = {
-    "new": frozenset({"open", "pending", "resolved", "closed"}),
-    "open": frozenset({"pending", "resolved", "closed"}),
-    "pending": frozenset({"open", "resolved", "closed"}),
+    "new": frozenset({"open", "pending", "restored", "resolved", "closed"}),
+    "open": frozenset({"pending", "restored", "resolved", "closed"}),
+    "pending": frozenset({"open", "restored", "resolved", "closed"}),
+    "restored": frozenset({"open", "pending", "resolved", "closed"}),
     "resolved": frozenset({"open", "closed"}),
     "closed": frozenset({"open"}),
 }
@@ -218,6 +221,12 @@ def index_message_ids(conn: Connection, ticket_id: int, own: str | None, refs: I
     conn.execute(_THREAD_INSERT[conn.dialect.name], rows)
 
 
+def add_thread_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """thread_index rows (msgid, ticket_id, kind); ones already there are skipped."""
+    if rows:
+        conn.execute(_THREAD_INSERT[conn.dialect.name], rows)
+
+
 def add_inbound_message(
     conn: Connection,
     *,
@@ -230,6 +239,8 @@ def add_inbound_message(
     classification: str = "normal",
     classification_reason: str | None = None,
     direction: str = "in",
+    internal: bool = False,
+    author: str | None = None,
 ) -> int:
     """Store an inbound message on its ticket, or without one (ticket_id None: a bounce
     or auto-reply that matches none of our tickets, kept so nothing is lost)."""
@@ -254,6 +265,8 @@ def add_inbound_message(
                 "classification_reason": classification_reason,
                 "safe_html": mail.safe_html,
                 "calendar": mail.calendar.to_json() if mail.calendar else None,
+                "internal": internal,
+                "author": author,
             },
         )
     )

@@ -1,0 +1,732 @@
+"""The agents' side of the desk by mail: what they are told, and what their mail does.
+
+    pipeline: correlate -> the sender is an agent
+        -> [AgentDesk.agent_mail]  token bound to this agent? authenticated (auth.py)?
+              no  -> kept as an unauthenticated internal note; the agent is told why
+              yes -> commands.parse_commands -> checked against the ticket -> executed
+                     (changes.py / lifecycle) -> the rest relayed to the requester as
+                     the public answer, or kept as an internal note (#note)
+        -> [AgentDesk.forward]     "#fwd": a ticket on a customer's behalf (forward.py)
+    pipeline: ticket assigned / requester replied / reopened -> [AgentDesk.notify]
+    pipeline, commands, CLI: status resolved -> [AgentDesk.resolved_notice]
+
+Everything runs inside the worker's transaction for the mail and writes its mail
+through the outbox, so a crash leaves either all of it or none of it, and replaying
+the mail after a crash finds it already applied (pipeline's dedupe key).
+
+Trust: the From header proves nothing. A mail acts only when it carries a reply token
+we issued to that agent (or to a team the agent belongs to) for that very ticket AND
+the mail is authenticated (trusted intake, or a trusted Authentication-Results). #fwd
+needs authentication, no token. Nothing an agent's mail contains is ever used as a
+template or a header: the answer to the requester is composed fresh from its text.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from mailbridge.agents.auth import AuthVerdict, authenticate
+from mailbridge.agents.commands import HELP, Command, CommandError, ParsedCommands, parse_commands
+from mailbridge.agents.forward import extract_forwarded
+from mailbridge.config import Config
+from mailbridge.outbound.compose import ComposeError, OutgoingAttachment
+from mailbridge.outbound.outbox import Outbox
+from mailbridge.outbound.render import TemplateError
+from mailbridge.parsing.analysis import Analysis
+from mailbridge.parsing.mime import Address, ParsedMail
+from mailbridge.parsing.robots import auto_reply_block_reason
+from mailbridge.people import Agent, People
+from mailbridge.store.tables import messages, participants, tickets, undeliverable
+from mailbridge.tickets import changes, lifecycle
+from mailbridge.tickets.correlate import Correlation
+from mailbridge.tickets.refs import ReferenceFormat
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AgentDesk", "AgentMail"]
+
+# Attachments of a requester's mail that go along with the agent's notification.
+NOTIFY_ATTACHMENTS_MAX = 10 * 1024 * 1024
+_TICKET = select(
+    tickets.c.id,
+    tickets.c.reference,
+    tickets.c.subject,
+    tickets.c.status,
+    tickets.c.requester,
+    tickets.c.requester_name,
+    tickets.c.queue,
+    tickets.c.assignee,
+    tickets.c.priority,
+    tickets.c.severity,
+    tickets.c.category,
+    tickets.c.incident_key,
+    tickets.c.merged_into,
+)
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+@dataclass(frozen=True)
+class AgentMail:
+    """One inbound mail as the pipeline hands it over."""
+
+    inbound_id: int
+    analysis: Analysis
+    key: str  # the pipeline's dedupe key
+    mail_from: str | None
+    now: datetime
+    source: str  # smtp | lmtp | pipe | imap | import
+    mailbox: str | None = None  # the IMAP mailbox it came from
+    raw: bytes = b""  # the mail as received (for headers as written)
+
+    @property
+    def mail(self) -> ParsedMail:
+        return self.analysis.mail
+
+
+class AgentDesk:
+    def __init__(self, config: Config, people: People, outbox: Outbox, refs: ReferenceFormat) -> None:
+        self._config = config
+        self._people = people
+        self._outbox = outbox
+        self._refs = refs
+        self._own = {a.lower() for a in config.support.addresses}
+
+    # --- who is writing -------------------------------------------------------------
+
+    def agent_for(self, mail: ParsedMail) -> Agent | None:
+        """The agent whose address the From header names (a claim, proven later)."""
+        return self._people.agent_by_address(mail.from_.address) if mail.from_ and mail.from_.address else None
+
+    def verdict(self, msg: AgentMail) -> AuthVerdict:
+        auth = self._config.authentication
+        mail = msg.mail
+        domain = mail.from_.address.rsplit("@", 1)[-1].lower() if mail.from_ and "@" in mail.from_.address else ""
+        return authenticate(
+            raw_header_values(msg.raw, "Authentication-Results"),
+            from_domain=domain,
+            intake_trust=auth.trust_of(msg.source, msg.mailbox),
+            trusted_authserv_ids={a.lower() for a in auth.trusted_authserv_ids},
+        )
+
+    def _token_problem(self, corr: Correlation, agent: Agent) -> str | None:
+        """Why the token does not prove this agent, or None when it does."""
+        if corr.how != "token" or not corr.token_address:
+            return "it carries no reply token of ours: answer the notification mail, keeping its Reply-To address"
+        issued = corr.token_address.lower()
+        if issued == agent.email.lower():
+            return None
+        team = self._people.team_by_address(issued)
+        if team is not None and agent.id in team.members:
+            return None
+        return "its reply token was issued to another address, not to you"
+
+    # --- an agent's mail on a ticket ------------------------------------------------
+
+    def agent_mail(
+        self,
+        conn: Connection,
+        ticket_id: int,
+        corr: Correlation,
+        msg: AgentMail,
+        agent: Agent,
+        pending: lifecycle.Pending,
+    ) -> str:
+        """Apply an agent's mail to its ticket; return how it was taken (for the outcome):
+        "agent" (acted), "agent-note" (a #note), "agent-refused", "agent-error"."""
+        ticket = conn.execute(_TICKET.where(tickets.c.id == ticket_id)).one()
+        verdict = self.verdict(msg)
+        token_problem = self._token_problem(corr, agent)
+        parsed = parse_commands(msg.analysis.reply_text or "")
+        base = {"agent": agent.id, "authenticated": verdict.authenticated, "auth": verdict.how or verdict.reason}
+        if token_problem is not None or not verdict.authenticated:
+            why = token_problem or f"it is not authenticated: {verdict.reason}"
+            message_pk = self._store(conn, ticket_id, msg, agent, internal=True)
+            data = {**base, "message": message_pk, "reason": why, "commands": [c.text for c in parsed.commands]}
+            pending.events.append(lifecycle.event_row(ticket_id, msg.now, "agent_mail_refused", agent.id, data))
+            self._tell_agent(conn, ticket, msg, agent, pending, "agent-refused", {"reason": why})
+            return "agent-refused"
+        errors = list(parsed.errors) + self._check(conn, ticket, parsed)
+        if errors:
+            message_pk = self._store(conn, ticket_id, msg, agent, internal=True)
+            listed = [{"line": e.line, "text": e.text, "message": e.message} for e in errors]
+            data = {**base, "message": message_pk, "errors": listed}
+            pending.events.append(lifecycle.event_row(ticket_id, msg.now, "agent_commands_rejected", agent.id, data))
+            self._tell_agent(conn, ticket, msg, agent, pending, "agent-command-error", {"errors": listed})
+            return "agent-error"
+        note = any(c.name == "note" for c in parsed.commands)
+        answer = parsed.body.strip() and not note
+        message_pk = self._store(conn, ticket_id, msg, agent, internal=not answer, direction="out" if answer else "in")
+        extra = {"message": message_pk, "via": "mail", "authenticated": verdict.how}
+        resolved = self._execute(conn, ticket, parsed, agent, msg, pending, extra)
+        if note:
+            data = {**base, "message": message_pk}
+            pending.events.append(lifecycle.event_row(ticket_id, msg.now, "note_added", agent.id, data))
+        elif answer:
+            self._relay(conn, ticket, parsed.body, msg, agent, pending, extra)
+        lifecycle.touch(conn, ticket_id, msg.now, pending)
+        if resolved:
+            self.resolved_notice(conn, ticket_id, pending, msg.now)
+        return "agent-note" if note else "agent"
+
+    def _check(self, conn: Connection, ticket: Any, parsed: ParsedCommands) -> list[CommandError]:
+        """What the parser cannot know: agents, statuses allowed now, the merge target."""
+        errors = []
+        for command in parsed.commands:
+            problem = None
+            if command.name == "assign" and command.args[0] not in self._people.agents:
+                known = ", ".join(sorted(self._people.agents)) or "(none configured)"
+                problem = f"unknown agent {command.args[0]!r}; agents: {known}"
+            elif command.name == "status":
+                new = command.args[0]
+                allowed = lifecycle.TRANSITIONS.get(ticket.status, frozenset())
+                if new != ticket.status and new not in allowed:
+                    problem = (
+                        f"cannot go from {ticket.status} to {new}; from {ticket.status}: {', '.join(sorted(allowed))}"
+                    )
+            elif command.name == "category" and len(command.args[0]) > 64:
+                problem = "a category has at most 64 characters"
+            elif command.name == "merge":
+                target = conn.execute(_TICKET.where(tickets.c.reference == command.args[0])).first()
+                if target is None:
+                    problem = f"there is no ticket {command.args[0]}"
+                elif target.id == ticket.id:
+                    problem = "a ticket cannot be merged into itself"
+                elif target.merged_into is not None or target.status == "closed":
+                    problem = f"{target.reference} is closed; merge into an open ticket"
+            elif command.name == "kb" and not parsed.body.strip():
+                problem = "#kb publishes the text below the commands as an article; write the resolution there"
+            elif command.name == "fwd":
+                problem = "#fwd opens a new ticket: forward the customer's mail to the support address, not as a reply"
+            if problem:
+                errors.append(CommandError(command.line, command.text, f"{command.text}: {problem}"))
+        return errors
+
+    def _execute(
+        self,
+        conn: Connection,
+        ticket: Any,
+        parsed: ParsedCommands,
+        agent: Agent,
+        msg: AgentMail,
+        pending: lifecycle.Pending,
+        extra: dict[str, Any],
+    ) -> bool:
+        """Run the checked commands in order; True when the ticket became resolved."""
+        resolved = False
+        now, ticket_id = msg.now, int(ticket.id)
+        for command in parsed.commands:
+            data = {**extra, "command": command.text}
+            if command.name in ("assign", "take"):
+                target = agent.id if command.name == "take" else command.args[0]
+                changed = changes.assign(conn, ticket_id, target, actor=agent.id, now=now, pending=pending, extra=data)
+                if changed and target != agent.id:
+                    self.notify(conn, ticket_id, "assigned", pending, now, agents=[target])
+            elif command.name == "status":
+                old = lifecycle.set_status(
+                    conn, ticket_id, command.args[0], actor=agent.id, now=now, reason="by mail", pending=pending
+                )
+                resolved = resolved or (command.args[0] == "resolved" and old != "resolved")
+            elif command.name in changes.FIELDS:
+                changes.set_field(
+                    conn, ticket_id, command.name, command.args[0], actor=agent.id, now=now, pending=pending, extra=data
+                )
+            elif command.name == "tag":
+                changes.add_tags(conn, ticket_id, command.args, actor=agent.id, now=now, pending=pending, extra=data)
+            elif command.name == "merge":
+                into = conn.execute(_TICKET.where(tickets.c.reference == command.args[0])).one()
+                changes.merge(conn, ticket_id, int(into.id), actor=agent.id, now=now, pending=pending, extra=data)
+            elif command.name == "kb":
+                title = command.args[0] if command.args else str(ticket.subject)
+                path = self._publish_article(ticket, title, parsed.body, agent, now)
+                pending.events.append(
+                    lifecycle.event_row(ticket_id, now, "kb_published", agent.id, {**data, "path": path})
+                )
+            elif command.name == "ack":
+                pending.events.append(lifecycle.event_row(ticket_id, now, "escalation_acknowledged", agent.id, data))
+            # "note" changes nothing by itself: the caller keeps the mail internal.
+        return resolved
+
+    def _publish_article(self, ticket: Any, title: str, body: str, agent: Agent, now: datetime) -> str:
+        """#kb: the resolution as a Markdown article in the knowledge folder, written
+        atomically; the daemon's file watch indexes it. Only the agent's text goes in,
+        never the requester's."""
+        folder = self._config.knowledge_path
+        folder.mkdir(parents=True, exist_ok=True)
+        slug = _SLUG.sub("-", title.lower()).strip("-")[:60] or "article"
+        name = f"{slug}-{str(ticket.reference).lower()}.md"
+        front = (
+            "---\n"
+            f"title: {_yaml_text(title)}\n"
+            f"author: {agent.id}\n"
+            f"ticket: {ticket.reference}\n"
+            f"date: {now.date().isoformat()}\n"
+            "---\n\n"
+        )
+        _write_atomically(folder / name, front + body.strip() + "\n")
+        return name
+
+    # --- the answer to the requester ------------------------------------------------
+
+    def _relay(
+        self,
+        conn: Connection,
+        ticket: Any,
+        body: str,
+        msg: AgentMail,
+        agent: Agent,
+        pending: lifecycle.Pending,
+        extra: dict[str, Any],
+    ) -> None:
+        """The agent's text (commands, quoted history and signature removed) to the
+        requester, from the support address, in the requester's thread, with the
+        agent's attachments; the other people of the ticket in Cc."""
+        ticket_id = int(ticket.id)
+        requester = Address(ticket.requester_name or "", ticket.requester)
+        cc = self._copies(conn, ticket_id, requester.address)
+        last = conn.execute(
+            select(messages.c.message_id)
+            .where(
+                messages.c.ticket_id == ticket_id,
+                messages.c.from_address == requester.address,
+                messages.c.internal.is_(False),
+                messages.c.message_id.is_not(None),
+            )
+            .order_by(messages.c.id.desc())
+            .limit(1)
+        ).scalar()
+        support = self._config.support
+        text = f"{body.strip()}\n\n-- \n{agent.name}\n{support.name}\n"
+        subject = f"Re: {self._refs.tag(ticket.reference)} {ticket.subject}"
+        files = [
+            OutgoingAttachment(a.filename, a.content_type, a.payload)
+            for a in msg.mail.attachments
+            if not a.inline and a.kind != "message"
+        ]
+        sent = []
+        for rcpt in [requester, *cc]:
+            try:
+                self._outbox.queue_written(
+                    pending,
+                    ticket_id=ticket_id,
+                    kind="answer",
+                    subject=subject,
+                    text=text,
+                    html=None,
+                    to=requester,
+                    cc=cc,
+                    rcpt=rcpt,
+                    in_reply_to=last,
+                    references=[last] if last else [],
+                    now=msg.now,
+                    auto_submitted=None,
+                    author=agent.id,
+                    from_name=f"{agent.name} ({support.name})",
+                    attachments=files,
+                )
+            except ComposeError as exc:
+                log.error("answer to %s on %s not sent: %s", rcpt.address, ticket.reference, exc)
+                continue
+            sent.append(rcpt.address)
+        data = {**extra, "to": requester.address, "cc": [a.address for a in cc], "attachments": len(files)}
+        data["delivered_to"] = sent
+        pending.events.append(lifecycle.event_row(ticket_id, msg.now, "answered", agent.id, data))
+
+    def _copies(self, conn: Connection, ticket_id: int, requester: str) -> list[Address]:
+        """CC'd people of the ticket who get a copy of public answers: not the requester,
+        not us, not agents, not an address that bounced."""
+        if not self._config.tickets.cc_participants:
+            return []
+        rows = conn.execute(
+            select(participants.c.address, participants.c.name).where(
+                participants.c.ticket_id == ticket_id, participants.c.role == "cc"
+            )
+        ).all()
+        bounced = set(
+            conn.execute(
+                select(undeliverable.c.address).where(undeliverable.c.address.in_([r.address for r in rows]))
+            ).scalars()
+        )
+        return [
+            Address(r.name or "", r.address)
+            for r in rows
+            if r.address not in (requester, *self._own)
+            and r.address not in bounced
+            and not self._people.is_agent(r.address)
+        ]
+
+    # --- mail to agents -------------------------------------------------------------
+
+    def notify(
+        self,
+        conn: Connection,
+        ticket_id: int,
+        event: str,
+        pending: lifecycle.Pending,
+        now: datetime,
+        *,
+        text: str = "",
+        mail: ParsedMail | None = None,
+        agents: Sequence[str] | None = None,
+        exclude: str | None = None,
+    ) -> None:
+        """Tell the agents of a ticket (``agents``, or its assignee, or its team) what
+        happened: "assigned", "reply" (the requester wrote), "reopened", "forwarded".
+        Each mail carries a reply token bound to its recipient and this ticket."""
+        if not self._config.tickets.notify_agents:
+            return
+        ticket = conn.execute(_TICKET.where(tickets.c.id == ticket_id)).one()
+        recipients = self._notify_targets(ticket, agents)
+        if exclude:
+            recipients = [r for r in recipients if r.address != exclude.lower()]
+        if not recipients:
+            return
+        files: list[OutgoingAttachment] = []
+        listed = []
+        budget = NOTIFY_ATTACHMENTS_MAX
+        for att in mail.attachments if mail is not None else []:
+            if att.inline:
+                continue
+            listed.append({"filename": att.filename, "size": att.size, "content_type": att.content_type})
+            if att.kind != "message" and att.size <= budget:
+                files.append(OutgoingAttachment(att.filename, att.content_type, att.payload))
+                budget -= att.size
+        context = {
+            "event": event,
+            "ticket": {
+                "reference": ticket.reference,
+                "subject": ticket.subject,
+                "status": ticket.status,
+                "priority": ticket.priority,
+                "severity": ticket.severity,
+                "category": ticket.category,
+                "queue": ticket.queue,
+                "assignee": ticket.assignee,
+            },
+            "requester": {"name": ticket.requester_name or "", "address": ticket.requester},
+            "text": text[:20000],
+            "attachments": listed,
+            "attached": len(files),
+            "commands": HELP,
+            "subject_tag": self._refs.tag(ticket.reference),
+            "support": {"name": self._config.support.name, "address": self._config.support.address},
+        }
+        for rcpt in recipients:
+            try:
+                message_id = self._outbox.queue(
+                    pending,
+                    ticket_id=ticket_id,
+                    kind="agent-notification",
+                    template="agent-notification",
+                    context={**context, "agent": {"name": rcpt.name}},
+                    to=rcpt,
+                    in_reply_to=None,
+                    references=[],
+                    now=now,
+                    auto_submitted="auto-generated",
+                    attachments=files,
+                )
+            except (ComposeError, TemplateError) as exc:
+                log.error("no agent notification to %s for %s: %s", rcpt.address, ticket.reference, exc)
+                continue
+            data = {"to": rcpt.address, "event": event, "message_id": message_id}
+            pending.events.append(lifecycle.event_row(ticket_id, now, "agent_notified", "system", data))
+
+    def _notify_targets(self, ticket: Any, agents: Sequence[str] | None) -> list[Address]:
+        people = self._people
+        chosen: list[Address] = []
+        if agents is None:
+            if ticket.assignee and ticket.assignee in people.agents:
+                agents = [ticket.assignee]
+            elif ticket.queue and ticket.queue in people.teams:
+                team = people.team(ticket.queue)
+                if team.email:
+                    return [Address(team.name, team.email.lower())]
+                agents = list(team.members)
+            else:
+                agents = []
+        for agent_id in agents:
+            if agent_id in people.agents:
+                agent = people.agent(agent_id)
+                chosen.append(Address(agent.name, agent.email.lower()))
+        return chosen
+
+    def _tell_agent(
+        self,
+        conn: Connection,
+        ticket: Any,
+        msg: AgentMail,
+        agent: Agent,
+        pending: lifecycle.Pending,
+        template: str,
+        extra: dict[str, Any],
+    ) -> None:
+        """Why an agent's mail did nothing: to the agent's configured address (not to
+        whoever the From header names), never to an automated mail (no loops)."""
+        blocked = auto_reply_block_reason(msg.mail, msg.mail_from, self._own, self._config.support.domains)
+        if blocked is not None or msg.analysis.classification.kind != "normal":
+            return
+        context = {
+            "ticket": {"reference": ticket.reference, "subject": ticket.subject},
+            "agent": {"name": agent.name},
+            "commands": HELP,
+            "subject_tag": self._refs.tag(ticket.reference),
+            "support": {"name": self._config.support.name, "address": self._config.support.address},
+            **extra,
+        }
+        try:
+            self._outbox.queue(
+                pending,
+                ticket_id=int(ticket.id),
+                kind=template[:32],
+                template=template,
+                context=context,
+                to=Address(agent.name, agent.email.lower()),
+                in_reply_to=msg.mail.message_id,
+                references=[msg.mail.message_id] if msg.mail.message_id else [],
+                now=msg.now,
+            )
+        except (ComposeError, TemplateError) as exc:
+            log.error("could not tell %s why their mail did nothing: %s", agent.email, exc)
+
+    # --- mail to the requester ------------------------------------------------------
+
+    def resolved_notice(self, conn: Connection, ticket_id: int, pending: lifecycle.Pending, now: datetime) -> None:
+        """ "Resolved - reply to reopen" to the requester; never to an address that
+        bounced, nor for monitoring alerts (nobody reads mail there)."""
+        if not self._config.tickets.resolved_notice:
+            return
+        ticket = conn.execute(_TICKET.where(tickets.c.id == ticket_id)).one()
+        reason = None
+        if ticket.incident_key:
+            reason = "monitoring alert: nobody reads a resolved notice there"
+        elif conn.execute(select(undeliverable.c.address).where(undeliverable.c.address == ticket.requester)).first():
+            reason = f"{ticket.requester} is undeliverable"
+        if reason is not None:
+            data = {"reason": f"no resolved notice: {reason}"}
+            pending.events.append(lifecycle.event_row(ticket_id, now, "auto_reply_suppressed", "system", data))
+            return
+        requester = Address(ticket.requester_name or "", ticket.requester)
+        context = {
+            "ticket": {"reference": ticket.reference, "subject": ticket.subject, "status": "resolved"},
+            "requester": {"name": requester.name, "address": requester.address},
+            "subject_tag": self._refs.tag(ticket.reference),
+            "support": {"name": self._config.support.name, "address": self._config.support.address},
+        }
+        try:
+            message_id = self._outbox.queue(
+                pending,
+                ticket_id=ticket_id,
+                kind="resolved",
+                template="resolved",
+                context=context,
+                to=requester,
+                in_reply_to=None,
+                references=[],
+                now=now,
+                auto_submitted="auto-generated",
+            )
+        except (ComposeError, TemplateError) as exc:
+            log.error("no resolved notice for %s: %s", ticket.reference, exc)
+            return
+        data = {"to": requester.address, "message_id": message_id}
+        pending.events.append(lifecycle.event_row(ticket_id, now, "resolved_notice", "system", data))
+
+    def reopened_notice(
+        self, conn: Connection, ticket_id: int, pending: lifecycle.Pending, now: datetime, mail: ParsedMail
+    ) -> None:
+        """A requester's reply reopened a closed ticket ([tickets] reply_to_closed = "reopen"): say so."""
+        ticket = conn.execute(_TICKET.where(tickets.c.id == ticket_id)).one()
+        requester = Address(ticket.requester_name or "", ticket.requester)
+        context = {
+            "ticket": {"reference": ticket.reference, "subject": ticket.subject, "status": "open"},
+            "requester": {"name": requester.name, "address": requester.address},
+            "subject_tag": self._refs.tag(ticket.reference),
+            "support": {"name": self._config.support.name, "address": self._config.support.address},
+        }
+        try:
+            message_id = self._outbox.queue(
+                pending,
+                ticket_id=ticket_id,
+                kind="reopened",
+                template="reopened",
+                context=context,
+                to=requester,
+                in_reply_to=mail.message_id,
+                references=[*mail.references, mail.message_id] if mail.message_id else list(mail.references),
+                now=now,
+            )
+        except (ComposeError, TemplateError) as exc:
+            log.error("no reopened notice for %s: %s", ticket.reference, exc)
+            return
+        data = {"to": requester.address, "message_id": message_id}
+        pending.events.append(lifecycle.event_row(ticket_id, now, "reopened_notice", "system", data))
+
+    # --- #fwd -------------------------------------------------------------------------
+
+    def wants_forward(self, msg: AgentMail) -> bool:
+        parsed = parse_commands(msg.analysis.reply_text or msg.mail.text or "")
+        return bool(parsed.commands) and parsed.commands[0].name == "fwd"
+
+    def forward(
+        self, conn: Connection, msg: AgentMail, agent: Agent, pending: lifecycle.Pending
+    ) -> tuple[int, str] | str:
+        """Open a ticket for the customer whose mail an agent forwarded with #fwd.
+        Returns (ticket id, reference), or the reason nothing was opened (the agent is
+        told; the caller keeps the mail without a ticket)."""
+        verdict = self.verdict(msg)
+        parsed = parse_commands(msg.analysis.reply_text or msg.mail.text or "")
+        if not verdict.authenticated:
+            reason = f"#fwd needs an authenticated mail, and this one is not: {verdict.reason}"
+        elif parsed.errors:
+            reason = "; ".join(e.message for e in parsed.errors)
+        else:
+            reason = ""
+        found = extract_forwarded(msg.mail, own_addresses=self._own) if not reason else None
+        if not reason and found is None:
+            reason = (
+                "#fwd: no forwarded mail with the customer's address found in it"
+                " (forward it inline or as an attachment)"
+            )
+        if found is not None and self._people.is_agent(found.sender.address):
+            reason = "#fwd: the forwarded mail is from an agent, not from a customer"
+            found = None
+        if found is None:
+            self._tell_agent_without_ticket(msg, agent, pending, reason)
+            return reason
+        now = msg.now
+        ticket_id, reference = lifecycle.create_ticket(
+            conn, refs=self._refs, subject=found.subject, requester=found.sender, now=now, pending=pending
+        )
+        # The ticket's first message is the customer's, as forwarded; kept with the
+        # forward's raw mail (attachments included), authored by the agent.
+        message_pk = self._store(conn, ticket_id, msg, agent, internal=False)
+        data = {
+            "reference": reference,
+            "subject": found.subject,
+            "on_behalf_of": found.sender.address,
+            "forwarded_by": agent.id,
+            "how": found.how,
+            "message": message_pk,
+            "authenticated": verdict.how,
+        }
+        pending.events.append(lifecycle.event_row(ticket_id, now, "created", agent.id, data))
+        if found.message_id:
+            lifecycle.add_thread_rows(conn, [{"msgid": found.message_id[:998], "ticket_id": ticket_id, "kind": "own"}])
+        rest = ParsedCommands(tuple(c for c in parsed.commands if c.name != "fwd"), (), "")
+        ticket = conn.execute(_TICKET.where(tickets.c.id == ticket_id)).one()
+        errors = self._check(conn, ticket, rest)
+        if not errors:
+            extra = {"message": message_pk, "via": "mail", "authenticated": verdict.how}
+            self._execute(conn, ticket, rest, agent, msg, pending, extra)
+        if not any(c.name in ("assign", "take") for c in rest.commands):
+            changes.assign(conn, ticket_id, agent.id, actor=agent.id, now=now, pending=pending, extra={"via": "#fwd"})
+        return ticket_id, reference
+
+    def _tell_agent_without_ticket(self, msg: AgentMail, agent: Agent, pending: lifecycle.Pending, reason: str) -> None:
+        """Like _tell_agent, for a #fwd that opened nothing (no ticket to hang it on)."""
+        blocked = auto_reply_block_reason(msg.mail, msg.mail_from, self._own, self._config.support.domains)
+        if blocked is not None or msg.analysis.classification.kind != "normal":
+            return
+        support = self._config.support
+        text = (
+            f'Hello {agent.name},\n\nyour mail "{_one_line(msg.mail.subject)}" did not open a ticket:\n\n'
+            f"    {reason}\n\n{HELP}\n\n-- \n{support.name}\n"
+        )
+        try:
+            self._outbox.queue_written(
+                pending,
+                ticket_id=None,
+                kind="agent-refused",
+                subject=f"Not done: {_one_line(msg.mail.subject)}"[:200],
+                text=text,
+                html=None,
+                to=Address(agent.name, agent.email.lower()),
+                in_reply_to=msg.mail.message_id,
+                references=[msg.mail.message_id] if msg.mail.message_id else [],
+                now=msg.now,
+                auto_submitted="auto-replied",
+                reply_token=False,
+            )
+        except ComposeError as exc:
+            log.error("could not tell %s why #fwd did nothing: %s", agent.email, exc)
+
+    # --- storage --------------------------------------------------------------------
+
+    def _store(
+        self,
+        conn: Connection,
+        ticket_id: int | None,
+        msg: AgentMail,
+        agent: Agent,
+        *,
+        internal: bool,
+        direction: str = "in",
+    ) -> int:
+        analysis = msg.analysis
+        return lifecycle.add_inbound_message(
+            conn,
+            ticket_id=ticket_id,
+            inbound_id=msg.inbound_id,
+            mail=analysis.mail,
+            dedupe_key=msg.key,
+            now=msg.now,
+            reply_text=analysis.reply_text,
+            classification=analysis.classification.kind,
+            classification_reason=analysis.classification.reason,
+            direction=direction,
+            internal=internal,
+            author=agent.id,
+        )
+
+
+def raw_header_values(raw: bytes, name: str) -> list[str]:
+    """Every value of header ``name`` as written, top first: unfolded, never RFC 2047
+    decoded. ParsedMail's headers are decoded, and an MTA copies sender-controlled text
+    (the envelope sender) into its Authentication-Results: decoded, an encoded-word there
+    could forge "dkim=pass" inside the trusted header."""
+    end = raw.find(b"\r\n\r\n")
+    if end < 0:
+        end = raw.find(b"\n\n")
+    head = raw if end < 0 else raw[:end]
+    parsed = BytesHeaderParser(policy=compat32).parsebytes(head + b"\r\n\r\n")
+    values = parsed.get_all(name) or []
+    return [" ".join(str(v).split()) for v in values]
+
+
+def _one_line(text: str) -> str:
+    return " ".join((text or "(no subject)").split())[:150]
+
+
+def _yaml_text(text: str) -> str:
+    """A YAML double-quoted scalar: nothing in the title can end it or start a new key."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + "".join(ch if ch.isprintable() else " " for ch in escaped) + '"'
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".kb-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def commands_of(text: str) -> Sequence[Command]:
+    return parse_commands(text).commands

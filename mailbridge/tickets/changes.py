@@ -1,0 +1,136 @@
+"""Changes people make to a ticket: assignment, classification, tags, merging.
+
+    agents/desk.py (an agent's #commands by mail) --+
+    cli.py (`mailbridge tickets set`) --------------+--> [changes] -> tickets + events
+
+Status changes are lifecycle.set_status. Every change writes one event with who made it
+and the caller's extra data (the agent's message, how the mail was authenticated), so
+the history answers who, when, from which message; a change to the value it already
+has writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from mailbridge.parsing.mime import Address
+from mailbridge.store.tables import messages, participants, reply_tokens, thread_index, tickets
+from mailbridge.tickets import lifecycle
+
+__all__ = ["FIELDS", "add_tags", "assign", "merge", "set_field"]
+
+# Fields an agent or admin sets by name (#priority, --priority, ...).
+FIELDS = ("priority", "severity", "category")
+
+
+def _event(
+    conn: Connection,
+    pending: lifecycle.Pending | None,
+    ticket_id: int,
+    now: datetime,
+    kind: str,
+    actor: str,
+    data: Mapping[str, Any],
+) -> None:
+    if pending is not None:
+        pending.events.append(lifecycle.event_row(ticket_id, now, kind, actor, data))
+    else:
+        lifecycle.add_event(conn, ticket_id, now, kind, actor, data)
+
+
+def assign(
+    conn: Connection,
+    ticket_id: int,
+    agent_id: str | None,
+    *,
+    actor: str,
+    now: datetime,
+    pending: lifecycle.Pending | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> bool:
+    """Give the ticket to an agent (None: nobody); True when it changed."""
+    old = conn.execute(select(tickets.c.assignee).where(tickets.c.id == ticket_id)).scalar_one()
+    if old == agent_id:
+        return False
+    conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(assignee=agent_id, updated_at=now))
+    _event(conn, pending, ticket_id, now, "assigned", actor, {"from": old, "to": agent_id, **(extra or {})})
+    return True
+
+
+def set_field(
+    conn: Connection,
+    ticket_id: int,
+    name: str,
+    value: str,
+    *,
+    actor: str,
+    now: datetime,
+    pending: lifecycle.Pending | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> bool:
+    if name not in FIELDS:
+        raise ValueError(f"unknown field {name!r}")
+    column = tickets.c[name]
+    old = conn.execute(select(column).where(tickets.c.id == ticket_id)).scalar_one()
+    if old == value:
+        return False
+    conn.execute(update(tickets).where(tickets.c.id == ticket_id).values({name: value, "updated_at": now}))
+    data = {"field": name, "from": old, "to": value, **(extra or {})}
+    _event(conn, pending, ticket_id, now, "field_changed", actor, data)
+    return True
+
+
+def add_tags(
+    conn: Connection,
+    ticket_id: int,
+    tags: Sequence[str],
+    *,
+    actor: str,
+    now: datetime,
+    pending: lifecycle.Pending | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """Add tags not yet on the ticket; return the ones added."""
+    current = list(conn.execute(select(tickets.c.tags).where(tickets.c.id == ticket_id)).scalar_one() or [])
+    added = [t for t in dict.fromkeys(tags) if t not in current]
+    if added:
+        conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(tags=current + added, updated_at=now))
+        _event(conn, pending, ticket_id, now, "tagged", actor, {"tags": added, **(extra or {})})
+    return added
+
+
+def merge(
+    conn: Connection,
+    source_id: int,
+    target_id: int,
+    *,
+    actor: str,
+    now: datetime,
+    pending: lifecycle.Pending | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """Merge ticket ``source_id`` into ``target_id``: its messages, thread and reply
+    tokens move (so every later reply to either lands on the target), its people join
+    the target, and it is closed with merged_into set. Both histories say so."""
+    refs = dict(conn.execute(select(tickets.c.id, tickets.c.reference).where(tickets.c.id.in_([source_id, target_id]))))
+    conn.execute(update(messages).where(messages.c.ticket_id == source_id).values(ticket_id=target_id))
+    conn.execute(update(reply_tokens).where(reply_tokens.c.ticket_id == source_id).values(ticket_id=target_id))
+    # thread_index is keyed (msgid, ticket): copy what the target lacks, then drop the rest.
+    moved = conn.execute(select(thread_index).where(thread_index.c.ticket_id == source_id)).all()
+    if moved:
+        lifecycle.add_thread_rows(conn, [{"msgid": r.msgid, "ticket_id": target_id, "kind": r.kind} for r in moved])
+        conn.execute(thread_index.delete().where(thread_index.c.ticket_id == source_id))
+    people = conn.execute(select(participants).where(participants.c.ticket_id == source_id)).all()
+    for person in people:
+        role = "cc" if person.role == "requester" else person.role
+        lifecycle.add_participants(conn, target_id, [Address(person.name, person.address)], role, now)
+    conn.execute(update(tickets).where(tickets.c.id == source_id).values(merged_into=target_id))
+    lifecycle.set_status(conn, source_id, "closed", actor=actor, now=now, reason="merged", pending=pending)
+    data = {**(extra or {})}
+    _event(conn, pending, source_id, now, "merged_into", actor, {"into": refs[target_id], **data})
+    _event(conn, pending, target_id, now, "merged_from", actor, {"from": refs[source_id], **data})
+    conn.execute(update(tickets).where(tickets.c.id == target_id).values(updated_at=now))
