@@ -359,22 +359,78 @@ def tickets_show(ctx: click.Context, reference: str, as_json: bool) -> None:
 
 @tickets.command("set")
 @click.argument("reference")
-@click.option("--status", "new_status", required=True, help="new, open, pending, resolved or closed.")
+@click.option("--status", "new_status", default=None, help="open, pending, restored, resolved or closed.")
+@click.option("--assign", "assignee", default=None, help="An agent id from the config.")
+@click.option("--priority", type=click.Choice(["critical", "high", "medium", "low"]), default=None)
+@click.option(
+    "--severity", type=click.Choice(["business-halted", "business-interrupted", "user-affected"]), default=None
+)
+@click.option("--category", default=None, help="Up to 64 characters.")
+@click.option("--tag", "tags", multiple=True, help="A tag to add (repeat for more).")
+@click.option("--merge-into", "merge_into", default=None, help="Merge this ticket into that one (a reference).")
+@click.option("--by", "actor", default="admin", show_default=True, help="Who did it, for the history.")
 @click.pass_context
-def tickets_set(ctx: click.Context, reference: str, new_status: str) -> None:
-    """Change a ticket's status (as an admin)."""
+def tickets_set(
+    ctx: click.Context,
+    reference: str,
+    new_status: str | None,
+    assignee: str | None,
+    priority: str | None,
+    severity: str | None,
+    category: str | None,
+    tags: tuple[str, ...],
+    merge_into: str | None,
+    actor: str,
+) -> None:
+    """Change a ticket as an admin: what agents do with #commands by mail, with the same
+    checks, history, notifications (an assignee is told) and resolved notice."""
+    from mailbridge.agents.commands import Command
+    from mailbridge.agents.desk import AgentDesk
     from mailbridge.store.db import write_tx
-    from mailbridge.tickets.lifecycle import TransitionError, set_status
+    from mailbridge.tickets.lifecycle import STATUSES, Pending
     from mailbridge.tickets.views import ticket_id_for
 
+    if new_status is not None and new_status not in STATUSES:
+        _fail(f"unknown status {new_status!r}; expected one of {', '.join(STATUSES)}")
+    wanted: list[Command] = []
+    for name, value in (
+        ("assign", assignee),
+        ("status", new_status),
+        ("priority", priority),
+        ("severity", severity),
+        ("category", category),
+        ("merge", merge_into.upper() if merge_into else None),
+    ):
+        if value is not None:
+            wanted.append(Command(name, (value,), 0, f"--{name} {value}"))
+    for tag in tags:
+        wanted.append(Command("tag", (tag.lower(),), 0, f"--tag {tag}"))
+    if not wanted:
+        _fail("nothing to change: give --status, --assign, --priority, --severity, --category, --tag or --merge-into")
     app = _app(ctx)
+    desk = AgentDesk(app.config, app.people, app.outbox, app.refs)
+    now = app.clock()
     try:
         with write_tx(app.store.main) as conn:
             ticket_id = ticket_id_for(conn, reference)
-            old = set_status(conn, ticket_id, new_status, actor="admin", now=app.clock())
-    except (NotFound, TransitionError) as exc:
+            ticket = desk.ticket(conn, ticket_id)
+            errors = desk.check(conn, ticket, wanted)
+            if errors:
+                raise click.ClickException("; ".join(e.message for e in errors))
+            old_status = ticket.status
+            pending = Pending()
+            if desk.execute(conn, ticket, wanted, actor, now, pending, {"via": "cli"}):
+                desk.resolved_notice(conn, ticket_id, pending, now)
+            pending.flush(conn)
+    except NotFound as exc:
         _fail(str(exc))
-    click.echo(f"{reference.upper()}: {old} -> {new_status}")
+    except click.ClickException as exc:
+        _fail(exc.message)
+    for command in wanted:
+        if command.name == "status":
+            click.echo(f"{reference.upper()}: {old_status} -> {command.args[0]}")
+        else:
+            click.echo(f"{reference.upper()}: {command.name} {' '.join(command.args)}")
 
 
 # --- quarantine and outbox -------------------------------------------------------------

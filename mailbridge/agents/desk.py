@@ -169,7 +169,7 @@ class AgentDesk:
         answer = parsed.body.strip() and not note
         message_pk = self._store(conn, ticket_id, msg, agent, internal=not answer, direction="out" if answer else "in")
         extra = {"message": message_pk, "via": "mail", "authenticated": verdict.how}
-        resolved = self._execute(conn, ticket, parsed, agent, msg, pending, extra)
+        resolved = self.execute(conn, ticket, parsed.commands, agent.id, msg.now, pending, extra, body=parsed.body)
         if note:
             data = {**base, "message": message_pk}
             pending.events.append(lifecycle.event_row(ticket_id, msg.now, "note_added", agent.id, data))
@@ -213,52 +213,63 @@ class AgentDesk:
                 errors.append(CommandError(command.line, command.text, f"{command.text}: {problem}"))
         return errors
 
-    def _execute(
+    def execute(
         self,
         conn: Connection,
         ticket: Any,
-        parsed: ParsedCommands,
-        agent: Agent,
-        msg: AgentMail,
+        commands: Sequence[Command],
+        actor: str,
+        now: datetime,
         pending: lifecycle.Pending,
         extra: dict[str, Any],
+        *,
+        body: str = "",
     ) -> bool:
-        """Run the checked commands in order; True when the ticket became resolved."""
+        """Run checked commands in order (an agent's by mail, or an admin's from the CLI),
+        each with its event; True when the ticket became resolved (the caller sends the
+        notice after everything else)."""
         resolved = False
-        now, ticket_id = msg.now, int(ticket.id)
-        for command in parsed.commands:
+        ticket_id = int(ticket.id)
+        for command in commands:
             data = {**extra, "command": command.text}
             if command.name in ("assign", "take"):
-                target = agent.id if command.name == "take" else command.args[0]
-                changed = changes.assign(conn, ticket_id, target, actor=agent.id, now=now, pending=pending, extra=data)
-                if changed and target != agent.id:
+                target = actor if command.name == "take" else command.args[0]
+                changed = changes.assign(conn, ticket_id, target, actor=actor, now=now, pending=pending, extra=data)
+                if changed and target != actor:
                     self.notify(conn, ticket_id, "assigned", pending, now, agents=[target])
             elif command.name == "status":
+                reason = str(extra.get("via", ""))
                 old = lifecycle.set_status(
-                    conn, ticket_id, command.args[0], actor=agent.id, now=now, reason="by mail", pending=pending
+                    conn, ticket_id, command.args[0], actor=actor, now=now, reason=reason, pending=pending
                 )
                 resolved = resolved or (command.args[0] == "resolved" and old != "resolved")
             elif command.name in changes.FIELDS:
                 changes.set_field(
-                    conn, ticket_id, command.name, command.args[0], actor=agent.id, now=now, pending=pending, extra=data
+                    conn, ticket_id, command.name, command.args[0], actor=actor, now=now, pending=pending, extra=data
                 )
             elif command.name == "tag":
-                changes.add_tags(conn, ticket_id, command.args, actor=agent.id, now=now, pending=pending, extra=data)
+                changes.add_tags(conn, ticket_id, command.args, actor=actor, now=now, pending=pending, extra=data)
             elif command.name == "merge":
                 into = conn.execute(_TICKET.where(tickets.c.reference == command.args[0])).one()
-                changes.merge(conn, ticket_id, int(into.id), actor=agent.id, now=now, pending=pending, extra=data)
+                changes.merge(conn, ticket_id, int(into.id), actor=actor, now=now, pending=pending, extra=data)
             elif command.name == "kb":
                 title = command.args[0] if command.args else str(ticket.subject)
-                path = self._publish_article(ticket, title, parsed.body, agent, now)
-                pending.events.append(
-                    lifecycle.event_row(ticket_id, now, "kb_published", agent.id, {**data, "path": path})
-                )
+                path = self._publish_article(ticket, title, body, actor, now)
+                event = lifecycle.event_row(ticket_id, now, "kb_published", actor, {**data, "path": path})
+                pending.events.append(event)
             elif command.name == "ack":
-                pending.events.append(lifecycle.event_row(ticket_id, now, "escalation_acknowledged", agent.id, data))
+                pending.events.append(lifecycle.event_row(ticket_id, now, "escalation_acknowledged", actor, data))
             # "note" changes nothing by itself: the caller keeps the mail internal.
         return resolved
 
-    def _publish_article(self, ticket: Any, title: str, body: str, agent: Agent, now: datetime) -> str:
+    def check(self, conn: Connection, ticket: Any, commands: Sequence[Command], body: str = "") -> list[CommandError]:
+        """What would stop these commands on this ticket (the CLI's check, as for mail)."""
+        return self._check(conn, ticket, ParsedCommands(tuple(commands), (), body))
+
+    def ticket(self, conn: Connection, ticket_id: int) -> Any:
+        return conn.execute(_TICKET.where(tickets.c.id == ticket_id)).one()
+
+    def _publish_article(self, ticket: Any, title: str, body: str, author: str, now: datetime) -> str:
         """#kb: the resolution as a Markdown article in the knowledge folder, written
         atomically; the daemon's file watch indexes it. Only the agent's text goes in,
         never the requester's."""
@@ -269,7 +280,7 @@ class AgentDesk:
         front = (
             "---\n"
             f"title: {_yaml_text(title)}\n"
-            f"author: {agent.id}\n"
+            f"author: {_yaml_text(author)}\n"
             f"ticket: {ticket.reference}\n"
             f"date: {now.date().isoformat()}\n"
             "---\n\n"
@@ -629,10 +640,63 @@ class AgentDesk:
         errors = self._check(conn, ticket, rest)
         if not errors:
             extra = {"message": message_pk, "via": "mail", "authenticated": verdict.how}
-            self._execute(conn, ticket, rest, agent, msg, pending, extra)
+            if self.execute(conn, ticket, rest.commands, agent.id, now, pending, extra):
+                self.resolved_notice(conn, ticket_id, pending, now)
         if not any(c.name in ("assign", "take") for c in rest.commands):
             changes.assign(conn, ticket_id, agent.id, actor=agent.id, now=now, pending=pending, extra={"via": "#fwd"})
+        self._acknowledge_forwarded(
+            conn, ticket_id, reference, found.sender, found.subject, found.message_id, msg, pending
+        )
         return ticket_id, reference
+
+    def _acknowledge_forwarded(
+        self,
+        conn: Connection,
+        ticket_id: int,
+        reference: str,
+        customer: Address,
+        subject: str,
+        message_id: str | None,
+        msg: AgentMail,
+        pending: lifecycle.Pending,
+    ) -> None:
+        """The customer learns their ticket's reference (and gets a token to reply with);
+        nothing of the forward, the agent's note included, is quoted."""
+        bounced = conn.execute(select(undeliverable.c.address).where(undeliverable.c.address == customer.address))
+        if bounced.first() is not None:
+            data = {"reason": f"{customer.address} is undeliverable"}
+            pending.events.append(lifecycle.event_row(ticket_id, msg.now, "auto_reply_suppressed", "system", data))
+            return
+        context: dict[str, Any] = {
+            "ticket": {
+                "reference": reference,
+                "subject": subject or "(no subject)",
+                "status": "new",
+                "requester": customer.address,
+            },
+            "requester": {"name": customer.name, "address": customer.address},
+            "subject_tag": self._refs.tag(reference),
+            "support": {"name": self._config.support.name, "address": self._config.support.address},
+            "articles": [],
+            "previous": None,
+        }
+        try:
+            sent = self._outbox.queue(
+                pending,
+                ticket_id=ticket_id,
+                kind="acknowledgement",
+                template="acknowledgement",
+                context=context,
+                to=customer,
+                in_reply_to=message_id,
+                references=[message_id] if message_id else [],
+                now=msg.now,
+            )
+        except (ComposeError, TemplateError) as exc:
+            log.error("no acknowledgement for %s: %s", reference, exc)
+            return
+        data = {"to": customer.address, "message_id": sent}
+        pending.events.append(lifecycle.event_row(ticket_id, msg.now, "acknowledged", "system", data))
 
     def _tell_agent_without_ticket(self, msg: AgentMail, agent: Agent, pending: lifecycle.Pending, reason: str) -> None:
         """Like _tell_agent, for a #fwd that opened nothing (no ticket to hang it on)."""

@@ -100,6 +100,7 @@ _FWD_LINE = re.compile(r"\\?#fwd\b", re.IGNORECASE)
 _QUOTE = re.compile(r"[ \t]{0,3}> ?")
 _QUOTES_MULTILINE = re.compile(r"^[ \t]{0,3}> ?", re.MULTILINE)
 _TRAILING_SPACE = re.compile(r"[ \t\u00a0]+$", re.MULTILINE)
+_BLANK_LINES = re.compile(r"\n{3,}")
 # html2text escapes Markdown characters ("\-------", "\#fwd", "carol\_x").
 _MD_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
 # "---|---" under the first row of Thunderbird's header table, as html2text writes it.
@@ -332,11 +333,11 @@ def _note(text: str) -> str:
 
 
 def _tidy(text: str) -> str:
-    # html2text ends lines with "  " (a Markdown line break) and leaves no-break spaces on
-    # empty paragraphs: noise on a ticket.
+    # html2text ends lines with "  " (a Markdown line break) and leaves lines of spaces and
+    # no-break spaces for empty paragraphs: noise on a ticket, collapsed to one blank line.
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return _TRAILING_SPACE.sub("", text).strip()
+    return _BLANK_LINES.sub("\n\n", _TRAILING_SPACE.sub("", text)).strip()
 
 
 def _one_line(text: str) -> str:
