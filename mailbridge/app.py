@@ -113,7 +113,7 @@ class App:
         from mailbridge.tickets.correlate import Correlator
 
         locals_ = [a.split("@", 1)[0] for a in self.config.support.addresses]
-        correlator = Correlator(self.signer, self.refs, locals_)
+        correlator = Correlator(self.signer, self.refs, locals_, is_agent=self.people.is_agent)
         return Pipeline(
             self.config,
             self.store,

@@ -346,6 +346,10 @@ def tickets_show(ctx: click.Context, reference: str, as_json: bool) -> None:
         console.print(f"delivery failed: {failure['address']} {failure['status'] or ''} ({kind})", highlight=False)
     for msg in data["messages"]:
         label = "" if msg["classification"] == "normal" else f" [{msg['classification']}]"
+        if msg["author"]:
+            label += f" [agent {msg['author']}]"
+        if msg["internal"]:
+            label += " [internal note]"
         console.rule(f"{msg['direction']} {msg['from']} {msg['received_at']}{label}")
         console.print(msg["text"], markup=False, highlight=False)
         for att in msg["attachments"]:

@@ -496,10 +496,16 @@ class Pipeline:
         agent_msg = AgentMail(
             msg.inbound_id, msg.analysis, msg.key, msg.mail_from, msg.now, msg.source, msg.mailbox, raw
         )
-        if corr.ticket_id is not None:
-            how = self._desk.agent_mail(conn, corr.ticket_id, corr, agent_msg, agent, pending)
-            reference = conn.execute(_TICKET_STATE, {"s_ticket": corr.ticket_id}).one().reference
-            return Outcome(msg.inbound_id, "done", reference, how)
+        # An agent is no participant, so a thread or subject match comes back as
+        # "related": that is still the ticket the mail is about (it acts only with the
+        # agent's token, which such a mail lacks: it is kept there as a note).
+        ticket_id = corr.ticket_id if corr.ticket_id is not None else corr.related_ticket_id
+        if ticket_id is not None:
+            row = conn.execute(_TICKET_STATE, {"s_ticket": ticket_id}).one()
+            if row.requester == msg.sender:
+                return None  # an agent's own ticket: they write as its requester
+            how = self._desk.agent_mail(conn, ticket_id, corr, agent_msg, agent, pending)
+            return Outcome(msg.inbound_id, "done", row.reference, how)
         if not self._desk.wants_forward(agent_msg):
             return None
         result = self._desk.forward(conn, agent_msg, agent, pending)

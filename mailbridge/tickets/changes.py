@@ -116,7 +116,8 @@ def merge(
     """Merge ticket ``source_id`` into ``target_id``: its messages, thread and reply
     tokens move (so every later reply to either lands on the target), its people join
     the target, and it is closed with merged_into set. Both histories say so."""
-    refs = dict(conn.execute(select(tickets.c.id, tickets.c.reference).where(tickets.c.id.in_([source_id, target_id]))))
+    rows = conn.execute(select(tickets.c.id, tickets.c.reference).where(tickets.c.id.in_([source_id, target_id])))
+    refs = {int(r.id): str(r.reference) for r in rows}
     conn.execute(update(messages).where(messages.c.ticket_id == source_id).values(ticket_id=target_id))
     conn.execute(update(reply_tokens).where(reply_tokens.c.ticket_id == source_id).values(ticket_id=target_id))
     # thread_index is keyed (msgid, ticket): copy what the target lacks, then drop the rest.

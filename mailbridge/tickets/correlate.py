@@ -2,18 +2,21 @@
 
 Order of evidence, strongest first:
  (a) a signed reply token of ours, in an envelope recipient / To / Cc address
-     (`support+TOKEN@`) or in a Message-ID it replies to; the token alone is proof;
+     (`support+TOKEN@`) or in a Message-ID it replies to, when the sender is the
+     address the token was issued to, a participant of its ticket, or an agent (whose
+     mail agents/desk.py then checks for the token bound to them);
  (b) In-Reply-To/References naming a message of a ticket, or a ticket's message naming
      this one (a parent that arrives after its reply), when the sender is a participant;
  (c) the reference in the subject (`[MB-2026-000042]`), when the sender is a participant.
-A thread or subject match from a non-participant does not join the ticket (anyone can
-copy a subject or a Message-ID); the new ticket is linked to it as related instead.
+A token, thread or subject match from anyone else does not join the ticket (anyone can
+copy a subject or a Message-ID, and a token travels with every copy of our mail): the
+stranger gets a new ticket of their own, linked to it as related.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, bindparam, select, text
@@ -68,22 +71,37 @@ def candidate_tokens(mail: ParsedMail, rcpts: Sequence[str], support_locals: Ite
 
 
 class Correlator:
-    def __init__(self, signer: TokenSigner, refs: ReferenceFormat, support_locals: Iterable[str]) -> None:
+    def __init__(
+        self,
+        signer: TokenSigner,
+        refs: ReferenceFormat,
+        support_locals: Iterable[str],
+        is_agent: Callable[[str], bool] = lambda _address: False,
+    ) -> None:
         self._signer = signer
         self._refs = refs
         self._support_locals = list(support_locals)
+        self._is_agent = is_agent
 
     def correlate(self, conn: Connection, mail: ParsedMail, rcpts: Sequence[str]) -> Correlation:
         sender = mail.from_.address.lower() if mail.from_ else ""
+        related: int | None = None
         for token in candidate_tokens(mail, rcpts, self._support_locals):
             token_id = self._signer.verify(token)
             if token_id is None:
                 continue
             row = conn.execute(_TOKEN, {"k_id": token_id}).first()
-            if row is not None:
-                return Correlation(int(row.ticket_id), "token", token_address=row.address)
+            if row is None:
+                continue
+            ticket_id = int(row.ticket_id)
+            if (
+                (sender and sender == row.address)
+                or self._is_participant(conn, ticket_id, sender)
+                or (sender and self._is_agent(sender))
+            ):
+                return Correlation(ticket_id, "token", token_address=row.address)
+            related = related or ticket_id
 
-        related: int | None = None
         thread_tickets = self._thread_tickets(conn, mail)
         for ticket_id in thread_tickets:
             if self._is_participant(conn, ticket_id, sender):

@@ -50,6 +50,7 @@ def _summary(row: Any, related: str | None = None) -> dict[str, Any]:
         "tags": list(row.tags or []),
         "custom_fields": dict(row.custom_fields or {}),
         "last_occurrence_at": _iso(row.last_occurrence_at),
+        "merged_into": row.merged_into,
     }
 
 
@@ -139,6 +140,8 @@ def show_ticket(conn: Connection, reference: str) -> dict[str, Any]:
                 "has_safe_html": m.safe_html is not None,
                 "classification": m.classification,
                 "classification_reason": m.classification_reason,
+                "internal": bool(m.internal),
+                "author": m.author,
                 "attachments": atts,
             }
         )
