@@ -473,3 +473,60 @@ def test_closed_ticket_reopens_when_configured(sink, start_daemon, tmp_path):
     poll(lambda: len(_to(sink, "rita@example.com")) == 2)
     assert _to(sink, "rita@example.com")[1]["Subject"].startswith("Reopened:")
     poll(lambda: any("[reopened]" in m["Subject"] for m in _to(sink, "alice@staff.example")))
+
+
+def test_cc_people_join_the_conversation_and_reply_all_keeps_them(sink, start_daemon, tmp_path):
+    daemon = _site(start_daemon, sink, tmp_path)
+    ref, ack, note = _open_ticket(daemon, sink, subject="Projector broken")
+    # Rita replies to all, adding her boss Dave in Cc (and our address again, as clients do).
+    again = EmailMessage()
+    again["From"] = "Rita Requester <rita@example.com>"
+    again["To"] = str(ack["Reply-To"])
+    again["Cc"] = "Dave Boss <dave@example.com>, support@help.example"
+    again["Subject"] = "Re: " + str(ack["Subject"])
+    again["Message-ID"] = "<rita-2@example.com>"
+    again["In-Reply-To"] = str(ack["Message-ID"])
+    again.set_content("Dave needs it for Monday.\n")
+    daemon.send(again.as_bytes(policy=policy.SMTP), rcpts=[str(ack["Reply-To"])], mail_from="rita@example.com")
+    daemon.wait_idle()
+    roles = {p["address"]: p["role"] for p in _show(daemon, ref)["participants"]}
+    assert roles == {"rita@example.com": "requester", "dave@example.com": "cc"}, "no support or agent address joins"
+    # Alice answers: Rita in To, Dave in Cc, each with a token of their own.
+    daemon.send(reply(note, "A new one arrives on Friday."), rcpts=[note["Reply-To"]])
+    daemon.wait_idle()
+    poll(lambda: len(_to(sink, "dave@example.com")) == 1)
+    daves = _to(sink, "dave@example.com")[0]
+    assert "rita@example.com" in daves["To"] and "dave@example.com" in daves["Cc"]
+    assert daves["Reply-To"] != _to(sink, "rita@example.com")[-1]["Reply-To"]
+    # Dave's reply (a watcher's) joins the ticket and Alice hears of it.
+    daemon.send(
+        reply(daves, "Friday is fine.", sender="Dave Boss <dave@example.com>", auth=None),
+        rcpts=[daves["Reply-To"]],
+        mail_from="dave@example.com",
+    )
+    daemon.wait_idle()
+    froms = [m["from"] for m in _show(daemon, ref)["messages"]]
+    assert froms.count("dave@example.com") == 1
+    poll(lambda: any("Friday is fine." in _text(m) for m in _to(sink, "alice@staff.example")))
+
+
+def test_automated_senders_get_no_acknowledgement(sink, start_daemon, tmp_path):
+    """The "Ticket Trick": a service asked to write to the support address (a sign-up
+    verification) must not have its content echoed to anyone, and gets no answer."""
+    daemon = _site(start_daemon, sink, tmp_path)
+    daemon.send(
+        make_mail(
+            sender="Service <noreply@service.example>",
+            subject="Verify your address: code 771188",
+            body="Click https://service.example/verify?t=SECRET771188 to confirm.\n",
+        ),
+        mail_from="noreply@service.example",
+    )
+    daemon.wait_idle()
+    [ticket] = mailbridge_json(daemon.config, "tickets", "list")
+    assert _to(sink, "noreply@service.example") == []
+    reasons = [e["data"]["reason"] for e in _events(daemon, ticket["reference"], "auto_reply_suppressed")]
+    assert reasons and "noreply" in reasons[0]
+    # The agent is told (agents are staff); nobody outside is.
+    poll(lambda: len(sink.messages) == 1)
+    assert [m["rcpts"] for m in sink.messages] == [["alice@staff.example"]]
