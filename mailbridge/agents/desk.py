@@ -395,8 +395,8 @@ class AgentDesk:
         """Tell the agents of a ticket (``agents``, or its assignee, or its team) what
         happened: "assigned", "reply" (the requester wrote), "reopened", "forwarded".
         Each mail carries a reply token bound to its recipient and this ticket."""
-        if not self._config.tickets.notify_agents:
-            return
+        if not self._config.tickets.notify_agents or not self._people.agents:
+            return  # (no agents configured: not even the ticket is read, on the hot path)
         ticket = conn.execute(_TICKET.where(tickets.c.id == ticket_id)).one()
         recipients = self._notify_targets(ticket, agents)
         if exclude:
