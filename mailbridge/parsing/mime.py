@@ -526,6 +526,44 @@ def _message_id(value: str | None) -> str | None:
 # --- the MIME tree ------------------------------------------------------------
 
 _BODY_TYPES = frozenset({"text/plain", "text/html"})
+_FLOWED = re.compile(r";\s*format\s*=\s*\"?flowed\b", re.IGNORECASE)
+_DELSP_YES = re.compile(r";\s*delsp\s*=\s*\"?yes\b", re.IGNORECASE)
+
+
+def unflow(text: str, *, delsp: bool = False) -> str:
+    """Undo RFC 3676 format=flowed (Thunderbird's default, Apple Mail's): a line ending in
+    a space continues on the next line of the same quote depth; a leading space was added
+    ("stuffed") before lines starting with a space, ">" or "From ". Without this a long
+    line (an agent's "#kb TITLE ...") comes out cut in two. The signature separator
+    "-- " is never a soft break. Written here because the email package does not decode
+    flowed text and no maintained library does just this."""
+    out: list[str] = []
+    pending: str | None = None  # a paragraph being joined, with its quote prefix
+    pending_depth = 0
+    for raw in text.split("\n"):
+        depth = len(raw) - len(raw.lstrip(">"))
+        line = raw[depth:]
+        if line.startswith(" "):
+            line = line[1:]  # space-stuffing (RFC 3676 4.4), or the space after ">"s
+        soft = line.endswith(" ") and line != "-- "
+        if pending is not None and depth != pending_depth:
+            out.append(pending)  # a quote depth change ends a paragraph (RFC 3676 4.5)
+            pending = None
+        if soft and delsp:
+            line = line[:-1]
+        prefix = ">" * depth + (" " if depth else "")
+        if pending is None:
+            pending, pending_depth = prefix + line, depth
+        else:
+            pending += line
+        if not soft:
+            out.append(pending)
+            pending = None
+    if pending is not None:
+        out.append(pending)
+    return "\n".join(out)
+
+
 _TOKEN_TYPE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _KNOWN_CTE = frozenset(
     {"", "7bit", "8bit", "binary", "base64", "quoted-printable", "x-uuencode", "uuencode", "uue", "x-uue"}
@@ -619,6 +657,10 @@ class _Walk:
                 found = _META_CHARSET.search(payload, 0, 4096)
                 charset = found.group(1).decode("ascii") if found else None
             text = _decode(payload, charset, where, self.defects).replace("\r\n", "\n").replace("\r", "\n")
+            if ctype == "text/plain":
+                flowed = _FLOWED.search(mime["content-type"])
+                if flowed is not None:
+                    text = unflow(text, delsp=_DELSP_YES.search(mime["content-type"]) is not None)
             (self.html if ctype == "text/html" else self.plain).append(text)
             return
         if ctype in _TNEF_TYPES or (original is not None and original.lower() == "winmail.dat"):

@@ -81,7 +81,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.header import Header
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from email.quoprimime import body_encode as _qp_encode
 from html.parser import HTMLParser
 from typing import Literal
@@ -161,7 +161,6 @@ def _read(original: bytes) -> _Original:
 
     attachments: list[tuple[str, str, bytes]] = []
     for part in msg.iter_attachments():
-        assert isinstance(part, EmailMessage)
         ctype = part.get_content_type()
         name = part.get_filename()
         if ctype == "message/rfc822":
@@ -193,7 +192,7 @@ def _read(original: bytes) -> _Original:
     )
 
 
-def _content(part: EmailMessage) -> str:
+def _content(part: MIMEPart) -> str:
     try:
         content = part.get_content()
         if isinstance(content, str):
@@ -302,6 +301,11 @@ def _when(original: _Original) -> datetime:
     """The reply's own date: now, or just after the original if that is in the future."""
     now = datetime.now(UTC)
     return now if now > original.date else original.date + timedelta(minutes=2)
+
+
+def _date_field(d: datetime) -> str:
+    """RFC 5322 date as the clients write it: "Mon, 7 Dec 2026 10:05:12 +0100" (day not padded)."""
+    return re.sub(r"^(\w{3}), 0(\d)", r"\1, \2", email.utils.format_datetime(d.replace(microsecond=0)))
 
 
 def _domain(address: str) -> str:
@@ -443,41 +447,50 @@ def _b_words(value: str, charset: str) -> str:
 # ---- attachments --------------------------------------------------------------------------
 
 
+def _params(value: str, params: Sequence[str], fold: str) -> str:
+    """``value; p1; p2`` on one line when it fits in 78 columns with its field name, else one
+    parameter a line the client's way (``fold`` replaces "; ")."""
+    line = "; ".join([value, *params])
+    if len(line) + len("Content-Disposition: ") <= 78:
+        return line
+    return value + fold + fold.join(params)
+
+
 def _attachment(client: Client, filename: str, ctype: str, data: bytes, index: int, when: datetime) -> _Part:
     ascii_name = filename.isascii()
     safe = filename.replace("\\", "\\\\").replace('"', '\\"')
     if client == "thunderbird":
         name = safe if ascii_name else _b_words(filename, "UTF-8")
-        disposition = (
-            f'attachment; filename="{safe}"' if ascii_name else "attachment;\r\n " + _rfc2231("filename", filename)
-        )
+        fold = ";\r\n "
+        filename_param = f'filename="{safe}"' if ascii_name else _rfc2231("filename", filename)
         head = [
-            ("Content-Type", f'{ctype}; name="{name}"'),
-            ("Content-Disposition", disposition),
+            ("Content-Type", _params(ctype, [f'name="{name}"'], fold)),
+            ("Content-Disposition", _params("attachment", [filename_param], fold)),
             ("Content-Transfer-Encoding", "base64"),
         ]
         return _Part(head, _base64(data, 72))
     if client == "gmail":
         name = safe if ascii_name else _b_words(filename, "UTF-8")
+        fold = "; \r\n\t"
         ident = f"f_{_random(string.ascii_lowercase + string.digits, 9)}{index}"
         head = [
-            ("Content-Type", f'{ctype}; name="{name}"'),
-            ("Content-Disposition", f'attachment; filename="{name}"'),
+            ("Content-Type", _params(ctype, [f'name="{name}"'], fold)),
+            ("Content-Disposition", _params("attachment", [f'filename="{name}"'], fold)),
             ("Content-Transfer-Encoding", "base64"),
             ("Content-ID", f"<{ident}>"),
             ("X-Attachment-Id", ident),
         ]
         return _Part(head, _base64(data))
     name = safe if ascii_name else _b_words(filename, "utf-8")
+    fold = ";\r\n\t"
     stamp = email.utils.format_datetime(when.astimezone(UTC), usegmt=True)
+    first = _params("attachment", [f'filename="{name}"', f"size={len(data)}"], fold)
+    if fold in first:  # Exchange keeps the size with the name
+        first = f'attachment;\r\n\tfilename="{name}"; size={len(data)}'
     head = [
-        ("Content-Type", f'{ctype}; name="{name}"'),
+        ("Content-Type", _params(ctype, [f'name="{name}"'], fold)),
         ("Content-Description", name),
-        (
-            "Content-Disposition",
-            f'attachment;{" " if len(name) < 40 else chr(13) + chr(10) + chr(9)}filename="{name}"; size={len(data)};'
-            f'\r\n\tcreation-date="{stamp}";\r\n\tmodification-date="{stamp}"',
-        ),
+        ("Content-Disposition", f'{first};\r\n\tcreation-date="{stamp}";\r\n\tmodification-date="{stamp}"'),
         ("Content-Transfer-Encoding", "base64"),
     ]
     return _Part(head, _base64(data))
@@ -586,7 +599,7 @@ def _tb_fields(
 ) -> list[tuple[str, str]]:
     fields = [
         ("Message-ID", f"<{uuid.uuid4()}@{_domain(sender[1])}>"),
-        ("Date", email.utils.format_datetime(when.astimezone())),
+        ("Date", _date_field(when.astimezone())),
         ("MIME-Version", "1.0"),
         ("User-Agent", "Mozilla Thunderbird"),
         ("Subject", _encode_text(subject)),
@@ -867,7 +880,7 @@ def _outlook_fields(
         ("Subject", _encode_text(subject)),
         ("Thread-Topic", _encode_text(topic)),
         ("Thread-Index", thread_index),
-        ("Date", email.utils.format_datetime(when.astimezone(UTC).replace(microsecond=0)).replace("-0000", "+0000")),
+        ("Date", _date_field(when.astimezone(UTC)).replace("-0000", "+0000")),
         ("Message-ID", message_id),
     ]
     if references:
@@ -1014,7 +1027,7 @@ def _gmail_fields(
     )
     fields += [
         ("From", _encode_mailbox(sender)),
-        ("Date", email.utils.format_datetime(when.astimezone().replace(microsecond=0))),
+        ("Date", _date_field(when.astimezone())),
         ("Message-ID", message_id + "@mail.gmail.com>"),
         ("Subject", _encode_text(subject)),
         ("To", ", ".join(_encode_mailbox(p) for p in to)),
