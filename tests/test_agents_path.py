@@ -12,6 +12,9 @@ from email.message import EmailMessage, Message
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from tests.agents import mua
 from tests.support import Daemon, Sink, mailbridge, mailbridge_json, make_mail, poll
 
 PEOPLE = """
@@ -530,3 +533,58 @@ def test_automated_senders_get_no_acknowledgement(sink, start_daemon, tmp_path):
     # The agent is told (agents are staff); nobody outside is.
     poll(lambda: len(sink.messages) == 1)
     assert [m["rcpts"] for m in sink.messages] == [["alice@staff.example"]]
+
+
+@pytest.mark.parametrize("client", ["thunderbird", "outlook", "gmail"])
+def test_real_mail_clients_replies_and_forwards(client, sink, start_daemon, tmp_path):
+    """The agent's reply as each client composes it (quotes, HTML, non-breaking spaces,
+    format=flowed, attachments); then a customer's mail forwarded with #fwd."""
+    daemon = _site(start_daemon, sink, tmp_path)
+    ref, _ack, note_msg = _open_ticket(daemon, sink, subject="Laptop will not boot")
+    note = next(m["raw"] for m in sink.messages if m["rcpts"] == ["alice@staff.example"])
+    typed = (
+        "#priority high\n#tag hardware\n\nHello Rita,\n\nplease hold the power button for ten seconds, "
+        "then start it again. If that does not help, bring it to room 4.12."
+    )
+    raw = mua.reply(
+        client,
+        note,
+        sender=ALICE,
+        body=typed,
+        attachments=[("Anleitung Neustart.pdf", "application/pdf", b"%PDF-1.4 restart guide")],
+        headers={"Authentication-Results": DKIM_PASS},
+    )
+    daemon.send(raw, rcpts=[str(note_msg["Reply-To"])], mail_from="alice@staff.example")
+    daemon.wait_idle()
+    poll(lambda: len(_to(sink, "rita@example.com")) == 2)
+    public = _to(sink, "rita@example.com")[1]
+    body = " ".join(_text(public).replace("\u00a0", " ").split())
+    assert "please hold the power button for ten seconds, then start it again." in body
+    assert "bring it to room 4.12." in body
+    assert "#priority" not in body and "#tag" not in body
+    assert "The requester wrote" not in body and "the requester wrote" not in body, "no quoted notification"
+    assert [p.get_filename() for p in public.iter_attachments()] == ["Anleitung Neustart.pdf"]
+    shown = _show(daemon, ref)
+    assert (shown["priority"], shown["tags"]) == ("high", ["hardware"])
+
+    customer = make_mail(
+        sender="Carol Customer <carol@customer.example>",
+        to="alice@staff.example",
+        subject="Printer offline",
+        body="Our printer on floor 2 is offline since this morning.\n",
+    )
+    fwd = mua.forward(
+        client,
+        customer,
+        sender=ALICE,
+        to="support@help.example",
+        note="#fwd\n#severity user-affected\nCarol asked me in the corridor.",
+        headers={"Authentication-Results": DKIM_PASS},
+    )
+    daemon.send(fwd, mail_from="alice@staff.example")
+    daemon.wait_idle()
+    opened = [
+        t for t in mailbridge_json(daemon.config, "tickets", "list") if t["requester"] == "carol@customer.example"
+    ]
+    assert len(opened) == 1 and opened[0]["subject"] == "Printer offline"
+    assert _show(daemon, opened[0]["reference"])["severity"] == "user-affected"
