@@ -72,7 +72,7 @@ def _merged(pauses: Sequence[Interval], start: datetime, end: datetime | None) -
         a = _utc(begin, f"pause {i} from")
         b = None if finish is None else _utc(finish, f"pause {i} to")
         if b is not None and b < a:
-            raise ValueError(f"pause {i} ends before it begins ({finish.isoformat()} < {begin.isoformat()})")
+            raise ValueError(f"pause {i} ends before it begins ({b.isoformat()} < {a.isoformat()})")
         a = max(a, start)
         if end is not None:
             if a >= end:
