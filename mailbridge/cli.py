@@ -9,6 +9,7 @@ conventions of sysexits.h (0 stored, 65 bad input, 75 try again later).
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any, NoReturn
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mailbridge.app import App
@@ -350,10 +352,11 @@ def tickets_show(ctx: click.Context, reference: str, as_json: bool) -> None:
             label += f" [agent {msg['author']}]"
         if msg["internal"]:
             label += " [internal note]"
-        console.rule(f"{msg['direction']} {msg['from']} {msg['received_at']}{label}")
+        console.rule(escape(f"{msg['direction']} {msg['from']} {msg['received_at']}{label}"))
         console.print(msg["text"], markup=False, highlight=False)
         for att in msg["attachments"]:
-            console.print(f"[attachment] {att['filename']} ({att['content_type']}, {att['size']} bytes)")
+            line = f"[attachment] {att['filename']} ({att['content_type']}, {att['size']} bytes)"
+            console.print(line, markup=False, highlight=False)
     console.rule("history")
     for ev in data["events"]:
         console.print(
@@ -408,6 +411,8 @@ def tickets_set(
         if value is not None:
             wanted.append(Command(name, (value,), 0, f"--{name} {value}"))
     for tag in tags:
+        if not re.fullmatch(r"[a-z0-9._-]{1,50}", tag.lower()):
+            _fail(f"--tag {tag!r}: a tag is letters, digits, . _ - (at most 50 characters)")
         wanted.append(Command("tag", (tag.lower(),), 0, f"--tag {tag}"))
     if not wanted:
         _fail("nothing to change: give --status, --assign, --priority, --severity, --category, --tag or --merge-into")

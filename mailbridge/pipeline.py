@@ -32,7 +32,7 @@ from mailbridge.parsing.bounces import BouncedRecipient
 from mailbridge.parsing.mime import Address, ParseError
 from mailbridge.parsing.robots import auto_reply_block_reason
 from mailbridge.people import Agent, People
-from mailbridge.routing import Router
+from mailbridge.routing import Router, ticket_facts_for
 from mailbridge.rules import Decision, RuleSet
 from mailbridge.store.db import Store, read_tx, write_tx
 from mailbridge.store.tables import inbound, messages, outbox, tickets, undeliverable
@@ -500,6 +500,8 @@ class Pipeline:
         # "related": that is still the ticket the mail is about (it acts only with the
         # agent's token, which such a mail lacks: it is kept there as a note).
         ticket_id = corr.ticket_id if corr.ticket_id is not None else corr.related_ticket_id
+        if corr.how != "token" and self._desk.wants_forward(agent_msg):
+            ticket_id = None  # a forward (its subject may well name a ticket) opens its own
         if ticket_id is not None:
             row = conn.execute(_TICKET_STATE, {"s_ticket": ticket_id}).one()
             if row.requester == msg.sender:
@@ -696,6 +698,7 @@ class Pipeline:
                     references=[],
                     now=msg.now,
                     auto_submitted="auto-generated",
+                    ticket=ticket_facts_for(conn, ticket_id) if self._outbox.checks_outgoing else None,
                 )
             except (ComposeError, TemplateError) as exc:
                 log.error("no notification to %s for %s: %s", address, row.reference, exc)
@@ -747,7 +750,12 @@ class Pipeline:
             related = corr.ticket_id
         skip = {*self._own, requester.address.lower()}
         cc = [
-            a for a in mail.cc + mail.to if a.address and a.address.lower() not in skip and not self._is_ours(a.address)
+            a
+            for a in mail.cc + mail.to
+            if a.address
+            and a.address.lower() not in skip
+            and not self._is_ours(a.address)
+            and not self._people.is_agent(a.address)
         ]
         if not self._config.tickets.cc_participants:
             cc = []
@@ -881,6 +889,7 @@ class Pipeline:
             "previous": {"reference": previous} if previous else None,
         }
         refs = [*mail.references, mail.message_id] if mail.message_id else list(mail.references)
+        facts = ticket_facts_for(conn, ticket_id) if self._outbox.checks_outgoing else None
         try:
             return self._outbox.queue(
                 pending,
@@ -892,6 +901,7 @@ class Pipeline:
                 in_reply_to=mail.message_id,
                 references=refs,
                 now=now,
+                ticket=facts,
             )
         except (ComposeError, TemplateError) as exc:
             # The ticket matters more than its answer: keep it, say why none went out.

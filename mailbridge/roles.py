@@ -128,8 +128,13 @@ def _poll_loop(
     index: int,
     step: Callable[[App], int],
     finish: Callable[[App], None] = lambda app: None,
+    prepare: Callable[[App], object] = lambda app: None,
 ) -> int:
     app = App(config)
+    # Load what the role uses (rules, extractors, templates) now, before any signal can
+    # ask for a reload: a broken edit that lands later is then refused by the reload and
+    # the good set stays in force, instead of being loaded first by the first batch.
+    prepare(app)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -171,6 +176,7 @@ def run_worker(config: Config, index: int = 0) -> int:
         index,
         lambda app: len(app.pipeline.run_batch(defer_record=True)),
         finish=lambda app: app.pipeline.flush(),
+        prepare=lambda app: app.pipeline,
     )
 
 

@@ -144,6 +144,12 @@ class Router:
         return min(candidates, key=lambda a: (open_counts.get(a, 0), candidates.index(a)))
 
 
+def ticket_facts_for(conn: Connection, ticket_id: int) -> TicketFacts | None:
+    """The ticket as rules see it (outgoing rules look at the ticket of the mail we send)."""
+    row = conn.execute(select(tickets).where(tickets.c.id == ticket_id)).first()
+    return _ticket_facts(row) if row is not None else None
+
+
 def _ticket_facts(row: Any) -> TicketFacts:
     return TicketFacts(
         status=row.status,

@@ -357,6 +357,10 @@ def test_note_merge_kb_ack_and_the_admin_cli(sink, start_daemon, tmp_path):
     assert "Wifi slow again" not in article.split("---", 2)[2], "only the agent's text is published"
     target = _show(daemon, first)
     assert len(target["messages"]) >= 3 and len(_events(daemon, first, "merged_from")) == 1
+    # The answer in the merging mail went out on the ticket it was merged into.
+    poll(lambda: len(_to(sink, "rita@example.com")) == 3)
+    assert first in _to(sink, "rita@example.com")[2]["Subject"]
+    assert len(_events(daemon, first, "answered")) == 1
     # A late reply to the merged ticket lands on the one it was merged into.
     daemon.send(
         reply(ack2, "Any news?", sender="Rita Requester <rita@example.com>", auth=None),
@@ -588,3 +592,42 @@ def test_real_mail_clients_replies_and_forwards(client, sink, start_daemon, tmp_
     ]
     assert len(opened) == 1 and opened[0]["subject"] == "Printer offline"
     assert _show(daemon, opened[0]["reference"])["severity"] == "user-affected"
+
+
+def test_fwd_edge_cases_and_the_handover_note(sink, start_daemon, tmp_path):
+    daemon = _site(start_daemon, sink, tmp_path)
+    ref, _ack, note = _open_ticket(daemon, sink, subject="Badge does not open door")
+    customer = make_mail(sender="Carol Customer <carol@customer.example>", subject="Parking badge", body="Lost it.\n")
+
+    def forward(text: str, subject: str, msgid: str) -> None:
+        raw = mua.forward(
+            "thunderbird",
+            customer,
+            sender=ALICE,
+            to="support@help.example",
+            note=text,
+            headers={"Authentication-Results": DKIM_PASS},
+        )
+        raw = raw.replace(b"Subject: Fwd: Parking badge", f"Subject: {subject}".encode())
+        raw = raw.replace(b"Message-ID: <", f"Message-ID: <{msgid}".encode(), 1)
+        daemon.send(raw, mail_from="alice@staff.example")
+        daemon.wait_idle()
+
+    # A command that would fail: nothing opens, Alice is told what is wrong.
+    forward("#fwd\n#assign nobody\nFor you.", "Fwd: Parking badge", "x1")
+    assert [t["reference"] for t in mailbridge_json(daemon.config, "tickets", "list")] == [ref]
+    poll(lambda: any("unknown agent 'nobody'" in _text(m) for m in _to(sink, "alice@staff.example")))
+    # A forward whose subject names another ticket still opens its own.
+    forward("#fwd\nFor the badge team.", f"Fwd: Parking badge [{ref}]", "x2")
+    tickets = mailbridge_json(daemon.config, "tickets", "list")
+    assert len(tickets) == 2 and tickets[1]["requester"] == "carol@customer.example"
+    # Alice gets the new ticket's notification, with a token to work it by mail.
+    poll(lambda: any(tickets[1]["reference"] in m["Subject"] for m in _to(sink, "alice@staff.example")))
+    fwd_note = next(m for m in _to(sink, "alice@staff.example") if tickets[1]["reference"] in m["Subject"])
+    assert "[forwarded]" in fwd_note["Subject"] and fwd_note["Reply-To"].startswith("support+")
+    # Handover: Bob learns what Alice wrote when she gave him the ticket.
+    daemon.send(reply(note, "#assign bob\n#note\nBob, the reader at gate 3 is broken."), rcpts=[note["Reply-To"]])
+    daemon.wait_idle()
+    poll(lambda: len(_to(sink, "bob@staff.example")) == 1)
+    assert "the reader at gate 3 is broken" in _text(_to(sink, "bob@staff.example")[0])
+    assert len(_to(sink, "rita@example.com")) == 1, "a #note with #assign is still never sent to the requester"

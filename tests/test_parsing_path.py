@@ -138,6 +138,8 @@ def test_out_of_office_reply_is_recorded_and_never_reopens(sink, start_daemon):
     ack = message_from_bytes(sink.messages[0]["raw"])
     [ticket] = mailbridge_json(daemon.config, "tickets", "list")
     mailbridge(daemon.config, "tickets", "set", ticket["reference"], "--status", "resolved")
+    daemon.wait_idle()
+    assert len(sink.messages) == 2  # the acknowledgement and the resolved notice
 
     oof = make_mail(
         sender="Bob <bob@example.com>",
@@ -153,7 +155,7 @@ def test_out_of_office_reply_is_recorded_and_never_reopens(sink, start_daemon):
     assert shown["status"] == "resolved", "an out-of-office reply never reopens"
     assert shown["messages"][-1]["classification"] == "auto_reply"
     assert any(e["type"] == "auto_reply_received" for e in shown["events"])
-    assert len(sink.messages) == 1  # and is never answered
+    assert len(sink.messages) == 2  # and is never answered
 
 
 def test_follow_up_keeps_new_text_beside_the_full_text(sink, start_daemon):

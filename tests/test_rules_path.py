@@ -220,7 +220,9 @@ then.respond = "suggested-articles"
 
 def test_respond_on_a_follow_up_answers_the_requester_once_and_nobody_else(sink, start_daemon, tmp_path):
     daemon = start_daemon(relay_port=sink.port, rules=rules_dir(tmp_path, FOLLOW_UP_RULE))
-    daemon.send(make_mail(sender="Rita <rita@example.com>", subject="Broken laptop"), mail_from="rita@example.com")
+    # Colin is CC'd, so he is a participant whose replies join the ticket.
+    first = make_mail(sender="Rita <rita@example.com>", subject="Broken laptop", headers={"Cc": "colin@example.com"})
+    daemon.send(first, mail_from="rita@example.com")
     daemon.wait_idle()
     poll(lambda: len(sink.messages) == 1)
     [ack] = sink.parsed()
@@ -239,7 +241,7 @@ def test_respond_on_a_follow_up_answers_the_requester_once_and_nobody_else(sink,
     assert answer["In-Reply-To"] and answer["Auto-Submitted"] == "auto-replied"
     # The same question again within the flood window: no second answer (no loop).
     follow_up("Rita <rita@example.com>", "Any news? Still broken.\n")
-    # A colleague who writes to the ticket's reply address is not the requester.
+    # A colleague on the ticket who asks the same is not the requester.
     follow_up("Colin <colin@example.com>", "Any news here too?\n")
     daemon.wait_idle()
     assert len(sink.messages) == 2
@@ -287,3 +289,31 @@ then.tags = ["in-hours"]
     assert shown["tags"] == [] and [e["data"]["fired"] for e in shown["events"] if e["type"] == "rules"] == [
         ["after-hours"]
     ]
+
+
+def test_outgoing_rules_see_the_ticket_of_the_mail_we_send(sink, start_daemon, tmp_path):
+    rule = """
+[[rule]]
+id = "outage"
+when = { field = "subject", contains = "outage" }
+then.priority = "critical"
+
+[[outgoing]]
+id = "critical-acks"
+when.all = [
+  { field = "template", equals = "acknowledgement" },
+  { field = "ticket.priority", equals = "critical" },
+]
+then.hold = "a supervisor answers critical tickets"
+"""
+    daemon = start_daemon(relay_port=sink.port, rules=rules_dir(tmp_path, rule))
+    daemon.send(
+        make_mail(subject="Total outage in Berlin", sender="Ann <ann@example.com>"), mail_from="ann@example.com"
+    )
+    daemon.send(make_mail(subject="Printer", sender="Ben <ben@example.com>"), mail_from="ben@example.com")
+    daemon.wait_idle()
+    poll(lambda: len(sink.messages) == 1)
+    assert sink.messages[0]["rcpts"] == ["ben@example.com"]
+    [held] = mailbridge_json(daemon.config, "outbox", "list", "--state", "held")
+    assert held["rcpt"] == "ann@example.com"
+    assert held["hold_reason"] == "rule critical-acks: a supervisor answers critical tickets"

@@ -55,7 +55,7 @@ SEVERITIES = ("business-halted", "business-interrupted", "user-affected")
 MAX_BLOCK_LINES = 50
 MAX_BLOCK_CHARS = 10_000
 MAX_ERROR_TEXT = 200
-MAX_CATEGORY = 100
+MAX_CATEGORY = 64  # tickets.category is String(64)
 MAX_TAG = 50
 MAX_KB_TITLE = 200
 

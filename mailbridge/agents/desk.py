@@ -48,6 +48,8 @@ from mailbridge.parsing.analysis import Analysis
 from mailbridge.parsing.mime import Address, ParsedMail
 from mailbridge.parsing.robots import auto_reply_block_reason
 from mailbridge.people import Agent, People
+from mailbridge.routing import ticket_facts_for
+from mailbridge.rules import TicketFacts
 from mailbridge.store.tables import messages, participants, tickets, undeliverable
 from mailbridge.tickets import changes, lifecycle
 from mailbridge.tickets.correlate import Correlation
@@ -75,6 +77,19 @@ _TICKET = select(
     tickets.c.merged_into,
 )
 _SLUG = re.compile(r"[^a-z0-9]+")
+
+
+class _NewTicket:
+    """What a #fwd ticket looks like to the command check before it exists."""
+
+    id = -1
+    status = "new"
+    subject = ""
+    reference = ""
+    merged_into = None
+
+
+_NEW_TICKET = _NewTicket()
 
 
 @dataclass(frozen=True)
@@ -151,7 +166,7 @@ class AgentDesk:
         parsed = parse_commands(msg.analysis.reply_text or "")
         base = {"agent": agent.id, "authenticated": verdict.authenticated, "auth": verdict.how or verdict.reason}
         if token_problem is not None or not verdict.authenticated:
-            why = token_problem or f"it is not authenticated: {verdict.reason}"
+            why = token_problem or f"it is not authenticated: {_lower_first(verdict.reason)}"
             message_pk = self._store(conn, ticket_id, msg, agent, internal=True)
             data = {**base, "message": message_pk, "reason": why, "commands": [c.text for c in parsed.commands]}
             pending.events.append(lifecycle.event_row(ticket_id, msg.now, "agent_mail_refused", agent.id, data))
@@ -170,6 +185,10 @@ class AgentDesk:
         message_pk = self._store(conn, ticket_id, msg, agent, internal=not answer, direction="out" if answer else "in")
         extra = {"message": message_pk, "via": "mail", "authenticated": verdict.how}
         resolved = self.execute(conn, ticket, parsed.commands, agent.id, msg.now, pending, extra, body=parsed.body)
+        merged = next((c.args[0] for c in parsed.commands if c.name == "merge"), None)
+        if merged is not None:
+            # Merged in this very mail: its answer belongs to the ticket it went into.
+            ticket = conn.execute(_TICKET.where(tickets.c.reference == merged)).one()
         if note:
             data = {**base, "message": message_pk}
             pending.events.append(lifecycle.event_row(ticket_id, msg.now, "note_added", agent.id, data))
@@ -236,7 +255,11 @@ class AgentDesk:
                 target = actor if command.name == "take" else command.args[0]
                 changed = changes.assign(conn, ticket_id, target, actor=actor, now=now, pending=pending, extra=data)
                 if changed and target != actor:
-                    self.notify(conn, ticket_id, "assigned", pending, now, agents=[target])
+                    # The handover note (the assigning agent's text) goes to the new assignee.
+                    handover = f"{actor} assigned this ticket to you" + (
+                        f" and wrote:\n\n{body.strip()}" if body.strip() else "."
+                    )
+                    self.notify(conn, ticket_id, "assigned", pending, now, agents=[target], text=handover)
             elif command.name == "status":
                 reason = str(extra.get("via", ""))
                 old = lifecycle.set_status(
@@ -331,6 +354,7 @@ class AgentDesk:
                 self._outbox.queue_written(
                     pending,
                     ticket_id=ticket_id,
+                    ticket=self._facts(conn, ticket_id),
                     kind="answer",
                     subject=subject,
                     text=text,
@@ -438,6 +462,7 @@ class AgentDesk:
                 message_id = self._outbox.queue(
                     pending,
                     ticket_id=ticket_id,
+                    ticket=self._facts(conn, ticket_id),
                     kind="agent-notification",
                     template="agent-notification",
                     context={**context, "agent": {"name": rcpt.name}},
@@ -500,6 +525,7 @@ class AgentDesk:
             self._outbox.queue(
                 pending,
                 ticket_id=int(ticket.id),
+                ticket=self._facts(conn, int(ticket.id)),
                 kind=template[:32],
                 template=template,
                 context=context,
@@ -539,6 +565,7 @@ class AgentDesk:
             message_id = self._outbox.queue(
                 pending,
                 ticket_id=ticket_id,
+                ticket=self._facts(conn, ticket_id),
                 kind="resolved",
                 template="resolved",
                 context=context,
@@ -570,6 +597,7 @@ class AgentDesk:
             message_id = self._outbox.queue(
                 pending,
                 ticket_id=ticket_id,
+                ticket=self._facts(conn, ticket_id),
                 kind="reopened",
                 template="reopened",
                 context=context,
@@ -599,11 +627,17 @@ class AgentDesk:
         verdict = self.verdict(msg)
         parsed = parse_commands(msg.analysis.reply_text or msg.mail.text or "")
         if not verdict.authenticated:
-            reason = f"#fwd needs an authenticated mail, and this one is not: {verdict.reason}"
+            reason = f"#fwd needs an authenticated mail, and this one is not: {_lower_first(verdict.reason)}"
         elif parsed.errors:
             reason = "; ".join(e.message for e in parsed.errors)
         else:
             reason = ""
+        rest = tuple(c for c in parsed.commands if c.name != "fwd")
+        if not reason:
+            # Checked against a ticket as it will be when opened: nothing opens when a
+            # command would fail (the agent corrects it and forwards again).
+            errors = self._check(conn, _NEW_TICKET, ParsedCommands(rest, (), parsed.body))
+            reason = "; ".join(e.message for e in errors)
         found = extract_forwarded(msg.mail, own_addresses=self._own) if not reason else None
         if not reason and found is None:
             reason = (
@@ -635,18 +669,19 @@ class AgentDesk:
         pending.events.append(lifecycle.event_row(ticket_id, now, "created", agent.id, data))
         if found.message_id:
             lifecycle.add_thread_rows(conn, [{"msgid": found.message_id[:998], "ticket_id": ticket_id, "kind": "own"}])
-        rest = ParsedCommands(tuple(c for c in parsed.commands if c.name != "fwd"), (), "")
         ticket = conn.execute(_TICKET.where(tickets.c.id == ticket_id)).one()
-        errors = self._check(conn, ticket, rest)
-        if not errors:
-            extra = {"message": message_pk, "via": "mail", "authenticated": verdict.how}
-            if self.execute(conn, ticket, rest.commands, agent.id, now, pending, extra):
-                self.resolved_notice(conn, ticket_id, pending, now)
-        if not any(c.name in ("assign", "take") for c in rest.commands):
+        extra = {"message": message_pk, "via": "mail", "authenticated": verdict.how}
+        resolved = self.execute(conn, ticket, rest, agent.id, now, pending, extra, body=parsed.body)
+        if not any(c.name in ("assign", "take") for c in rest):
             changes.assign(conn, ticket_id, agent.id, actor=agent.id, now=now, pending=pending, extra={"via": "#fwd"})
         self._acknowledge_forwarded(
             conn, ticket_id, reference, found.sender, found.subject, found.message_id, msg, pending
         )
+        # The forwarding agent gets the usual notification: the ticket's reference and a
+        # reply token of their own to work it by mail.
+        self.notify(conn, ticket_id, "forwarded", pending, now, text=found.text, mail=msg.mail, agents=[agent.id])
+        if resolved:
+            self.resolved_notice(conn, ticket_id, pending, now)
         return ticket_id, reference
 
     def _acknowledge_forwarded(
@@ -663,8 +698,13 @@ class AgentDesk:
         """The customer learns their ticket's reference (and gets a token to reply with);
         nothing of the forward, the agent's note included, is quoted."""
         bounced = conn.execute(select(undeliverable.c.address).where(undeliverable.c.address == customer.address))
-        if bounced.first() is not None:
-            data = {"reason": f"{customer.address} is undeliverable"}
+        reason = None
+        if not self._config.autoreply.acknowledge:
+            reason = "acknowledgements are off ([autoreply] acknowledge = false)"
+        elif bounced.first() is not None:
+            reason = f"{customer.address} is undeliverable"
+        if reason is not None:
+            data = {"reason": reason}
             pending.events.append(lifecycle.event_row(ticket_id, msg.now, "auto_reply_suppressed", "system", data))
             return
         context: dict[str, Any] = {
@@ -684,6 +724,7 @@ class AgentDesk:
             sent = self._outbox.queue(
                 pending,
                 ticket_id=ticket_id,
+                ticket=self._facts(conn, ticket_id),
                 kind="acknowledgement",
                 template="acknowledgement",
                 context=context,
@@ -728,6 +769,10 @@ class AgentDesk:
 
     # --- storage --------------------------------------------------------------------
 
+    def _facts(self, conn: Connection, ticket_id: int) -> TicketFacts | None:
+        """The ticket for outgoing rules (only read when there are outgoing rules)."""
+        return ticket_facts_for(conn, ticket_id) if self._outbox.checks_outgoing else None
+
     def _store(
         self,
         conn: Connection,
@@ -767,6 +812,10 @@ def raw_header_values(raw: bytes, name: str) -> list[str]:
     parsed = BytesHeaderParser(policy=compat32).parsebytes(head + b"\r\n\r\n")
     values = parsed.get_all(name) or []
     return [" ".join(str(v).split()) for v in values]
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
 
 
 def _one_line(text: str) -> str:

@@ -17,7 +17,7 @@ from mailbridge.config import SupportSettings
 from mailbridge.outbound.compose import OutgoingAttachment, compose
 from mailbridge.outbound.render import Renderer
 from mailbridge.parsing.mime import Address
-from mailbridge.rules import OutgoingFacts, RuleSet
+from mailbridge.rules import OutgoingFacts, RuleSet, TicketFacts
 from mailbridge.tickets.lifecycle import Pending
 from mailbridge.tickets.tokens import TokenSigner, message_id_for
 
@@ -30,6 +30,11 @@ class Outbox:
         self._signer = signer
         self._support = support
         self._rules = rules
+
+    @property
+    def checks_outgoing(self) -> bool:
+        """Whether outgoing rules look at mail (callers then pass the ticket's facts)."""
+        return self._rules is not None and bool(self._rules.outgoing)
 
     def queue(
         self,
@@ -45,6 +50,7 @@ class Outbox:
         now: datetime,
         auto_submitted: str | None = "auto-replied",
         attachments: Sequence[OutgoingAttachment] = (),
+        ticket: TicketFacts | None = None,
     ) -> str:
         """Queue one mail from a template to one recipient (written with the caller's
         transaction); return its Message-ID. Raises TemplateError / ComposeError before queueing."""
@@ -63,6 +69,7 @@ class Outbox:
             auto_submitted=auto_submitted,
             template=template,
             attachments=attachments,
+            ticket=ticket,
         )
 
     def queue_written(
@@ -86,6 +93,7 @@ class Outbox:
         cc: Sequence[Address] = (),
         attachments: Sequence[OutgoingAttachment] = (),
         reply_token: bool = True,
+        ticket: TicketFacts | None = None,
     ) -> str:
         """Queue one mail whose text is already written (an agent's answer, or a rendered
         template). ``to`` and ``cc`` are the visible header; ``rcpt`` (default ``to``)
@@ -136,6 +144,7 @@ class Outbox:
                 at=now,
                 template=template,
                 author=author,
+                ticket=ticket,
             )
             decision = self._rules.evaluate_outgoing(facts)
             if decision.held:
