@@ -259,7 +259,16 @@ class AgentDesk:
                     handover = f"{actor} assigned this ticket to you" + (
                         f" and wrote:\n\n{body.strip()}" if body.strip() else "."
                     )
-                    self.notify(conn, ticket_id, "assigned", pending, now, agents=[target], text=handover)
+                    self.notify(
+                        conn,
+                        ticket_id,
+                        "assigned",
+                        pending,
+                        now,
+                        agents=[target],
+                        text=handover,
+                        text_label="handover",
+                    )
             elif command.name == "status":
                 reason = str(extra.get("via", ""))
                 old = lifecycle.set_status(
@@ -415,6 +424,7 @@ class AgentDesk:
         mail: ParsedMail | None = None,
         agents: Sequence[str] | None = None,
         exclude: str | None = None,
+        text_label: str = "the requester wrote",
     ) -> None:
         """Tell the agents of a ticket (``agents``, or its assignee, or its team) what
         happened: "assigned", "reply" (the requester wrote), "reopened", "forwarded".
@@ -451,6 +461,7 @@ class AgentDesk:
             },
             "requester": {"name": ticket.requester_name or "", "address": ticket.requester},
             "text": text[:20000],
+            "text_label": text_label,
             "attachments": listed,
             "attached": len(files),
             "commands": HELP,
