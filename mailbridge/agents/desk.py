@@ -565,41 +565,37 @@ class AgentDesk:
             data = {"reason": f"no resolved notice: {reason}"}
             pending.events.append(lifecycle.event_row(ticket_id, now, "auto_reply_suppressed", "system", data))
             return
-        requester = Address(ticket.requester_name or "", ticket.requester)
-        context = {
-            "ticket": {"reference": ticket.reference, "subject": ticket.subject, "status": "resolved"},
-            "requester": {"name": requester.name, "address": requester.address},
-            "subject_tag": self._refs.tag(ticket.reference),
-            "support": {"name": self._config.support.name, "address": self._config.support.address},
-        }
-        try:
-            message_id = self._outbox.queue(
-                pending,
-                ticket_id=ticket_id,
-                ticket=self._facts(conn, ticket_id),
-                kind="resolved",
-                template="resolved",
-                context=context,
-                to=requester,
-                in_reply_to=None,
-                references=[],
-                now=now,
-                auto_submitted="auto-generated",
-            )
-        except (ComposeError, TemplateError) as exc:
-            log.error("no resolved notice for %s: %s", ticket.reference, exc)
-            return
-        data = {"to": requester.address, "message_id": message_id}
-        pending.events.append(lifecycle.event_row(ticket_id, now, "resolved_notice", "system", data))
+        self._notice_to_requester(conn, ticket, "resolved", "resolved", pending, now, auto_submitted="auto-generated")
 
     def reopened_notice(
         self, conn: Connection, ticket_id: int, pending: lifecycle.Pending, now: datetime, mail: ParsedMail
     ) -> None:
         """A requester's reply reopened a closed ticket ([tickets] reply_to_closed = "reopen"): say so."""
         ticket = conn.execute(_TICKET.where(tickets.c.id == ticket_id)).one()
+        refs = [*mail.references, mail.message_id] if mail.message_id else list(mail.references)
+        self._notice_to_requester(
+            conn, ticket, "reopened", "open", pending, now, in_reply_to=mail.message_id, references=refs
+        )
+
+    def _notice_to_requester(
+        self,
+        conn: Connection,
+        ticket: Any,
+        template: str,
+        status: str,
+        pending: lifecycle.Pending,
+        now: datetime,
+        *,
+        in_reply_to: str | None = None,
+        references: Sequence[str] = (),
+        auto_submitted: str = "auto-replied",
+    ) -> None:
+        """A short notice about the ticket to its requester (templates/TEMPLATE.*), with
+        the event "TEMPLATE_notice" in the history."""
+        ticket_id = int(ticket.id)
         requester = Address(ticket.requester_name or "", ticket.requester)
         context = {
-            "ticket": {"reference": ticket.reference, "subject": ticket.subject, "status": "open"},
+            "ticket": {"reference": ticket.reference, "subject": ticket.subject, "status": status},
             "requester": {"name": requester.name, "address": requester.address},
             "subject_tag": self._refs.tag(ticket.reference),
             "support": {"name": self._config.support.name, "address": self._config.support.address},
@@ -609,19 +605,20 @@ class AgentDesk:
                 pending,
                 ticket_id=ticket_id,
                 ticket=self._facts(conn, ticket_id),
-                kind="reopened",
-                template="reopened",
+                kind=template,
+                template=template,
                 context=context,
                 to=requester,
-                in_reply_to=mail.message_id,
-                references=[*mail.references, mail.message_id] if mail.message_id else list(mail.references),
+                in_reply_to=in_reply_to,
+                references=references,
                 now=now,
+                auto_submitted=auto_submitted,
             )
         except (ComposeError, TemplateError) as exc:
-            log.error("no reopened notice for %s: %s", ticket.reference, exc)
+            log.error("no %s notice for %s: %s", template, ticket.reference, exc)
             return
         data = {"to": requester.address, "message_id": message_id}
-        pending.events.append(lifecycle.event_row(ticket_id, now, "reopened_notice", "system", data))
+        pending.events.append(lifecycle.event_row(ticket_id, now, f"{template}_notice", "system", data))
 
     # --- #fwd -------------------------------------------------------------------------
 
