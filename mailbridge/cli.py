@@ -12,6 +12,7 @@ import json
 import re
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -346,6 +347,17 @@ def tickets_show(ctx: click.Context, reference: str, as_json: bool) -> None:
     for failure in data["delivery_failures"]:
         kind = "temporary" if failure["temporary"] else "permanent"
         console.print(f"delivery failed: {failure['address']} {failure['status'] or ''} ({kind})", highlight=False)
+    now = app.clock()
+    for clock in data.get("sla", []):
+        due = clock["due_at"]
+        left = ""
+        if due and clock["state"] == "running":
+            remaining = datetime.fromisoformat(due) - now
+            left = f", {'overdue by' if remaining.total_seconds() < 0 else 'left'} {abs(remaining)}".split(".")[0]
+        shown = f"SLA {clock['target']}: {clock['state']}" + (f", due {due}{left}" if due else "")
+        if clock["breached_at"]:
+            shown += f", breached at {clock['breached_at']}"
+        console.print(shown, markup=False, highlight=False)
     for msg in data["messages"]:
         label = "" if msg["classification"] == "normal" else f" [{msg['classification']}]"
         if msg["author"]:
@@ -698,9 +710,11 @@ def _register_subcommands() -> None:
     from mailbridge.cli_import import import_group
     from mailbridge.cli_kb import kb_group
     from mailbridge.cli_secret import secret_group
+    from mailbridge.cli_sla import sla_group
 
     main.add_command(import_group)
     main.add_command(kb_group)
+    main.add_command(sla_group)
     main.add_command(secret_group)
 
 

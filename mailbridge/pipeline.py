@@ -34,6 +34,7 @@ from mailbridge.parsing.robots import auto_reply_block_reason
 from mailbridge.people import Agent, People
 from mailbridge.routing import Router, ticket_facts_for
 from mailbridge.rules import Decision, RuleSet
+from mailbridge.sla.sweep import start_clocks
 from mailbridge.store.db import Store, read_tx, write_tx
 from mailbridge.store.tables import inbound, messages, outbox, tickets, undeliverable
 from mailbridge.testing import crash_point
@@ -793,6 +794,7 @@ class Pipeline:
         previous = None
         if corr.ticket_id is not None:  # a reply to a closed ticket opened this one: say so
             previous = conn.execute(_TICKET_STATE, {"s_ticket": corr.ticket_id}).one().reference
+        start_clocks(conn, self._config, self._people, ticket_id, now, pending)
         self._acknowledge(conn, ticket_id, reference, requester, msg, pending, previous=previous)
         if msg.analysis.kind != "loop":
             text = msg.analysis.reply_text or mail.text

@@ -50,6 +50,8 @@ from mailbridge.parsing.robots import auto_reply_block_reason
 from mailbridge.people import Agent, People
 from mailbridge.routing import ticket_facts_for
 from mailbridge.rules import TicketFacts
+from mailbridge.sla import clocks as sla_clocks
+from mailbridge.sla.sweep import start_clocks
 from mailbridge.store.tables import messages, participants, tickets, undeliverable
 from mailbridge.tickets import changes, lifecycle
 from mailbridge.tickets.correlate import Correlation
@@ -291,6 +293,7 @@ class AgentDesk:
                 pending.events.append(event)
             elif command.name == "ack":
                 pending.events.append(lifecycle.event_row(ticket_id, now, "escalation_acknowledged", actor, data))
+                sla_clocks.acked(conn, ticket_id, now)
             # "note" changes nothing by itself: the caller keeps the mail internal.
         return resolved
 
@@ -386,6 +389,7 @@ class AgentDesk:
         data = {**extra, "to": requester.address, "cc": [a.address for a in cc], "attachments": len(files)}
         data["delivered_to"] = sent
         pending.events.append(lifecycle.event_row(ticket_id, msg.now, "answered", agent.id, data))
+        sla_clocks.answered(conn, ticket_id, msg.now, pending)
 
     def _copies(self, conn: Connection, ticket_id: int, requester: str) -> list[Address]:
         """CC'd people of the ticket who get a copy of public answers: not the requester,
@@ -675,6 +679,7 @@ class AgentDesk:
             "authenticated": verdict.how,
         }
         pending.events.append(lifecycle.event_row(ticket_id, now, "created", agent.id, data))
+        start_clocks(conn, self._config, self._people, ticket_id, now, pending)
         if found.message_id:
             lifecycle.add_thread_rows(conn, [{"msgid": found.message_id[:998], "ticket_id": ticket_id, "kind": "own"}])
         ticket = conn.execute(_TICKET.where(tickets.c.id == ticket_id)).one()

@@ -324,3 +324,52 @@ kb_articles = Table(
     Column("digest", String(64), nullable=False),  # sha256 of the file: unchanged files are skipped
     Column("indexed_at", TS, nullable=False),
 )
+
+# SLA clocks (sla/): one row per ticket and target (first_response, next_update, restore,
+# resolution). The sweep is a query over due rows: (state, next_action_at) is indexed,
+# so its cost follows the number of due timers, not the number of tickets.
+sla_clocks = Table(
+    "sla_clocks",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("ticket_id", Id, ForeignKey("tickets.id"), nullable=False),
+    Column("target", String(16), nullable=False),
+    Column("policy", String(64), nullable=False),
+    Column("calendar", String(64), nullable=False),
+    Column("started_at", TS, nullable=False),
+    Column("target_seconds", Integer, nullable=False),
+    Column("pauses", JSON, nullable=False),  # [[from, to | null], ...] as ISO UTC
+    Column("state", String(8), nullable=False),  # running | paused | met | stopped
+    Column("cycle", Integer, nullable=False, default=1),  # next_update restarts with each answer
+    Column("due_at", TS),  # as of the last computation (None while paused)
+    Column("remind_at", TS),
+    Column("breached_at", TS),
+    Column("met_at", TS),
+    Column("level", SmallInteger, nullable=False, default=0),  # 0, 1 reminded, 2 breach, 3+ escalated
+    Column("last_notice_at", TS),
+    Column("acked_at", TS),  # someone acted after the breach: no more repeats
+    Column("next_action_at", TS),  # when the sweep must look at it again (None: never)
+    UniqueConstraint("ticket_id", "target"),
+)
+Index("ix_sla_clocks_due", sla_clocks.c.state, sla_clocks.c.next_action_at)
+
+# What the sweep has sent, per clock, cycle and level: the key that makes a reminder or an
+# escalation go out exactly once, whatever crashes and restarts happen around it.
+sla_notices = Table(
+    "sla_notices",
+    metadata,
+    Column("clock_id", Id, ForeignKey("sla_clocks.id"), primary_key=True),
+    Column("cycle", Integer, primary_key=True),
+    Column("level", SmallInteger, primary_key=True),
+    Column("at", TS, nullable=False),
+)
+
+# Which process runs the scheduler: with several daemons on one database, the one holding
+# an unexpired lease (renewed while it runs) is the only active scheduler.
+scheduler_lease = Table(
+    "scheduler_lease",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("holder", String(255), nullable=False),
+    Column("expires_at", TS, nullable=False),
+)

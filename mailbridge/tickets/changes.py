@@ -81,6 +81,10 @@ def set_field(
     conn.execute(update(tickets).where(tickets.c.id == ticket_id).values({name: value, "updated_at": now}))
     data = {"field": name, "from": old, "to": value, **(extra or {})}
     _event(conn, pending, ticket_id, now, "field_changed", actor, data)
+    if name == "priority":
+        from mailbridge.sla import clocks  # (imports lifecycle, as this module does)
+
+        clocks.priority_changed(conn, ticket_id, now)
     return True
 
 

@@ -328,6 +328,9 @@ def set_status(
         pending.events.append(event_row(ticket_id, now, kind, actor, data))
     else:
         add_event(conn, ticket_id, now, kind, actor, data)
+    from mailbridge.sla import clocks  # (imports this module)
+
+    clocks.status_changed(conn, ticket_id, str(old), new, now, pending)
     return str(old)
 
 

@@ -14,6 +14,7 @@ from mailbridge.store.tables import (
     events,
     messages,
     participants,
+    sla_clocks,
     tickets,
     undeliverable,
 )
@@ -157,6 +158,19 @@ def show_ticket(conn: Connection, reference: str) -> dict[str, Any]:
         for f in conn.execute(
             select(delivery_failures).where(delivery_failures.c.ticket_id == ticket_id).order_by(delivery_failures.c.id)
         )
+    ]
+    out["sla"] = [
+        {
+            "target": c.target,
+            "state": c.state,
+            "policy": c.policy,
+            "cycle": c.cycle,
+            "due_at": _iso(c.due_at),
+            "breached_at": _iso(c.breached_at),
+            "met_at": _iso(c.met_at),
+            "level": c.level,
+        }
+        for c in conn.execute(select(sla_clocks).where(sla_clocks.c.ticket_id == ticket_id).order_by(sla_clocks.c.id))
     ]
     out["events"] = [
         {"at": _iso(e.at), "type": e.type, "actor": e.actor, "data": e.data}
