@@ -41,9 +41,12 @@ def load_extractor_set(config: Config) -> ExtractorSet:
 
 
 class App:
-    def __init__(self, config: Config, clock: Clock = utcnow) -> None:
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+        from mailbridge.testing import test_clock
+
         self.config = config
-        self.clock = clock
+        # The real time, unless a test gives one (or MAILBRIDGE_TESTING=1 with a clock file).
+        self.clock: Clock = clock or test_clock() or utcnow
 
     @cached_property
     def store(self) -> Store:

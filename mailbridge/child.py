@@ -12,7 +12,7 @@ from pathlib import Path
 
 from mailbridge.config import load_config
 from mailbridge.logs import setup_logging
-from mailbridge.roles import run_imap, run_receiver, run_sender, run_worker
+from mailbridge.roles import run_imap, run_receiver, run_scheduler_role, run_sender, run_worker
 
 
 def main(argv: list[str]) -> int:
@@ -27,6 +27,8 @@ def main(argv: list[str]) -> int:
         return run_sender(config, index)
     if role == "imap":
         return run_imap(config)
+    if role == "scheduler":
+        return run_scheduler_role(config)
     raise SystemExit(f"unknown role {role!r}")
 
 

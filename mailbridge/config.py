@@ -596,6 +596,11 @@ class SlaSettings(_Strict):
     repeat_every: Duration = "1h"
     # How often the scheduler sweeps for due timers.
     sweep_seconds: Annotated[float, Field(ge=1, le=3600)] = 30.0
+    # Resolved tickets without a reply close after this many days, with a short notice
+    # (0: never).
+    auto_close_days: Annotated[int, Field(ge=0, le=3650)] = 7
+    # A satisfaction survey (score 1-10) goes to the requester when a ticket is resolved.
+    survey: bool = True
 
 
 class VipSettings(_Strict):

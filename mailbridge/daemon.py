@@ -155,6 +155,7 @@ class Supervisor:
         for i in range(self.config.daemon.workers):
             self.children.append(Child("worker", i))
         self.children.append(Child("sender", 0))
+        self.children.append(Child("scheduler", 0))
         if self.config.imap.mailboxes:
             self.children.append(Child("imap", 0))
 

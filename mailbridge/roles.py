@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 
 from mailbridge.app import App
+from mailbridge.clock import utcnow
 from mailbridge.config import Config
 from mailbridge.intake.recipients import RecipientPolicy
 from mailbridge.intake.smtp import Listener
@@ -90,7 +91,7 @@ async def _receiver(config: Config) -> int:
     for started in listeners:
         await started.start()
         register_component(
-            store, component_name(started.kind), started.kind, f"{started.host}:{started.port}", app.clock()
+            store, component_name(started.kind), started.kind, f"{started.host}:{started.port}", utcnow()
         )
 
     stopping = asyncio.Event()
@@ -109,7 +110,7 @@ async def _receiver(config: Config) -> int:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), HEARTBEAT_SECONDS)
         for listener in listeners:
-            await asyncio.to_thread(heartbeat, store, component_name(listener.kind), app.clock())
+            await asyncio.to_thread(heartbeat, store, component_name(listener.kind), utcnow())
     log.info("receiver draining")
     await asyncio.gather(*(lst.drain(config.daemon.drain_seconds) for lst in listeners))
     writer.close()
@@ -118,6 +119,9 @@ async def _receiver(config: Config) -> int:
     app.close()
     return 0
 
+
+# (Liveness uses the real time even when a test gives the app another clock: it is
+# about processes, not tickets.)
 
 # --- worker and sender ----------------------------------------------------------------
 
@@ -142,7 +146,7 @@ def _poll_loop(
     signal.signal(signal.SIGHUP, lambda *_: reload.set())
     _watch_parent(stop.set)
     name = component_name(kind, index)
-    register_component(app.store, name, kind, None, app.clock())
+    register_component(app.store, name, kind, None, utcnow())
     last_beat = time.monotonic()
     busy_wait = config.processing.poll_interval_seconds
     max_wait = max(busy_wait, config.processing.idle_poll_max_seconds)
@@ -156,7 +160,7 @@ def _poll_loop(
             app.reload_rules()
         done = step(app)
         if time.monotonic() - last_beat > HEARTBEAT_SECONDS:
-            heartbeat(app.store, name, app.clock())
+            heartbeat(app.store, name, utcnow())
             last_beat = time.monotonic()
         if done:
             wait = busy_wait
@@ -184,6 +188,29 @@ def run_sender(config: Config, index: int = 0) -> int:
     return _poll_loop(config, "sender", index, lambda app: app.sender.run_batch())
 
 
+# --- scheduler ------------------------------------------------------------------------
+
+
+def run_scheduler_role(config: Config) -> int:
+    """The periodic work (sla/scheduler.py): SLA sweep, auto-close; active only while this
+    process holds the database's scheduler lease."""
+    from mailbridge.sla.scheduler import run_scheduler
+
+    app = App(config)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: None)  # the jobs read the config at start
+    _watch_parent(stop.set)
+    name = component_name("scheduler")
+    register_component(app.store, name, "scheduler", None, utcnow())
+    try:
+        return run_scheduler(app, stop, on_beat=lambda: heartbeat(app.store, name, utcnow()))
+    finally:
+        unregister_component(app.store, name)
+        app.close()
+
+
 # --- IMAP -----------------------------------------------------------------------------
 
 
@@ -202,12 +229,12 @@ def run_imap(config: Config) -> int:
     for mailbox in config.imap.mailboxes:
         names[mailbox.name] = component_name(f"imap:{mailbox.name}")
         where = f"{mailbox.host}:{mailbox.effective_port}/{mailbox.folder}"
-        register_component(app.store, names[mailbox.name], "imap", where, app.clock())
+        register_component(app.store, names[mailbox.name], "imap", where, utcnow())
     threads = run_fetchers(config.imap.mailboxes, config.imap, app.store, config.base_dir, stop, app.clock)
     while not stop.wait(HEARTBEAT_SECONDS):
         for thread, mailbox in zip(threads, config.imap.mailboxes, strict=True):
             if thread.is_alive():  # a fetcher thread only ends on stop; a dead one shows as stale
-                heartbeat(app.store, names[mailbox.name], app.clock())
+                heartbeat(app.store, names[mailbox.name], utcnow())
     log.info("imap: stopping %d mailbox reader(s)", len(threads))
     for thread in threads:
         thread.join(timeout=config.daemon.drain_seconds)

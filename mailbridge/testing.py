@@ -1,4 +1,4 @@
-"""Test-only crash and failure points, inert unless MAILBRIDGE_TESTING=1.
+"""Test-only crash and failure points and a controllable clock, inert unless MAILBRIDGE_TESTING=1.
 
 A test names a point in MAILBRIDGE_CRASH_AT ("name" or "name:N" for the N-th pass) and
 the process kills its whole process group with SIGKILL there, as a power cut would; or
@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 
 _ENABLED = os.environ.get("MAILBRIDGE_TESTING") == "1"
 _TARGET = os.environ.get("MAILBRIDGE_CRASH_AT", "") if _ENABLED else ""
@@ -36,3 +39,24 @@ def crash_point(name: str) -> None:
     _counts[name] = _counts.get(name, 0) + 1
     if _counts[name] >= int(nth or 1):
         os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+def test_clock() -> Callable[[], datetime] | None:
+    """With MAILBRIDGE_TESTING=1 and MAILBRIDGE_CLOCK_FILE set, "now" is the ISO time in
+    that file (re-read at every call, so a test moves time forward by rewriting it; a
+    missing or empty file means the real time). None otherwise: production never fakes time."""
+    path = os.environ.get("MAILBRIDGE_CLOCK_FILE", "") if _ENABLED else ""
+    if not path:
+        return None
+
+    def now() -> datetime:
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            text = ""
+        if not text:
+            return datetime.now(UTC)
+        value = datetime.fromisoformat(text)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    return now

@@ -1,0 +1,153 @@
+"""The scheduler: APScheduler 3 drives the periodic work; one active per database.
+
+    supervisor -> child "scheduler" -> [run_scheduler]
+        lease: the scheduler_lease row (holder, expires_at), taken when free or expired,
+               renewed every LEASE_SECONDS/3; several daemons on one database: one holds
+               it, the others wait and take over when it expires
+        holder: APScheduler BackgroundScheduler, job store in the same database
+               (SQLAlchemyJobStore, table apscheduler_jobs), coalescing, one instance per
+               job, misfire grace: a daemon that was down runs each job once, not once
+               per missed interval
+        jobs:   sla_sweep every [sla] sweep_seconds (sweep.py), housekeeping hourly
+               (auto-close of resolved tickets)
+
+The jobs' work is idempotent and exactly once by itself (sla_notices, status checks), so
+a crash between a job's work and its bookkeeping is followed by a run that finds it done.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from datetime import datetime, timedelta
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql, sqlite
+
+from mailbridge.app import App
+from mailbridge.clock import utcnow
+from mailbridge.store.db import write_tx
+from mailbridge.store.tables import scheduler_lease
+
+log = logging.getLogger(__name__)
+
+__all__ = ["LEASE_SECONDS", "acquire_lease", "release_lease", "run_scheduler"]
+
+LEASE_SECONDS = 30.0
+LEASE_NAME = "scheduler"
+HOUSEKEEPING_SECONDS = 3600.0
+
+# The running process's App, for the job functions (APScheduler stores jobs by the import
+# path of their function, so they are module-level and find their App here).
+_APP: App | None = None
+
+
+def acquire_lease(conn: Connection, holder: str, now: datetime, ttl: timedelta) -> bool:
+    """Take or renew the lease; True when ``holder`` has it until now + ttl. One
+    statement, so two processes racing for a free lease cannot both win."""
+    table = scheduler_lease
+    values = {"name": LEASE_NAME, "holder": holder, "expires_at": now + ttl}
+    taken = {"holder": holder, "expires_at": now + ttl}
+    free = (table.c.expires_at < now) | (table.c.holder == holder)
+    if conn.dialect.name == "postgresql":
+        pg = postgresql.insert(table).values(**values)
+        stmt: Any = pg.on_conflict_do_update(index_elements=[table.c.name], set_=taken, where=free)
+    else:
+        lite = sqlite.insert(table).values(**values)
+        stmt = lite.on_conflict_do_update(index_elements=[table.c.name], set_=taken, where=free)
+    return bool(conn.execute(stmt).rowcount == 1)
+
+
+def release_lease(conn: Connection, holder: str) -> None:
+    conn.execute(scheduler_lease.delete().where(scheduler_lease.c.holder == holder))
+
+
+def sla_sweep_job() -> None:
+    """One SLA sweep (see sweep.py), in one transaction."""
+    from mailbridge.sla.sweep import Sweeper
+    from mailbridge.tickets.lifecycle import Pending
+
+    app = _APP
+    if app is None:
+        return
+    sweeper = Sweeper(app.config, app.people, app.outbox, app.refs)
+    with write_tx(app.store.main) as conn:
+        pending = Pending()
+        report = sweeper.sweep(conn, app.clock(), pending)
+        pending.flush(conn)
+    if report.looked:
+        log.info("SLA sweep: %s", report.summary())
+
+
+def housekeeping_job() -> None:
+    """Auto-close resolved tickets nobody answered (sla/housekeeping.py), if present."""
+    app = _APP
+    if app is None:
+        return
+    try:
+        from mailbridge.sla import housekeeping
+    except ImportError:
+        return
+    from mailbridge.tickets.lifecycle import Pending
+
+    with write_tx(app.store.main) as conn:
+        pending = Pending()
+        closed = housekeeping.auto_close(conn, app.clock(), app.config, app.people, app.outbox, app.refs, pending)
+        pending.flush(conn)
+    if closed:
+        log.info("housekeeping: %d resolved ticket(s) closed", closed)
+
+
+def _scheduler(app: App) -> BackgroundScheduler:
+    sla = app.config.sla
+    scheduler = BackgroundScheduler(
+        jobstores={"default": SQLAlchemyJobStore(engine=app.store.main, tablename="apscheduler_jobs")},
+        executors={"default": ThreadPoolExecutor(1)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": int(sla.sweep_seconds * 10)},
+        timezone="UTC",
+    )
+    # replace_existing: the jobs are defined by the config; a restart with new settings
+    # replaces what the job store holds.
+    scheduler.add_job(sla_sweep_job, "interval", seconds=sla.sweep_seconds, id="sla_sweep", replace_existing=True)
+    scheduler.add_job(
+        housekeeping_job, "interval", seconds=HOUSEKEEPING_SECONDS, id="housekeeping", replace_existing=True
+    )
+    return scheduler
+
+
+def run_scheduler(app: App, stop: threading.Event, on_beat: Any = None) -> int:
+    """Hold the lease and run the jobs until ``stop``; without the lease, wait for it."""
+    global _APP
+    _APP = app
+    holder = f"{socket.gethostname()}:{os.getpid()}"
+    ttl = timedelta(seconds=LEASE_SECONDS)
+    scheduler: BackgroundScheduler | None = None
+    try:
+        while not stop.is_set():
+            with write_tx(app.store.main) as conn:
+                held = acquire_lease(conn, holder, utcnow(), ttl)  # liveness: real time
+            if held and scheduler is None:
+                log.info("scheduler lease taken by %s: running the jobs", holder)
+                scheduler = _scheduler(app)
+                scheduler.start()
+                sla_sweep_job()  # at once: a daemon that was down catches up now
+            elif not held and scheduler is not None:
+                log.warning("scheduler lease lost: stopping the jobs")
+                scheduler.shutdown(wait=True)
+                scheduler = None
+            if on_beat is not None:
+                on_beat()
+            stop.wait(LEASE_SECONDS / 3)
+    finally:
+        if scheduler is not None:
+            scheduler.shutdown(wait=True)
+            with write_tx(app.store.main) as conn:
+                release_lease(conn, holder)
+        _APP = None
+    return 0

@@ -1,0 +1,97 @@
+"""The scheduler: one lease holder per database, and the running daemon's SLA sweep with
+a controllable clock (MAILBRIDGE_TESTING=1, MAILBRIDGE_CLOCK_FILE): the breach goes out
+once, a restart catches up with one step and repeats nothing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from mailbridge.sla.scheduler import acquire_lease, release_lease
+from mailbridge.store import migrate
+from mailbridge.store.db import Store, write_tx
+from tests.support import Daemon, make_mail, poll, write_config
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+TTL = timedelta(seconds=30)
+
+
+def test_one_lease_holder_at_a_time(db_url: str, tmp_path: Path) -> None:
+    store = Store(db_url or f"sqlite:///{tmp_path / 'mb.db'}")
+    try:
+        migrate.upgrade(store)
+        with write_tx(store.main) as conn:
+            assert acquire_lease(conn, "host-a:1", T0, TTL)
+            assert not acquire_lease(conn, "host-b:2", T0 + timedelta(seconds=10), TTL), "held by a"
+            assert acquire_lease(conn, "host-a:1", T0 + timedelta(seconds=20), TTL), "a renews"
+            assert not acquire_lease(conn, "host-b:2", T0 + timedelta(seconds=49), TTL), "renewed until 50s"
+            assert acquire_lease(conn, "host-b:2", T0 + timedelta(seconds=51), TTL), "expired: b takes over"
+            assert not acquire_lease(conn, "host-a:1", T0 + timedelta(seconds=52), TTL), "a lost it"
+            release_lease(conn, "host-b:2")
+            assert acquire_lease(conn, "host-a:1", T0 + timedelta(seconds=53), TTL), "released: free again"
+    finally:
+        store.dispose()
+
+
+PEOPLE = """
+[[agents]]
+id = "alice"
+name = "Alice Agent"
+email = "alice@staff.example"
+teams = ["helpdesk"]
+
+[[agents]]
+id = "lena"
+name = "Lena Lead"
+email = "lena@staff.example"
+teams = ["helpdesk"]
+
+[[teams]]
+id = "helpdesk"
+name = "Helpdesk"
+lead = "lena"
+
+[sla]
+sweep_seconds = 1
+repeat_every = "1h"
+
+[[sla.policies]]
+id = "all"
+calendar = "always"
+first_response = "1h"
+"""
+
+
+def test_the_daemon_sweeps_with_the_clock_it_is_given(sink, tmp_path):
+    from tests.test_rules_path import rules_dir
+
+    rule = '[[rule]]\nid = "mine"\nwhen = { always = true }\nthen.queue = "helpdesk"\nthen.assign = "alice"\n'
+    clock = tmp_path / "now.txt"
+    clock.write_text(T0.isoformat())
+    env = {"MAILBRIDGE_TESTING": "1", "MAILBRIDGE_CLOCK_FILE": str(clock)}
+    config = write_config(tmp_path / "site", relay_port=sink.port, extra=PEOPLE, rules=rules_dir(tmp_path, rule))
+
+    def breaches() -> list[list[str]]:
+        return [m["rcpts"] for m in sink.messages if b"[SLA breach]" in m["raw"]]
+
+    daemon = Daemon(config, env=env).start()
+    try:
+        daemon.send(make_mail(subject="Server down"))
+        daemon.wait_idle()
+        clock.write_text((T0 + timedelta(hours=2)).isoformat())  # the target was 10:00
+        poll(lambda: len(breaches()) == 2)
+        daemon.wait_idle()
+        assert sorted(r[0] for r in breaches()) == ["alice@staff.example", "lena@staff.example"]
+    finally:
+        daemon.stop()
+    # Down, then back 3h10m after the start: one escalation, the breach not again.
+    clock.write_text((T0 + timedelta(hours=3, minutes=10)).isoformat())
+    daemon = Daemon(config, env=env).start()
+    try:
+        poll(lambda: any(b"[SLA escalation" in m["raw"] for m in sink.messages))
+        daemon.wait_idle()
+        assert len(breaches()) == 2, "the breach is never sent twice"
+        escalations = [m for m in sink.messages if b"[SLA escalation" in m["raw"]]
+        assert len(escalations) == 2, "one step (to alice and the lead), not one per missed hour"
+    finally:
+        daemon.stop()
