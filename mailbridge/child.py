@@ -7,12 +7,18 @@ so a failure to load it here is a bug worth a traceback.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
-from mailbridge.config import load_config
-from mailbridge.logs import setup_logging
-from mailbridge.roles import run_imap, run_receiver, run_scheduler_role, run_sender, run_worker
+# A reload (SIGHUP) that reaches a child still starting up must not kill it (SIGHUP's
+# default): ignored until the role installs its own handler; the child loads the
+# current files as it starts anyway.
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+from mailbridge.config import load_config  # noqa: E402 (after the SIGHUP guard: imports take time)
+from mailbridge.logs import setup_logging  # noqa: E402
+from mailbridge.roles import run_imap, run_receiver, run_scheduler_role, run_sender, run_worker  # noqa: E402
 
 
 def main(argv: list[str]) -> int:

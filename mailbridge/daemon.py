@@ -31,7 +31,7 @@ from mailbridge.errors import ConfigError
 from mailbridge.roles import die_with_parent
 from mailbridge.store import migrate
 from mailbridge.store.db import write_tx
-from mailbridge.store.tables import components, inbound, outbox
+from mailbridge.store.tables import components, inbound, outbox, scheduler_lease
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,7 @@ def reset_stale_claims(app: App) -> None:
     with write_tx(app.store.main) as conn:
         conn.execute(update(outbox).where(outbox.c.state == "sending").values(state="queued", claimed_until=None))
         conn.execute(components.delete())
+        conn.execute(scheduler_lease.delete())  # its holder died with the last run
 
 
 class FileWatch:

@@ -152,7 +152,7 @@ def status_changed(
     iso = now.isoformat()
     if new == "pending":
         for clock in _clocks(conn, ticket_id, ("running",)):
-            _set(conn, clock.id, state="paused", pauses=[*clock.pauses, [iso, None]], next_action_at=None)
+            _set(conn, clock.id, state="paused", pauses=[*clock.pauses, [iso, None]], due_at=None, next_action_at=None)
             _event(conn, pending, ticket_id, now, "sla_paused", {"target": clock.target, "cycle": clock.cycle})
     elif old == "pending":
         for clock in _clocks(conn, ticket_id, ("paused",)):

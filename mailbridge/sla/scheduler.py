@@ -34,6 +34,7 @@ from mailbridge.app import App
 from mailbridge.clock import utcnow
 from mailbridge.store.db import write_tx
 from mailbridge.store.tables import scheduler_lease
+from mailbridge.testing import crash_point
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,8 @@ def sla_sweep_job() -> None:
         pending = Pending()
         report = sweeper.sweep(conn, app.clock(), pending)
         pending.flush(conn)
+        if report.notices:
+            crash_point("sla.sweep.before_commit")  # tests: a power cut with the notices unsaved
     if report.looked:
         log.info("SLA sweep: %s", report.summary())
 

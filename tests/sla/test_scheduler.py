@@ -95,3 +95,37 @@ def test_the_daemon_sweeps_with_the_clock_it_is_given(sink, tmp_path):
         assert len(escalations) == 2, "one step (to alice and the lead), not one per missed hour"
     finally:
         daemon.stop()
+
+
+def test_a_crash_before_the_sweep_commits_sends_each_notice_once(sink, tmp_path):
+    from sqlalchemy import create_engine, func, select
+
+    from mailbridge.store.tables import outbox, sla_notices
+    from tests.test_rules_path import rules_dir
+
+    rule = '[[rule]]\nid = "mine"\nwhen = { always = true }\nthen.queue = "helpdesk"\nthen.assign = "alice"\n'
+    clock = tmp_path / "now.txt"
+    clock.write_text(T0.isoformat())
+    env = {"MAILBRIDGE_TESTING": "1", "MAILBRIDGE_CLOCK_FILE": str(clock)}
+    config = write_config(tmp_path / "site", relay_port=sink.port, extra=PEOPLE, rules=rules_dir(tmp_path, rule))
+    daemon = Daemon(config, env={**env, "MAILBRIDGE_CRASH_AT": "sla.sweep.before_commit"}).start()
+    daemon.send(make_mail(subject="Server down"))
+    daemon.wait_idle()
+    clock.write_text((T0 + timedelta(hours=2)).isoformat())
+    assert daemon.proc is not None
+    daemon.proc.wait(timeout=60)  # the whole process group died at the crash point
+    daemon.proc = None
+    engine = create_engine(f"sqlite:///{config.parent / 'var' / 'mailbridge.db'}")
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(sla_notices)).scalar_one() == 0, "nothing was saved"
+    daemon = Daemon(config, env=env).start()
+    try:
+        poll(lambda: len([m for m in sink.messages if b"[SLA breach]" in m["raw"]]) == 2)
+        daemon.wait_idle()
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(sla_notices)).scalar_one() == 1
+            kinds = [k for (k,) in conn.execute(select(outbox.c.kind))]
+        assert kinds.count("sla-breach") == 2, "alice and the lead, once each"
+    finally:
+        daemon.stop()
+        engine.dispose()

@@ -1,0 +1,116 @@
+"""Housekeeping: resolved tickets nobody answered close by themselves.
+
+    scheduler (with the SLA sweep), or by hand with a given time
+        -> [auto_close]: tickets WHERE status = 'resolved' AND updated_at < now - N days
+             (N = [sla] auto_close_days; 0 = never), at most `limit` per call, oldest first
+             -> lifecycle.set_status -> "closed" (actor "system", reason "no reply for N days")
+             -> templates/auto-closed.* to the requester (not to robot addresses, monitoring
+                alerts or addresses that bounced: tickets/survey.requester_block_reason)
+             -> event "auto_closed" {days, last_activity, message_id | suppressed}
+
+"No reply for N days" is measured from the ticket's last activity, its updated_at:
+the resolution itself, and anything after it that touched the ticket (an agent's
+note, an out-of-office reply, a survey answer) starts the wait again. That is one
+query on the status index, without reading the history; a requester's real reply
+reopens the ticket, so it is no longer looked at.
+
+Idempotent: a closed ticket is never selected again, and everything (status, events,
+mail) is written in the caller's transaction. On PostgreSQL the rows are taken FOR
+UPDATE SKIP LOCKED, so two schedulers at once close and notify each ticket once.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from mailbridge.clock import ensure_utc
+from mailbridge.config import Config
+from mailbridge.outbound.outbox import Outbox
+from mailbridge.people import People
+from mailbridge.store.tables import tickets
+from mailbridge.tickets import lifecycle, survey
+from mailbridge.tickets.refs import ReferenceFormat
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BATCH", "auto_close"]
+
+BATCH = 500  # tickets per call; the next sweep takes the rest
+
+_RESOLVED = select(
+    tickets.c.id,
+    tickets.c.reference,
+    tickets.c.subject,
+    tickets.c.requester,
+    tickets.c.requester_name,
+    tickets.c.incident_key,
+    tickets.c.updated_at,
+).where(tickets.c.status == "resolved")
+
+
+def auto_close(
+    conn: Connection,
+    now: datetime,
+    config: Config,
+    people: People,
+    outbox: Outbox,
+    refs: ReferenceFormat,
+    pending: lifecycle.Pending,
+    *,
+    limit: int = BATCH,
+) -> int:
+    """Close the resolved tickets without activity for [sla] auto_close_days, each with
+    its notice to the requester; return how many closed. ``people`` is the sweep's
+    (kept for symmetry; nothing here depends on who the agents are)."""
+    days = config.sla.auto_close_days
+    if days <= 0:
+        return 0
+    cutoff = now - timedelta(days=days)
+    query = _RESOLVED.where(tickets.c.updated_at < cutoff).order_by(tickets.c.updated_at, tickets.c.id).limit(limit)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    found = conn.execute(query).all()
+    for ticket in found:
+        _close(conn, ticket, days, now, config, outbox, refs, pending)
+    if found:
+        log.info("auto-closed %d resolved ticket(s) without a reply for %d days", len(found), days)
+    return len(found)
+
+
+def _close(
+    conn: Connection,
+    ticket: Any,
+    days: int,
+    now: datetime,
+    config: Config,
+    outbox: Outbox,
+    refs: ReferenceFormat,
+    pending: lifecycle.Pending,
+) -> None:
+    ticket_id = int(ticket.id)
+    reason = f"no reply for {days} day{'s' if days != 1 else ''}"
+    lifecycle.set_status(conn, ticket_id, "closed", actor="system", now=now, reason=reason, pending=pending)
+    data: dict[str, Any] = {"days": days, "last_activity": ensure_utc(ticket.updated_at).isoformat()}
+    blocked = survey.requester_block_reason(conn, ticket)
+    if blocked is not None:
+        data["notice_suppressed"] = blocked
+        suppressed = {"reason": f"no auto-closed notice: {blocked}"}
+        pending.events.append(lifecycle.event_row(ticket_id, now, "auto_reply_suppressed", "system", suppressed))
+    else:
+        data["message_id"] = survey.queue_to_requester(
+            conn,
+            ticket,
+            "auto-closed",
+            config=config,
+            outbox=outbox,
+            refs=refs,
+            pending=pending,
+            now=now,
+            status="closed",
+            extra={"days": days, "reopen": config.tickets.reply_to_closed == "reopen"},
+        )
+    pending.events.append(lifecycle.event_row(ticket_id, now, "auto_closed", "system", data))
