@@ -21,7 +21,6 @@ UPDATE SKIP LOCKED, so two schedulers at once close and notify each ticket once.
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,8 +33,6 @@ from mailbridge.people import People
 from mailbridge.store.tables import tickets
 from mailbridge.tickets import lifecycle, survey
 from mailbridge.tickets.refs import ReferenceFormat
-
-log = logging.getLogger(__name__)
 
 __all__ = ["BATCH", "auto_close"]
 
@@ -76,8 +73,6 @@ def auto_close(
     found = conn.execute(query).all()
     for ticket in found:
         _close(conn, ticket, days, now, config, outbox, refs, pending)
-    if found:
-        log.info("auto-closed %d resolved ticket(s) without a reply for %d days", len(found), days)
     return len(found)
 
 

@@ -62,7 +62,8 @@ def acquire_lease(conn: Connection, holder: str, now: datetime, ttl: timedelta) 
     else:
         lite = sqlite.insert(table).values(**values)
         stmt = lite.on_conflict_do_update(index_elements=[table.c.name], set_=taken, where=free)
-    return bool(conn.execute(stmt).rowcount == 1)
+    # RETURNING rather than rowcount: the PostgreSQL driver reports -1 for an upsert.
+    return conn.execute(stmt.returning(table.c.holder)).first() is not None
 
 
 def release_lease(conn: Connection, holder: str) -> None:

@@ -43,8 +43,8 @@ log = logging.getLogger(__name__)
 __all__ = ["SweepReport", "Sweeper", "choose_policy"]
 
 _NOTICE_INSERT = {
-    "sqlite": sqlite.insert(sla_notices).on_conflict_do_nothing(),
-    "postgresql": postgresql.insert(sla_notices).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(sla_notices).on_conflict_do_nothing().returning(sla_notices.c.level),
+    "postgresql": postgresql.insert(sla_notices).on_conflict_do_nothing().returning(sla_notices.c.level),
 }
 KINDS = {1: "reminder", 2: "breach"}
 
@@ -197,10 +197,9 @@ class Sweeper:
         due: datetime | None,
     ) -> None:
         """One step, once: the sla_notices row is the key; a replay after a crash finds it."""
-        inserted = conn.execute(
-            _NOTICE_INSERT[conn.dialect.name], {"clock_id": clock.id, "cycle": clock.cycle, "level": level, "at": now}
-        )
-        if inserted.rowcount == 0:
+        # RETURNING rather than rowcount: the PostgreSQL driver reports -1 for ON CONFLICT.
+        row = {"clock_id": clock.id, "cycle": clock.cycle, "level": level, "at": now}
+        if conn.execute(_NOTICE_INSERT[conn.dialect.name].values(**row)).first() is None:
             return
         kind = KINDS.get(level, "escalation")
         recipients = self._recipients(ticket, level)

@@ -129,3 +129,27 @@ def test_a_crash_before_the_sweep_commits_sends_each_notice_once(sink, tmp_path)
     finally:
         daemon.stop()
         engine.dispose()
+
+
+def test_two_daemons_on_one_database_run_one_scheduler(sink, tmp_path):
+    import pytest
+
+    from tests.support import create_pg_database, drop_pg_database, pg_admin_url
+
+    admin = pg_admin_url()
+    if not admin:
+        pytest.skip("several daemons share PostgreSQL; needs MAILBRIDGE_TEST_DATABASE_URL (CI sets it)")
+    url, name = create_pg_database(admin)
+    daemons = [
+        Daemon(write_config(tmp_path / f"site{i}", db_url=url, relay_port=sink.port, extra=PEOPLE)) for i in (1, 2)
+    ]
+    try:
+        for daemon in daemons:
+            daemon.start()
+        poll(lambda: sum("scheduler lease taken" in d.log() for d in daemons) == 1)
+        # Both schedulers are up (each reports as a component); one runs the jobs.
+        assert sum("Scheduler started" in d.log() for d in daemons) == 1
+    finally:
+        for daemon in daemons:
+            daemon.stop()
+        drop_pg_database(admin, name)

@@ -228,3 +228,16 @@ def test_sweep_cli_with_a_given_time(app, tmp_path):
     assert bad.returncode == 2 and b"not an ISO time" in bad.stderr
     with app.store.main.connect() as conn:
         assert conn.execute(select(tickets.c.reference)).scalar_one()
+
+
+def test_a_replayed_step_is_found_sent_and_not_sent_again(app):
+    """As after a crash between the notice and the clock's bookkeeping: the clock says
+    "not reminded yet", sla_notices says it was; no second mail."""
+    from sqlalchemy import update
+
+    ticket = _ticket(app, priority="critical")
+    assert _sweep(app, MONDAY + timedelta(minutes=45)).reminders == 1
+    with write_tx(app.store.main) as conn:
+        conn.execute(update(sla_clocks).where(sla_clocks.c.ticket_id == ticket).values(level=0, next_action_at=MONDAY))
+    assert _sweep(app, MONDAY + timedelta(minutes=50)).reminders == 0
+    assert [k for k, _ in _mail_to(app)].count("sla-reminder") == 1
