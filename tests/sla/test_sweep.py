@@ -227,7 +227,13 @@ def test_sweep_cli_with_a_given_time(app, tmp_path):
     bad = mailbridge(config, "sla", "sweep", "--now", "yesterday", check=False)
     assert bad.returncode == 2 and b"not an ISO time" in bad.stderr
     with app.store.main.connect() as conn:
-        assert conn.execute(select(tickets.c.reference)).scalar_one()
+        reference = conn.execute(select(tickets.c.reference)).scalar_one()
+    shown = mailbridge(config, "tickets", "show", reference).stdout.decode()
+    assert "SLA first_response: running, due 2026-11-23T10:00:00+00:00" in shown
+    assert "breached at 2026-11-23T10:00:00+00:00" in shown
+    assert "SLA resolution: running, due 2026-11-23T17:00:00+00:00" in shown
+    data = mailbridge_json(config, "tickets", "show", reference)
+    assert {c["target"]: c["level"] for c in data["sla"]} == {"first_response": 2, "resolution": 0}
 
 
 def test_a_replayed_step_is_found_sent_and_not_sent_again(app):
