@@ -2,8 +2,8 @@
 
     mailbridge sla sweep                  one sweep now (what the scheduler does every
                                           [sla] sweep_seconds)
-    mailbridge sla sweep --now ISO        one sweep as if it were that time (UTC if no zone):
-                                          to try policies, or to catch up by hand
+    mailbridge sla sweep --now ISO        one sweep as if it were that time (UTC if no zone);
+                                          not a dry run: what is due then is sent and recorded
 
 Part of cli.py's command tree (registered there); kept apart so each file stays small.
 """

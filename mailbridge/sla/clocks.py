@@ -5,6 +5,7 @@
     lifecycle.set_status                    -> [status_changed]  pending pauses, restored/resolved meet
     agents desk: #ack                       -> [acked]           no more repeats of a breach
     changes.set_field("priority")           -> [priority_changed] targets recomputed by the sweep
+                                               (the history shows the old due time and both targets)
     sweep.py (the scheduler)                 -> due times, reminders, breaches, escalation
 
 Only database rows change here, inside the caller's transaction, and each change is an
@@ -23,7 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from mailbridge.clock import ensure_utc
-from mailbridge.store.tables import sla_clocks
+from mailbridge.store.tables import sla_clocks, tickets
 from mailbridge.tickets import lifecycle
 
 __all__ = ["TARGETS", "acked", "answered", "priority_changed", "start", "status_changed"]
@@ -121,16 +122,20 @@ def answered(conn: Connection, ticket_id: int, now: datetime, pending: lifecycle
     for clock in _clocks(conn, ticket_id, ("running", "paused")):
         if clock.target in ("first_response", "next_update"):
             _met(conn, pending, clock, now)
-    for clock in _clocks(conn, ticket_id, ("met", "idle")):
-        if clock.target == "next_update":
+    # An answer sent together with "#status pending" comes after the pause: the new
+    # next-update clock starts paused then.
+    status = conn.execute(select(tickets.c.status).where(tickets.c.id == ticket_id)).scalar_one()
+    waiting = status == "pending"
+    for clock in _clocks(conn, ticket_id, ("met", "idle", "stopped")):
+        if clock.target == "next_update" and status not in ("resolved", "closed"):
             cycle = clock.cycle + (0 if clock.state == "idle" else 1)
             _set(
                 conn,
                 clock.id,
-                state="running",
+                state="paused" if waiting else "running",
                 cycle=cycle,
                 started_at=now,
-                pauses=[],
+                pauses=[[now.isoformat(), None]] if waiting else [],
                 level=0,
                 due_at=None,
                 remind_at=None,
@@ -138,7 +143,7 @@ def answered(conn: Connection, ticket_id: int, now: datetime, pending: lifecycle
                 met_at=None,
                 last_notice_at=None,
                 acked_at=None,
-                next_action_at=now,
+                next_action_at=None if waiting else now,
             )
     _stop_repeats(conn, ticket_id, now)
 

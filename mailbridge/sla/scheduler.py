@@ -140,7 +140,10 @@ def run_scheduler(app: App, stop: threading.Event, on_beat: Any = None) -> int:
                 log.info("scheduler lease taken by %s: running the jobs", holder)
                 scheduler = _scheduler(app)
                 scheduler.start()
-                sla_sweep_job()  # at once: a daemon that was down catches up now
+                # At once: a daemon that was down catches up now (and the hourly
+                # housekeeping does not wait an hour after every restart).
+                sla_sweep_job()
+                housekeeping_job()
             elif not held and scheduler is not None:
                 log.warning("scheduler lease lost: stopping the jobs")
                 scheduler.shutdown(wait=True)

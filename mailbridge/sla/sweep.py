@@ -130,7 +130,13 @@ class Sweeper:
             clock = self._reselect(conn, clock, ticket, now, pending, report)
             if clock is None:
                 return
-        calendar = self._people.calendar(clock.calendar or None)
+        try:
+            calendar = self._people.calendar(clock.calendar or None)
+        except KeyError:
+            # The calendar was renamed or removed from the config since the clock
+            # started: the default one, rather than no SLA notices at all.
+            log.warning("SLA clock %s: calendar %r is gone; using the default calendar", clock.id, clock.calendar)
+            calendar = self._people.calendar(None)
         start = ensure_utc(clock.started_at)
         target = timedelta(seconds=int(clock.target_seconds))
         pauses = [(datetime.fromisoformat(a), datetime.fromisoformat(b) if b else None) for a, b in clock.pauses]

@@ -247,3 +247,22 @@ def test_a_replayed_step_is_found_sent_and_not_sent_again(app):
         conn.execute(update(sla_clocks).where(sla_clocks.c.ticket_id == ticket).values(level=0, next_action_at=MONDAY))
     assert _sweep(app, MONDAY + timedelta(minutes=50)).reminders == 0
     assert [k for k, _ in _mail_to(app)].count("sla-reminder") == 1
+
+
+def test_an_answer_with_status_pending_starts_the_next_update_clock_paused(app):
+    ticket = _ticket(app)  # normal: next_update 8h, waits for the first answer
+    at = MONDAY + timedelta(hours=1)
+    with write_tx(app.store.main) as conn:
+        lifecycle.set_status(conn, ticket, "pending", actor="alice", now=at)  # the command runs first
+        clocks.answered(conn, ticket, at)  # then the answer goes out
+    with app.store.main.connect() as conn:
+        state = {r.target: r.state for r in conn.execute(select(sla_clocks).where(sla_clocks.c.ticket_id == ticket))}
+    assert state["next_update"] == "paused" and state["first_response"] == "met"
+    with write_tx(app.store.main) as conn:
+        lifecycle.set_status(conn, ticket, "open", actor="rita@example.com", now=at + timedelta(days=3))
+        lifecycle.set_status(conn, ticket, "resolved", actor="alice", now=at + timedelta(days=3, hours=1))
+        lifecycle.set_status(conn, ticket, "open", actor="rita@example.com", now=at + timedelta(days=4))
+        clocks.answered(conn, ticket, at + timedelta(days=4, hours=1))
+    with app.store.main.connect() as conn:
+        state = {r.target: r.state for r in conn.execute(select(sla_clocks).where(sla_clocks.c.ticket_id == ticket))}
+    assert state["next_update"] == "running", "after a reopen the next answer starts it again"
