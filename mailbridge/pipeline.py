@@ -38,7 +38,7 @@ from mailbridge.sla.sweep import start_clocks
 from mailbridge.store.db import Store, read_tx, write_tx
 from mailbridge.store.tables import inbound, messages, outbox, tickets, undeliverable
 from mailbridge.testing import crash_point
-from mailbridge.tickets import deliveries, incidents, lifecycle
+from mailbridge.tickets import deliveries, incidents, lifecycle, survey
 from mailbridge.tickets.correlate import Correlation, Correlator
 from mailbridge.tickets.dedupe import dedupe_key
 from mailbridge.tickets.refs import ReferenceFormat
@@ -449,7 +449,9 @@ class Pipeline:
             # reply opens a new ticket linked to it. History is replayed as it
             # happened, so imported mail still joins it.
             reopen = self._config.tickets.reply_to_closed == "reopen" and msg.sender == ticket.requester
-            if ticket.status == "closed" and not msg.historic and not reopen:
+            # An answer to the survey belongs to its ticket, closed or not (never reopens it).
+            survey_answer = corr.how == "token" and corr.token_purpose == "survey"
+            if ticket.status == "closed" and not msg.historic and not reopen and not survey_answer:
                 ticket = None
         if self._router is not None and analysis.kind in ("normal", "bulk", "incident"):
             msg = dataclasses.replace(msg, decision=self._router.decide(msg, ticket, list(row.rcpts or [])))
@@ -989,6 +991,9 @@ class Pipeline:
         }
         if corr.token_address and corr.token_address != sender:
             data["token_issued_to"] = corr.token_address
+        survey_reply = corr.how == "token" and corr.token_purpose == "survey"
+        if survey_reply:
+            data["token_purpose"] = "survey"
         self._record_rules(conn, ticket_id, msg, pending)
         self._route_follow_up(conn, ticket_id, row, msg)
         kind = msg.analysis.classification.kind
@@ -1001,6 +1006,14 @@ class Pipeline:
         pending.events.append(lifecycle.event_row(ticket_id, now, "received", sender or "unknown", data))
         if msg.historic:
             lifecycle.touch(conn, ticket_id, now, pending)  # history never reopens anything
+            return
+        if survey_reply:
+            # An answer to the satisfaction survey (tickets/survey.py): its score, or that
+            # none could be read, in the history. It never reopens the ticket, and nobody
+            # is answered or told. Only the survey's own recipient scores.
+            if sender and sender == corr.token_address:
+                survey.record_answer(ticket_id, sender, msg.analysis.reply_text or "", message_pk, now, pending)
+            lifecycle.touch(conn, ticket_id, now, pending)
             return
         if corr.how == "token" and sender:
             lifecycle.add_participants(conn, ticket_id, [mail.from_] if mail.from_ else [], "cc", now)

@@ -196,11 +196,11 @@ def test_an_agent_answers_by_reply_with_commands_and_attachments_both_ways(db_ur
     follow = _to(sink, "alice@staff.example")[1]
     assert "[reply]" in follow["Subject"] and "still broken" in _text(follow)
 
-    # Resolved by mail: the requester gets "resolved - reply to reopen".
+    # Resolved by mail: the requester gets "resolved - reply to reopen" (and the survey).
     daemon.send(reply(follow, "#status resolved"), rcpts=[follow["Reply-To"]], mail_from="alice@staff.example")
     daemon.wait_idle()
-    poll(lambda: len(_to(sink, "rita@example.com")) == 3)
-    resolved = _to(sink, "rita@example.com")[2]
+    poll(lambda: len(_to(sink, "rita@example.com")) == 4)
+    resolved = next(m for m in _to(sink, "rita@example.com")[2:] if m["Subject"].startswith("Resolved:"))
     assert resolved["Subject"].startswith("Resolved:") and "reply to this email" in _text(resolved)
     assert _show(daemon, ref)["status"] == "resolved"
 

@@ -53,7 +53,7 @@ from mailbridge.rules import TicketFacts
 from mailbridge.sla import clocks as sla_clocks
 from mailbridge.sla.sweep import start_clocks
 from mailbridge.store.tables import messages, participants, tickets, undeliverable
-from mailbridge.tickets import changes, lifecycle
+from mailbridge.tickets import changes, lifecycle, survey
 from mailbridge.tickets.correlate import Correlation
 from mailbridge.tickets.refs import ReferenceFormat
 
@@ -555,21 +555,27 @@ class AgentDesk:
     # --- mail to the requester ------------------------------------------------------
 
     def resolved_notice(self, conn: Connection, ticket_id: int, pending: lifecycle.Pending, now: datetime) -> None:
-        """ "Resolved - reply to reopen" to the requester; never to an address that
-        bounced, nor for monitoring alerts (nobody reads mail there)."""
-        if not self._config.tickets.resolved_notice:
+        """ "Resolved - reply to reopen" to the requester, and the satisfaction survey
+        ([sla] survey; tickets/survey.py); never to an address that bounced, nor to a
+        robot address (RFC 3834), nor for monitoring alerts (nobody reads mail there)."""
+        notice, ask = self._config.tickets.resolved_notice, self._config.sla.survey
+        if not (notice or ask):
             return
         ticket = conn.execute(_TICKET.where(tickets.c.id == ticket_id)).one()
-        reason = None
-        if ticket.incident_key:
-            reason = "monitoring alert: nobody reads a resolved notice there"
-        elif conn.execute(select(undeliverable.c.address).where(undeliverable.c.address == ticket.requester)).first():
-            reason = f"{ticket.requester} is undeliverable"
+        reason = survey.requester_block_reason(conn, ticket)
         if reason is not None:
-            data = {"reason": f"no resolved notice: {reason}"}
-            pending.events.append(lifecycle.event_row(ticket_id, now, "auto_reply_suppressed", "system", data))
+            for what in [w for w, on in (("resolved notice", notice), ("survey", ask)) if on]:
+                data = {"reason": f"no {what}: {reason}"}
+                pending.events.append(lifecycle.event_row(ticket_id, now, "auto_reply_suppressed", "system", data))
             return
-        self._notice_to_requester(conn, ticket, "resolved", "resolved", pending, now, auto_submitted="auto-generated")
+        if notice:
+            self._notice_to_requester(
+                conn, ticket, "resolved", "resolved", pending, now, auto_submitted="auto-generated"
+            )
+        if ask:
+            survey.queue_survey(
+                conn, ticket, config=self._config, outbox=self._outbox, refs=self._refs, pending=pending, now=now
+            )
 
     def reopened_notice(
         self, conn: Connection, ticket_id: int, pending: lifecycle.Pending, now: datetime, mail: ParsedMail

@@ -51,6 +51,7 @@ class Outbox:
         auto_submitted: str | None = "auto-replied",
         attachments: Sequence[OutgoingAttachment] = (),
         ticket: TicketFacts | None = None,
+        token_purpose: str = "reply",  # noqa: S107 (what the token is for, not a secret)
     ) -> str:
         """Queue one mail from a template to one recipient (written with the caller's
         transaction); return its Message-ID. Raises TemplateError / ComposeError before queueing."""
@@ -70,6 +71,7 @@ class Outbox:
             template=template,
             attachments=attachments,
             ticket=ticket,
+            token_purpose=token_purpose,
         )
 
     def queue_written(
@@ -94,11 +96,14 @@ class Outbox:
         attachments: Sequence[OutgoingAttachment] = (),
         reply_token: bool = True,
         ticket: TicketFacts | None = None,
+        token_purpose: str = "reply",  # noqa: S107 (what the token is for, not a secret)
     ) -> str:
         """Queue one mail whose text is already written (an agent's answer, or a rendered
         template). ``to`` and ``cc`` are the visible header; ``rcpt`` (default ``to``)
         gets this copy and the reply token bound to it: a reply proves who it was sent to.
-        ``reply_token=False`` (mail about no ticket): no token, replies go to the plain address."""
+        ``reply_token=False`` (mail about no ticket): no token, replies go to the plain address.
+        ``token_purpose``: what a reply with the token is ("reply", or "survey": an answer to
+        the satisfaction survey, which never reopens; see tickets/survey.py)."""
         rcpt = rcpt or to
         token = self._signer.new()
         token_id = self._signer.token_id(token)
@@ -128,7 +133,7 @@ class Outbox:
                     "id": token_id,
                     "ticket_id": ticket_id,
                     "address": rcpt.address.lower(),
-                    "purpose": "reply",
+                    "purpose": token_purpose,
                     "created_at": now,
                 }
             )

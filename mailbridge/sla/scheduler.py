@@ -90,14 +90,11 @@ def sla_sweep_job() -> None:
 
 
 def housekeeping_job() -> None:
-    """Auto-close resolved tickets nobody answered (sla/housekeeping.py), if present."""
+    """Auto-close resolved tickets nobody answered (sla/housekeeping.py)."""
     app = _APP
     if app is None:
         return
-    try:
-        from mailbridge.sla import housekeeping
-    except ImportError:
-        return
+    from mailbridge.sla import housekeeping
     from mailbridge.tickets.lifecycle import Pending
 
     with write_tx(app.store.main) as conn:

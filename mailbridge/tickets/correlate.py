@@ -27,7 +27,9 @@ from mailbridge.tickets.refs import ReferenceFormat
 from mailbridge.tickets.tokens import TokenSigner, token_from_address, token_from_message_id
 
 # Built once (see lifecycle.py): the worker runs these for every message.
-_TOKEN = select(reply_tokens.c.ticket_id, reply_tokens.c.address).where(reply_tokens.c.id == bindparam("k_id"))
+_TOKEN = select(reply_tokens.c.ticket_id, reply_tokens.c.address, reply_tokens.c.purpose).where(
+    reply_tokens.c.id == bindparam("k_id")
+)
 # The IDs go in as one JSON array (SQLite) or one array (PostgreSQL), not as an
 # expanding IN list: re-rendering an IN list for every message cost more than the query.
 _THREAD_SQL = (
@@ -51,6 +53,7 @@ class Correlation:
     how: str  # token | thread | subject | new
     related_ticket_id: int | None = None  # a thread/subject match we refused (non-participant)
     token_address: str | None = None  # whom the matching token was issued to
+    token_purpose: str | None = None  # what it was issued for: "reply" | "survey" (outbox.py)
 
 
 def candidate_tokens(mail: ParsedMail, rcpts: Sequence[str], support_locals: Iterable[str]) -> list[str]:
@@ -99,7 +102,7 @@ class Correlator:
                 or self._is_participant(conn, ticket_id, sender)
                 or (sender and self._is_agent(sender))
             ):
-                return Correlation(ticket_id, "token", token_address=row.address)
+                return Correlation(ticket_id, "token", token_address=row.address, token_purpose=row.purpose)
             related = related or ticket_id
 
         thread_tickets = self._thread_tickets(conn, mail)

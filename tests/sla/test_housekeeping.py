@@ -48,6 +48,7 @@ def _ticket(
     status: str | None = "resolved",
     at: datetime = MONDAY,
     incident_key: str | None = None,
+    by: str = "alice",
 ) -> int:
     """A ticket opened at ``at`` and (by default) resolved at the same moment."""
     with write_tx(app.store.main) as conn:
@@ -62,7 +63,7 @@ def _ticket(
             incident={"incident_key": incident_key} if incident_key else None,
         )
         if status is not None:
-            lifecycle.set_status(conn, ticket_id, status, actor="alice", now=at, pending=pending)
+            lifecycle.set_status(conn, ticket_id, status, actor=by, now=at, pending=pending)
         pending.flush(conn)
     return ticket_id
 
@@ -186,3 +187,19 @@ def test_a_batch_takes_the_oldest_first(app):
     assert (_status(app, second), _status(app, first)) == ("closed", "resolved")
     assert _run(app, MONDAY) == 1
     assert _status(app, first) == "closed"
+
+
+def test_imported_history_closes_silently(app):
+    """`mailbridge import --status resolved`: history is never mailed about; once a real
+    conversation resolves it again, it is an ordinary ticket."""
+    history = _ticket(app, "old@example.com", at=MONDAY - timedelta(days=900), by="import")
+    revived = _ticket(app, "back@example.com", at=MONDAY - timedelta(days=900), by="import")
+    with write_tx(app.store.main) as conn:
+        lifecycle.set_status(conn, revived, "open", actor="back@example.com", now=MONDAY - timedelta(days=20))
+        lifecycle.set_status(conn, revived, "resolved", actor="alice", now=MONDAY - timedelta(days=10))
+    assert _run(app, MONDAY) == 2
+    assert (_status(app, history), _status(app, revived)) == ("closed", "closed")
+    assert [m.rcpt for m in _mail(app)] == ["back@example.com"]
+    [closed] = [d for k, _a, d in _events(app, history) if k == "auto_closed"]
+    assert "imported history" in closed["notice_suppressed"]
+    assert "auto_reply_suppressed" not in [k for k, _a, _d in _events(app, history)]
