@@ -31,7 +31,7 @@ from mailbridge.outbound.compose import ComposeError
 from mailbridge.outbound.outbox import Outbox
 from mailbridge.outbound.render import TemplateError
 from mailbridge.parsing.mime import Address
-from mailbridge.people import People
+from mailbridge.people import NoWorkingTime, People
 from mailbridge.sla import clocks
 from mailbridge.sla.due import clock_state, moment_at_fraction
 from mailbridge.store.tables import sla_clocks, sla_notices, tickets
@@ -120,7 +120,14 @@ class Sweeper:
             ticket_rows = {int(t.id): t for t in conn.execute(select(tickets).where(tickets.c.id.in_(ids)))}
         for clock in due:
             report.looked += 1
-            self._one(conn, clock, ticket_rows[int(clock.ticket_id)], now, pending, report)
+            try:
+                self._one(conn, clock, ticket_rows[int(clock.ticket_id)], now, pending, report)
+            except (NoWorkingTime, ValueError) as exc:
+                # One clock that cannot be computed (a calendar without working time, bad
+                # pauses) must not hold up every other notice: it is looked at again later.
+                log.error("SLA clock %s of ticket %s skipped: %s", clock.id, clock.ticket_id, exc)
+                later = now + self._repeat
+                conn.execute(update(sla_clocks).where(sla_clocks.c.id == clock.id).values(next_action_at=later))
         return report
 
     def _one(

@@ -266,3 +266,17 @@ def test_an_answer_with_status_pending_starts_the_next_update_clock_paused(app):
     with app.store.main.connect() as conn:
         state = {r.target: r.state for r in conn.execute(select(sla_clocks).where(sla_clocks.c.ticket_id == ticket))}
     assert state["next_update"] == "running", "after a reopen the next answer starts it again"
+
+
+def test_a_clock_that_cannot_be_computed_does_not_hold_up_the_others(app):
+    from sqlalchemy import update
+
+    broken = _ticket(app, priority="critical")
+    fine = _ticket(app, priority="critical")
+    with write_tx(app.store.main) as conn:
+        conn.execute(update(sla_clocks).where(sla_clocks.c.ticket_id == broken).values(pauses=[["not a time", None]]))
+    report = _sweep(app, MONDAY + timedelta(hours=2))
+    assert report.breaches == 1, "the other ticket's first response breaches as usual"
+    assert {e for e, _ in _events(app, fine)} >= {"sla_breached"}
+    assert not [e for e, _ in _events(app, broken) if e == "sla_breached"]
+    assert _sweep(app, MONDAY + timedelta(hours=2, minutes=1)).looked == 0, "the broken one waits, not every sweep"
