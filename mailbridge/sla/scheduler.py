@@ -37,6 +37,9 @@ from mailbridge.store.tables import scheduler_lease
 from mailbridge.testing import crash_point
 
 log = logging.getLogger(__name__)
+# APScheduler logs every job run at INFO (twice a minute): admins read the log; our own
+# lines say what a sweep did.
+logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 __all__ = ["LEASE_SECONDS", "acquire_lease", "release_lease", "run_scheduler"]
 
@@ -137,6 +140,7 @@ def run_scheduler(app: App, stop: threading.Event, on_beat: Any = None) -> int:
                 log.info("scheduler lease taken by %s: running the jobs", holder)
                 scheduler = _scheduler(app)
                 scheduler.start()
+                log.info("scheduler started: SLA sweep every %ss, housekeeping hourly", app.config.sla.sweep_seconds)
                 # At once: a daemon that was down catches up now (and the hourly
                 # housekeeping does not wait an hour after every restart).
                 sla_sweep_job()

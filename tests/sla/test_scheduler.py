@@ -148,7 +148,7 @@ def test_two_daemons_on_one_database_run_one_scheduler(sink, tmp_path):
             daemon.start()
         poll(lambda: sum("scheduler lease taken" in d.log() for d in daemons) == 1)
         # Both schedulers are up (each reports as a component); one runs the jobs.
-        assert sum("Scheduler started" in d.log() for d in daemons) == 1
+        assert sum("scheduler started:" in d.log() for d in daemons) == 1
     finally:
         for daemon in daemons:
             daemon.stop()
