@@ -603,6 +603,61 @@ class SlaSettings(_Strict):
     survey: bool = True
 
 
+class ReportSettings(_Strict):
+    """`mailbridge report` and the dashboard's figures ([reports])."""
+
+    # Days and periods are counted in this zone; empty: the default calendar's zone
+    # ([[calendars]]), else UTC.
+    timezone: str = ""
+    # Open tickets older than this many days are "at risk" on the dashboard even
+    # without an SLA clock.
+    stale_days: Annotated[int, Field(ge=1, le=3650)] = 7
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return CalendarSettings._known_zone(value) if value else value
+
+
+class WebSettings(_Strict):
+    """The read-only dashboard and /metrics that `mailbridge run` serves ([web])."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: Port = 8025
+    # Required when host is not a loopback address: the login token (at least 24
+    # characters), given as ?token=..., a cookie set from it, or "Authorization: Bearer".
+    token: str = ""
+    token_file: str = ""
+    # How often the dashboard page reloads itself.
+    refresh_seconds: Annotated[int, Field(ge=5, le=3600)] = 30
+
+    @model_validator(mode="after")
+    def _token_beyond_localhost(self) -> WebSettings:
+        if self.token and self.token_file:
+            raise ValueError("set token or token_file, not both")
+        if self.token and len(self.token) < 24:
+            raise ValueError("token must be at least 24 characters (e.g. from `openssl rand -hex 24`)")
+        if self.enabled and not is_loopback(self.host) and not (self.token or self.token_file):
+            raise ValueError(
+                f"host {self.host!r} is reachable beyond this machine: set token (or token_file) so the "
+                "dashboard asks for it, or bind host to 127.0.0.1"
+            )
+        return self
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and "localhost" (what needs no login token)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class VipSettings(_Strict):
     """Senders treated as VIPs; a domain also covers its subdomains."""
 
@@ -724,6 +779,8 @@ class Config(_Strict):
     teams: list[TeamSettings] = []
     calendars: list[CalendarSettings] = []
     vip: VipSettings = VipSettings()
+    reports: ReportSettings = ReportSettings()
+    web: WebSettings = WebSettings()
 
     # Where the file was read from; relative paths in it are relative to its folder.
     source: Path = Path(DEFAULT_CONFIG_NAME)
