@@ -18,7 +18,14 @@ signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 from mailbridge.config import load_config  # noqa: E402 (after the SIGHUP guard: imports take time)
 from mailbridge.logs import setup_logging  # noqa: E402
-from mailbridge.roles import run_imap, run_receiver, run_scheduler_role, run_sender, run_worker  # noqa: E402
+from mailbridge.roles import (  # noqa: E402
+    run_imap,
+    run_receiver,
+    run_scheduler_role,
+    run_sender,
+    run_web,
+    run_worker,
+)
 
 
 def main(argv: list[str]) -> int:
@@ -35,6 +42,8 @@ def main(argv: list[str]) -> int:
         return run_imap(config)
     if role == "scheduler":
         return run_scheduler_role(config)
+    if role == "web":
+        return run_web(config)
     raise SystemExit(f"unknown role {role!r}")
 
 

@@ -76,6 +76,8 @@ def check_ports(config: Config) -> None:
         wanted.append(("smtp", config.smtp.host, config.smtp.port))
     if config.lmtp.enabled and config.lmtp.port:
         wanted.append(("lmtp", config.lmtp.host, config.lmtp.port))
+    if config.web.enabled:
+        wanted.append(("web", config.web.host, config.web.port))
     for kind, host, port in wanted:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as sock:
@@ -159,6 +161,8 @@ class Supervisor:
         self.children.append(Child("scheduler", 0))
         if self.config.imap.mailboxes:
             self.children.append(Child("imap", 0))
+        if self.config.web.enabled:
+            self.children.append(Child("web", 0))
 
     def start(self, child: Child) -> None:
         # -P: import mailbridge from where the supervisor's own came from, never from a

@@ -242,3 +242,54 @@ def run_imap(config: Config) -> int:
         unregister_component(app.store, name)
     app.close()
     return 0
+
+
+# --- web ------------------------------------------------------------------------------
+
+
+def run_web(config: Config) -> int:
+    """The read-only dashboard and /metrics (web/): uvicorn serving web.app.create_app
+    on [web] host:port until SIGTERM, then finishing the requests in hand."""
+    import uvicorn
+
+    from mailbridge.web.app import create_app
+
+    app = App(config)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(config, app),
+            host=config.web.host,
+            port=config.web.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",  # the app has no start-up or shut-down work
+            timeout_graceful_shutdown=config.daemon.drain_seconds,
+        )
+    )
+    stop = threading.Event()
+
+    def shutdown(*_: object) -> None:
+        stop.set()
+        server.should_exit = True
+
+    # While serving, uvicorn's own SIGTERM/SIGINT handlers do the same (should_exit);
+    # ours cover the start-up before it and the signal it raises again once it stopped.
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    signal.signal(signal.SIGHUP, lambda *_: None)  # nothing to reload; must not die of it
+    _watch_parent(shutdown)
+    name = component_name("web")
+    register_component(app.store, name, "web", f"{config.web.host}:{config.web.port}", utcnow())
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_SECONDS):
+            heartbeat(app.store, name, utcnow())
+
+    threading.Thread(target=beat, name="web-heartbeat", daemon=True).start()
+    try:
+        server.run()
+    finally:
+        stop.set()
+        unregister_component(app.store, name)
+        app.close()
+    return 0

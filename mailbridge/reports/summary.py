@@ -1,0 +1,364 @@
+"""`mailbridge report summary`: the figures a service desk manager asks for, for a period.
+
+Definitions (docs/reporting.md explains them with an example):
+- The cohort is the tickets created in the period. Volumes, response and resolution
+  times, SLA achievement, first-contact resolution, reopens, per-agent figures,
+  satisfaction and repeat requesters are measured on it, with every event up to `as_of`
+  (default: now); a report for a past month is the same whenever it is run with the same
+  `as_of`.
+- Resolved per day counts every change to "resolved" in the period, of any ticket.
+- The backlog is what was open (neither resolved nor closed) at the end of the period (or
+  at `as_of` if that is earlier), aged from creation to that instant.
+- Times are working time in the ticket's SLA calendar (its `sla_started` event names it;
+  without one, the default calendar): first response = creation to the first public agent
+  answer; resolution = creation to the last resolution, without the time spent pending
+  (waiting for the requester) or resolved before a reopen, as the SLA clocks count it.
+- Median is the middle value (the mean of the two middle ones for an even count); p90 is
+  the nearest-rank 90th percentile (the ceil(0.9 n)-th smallest value).
+- SLA achievement, per target and priority: clocks met in time / clocks met or breached
+  (a clock counts as breached if it ever was, even if met afterwards).
+- First-contact resolution: resolved with exactly one public agent answer and never
+  reopened, over the resolved tickets. Reopen rate: reopened at least once, over the
+  tickets resolved at least once.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from mailbridge.config import Config
+from mailbridge.people import Calendar, People
+from mailbridge.reports import history
+from mailbridge.reports.history import TERMINAL, TicketHistory
+from mailbridge.reports.period import Period
+from mailbridge.store.db import Store, read_tx
+
+AGE_BUCKETS: tuple[tuple[str, timedelta | None], ...] = (
+    ("< 1 day", timedelta(days=1)),
+    ("1-3 days", timedelta(days=3)),
+    ("3-7 days", timedelta(days=7)),
+    ("7-30 days", timedelta(days=30)),
+    ("> 30 days", None),
+)
+PRIORITIES = ("critical", "high", "medium", "low")
+PAUSED = ("pending", *TERMINAL)
+TOP = 10
+_SUBJECT_PREFIX = re.compile(r"^\s*((re|fwd?|aw|wg|sv|tr)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
+_DIGITS = re.compile(r"\d+")
+_SPACE = re.compile(r"\s+")
+
+
+def normalize_subject(subject: str) -> str:
+    """What makes two subjects "the same" for the repeat list: reply prefixes off, numbers
+    as "#", case and spacing folded ("Re: Printer 3 DOWN" == "printer 7 down")."""
+    text = _SUBJECT_PREFIX.sub("", subject)
+    text = _DIGITS.sub("#", text)
+    return _SPACE.sub(" ", text).strip().lower() or "(no subject)"
+
+
+def median(values: list[float]) -> float | None:
+    return float(statistics.median(values)) if values else None
+
+
+def p90(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return float(ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)])
+
+
+def _times(values: list[float]) -> dict[str, Any]:
+    return {"count": len(values), "median_seconds": median(values), "p90_seconds": p90(values)}
+
+
+@dataclass
+class TicketFigures:
+    """One cohort ticket's facts, from its events up to as_of."""
+
+    ticket: TicketHistory
+    category: str | None
+    priority: str | None
+    first_answer_at: datetime | None = None
+    first_answer_by: str | None = None
+    answers: int = 0
+    resolved_at: datetime | None = None  # the last resolution still standing at as_of
+    resolved_by: str | None = None
+    ever_resolved: bool = False
+    reopens: int = 0
+    status: str = "new"
+    pauses: list[tuple[datetime, datetime]] = field(default_factory=list)
+    calendar: str | None = None
+    clocks: dict[tuple[str, int], str] = field(default_factory=dict)  # (target, cycle) -> met|breached|running
+    score: int | None = None
+
+
+def ticket_figures(ticket: TicketHistory, as_of: datetime) -> TicketFigures:
+    facts = TicketFigures(ticket, ticket.category, ticket.priority)
+    # Field values as of as_of: roll today's back through later changes, newest first.
+    for event in reversed(ticket.events):
+        if event.type == "field_changed" and event.at > as_of:
+            if event.field == "priority":
+                facts.priority = event.from_
+            elif event.field == "category":
+                facts.category = event.from_
+    # Pending and resolved/closed are paused states: the time in them is not counted
+    # (a pause runs from entering one of them to leaving all of them).
+    pause_start: datetime | None = None
+    for event in ticket.events:
+        if event.at > as_of:
+            break
+        kind = event.type
+        if kind == "answered":
+            facts.answers += 1
+            if facts.first_answer_at is None:
+                facts.first_answer_at, facts.first_answer_by = event.at, event.actor
+        elif kind in ("status", "reopened") and event.to:
+            old, new = facts.status, event.to
+            facts.status = new
+            if new in TERMINAL and old not in TERMINAL:
+                facts.resolved_at, facts.resolved_by, facts.ever_resolved = event.at, event.actor, True
+            elif new not in TERMINAL and old in TERMINAL:
+                facts.reopens += 1
+                facts.resolved_at = facts.resolved_by = None
+            paused_before, paused_now = old in PAUSED, new in PAUSED
+            if paused_now and not paused_before:
+                pause_start = event.at
+            elif paused_before and not paused_now and pause_start is not None:
+                facts.pauses.append((pause_start, event.at))
+                pause_start = None
+        elif kind == "sla_started":
+            facts.calendar = event.calendar
+        elif kind == "sla_met" and event.target:
+            key = (event.target, event.cycle or 1)
+            if facts.clocks.get(key) != "breached":
+                facts.clocks[key] = "breached" if event.breached else "met"
+        elif kind == "sla_breached" and event.target:
+            facts.clocks[(event.target, event.cycle or 1)] = "breached"
+        elif kind == "survey_answered" and event.score is not None:
+            facts.score = event.score
+    if pause_start is not None:  # still paused; measures are clipped to their own end
+        facts.pauses.append((pause_start, max(as_of, pause_start)))
+    return facts
+
+
+def working_seconds(
+    calendar: Calendar, start: datetime, end: datetime, pauses: Iterable[tuple[datetime, datetime]]
+) -> float:
+    """Working time from start to end without the pauses (each clipped to [start, end])."""
+    total = calendar.business_time_between(start, end)
+    for a, b in pauses:
+        a, b = max(a, start), min(b, end)
+        if b > a:
+            total -= calendar.business_time_between(a, b)
+    return max(total, timedelta(0)).total_seconds()
+
+
+@dataclass
+class Summary:
+    period: Period
+    as_of: datetime
+    queue: str | None
+    data: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.data
+
+
+def build_summary(
+    store: Store,
+    config: Config,
+    period: Period,
+    *,
+    queue: str | None = None,
+    as_of: datetime | None = None,
+    people: People | None = None,
+) -> Summary:
+    as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
+    people = people or People.from_config(config)
+    start, end = period.start_utc, period.end_utc
+    backlog_at = min(end, as_of)
+    with read_tx(store.main) as conn:
+        tickets = history.cohort(conn, start, end, queue)
+        resolved = history.resolutions(conn, start, end, queue)
+        open_tickets = history.backlog(conn, backlog_at, queue)
+    figures = [ticket_figures(t, as_of) for t in tickets.values()]
+    data: dict[str, Any] = {
+        "period": {
+            "from": period.start.isoformat(),
+            "to": period.end.isoformat(),
+            "timezone": period.zone.key,
+            "as_of": as_of.isoformat(),
+            "queue": queue,
+        },
+        "volume": _volume(period, figures, resolved),
+        "backlog": _backlog(open_tickets, backlog_at),
+    }
+    data.update(_times_and_rates(figures, people))
+    data["sla"] = _sla(figures)
+    data["agents"] = _agents(figures, resolved, people)
+    data["satisfaction"] = _satisfaction(figures)
+    data["repeat_requesters"] = _top(Counter(f.ticket.requester for f in figures), "requester")
+    data["repeat_subjects"] = _top(Counter(normalize_subject(f.ticket.subject) for f in figures), "subject")
+    return Summary(period, as_of, queue, data)
+
+
+def _count(values: Iterable[str | None]) -> dict[str, int]:
+    counted = Counter(v or "(none)" for v in values)
+    return dict(sorted(counted.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _volume(period: Period, figures: list[TicketFigures], resolved: list[tuple[datetime, str]]) -> dict[str, Any]:
+    created_per_day = Counter(period.local_day(f.ticket.created_at) for f in figures)
+    resolved_per_day = Counter(period.local_day(at) for at, _ in resolved)
+    return {
+        "created": len(figures),
+        "resolved": len(resolved),
+        "by_day": [
+            {"day": day.isoformat(), "created": created_per_day.get(day, 0), "resolved": resolved_per_day.get(day, 0)}
+            for day in period.days()
+        ],
+        "by_category": _count(f.category for f in figures),
+        "by_queue": _count(f.ticket.queue for f in figures),
+        "by_type": _count(f.ticket.type for f in figures),
+        "by_priority": _count(f.priority for f in figures),
+    }
+
+
+def _bucket(age: timedelta) -> str:
+    for label, limit in AGE_BUCKETS:
+        if limit is None or age < limit:
+            return label
+    return AGE_BUCKETS[-1][0]
+
+
+def _backlog(open_tickets: list[history.OpenTicket], at: datetime) -> dict[str, Any]:
+    ages = Counter(_bucket(at - t.created_at) for t in open_tickets)
+    oldest = min(open_tickets, key=lambda t: (t.created_at, t.id), default=None)
+    return {
+        "at": at.isoformat(),
+        "open": len(open_tickets),
+        "by_status": _count(t.status for t in open_tickets),
+        "by_priority": _count(t.priority for t in open_tickets),
+        "age": [{"bucket": label, "count": ages.get(label, 0)} for label, _ in AGE_BUCKETS],
+        "oldest": {"reference": oldest.reference, "created_at": oldest.created_at.isoformat()} if oldest else None,
+    }
+
+
+def _calendar(people: People, calendar_id: str | None) -> Calendar:
+    try:
+        return people.calendar(calendar_id)
+    except KeyError:  # a calendar removed from the config since: the default one
+        return people.default_calendar
+
+
+def _times_and_rates(figures: list[TicketFigures], people: People) -> dict[str, Any]:
+    first: dict[str, list[float]] = defaultdict(list)
+    resolution: dict[str, list[float]] = defaultdict(list)
+    for f in figures:
+        calendar = _calendar(people, f.calendar)
+        priority = f.priority or "(none)"
+        created = f.ticket.created_at
+        if f.first_answer_at is not None:
+            first[priority].append(working_seconds(calendar, created, f.first_answer_at, f.pauses))
+        if f.resolved_at is not None:
+            resolution[priority].append(working_seconds(calendar, created, f.resolved_at, f.pauses))
+
+    def by_priority(values: dict[str, list[float]]) -> dict[str, Any]:
+        every = [v for vs in values.values() for v in vs]
+        order = [p for p in PRIORITIES if p in values] + sorted(p for p in values if p not in PRIORITIES)
+        return {**_times(every), "by_priority": {p: _times(values[p]) for p in order}}
+
+    resolved = [f for f in figures if f.resolved_at is not None]
+    first_contact = [f for f in resolved if f.answers == 1 and f.reopens == 0]
+    ever = [f for f in figures if f.ever_resolved]
+    reopened = [f for f in ever if f.reopens]
+    return {
+        "first_response": by_priority(first),
+        "resolution": by_priority(resolution),
+        "first_contact_resolution": {
+            "resolved": len(resolved),
+            "first_contact": len(first_contact),
+            "rate": len(first_contact) / len(resolved) if resolved else None,
+        },
+        "reopens": {
+            "resolved": len(ever),
+            "reopened": len(reopened),
+            "rate": len(reopened) / len(ever) if ever else None,
+        },
+    }
+
+
+def _sla(figures: list[TicketFigures]) -> list[dict[str, Any]]:
+    table: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    for f in figures:
+        for (target, _cycle), outcome in f.clocks.items():
+            table[(target, f.priority or "(none)")][outcome] += 1
+            table[(target, "all")][outcome] += 1
+    targets = ("first_response", "next_update", "restore", "resolution")
+    rank = {p: i for i, p in enumerate(("all", *PRIORITIES))}
+    rows = []
+    for (target, priority), counts in sorted(
+        table.items(),
+        key=lambda kv: (targets.index(kv[0][0]) if kv[0][0] in targets else 9, rank.get(kv[0][1], 9), kv[0][1]),
+    ):
+        decided = counts["met"] + counts["breached"]
+        rows.append(
+            {
+                "target": target,
+                "priority": priority,
+                "met": counts["met"],
+                "breached": counts["breached"],
+                "achievement": counts["met"] / decided if decided else None,
+            }
+        )
+    return rows
+
+
+def _agents(figures: list[TicketFigures], resolved: list[tuple[datetime, str]], people: People) -> list[dict[str, Any]]:
+    handled: dict[str, set[int]] = defaultdict(set)
+    first: dict[str, list[float]] = defaultdict(list)
+    solved: Counter[str] = Counter()
+    for f in figures:
+        for event in f.ticket.events:
+            if event.type == "answered":
+                handled[event.actor].add(f.ticket.id)
+        if f.first_answer_by is not None and f.first_answer_at is not None:
+            calendar = _calendar(people, f.calendar)
+            first[f.first_answer_by].append(working_seconds(calendar, f.ticket.created_at, f.first_answer_at, f.pauses))
+        if f.resolved_at is not None and f.resolved_by:
+            solved[f.resolved_by] += 1
+    names = set(handled) | set(solved)
+    rows = [
+        {
+            "agent": name,
+            "handled": len(handled.get(name, ())),
+            "resolved": solved.get(name, 0),
+            "median_first_response_seconds": median(first.get(name, [])),
+        }
+        for name in names
+        if name not in ("system", "import")
+    ]
+    return sorted(rows, key=lambda r: (-r["handled"], -r["resolved"], r["agent"]))
+
+
+def _satisfaction(figures: list[TicketFigures]) -> dict[str, Any]:
+    scores = [f.score for f in figures if f.score is not None]
+    return {
+        "answers": len(scores),
+        "mean": sum(scores) / len(scores) if scores else None,
+        "median": median([float(s) for s in scores]),
+        "distribution": {str(s): scores.count(s) for s in range(1, 11)},
+    }
+
+
+def _top(counts: Counter[str], key: str) -> list[dict[str, Any]]:
+    repeated = [(name, n) for name, n in counts.items() if n >= 2]
+    repeated.sort(key=lambda kv: (-kv[1], kv[0]))
+    return [{key: name, "tickets": n} for name, n in repeated[:TOP]]

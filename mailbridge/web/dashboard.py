@@ -1,0 +1,276 @@
+"""What the dashboard page shows, read from the database at request time (web/app.py).
+
+All figures come from the tables the daemon writes: tickets and their SLA clocks (the
+live queue), `created` events (today's intake, counted in the report time zone), the
+outbox and the spool (store/queries.py, the same counts `mailbridge status` prints) and,
+when mailbridge/reports is installed, the month-to-date summary it computes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from markupsafe import Markup
+from sqlalchemy import Connection, func, select
+
+from mailbridge.clock import ensure_utc
+from mailbridge.config import Config
+from mailbridge.store.db import Store, read_tx
+from mailbridge.store.queries import inbound_counts, mailbox_health, outbox_counts
+from mailbridge.store.tables import events, sla_clocks, tickets
+
+log = logging.getLogger(__name__)
+
+DONE_STATUSES = ("resolved", "closed")
+LIVE_CLOCKS = ("running", "paused")
+# An open ticket whose running clock has less than this share of its target left is at risk.
+AT_RISK_SHARE = 0.25
+STATUS_ORDER = ("new", "open", "pending", "restored")
+PRIORITY_ORDER = ("critical", "high", "medium", "low", "none")
+# A queue longer than this is cut on the page (the counts above it stay exact).
+MAX_ROWS = 500
+
+
+def report_zone(config: Config) -> ZoneInfo:
+    """[reports] timezone, else the default calendar's zone, else UTC (as reports/period.py)."""
+    if config.reports.timezone:
+        return ZoneInfo(config.reports.timezone)
+    default = {c.id: c for c in config.calendars}.get(config.default_calendar_id)
+    return ZoneInfo(default.timezone) if default is not None else ZoneInfo("UTC")
+
+
+def human_duration(seconds: float) -> str:
+    seconds = int(abs(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m"
+    return f"{secs}s"
+
+
+@dataclass
+class QueueRow:
+    reference: str
+    subject: str
+    requester: str
+    requester_name: str
+    status: str
+    priority: str
+    queue: str
+    assignee: str
+    age: str
+    sla: str
+    at_risk: bool
+    why: str
+
+
+@dataclass
+class Dashboard:
+    now: datetime
+    zone: str
+    queue: list[QueueRow]
+    open_total: int
+    by_status: list[tuple[str, int]]
+    by_priority: list[tuple[str, int]]
+    intake_today: int
+    today: date
+    breaches: int
+    at_risk: int
+    outbox: dict[str, int]
+    quarantined: int
+    mailboxes: list[dict[str, Any]]
+    report: dict[str, Any] | None = None
+    report_error: str = ""
+    cut: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _ordered(counts: dict[str, int], order: tuple[str, ...]) -> list[tuple[str, int]]:
+    known = [(k, counts.get(k, 0)) for k in order]
+    return known + sorted((k, v) for k, v in counts.items() if k not in order)
+
+
+def _open_filter() -> Any:
+    return tickets.c.status.not_in(DONE_STATUSES) & tickets.c.merged_into.is_(None)
+
+
+def build_dashboard(store: Store, config: Config, now: datetime) -> Dashboard:
+    zone = report_zone(config)
+    today = now.astimezone(zone).date()
+    day_start = datetime.combine(today, time(0), zone).astimezone(UTC)
+    day_end = datetime.combine(today + timedelta(days=1), time(0), zone).astimezone(UTC)
+    with read_tx(store.main) as conn:
+        rows, cut = _queue(conn, config, now)
+        by_status = dict(
+            conn.execute(select(tickets.c.status, func.count()).where(_open_filter()).group_by(tickets.c.status)).all()
+        )
+        by_priority: dict[str, int] = {}
+        for priority, n in conn.execute(
+            select(tickets.c.priority, func.count()).where(_open_filter()).group_by(tickets.c.priority)
+        ):
+            by_priority[priority or "none"] = by_priority.get(priority or "none", 0) + int(n)
+        intake = conn.execute(
+            select(func.count(func.distinct(events.c.ticket_id))).where(
+                events.c.type == "created", events.c.at >= day_start, events.c.at < day_end
+            )
+        ).scalar_one()
+        breaches = conn.execute(
+            select(func.count())
+            .select_from(sla_clocks)
+            .where(sla_clocks.c.breached_at.is_not(None), sla_clocks.c.state.in_(LIVE_CLOCKS))
+        ).scalar_one()
+    inbound = inbound_counts(store)
+    board = Dashboard(
+        now=now,
+        zone=zone.key,
+        queue=rows,
+        open_total=sum(int(n) for n in by_status.values()),
+        by_status=_ordered({k: int(v) for k, v in by_status.items()}, STATUS_ORDER),
+        by_priority=_ordered(by_priority, PRIORITY_ORDER),
+        intake_today=int(intake),
+        today=today,
+        breaches=int(breaches),
+        at_risk=sum(1 for r in rows if r.at_risk),
+        outbox=dict(sorted(outbox_counts(store).items())),
+        quarantined=inbound.get("quarantined", 0),
+        mailboxes=mailbox_health(store),
+        cut=cut,
+    )
+    board.report, board.report_error = month_report(store, config, today, zone)
+    return board
+
+
+def _queue(conn: Connection, config: Config, now: datetime) -> tuple[list[QueueRow], bool]:
+    found = conn.execute(
+        select(tickets).where(_open_filter()).order_by(tickets.c.created_at, tickets.c.id).limit(MAX_ROWS + 1)
+    ).all()
+    cut = len(found) > MAX_ROWS
+    found = found[:MAX_ROWS]
+    clocks: dict[int, list[Any]] = {}
+    ids = [t.id for t in found]
+    for start in range(0, len(ids), 500):  # bounded IN lists
+        for c in conn.execute(
+            select(sla_clocks).where(
+                sla_clocks.c.ticket_id.in_(ids[start : start + 500]), sla_clocks.c.state.in_(LIVE_CLOCKS)
+            )
+        ):
+            clocks.setdefault(c.ticket_id, []).append(c)
+    stale = timedelta(days=config.reports.stale_days)
+    out = []
+    for t in found:
+        age = now - ensure_utc(t.created_at)
+        mine = clocks.get(t.id, [])
+        breached = any(c.breached_at is not None for c in mine)
+        running = [c for c in mine if c.state == "running" and c.due_at is not None]
+        first = min(running, key=lambda c: ensure_utc(c.due_at), default=None)
+        why = ""
+        if breached:
+            sla, why = "breached", "SLA breached"
+        elif first is not None:
+            left = (ensure_utc(first.due_at) - now).total_seconds()
+            sla = human_duration(left) + (" left" if left >= 0 else " overdue")
+            if left <= AT_RISK_SHARE * first.target_seconds:
+                why = f"{first.target.replace('_', ' ')} due soon"
+        else:
+            sla = "paused" if mine else "no SLA"
+            if not mine and age > stale:
+                why = f"older than {config.reports.stale_days} days"
+        out.append(
+            QueueRow(
+                reference=t.reference,
+                subject=t.subject,
+                requester=t.requester,
+                requester_name=t.requester_name or "",
+                status=t.status,
+                priority=t.priority or "",
+                queue=t.queue or "",
+                assignee=t.assignee or "",
+                age=human_duration(age.total_seconds()),
+                sla=sla,
+                at_risk=bool(why),
+                why=why,
+            )
+        )
+    # At-risk tickets first, then the oldest: what needs someone now is at the top.
+    out.sort(key=lambda r: not r.at_risk)
+    return out, cut
+
+
+def month_report(store: Store, config: Config, today: date, zone: ZoneInfo) -> tuple[dict[str, Any] | None, str]:
+    """The month-to-date figures from mailbridge/reports, as the page shows them; (None, "")
+    while that package is not installed, (None, why) if it failed (the rest of the page
+    still shows: the live queue matters more than the charts)."""
+    try:
+        from mailbridge.reports.charts import bar_chart_svg
+        from mailbridge.reports.period import Period
+        from mailbridge.reports.summary import build_summary
+    except ImportError:
+        return None, ""
+    try:
+        period = Period.month_to_date(today, zone)
+        data = build_summary(store, config, period).to_dict()
+        volume = data.get("volume", {})
+        by_day = volume.get("by_day", [])
+        by_category = volume.get("by_category", {})
+        charts: list[Markup] = [
+            bar_chart_svg(
+                "Tickets created per day",
+                [str(d["day"])[8:10] for d in by_day],
+                [float(d.get("created", 0)) for d in by_day],
+            ),
+            bar_chart_svg(
+                "Tickets resolved per day",
+                [str(d["day"])[8:10] for d in by_day],
+                [float(d.get("resolved", 0)) for d in by_day],
+            ),
+        ]
+        if by_category:
+            ranked = sorted(by_category.items(), key=lambda kv: (-kv[1], str(kv[0])))
+            charts.append(
+                bar_chart_svg("Tickets by category", [str(k) for k, _ in ranked], [float(v) for _, v in ranked])
+            )
+        times = []
+        for key, label in (("first_response", "First response"), ("resolution", "Resolution")):
+            figures = data.get(key) or {}
+            times.append(
+                {
+                    "label": label,
+                    "count": figures.get("count", 0),
+                    "median": _maybe_duration(figures.get("median_seconds")),
+                    "p90": _maybe_duration(figures.get("p90_seconds")),
+                }
+            )
+        sla = [
+            {
+                "target": str(row.get("target", "")).replace("_", " "),
+                "priority": row.get("priority") or "all",
+                "met": row.get("met", 0),
+                "breached": row.get("breached", 0),
+                "achievement": _percent(row.get("achievement")),
+            }
+            for row in data.get("sla", [])
+        ]
+        return {"period": period.describe(), "charts": charts, "times": times, "sla": sla}, ""
+    except Exception as exc:  # the live queue above must show even if a report breaks
+        log.exception("month-to-date report failed")
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def _maybe_duration(seconds: Any) -> str:
+    return "–" if seconds is None else human_duration(float(seconds))
+
+
+def _percent(value: Any) -> str:
+    # achievement is a share 0..1 (None when nothing was due in the period).
+    if value is None:
+        return "–"
+    return f"{float(value) * 100:.1f} %"
