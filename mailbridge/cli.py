@@ -709,6 +709,7 @@ def rules_test(ctx: click.Context, file: Path, as_json: bool) -> None:
 def _register_subcommands() -> None:
     from mailbridge.cli_import import import_group
     from mailbridge.cli_kb import kb_group
+    from mailbridge.cli_report import report_group
     from mailbridge.cli_secret import secret_group
     from mailbridge.cli_sla import sla_group
 
@@ -716,6 +717,7 @@ def _register_subcommands() -> None:
     main.add_command(kb_group)
     main.add_command(sla_group)
     main.add_command(secret_group)
+    main.add_command(report_group)
 
 
 _register_subcommands()

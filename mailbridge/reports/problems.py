@@ -49,6 +49,9 @@ class ProblemGroup:
     def occurrences(self) -> int:
         return sum(t.occurrences for t in self.tickets)
 
+    def references(self) -> list[str]:
+        return [t.reference for t in self.tickets]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,

@@ -183,10 +183,10 @@ def build_summary(
     as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
     people = people or People.from_config(config)
     start, end = period.start_utc, period.end_utc
-    backlog_at = min(end, as_of)
+    backlog_at = min(end, as_of)  # nothing after as_of counts, not even a created ticket
     with read_tx(store.main) as conn:
-        tickets = history.cohort(conn, start, end, queue)
-        resolved = history.resolutions(conn, start, end, queue)
+        tickets = history.cohort(conn, start, backlog_at, queue)
+        resolved = history.resolutions(conn, start, backlog_at, queue)
         open_tickets = history.backlog(conn, backlog_at, queue)
     figures = [ticket_figures(t, as_of) for t in tickets.values()]
     data: dict[str, Any] = {
