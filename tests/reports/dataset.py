@@ -50,7 +50,10 @@ def _ticket(conn: Connection, ref: str, created: datetime, requester: str, subje
 def _events(conn: Connection, ticket_id: int, *items: tuple[datetime, str, str, dict[str, Any]]) -> None:
     conn.execute(
         insert(events),
-        [{"ticket_id": ticket_id, "at": at, "type": kind, "actor": actor, "data": data} for at, kind, actor, data in items],
+        [
+            {"ticket_id": ticket_id, "at": at, "type": kind, "actor": actor, "data": data}
+            for at, kind, actor, data in items
+        ],
     )
 
 
@@ -84,85 +87,153 @@ def write_dataset(conn: Connection) -> dict[str, int]:
     # pending Tue 11:00 -> open Wed 10:00 (paused 6h + 1h); resolved Wed 15:00
     # (1h + 8h + 6h - 7h = 8h). One answer, never reopened: first-contact resolution.
     t = ids["T1"] = _ticket(
-        conn, "T1", local(2, 16), carol, "Re: printer 7 DOWN", status="resolved",
-        priority="high", category="network", queue="it", type="incident",
+        conn,
+        "T1",
+        local(2, 16),
+        carol,
+        "Re: printer 7 DOWN",
+        status="resolved",
+        priority="high",
+        category="network",
+        queue="it",
+        type="incident",
     )
     _events(
-        conn, t,
-        created(local(2, 16), "T1", carol), sla_started(local(2, 16)),
-        answered(local(3, 10), "alice"), sla_met(local(3, 10), "first_response", False),
+        conn,
+        t,
+        created(local(2, 16), "T1", carol),
+        sla_started(local(2, 16)),
+        answered(local(3, 10), "alice"),
+        sla_met(local(3, 10), "first_response", False),
         status(local(3, 10), "alice", "new", "open"),
-        status(local(3, 11), "alice", "open", "pending"), status(local(4, 10), carol, "pending", "open"),
-        status(local(4, 15), "alice", "open", "resolved"), sla_met(local(4, 15), "resolution", False),
+        status(local(3, 11), "alice", "open", "pending"),
+        status(local(4, 10), carol, "pending", "open"),
+        status(local(4, 15), "alice", "open", "resolved"),
+        sla_met(local(4, 15), "resolution", False),
         (local(4, 16), "survey_answered", carol, {"score": 9, "comment": "quick"}),
     )
     # T2: Thu 10:00; answered Thu 12:00 (2h); resolved Thu 13:00; reopened Fri 09:30;
     # answered Fri 11:00; resolved Fri 12:00: 7h + 3h - (4h + 0.5h resolved) = 5.5h.
     # The resolution clock was met in time, then breached after the reopen: breached.
     t = ids["T2"] = _ticket(
-        conn, "T2", local(5, 10), "erin@example.com", "Mailbox full", status="resolved",
-        priority="low", category="email", queue="it", type="service_request",
+        conn,
+        "T2",
+        local(5, 10),
+        "erin@example.com",
+        "Mailbox full",
+        status="resolved",
+        priority="low",
+        category="email",
+        queue="it",
+        type="service_request",
     )
     _events(
-        conn, t,
-        created(local(5, 10), "T2", "erin@example.com"), sla_started(local(5, 10)),
-        answered(local(5, 12), "bob"), sla_met(local(5, 12), "first_response", False),
+        conn,
+        t,
+        created(local(5, 10), "T2", "erin@example.com"),
+        sla_started(local(5, 10)),
+        answered(local(5, 12), "bob"),
+        sla_met(local(5, 12), "first_response", False),
         status(local(5, 12), "bob", "new", "open"),
-        status(local(5, 13), "bob", "open", "resolved"), sla_met(local(5, 13), "resolution", False),
+        status(local(5, 13), "bob", "open", "resolved"),
+        sla_met(local(5, 13), "resolution", False),
         status(local(6, 9, 30), "erin@example.com", "resolved", "open"),
         (local(6, 9, 30), "sla_resumed", "system", {"target": "resolution", "reopened": True}),
-        (local(6, 10), "sla_breached", "system", {"target": "resolution", "cycle": 1, "level": 2, "due": None, "to": []}),
+        (
+            local(6, 10),
+            "sla_breached",
+            "system",
+            {"target": "resolution", "cycle": 1, "level": 2, "due": None, "to": []},
+        ),
         answered(local(6, 11), "bob"),
-        status(local(6, 12), "bob", "open", "resolved"), sla_met(local(6, 12), "resolution", True),
+        status(local(6, 12), "bob", "open", "resolved"),
+        sla_met(local(6, 12), "resolution", True),
         (local(6, 13), "survey_answered", "erin@example.com", {"score": 4, "comment": ""}),
     )
     # T3: Saturday 10:00; answered Monday 09:30: 30 min of working time. Still open. Its
     # priority was raised to high before as_of.
     t = ids["T3"] = _ticket(
-        conn, "T3", local(7, 10), "frank@example.com", "VPN drops", status="open",
-        priority="high", category="network", queue="it", type="incident",
+        conn,
+        "T3",
+        local(7, 10),
+        "frank@example.com",
+        "VPN drops",
+        status="open",
+        priority="high",
+        category="network",
+        queue="it",
+        type="incident",
     )
     _events(
-        conn, t,
-        created(local(7, 10), "T3", "frank@example.com"), sla_started(local(7, 10)),
+        conn,
+        t,
+        created(local(7, 10), "T3", "frank@example.com"),
+        sla_started(local(7, 10)),
         (local(8, 12), "field_changed", "alice", {"field": "priority", "from": "medium", "to": "high"}),
-        answered(local(9, 9, 30), "alice"), sla_met(local(9, 9, 30), "first_response", False),
+        answered(local(9, 9, 30), "alice"),
+        sla_met(local(9, 9, 30), "first_response", False),
         status(local(9, 9, 30), "alice", "new", "open"),
     )
     # T4: 20 Nov, never answered, no SLA policy; its category was set after as_of, so
     # the report (as of AS_OF) counts it without one.
     t = ids["T4"] = _ticket(
-        conn, "T4", local(20, 10), carol, "Printer 3 down", status="new",
-        priority="low", category="hardware", queue="sales", type="incident",
+        conn,
+        "T4",
+        local(20, 10),
+        carol,
+        "Printer 3 down",
+        status="new",
+        priority="low",
+        category="hardware",
+        queue="sales",
+        type="incident",
     )
     _events(
-        conn, t,
+        conn,
+        t,
         created(local(20, 10), "T4", carol),
         (AS_OF + timedelta(hours=1), "field_changed", "alice", {"field": "category", "from": None, "to": "hardware"}),
     )
     # T8: 31 Oct 23:30 UTC = 1 Nov 00:30 in Berlin: in November's report, on 1 November.
     t = ids["T8"] = _ticket(
-        conn, "T8", datetime(2026, 10, 31, 23, 30, tzinfo=UTC), dave, "Password reset", status="new",
-        priority="low", category="email", queue="it", type="service_request",
+        conn,
+        "T8",
+        datetime(2026, 10, 31, 23, 30, tzinfo=UTC),
+        dave,
+        "Password reset",
+        status="new",
+        priority="low",
+        category="email",
+        queue="it",
+        type="service_request",
     )
     _events(conn, t, created(datetime(2026, 10, 31, 23, 30, tzinfo=UTC), "T8", dave))
     # T9: 30 Nov 23:30 UTC = 1 Dec 00:30 in Berlin: not in November's report.
     t = ids["T9"] = _ticket(
-        conn, "T9", datetime(2026, 11, 30, 23, 30, tzinfo=UTC), dave, "Password reset", status="new",
-        priority="low", queue="it",
+        conn,
+        "T9",
+        datetime(2026, 11, 30, 23, 30, tzinfo=UTC),
+        dave,
+        "Password reset",
+        status="new",
+        priority="low",
+        queue="it",
     )
     _events(conn, t, created(datetime(2026, 11, 30, 23, 30, tzinfo=UTC), "T9", dave))
     # T5: October, resolved 3 Nov by bob: a resolution in November, not in the cohort.
     t = ids["T5"] = _ticket(conn, "T5", local(30, 10, month=10), dave, "Old one", status="resolved", queue="it")
     _events(
-        conn, t,
-        created(local(30, 10, month=10), "T5", dave), status(local(3, 10), "bob", "new", "resolved"),
+        conn,
+        t,
+        created(local(30, 10, month=10), "T5", dave),
+        status(local(3, 10), "bob", "new", "resolved"),
     )
     # T6: October, open all of November, resolved 1 Dec: in the backlog at the end of
     # November although resolved today.
     t = ids["T6"] = _ticket(conn, "T6", local(20, 10, month=10), dave, "Older one", status="resolved", queue="sales")
     _events(
-        conn, t,
+        conn,
+        t,
         created(local(20, 10, month=10), "T6", dave),
         status(local(21, 10, month=10), "bob", "new", "open"),
         status(local(1, 10, month=12), "bob", "open", "resolved"),

@@ -147,8 +147,16 @@ def _replayed_backlog(app: App, at: datetime) -> set[str]:
 
 @pytest.mark.parametrize(
     "at",
-    [local(1, 0), local(3, 10, 30), local(4, 12), local(6, 10), local(10, 0), local(1, 0, month=12),
-     local(1, 11, month=12), AS_OF],
+    [
+        local(1, 0),
+        local(3, 10, 30),
+        local(4, 12),
+        local(6, 10),
+        local(10, 0),
+        local(1, 0, month=12),
+        local(1, 11, month=12),
+        AS_OF,
+    ],
 )
 def test_backlog_rolled_back_equals_a_full_replay(app: App, at: datetime) -> None:
     with read_tx(app.store.main) as conn:
