@@ -167,7 +167,8 @@ def print_tables(data: dict[str, Any], console: Console | None = None) -> None:
     for day in volume["by_day"]:
         t.add_row(day["day"], str(day["created"]), str(day["resolved"]))
     console.print(t)
-    t = table(f"Backlog at {backlog['at']}: {backlog['open']} open", "", "open")
+    t = table(f"Backlog: {backlog['open']} open", "", "open")
+    t.add_row("at", backlog["at"][:16].replace("T", " ") + " UTC")
     for bucket in backlog["age"]:
         t.add_row(f"age {bucket['bucket']}", str(bucket["count"]))
     for group in ("by_status", "by_priority"):
