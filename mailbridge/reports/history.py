@@ -37,6 +37,7 @@ FIGURE_EVENTS = (
     "sla_breached",
     "survey_answered",
     "field_changed",
+    "merged_into",
 )
 TERMINAL = ("resolved", "closed")
 CHUNK = 2000  # ticket ids per statement (below every engine's parameter limit)
@@ -196,7 +197,7 @@ class OpenTicket:
 
 def backlog(conn: Connection, at: datetime, queue: str | None) -> list[OpenTicket]:
     """Tickets created before `at` whose status at `at` was neither resolved nor closed
-    (merged tickets are not backlog: their work goes on in the other ticket)."""
+    (a ticket merged into another is closed from then on)."""
     later = _indexed(
         select(events.c.ticket_id, events.c.data["from"].as_string().label("was"))
         .where(events.c.type.in_(("status", "reopened")), events.c.at >= at)
@@ -207,16 +208,29 @@ def backlog(conn: Connection, at: datetime, queue: str | None) -> list[OpenTicke
     for row in conn.execute(later):
         status_then.setdefault(int(row.ticket_id), row.was)
     columns = (tickets.c.id, tickets.c.reference, tickets.c.created_at, tickets.c.status, tickets.c.priority)
-    base = select(*columns).where(tickets.c.created_at < at, tickets.c.merged_into.is_(None))
+    base = select(*columns).where(tickets.c.created_at < at)
     if queue is not None:
         base = base.where(tickets.c.queue == queue)
     rows = list(conn.execute(base.where(tickets.c.status.not_in(TERMINAL))))
     changed = sorted(status_then)
     for ids in _chunks(changed):
         rows.extend(conn.execute(base.where(and_(tickets.c.id.in_(ids), tickets.c.status.in_(TERMINAL)))))
+    # Priority then: today's rolled back through the later changes (the first one's "from").
+    changes = _indexed(
+        select(events.c.ticket_id, events.c.data["from"].as_string().label("was"))
+        .where(
+            events.c.type == "field_changed", events.c.at >= at, events.c.data["field"].as_string() == "priority"
+        )
+        .order_by(events.c.id),
+        "ix_events_type_at",
+    )
+    priority_then: dict[int, str | None] = {}
+    for row in conn.execute(changes):
+        priority_then.setdefault(int(row.ticket_id), row.was)
     result = []
     for row in rows:
         status = status_then.get(int(row.id), row.status)
         if status not in TERMINAL:
-            result.append(OpenTicket(int(row.id), row.reference, ensure_utc(row.created_at), status, row.priority))
+            priority = priority_then.get(int(row.id), row.priority)
+            result.append(OpenTicket(int(row.id), row.reference, ensure_utc(row.created_at), status, priority))
     return result

@@ -17,6 +17,7 @@ Definitions (docs/reporting.md explains them with an example):
   the nearest-rank 90th percentile (the ceil(0.9 n)-th smallest value).
 - SLA achievement, per target and priority: clocks met in time / clocks met or breached
   (a clock counts as breached if it ever was, even if met afterwards).
+- A ticket merged into another counts in the volumes only (its work is in the other one).
 - First-contact resolution: resolved with exactly one public agent answer and never
   reopened, over the resolved tickets. Reopen rate: reopened at least once, over the
   tickets resolved at least once.
@@ -97,6 +98,7 @@ class TicketFigures:
     calendar: str | None = None
     clocks: dict[tuple[str, int], str] = field(default_factory=dict)  # (target, cycle) -> met|breached|running
     score: int | None = None
+    merged: bool = False  # merged into another ticket: its work is counted there
 
 
 def ticket_figures(ticket: TicketHistory, as_of: datetime) -> TicketFigures:
@@ -143,6 +145,8 @@ def ticket_figures(ticket: TicketHistory, as_of: datetime) -> TicketFigures:
             facts.clocks[(event.target, event.cycle or 1)] = "breached"
         elif kind == "survey_answered" and event.score is not None:
             facts.score = event.score
+        elif kind == "merged_into":
+            facts.merged = True
     if pause_start is not None:  # still paused; measures are clipped to their own end
         facts.pauses.append((pause_start, max(as_of, pause_start)))
     return facts
@@ -188,7 +192,10 @@ def build_summary(
         tickets = history.cohort(conn, start, backlog_at, queue)
         resolved = history.resolutions(conn, start, backlog_at, queue)
         open_tickets = history.backlog(conn, backlog_at, queue)
-    figures = [ticket_figures(t, as_of) for t in tickets.values()]
+    every = [ticket_figures(t, as_of) for t in tickets.values()]
+    # A ticket merged into another was closed as a duplicate, not resolved: it counts in
+    # the volumes, and its work (answers, resolution) in the ticket it went into.
+    figures = [f for f in every if not f.merged]
     data: dict[str, Any] = {
         "period": {
             "from": period.start.isoformat(),
@@ -197,15 +204,15 @@ def build_summary(
             "as_of": as_of.isoformat(),
             "queue": queue,
         },
-        "volume": _volume(period, figures, resolved),
+        "volume": {**_volume(period, every, resolved), "merged": len(every) - len(figures)},
         "backlog": _backlog(open_tickets, backlog_at),
     }
     data.update(_times_and_rates(figures, people))
     data["sla"] = _sla(figures)
     data["agents"] = _agents(figures, resolved, people)
     data["satisfaction"] = _satisfaction(figures)
-    data["repeat_requesters"] = _top(Counter(f.ticket.requester for f in figures), "requester")
-    data["repeat_subjects"] = _top(Counter(normalize_subject(f.ticket.subject) for f in figures), "subject")
+    data["repeat_requesters"] = _top(Counter(f.ticket.requester for f in every), "requester")
+    data["repeat_subjects"] = _top(Counter(normalize_subject(f.ticket.subject) for f in every), "subject")
     return Summary(period, as_of, queue, data)
 
 

@@ -208,6 +208,26 @@ def write_dataset(conn: Connection) -> dict[str, int]:
         type="service_request",
     )
     _events(conn, t, created(datetime(2026, 10, 31, 23, 30, tzinfo=UTC), "T8", dave))
+    # T7: a duplicate of T1, merged into it on 3 Nov (closed, not resolved): counted in
+    # the volumes only.
+    t = ids["T7"] = _ticket(
+        conn,
+        "T7",
+        local(3, 9),
+        "gina@example.com",
+        "Same printer problem",
+        status="closed",
+        queue="it",
+        type="incident",
+        merged_into=ids["T1"],
+    )
+    _events(
+        conn,
+        t,
+        created(local(3, 9), "T7", "gina@example.com"),
+        (local(3, 12), "status", "alice", {"from": "new", "to": "closed", "reason": "merged"}),
+        (local(3, 12), "merged_into", "alice", {"into": "T1"}),
+    )
     # T9: 30 Nov 23:30 UTC = 1 Dec 00:30 in Berlin: not in November's report.
     t = ids["T9"] = _ticket(
         conn,

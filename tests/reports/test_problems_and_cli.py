@@ -85,12 +85,12 @@ def test_report_command_formats(site: tuple[App, Path], tmp_path: Path) -> None:
         write_dataset(conn)
     period = ("--from", "2026-11-01", "--to", "2026-11-30", "--as-of", AS_OF.isoformat())
     data = json.loads(mailbridge(config, "report", "summary", *period, "--format", "json").stdout)
-    assert data["volume"]["created"] == 5 and data["backlog"]["open"] == 4
+    assert data["volume"]["created"] == 6 and data["backlog"]["open"] == 4
 
     rows = list(
         csv.DictReader(io.StringIO(mailbridge(config, "report", "summary", *period, "--format", "csv").stdout.decode()))
     )
-    assert {"section": "volume", "group": "", "item": "", "measure": "created", "value": "5"} in rows
+    assert {"section": "volume", "group": "", "item": "", "measure": "created", "value": "6"} in rows
     assert {"section": "sla", "group": "resolution", "item": "all", "measure": "achievement", "value": "0.5"} in rows
 
     table = mailbridge(config, "report", "summary", *period).stdout.decode()

@@ -48,13 +48,14 @@ def test_the_report_zone_comes_from_the_config(app: App) -> None:
 def test_november_figures_match_the_hand_computation(app: App) -> None:
     data = build_summary(app.store, app.config, NOVEMBER, as_of=AS_OF).to_dict()
     volume = data["volume"]
-    assert volume["created"] == 5  # T1 T2 T3 T4 T8 (T8 on 1 Nov Berlin time; T9 on 1 Dec)
+    assert volume["created"] == 6  # T1 T2 T3 T4 T7 T8 (T8 on 1 Nov Berlin time; T9 on 1 Dec)
+    assert volume["merged"] == 1  # T7: in the volumes, not in the times and rates
     assert volume["resolved"] == 4  # T5 (3 Nov), T1 (4 Nov), T2 twice (5 and 6 Nov)
     per_day = {d["day"]: (d["created"], d["resolved"]) for d in volume["by_day"] if d["created"] or d["resolved"]}
     assert per_day == {
         "2026-11-01": (1, 0),
         "2026-11-02": (1, 0),
-        "2026-11-03": (0, 1),
+        "2026-11-03": (1, 1),
         "2026-11-04": (0, 1),
         "2026-11-05": (1, 1),
         "2026-11-06": (0, 1),
@@ -62,10 +63,10 @@ def test_november_figures_match_the_hand_computation(app: App) -> None:
         "2026-11-20": (1, 0),
     }
     assert len(volume["by_day"]) == 30
-    assert volume["by_category"] == {"email": 2, "network": 2, "(none)": 1}  # T4's category came after as_of
-    assert volume["by_queue"] == {"it": 4, "sales": 1}
-    assert volume["by_type"] == {"incident": 3, "service_request": 2}
-    assert volume["by_priority"] == {"low": 3, "high": 2}
+    assert volume["by_category"] == {"(none)": 2, "email": 2, "network": 2}  # T4's category came after as_of
+    assert volume["by_queue"] == {"it": 5, "sales": 1}
+    assert volume["by_type"] == {"incident": 4, "service_request": 2}
+    assert volume["by_priority"] == {"low": 3, "high": 2, "(none)": 1}
 
     backlog = data["backlog"]
     assert backlog["at"] == "2026-11-30T23:00:00+00:00"
@@ -123,11 +124,19 @@ def test_as_of_counts_only_what_had_happened(app: App) -> None:
     """Run on 4 Nov at noon: T1 is open again (back from pending), not yet resolved."""
     as_of = local(4, 12).astimezone(UTC)
     data = build_summary(app.store, app.config, NOVEMBER, as_of=as_of).to_dict()
-    assert data["volume"]["created"] == 2  # T8 and T1 (the cohort is the period's, events up to as_of)
+    assert data["volume"]["created"] == 3  # T8, T1, T7 (the cohort is the period's, events up to as_of)
     assert data["resolution"]["count"] == 0
     assert data["backlog"]["at"] == as_of.isoformat()
     assert data["backlog"]["open"] == 3  # T1, T8, T6
     assert data["first_response"]["median_seconds"] == 2 * H
+
+
+def test_backlog_priority_is_the_one_it_had_then(app: App) -> None:
+    """At the end of 7 Nov, T3 (raised to high on 8 Nov) was a medium ticket."""
+    first_week = Period(date(2026, 11, 1), date(2026, 11, 7), ZoneInfo("Europe/Berlin"))
+    backlog = build_summary(app.store, app.config, first_week, as_of=AS_OF).to_dict()["backlog"]
+    assert backlog["open"] == 3  # T3 (new), T8 (new), T6 (open)
+    assert backlog["by_priority"] == {"(none)": 1, "low": 1, "medium": 1}
 
 
 def _replayed_backlog(app: App, at: datetime) -> set[str]:
