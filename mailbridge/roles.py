@@ -250,6 +250,8 @@ def run_imap(config: Config) -> int:
 def run_web(config: Config) -> int:
     """The read-only dashboard and /metrics (web/): uvicorn serving web.app.create_app
     on [web] host:port until SIGTERM, then finishing the requests in hand."""
+    import math
+
     import uvicorn
 
     from mailbridge.web.app import create_app
@@ -263,7 +265,7 @@ def run_web(config: Config) -> int:
             log_level="warning",
             access_log=False,
             lifespan="off",  # the app has no start-up or shut-down work
-            timeout_graceful_shutdown=config.daemon.drain_seconds,
+            timeout_graceful_shutdown=math.ceil(config.daemon.drain_seconds),
         )
     )
     stop = threading.Event()

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 import uuid
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -213,7 +214,10 @@ class Daemon:
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout
-        wanted = {"smtp"} | ({"lmtp"} if "enabled = true" in self.config.read_text() else set())
+        settings = tomllib.loads(self.config.read_text())
+        wanted = {"smtp"} | ({"lmtp"} if settings.get("lmtp", {}).get("enabled") else set())
+        if settings.get("web", {}).get("enabled"):
+            wanted.add("web")
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"daemon exited {self.proc.returncode}:\n{self.log()}")
@@ -223,7 +227,7 @@ class Daemon:
                 self.ports = {
                     c["kind"]: int(c["listen"].rsplit(":", 1)[1])
                     for c in comps
-                    if c["kind"] in ("smtp", "lmtp") and c["listen"] and c["alive"] and c["pid"]
+                    if c["kind"] in ("smtp", "lmtp", "web") and c["listen"] and c["alive"] and c["pid"]
                 }
                 kinds = {c["kind"] for c in comps if c["alive"]}
                 if wanted <= set(self.ports) and {"worker", "sender"} <= kinds:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, select
+from sqlalchemy import Connection, and_, bindparam, func, select
 
 from mailbridge.clock import ensure_utc
 from mailbridge.store.tables import events, tickets
@@ -174,10 +174,18 @@ def cohort(conn: Connection, start: datetime, end: datetime, queue: str | None) 
 
 
 def resolutions(conn: Connection, start: datetime, end: datetime, queue: str | None) -> list[tuple[datetime, str]]:
-    """(when, actor) of every change to resolved in [start, end), of any ticket."""
+    """(when, actor) of every resolution in [start, end), of any ticket: a change to
+    resolved or closed from a status that was neither (a merge is no resolution)."""
     to = events.c.data["to"].as_string()
+    was = events.c.data["from"].as_string()
+    reason = func.coalesce(events.c.data["reason"].as_string(), "")
     query = select(events.c.at, events.c.actor, events.c.ticket_id).where(
-        events.c.type == "status", events.c.at >= start, events.c.at < end, to == "resolved"
+        events.c.type == "status",
+        events.c.at >= start,
+        events.c.at < end,
+        to.in_(TERMINAL),
+        was.not_in(TERMINAL),
+        reason != "merged",
     )
     if queue is not None:
         query = query.select_from(events.join(tickets, tickets.c.id == events.c.ticket_id)).where(

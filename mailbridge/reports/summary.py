@@ -6,7 +6,8 @@ Definitions (docs/reporting.md explains them with an example):
   satisfaction and repeat requesters are measured on it, with every event up to `as_of`
   (default: now); a report for a past month is the same whenever it is run with the same
   `as_of`.
-- Resolved per day counts every change to "resolved" in the period, of any ticket.
+- Resolved per day counts every resolution in the period, of any ticket: a change to
+  resolved or closed from a status that was neither (a merge is not one).
 - The backlog is what was open (neither resolved nor closed) at the end of the period (or
   at `as_of` if that is earlier), aged from creation to that instant.
 - Times are working time in the ticket's SLA calendar (its `sla_started` event names it;

@@ -26,7 +26,7 @@ from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -126,13 +126,17 @@ def create_app(config: Config, app: App | None = None) -> Starlette:
             with read_tx(app.store.main) as conn:
                 data = show_ticket(conn, reference)
                 ids = [m["id"] for m in data["messages"]]
-                html = dict(
-                    conn.execute(
-                        select(messages.c.id, messages.c.safe_html).where(
-                            messages.c.id.in_(ids), messages.c.safe_html.is_not(None)
-                        )
-                    ).all()
-                ) if ids else {}
+                html = (
+                    dict(
+                        conn.execute(
+                            select(messages.c.id, messages.c.safe_html).where(
+                                messages.c.id.in_(ids), messages.c.safe_html.is_not(None)
+                            )
+                        ).all()
+                    )
+                    if ids
+                    else {}
+                )
         except NotFound:
             return page(request, "error.html", {"title": "Not found", "text": f"No ticket {reference}."}, 404)
         for message in data["messages"]:
@@ -164,4 +168,3 @@ def create_app(config: Config, app: App | None = None) -> Starlette:
     middleware = [Middleware(SecurityHeaders), Middleware(TokenGate, token=token)]
     web = Starlette(routes=routes, middleware=middleware, exception_handlers={404: not_found})
     return web
-

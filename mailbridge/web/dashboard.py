@@ -9,7 +9,7 @@ when mailbridge/reports is installed, the month-to-date summary it computes.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -91,7 +91,6 @@ class Dashboard:
     report: dict[str, Any] | None = None
     report_error: str = ""
     cut: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _ordered(counts: dict[str, int], order: tuple[str, ...]) -> list[tuple[str, int]]:
@@ -110,9 +109,12 @@ def build_dashboard(store: Store, config: Config, now: datetime) -> Dashboard:
     day_end = datetime.combine(today + timedelta(days=1), time(0), zone).astimezone(UTC)
     with read_tx(store.main) as conn:
         rows, cut = _queue(conn, config, now)
-        by_status = dict(
-            conn.execute(select(tickets.c.status, func.count()).where(_open_filter()).group_by(tickets.c.status)).all()
-        )
+        by_status: dict[str, int] = {
+            status: int(n)
+            for status, n in conn.execute(
+                select(tickets.c.status, func.count()).where(_open_filter()).group_by(tickets.c.status)
+            )
+        }
         by_priority: dict[str, int] = {}
         for priority, n in conn.execute(
             select(tickets.c.priority, func.count()).where(_open_filter()).group_by(tickets.c.priority)
@@ -133,8 +135,8 @@ def build_dashboard(store: Store, config: Config, now: datetime) -> Dashboard:
         now=now,
         zone=zone.key,
         queue=rows,
-        open_total=sum(int(n) for n in by_status.values()),
-        by_status=_ordered({k: int(v) for k, v in by_status.items()}, STATUS_ORDER),
+        open_total=sum(by_status.values()),
+        by_status=_ordered(by_status, STATUS_ORDER),
         by_priority=_ordered(by_priority, PRIORITY_ORDER),
         intake_today=int(intake),
         today=today,
@@ -145,7 +147,7 @@ def build_dashboard(store: Store, config: Config, now: datetime) -> Dashboard:
         mailboxes=mailbox_health(store),
         cut=cut,
     )
-    board.report, board.report_error = month_report(store, config, today, zone)
+    board.report, board.report_error = month_report(store, config, now, zone)
     return board
 
 
@@ -205,7 +207,7 @@ def _queue(conn: Connection, config: Config, now: datetime) -> tuple[list[QueueR
     return out, cut
 
 
-def month_report(store: Store, config: Config, today: date, zone: ZoneInfo) -> tuple[dict[str, Any] | None, str]:
+def month_report(store: Store, config: Config, now: datetime, zone: ZoneInfo) -> tuple[dict[str, Any] | None, str]:
     """The month-to-date figures from mailbridge/reports, as the page shows them; (None, "")
     while that package is not installed, (None, why) if it failed (the rest of the page
     still shows: the live queue matters more than the charts)."""
@@ -216,8 +218,8 @@ def month_report(store: Store, config: Config, today: date, zone: ZoneInfo) -> t
     except ImportError:
         return None, ""
     try:
-        period = Period.month_to_date(today, zone)
-        data = build_summary(store, config, period).to_dict()
+        period = Period.month_to_date(now.astimezone(zone).date(), zone)
+        data = build_summary(store, config, period, as_of=now).to_dict()
         volume = data.get("volume", {})
         by_day = volume.get("by_day", [])
         by_category = volume.get("by_category", {})

@@ -121,7 +121,8 @@ class DatabaseCollector(Collector):
             queue.add_metric([state], n)
         yield queue
         yield CounterMetricFamily(
-            "mailbridge_outbox_failures", "Outgoing mail that failed for good (5xx or out of retries).",
+            "mailbridge_outbox_failures",
+            "Outgoing mail that failed for good (5xx or out of retries).",
             value=states["failed"],
         )
         yield GaugeMetricFamily(

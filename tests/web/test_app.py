@@ -1,0 +1,72 @@
+"""The web application in-process (starlette's TestClient), for what needs no browser:
+headers on every kind of response, the token on the loopback, the display-time
+sanitiser, /healthz."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from mailbridge.app import App
+from mailbridge.config import load_config
+from mailbridge.store import migrate
+from mailbridge.web.app import create_app
+from mailbridge.web.display import display_html
+from tests.support import write_config
+from tests.web.conftest import web_section
+
+TOKEN = "a-loopback-token-of-enough-length"
+
+
+def client(tmp_path: Path, token: str = "") -> TestClient:
+    config = load_config(write_config(tmp_path / "site", extra=web_section(8025, token=token)))
+    app = App(config)
+    migrate.upgrade(app.store)
+    return TestClient(create_app(config, app), follow_redirects=False)
+
+
+def test_headers_on_every_response(tmp_path):
+    web = client(tmp_path)
+    for path, status in (("/", 200), ("/tickets/NOPE", 404), ("/nowhere", 404), ("/static/style.css", 200)):
+        response = web.get(path)
+        assert response.status_code == status, path
+        assert response.headers["content-security-policy"].startswith("default-src 'none'; style-src 'self';")
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "no-referrer"
+    assert web.get("/healthz").text == "ok\n"
+    page = web.get("/").text
+    assert '<meta http-equiv="refresh" content="3600">' in page
+    assert "<script" not in page and "style=" not in page
+
+
+def test_a_token_set_on_the_loopback_is_required_too(tmp_path):
+    web = client(tmp_path, TOKEN)
+    denied = web.get("/")
+    assert denied.status_code == 401 and denied.headers["content-security-policy"]
+    assert web.get("/healthz", headers={"Authorization": f"Bearer {TOKEN}"}).text == "ok\n"
+
+
+@pytest.mark.parametrize(
+    ("html", "absent", "present"),
+    [
+        ('<img src="https://t.example/p.png" alt="logo">', ["src=", "t.example"], ['<img alt="logo">']),
+        ('<img src="cid:part1" alt="x">', ["src="], ["<img"]),
+        ('<img src="data:image/png;base64,AAAA">', ["src="], ["<img"]),
+        ('<a href="javascript:alert(1)">x</a>', ["javascript"], ['rel="noopener noreferrer nofollow"']),
+        ('<a href="https://ok.example/">ok</a>', [], ['href="https://ok.example/" rel="noopener noreferrer nofollow"']),
+        (
+            '<p style="color:red" onclick="x()" class="c" id="i">t</p>',
+            ["style", "onclick", "class", "id="],
+            ["<p>t</p>"],
+        ),
+        ("<svg><script>alert(1)</script></svg><iframe src=x></iframe><form><input></form>", ["<"], []),
+    ],
+)
+def test_display_sanitiser(html, absent, present):
+    shown = str(display_html(html))
+    for text in absent:
+        assert text not in shown
+    for text in present:
+        assert text in shown
