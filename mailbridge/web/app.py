@@ -36,10 +36,12 @@ from mailbridge.app import App
 from mailbridge.clock import ensure_utc
 from mailbridge.config import Config, is_loopback
 from mailbridge.errors import ConfigError, NotFound
+from mailbridge.reports.period import report_zone
+from mailbridge.reports.render import duration
 from mailbridge.store.db import read_tx
 from mailbridge.store.tables import messages
 from mailbridge.web.auth import TokenGate, load_token
-from mailbridge.web.dashboard import build_dashboard, human_duration, report_zone
+from mailbridge.web.dashboard import build_dashboard
 from mailbridge.web.display import display_html
 from mailbridge.web.metrics import CONTENT_TYPE, make_registry, render_metrics
 
@@ -145,7 +147,7 @@ def create_app(config: Config, app: App | None = None) -> Starlette:
             event["data_text"] = json.dumps(event["data"], ensure_ascii=False, sort_keys=True, indent=1)
         now = app.clock()
         created = data["created_at"]
-        age = human_duration((now - ensure_utc(datetime.fromisoformat(created))).total_seconds()) if created else ""
+        age = duration((now - ensure_utc(datetime.fromisoformat(created))).total_seconds()) if created else ""
         return page(request, "ticket.html", {"t": data, "age": age, "zone": zone.key})
 
     def metrics(request: Request) -> Response:

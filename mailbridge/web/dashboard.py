@@ -2,8 +2,8 @@
 
 All figures come from the tables the daemon writes: tickets and their SLA clocks (the
 live queue), `created` events (today's intake, counted in the report time zone), the
-outbox and the spool (store/queries.py, the same counts `mailbridge status` prints) and,
-when mailbridge/reports is installed, the month-to-date summary it computes.
+outbox and the spool (store/queries.py, the same counts `mailbridge status` prints) and
+the month-to-date summary of reports/summary.py with the HTML report's charts.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ from sqlalchemy import Connection, func, select
 
 from mailbridge.clock import ensure_utc
 from mailbridge.config import Config
+from mailbridge.reports import render
+from mailbridge.reports.period import Period, report_zone
+from mailbridge.reports.summary import build_summary
 from mailbridge.store.db import Store, read_tx
 from mailbridge.store.queries import inbound_counts, mailbox_health, outbox_counts
 from mailbridge.store.tables import events, sla_clocks, tickets
@@ -33,28 +36,6 @@ STATUS_ORDER = ("new", "open", "pending", "restored")
 PRIORITY_ORDER = ("critical", "high", "medium", "low", "none")
 # A queue longer than this is cut on the page (the counts above it stay exact).
 MAX_ROWS = 500
-
-
-def report_zone(config: Config) -> ZoneInfo:
-    """[reports] timezone, else the default calendar's zone, else UTC (as reports/period.py)."""
-    if config.reports.timezone:
-        return ZoneInfo(config.reports.timezone)
-    default = {c.id: c for c in config.calendars}.get(config.default_calendar_id)
-    return ZoneInfo(default.timezone) if default is not None else ZoneInfo("UTC")
-
-
-def human_duration(seconds: float) -> str:
-    seconds = int(abs(seconds))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    if minutes:
-        return f"{minutes}m"
-    return f"{secs}s"
 
 
 @dataclass
@@ -179,7 +160,7 @@ def _queue(conn: Connection, config: Config, now: datetime) -> tuple[list[QueueR
             sla, why = "breached", "SLA breached"
         elif first is not None:
             left = (ensure_utc(first.due_at) - now).total_seconds()
-            sla = human_duration(left) + (" left" if left >= 0 else " overdue")
+            sla = render.duration(abs(left)) + (" left" if left >= 0 else " overdue")
             if left <= AT_RISK_SHARE * first.target_seconds:
                 why = f"{first.target.replace('_', ' ')} due soon"
         else:
@@ -196,7 +177,7 @@ def _queue(conn: Connection, config: Config, now: datetime) -> tuple[list[QueueR
                 priority=t.priority or "",
                 queue=t.queue or "",
                 assignee=t.assignee or "",
-                age=human_duration(age.total_seconds()),
+                age=render.duration(age.total_seconds()),
                 sla=sla,
                 at_risk=bool(why),
                 why=why,
@@ -208,71 +189,33 @@ def _queue(conn: Connection, config: Config, now: datetime) -> tuple[list[QueueR
 
 
 def month_report(store: Store, config: Config, now: datetime, zone: ZoneInfo) -> tuple[dict[str, Any] | None, str]:
-    """The month-to-date figures from mailbridge/reports, as the page shows them; (None, "")
-    while that package is not installed, (None, why) if it failed (the rest of the page
-    still shows: the live queue matters more than the charts)."""
-    try:
-        from mailbridge.reports.charts import bar_chart_svg
-        from mailbridge.reports.period import Period
-        from mailbridge.reports.summary import build_summary
-    except ImportError:
-        return None, ""
+    """The month-to-date figures (reports/summary.py) with the charts of the HTML report;
+    (None, why) if that failed: the live queue above matters more than the charts."""
     try:
         period = Period.month_to_date(now.astimezone(zone).date(), zone)
         data = build_summary(store, config, period, as_of=now).to_dict()
-        volume = data.get("volume", {})
-        by_day = volume.get("by_day", [])
-        by_category = volume.get("by_category", {})
-        charts: list[Markup] = [
-            bar_chart_svg(
-                "Tickets created per day",
-                [str(d["day"])[8:10] for d in by_day],
-                [float(d.get("created", 0)) for d in by_day],
-            ),
-            bar_chart_svg(
-                "Tickets resolved per day",
-                [str(d["day"])[8:10] for d in by_day],
-                [float(d.get("resolved", 0)) for d in by_day],
-            ),
+        pictures = render.charts(data)
+        charts: list[Markup] = [pictures["per_day"], pictures["by_category"], pictures["backlog_age"]]
+        times = [
+            {
+                "label": label,
+                "count": data[key]["count"],
+                "median": render.duration(data[key]["median_seconds"]),
+                "p90": render.duration(data[key]["p90_seconds"]),
+            }
+            for key, label in (("first_response", "First response"), ("resolution", "Resolution"))
         ]
-        if by_category:
-            ranked = sorted(by_category.items(), key=lambda kv: (-kv[1], str(kv[0])))
-            charts.append(
-                bar_chart_svg("Tickets by category", [str(k) for k, _ in ranked], [float(v) for _, v in ranked])
-            )
-        times = []
-        for key, label in (("first_response", "First response"), ("resolution", "Resolution")):
-            figures = data.get(key) or {}
-            times.append(
-                {
-                    "label": label,
-                    "count": figures.get("count", 0),
-                    "median": _maybe_duration(figures.get("median_seconds")),
-                    "p90": _maybe_duration(figures.get("p90_seconds")),
-                }
-            )
         sla = [
             {
-                "target": str(row.get("target", "")).replace("_", " "),
-                "priority": row.get("priority") or "all",
-                "met": row.get("met", 0),
-                "breached": row.get("breached", 0),
-                "achievement": _percent(row.get("achievement")),
+                "target": row["target"].replace("_", " "),
+                "priority": row["priority"],
+                "met": row["met"],
+                "breached": row["breached"],
+                "achievement": render.percent(row["achievement"]),
             }
-            for row in data.get("sla", [])
+            for row in data["sla"]
         ]
         return {"period": period.describe(), "charts": charts, "times": times, "sla": sla}, ""
     except Exception as exc:  # the live queue above must show even if a report breaks
         log.exception("month-to-date report failed")
         return None, f"{type(exc).__name__}: {exc}"
-
-
-def _maybe_duration(seconds: Any) -> str:
-    return "–" if seconds is None else human_duration(float(seconds))
-
-
-def _percent(value: Any) -> str:
-    # achievement is a share 0..1 (None when nothing was due in the period).
-    if value is None:
-        return "–"
-    return f"{float(value) * 100:.1f} %"
