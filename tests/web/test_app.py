@@ -70,3 +70,60 @@ def test_display_sanitiser(html, absent, present):
         assert text not in shown
     for text in present:
         assert text in shown
+
+
+def test_imap_mailbox_health_on_the_dashboard_and_in_metrics(tmp_path):
+    """What the IMAP fetcher records (spool.imap_state) is what /metrics and the page show."""
+    from datetime import UTC, datetime
+
+    from prometheus_client.parser import text_string_to_metric_families
+    from sqlalchemy import insert
+
+    from mailbridge.store.db import write_tx
+    from mailbridge.store.tables import imap_state
+
+    config = load_config(write_config(tmp_path / "site", extra=web_section(8025)))
+    app = App(config)
+    migrate.upgrade(app.store)
+    ok_at = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
+    with write_tx(app.store.spool) as conn:
+        conn.execute(
+            insert(imap_state),
+            [
+                {
+                    "mailbox": "support",
+                    "uidvalidity": 7,
+                    "last_uid": 120,
+                    "stored": 118,
+                    "failures": 0,
+                    "last_error": None,
+                    "last_ok_at": ok_at,
+                    "updated_at": ok_at,
+                },
+                {
+                    "mailbox": "billing",
+                    "uidvalidity": 3,
+                    "last_uid": 5,
+                    "stored": 5,
+                    "failures": 4,
+                    "last_error": "LOGIN failed <b>for</b> billing",
+                    "last_ok_at": None,
+                    "updated_at": ok_at,
+                },
+            ],
+        )
+    web = TestClient(create_app(config, app))
+    samples = {
+        (s.name, s.labels.get("mailbox")): s.value
+        for family in text_string_to_metric_families(web.get("/metrics").text)
+        for s in family.samples
+        if s.name.startswith("mailbridge_imap")
+    }
+    assert samples[("mailbridge_imap_consecutive_failures", "billing")] == 4
+    assert samples[("mailbridge_imap_consecutive_failures", "support")] == 0
+    assert samples[("mailbridge_imap_last_success_timestamp_seconds", "support")] == ok_at.timestamp()
+    stored = {box: v for (name, box), v in samples.items() if name.startswith("mailbridge_imap_messages_stored")}
+    assert stored == {"billing": 5, "support": 118}
+    page = web.get("/").text
+    assert "billing" in page and "support" in page
+    assert "LOGIN failed &lt;b&gt;for&lt;/b&gt; billing" in page  # the server's words, escaped
