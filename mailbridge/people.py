@@ -122,6 +122,11 @@ class Calendar:
     def __repr__(self) -> str:
         return f"Calendar({self.id!r}, {self.zone.key!r})"
 
+    @property
+    def is_always(self) -> bool:
+        """24x7 without holidays: working time is elapsed time."""
+        return self._always
+
     def is_holiday(self, day: date) -> bool:
         """Whether a local date is a holiday (from the list or the country's)."""
         return day in self.holidays or (self._country is not None and day in self._country)

@@ -26,6 +26,7 @@ Definitions (docs/reporting.md explains them with an example):
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import statistics
@@ -57,6 +58,7 @@ _DIGITS = re.compile(r"\d+")
 _SPACE = re.compile(r"\s+")
 
 
+@functools.lru_cache(maxsize=65536)  # a desk's subjects repeat a lot
 def normalize_subject(subject: str) -> str:
     """What makes two subjects "the same" for the repeat list: reply prefixes off, numbers
     as "#", case and spacing folded ("Re: Printer 3 DOWN" == "printer 7 down")."""
@@ -100,13 +102,25 @@ class TicketFigures:
     clocks: dict[tuple[str, int], str] = field(default_factory=dict)  # (target, cycle) -> met|breached|running
     score: int | None = None
     merged: bool = False  # merged into another ticket: its work is counted there
+    answered_by: set[str] = field(default_factory=set)
+    first_response_seconds: float | None = None  # working time, set by measure()
+    resolution_seconds: float | None = None
+
+    def measure(self, calendar: Calendar) -> None:
+        created = self.ticket.created_at
+        if self.first_answer_at is not None:
+            self.first_response_seconds = working_seconds(calendar, created, self.first_answer_at, self.pauses)
+        if self.resolved_at is not None:
+            self.resolution_seconds = working_seconds(calendar, created, self.resolved_at, self.pauses)
 
 
 def ticket_figures(ticket: TicketHistory, as_of: datetime) -> TicketFigures:
     facts = TicketFigures(ticket, ticket.category, ticket.priority)
-    # Field values as of as_of: roll today's back through later changes, newest first.
-    for event in reversed(ticket.events):
-        if event.type == "field_changed" and event.at > as_of:
+    # Field values as of as_of: roll today's back through later changes, newest first
+    # (only a ticket with events after as_of has any to roll back).
+    later = [e for e in ticket.events if e.at > as_of] if ticket.events and ticket.events[-1].at > as_of else []
+    for event in reversed(later):
+        if event.type == "field_changed":
             if event.field == "priority":
                 facts.priority = event.from_
             elif event.field == "category":
@@ -120,6 +134,7 @@ def ticket_figures(ticket: TicketHistory, as_of: datetime) -> TicketFigures:
         kind = event.type
         if kind == "answered":
             facts.answers += 1
+            facts.answered_by.add(event.actor)
             if facts.first_answer_at is None:
                 facts.first_answer_at, facts.first_answer_by = event.at, event.actor
         elif kind in ("status", "reopened") and event.to:
@@ -157,6 +172,13 @@ def working_seconds(
     calendar: Calendar, start: datetime, end: datetime, pauses: Iterable[tuple[datetime, datetime]]
 ) -> float:
     """Working time from start to end without the pauses (each clipped to [start, end])."""
+    if calendar.is_always:  # plain arithmetic (most tickets of a 24x7 desk; bench/report.py)
+        seconds = (end - start).total_seconds()
+        for a, b in pauses:
+            a, b = max(a, start), min(b, end)
+            if b > a:
+                seconds -= (b - a).total_seconds()
+        return max(seconds, 0.0)
     total = calendar.business_time_between(start, end)
     for a, b in pauses:
         a, b = max(a, start), min(b, end)
@@ -190,13 +212,20 @@ def build_summary(
     start, end = period.start_utc, period.end_utc
     backlog_at = min(end, as_of)  # nothing after as_of counts, not even a created ticket
     with read_tx(store.main) as conn:
-        tickets = history.cohort(conn, start, backlog_at, queue)
+        # Which calendar a ticket's SLA used only matters if some calendar is not 24x7.
+        need_calendars = not all(c.is_always for c in (people.default_calendar, *people.calendars.values()))
+        tickets = history.cohort(conn, start, backlog_at, queue, calendars=need_calendars)
         resolved = history.resolutions(conn, start, backlog_at, queue)
         open_tickets = history.backlog(conn, backlog_at, queue)
     every = [ticket_figures(t, as_of) for t in tickets.values()]
     # A ticket merged into another was closed as a duplicate, not resolved: it counts in
     # the volumes, and its work (answers, resolution) in the ticket it went into.
     figures = [f for f in every if not f.merged]
+    calendars: dict[str | None, Calendar] = {}
+    for f in figures:
+        if f.calendar not in calendars:
+            calendars[f.calendar] = _calendar(people, f.calendar)
+        f.measure(calendars[f.calendar])
     data: dict[str, Any] = {
         "period": {
             "from": period.start.isoformat(),
@@ -208,9 +237,9 @@ def build_summary(
         "volume": {**_volume(period, every, resolved), "merged": len(every) - len(figures)},
         "backlog": _backlog(open_tickets, backlog_at),
     }
-    data.update(_times_and_rates(figures, people))
+    data.update(_times_and_rates(figures))
     data["sla"] = _sla(figures)
-    data["agents"] = _agents(figures, resolved, people)
+    data["agents"] = _agents(figures)
     data["satisfaction"] = _satisfaction(figures)
     data["repeat_requesters"] = _top(Counter(f.ticket.requester for f in every), "requester")
     data["repeat_subjects"] = _top(Counter(normalize_subject(f.ticket.subject) for f in every), "subject")
@@ -223,14 +252,14 @@ def _count(values: Iterable[str | None]) -> dict[str, int]:
 
 
 def _volume(period: Period, figures: list[TicketFigures], resolved: list[tuple[datetime, str]]) -> dict[str, Any]:
-    created_per_day = Counter(period.local_day(f.ticket.created_at) for f in figures)
-    resolved_per_day = Counter(period.local_day(at) for at, _ in resolved)
+    created_per_day = Counter(period.day_index(f.ticket.created_at) for f in figures)
+    resolved_per_day = Counter(period.day_index(at) for at, _ in resolved)
     return {
         "created": len(figures),
         "resolved": len(resolved),
         "by_day": [
-            {"day": day.isoformat(), "created": created_per_day.get(day, 0), "resolved": resolved_per_day.get(day, 0)}
-            for day in period.days()
+            {"day": day.isoformat(), "created": created_per_day.get(i, 0), "resolved": resolved_per_day.get(i, 0)}
+            for i, day in enumerate(period.days())
         ],
         "by_category": _count(f.category for f in figures),
         "by_queue": _count(f.ticket.queue for f in figures),
@@ -266,17 +295,15 @@ def _calendar(people: People, calendar_id: str | None) -> Calendar:
         return people.default_calendar
 
 
-def _times_and_rates(figures: list[TicketFigures], people: People) -> dict[str, Any]:
+def _times_and_rates(figures: list[TicketFigures]) -> dict[str, Any]:
     first: dict[str, list[float]] = defaultdict(list)
     resolution: dict[str, list[float]] = defaultdict(list)
     for f in figures:
-        calendar = _calendar(people, f.calendar)
         priority = f.priority or "(none)"
-        created = f.ticket.created_at
-        if f.first_answer_at is not None:
-            first[priority].append(working_seconds(calendar, created, f.first_answer_at, f.pauses))
-        if f.resolved_at is not None:
-            resolution[priority].append(working_seconds(calendar, created, f.resolved_at, f.pauses))
+        if f.first_response_seconds is not None:
+            first[priority].append(f.first_response_seconds)
+        if f.resolution_seconds is not None:
+            resolution[priority].append(f.resolution_seconds)
 
     def by_priority(values: dict[str, list[float]]) -> dict[str, Any]:
         every = [v for vs in values.values() for v in vs]
@@ -329,17 +356,15 @@ def _sla(figures: list[TicketFigures]) -> list[dict[str, Any]]:
     return rows
 
 
-def _agents(figures: list[TicketFigures], resolved: list[tuple[datetime, str]], people: People) -> list[dict[str, Any]]:
+def _agents(figures: list[TicketFigures]) -> list[dict[str, Any]]:
     handled: dict[str, set[int]] = defaultdict(set)
     first: dict[str, list[float]] = defaultdict(list)
     solved: Counter[str] = Counter()
     for f in figures:
-        for event in f.ticket.events:
-            if event.type == "answered":
-                handled[event.actor].add(f.ticket.id)
-        if f.first_answer_by is not None and f.first_answer_at is not None:
-            calendar = _calendar(people, f.calendar)
-            first[f.first_answer_by].append(working_seconds(calendar, f.ticket.created_at, f.first_answer_at, f.pauses))
+        for agent in f.answered_by:
+            handled[agent].add(f.ticket.id)
+        if f.first_answer_by is not None and f.first_response_seconds is not None:
+            first[f.first_answer_by].append(f.first_response_seconds)
         if f.resolved_at is not None and f.resolved_by:
             solved[f.resolved_by] += 1
     names = set(handled) | set(solved)
