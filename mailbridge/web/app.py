@@ -41,7 +41,7 @@ from mailbridge.reports.render import duration
 from mailbridge.store.db import read_tx
 from mailbridge.store.tables import messages
 from mailbridge.web.auth import TokenGate, load_token
-from mailbridge.web.dashboard import build_dashboard
+from mailbridge.web.dashboard import ReportCache, build_dashboard
 from mailbridge.web.display import display_html
 from mailbridge.web.metrics import CONTENT_TYPE, make_registry, render_metrics
 
@@ -112,12 +112,13 @@ def create_app(config: Config, app: App | None = None) -> Starlette:
     zone = report_zone(config)
     templates = _templates(zone)
     registry = make_registry(app.store)
+    reports = ReportCache(max_age=max(300.0, float(config.web.refresh_seconds)))
 
     def page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
         return templates.TemplateResponse(request, name, {"config": config, **context}, status_code=status)
 
     def dashboard(request: Request) -> Response:
-        board = build_dashboard(app.store, config, app.clock())
+        board = build_dashboard(app.store, config, app.clock(), reports)
         return page(request, "dashboard.html", {"board": board, "refresh_seconds": config.web.refresh_seconds})
 
     def ticket(request: Request) -> Response:

@@ -9,8 +9,11 @@ the month-to-date summary of reports/summary.py with the HTML report's charts.
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from time import monotonic
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -83,7 +86,50 @@ def _open_filter() -> Any:
     return tickets.c.status.not_in(DONE_STATUSES) & tickets.c.merged_into.is_(None)
 
 
-def build_dashboard(store: Store, config: Config, now: datetime) -> Dashboard:
+class ReportCache:
+    """The month-to-date figures take seconds on a large desk (bench/report.py: ~5 s for a
+    month of 80,000 tickets), and the page reloads every refresh_seconds in every open
+    browser. The page shows the last figures computed, at most `max_age` old; older ones
+    are shown while one background thread computes new ones. Only the first page of a new
+    period waits for them. The live queue above them is always read fresh."""
+
+    def __init__(self, max_age: float) -> None:
+        self.max_age = max_age
+        self._lock = threading.Lock()
+        self._key: Any = None
+        self._value: Any = None
+        self._at = 0.0
+        self._refreshing = False
+        self.thread: threading.Thread | None = None  # the last background computation
+
+    def get(self, key: Any, compute: Callable[[], Any]) -> Any:
+        with self._lock:
+            known = self._key == key
+            if known and monotonic() - self._at < self.max_age:
+                return self._value
+            if known:
+                if not self._refreshing:
+                    self._refreshing = True
+                    self.thread = threading.Thread(target=self._refresh, args=(key, compute), daemon=True)
+                    self.thread.start()
+                return self._value
+        value = compute()
+        self._store(key, value)
+        return value
+
+    def _refresh(self, key: Any, compute: Callable[[], Any]) -> None:
+        try:
+            self._store(key, compute())
+        finally:
+            with self._lock:
+                self._refreshing = False
+
+    def _store(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._key, self._value, self._at = key, value, monotonic()
+
+
+def build_dashboard(store: Store, config: Config, now: datetime, reports: ReportCache | None = None) -> Dashboard:
     zone = report_zone(config)
     today = now.astimezone(zone).date()
     day_start = datetime.combine(today, time(0), zone).astimezone(UTC)
@@ -128,7 +174,12 @@ def build_dashboard(store: Store, config: Config, now: datetime) -> Dashboard:
         mailboxes=mailbox_health(store),
         cut=cut,
     )
-    board.report, board.report_error = month_report(store, config, now, zone)
+    if reports is None:
+        board.report, board.report_error = month_report(store, config, now, zone)
+    else:
+        board.report, board.report_error = reports.get(
+            now.astimezone(zone).date(), lambda: month_report(store, config, now, zone)
+        )
     return board
 
 
@@ -215,7 +266,8 @@ def month_report(store: Store, config: Config, now: datetime, zone: ZoneInfo) ->
             }
             for row in data["sla"]
         ]
-        return {"period": period.describe(), "charts": charts, "times": times, "sla": sla}, ""
+        computed = now.astimezone(zone).strftime("%H:%M")
+        return {"period": period.describe(), "computed": computed, "charts": charts, "times": times, "sla": sla}, ""
     except Exception as exc:  # the live queue above must show even if a report breaks
         log.exception("month-to-date report failed")
         return None, f"{type(exc).__name__}: {exc}"

@@ -127,3 +127,25 @@ def test_imap_mailbox_health_on_the_dashboard_and_in_metrics(tmp_path):
     page = web.get("/").text
     assert "billing" in page and "support" in page
     assert "LOGIN failed &lt;b&gt;for&lt;/b&gt; billing" in page  # the server's words, escaped
+
+
+def test_the_month_figures_are_computed_once_per_max_age_and_refreshed_behind_the_page():
+    from mailbridge.web.dashboard import ReportCache
+
+    computed: list[int] = []
+
+    def compute() -> int:
+        computed.append(len(computed) + 1)
+        return computed[-1]
+
+    cache = ReportCache(max_age=3600)
+    assert cache.get("2026-11-30", compute) == 1  # nothing to show: computed now
+    assert cache.get("2026-11-30", compute) == 1 and computed == [1]  # fresh: not again
+    assert cache.get("2026-12-01", compute) == 2  # a new day: its own figures, now
+    cache.max_age = 0
+    assert cache.get("2026-12-01", compute) == 2  # stale: the old figures at once ...
+    assert cache.thread is not None
+    cache.thread.join(timeout=10)
+    assert computed == [1, 2, 3]  # ... and the new ones computed behind them
+    cache.max_age = 3600
+    assert cache.get("2026-12-01", compute) == 3
