@@ -81,13 +81,6 @@ class TicketHistory:
 _new = tuple.__new__
 
 
-def _int(value: Any) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
-
-
 def _json(name: str) -> Any:
     return events.c.data[name].as_string().label(name)
 

@@ -50,9 +50,6 @@ class Period:
     def days(self) -> list[date]:
         return [self.start + timedelta(days=i) for i in range((self.end - self.start).days + 1)]
 
-    def local_day(self, instant: datetime) -> date:
-        return instant.astimezone(self.zone).date()
-
     @functools.cached_property
     def _day_starts(self) -> list[datetime]:
         return [datetime.combine(day, time(0), self.zone).astimezone(UTC) for day in self.days()]
