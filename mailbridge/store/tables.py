@@ -71,10 +71,31 @@ inbound = Table(
     # 0: live mail; 1: bulk backlog (an IMAP mailbox's first sync, an import). Workers
     # take live mail first, so a 50,000-message backlog never holds new mail up.
     Column("priority", SmallInteger, nullable=False, default=0, server_default="0"),
+    # Which process holds the claim (a component name, see roles.component_name): the
+    # supervisor releases a dead child's claims at once.
+    Column("claimed_by", String(128)),
+    # Claimed by a worker that died: processed alone next time, and a worker death while
+    # it is alone counts against it (crashes), never against its batch-mates.
+    Column("suspect", Boolean, nullable=False, default=False, server_default=false()),
+    Column("crashes", Integer, nullable=False, default=0, server_default="0"),
     schema=SPOOL_SCHEMA,
 )
 Index("ix_inbound_state_id", inbound.c.state, inbound.c.id)
 Index("ix_inbound_state_priority_id", inbound.c.state, inbound.c.priority, inbound.c.id)
+
+# The sender's per-mail journal (outbound/sender.py): "unconfirmed" just before the end
+# of data goes to the relay, then the relay's verdict. In the spool database, so that on
+# SQLite marking one mail never waits for the worker's ticket transaction; folded into
+# the outbox rows after each batch and after a crash.
+outbox_ledger = Table(
+    "outbox_ledger",
+    metadata,
+    Column("outbox_id", Id, primary_key=True, autoincrement=False),
+    Column("state", String(16), nullable=False),  # unconfirmed | sent | retry | failed
+    Column("detail", Text),
+    Column("at", TS, nullable=False),
+    schema=SPOOL_SCHEMA,
+)
 
 # Per IMAP mailbox: where the fetcher is (UIDVALIDITY and the highest UID stored and
 # acted on) and how it is doing (what `mailbridge status` shows). In the spool because
@@ -262,6 +283,12 @@ outbox = Table(
     Column("last_error", Text),
     Column("created_at", TS, nullable=False),
     Column("sent_at", TS),
+    Column("claimed_by", String(128)),
+    # Deliveries whose outcome is unknown (no answer to the end of data: a timeout, or
+    # the sender died waiting for it); such a mail is retried at most once.
+    Column("unknown_outcomes", SmallInteger, nullable=False, default=0, server_default="0"),
+    # Further envelope recipients of the same copy (the first one is `rcpt`).
+    Column("extra_rcpts", JSON),
 )
 Index("ix_outbox_state_next", outbox.c.state, outbox.c.next_attempt_at)
 
