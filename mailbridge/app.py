@@ -41,12 +41,20 @@ def load_extractor_set(config: Config) -> ExtractorSet:
 
 
 class App:
-    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+    def __init__(self, config: Config, clock: Clock | None = None, *, role: str = "cli", index: int = 0) -> None:
         from mailbridge.testing import test_clock
 
         self.config = config
         # The real time, unless a test gives one (or MAILBRIDGE_TESTING=1 with a clock file).
         self.clock: Clock = clock or test_clock() or utcnow
+        # Which process this is (roles.py): it names the claims it holds (store/claims.py).
+        self.role, self.index = role, index
+
+    @property
+    def holder(self) -> str:
+        from mailbridge.store.claims import holder_name, instance_id
+
+        return holder_name(self.role, self.index, instance_id(str(self.config.var_path.resolve())))
 
     @cached_property
     def store(self) -> Store:
@@ -126,13 +134,14 @@ class App:
             clock=self.clock,
             rules=self.rules,
             people=self.people,
+            holder=self.holder,
         )
 
     @cached_property
     def sender(self) -> Sender:
         from mailbridge.outbound.sender import Sender
 
-        return Sender(self.config, self.store, clock=self.clock)
+        return Sender(self.config, self.store, clock=self.clock, holder=self.holder, index=self.index)
 
     def reload_extractors(self) -> bool:
         """SIGHUP: the extractor files as they are now, all or nothing; a broken edit is

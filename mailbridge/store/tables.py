@@ -17,6 +17,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    Unicode,
     UniqueConstraint,
     false,
 )
@@ -82,20 +84,6 @@ inbound = Table(
 )
 Index("ix_inbound_state_id", inbound.c.state, inbound.c.id)
 Index("ix_inbound_state_priority_id", inbound.c.state, inbound.c.priority, inbound.c.id)
-
-# The sender's per-mail journal (outbound/sender.py): "unconfirmed" just before the end
-# of data goes to the relay, then the relay's verdict. In the spool database, so that on
-# SQLite marking one mail never waits for the worker's ticket transaction; folded into
-# the outbox rows after each batch and after a crash.
-outbox_ledger = Table(
-    "outbox_ledger",
-    metadata,
-    Column("outbox_id", Id, primary_key=True, autoincrement=False),
-    Column("state", String(16), nullable=False),  # unconfirmed | sent | retry | failed
-    Column("detail", Text),
-    Column("at", TS, nullable=False),
-    schema=SPOOL_SCHEMA,
-)
 
 # Per IMAP mailbox: where the fetcher is (UIDVALIDITY and the highest UID stored and
 # acted on) and how it is doing (what `mailbridge status` shows). In the spool because
@@ -399,4 +387,15 @@ scheduler_lease = Table(
     Column("name", String(32), primary_key=True),
     Column("holder", String(255), nullable=False),
     Column("expires_at", TS, nullable=False),
+)
+
+# APScheduler's job store (sla/scheduler.py: SQLAlchemyJobStore, tablename
+# "apscheduler_jobs"), declared as APScheduler 3 declares it so that the migrations
+# create it before any child starts.
+apscheduler_jobs = Table(
+    "apscheduler_jobs",
+    metadata,
+    Column("id", Unicode(191), primary_key=True),
+    Column("next_run_time", Float(25), index=True),
+    Column("job_state", LargeBinary, nullable=False),
 )

@@ -1,4 +1,4 @@
-"""Fault tolerance: who holds a claim, crash suspects, the sender's delivery ledger,
+"""Fault tolerance: who holds a claim, crash suspects, unknown delivery outcomes,
 several envelope recipients for one outgoing copy
 
 Revision ID: 0006
@@ -34,21 +34,21 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("unknown_outcomes", sa.SmallInteger(), server_default="0", nullable=False))
         # Further envelope recipients of the same copy (the first is `rcpt`).
         batch_op.add_column(sa.Column("extra_rcpts", sa.JSON(), nullable=True))
-    # The sender's per-mail journal, in the spool database (on SQLite its own file and
-    # write lock, so marking one mail never waits for the worker's ticket transaction).
-    op.create_table(
-        "outbox_ledger",
-        sa.Column("outbox_id", _ID, autoincrement=False, nullable=False),
-        sa.Column("state", sa.String(length=16), nullable=False),  # unconfirmed | sent | retry | failed
-        sa.Column("detail", sa.Text(), nullable=True),
-        sa.Column("at", _TS, nullable=False),
-        sa.PrimaryKeyConstraint("outbox_id"),
-        schema="spool",
-    )
+    # APScheduler's job store (sla/scheduler.py), created here rather than by the
+    # scheduler child at its first start, where it raced the other children for the
+    # write lock. Earlier versions let APScheduler create it: keep theirs.
+    if not sa.inspect(op.get_bind()).has_table("apscheduler_jobs"):
+        op.create_table(
+            "apscheduler_jobs",
+            sa.Column("id", sa.Unicode(length=191), nullable=False),
+            sa.Column("next_run_time", sa.Float(precision=25), nullable=True),
+            sa.Column("job_state", sa.LargeBinary(), nullable=False),
+            sa.PrimaryKeyConstraint("id"),
+        )
+        op.create_index("ix_apscheduler_jobs_next_run_time", "apscheduler_jobs", ["next_run_time"], unique=False)
 
 
 def downgrade() -> None:
-    op.drop_table("outbox_ledger", schema="spool")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.drop_column("extra_rcpts")
         batch_op.drop_column("unknown_outcomes")
