@@ -58,7 +58,7 @@ class App:
 
     @cached_property
     def store(self) -> Store:
-        return Store(self.config.database_url)
+        return Store(self.config.database_url, busy_seconds=self.config.database.busy_timeout_seconds)
 
     @cached_property
     def signer(self) -> TokenSigner:

@@ -56,6 +56,9 @@ class DatabaseSettings(_Strict):
     # Empty means the embedded default: SQLite files under var_dir.
     url: str = ""
     auto_migrate: bool = True
+    # How long a SQLite write waits for another's lock before it fails; the daemon's
+    # processes then wait and try again (one log line per episode), they never die of it.
+    busy_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
 
 
 class SmtpSettings(_Strict):

@@ -99,7 +99,11 @@ async def _receiver(config: Config) -> int:
     app = App(config, role="receiver")
     # The listener's own store: its spool writes give up after [smtp] busy_timeout_seconds
     # (451 then), where the other processes wait as long as SQLITE_BUSY_MS.
-    store = Store(config.database_url, spool_busy_seconds=config.smtp.busy_timeout_seconds)
+    store = Store(
+        config.database_url,
+        busy_seconds=config.database.busy_timeout_seconds,
+        spool_busy_seconds=config.smtp.busy_timeout_seconds,
+    )
     app.__dict__["store"] = store
     writer = SpoolWriter(store.spool, clock=app.clock)
     reserve = StorageReserve(config.var_path, config.smtp.min_free_mb)

@@ -30,10 +30,18 @@ class Store:
     SQLite they are two files with their own write locks, and `migrations` is an engine
     that sees both, used only to upgrade the schema."""
 
-    def __init__(self, url: str, *, pool_size: int = 5, spool_busy_seconds: float | None = None) -> None:
-        """``spool_busy_seconds``: how long a write to the spool may wait for a lock before
-        it fails (the SMTP receiver then answers 451 instead of holding its client); by
-        default as long as every other write."""
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 5,
+        busy_seconds: float | None = None,
+        spool_busy_seconds: float | None = None,
+    ) -> None:
+        """``busy_seconds``: how long a SQLite write waits for another's lock ([database]
+        busy_timeout_seconds, SQLITE_BUSY_MS by default). ``spool_busy_seconds``: the
+        same for writes to the spool (the SMTP receiver answers 451 after it instead of
+        holding its client); by default as long as every other write."""
         self.url = url
         parsed = make_url(url)
         self.sqlite = parsed.get_backend_name() == "sqlite"
@@ -42,11 +50,17 @@ class Store:
             if not db_file.name or str(db_file) == ":memory:":
                 raise ValueError("SQLite needs a file database (the spool is kept beside it)")
             db_file.parent.mkdir(parents=True, exist_ok=True)
-            self.main = _sqlite_engine(db_file)
-            busy_ms = int(spool_busy_seconds * 1000) if spool_busy_seconds is not None else SQLITE_BUSY_MS
-            self.spool = _sqlite_engine(spool_path_for(db_file), spool_is_main=True, busy_ms=busy_ms)
+            main_ms = int(busy_seconds * 1000) if busy_seconds is not None else SQLITE_BUSY_MS
+            self.main = _sqlite_engine(db_file, busy_ms=main_ms)
+            spool_ms = int(spool_busy_seconds * 1000) if spool_busy_seconds is not None else main_ms
+            self.spool = _sqlite_engine(spool_path_for(db_file), spool_is_main=True, busy_ms=spool_ms)
+            self._busy_ms = main_ms
         else:
             self.main = create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=5)
+            if busy_seconds is not None:
+                # A statement blocked that long by another's lock (a migration's, a
+                # long transaction's) fails and is tried again later, as on SQLite.
+                _pg_lock_timeout(self.main, busy_seconds)
             self.spool = self.main
             if spool_busy_seconds is not None:
                 # The spool's own engine, whose statements give up waiting for a lock.
@@ -55,7 +69,7 @@ class Store:
 
     def migrations_engine(self) -> Engine:
         if self.sqlite:
-            return _sqlite_engine(Path(make_url(self.url).database or ""), attach_spool=True)
+            return _sqlite_engine(Path(make_url(self.url).database or ""), attach_spool=True, busy_ms=self._busy_ms)
         return self.main
 
     def dispose(self) -> None:
