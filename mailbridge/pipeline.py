@@ -39,7 +39,7 @@ from mailbridge.store.claims import claim_ids, release_inbound
 from mailbridge.store.db import Store, read_tx, write_tx
 from mailbridge.store.tables import inbound, messages, outbox, tickets, undeliverable
 from mailbridge.store.transient import is_transient
-from mailbridge.testing import crash_point
+from mailbridge.testing import crash_point, poison
 from mailbridge.tickets import deliveries, incidents, lifecycle, survey
 from mailbridge.tickets.correlate import Correlation, Correlator
 from mailbridge.tickets.dedupe import dedupe_key
@@ -302,6 +302,7 @@ class Pipeline:
                 )
                 continue
             try:
+                poison(bytes(row.raw))
                 analysis = self._analyser.analyse(bytes(row.raw), row.mail_from)
             except ParseError as exc:
                 outcomes[row.id] = self._quarantined(row.id, f"cannot parse: {exc.reason}")

@@ -45,6 +45,16 @@ def crash_point(name: str) -> None:
         os.killpg(os.getpgrp(), signal.SIGKILL)
 
 
+POISON_HEADER = b"X-Mailbridge-Test-Poison: kill-the-worker"
+
+
+def poison(raw: bytes) -> None:
+    """A mail that kills the process handling it, as one that segfaults a C library or
+    makes the OOM killer strike would (tests of the worker's crash accounting)."""
+    if _ENABLED and POISON_HEADER in raw[:65536]:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def test_clock() -> Callable[[], datetime] | None:
     """With MAILBRIDGE_TESTING=1 and MAILBRIDGE_CLOCK_FILE set, "now" is the ISO time in
     that file (re-read at every call, so a test moves time forward by rewriting it; a
