@@ -24,8 +24,9 @@ from pathlib import Path
 
 import pytest
 
+from mailbridge.roles import HEARTBEAT_SECONDS
 from tests.faults.harness import Load, Site, SlowRelay, audit, can_mount_tmpfs, corpus
-from tests.support import make_mail, poll
+from tests.support import free_port, make_mail, poll
 
 pytestmark = pytest.mark.slow
 
@@ -112,9 +113,11 @@ def test_first_start_logs_no_traceback(tmp_path, relay, sites):
 
 
 def test_locked_database_degrades_and_never_kills(tmp_path, relay, sites):
-    site = _site(tmp_path, relay, sites)
+    web = f"\n[web]\nenabled = true\nport = {free_port()}\n"  # its heartbeat must survive too
+    site = _site(tmp_path, relay, sites, extra=web)
     site.set("database", "busy_timeout_seconds", "1").set("smtp", "busy_timeout_seconds", "1")
     site.start()
+    poll(lambda: {"scheduler", "web"} <= set(site.pids()), timeout=60)
     before = site.pids()
 
     # The spool locked (a backup, say): the client hears 451 promptly, not after a minute.
@@ -138,7 +141,7 @@ def test_locked_database_degrades_and_never_kills(tmp_path, relay, sites):
         acked.append(f"lock{i}@x")
     try:
         poll(lambda: "the database is unavailable" in site.log(), timeout=60)
-        time.sleep(3)  # the fault itself: the lock held past several busy timeouts
+        time.sleep(HEARTBEAT_SECONDS + 2)  # the fault itself: held past every heartbeat and busy timeout
     finally:
         site_lock.__exit__(None, None, None)
     site.daemon.wait_idle(timeout=120)
@@ -265,3 +268,64 @@ def test_sigterm_under_load_answers_421_and_loses_nothing(tmp_path, relay, sites
     site.daemon.wait_idle(timeout=120)
     site.sigterm()
     audit(site, load.acked).check()
+
+
+@pytest.mark.postgres
+def test_postgresql_connections_cut_kill_no_child(tmp_path, relay, sites):
+    """PostgreSQL restarted or a network cut: every connection of the daemon is terminated,
+    twice, while mail flows; the processes reconnect, none dies, nothing is lost."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from tests.support import create_pg_database, drop_pg_database, pg_admin_url
+
+    admin = pg_admin_url()
+    if not admin:
+        pytest.skip("PostgreSQL tests need MAILBRIDGE_TEST_DATABASE_URL (CI sets it)")
+    url, name = create_pg_database(admin)
+    try:
+        site = _site(tmp_path, relay, sites)
+        site.set("database", "url", f'"{url}"')
+        text_ = site.config.read_text().replace('url = ""\n', "", 1)
+        site.config.write_text(text_)
+        site.start()
+        poll(lambda: "scheduler" in site.pids(), timeout=60)
+        before = site.pids()
+        engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+        acked = []
+        for round_ in range(3):
+            for i in range(15):
+                n = round_ * 15 + i
+                site.daemon.send(make_mail(sender=f"C <c{n}@example.org>", message_id=f"cut{n}@x"))
+                acked.append(f"cut{n}@x")
+            if round_ < 2:
+                with engine.connect() as conn:
+                    cut = conn.execute(
+                        text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = :db"),
+                        {"db": make_url(url).database},
+                    ).scalar_one()
+                assert cut > 0
+        engine.dispose()
+        site.daemon.wait_idle(timeout=120)
+        after = site.pids()
+        log = site.log()
+        site.sigterm()
+        assert after == before, f"a child died of a lost connection: {before} -> {after}"
+        assert "exited with" not in log
+        result = _pg_audit(url, acked)
+    finally:
+        drop_pg_database(admin, name)
+    assert result == (len(acked), len(acked), len(acked)), result
+
+
+def _pg_audit(url: str, acked: list[str]) -> tuple[int, int, int]:
+    """(distinct acknowledged mails stored, messages stored, acknowledgements sent)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        stored = [r[0] for r in conn.execute(text("SELECT message_id FROM messages WHERE direction = 'in'"))]
+        sent = conn.execute(text("SELECT count(*) FROM outbox WHERE state = 'sent' AND kind = 'acknowledgement'"))
+        acks = int(sent.scalar_one())
+    engine.dispose()
+    return len(set(stored) & set(acked)), len(stored), acks
