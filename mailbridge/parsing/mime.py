@@ -53,6 +53,7 @@ from mailparser.utils import as_string_safe, decode_base64_payload, get_addresse
 from mailbridge.parsing.calendar import CALENDAR_TYPES, CalendarSummary, summarise_calendar
 from mailbridge.parsing.charsets import CharsetHints, codecs_for, decode, guess
 from mailbridge.parsing.filenames import content_type_for, sanitize_filename
+from mailbridge.parsing.headerblock import mend
 from mailbridge.parsing.htmltext import html_to_text
 from mailbridge.parsing.limits import (
     PARAMS_TRUNCATED_MARKER,
@@ -227,32 +228,23 @@ def parse_message(raw: bytes, limits: ParseLimits = ParseLimits()) -> ParsedMail
         if not data.strip():
             raise ParseError("empty input")
         root = parse_structure(data, limits)
+        mended: list[str] = []
         if not root.keys() or any(isinstance(d, MissingHeaderBodySeparatorDefect) for d in root.defects):
-            root = _retry_obsolete_colons(data, limits) or root
+            # A damaged header section (see parsing.headerblock); well-formed mail never gets here.
+            repaired = mend(data)
+            if repaired is not None:
+                again = parse_structure(repaired[0], limits)
+                if again.keys():
+                    root, mended = again, repaired[1]
         if not root.keys():
             raise ParseError("no header fields: the input does not start with an RFC 5322 header section")
-        return _build(root, limits)
+        return _build(root, limits, mended)
     except ParseError:
         raise
     except RecursionError as exc:
         raise LimitExceeded("MIME structure nested too deeply for the parser") from exc
     except Exception as exc:  # the contract: nothing else escapes, whatever the bytes
         raise ParseError(f"unexpected {type(exc).__name__} while parsing: {exc}") from exc
-
-
-# RFC 5322 4.5: obsolete syntax allows white space between a field name and
-# its colon ("Subject   : Hi").  compat32 ends the header section at such a
-# line, or takes "From  :" for an mbox From_ line, losing every header.
-_OBS_COLON = re.compile(rb"^([!-9;-~]+)[ \t]+:", re.MULTILINE)
-_END_OF_HEADERS = re.compile(rb"\r?\n\r?\n|\r\r")
-
-
-def _retry_obsolete_colons(data: bytes, limits: ParseLimits) -> Message | None:
-    """Re-parse with obs-fields rewritten, if the header section has any."""
-    end = _END_OF_HEADERS.search(data)
-    cut = end.start() if end else len(data)
-    head, count = _OBS_COLON.subn(rb"\1:", data[:cut])
-    return parse_structure(head + data[cut:], limits) if count else None
 
 
 # --- header fields -----------------------------------------------------------
@@ -396,8 +388,38 @@ def _address_pairs(value: str, header: str, defects: list[str]) -> list[tuple[st
     diagnostics: list[dict[str, Any]] = []
     pairs: list[tuple[str, str]] = get_addresses(value, defects=diagnostics, decode_names=True)
     for diag in diagnostics:
-        defects.append(f"{header} header: {diag.get('reason')} in {str(diag.get('raw', ''))[:80]!r}")
+        raw = str(diag.get("raw", ""))
+        defects.append(f"{header} header: {diag.get('reason')} in {raw[:80]!r}")
+        salvaged = _salvage(raw)
+        if salvaged is not None:
+            pairs.append(salvaged)
+            defects.append(f"{header} header: the one address in {raw[:80]!r} salvaged as {salvaged[1][:80]!r}")
     return pairs
+
+
+# An addr-spec anywhere in a mailbox the structural parser refused, allowing what
+# senders get wrong: a domain ending in a dot ("user@example.com."), no angle brackets
+# around it after a display name ("From: Word user@example.com").
+_LOOSE_ADDR_SPEC = re.compile(rf"<?({_DOT_ATOM})@((?:[A-Za-z0-9-]+\.)*[A-Za-z0-9-]+)\.?>?(?![A-Za-z0-9@])")
+
+
+def _salvage(raw: str) -> tuple[str, str] | None:
+    """(display name, address) when ``raw`` holds exactly one unambiguous address, else
+    None: never a guess between two different addresses."""
+    if raw.count("@") == 0 or len(raw) > 1000:
+        return None
+    found = list(_LOOSE_ADDR_SPEC.finditer(raw))
+    addresses = {f"{m.group(1)}@{m.group(2).lower()}" for m in found}
+    if len(addresses) != 1 or raw.count("@") != len(found):
+        return None
+    address = addresses.pop()
+    if "." not in address.rpartition("@")[2]:
+        return None  # "MAILER-DAEMON@localhost" is no address to write back to
+    name = raw
+    for match in reversed(found):
+        name = name[: match.start()] + name[match.end() :]
+    name = " ".join(name.replace('"', " ").split()).strip("()<>,;: ")
+    return name, address
 
 
 def _addresses(values: list[str], header: str, defects: list[str]) -> list[Address]:
@@ -882,8 +904,8 @@ def _mime_fields(part: Message) -> dict[str, str]:
     return found
 
 
-def _build(root: Message, limits: ParseLimits) -> ParsedMail:
-    defects: list[str] = []
+def _build(root: Message, limits: ParseLimits, mended: list[str] | None = None) -> ParsedMail:
+    defects: list[str] = list(mended or ())
     headers: list[tuple[str, str]] = []
     fields: dict[str, list[str]] = {}  # lowercased name -> unfolded, 8-bit-decoded values
     subject: str | None = None
