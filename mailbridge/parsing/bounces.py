@@ -108,6 +108,9 @@ class BounceReport:
     reporting_mta: str | None = None
     library_hit: bool = False  # flufl.bounce found failed recipients
     returned_original: bool = False  # a message/rfc822 or rfc822-headers part is attached
+    # The original quoted inline below the report, with its own (unquoted) header lines,
+    # and the report opens the mail (no greeting): what an MTA writes, not a person.
+    inline_original: bool = False
     text_evidence: str | None = None  # the bounce phrase found in the text, if any
     sources: tuple[str, ...] = ()  # where the recipients came from ("dsn", "flufl.bounce", ...)
     problems: tuple[str, ...] = ()  # internal errors that were swallowed
@@ -439,7 +442,22 @@ _BOUNCE_PHRASES = re.compile(
 # A report that says the mail is only delayed and will be retried.
 _DELAY_PHRASES = re.compile(
     r"\bdelayed\b|will (?:continue to )?(?:re-?try|be retried|keep trying)|still being retried"
-    r"|not yet been delivered|could not send (?:message|mail) for (?:the )?past|no need to resend",
+    r"|not yet been delivered|could not send (?:message|mail) for (?:the )?past|no need to resend"
+    # Non-standard delay notices ("Mail Delivery Warning", "This is a warning message only").
+    r"|delivery (?:status )?warning|warning message only|not (?:been )?delivered yet|is being retried"
+    r"|will (?:try|attempt) (?:again|to deliver)",
+    re.I,
+)
+# A separator that ends the report (not one that heads it, like "------ Returned mail:
+# the following recipient failed ------"): it names the copy, or says what follows.
+_COPY_WORDS = re.compile(
+    r"\bcopy\b|\bfollows\b|below this line|\bheaders?\b|original message|returned message|forwarded message", re.I
+)
+# A MIME boundary left in the text by broken structure ("------=_Part_12_returned.34").
+_BOUNDARY_LIKE = re.compile(r"^--\S{3,}$")
+_ORIGINAL_HEADER = re.compile(
+    r"^(?:return-path|received|from|to|cc|subject|date|message-id|mime-version|content-type|x-[a-z0-9-]+)"
+    r"[ \t]*:[ \t]*\S",
     re.I,
 )
 
@@ -449,9 +467,10 @@ def _report_section(text: str) -> str:
     text = text[:_TEXT_MAX_CHARS]
     offset = 0
     said = 0  # report lines seen so far (not blank, not MIME debris)
-    for index, line in enumerate(text.split("\n")):
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
         stripped = line.strip()
-        if index >= 1 and _ORIGINAL_STARTS.search(stripped):
+        if index >= 1 and _ORIGINAL_STARTS.search(stripped) and _starts_original(lines, index, stripped):
             return text[:offset]
         if said >= 2 and _HEADER_START.match(stripped):
             return text[:offset]
@@ -459,6 +478,31 @@ def _report_section(text: str) -> str:
             said += 1
         offset += len(line) + 1
     return text
+
+
+def _starts_original(lines: list[str], index: int, stripped: str) -> bool:
+    """Whether a line _ORIGINAL_STARTS matched really starts the copy of the original.
+
+    Prose ("Below this line is a copy...") does.  A separator does when it names the
+    copy or says what follows, or when the original's header lines come right after it;
+    a separator heading the report itself ("------ Undelivered message: the following
+    recipient failed ------", with the address below it) or a MIME boundary that happens
+    to contain "original" does not."""
+    if _BOUNDARY_LIKE.match(stripped):
+        return False
+    if stripped[:1] not in "-=*_" or _COPY_WORDS.search(stripped):
+        return True
+    seen = 0
+    for following in lines[index + 1 : index + 12]:
+        following = following.strip().lstrip(">").strip()
+        if not following:
+            continue
+        if _ORIGINAL_HEADER.match(following):
+            return True
+        seen += 1
+        if seen >= 3:
+            break
+    return False
 
 
 def _window_after(section: str, address: str) -> list[str]:
@@ -545,6 +589,55 @@ def _originals_to(parts: list[Message]) -> list[str]:
             addresses = [a for v in values if (a := _clean_address(v))] if values else []
             return addresses
     return []
+
+
+def _originals_for(parts: list[Message]) -> list[str]:
+    """The addresses the first returned original's Received headers were "for <...>"."""
+    for part in parts:
+        payload = part.get_payload()
+        if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+            values = [str(v) for k, v in payload[0].items() if str(k).lower() == "received"]
+            return _received_for(" ".join(values))
+        if isinstance(payload, str):
+            return _quoted_for(payload[:8000])
+    return []
+
+
+# RFC 5321 4.4: "for" names the recipient the hop accepted the mail for.
+_RECEIVED_FOR = re.compile(r"\bfor\s+<?([^\s<>;]{1,254}@[^\s<>;]{1,254}?)>?\s*;", re.I)
+_QUOTED_RECEIVED = re.compile(r"^[ \t>]*received[ \t]*:(.*(?:\n[ \t]+[^\n]*)*)", re.I | re.M)
+
+
+def _received_for(text: str) -> list[str]:
+    return [a for a in (_clean_address(m.group(1)) for m in _RECEIVED_FOR.finditer(text[:8000])) if a]
+
+
+def _quoted_for(rest: str) -> list[str]:
+    """The "for <...>" of the Received headers of an original quoted inline."""
+    found: list[str] = []
+    for match in _QUOTED_RECEIVED.finditer(rest[:8000]):
+        found.extend(_received_for(" ".join(match.group(1).split())))
+    return found
+
+
+# A report opens with what happened; a person opens with a greeting ("Hi,", "Dear team,").
+_GREETING = re.compile(r"^[^\s:<>@]{1,30}(?:\s+[^\s:<>@]{1,30}){0,3},$")
+
+
+def _inline_original(text: str, section: str) -> bool:
+    """The returned original quoted inline right after the report: at least two of its
+    header lines, not "> "-quoted, among the first lines after the report section; and
+    the mail does not open with a greeting."""
+    first = next((line.strip() for line in section.split("\n") if line.strip()), "")
+    if not first or _GREETING.match(first):
+        return False
+    headers = 0
+    for line in text[len(section) : len(section) + 4000].split("\n")[:40]:
+        if _ORIGINAL_HEADER.match(line):
+            headers += 1
+            if headers >= 2:
+                return True
+    return False
 
 
 _QUOTED_TO = re.compile(r"^[ \t>]*to[ \t]*:[ \t]*(.+)$", re.I | re.M)
@@ -704,7 +797,9 @@ def _analyse(
             status, diagnostic = _detail_for(section, address, single)
             if status is not None and status[0] == "2":
                 continue  # the report says this one was delivered
-            is_temporary = address in temporary or delayed_report or (status is not None and status[0] == "4")
+            # A delay notice's words count unless the status says permanent (5.x.x).
+            delayed = delayed_report and (status is None or status[0] != "5")
+            is_temporary = address in temporary or delayed or (status is not None and status[0] == "4")
             found.append(BouncedRecipient(address, status, is_temporary, diagnostic))
         add(found, source)
 
@@ -716,6 +811,15 @@ def _analyse(
         described(header_addresses, set(), "X-Failed-Recipients")
 
     library_hit = False
+    unseen: list[str] = []
+    temporary: list[str] = []
+    haystack: list[bytes] = []
+
+    def in_mail(address: str) -> bool:
+        if not haystack:
+            haystack.append(bytes(raw[:_RAW_SCAN_MAX_BYTES]).lower() + text.lower().encode("utf-8", "replace"))
+        return address.lower().encode("utf-8", "replace") in haystack[0]
+
     if use_library and tree is not None and not success_only and (not recipients or dsn.orphans):
         temporary, permanent = _library(tree, raw, problems)
         library_hit = bool(temporary or permanent)
@@ -726,17 +830,28 @@ def _analyse(
             return found if found != -1 else len(lowered_text)
 
         addresses = sorted((a for a in temporary + permanent if plausible(a)), key=position)
-        described(addresses, set(temporary), "flufl.bounce")
+        # A detector's guess that appears nowhere in the mail (a local part joined to the
+        # wrong host) must not beat what the report or the returned original names.
+        unseen = [a for a in addresses if not in_mail(a)]
+        described([a for a in addresses if a not in unseen], set(temporary), "flufl.bounce")
 
     if not recipients and not success_only:
         described([a for a in _text_addresses(section, exclude) if plausible(a)], set(), "report text")
         if not recipients:
-            # Last resort: the To of the returned original, attached or quoted
-            # below the report.  Our mails have one recipient; a list would be a guess.
-            to = _originals_to(originals) if originals else _quoted_to(text[len(section) :])
-            to = [a for a in to if _base_address(a) not in own]
-            if len(to) == 1:
-                described(to, set(), "returned original's To")
+            # Last resort: the returned original, attached or quoted below the report:
+            # the recipient its Received header was for, else its To.  Our mails have
+            # one recipient; a list would be a guess.
+            rest = text[len(section) :]
+            for source, found in (
+                ("returned original's Received", _originals_for(originals) if originals else _quoted_for(rest)),
+                ("returned original's To", _originals_to(originals) if originals else _quoted_to(rest)),
+            ):
+                candidates = list(dict.fromkeys(a for a in found if _base_address(a) not in own))
+                if len(candidates) == 1:
+                    described(candidates, set(), source)
+                    break
+        if not recipients and unseen:
+            described(unseen, set(temporary), "flufl.bounce (not named in the mail)")
 
     if dsn.orphans and len(dsn.orphans) == len(recipients) == 1 and "dsn" not in sources:
         # A DSN block with Action/Status but no usable recipient field, and one
@@ -759,6 +874,7 @@ def _analyse(
         reporting_mta=dsn.reporting_mta,
         library_hit=library_hit,
         returned_original=bool(originals),
+        inline_original=not originals and _inline_original(text, section),
         text_evidence=_one_line(evidence.group(0), 60) if evidence else None,
         sources=tuple(sources),
         problems=tuple(problems),
