@@ -188,7 +188,6 @@ class ParsedMail:
             "from": addr(self.from_) if self.from_ else None,
             "to": [addr(a) for a in self.to],
             "cc": [addr(a) for a in self.cc],
-            "reply_to": [addr(a) for a in self.reply_to],
             "subject": self.subject,
             "date": self.date.isoformat() if self.date else None,
             "message_id": self.message_id,
@@ -200,6 +199,7 @@ class ParsedMail:
             "defects": list(self.defects),
             "calendar": self.calendar.to_json() if self.calendar else None,
             "has_html": self.has_html,
+            "reply_to": [addr(a) for a in self.reply_to],
         }
 
 
