@@ -28,6 +28,11 @@ Beyond the body, the walk sorts what is attached (``Attachment.kind``):
 
 Each of these costs something only when such a part is present; the HTML
 allow-list (``ParsedMail.safe_html``, ``parsing.sanitize``) runs on first use.
+
+Every run of bytes becomes text through ``parsing.charsets`` (the declared charset,
+then UTF-8, the charsets the mail declares elsewhere, detection); a header section the
+parser ended early is mended by ``parsing.headerblock`` and parsed again; a mailbox the
+address parser refuses yields its one unambiguous address if it has one (``_salvage``).
 """
 
 from __future__ import annotations
@@ -406,7 +411,11 @@ _LOOSE_ADDR_SPEC = re.compile(rf"<?({_DOT_ATOM})@((?:[A-Za-z0-9-]+\.)*[A-Za-z0-9
 
 def _salvage(raw: str) -> tuple[str, str] | None:
     """(display name, address) when ``raw`` holds exactly one unambiguous address, else
-    None: never a guess between two different addresses."""
+    None: never a guess between two different addresses.
+
+    Written here: mail-parser (like the stdlib) rightly refuses these mailboxes, and no
+    library offers a lenient second reading; this one finds only addr-specs, counts them
+    and gives up on any doubt."""
     if raw.count("@") == 0 or len(raw) > 1000:
         return None
     found = list(_LOOSE_ADDR_SPEC.finditer(raw))
