@@ -195,6 +195,20 @@ def iso2022jp_windows(data: bytes, errors: str = "strict") -> str:
     table built from cp932 itself.  ``errors="replace"`` gives U+FFFD for what does
     not fit (never the escape sequences); "strict" raises UnicodeDecodeError.
     """
+    if b"\n" in data or b"\r" in data:
+        # ISO-2022-JP lines end in ASCII: each line alone, through the C codec when it
+        # can (most lines), this decoder only for lines with extension characters.
+        out_lines: list[str] = []
+        for line in data.splitlines(keepends=True):
+            try:
+                out_lines.append(line.decode("iso2022_jp_ext"))
+            except UnicodeDecodeError:
+                out_lines.append(_iso2022jp_line(line, errors))
+        return "".join(out_lines)
+    return _iso2022jp_line(data, errors)
+
+
+def _iso2022jp_line(data: bytes, errors: str) -> str:
     replace = errors != "strict"
     table = _jis_table()
     out: list[str] = []
