@@ -245,26 +245,37 @@ def parse(ctx: click.Context, file: Path, as_json: bool) -> None:
     Uses the support addresses and parsers/ of config.toml when there is one."""
     from mailbridge.parsing.analysis import Analyser
     from mailbridge.parsing.mime import ParseError
+    from mailbridge.parsing.requester import RequesterPolicy, requester_of
 
     if Path(ctx.obj["config_path"]).exists():
         app = _app(ctx)
+        config = app.config
         try:
             analyser = app.analyser
         except ConfigError as exc:
             _fail(f"configuration error:\n{exc}")
     else:
-        analyser = Analyser(Config().support.addresses)
+        config = Config()
+        analyser = Analyser(config.support.addresses)
     try:
         analysis = analyser.analyse(file.read_bytes(), None)
     except ParseError as exc:
         click.echo(json.dumps({"error": exc.reason}))
         sys.exit(EX_DATAERR)
     data = analysis.to_json()
+    # Who a new ticket from this mail would be for ([tickets] requester_from).
+    policy = RequesterPolicy.build(
+        config.tickets.requester_from, config.support.addresses, config.support.domains, config.tickets.noreply_senders
+    )
+    form = analysis.extraction.fields if analysis.extraction is not None else None
+    data["requester"] = requester_of(analysis.mail, None, policy, form).to_json()
     if as_json:
         _print_json(data)
         return
-    for key in ("from", "to", "cc", "subject", "date", "message_id", "in_reply_to", "references", "text_source"):
+    for key in ("from", "to", "cc", "reply_to", "subject", "date", "message_id", "in_reply_to", "references"):
         console.print(f"[bold]{key}[/]: {data[key]}", markup=True, highlight=False)
+    console.print(f"[bold]text_source[/]: {data['text_source']}", markup=True, highlight=False)
+    console.print(f"[bold]requester[/]: {data['requester']}", markup=True, highlight=False)
     console.print(f"[bold]classification[/]: {data['classification']} ({data['classification_reason']})")
     for rcpt in data["bounced_recipients"]:
         kind = "temporary" if rcpt["temporary"] else "permanent"

@@ -130,6 +130,34 @@ class TicketSettings(_Strict):
     notify_agents: bool = True
     # The requester gets "resolved - reply to reopen" (templates/resolved.*).
     resolved_notice: bool = True
+    # Who a new ticket is for: "from" (From, else the envelope sender), or
+    # "reply-to-when-noreply": the Reply-To address when From is a no-reply/robot address
+    # at the desk's own domains or one of noreply_senders (web forms, ticket portals).
+    # Mailing lists set Reply-To to the list: never list a list's address here.
+    requester_from: Literal["from", "reply-to-when-noreply"] = "from"
+    # Senders whose mail names the person in Reply-To: addresses, or domains (which
+    # cover their subdomains). Only with requester_from = "reply-to-when-noreply".
+    noreply_senders: list[str] = []
+
+    @field_validator("noreply_senders")
+    @classmethod
+    def _addresses_or_domains(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not (_ADDR_RE.match(entry) or ("@" not in entry and _DOMAIN_RE.match(entry) and "." in entry)):
+                raise ValueError(
+                    f"{entry!r} is neither a plain address like noreply@forms.example.com nor a domain like "
+                    "portal.example.com"
+                )
+        return [e.lower() for e in value]
+
+    @model_validator(mode="after")
+    def _senders_need_reply_to(self) -> TicketSettings:
+        if self.noreply_senders and self.requester_from != "reply-to-when-noreply":
+            raise ValueError(
+                'noreply_senders is used only with requester_from = "reply-to-when-noreply"; set that, '
+                "or remove noreply_senders"
+            )
+        return self
 
     @field_validator("reference")
     @classmethod

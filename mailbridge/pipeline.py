@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,6 +29,7 @@ from mailbridge.outbound.render import TemplateError
 from mailbridge.parsing.analysis import Analyser, Analysis
 from mailbridge.parsing.bounces import BouncedRecipient
 from mailbridge.parsing.mime import Address, ParseError
+from mailbridge.parsing.requester import RequesterPolicy, requester_of
 from mailbridge.parsing.robots import auto_reply_block_reason
 from mailbridge.people import Agent, People
 from mailbridge.routing import Router, ticket_facts_for
@@ -176,10 +176,6 @@ class _Seen:
         self.by_key[key] = reference
 
 
-# A web form's "Email:" field becomes the requester only if it is a plain address.
-_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){1,8}")
-
-
 @dataclass(frozen=True)
 class _Inbound:
     """One message being applied: its spool id, what analysis found, its dedupe key."""
@@ -240,6 +236,10 @@ class Pipeline:
         self._own_lower = {a.lower() for a in self._own}
         self._support_domains = {d.lower() for d in config.support.domains}
         self._desk = AgentDesk(config, self._people, outbox, self._refs)
+        self._requester_policy = RequesterPolicy.build(
+            config.tickets.requester_from, config.support.addresses, config.support.domains,
+            config.tickets.noreply_senders,
+        )  # fmt: skip
 
     # --- claiming ------------------------------------------------------------------
 
@@ -470,7 +470,7 @@ class Pipeline:
             # A closed ticket stays closed ([tickets] reply_to_closed = "new"): a late
             # reply opens a new ticket linked to it. History is replayed as it
             # happened, so imported mail still joins it.
-            reopen = self._config.tickets.reply_to_closed == "reopen" and msg.sender == ticket.requester
+            reopen = self._config.tickets.reply_to_closed == "reopen" and self._from_requester(msg, ticket.requester)
             # An answer to the survey belongs to its ticket, closed or not (never reopens it).
             survey_answer = corr.how == "token" and corr.token_purpose == "survey"
             if ticket.status == "closed" and not msg.historic and not reopen and not survey_answer:
@@ -758,14 +758,22 @@ class Pipeline:
             conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(**values))
 
     def _requester(self, msg: _Inbound) -> Address:
-        mail = msg.analysis.mail
+        """The person a new ticket is for (parsing/requester.py): a web form's email
+        field, the Reply-To of a no-reply sender ([tickets] requester_from), From."""
         extraction = msg.analysis.extraction
-        if extraction is not None and _PLAIN_ADDRESS.fullmatch(extraction.fields.get("email", "")):
-            # A web form's mail comes from the web server; the person is in the form.
-            return Address(extraction.fields.get("name", ""), extraction.fields["email"].lower())
-        if mail.from_ and mail.from_.address:
-            return mail.from_
-        return Address("", (msg.mail_from or "").lower())
+        form = extraction.fields if extraction is not None else None
+        return requester_of(msg.analysis.mail, msg.mail_from, self._requester_policy, form).address
+
+    def _from_requester(self, msg: _Inbound, requester: str) -> bool:
+        """This mail is the ticket's requester writing: From, or (with [tickets]
+        requester_from = "reply-to-when-noreply") a no-reply sender's Reply-To."""
+        requester = requester.lower()
+        if msg.sender == requester:
+            return True
+        if self._requester_policy.mode == "from" or not msg.sender:
+            return False
+        chosen = requester_of(msg.analysis.mail, msg.mail_from, self._requester_policy)
+        return chosen.address.address.lower() == requester
 
     def _new_ticket(self, conn: Connection, corr: Correlation, msg: _Inbound, pending: lifecycle.Pending) -> str:
         mail, now = msg.analysis.mail, msg.now
@@ -874,7 +882,10 @@ class Pipeline:
     def _automatic_reply_blocked(self, msg: _Inbound) -> str | None:
         """Why no automatic mail may answer this one (RFC 3834, robots, bulk, alerts), or None."""
         mail = msg.analysis.mail
-        reason = auto_reply_block_reason(mail, msg.mail_from, self._own, self._config.support.domains)
+        vouched = requester_of(mail, msg.mail_from, self._requester_policy).source == "reply-to"
+        reason = auto_reply_block_reason(
+            mail, msg.mail_from, self._own, self._config.support.domains, noreply_vouched=vouched
+        )
         cls = msg.analysis.classification
         extraction = msg.analysis.extraction
         if reason is None and cls.kind != "normal":
@@ -1040,7 +1051,8 @@ class Pipeline:
         if corr.how == "token" and sender:
             lifecycle.add_participants(conn, ticket_id, [mail.from_] if mail.from_ else [], "cc", now)
         event = "reply"
-        if row.status in ("resolved", "pending", "closed") and sender == row.requester and kind == "normal":
+        from_requester = self._from_requester(msg, row.requester)
+        if row.status in ("resolved", "pending", "closed") and from_requester and kind == "normal":
             # closed only gets here with [tickets] reply_to_closed = "reopen"
             lifecycle.set_status(
                 conn, ticket_id, "open", actor=sender, now=now, reason="requester replied", pending=pending
@@ -1052,7 +1064,7 @@ class Pipeline:
         else:
             lifecycle.touch(conn, ticket_id, now, pending)
         if kind == "normal" and not self._people.is_agent(sender):
-            if self._config.tickets.cc_participants and sender == row.requester:
+            if self._config.tickets.cc_participants and from_requester:
                 # Reply-all from the requester: new people in To/Cc join the ticket.
                 skip = {*self._own_lower, sender}
                 added = [

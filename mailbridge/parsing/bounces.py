@@ -26,7 +26,9 @@ pure, no database, no I/O) and returns a ``BounceReport``:
   anywhere in the raw bytes, so the caller can find which of our mails bounced.
 
 Nothing here raises: every step is guarded and a failure becomes a ``problems``
-entry, so one odd part costs a detail, never the classification.
+entry, so one odd part costs a detail, never the classification.  The readers of the
+report's prose and of the returned original (sources 4 and the ids) are in
+``parsing/bouncetext.py``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,36 @@ from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
 
+from mailbridge.parsing.bouncetext import (
+    _BOUNCE_PHRASES,
+    _DELAY_PHRASES,
+    _DSN_TYPES,
+    _MAX_IDS,
+    _MAX_RECIPIENTS,
+    _ORIGINAL_TYPES,
+    _RAW_SCAN_MAX_BYTES,
+    _ROBOT_LOCAL,
+    _TEXT_MAX_CHARS,
+    _base_address,
+    _clean_address,
+    _decoded_text,
+    _detail_for,
+    _dsn_address,
+    _field_blocks,
+    _inline_original,
+    _one_line,
+    _original_ids,
+    _originals_for,
+    _originals_to,
+    _quoted_for,
+    _quoted_ids,
+    _quoted_to,
+    _report_section,
+    _status_from_reply_code,
+    _status_of,
+    _text_addresses,
+    find_own_message_ids,
+)
 from mailbridge.parsing.limits import ParseLimits, parse_structure
 from mailbridge.parsing.mime import ParsedMail
 
@@ -68,13 +100,6 @@ _LIBRARY_MAX_BYTES = 256 * 1024
 # returned original's headers come first in it.  The parse stage has already
 # read the whole mail; a 10 MB bounce need not be parsed a second time in full.
 _TREE_MAX_BYTES = 1024 * 1024
-# Heuristics read this much of the decoded text body.
-_TEXT_MAX_CHARS = 64 * 1024
-# Our own ids are searched for in this much of the raw mail.
-_RAW_SCAN_MAX_BYTES = 2 * 1024 * 1024
-_MAX_RECIPIENTS = 100
-_MAX_IDS = 50
-_DIAGNOSTIC_MAX = 300
 
 
 @dataclass(frozen=True)
@@ -108,114 +133,15 @@ class BounceReport:
     reporting_mta: str | None = None
     library_hit: bool = False  # flufl.bounce found failed recipients
     returned_original: bool = False  # a message/rfc822 or rfc822-headers part is attached
+    # The original quoted inline below the report, with its own (unquoted) header lines,
+    # and the report opens the mail (no greeting): what an MTA writes, not a person.
+    inline_original: bool = False
     text_evidence: str | None = None  # the bounce phrase found in the text, if any
     sources: tuple[str, ...] = ()  # where the recipients came from ("dsn", "flufl.bounce", ...)
     problems: tuple[str, ...] = ()  # internal errors that were swallowed
 
 
-# --- small helpers ------------------------------------------------------------
-
-_STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
-# An SMTP reply code at the start of a reply line ("550 5.1.1 ...", "550-...",
-# "said: 550 ...").  Used only when no enhanced status code is given.
-_REPLY_CODE = re.compile(r"(?:^|said:|[\s(;'\"])([45])[0-5]\d(?=[\s\-])")
-# The lookbehind rejects starts inside a run of atext, so a long run without
-# an "@" is scanned once, not once per position.
-_ADDRESS = re.compile(
-    r"(?<![A-Za-z0-9!#$%&'*+/=?^_`{|}~.-])([A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)+)"
-)
-_ANGLE_ID = re.compile(r"<([^<>\s]{1,250})>")
-_OWN_ID = re.compile(rb"(?<![A-Za-z0-9._-])mb-[A-Za-z0-9]{1,64}@[A-Za-z0-9][A-Za-z0-9.-]{0,252}")
-_ROBOT_LOCAL = re.compile(r"^(?:mailer[-_]?daemon|post_?master|mail\.delivery\.system)$", re.I)
-
-
-def _one_line(text: str, limit: int = _DIAGNOSTIC_MAX) -> str:
-    return " ".join(text.split())[:limit]
-
-
-def _status_of(text: str) -> str | None:
-    """The first RFC 3463 enhanced status code in ``text``, normalised ("5.1.1")."""
-    found = _STATUS.search(text)
-    if found is None:
-        return None
-    return f"{found.group(1)}.{int(found.group(2))}.{int(found.group(3))}"
-
-
-def _status_from_reply_code(text: str) -> str | None:
-    """Map a basic SMTP reply code to the generic enhanced status (550 -> 5.0.0)."""
-    found = _REPLY_CODE.search(text)
-    return f"{found.group(1)}.0.0" if found else None
-
-
-def _clean_address(value: str) -> str | None:
-    """One addr-spec out of a DSN address field or a heuristic match, or None."""
-    value = value.strip().strip("<>\"' \t;,.:()[]")
-    if value.lower().startswith("mailto:"):
-        value = value[7:]
-    found = _ADDRESS.search(value)
-    if found is None:
-        return None
-    local, _, domain = found.group(1).rpartition("@")
-    return f"{local}@{domain.lower()}"
-
-
-_LENIENT_ADDRESS = re.compile(r'(?:"[^"\r\n]{1,64}"|[^\s@<>"(),;:]{1,64})@[A-Za-z0-9][A-Za-z0-9.-]{0,252}')
-
-
-def _dsn_address(value: str) -> str | None:
-    """The address of a DSN recipient field, accepting what RFC 5322 dot-atoms do not
-    (quoted local parts, "a..b@x") since the MTA wrote what it was given."""
-    value = value.strip().strip("<>").strip()
-    found = _LENIENT_ADDRESS.fullmatch(value) or _LENIENT_ADDRESS.search(value)
-    if found is None:
-        return _clean_address(value)
-    local, _, domain = found.group(0).rpartition("@")
-    return f"{local}@{domain.lower().rstrip('.')}"
-
-
-def _base_address(address: str) -> str:
-    """local@domain with any +detail removed, lowercased."""
-    local, _, domain = address.lower().rpartition("@")
-    return f"{local.split('+', 1)[0]}@{domain}"
-
-
-def _decoded_text(part: Message) -> str:
-    payload = part.get_payload(decode=True)
-    if not isinstance(payload, bytes):
-        return ""
-    charset = part.get_content_charset() or "utf-8"
-    try:
-        return payload.decode(charset, "replace")
-    except LookupError:
-        return payload.decode("utf-8", "replace")
-
-
 # --- RFC 3464 delivery-status fields --------------------------------------------
-
-_FIELD_LINE = re.compile(r"^([!-9;-~]+)[ \t]*:[ \t]*(.*)$")
-
-
-def _field_blocks(text: str) -> list[list[tuple[str, str]]]:
-    """Split delivery-status text into blocks of (name, value), unfolding continuations."""
-    blocks: list[list[tuple[str, str]]] = []
-    current: list[tuple[str, str]] = []
-    for line in text.splitlines():
-        if not line.strip():
-            if current:
-                blocks.append(current)
-                current = []
-            continue
-        if line[:1] in " \t" and current:
-            name, value = current[-1]
-            current[-1] = (name, f"{value} {line.strip()}")
-            continue
-        match = _FIELD_LINE.match(line)
-        if match:
-            current.append((match.group(1), match.group(2).strip()))
-    if current:
-        blocks.append(current)
-    return blocks
 
 
 def _dsn_blocks(part: Message) -> list[list[tuple[str, str]]]:
@@ -334,228 +260,6 @@ def _read_dsn_text(text: str) -> _DsnResult:
             result.successes += one.successes
             result.reporting_mta = result.reporting_mta or one.reporting_mta
     return result
-
-
-# --- the returned original ------------------------------------------------------
-
-_ID_HEADERS = ("message-id", "in-reply-to", "references")
-_ORIGINAL_TYPES = frozenset(
-    {"message/rfc822", "message/global", "text/rfc822-headers", "message/rfc822-headers", "message/global-headers"}
-)
-_DSN_TYPES = frozenset({"message/delivery-status", "message/global-delivery-status"})
-
-
-def _ids_in(value: str) -> list[str]:
-    ids = _ANGLE_ID.findall(value)
-    if ids:
-        return ids
-    return [token.strip("<>\"'") for token in value.split() if "@" in token][:5]
-
-
-def _original_ids(part: Message) -> list[str]:
-    """Message-ID, In-Reply-To, References of an attached original (or its headers)."""
-    headers: Iterable[tuple[str, Any]]
-    payload = part.get_payload()
-    if isinstance(payload, list) and payload and isinstance(payload[0], Message):
-        headers = payload[0].items()
-    else:
-        text = _decoded_text(part) if not isinstance(payload, list) else ""
-        headers = [(n, v) for block in _field_blocks(text)[:1] for n, v in block]
-    by_name: dict[str, list[str]] = {}
-    for name, value in headers:
-        key = str(name).lower()
-        if key in _ID_HEADERS:
-            by_name.setdefault(key, []).append(" ".join(str(value).split()))
-    ids: list[str] = []
-    for key in _ID_HEADERS:
-        for value in by_name.get(key, [])[:1]:
-            ids.extend(_ids_in(value))
-    return ids
-
-
-# Header lines of a returned original quoted in the text of a non-standard bounce
-# ("Message-ID: <...>", possibly indented or "> "-quoted), with References folded.
-_QUOTED_ID_LINE = re.compile(
-    r"^[ \t>]*(message-id|in-reply-to|references)[ \t]*:[ \t]*(.*(?:\n[ \t]+<[^\n]*)*)", re.I | re.M
-)
-
-
-def _quoted_ids(text: str) -> list[str]:
-    found: dict[str, list[str]] = {}
-    for match in _QUOTED_ID_LINE.finditer(text):
-        key = match.group(1).lower()
-        if key not in found:
-            found[key] = _ids_in(match.group(2))
-    return [i for key in _ID_HEADERS for i in found.get(key, [])]
-
-
-def find_own_message_ids(raw: bytes) -> list[str]:
-    """Every ``mb-...@domain`` id (mailbridge's Message-ID form) in the raw bytes."""
-    seen: dict[str, None] = {}
-    for match in _OWN_ID.finditer(raw, 0, _RAW_SCAN_MAX_BYTES):
-        seen.setdefault(match.group(0).decode("ascii").rstrip("."), None)
-        if len(seen) >= _MAX_IDS:
-            break
-    return list(seen)
-
-
-# --- heuristics over the report text --------------------------------------------
-
-# Where the copy of the original starts in a non-standard bounce: what follows is
-# the original's headers and body, whose addresses are not failed recipients.
-# A line that starts with such words, or a dashed separator naming the copy
-# ("--- Below this line is a copy of the message.", "----- Original message -----");
-# not the dashed report headings ("----- Transcript of session follows -----").
-# Anchored at the line start because report prose mentions "the attached
-# returned message" and "The original message was received at" (Sendmail).
-_ORIGINAL_STARTS = re.compile(
-    r"^(?:[-=*_]{3,}.*(?:original|returned|unsent|undelivered|copy|header|forwarded|below this line)"
-    r"|(?:a |the )?(?:original message(?! was received)|returned message|unsent message|undelivered message"
-    r"|copy of (?:the|your) (?:original )?message|message headers follow|headers of the original|original headers"
-    r"|message text follows|returned mail follows|below this line|below is a copy|included is a copy"
-    r"|a copy of (?:the|your)))",
-    re.I,
-)
-# A header line of the returned original; counts as its start only once the
-# report has said something (broken MIME leaves part headers at the top).
-_HEADER_START = re.compile(
-    r"^(?:received|return-path|message-id|dkim-signature|mime-version|content-type|x-[a-z0-9-]+)[ \t]*:", re.I
-)
-_MIME_NOISE = re.compile(r"^(?:--|content-[a-z-]+:|boundary=|this is a multi-?part|this is a mime)", re.I)
-# Phrases MTAs put in bounce texts: evidence that a robot-sent mail is a bounce.
-_BOUNCE_PHRASES = re.compile(
-    r"this is the qmail-send program|this is the mail system at host|mail delivery software"
-    r"|could not be delivered|couldn'?t be delivered|was not delivered|wasn'?t delivered|not be delivered"
-    r"|delivery (?:to the following|has failed|failed|failure|problem|status notification|notification)"
-    r"|undeliver(?:able|ed)|unable to deliver|permanent(?:ly)? (?:error|fatal|failure|failed)|fatal errors?"
-    r"|the following address(?:es)? (?:had|failed)|following recipients?|transcript of session"
-    r"|returned mail|(?:message|mail) (?:was )?(?:rejected|bounced|returned)|was rejected"
-    r"|delivery attempts? (?:will|has|failed)"
-    r"|could not (?:send|deliver)|cannot (?:send|deliver)|failed to deliver|error (?:sending|delivering|occurred)"
-    r"|not reach(?:ed)? the following|recipient address rejected|user unknown|no such user|mailbox (?:is )?full"
-    r"|mailbox unavailable|address not found|(?<![\d.])[45]\.\d{1,3}\.\d{1,3}(?![\d.])|\b5[0-5]\d[ -]",
-    re.I,
-)
-# A report that says the mail is only delayed and will be retried.
-_DELAY_PHRASES = re.compile(
-    r"\bdelayed\b|will (?:continue to )?(?:re-?try|be retried|keep trying)|still being retried"
-    r"|not yet been delivered|could not send (?:message|mail) for (?:the )?past|no need to resend",
-    re.I,
-)
-
-
-def _report_section(text: str) -> str:
-    """The report part of a bounce text: up to where the returned original starts."""
-    text = text[:_TEXT_MAX_CHARS]
-    offset = 0
-    said = 0  # report lines seen so far (not blank, not MIME debris)
-    for index, line in enumerate(text.split("\n")):
-        stripped = line.strip()
-        if index >= 1 and _ORIGINAL_STARTS.search(stripped):
-            return text[:offset]
-        if said >= 2 and _HEADER_START.match(stripped):
-            return text[:offset]
-        if stripped and not _MIME_NOISE.match(stripped):
-            said += 1
-        offset += len(line) + 1
-    return text
-
-
-def _window_after(section: str, address: str) -> list[str]:
-    """The text following each mention of ``address``, up to the next blank line."""
-    windows: list[str] = []
-    lowered = section.lower()
-    needle = address.lower()
-    start = lowered.find(needle)
-    while start != -1 and len(windows) < 5:
-        end = start + len(needle)
-        stop = lowered.find("\n\n", end)
-        chunk = section[end : min(stop if stop != -1 else len(section), end + 600)]
-        windows.append(chunk.lstrip(">:)] \t"))
-        start = lowered.find(needle, end)
-    return windows
-
-
-def _detail_for(section: str, address: str, single: bool) -> tuple[str | None, str | None]:
-    """(status, diagnostic) for a recipient found by a heuristic or the library."""
-    windows = _window_after(section, address)
-    status = None
-    for window in windows:
-        # A quoted SMTP dialogue accepts the RCPT (250 2.1.5) and fails later
-        # (451 4.3.0 at DATA): the failure is the status that matters.
-        codes = [_status_of(m.group(0)) for m in _STATUS.finditer(window)]
-        status = next((c for c in codes if c and c[0] != "2"), None) or _status_from_reply_code(window)
-        status = status or next((c for c in codes if c), None)
-        if status:
-            break
-    if status is None and single:
-        # One recipient: a status anywhere in the report is its status
-        # (Exchange puts it in a "diagnostic information" paragraph far below).
-        status = _status_of(section) or _status_from_reply_code(section)
-    diagnostic = next((_one_line(w) for w in windows if w.strip(" \t\n<>:")), None)
-    return status, diagnostic or None
-
-
-# An address labelled as the sender side ("MAIL FROM: x", "From: x", "sender x").
-_SENDER_LABEL = re.compile(
-    r"(?:mail from|from|sender|envelope-from|return-path|reply-to|contact|write to|send (?:e-?)?mail to)"
-    r"\s*[:=]?\s*<?\s*$",
-    re.I,
-)
-_RCPT_TO = re.compile(r"rcpt to\s*:?\s*<?\s*$", re.I)
-
-
-def _text_addresses(section: str, exclude: set[str]) -> list[str]:
-    """Addresses named in the report text, minus the sender side and robots.
-
-    When the report quotes the SMTP dialogue ("RCPT TO:<x>"), those are the
-    recipients and nothing else is taken.
-    """
-    found: dict[str, None] = {}
-    rcpt: dict[str, None] = {}
-    labelled: set[str] = set()  # named as the sender or a contact somewhere in the report
-    for match in _ADDRESS.finditer(section):
-        address = _clean_address(match.group(1))
-        if not address:
-            continue
-        local, _, domain = address.rpartition("@")
-        if _ROBOT_LOCAL.match(local) or _base_address(address) in exclude or domain in exclude:
-            continue
-        line_start = section.rfind("\n", 0, match.start()) + 1
-        before = section[max(line_start, match.start() - 40) : match.start()]
-        if _RCPT_TO.search(before):
-            rcpt.setdefault(address, None)
-            if len(rcpt) >= _MAX_RECIPIENTS:
-                break
-        elif _SENDER_LABEL.search(before):
-            labelled.add(address)
-            continue
-        found.setdefault(address, None)
-        if len(found) >= _MAX_RECIPIENTS:
-            break
-    return [a for a in (rcpt or found) if a not in labelled]
-
-
-def _originals_to(parts: list[Message]) -> list[str]:
-    """The To/Cc addresses of the first returned original (last-resort recipients)."""
-    for part in parts:
-        payload = part.get_payload()
-        if isinstance(payload, list) and payload and isinstance(payload[0], Message):
-            values = [str(v) for k, v in payload[0].items() if str(k).lower() in ("to", "cc")]
-            addresses = [a for v in values if (a := _clean_address(v))] if values else []
-            return addresses
-    return []
-
-
-_QUOTED_TO = re.compile(r"^[ \t>]*to[ \t]*:[ \t]*(.+)$", re.I | re.M)
-
-
-def _quoted_to(rest: str) -> list[str]:
-    """The To of an original quoted inline after the report (its first To: line)."""
-    found = _QUOTED_TO.search(rest[:8000])
-    if found is None:
-        return []
-    return [a for a in (_clean_address(m.group(1)) for m in _ADDRESS.finditer(found.group(1))) if a]
 
 
 # --- the library -------------------------------------------------------------------
@@ -704,7 +408,9 @@ def _analyse(
             status, diagnostic = _detail_for(section, address, single)
             if status is not None and status[0] == "2":
                 continue  # the report says this one was delivered
-            is_temporary = address in temporary or delayed_report or (status is not None and status[0] == "4")
+            # A delay notice's words count unless the status says permanent (5.x.x).
+            delayed = delayed_report and (status is None or status[0] != "5")
+            is_temporary = address in temporary or delayed or (status is not None and status[0] == "4")
             found.append(BouncedRecipient(address, status, is_temporary, diagnostic))
         add(found, source)
 
@@ -716,6 +422,15 @@ def _analyse(
         described(header_addresses, set(), "X-Failed-Recipients")
 
     library_hit = False
+    unseen: list[str] = []
+    temporary: list[str] = []
+    haystack: list[bytes] = []
+
+    def in_mail(address: str) -> bool:
+        if not haystack:
+            haystack.append(bytes(raw[:_RAW_SCAN_MAX_BYTES]).lower() + text.lower().encode("utf-8", "replace"))
+        return address.lower().encode("utf-8", "replace") in haystack[0]
+
     if use_library and tree is not None and not success_only and (not recipients or dsn.orphans):
         temporary, permanent = _library(tree, raw, problems)
         library_hit = bool(temporary or permanent)
@@ -726,17 +441,28 @@ def _analyse(
             return found if found != -1 else len(lowered_text)
 
         addresses = sorted((a for a in temporary + permanent if plausible(a)), key=position)
-        described(addresses, set(temporary), "flufl.bounce")
+        # A detector's guess that appears nowhere in the mail (a local part joined to the
+        # wrong host) must not beat what the report or the returned original names.
+        unseen = [a for a in addresses if not in_mail(a)]
+        described([a for a in addresses if a not in unseen], set(temporary), "flufl.bounce")
 
     if not recipients and not success_only:
         described([a for a in _text_addresses(section, exclude) if plausible(a)], set(), "report text")
         if not recipients:
-            # Last resort: the To of the returned original, attached or quoted
-            # below the report.  Our mails have one recipient; a list would be a guess.
-            to = _originals_to(originals) if originals else _quoted_to(text[len(section) :])
-            to = [a for a in to if _base_address(a) not in own]
-            if len(to) == 1:
-                described(to, set(), "returned original's To")
+            # Last resort: the returned original, attached or quoted below the report:
+            # the recipient its Received header was for, else its To.  Our mails have
+            # one recipient; a list would be a guess.
+            rest = text[len(section) :]
+            for source, found in (
+                ("returned original's Received", _originals_for(originals) if originals else _quoted_for(rest)),
+                ("returned original's To", _originals_to(originals) if originals else _quoted_to(rest)),
+            ):
+                candidates = list(dict.fromkeys(a for a in found if _base_address(a) not in own))
+                if len(candidates) == 1:
+                    described(candidates, set(), source)
+                    break
+        if not recipients and unseen:
+            described(unseen, set(temporary), "flufl.bounce (not named in the mail)")
 
     if dsn.orphans and len(dsn.orphans) == len(recipients) == 1 and "dsn" not in sources:
         # A DSN block with Action/Status but no usable recipient field, and one
@@ -759,6 +485,7 @@ def _analyse(
         reporting_mta=dsn.reporting_mta,
         library_hit=library_hit,
         returned_original=bool(originals),
+        inline_original=not originals and _inline_original(text, section),
         text_evidence=_one_line(evidence.group(0), 60) if evidence else None,
         sources=tuple(sources),
         problems=tuple(problems),

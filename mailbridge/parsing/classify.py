@@ -131,11 +131,33 @@ _NOT_BOUNCE_REPORT_TYPES = frozenset({"disposition-notification", "global-dispos
 _BOUNCE_LOCALS = frozenset(
     {"mailer-daemon", "mailerdaemon", "mailer_daemon", "postmaster", "post_master", "mail.delivery.system"}
 )
+# MTAs that sign their reports with their own name as the local part.
+_MTA_LOCALS = frozenset({"mdaemon", "mail-daemon", "maildaemon", "mail_daemon", "postfix", "qmail", "exim", "sendmail"})
 _BOUNCE_NAME = re.compile(
     r"mailer[-_ ]?daemon|post_?master|mail ?deliver(?:y|ing)? ?(?:subsystem|system|service)|mail administrator"
     r"|^\s*mail delivery\s*$|^microsoftexchange[0-9a-f]{32}$",
     re.I,
 )
+# MTA products that sign reports with their name ("MDaemon", "Kerio Connect", "IceWarp
+# Mail Server"), alone or with words saying what they are, and nothing else: "Postfix
+# Users" (a mailing list) is not one.  Weaker than MAILER-DAEMON: vendors also send
+# newsletters under these names, so such a sender needs a bounce subject, or bounce text
+# with the original returned or the library's finding, like a bare null sender.
+_MTA_PRODUCT = (
+    r"mdaemon|postfix|exim|qmail|sendmail|opensmtpd|haraka|courier|(?:microsoft )?exchange(?: online)?"
+    r"|(?:lotus |hcl )?domino|notes mail router|groupwise|zimbra|(?:ipswitch )?imail|mailenable|smartermail"
+    r"|kerio(?: connect)?|icewarp|merak|communigate(?: pro)?|axigen|hmailserver|mercury(?:/32)?|coremail"
+    r"|surgemail|mirapoint|mailsite|firstclass|gordano|mail ?router|mail ?gateway|mail ?server|mail ?system"
+    r"|mail transport|internet mail|smtp"
+)
+_MTA_WHAT = (
+    r"(?: (?:mail|e-?mail|smtp))?(?: (?:server|system|daemon|mta|gateway|service|relay|router|agent|notification"
+    r"|delivery(?: (?:system|subsystem|agent|service))?))?"
+)
+_MTA_NAME = re.compile(rf"^\s*(?:{_MTA_PRODUCT}){_MTA_WHAT}(?: (?:at|on|@) [a-z0-9.-]+)?\s*$", re.I)
+# A robot's local part in a From header no address parser accepts ("<postmaster>",
+# "MAILER-DAEMON@", "postmaster@[garbage"): still a machine's signature.
+_ROBOT_IN_RAW = re.compile(r"(?:^|[<\s\"'(])(?:mailer[-_]?daemon|post_?master)(?:$|[@>\s\"')])", re.I)
 
 # Subjects MTAs give their bounces, anchored at the start so "Re:"/"Fwd:" of a
 # person's mail about a bounce never matches.
@@ -148,6 +170,8 @@ _BOUNCE_SUBJECT = re.compile(
     r"|(?:e-?mail )?bounced? (?:notification|notice|message)"
     r"|failure notice|failed delivery|failure delivery|non[- ]?delivery|nondeliverable|permanent delivery failure"
     r"|delayed mail|warning:? ?-*could not send|warning: message .{0,60}delayed|could not send message"
+    r"|(?:mail |message )?delivery (?:status )?warning|warning: ?<?[^\s<>@]{1,64}@[^\s<>]{1,255}>? -"
+    r"|delivery delay(?:ed)?(?: notification| notice)?\b"
     r"|postmaster notify|sorry, your message could not be delivered|there was an error sending your mail"
     r"|message delivery has failed|mail failure|mail could not be delivered|unable to deliver"
     r"|unzustellbar|nicht zustellbar|non remis|non recapitabile|onbestelbaar|no se pudo entregar|non distribuito"
@@ -365,6 +389,11 @@ class _Classifier:
                 return f"From {sender.address}", True
             if _BOUNCE_NAME.search(sender.name):
                 return f"From {sender.name} <{sender.address}>", True
+            raw_from = self.mail.header("From") or ""
+            if not sender.address and _ROBOT_IN_RAW.search(raw_from):
+                return f"From {raw_from[:80]} (unparseable, a mail system's name)", True
+            if _MTA_NAME.match(sender.name) or local in _MTA_LOCALS:
+                return f"From {sender.name} <{sender.address}> (named after a mail server)", False
         if envelope == "":
             return "null envelope sender <>", False
         return None, False
@@ -408,6 +437,12 @@ class _Classifier:
                 what = f"non-standard bounce: {evidence}"
                 if auto:
                     what += f", Auto-Submitted: {self.auto_submitted}"
+            elif report.inline_original and report.text_evidence is not None and report.recipients:
+                # No Auto-Submitted, the original quoted inline: the report opens the mail
+                # (no greeting), names a failed recipient, and the original's own header
+                # lines follow it unquoted.  A person quoting a bounce does none of that.
+                evidence = self._evidence(report, subject_hit, strong=True)
+                what = f"non-standard bounce: {evidence}, the original quoted below the report"
         if what is None:
             return None
         if report.recipients:
@@ -431,7 +466,8 @@ class _Classifier:
             found.append(f"subject {self.mail.subject[:60]!r}")
         if report.library_hit and strong:
             found.append("flufl.bounce found failed recipients")
-        if report.text_evidence and (strong or report.returned_original or report.library_hit):
+        returned = report.returned_original or report.inline_original
+        if report.text_evidence and (strong or returned or report.library_hit):
             found.append(f"bounce text {report.text_evidence!r}")
         if report.returned_original and strong:
             found.append("the original is attached")

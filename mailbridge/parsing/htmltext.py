@@ -11,7 +11,13 @@ part must not stall a worker, so ``_tame`` first rewrites the markup in one
 linear regex pass: comments, scripts and styles removed, every tag complete
 and quote-balanced, every stray ``<`` or ``&`` escaped, lists nested at most
 12 deep.  What html.parser and html2text then see they handle in linear time.
-Input is also capped in size (dense markup converts at ~2-5 s per MB).
+Input is also capped: at ``MAX_HTML_CHARS`` after that pass, and at ``MAX_HTML_TAGS``
+tags, because html.parser and html2text cost ~7 us per tag (1 MiB of bare table cells
+took 1.7 s; 1 MiB of a newsletter, with its inline styles, ~0.3 s).
+
+Link targets longer than ``MAX_LINK_CHARS`` (tracking redirects, often hundreds of
+characters each) are shortened to their scheme and host in the text: the text is what
+search, rules and reply extraction read, and the full link stays in the HTML.
 
 ``tame_markup`` is the same pass for ``parsing.sanitize``, whose parser
 (html5ever, under nh3) is instead quadratic in element nesting: it caps the
@@ -21,13 +27,18 @@ depth of every element, not only lists.
 from __future__ import annotations
 
 import re
+import urllib.parse
 
 import html2text
 
-__all__ = ["MAX_HTML_CHARS", "html_to_text", "tame_markup"]
+__all__ = ["MAX_HTML_CHARS", "MAX_HTML_TAGS", "MAX_LINK_CHARS", "html_to_text", "tame_markup"]
 
-# Pure-Python conversion runs at ~0.5-2 s per MB of dense markup.
-MAX_HTML_CHARS = 128 * 1024
+# A long newsletter or report (its text, after comments, scripts and styles are gone).
+MAX_HTML_CHARS = 1024 * 1024
+# Pure-Python conversion costs ~7 us per tag (start or end) and ~12 us per character
+# reference ("&nbsp;", and each "<" or "&" escaped here): at most ~0.6 s per mail.
+MAX_HTML_TAGS = 50_000
+MAX_LINK_CHARS = 80
 # Comments, scripts and inline CSS often make up most of a newsletter.
 _MAX_RAW_HTML_CHARS = 4 * MAX_HTML_CHARS
 
@@ -42,6 +53,7 @@ _MARKUP = re.compile(
     | (?P<tag> </?[A-Za-z][^<>]*> )
     | (?P<lt> < )
     | (?P<amp> &(?!\#[0-9]{1,7};?|\#[xX][0-9a-fA-F]{1,6};?|[A-Za-z][A-Za-z0-9]{1,31};?) )
+    | (?P<ref> & )
     """,
     re.DOTALL | re.IGNORECASE | re.VERBOSE,
 )
@@ -54,33 +66,56 @@ _NESTING = re.compile(r"</?(ol|ul|dl|blockquote)\b", re.IGNORECASE)
 _MAX_NESTING = 12
 
 
-def _tame(html: str) -> str:
-    """Rewrite ``html`` so that html.parser and html2text stay linear on it."""
+def _tame(html: str, max_chars: int = MAX_HTML_CHARS, max_tags: int = MAX_HTML_TAGS) -> tuple[str, bool]:
+    """Rewrite ``html`` so that html.parser and html2text stay linear on it, stopping
+    before ``max_chars`` characters of output or tag (or character reference) number
+    ``max_tags + 1``, whichever comes first.  Returns the markup and whether it was cut;
+    a cut never splits a tag."""
     depth = 0
-
-    def rewrite(match: re.Match[str]) -> str:
-        nonlocal depth
+    tags = 0
+    size = 0
+    out: list[str] = []
+    pos = 0
+    for match in _MARKUP.finditer(html):
+        text = html[pos : match.start()]
         if match.group("drop") is not None:
-            return " "
-        tag = match.group("tag")
-        if tag is None:
-            return "&lt;" if match.group("lt") is not None else "&amp;"
-        if _NESTING.match(tag):
-            if tag[1] == "/":
-                if not depth:
-                    return " "
-                depth -= 1
-            elif depth >= _MAX_NESTING:
-                return " "
-            elif not tag.endswith("/>"):
-                depth += 1
-        # An unbalanced quote makes html.parser search on past the ">".
-        for quote in "\"'":
-            if tag.count(quote) % 2:
-                tag = tag.replace(quote, "")
-        return tag
+            piece = " "
+        else:
+            tags += 1  # a tag or a character reference: what html.parser and html2text pay for
+            piece, depth = _rewrite(match, depth)
+        if tags > max_tags or size + len(text) + len(piece) > max_chars:
+            out.append(text[: max(0, max_chars - size)])
+            return "".join(out), True
+        out.append(text)
+        out.append(piece)
+        size += len(text) + len(piece)
+        pos = match.end()
+    rest = html[pos:]
+    out.append(rest[: max(0, max_chars - size)])
+    return "".join(out), size + len(rest) > max_chars
 
-    return _MARKUP.sub(rewrite, html)
+
+def _rewrite(match: re.Match[str], depth: int) -> tuple[str, int]:
+    """What one tag or stray character becomes, and the list nesting depth after it."""
+    tag = match.group("tag")
+    if tag is None:
+        if match.group("ref") is not None:
+            return "&", depth
+        return ("&lt;" if match.group("lt") is not None else "&amp;"), depth
+    if _NESTING.match(tag):
+        if tag[1] == "/":
+            if not depth:
+                return " ", depth
+            depth -= 1
+        elif depth >= _MAX_NESTING:
+            return " ", depth
+        elif not tag.endswith("/>"):
+            depth += 1
+    # An unbalanced quote makes html.parser search on past the ">".
+    for quote in "\"'":
+        if tag.count(quote) % 2:
+            tag = tag.replace(quote, "")
+    return tag, depth
 
 
 def _names(text: str) -> frozenset[str]:
@@ -116,6 +151,8 @@ def tame_markup(html: str, max_depth: int) -> str:
             return " "
         tag = match.group("tag")
         if tag is None:
+            if match.group("ref") is not None:
+                return "&"
             return "&lt;" if match.group("lt") is not None else "&amp;"
         found = _TAG_NAME.match(tag)
         name = found.group(1).lower() if found else ""
@@ -140,12 +177,12 @@ def tame_markup(html: str, max_depth: int) -> str:
 def html_to_text(html: str) -> tuple[str, list[str]]:
     """Convert ``html`` to text; return the text and any problems found."""
     problems: list[str] = []
-    tamed = _tame(html[:_MAX_RAW_HTML_CHARS])
-    if len(html) > _MAX_RAW_HTML_CHARS or len(tamed) > MAX_HTML_CHARS:
-        problems.append(f"HTML body too large ({len(html)} characters); only its start was converted to text")
-        tamed = tamed[:MAX_HTML_CHARS]
-        if tamed.rfind("<") > tamed.rfind(">"):
-            tamed = tamed[: tamed.rfind("<")]  # do not leave a tag cut in half
+    tamed, cut = _tame(html[:_MAX_RAW_HTML_CHARS])
+    if cut or len(html) > _MAX_RAW_HTML_CHARS:
+        problems.append(
+            f"HTML body too large ({len(html)} characters); only its start (at most {MAX_HTML_CHARS} characters, "
+            f"{MAX_HTML_TAGS} tags and character references) was converted to text"
+        )
     converter = html2text.HTML2Text()
     converter.body_width = 0  # no hard wrapping: agents' screens wrap
     converter.unicode_snob = True  # keep "é", not "e"
@@ -155,5 +192,22 @@ def html_to_text(html: str) -> tuple[str, list[str]]:
     except Exception as exc:  # a parser bug must not lose the mail
         problems.append(f"HTML to text conversion failed ({type(exc).__name__}); tags stripped instead")
         text = re.sub(r"<[^<>]*>", " ", tamed)
-    text = _BLANK_LINES.sub("\n\n", text).strip()
+    text = _BLANK_LINES.sub("\n\n", _LONG_LINK.sub(_shorten_link, text)).strip()
     return (text + "\n" if text else ""), problems
+
+
+# html2text's inline link: "[label](target)" or "[label](target "title")".
+_LONG_LINK = re.compile(rf"""\]\((https?://[^\s()<>"]{{{MAX_LINK_CHARS - 10},}})((?:\s+"[^"\n]*")?)\)""", re.I)
+
+
+def _shorten_link(match: re.Match[str]) -> str:
+    url = match.group(1)
+    if len(url) <= MAX_LINK_CHARS:
+        return match.group(0)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return match.group(0)
+    if not parts.hostname:
+        return match.group(0)
+    return f"]({parts.scheme.lower()}://{parts.hostname}/\u2026{match.group(2)})"

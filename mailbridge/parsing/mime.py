@@ -28,6 +28,11 @@ Beyond the body, the walk sorts what is attached (``Attachment.kind``):
 
 Each of these costs something only when such a part is present; the HTML
 allow-list (``ParsedMail.safe_html``, ``parsing.sanitize``) runs on first use.
+
+Every run of bytes becomes text through ``parsing.charsets`` (the declared charset,
+then UTF-8, the charsets the mail declares elsewhere, detection); a header section the
+parser ended early is mended by ``parsing.headerblock`` and parsed again; a mailbox the
+address parser refuses yields its one unambiguous address if it has one (``_salvage``).
 """
 
 from __future__ import annotations
@@ -43,15 +48,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.errors import InvalidBase64LengthDefect, MissingHeaderBodySeparatorDefect
 from email.message import Message
+from email.policy import Compat32
 from html import escape
 from typing import Any, cast
 
-import charset_normalizer
 from mailparser.dates import parse_mail_date
 from mailparser.utils import as_string_safe, decode_base64_payload, get_addresses
 
 from mailbridge.parsing.calendar import CALENDAR_TYPES, CalendarSummary, summarise_calendar
+from mailbridge.parsing.charsets import CharsetHints, codecs_for, decode, guess
 from mailbridge.parsing.filenames import content_type_for, sanitize_filename
+from mailbridge.parsing.headerblock import mend
 from mailbridge.parsing.htmltext import html_to_text
 from mailbridge.parsing.limits import (
     PARAMS_TRUNCATED_MARKER,
@@ -197,6 +204,7 @@ class ParsedMail:
             "defects": list(self.defects),
             "calendar": self.calendar.to_json() if self.calendar else None,
             "has_html": self.has_html,
+            "reply_to": [addr(a) for a in self.reply_to],
         }
 
 
@@ -226,144 +234,23 @@ def parse_message(raw: bytes, limits: ParseLimits = ParseLimits()) -> ParsedMail
         if not data.strip():
             raise ParseError("empty input")
         root = parse_structure(data, limits)
+        mended: list[str] = []
         if not root.keys() or any(isinstance(d, MissingHeaderBodySeparatorDefect) for d in root.defects):
-            root = _retry_obsolete_colons(data, limits) or root
+            # A damaged header section (see parsing.headerblock); well-formed mail never gets here.
+            repaired = mend(data)
+            if repaired is not None:
+                again = parse_structure(repaired[0], limits)
+                if again.keys():
+                    root, mended = again, repaired[1]
         if not root.keys():
             raise ParseError("no header fields: the input does not start with an RFC 5322 header section")
-        return _build(root, limits)
+        return _build(root, limits, mended)
     except ParseError:
         raise
     except RecursionError as exc:
         raise LimitExceeded("MIME structure nested too deeply for the parser") from exc
     except Exception as exc:  # the contract: nothing else escapes, whatever the bytes
         raise ParseError(f"unexpected {type(exc).__name__} while parsing: {exc}") from exc
-
-
-# RFC 5322 4.5: obsolete syntax allows white space between a field name and
-# its colon ("Subject   : Hi").  compat32 ends the header section at such a
-# line, or takes "From  :" for an mbox From_ line, losing every header.
-_OBS_COLON = re.compile(rb"^([!-9;-~]+)[ \t]+:", re.MULTILINE)
-_END_OF_HEADERS = re.compile(rb"\r?\n\r?\n|\r\r")
-
-
-def _retry_obsolete_colons(data: bytes, limits: ParseLimits) -> Message | None:
-    """Re-parse with obs-fields rewritten, if the header section has any."""
-    end = _END_OF_HEADERS.search(data)
-    cut = end.start() if end else len(data)
-    head, count = _OBS_COLON.subn(rb"\1:", data[:cut])
-    return parse_structure(head + data[cut:], limits) if count else None
-
-
-# --- charsets ---------------------------------------------------------------
-
-# Labels mail clients decode with a superset, because senders emit the
-# superset's characters under the narrower label (WHATWG Encoding Standard).
-_SUPERSETS: dict[str, tuple[str, ...]] = {
-    "iso8859-1": ("cp1252", "iso8859-1"),
-    "iso8859-9": ("cp1254", "iso8859-9"),
-    "tis-620": ("cp874", "tis-620"),
-    "gb2312": ("gb18030",),
-    "gbk": ("gb18030",),
-    "shift_jis": ("cp932", "shift_jis"),
-    "euc_kr": ("cp949",),  # also what Python maps ks_c_5601-1987 to
-    "big5": ("cp950", "big5hkscs"),
-    # ISO-2022-JP mail often carries half-width katakana (JIS X 0201) too.
-    "iso2022_jp": ("iso2022_jp", "iso2022_jp_ext", "iso2022_jp_2"),
-}
-# Python codecs that are not charsets a sender may pick for us to run.
-_REFUSED_CODECS = frozenset({"undefined", "idna", "punycode", "unicode_escape", "raw_unicode_escape", "mbcs"})
-_DETECT_SAMPLE = 64 * 1024
-_EIGHT_BIT = re.compile(rb"[\x80-\xff]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-@functools.lru_cache(maxsize=256)
-def _codecs_for(label: str) -> tuple[str, ...] | None:
-    """Python codecs to try for a charset label; None if unknown or refused."""
-    try:
-        info = codecs.lookup(label)
-    except (LookupError, ValueError):
-        return None
-    if not getattr(info, "_is_text_encoding", True) or info.name in _REFUSED_CODECS:
-        return None  # "base64", "rot13", "zlib"... are codecs, not charsets
-    return _SUPERSETS.get(info.name, (info.name,))
-
-
-def _scalar(text: str) -> str:
-    """Replace lone surrogates (UTF-7/UTF-16 can produce them) so UTF-8 sinks never fail."""
-    if text.isascii():
-        return text
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = _SURROGATE.sub("\ufffd", text)
-    return text
-
-
-# Charsets that mail actually arrives in, most common first.  Detection is
-# limited to them (charset-normalizer alone calls short French text cp1006 and
-# cp1252 punctuation mac_roman), and the order breaks ties between candidates
-# that explain the bytes equally well: short headers often tie.
-_MAIL_CHARSETS = (
-    "utf_8", "cp1252", "latin_1", "iso8859_15", "cp1250", "iso8859_2", "cp1251", "koi8_r", "koi8_u",
-    "cp1253", "iso8859_7", "cp1254", "cp1255", "cp1256", "cp1257", "cp932", "euc_jp", "iso2022_jp",
-    "gb18030", "big5", "cp949", "cp874", "utf_16",
-)  # fmt: skip
-_CHARSET_RANK = {name: rank for rank, name in enumerate(_MAIL_CHARSETS)}
-
-
-def _rank(name: str) -> int:
-    return _CHARSET_RANK.get(name, len(_MAIL_CHARSETS))
-
-
-def _guess(data: bytes) -> tuple[str, str]:
-    """Decode bytes whose charset is unknown or wrong: (encoding used, text)."""
-    try:
-        # Strict UTF-8 validity is a near-certain signal (it is also
-        # charset-normalizer's first answer) and costs nothing.
-        return "utf-8", data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    first = _EIGHT_BIT.search(data)
-    start = max(0, first.start() - 1024) if first else 0
-    results = charset_normalizer.from_bytes(data[start : start + _DETECT_SAMPLE], cp_isolation=list(_MAIL_CHARSETS))
-    if len(results):
-        best = min(results, key=lambda m: (m.chaos, -m.coherence, min(map(_rank, m.could_be_from_charset))))
-        # Charsets that decode these bytes identically: report the usual one.
-        encoding = min(best.could_be_from_charset or [best.encoding], key=_rank)
-        try:
-            return encoding, _scalar(data.decode(encoding, "replace"))
-        except LookupError:
-            pass
-    return "utf-8 with replacement characters", data.decode("utf-8", "replace")
-
-
-def _decode(data: bytes, label: str | None, where: str, defects: list[str]) -> str:
-    """Decode ``data`` by its declared charset ``label``, with detection as fallback."""
-    if not data:
-        return ""
-    label = label.strip().strip("\"'").lower() if label else ""
-    if not label:
-        # RFC 2045 5.2: no charset means US-ASCII; 8-bit text here is usually UTF-8.
-        if data.isascii():
-            return data.decode("ascii")
-        encoding, text = _guess(data)
-        if encoding != "utf-8":
-            defects.append(f"8-bit text without a declared charset in {where}, decoded as {encoding}")
-        return text
-    names = _codecs_for(label)
-    if names is None:
-        encoding, text = _guess(data)
-        defects.append(f"unknown charset {label[:40]} in {where}, decoded as {encoding}")
-        return text
-    for name in names:
-        try:
-            return _scalar(data.decode(name))
-        except UnicodeError:
-            continue
-    encoding, text = _guess(data)
-    defects.append(f"bytes invalid for declared charset {label[:40]} in {where}, decoded as {encoding}")
-    return text
 
 
 # --- header fields -----------------------------------------------------------
@@ -377,8 +264,14 @@ _ENCODED_WORD = re.compile(r"=\?([^?\s]{1,75})\?([bBqQ])\?([^?]*)\?=")
 _NOT_BASE64 = bytes(set(range(256)) - set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"))
 
 
-def _header_text(raw: str, where: str, defects: list[str]) -> str:
-    """Unfold a raw header value and decode its 8-bit octets (RFC 6532 or legacy)."""
+def _header_text(
+    raw: str, where: str, defects: list[str], hints: CharsetHints | None = None, charset: str | None = None
+) -> str:
+    """Unfold a raw header value and decode its 8-bit octets (RFC 6532 or legacy).
+
+    ``charset``: what the mail's raw header bytes as a whole were found to be
+    (``_header_charset``), tried after UTF-8; ``hints``: the mail's declared charsets.
+    """
     if "\n" in raw or "\r" in raw:
         # RFC 5322 2.2.3: unfolding removes the CRLF, keeping the whitespace.
         raw = raw.replace("\r", "").replace("\n", "")
@@ -388,7 +281,49 @@ def _header_text(raw: str, where: str, defects: list[str]) -> str:
         data = raw.encode("ascii", "surrogateescape")
     except UnicodeEncodeError:
         return raw  # real text already, not octets smuggled as surrogates
-    return _decode(data, None, where, defects)
+    if charset is not None:
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            try:
+                text = data.decode(charset)
+            except (UnicodeDecodeError, LookupError):
+                pass
+            else:
+                defects.append(f"8-bit text without a declared charset in {where}, decoded as {charset}")
+                return text
+    return decode(data, None, where, defects, hints)
+
+
+# Raw 8-bit header values are read together: one charset for all of them (a short
+# Subject alone is easily taken for Cyrillic; with the From and To beside it, it is not).
+_MAX_JOINED_HEADER_BYTES = 16 * 1024
+
+
+def _header_charset(values: list[str], hints: CharsetHints) -> str | None:
+    """The one legacy charset a mail's raw 8-bit header values are in, or None when they
+    are all UTF-8 (RFC 6532) or nothing reads them; recorded in ``hints``."""
+    chunks: list[bytes] = []
+    for value in values:
+        if value.isascii():
+            continue
+        try:
+            data = value.encode("ascii", "surrogateescape")
+        except UnicodeEncodeError:
+            continue
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            chunks.append(data)
+    if not chunks:
+        return None
+    joined = b"\n".join(chunks)[:_MAX_JOINED_HEADER_BYTES]
+    found = hints.read(joined)
+    encoding = found[0] if found is not None else guess(joined)[0]
+    if codecs_for(encoding) is None:
+        return None  # "utf-8 with replacement characters": each value decodes on its own
+    hints.add(encoding)
+    return encoding
 
 
 def _word_bytes(encoding: str, text: str) -> bytes:
@@ -402,7 +337,7 @@ def _word_bytes(encoding: str, text: str) -> bytes:
     return binascii.a2b_base64(data + b"=" * (-len(data) % 4))
 
 
-def _decode_words(text: str, where: str, defects: list[str]) -> str:
+def _decode_words(text: str, where: str, defects: list[str], hints: CharsetHints | None = None) -> str:
     """Decode RFC 2047 encoded-words, tolerating common breakage.
 
     Adjacent words in one charset are joined before decoding, so a character
@@ -422,18 +357,18 @@ def _decode_words(text: str, where: str, defects: list[str]) -> str:
         pos = match.end()
         if gap and not (after_word and gap.isspace()):
             if run:
-                pieces.append(_decode(b"".join(run), run_charset, where, defects))
+                pieces.append(decode(b"".join(run), run_charset, where, defects, hints))
                 run = []
             pieces.append(gap)
         charset = match.group(1).split("*", 1)[0].lower()  # RFC 2231 5: charset*language
         if run and charset != run_charset:
-            pieces.append(_decode(b"".join(run), run_charset, where, defects))
+            pieces.append(decode(b"".join(run), run_charset, where, defects, hints))
             run = []
         run.append(_word_bytes(match.group(2), match.group(3)))
         run_charset = charset
         after_word = True
     if run:
-        pieces.append(_decode(b"".join(run), run_charset, where, defects))
+        pieces.append(decode(b"".join(run), run_charset, where, defects, hints))
     pieces.append(text[pos:])
     return "".join(pieces)
 
@@ -459,8 +394,42 @@ def _address_pairs(value: str, header: str, defects: list[str]) -> list[tuple[st
     diagnostics: list[dict[str, Any]] = []
     pairs: list[tuple[str, str]] = get_addresses(value, defects=diagnostics, decode_names=True)
     for diag in diagnostics:
-        defects.append(f"{header} header: {diag.get('reason')} in {str(diag.get('raw', ''))[:80]!r}")
+        raw = str(diag.get("raw", ""))
+        defects.append(f"{header} header: {diag.get('reason')} in {raw[:80]!r}")
+        salvaged = _salvage(raw)
+        if salvaged is not None:
+            pairs.append(salvaged)
+            defects.append(f"{header} header: the one address in {raw[:80]!r} salvaged as {salvaged[1][:80]!r}")
     return pairs
+
+
+# An addr-spec anywhere in a mailbox the structural parser refused, allowing what
+# senders get wrong: a domain ending in a dot ("user@example.com."), no angle brackets
+# around it after a display name ("From: Word user@example.com").
+_LOOSE_ADDR_SPEC = re.compile(rf"<?({_DOT_ATOM})@((?:[A-Za-z0-9-]+\.)*[A-Za-z0-9-]+)\.?>?(?![A-Za-z0-9@])")
+
+
+def _salvage(raw: str) -> tuple[str, str] | None:
+    """(display name, address) when ``raw`` holds exactly one unambiguous address, else
+    None: never a guess between two different addresses.
+
+    Written here: mail-parser (like the stdlib) rightly refuses these mailboxes, and no
+    library offers a lenient second reading; this one finds only addr-specs, counts them
+    and gives up on any doubt."""
+    if raw.count("@") == 0 or len(raw) > 1000:
+        return None
+    found = list(_LOOSE_ADDR_SPEC.finditer(raw))
+    addresses = {f"{m.group(1)}@{m.group(2).lower()}" for m in found}
+    if len(addresses) != 1 or raw.count("@") != len(found):
+        return None
+    address = addresses.pop()
+    if "." not in address.rpartition("@")[2]:
+        return None  # "MAILER-DAEMON@localhost" is no address to write back to
+    name = raw
+    for match in reversed(found):
+        name = name[: match.start()] + name[match.end() :]
+    name = " ".join(name.replace('"', " ").split()).strip("()<>,;: ")
+    return name, address
 
 
 def _addresses(values: list[str], header: str, defects: list[str]) -> list[Address]:
@@ -588,9 +557,11 @@ class _Walk:
     decoded content, like any other.
     """
 
-    def __init__(self, limits: ParseLimits, defects: list[str]) -> None:
+    def __init__(self, limits: ParseLimits, defects: list[str], hints: CharsetHints | None = None) -> None:
         self.limits = limits
         self.defects = defects
+        self.hints = hints
+        self.header_charset: str | None = None  # what the mail's raw 8-bit headers are in
         self.plain: list[str] = []
         self.html: list[str] = []
         self.attachments: list[Attachment] = []
@@ -656,7 +627,7 @@ class _Walk:
             if charset is None and ctype == "text/html":
                 found = _META_CHARSET.search(payload, 0, 4096)
                 charset = found.group(1).decode("ascii") if found else None
-            text = _decode(payload, charset, where, self.defects).replace("\r\n", "\n").replace("\r", "\n")
+            text = decode(payload, charset, where, self.defects, self.hints).replace("\r\n", "\n").replace("\r", "\n")
             if ctype == "text/plain":
                 flowed = _FLOWED.search(mime["content-type"])
                 if flowed is not None:
@@ -841,12 +812,12 @@ class _Walk:
         if len(head) < len(payload):
             # An incremental decoder leaves a character cut at the end
             # undecoded instead of failing (and falling back to detection).
-            for name in _codecs_for(label or "utf-8") or ():
+            for name in codecs_for(label or "utf-8") or ():
                 try:
                     return codecs.getincrementaldecoder(name)().decode(head)
                 except UnicodeError:
                     continue
-        return _decode(head, label, "attached mail", scratch)
+        return decode(head, label, "attached mail", scratch)
 
     def _payload(self, part: Message, mime: dict[str, str], where: str) -> bytes:
         cte = mime["content-transfer-encoding"].strip().lower()
@@ -870,6 +841,11 @@ class _Walk:
         """The decoded file name: RFC 2231 parameters, then RFC 2047 words."""
         if "name" not in f"{mime['content-disposition']}{mime['content-type']}".lower():
             return None  # cheap: most parts have none, and get_param re-parses
+        if not (mime["content-disposition"].isascii() and mime["content-type"].isascii()):
+            # Raw 8-bit octets (Outlook and many Asian mailers send them unencoded):
+            # compat32's get_param would hand them over as U+FFFD, so read the
+            # parameters from the raw values and decode the octets like header text.
+            part = _raw_params(mime)
         value = part.get_param("filename", None, "content-disposition")
         if value is None:
             value = part.get_param("name", None, "content-type")
@@ -882,9 +858,9 @@ class _Walk:
                 data = text.encode("latin-1", "surrogateescape")
             except UnicodeEncodeError:
                 data = text.encode("utf-8", "surrogateescape")
-            name = _decode(data, charset or None, where, self.defects)
+            name = decode(data, charset or None, where, self.defects)
         else:
-            name = _header_text(email.utils.unquote(str(value)), where, self.defects)
+            name = _header_text(email.utils.unquote(str(value)), where, self.defects, self.hints, self.header_charset)
             # RFC 2047 5 forbids encoded-words in parameters; Outlook and
             # Gmail send them anyway, and every client decodes them.
             name = _decode_words(name, where, self.defects)
@@ -904,6 +880,26 @@ class _Walk:
 _MIME_FIELDS = ("content-type", "content-disposition", "content-transfer-encoding", "content-id")
 
 
+class _RawValues(Compat32):
+    """compat32 handing header values back as stored: 8-bit octets stay surrogate-escaped
+    instead of becoming U+FFFD (compat32 turns them into an unknown-8bit Header)."""
+
+    def header_fetch_parse(self, name: str, value: str) -> str:
+        return value
+
+
+_RAW_VALUES = _RawValues()
+
+
+def _raw_params(mime: dict[str, str]) -> Message:
+    """A stand-in part carrying only the raw Content-Type/Content-Disposition, for get_param."""
+    stand_in = Message(policy=_RAW_VALUES)
+    for key in ("content-type", "content-disposition"):
+        if mime[key]:
+            stand_in.set_raw(key, mime[key])
+    return stand_in
+
+
 def _mime_fields(part: Message) -> dict[str, str]:
     """First raw value of each MIME header of ``part``, "" when absent.
 
@@ -918,15 +914,18 @@ def _mime_fields(part: Message) -> dict[str, str]:
     return found
 
 
-def _build(root: Message, limits: ParseLimits) -> ParsedMail:
-    defects: list[str] = []
+def _build(root: Message, limits: ParseLimits, mended: list[str] | None = None) -> ParsedMail:
+    defects: list[str] = list(mended or ())
     headers: list[tuple[str, str]] = []
     fields: dict[str, list[str]] = {}  # lowercased name -> unfolded, 8-bit-decoded values
     subject: str | None = None
-    for name, raw in root.raw_items():
+    hints = CharsetHints(root)
+    items = [(name, str(raw)) for name, raw in root.raw_items()]
+    charset = _header_charset([raw for _, raw in items], hints) if not all(r.isascii() for _, r in items) else None
+    for name, raw in items:
         where = f"{name} header"
-        text = _header_text(str(raw), where, defects)
-        decoded = _decode_words(text, where, defects)
+        text = _header_text(raw, where, defects, hints, charset)
+        decoded = _decode_words(text, where, defects, hints)
         if subject is None and name.lower() == "subject":
             subject = decoded
             if _CONTROL.search(decoded):
@@ -961,7 +960,8 @@ def _build(root: Message, limits: ParseLimits) -> ParsedMail:
     in_reply_to = _msg_ids(first("in-reply-to") or "")
     references = [i for value in fields.get("references", []) for i in _msg_ids(value)]
 
-    walk = _Walk(limits, defects)
+    walk = _Walk(limits, defects, hints)
+    walk.header_charset = charset
     walk.run(root)
     html = "\n".join(walk.html) if walk.html else None
     tnef_body = None
@@ -1026,7 +1026,7 @@ def _calendar(found: list[tuple[bytes, str | None]], defects: list[str]) -> Cale
     """Summary of the first calendar part that has one (RFC 5545 text defaults to UTF-8)."""
     for payload, charset in found[:3]:
         try:
-            summary = summarise_calendar(_decode(payload, charset or "utf-8", "calendar part", defects))
+            summary = summarise_calendar(decode(payload, charset or "utf-8", "calendar part", defects))
         except Exception as exc:  # a bug in the reader must not cost the mail
             defects.append(f"calendar part not read: {type(exc).__name__}: {exc}"[:200])
             continue
@@ -1040,7 +1040,7 @@ def _tnef_body(content: TnefContent, defects: list[str]) -> tuple[str, str, str 
 
     def as_text(value: str | bytes, where: str) -> str:
         if isinstance(value, bytes):
-            value = _decode(value, content.charset, where, defects)
+            value = decode(value, content.charset, where, defects)
         return value.replace("\x00", "").replace("\r\n", "\n").replace("\r", "\n")
 
     html = as_text(content.body_html, "winmail.dat HTML body") if content.body_html else None

@@ -24,7 +24,10 @@ nothing would be left, the whole input comes back stripped.  What is cut:
   iOS", …) standing alone in its paragraph, and everything after it (phone clients append
   the original below it, often without any header);
 - at the end: quoted (">") lines, the RFC 3676 "-- " signature (when at most 30 lines
-  long), a mailing-list footer, separator rules left over above a cut header.
+  long), a mailing-list footer, separator rules left over above a cut header;
+- at the start, in a bottom-posted reply (the mail opens with an attribution, then one
+  quoted block, then new text to the end with no quoted line in it): the attribution and
+  the quote.  A quote without an attribution, or text above the attribution, is kept.
 
 Why hand-written: the libraries were measured on the reply fixtures of the shared corpus
 (zapier's and crisp's email-reply-parser test sets, 112 mails with the upstream
@@ -251,8 +254,9 @@ def extract_reply(text: str) -> str:
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     body = _Body(text.split("\n"))
-    end = body.trim_tail(body.find_cut())
-    return "\n".join(body.lines[:end]).strip() or text.strip()
+    start = body.bottom_post_start()
+    end = body.trim_tail(body.find_cut(start), start)
+    return "\n".join(body.lines[start:end]).strip() or text.strip()
 
 
 def _is_rule(head: str) -> bool:
@@ -369,11 +373,37 @@ class _Body:
 
     # ---- headers that start history -------------------------------------------------
 
-    def find_cut(self) -> int:
-        """Index of the first line of quoted history (or of the mobile signature that ends the
-        reply); ``n`` if there is none."""
+    def bottom_post_start(self) -> int:
+        """Where the new text of a bottom-posted reply starts, or 0.
+
+        Bottom-posting: the mail opens with an attribution ("On <date>, <name> wrote:"),
+        then one block of quoted lines, then new text to the end with no quoted line in it.
+        A quote without an attribution is kept (it may be the one question answered), and
+        so is anything with text before the attribution or quotes after the new text
+        (inline answers)."""
         kinds, n = self.kinds, self.n
-        i = 0
+        first = self.next_nonblank(0, n)
+        if first < 0 or kinds[first] != _TEXT:
+            return 0
+        span = self.attribution(first)
+        if not span:
+            return 0
+        j = first + span
+        while j < n and kinds[j] == _BLANK:
+            j += 1
+        if j >= n or kinds[j] != _QUOTED:
+            return 0
+        while j < n and kinds[j] != _TEXT:
+            j += 1
+        if j >= n or _QUOTED in kinds[j:]:
+            return 0
+        return j
+
+    def find_cut(self, start: int = 0) -> int:
+        """Index of the first line of quoted history (or of the mobile signature that ends the
+        reply) from line ``start`` on; ``n`` if there is none."""
+        kinds, n = self.kinds, self.n
+        i = start
         while i < n:
             if kinds[i] != _TEXT:
                 i += 1
@@ -519,9 +549,16 @@ class _Body:
 
     # ---- what a reply leaves at its end ---------------------------------------------
 
-    def trim_tail(self, end: int) -> int:
+    def trim_tail(self, end: int, start: int = 0) -> int:
         """Drop trailing quotes, separator rules, mobile and "-- " signatures and list footers
-        above ``end`` until nothing changes.  Every pass removes lines or stops."""
+        above ``end`` (not above ``start``) until nothing changes.  Every pass removes lines
+        or stops."""
+        if start:
+            # A bottom-posted reply's own tail; the quote above it is not part of it.
+            return max(start, self._trim(end))
+        return self._trim(end)
+
+    def _trim(self, end: int) -> int:
         kinds, heads = self.kinds, self.heads
         while True:
             before = end

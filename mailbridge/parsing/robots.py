@@ -31,9 +31,19 @@ def is_robot_address(address: str) -> bool:
 
 
 def auto_reply_block_reason(
-    mail: ParsedMail, envelope_from: str | None, own_addresses: Collection[str], own_domains: Collection[str] = ()
+    mail: ParsedMail,
+    envelope_from: str | None,
+    own_addresses: Collection[str],
+    own_domains: Collection[str] = (),
+    *,
+    noreply_vouched: bool = False,
 ) -> str | None:
-    """Why this mail must not get an automatic answer, or None when it may."""
+    """Why this mail must not get an automatic answer, or None when it may.
+
+    ``noreply_vouched``: the mail comes from a no-reply sender the admin named as one
+    that writes for a person in Reply-To ([tickets] requester_from), so its robot-like
+    From and envelope names are not held against it; a null envelope sender, an
+    Auto-Submitted, Precedence or list header still are."""
     auto = (mail.header("Auto-Submitted") or "").strip().lower()
     if auto and auto.split(";", 1)[0].strip() != "no":
         return f"Auto-Submitted: {auto[:60]}"
@@ -51,12 +61,12 @@ def auto_reply_block_reason(
         return "delivery or disposition report (multipart/report)"
     # The envelope sender is where replies to robots go (RFC 3834 4); a null one means
     # the mail is itself a notification.
-    if envelope_from is not None and is_robot_address(envelope_from):
+    if envelope_from is not None and is_robot_address(envelope_from) and not (noreply_vouched and envelope_from):
         return f"envelope sender {envelope_from or '<>'} is a robot or null"
     sender = mail.from_.address if mail.from_ else ""
     if not sender:
         return "no usable From address"
-    if is_robot_address(sender):
+    if is_robot_address(sender) and not noreply_vouched:
         return f"sender {sender} is a robot address"
     own = {a.lower() for a in own_addresses}
     domains = {d.lower() for d in own_domains}

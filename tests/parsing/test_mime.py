@@ -482,6 +482,7 @@ def test_to_json_has_exactly_the_documented_keys():
         "defects",
         "calendar",  # added with attachment kinds: new keys come last, none is renamed
         "has_html",
+        "reply_to",  # issue 18
     ]
     assert data["from"] == {"name": "", "address": "frank@example.com"}
     assert list(data["attachments"][0]) == [
