@@ -79,7 +79,7 @@ def run(ctx: click.Context) -> None:
     from mailbridge.daemon import run_daemon
 
     config = _config(ctx)
-    setup_logging(config.daemon.log_level, "supervisor")
+    setup_logging(config.daemon.log_level, "supervisor", config.daemon.log_format)
     try:
         sys.exit(run_daemon(config, Path(ctx.obj["config_path"]).resolve()))
     except ConfigError as exc:

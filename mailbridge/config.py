@@ -47,6 +47,8 @@ class DaemonSettings(_Strict):
     workers: Annotated[int, Field(ge=1, le=32)] = 1
     drain_seconds: Annotated[float, Field(gt=0)] = 20.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # "json": one JSON object per line (journald, Loki, ELK); "text": readable lines.
+    log_format: Literal["text", "json"] = "text"
     # How often the running daemon looks for edits of rules/, parsers/, templates/ and the
     # knowledge folder, and reloads them as SIGHUP does (0: only on SIGHUP).
     watch_seconds: Annotated[float, Field(ge=0, le=3600)] = 2.0
