@@ -727,6 +727,7 @@ def rules_test(ctx: click.Context, file: Path, as_json: bool) -> None:
 
 
 def _register_subcommands() -> None:
+    from mailbridge.cli_data import register as register_data
     from mailbridge.cli_import import import_group
     from mailbridge.cli_kb import kb_group
     from mailbridge.cli_report import report_group
@@ -738,6 +739,7 @@ def _register_subcommands() -> None:
     main.add_command(sla_group)
     main.add_command(secret_group)
     main.add_command(report_group)
+    register_data(main, db_group)
 
 
 _register_subcommands()

@@ -620,6 +620,19 @@ class SlaSettings(_Strict):
     survey: bool = True
 
 
+class RetentionSettings(_Strict):
+    """How long data is kept ([retention]; store/retention.py). 0 keeps it for ever."""
+
+    # Raw inbound mail, this many days after its ticket closed (or after it was processed,
+    # for mail kept without a ticket); the parsed message, its text and attachments stay.
+    raw_days: Annotated[int, Field(ge=0, le=36500)] = 90
+    # Closed tickets with their messages, attachments and history, this many days after
+    # they closed. Off by default: reports then only count the tickets that are kept.
+    closed_ticket_days: Annotated[int, Field(ge=0, le=36500)] = 0
+    # Quarantined, dropped and discarded mail, this many days after it arrived.
+    quarantine_days: Annotated[int, Field(ge=0, le=36500)] = 90
+
+
 class ReportSettings(_Strict):
     """`mailbridge report` and the dashboard's figures ([reports])."""
 
@@ -797,6 +810,7 @@ class Config(_Strict):
     calendars: list[CalendarSettings] = []
     vip: VipSettings = VipSettings()
     reports: ReportSettings = ReportSettings()
+    retention: RetentionSettings = RetentionSettings()
     web: WebSettings = WebSettings()
 
     # Where the file was read from; relative paths in it are relative to its folder.
