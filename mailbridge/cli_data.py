@@ -52,7 +52,7 @@ def db_backup(ctx: click.Context, target: Path) -> None:
         _fail(
             "the database is PostgreSQL: back it up with pg_dump, e.g.\n"
             "  pg_dump --format=custom --file=mailbridge.dump 'DATABASE_URL'\n"
-            f"and copy the reply-token secret beside it: {', '.join(str(s) for s in secrets if s.exists())}\n"
+            f"and copy the reply-token secret beside it: {secrets[0]} (and {secrets[1].name} if present)\n"
             "(docs/deploy.md, Backup)",
             2,
         )
