@@ -151,6 +151,8 @@ tickets = Table(
 Index("ix_tickets_assignee_status", tickets.c.assignee, tickets.c.status)
 Index("ix_tickets_requester_created", tickets.c.requester, tickets.c.created_at)
 Index("ix_tickets_status", tickets.c.status)
+# /metrics' open tickets by priority, read from the index alone.
+Index("ix_tickets_status_priority", tickets.c.status, tickets.c.priority, tickets.c.merged_into)
 Index("ix_tickets_incident_key", tickets.c.incident_key, tickets.c.status)
 
 participants = Table(
