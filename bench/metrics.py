@@ -1,14 +1,15 @@
 """What one /metrics scrape costs with a small and a large database (issue 19).
 
-Builds a database with the real schema (migrations) holding N tickets (3% open, the rest
-closed), N spool rows (processed), N outgoing mails (sent) and 5 events per ticket, for
+Builds a database with the real schema (migrations) holding N tickets (--open of them
+open, the backlog; the rest closed), N spool rows (processed), N outgoing mails (sent) and 5 events per ticket, for
 each N given, and times the collector a scrape runs (median of --runs), on SQLite or
 PostgreSQL:
 
     python bench/metrics.py --sizes 10 1000000 [--engine postgresql] [--runs 5]
 
 The scrape reads persisted counters and only what is waiting or open (index ranges), so
-the figure should not grow with N; the old collector counted every spool row and every
+the figure should not grow with N (it grows with the open backlog: the open tickets by
+priority are counted from an index); the old collector counted every spool row and every
 breach event at each scrape (printed as "rows counter" for comparison: a GROUP BY over
 the spool and a count of the outbox, what it did).
 """
@@ -39,7 +40,8 @@ CHUNK = 20_000
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
-def fill(store: Store, n: int) -> None:
+def fill(store: Store, n: int, open_tickets: int) -> None:
+    every = max(1, n // max(1, open_tickets))
     def chunks(make):  # type: ignore[no-untyped-def]
         batch = []
         for i in range(n):
@@ -56,7 +58,7 @@ def fill(store: Store, n: int) -> None:
             "subject": f"problem {i}",
             "requester": f"u{i % 5000}@example.org",
             "requester_name": "",
-            "status": "open" if i % 33 == 0 else "closed",
+            "status": "open" if i % every == 0 and i // every < open_tickets else "closed",
             "created_at": T0 + timedelta(seconds=i * 30),
             "updated_at": T0 + timedelta(seconds=i * 30 + 3600),
             "flood": False,
@@ -141,6 +143,7 @@ def main() -> int:
     parser.add_argument("--engine", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--open", type=int, default=1000, help="open tickets (the backlog), whatever the size")
     args = parser.parse_args()
     print(f"engine {args.engine}; median of {args.runs} scrapes")
     for n in args.sizes:
@@ -159,7 +162,7 @@ def main() -> int:
         try:
             migrate.upgrade(store)
             t0 = time.perf_counter()
-            fill(store, n)
+            fill(store, n, args.open)
             if args.engine == "postgresql":
                 with store.main.connect() as conn:
                     conn.execute(text("ANALYZE"))
