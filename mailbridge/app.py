@@ -154,11 +154,13 @@ class App:
             fresh = load_extractor_set(self.config)
         except ConfigError as exc:
             log.error("extractors not reloaded, the previous ones stay in force:\n%s", exc)
+            self.note_reload("extractors", str(exc))
             return False
         for name in ("analyser", "pipeline"):
             self.__dict__.pop(name, None)
         self.__dict__["extractors"] = fresh
         log.info("extractors reloaded from %s (%d in use)", self.config.parsers_path, len(fresh))
+        self.note_reload("extractors", None)
         return True
 
     def reload_rules(self) -> bool:
@@ -173,11 +175,13 @@ class App:
             fresh = load_rule_set(self.config, self.people, self.renderer)
         except ConfigError as exc:
             log.error("rules not reloaded, the previous ones stay in force:\n%s", exc)
+            self.note_reload("rules", str(exc))
             return False
         for name in ("outbox", "pipeline"):
             self.__dict__.pop(name, None)
         self.__dict__["rules"] = fresh
         log.info("rules reloaded from %s (%d in use)", self.config.rules_path, len(fresh.rules) + len(fresh.outgoing))
+        self.note_reload("rules", None)
         return True
 
     def reload_templates(self) -> bool:
@@ -194,12 +198,25 @@ class App:
                 errors = [str(exc)]
         if errors:
             log.error("templates not reloaded, the previous ones stay in force:\n%s", "\n".join(errors))
+            self.note_reload("templates", "\n".join(errors))
             return False
         for name in ("renderer", "outbox", "pipeline"):
             self.__dict__.pop(name, None)
         self.__dict__["renderer"] = fresh
         log.info("templates reloaded from %s", ", ".join(str(d) for d in self.config.template_dirs))
+        self.note_reload("templates", None)
         return True
+
+    def note_reload(self, kind: str, error: str | None) -> None:
+        """Record whether the ``kind`` files in use are the ones on disk (`status --check`,
+        /readyz, /metrics' config_stale and reload-failure counter). Best effort: a busy
+        database must not make a reload fail."""
+        from mailbridge.store.operations import note_reload
+
+        try:
+            note_reload(self.store, kind, error, self.clock())
+        except Exception:
+            log.warning("could not record the %s reload in the database", kind, exc_info=True)
 
     def sync_knowledge(self) -> SyncReport:
         """Mirror the published knowledge articles into the database's full-text index

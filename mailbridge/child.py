@@ -31,7 +31,7 @@ from mailbridge.roles import (  # noqa: E402
 def main(argv: list[str]) -> int:
     role, config_path, index = argv[0], argv[1], int(argv[2])
     config = load_config(config_path)
-    setup_logging(config.daemon.log_level, f"{role}-{index}")
+    setup_logging(config.daemon.log_level, f"{role}-{index}", config.daemon.log_format)
     if role == "receiver":
         return run_receiver(config)
     if role == "worker":

@@ -79,7 +79,7 @@ def run(ctx: click.Context) -> None:
     from mailbridge.daemon import run_daemon
 
     config = _config(ctx)
-    setup_logging(config.daemon.log_level, "supervisor")
+    setup_logging(config.daemon.log_level, "supervisor", config.daemon.log_format)
     try:
         sys.exit(run_daemon(config, Path(ctx.obj["config_path"]).resolve()))
     except ConfigError as exc:
@@ -88,12 +88,20 @@ def run(ctx: click.Context) -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Only say whether the daemon is healthy: exit 0 healthy, 1 degraded, 2 down (for systemd, Nagios).",
+)
 @click.pass_context
-def status(ctx: click.Context, as_json: bool) -> None:
+def status(ctx: click.Context, as_json: bool, check: bool) -> None:
     """Listeners, IMAP mailboxes, stored mail by state, outgoing mail by state."""
     from mailbridge.store.queries import inbound_counts, live_components, mailbox_health, outbox_counts
 
     app = _app(ctx)
+    if check:
+        _health_check(app, as_json)
+        return
     data: dict[str, Any] = {
         "components": live_components(app.store, app.clock()),
         "mailboxes": mailbox_health(app.store),
@@ -126,6 +134,18 @@ def status(ctx: click.Context, as_json: bool) -> None:
         )
     console.print("stored mail: " + (", ".join(f"{k} {v}" for k, v in sorted(data["inbound"].items())) or "none"))
     console.print("outbox: " + (", ".join(f"{k} {v}" for k, v in sorted(data["outbox"].items())) or "empty"))
+
+
+def _health_check(app: Any, as_json: bool) -> None:
+    from mailbridge.clock import utcnow
+    from mailbridge.health import check
+
+    health = check(app.store, app.config, utcnow())
+    if as_json:
+        _print_json(health.to_json())
+    else:
+        click.echo(f"{health.state}: " + ("; ".join(health.reasons) if health.reasons else "every process is alive"))
+    sys.exit(health.code)
 
 
 @main.command()
@@ -718,6 +738,7 @@ def rules_test(ctx: click.Context, file: Path, as_json: bool) -> None:
 
 
 def _register_subcommands() -> None:
+    from mailbridge.cli_data import register as register_data
     from mailbridge.cli_import import import_group
     from mailbridge.cli_kb import kb_group
     from mailbridge.cli_report import report_group
@@ -729,6 +750,7 @@ def _register_subcommands() -> None:
     main.add_command(sla_group)
     main.add_command(secret_group)
     main.add_command(report_group)
+    register_data(main, db_group)
 
 
 _register_subcommands()

@@ -47,6 +47,8 @@ class DaemonSettings(_Strict):
     workers: Annotated[int, Field(ge=1, le=32)] = 1
     drain_seconds: Annotated[float, Field(gt=0)] = 20.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # "json": one JSON object per line (journald, Loki, ELK); "text": readable lines.
+    log_format: Literal["text", "json"] = "text"
     # How often the running daemon looks for edits of rules/, parsers/, templates/ and the
     # knowledge folder, and reloads them as SIGHUP does (0: only on SIGHUP).
     watch_seconds: Annotated[float, Field(ge=0, le=3600)] = 2.0
@@ -646,6 +648,19 @@ class SlaSettings(_Strict):
     survey: bool = True
 
 
+class RetentionSettings(_Strict):
+    """How long data is kept ([retention]; store/retention.py). 0 keeps it for ever."""
+
+    # Raw inbound mail, this many days after its ticket closed (or after it was processed,
+    # for mail kept without a ticket); the parsed message, its text and attachments stay.
+    raw_days: Annotated[int, Field(ge=0, le=36500)] = 90
+    # Closed tickets with their messages, attachments and history, this many days after
+    # they closed. Off by default: reports then only count the tickets that are kept.
+    closed_ticket_days: Annotated[int, Field(ge=0, le=36500)] = 0
+    # Quarantined, dropped and discarded mail, this many days after it arrived.
+    quarantine_days: Annotated[int, Field(ge=0, le=36500)] = 90
+
+
 class ReportSettings(_Strict):
     """`mailbridge report` and the dashboard's figures ([reports])."""
 
@@ -823,6 +838,7 @@ class Config(_Strict):
     calendars: list[CalendarSettings] = []
     vip: VipSettings = VipSettings()
     reports: ReportSettings = ReportSettings()
+    retention: RetentionSettings = RetentionSettings()
     web: WebSettings = WebSettings()
 
     # Where the file was read from; relative paths in it are relative to its folder.

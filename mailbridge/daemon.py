@@ -199,8 +199,9 @@ class FileWatch:
 
 
 class Supervisor:
-    def __init__(self, config: Config, config_path: Path, app: App | None = None) -> None:
+    def __init__(self, config: Config, config_path: Path, app: App | None = None, lock_fd: int | None = None) -> None:
         self.config = config
+        self.lock_fd = lock_fd  # daemonlock: inherited by the children, held while any runs
         self.config_path = config_path
         self.app = app  # for re-indexing the knowledge articles on a reload
         self.children: list[Child] = []
@@ -226,7 +227,8 @@ class Supervisor:
         # -P: import mailbridge from where the supervisor's own came from, never from a
         # "mailbridge/" folder that happens to be in the current directory.
         argv = [sys.executable, "-P", "-m", "mailbridge.child", child.role, str(self.config_path), str(child.index)]
-        child.proc = subprocess.Popen(argv, preexec_fn=die_with_parent)  # noqa: PLW1509
+        keep = (self.lock_fd,) if self.lock_fd is not None else ()
+        child.proc = subprocess.Popen(argv, preexec_fn=die_with_parent, pass_fds=keep)  # noqa: PLW1509
         child.started = time.monotonic()
         log.info("started %s-%d (pid %d)", child.role, child.index, child.proc.pid)
 
@@ -338,12 +340,16 @@ class Supervisor:
 
 
 def run_daemon(config: Config, config_path: Path) -> int:
+    from mailbridge.daemonlock import DaemonLock
+
+    lock = DaemonLock(config.var_path).acquire()  # a second daemon on this var folder stops here
     app = App(config)
     preflight(app)
     reset_stale_claims(app)
     app.sync_knowledge()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     try:
-        return Supervisor(config, config_path, app).run()
+        return Supervisor(config, config_path, app, lock_fd=lock.fd).run()
     finally:
         app.close()
+        lock.release()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,7 +22,7 @@ from sqlalchemy import Connection, and_, bindparam, func, or_, select, text, upd
 
 from mailbridge import knowledge
 from mailbridge.agents.desk import AgentDesk, AgentMail
-from mailbridge.clock import Clock, utcnow
+from mailbridge.clock import Clock, ensure_utc, utcnow
 from mailbridge.config import Config
 from mailbridge.outbound.compose import ComposeError
 from mailbridge.outbound.outbox import Outbox
@@ -36,8 +37,10 @@ from mailbridge.routing import Router, ticket_facts_for
 from mailbridge.rules import Decision, RuleSet
 from mailbridge.sla.sweep import start_clocks
 from mailbridge.store.claims import claim_ids, release_inbound
+from mailbridge.store.counters import bump, histogram
+from mailbridge.store.counters import name as counter_name
 from mailbridge.store.db import Store, read_tx, write_tx
-from mailbridge.store.tables import inbound, messages, outbox, tickets, undeliverable
+from mailbridge.store.tables import inbound, messages, outbox, spool_counts, tickets, undeliverable
 from mailbridge.store.transient import is_transient
 from mailbridge.testing import crash_point, poison
 from mailbridge.tickets import deliveries, incidents, lifecycle, survey
@@ -146,6 +149,7 @@ _CLAIMED = select(
     inbound.c.suspect,
     inbound.c.meta,
     inbound.c.source,
+    inbound.c.received_at,
 )
 
 
@@ -227,6 +231,7 @@ class Pipeline:
         self._people = people if people is not None else People()
         self._router = Router(rules, self._people) if rules is not None else None
         self._unrecorded: list[Outcome] = []
+        self._claimed: dict[int, tuple[str, datetime | None]] = {}  # id -> (intake, received_at)
         self._store = store
         self._outbox = outbox
         self._correlator = correlator
@@ -276,6 +281,8 @@ class Pipeline:
                 )
                 rows = list(conn.execute(_CLAIMED.where(inbound.c.id.in_(ids)).order_by(inbound.c.id)))
         self._unrecorded = []  # committed
+        for row in rows:  # what /metrics counts when the outcome is recorded
+            self._claimed[int(row.id)] = (str(row.source), ensure_utc(row.received_at))
         return rows
 
     def run_batch(self, limit: int = 64, *, defer_record: bool = False) -> list[Outcome]:
@@ -1102,6 +1109,25 @@ class Pipeline:
             conn.execute(_RECORD_DONE, done)
         if retry:
             conn.execute(_RECORD_RETRY, retry)
+        self._count(conn, outcomes, now)
+
+    def _count(self, conn: Connection, outcomes: list[Outcome], now: datetime) -> None:
+        """/metrics' counters (store/counters.py), in the transaction recording the outcomes."""
+        increments: Counter[str] = Counter()
+        latencies: dict[str, list[float]] = {}
+        for o in outcomes:
+            source, received_at = self._claimed.pop(o.inbound_id, ("unknown", None))
+            if o.state in ("done", "duplicate"):
+                increments[counter_name("mailbridge_messages_processed", intake=source)] += 1
+                if received_at is not None:
+                    latencies.setdefault(source, []).append((now - received_at).total_seconds())
+            elif o.state == "quarantined":
+                increments[counter_name("mailbridge_messages_quarantined", intake=source)] += 1
+        series: dict[str, float] = dict(increments)
+        for values in latencies.values():
+            for key, n in histogram("mailbridge_processing_latency_seconds", values).items():
+                series[key] = series.get(key, 0.0) + n
+        bump(conn, spool_counts, series)
 
     @staticmethod
     def _quarantined(inbound_id: int, reason: str) -> Outcome:

@@ -17,6 +17,7 @@ import signal
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 
 from mailbridge.app import App
@@ -27,6 +28,7 @@ from mailbridge.intake.smtp import Listener
 from mailbridge.intake.spool import SpoolWriter
 from mailbridge.intake.storage import StorageReserve
 from mailbridge.store.db import Store
+from mailbridge.store.operations import count_rejections
 from mailbridge.store.queries import heartbeat, register_component, unregister_component
 from mailbridge.store.transient import Outage, is_transient
 
@@ -147,13 +149,28 @@ async def _receiver(config: Config) -> int:
 
     _watch_parent(stop_from_thread)
     outage = Outage("receiver heartbeat", log)
+    refusals: Counter[str] = Counter()
+
+    def flush_refusals() -> None:
+        for listener in listeners:
+            refusals.update(listener.take_refusals())
+        try:
+            count_rejections(store, refusals)
+        except Exception as exc:  # kept for the next flush; a busy database costs nothing
+            if not is_transient(exc):
+                raise
+        else:
+            refusals.clear()
+
     while not stopping.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), HEARTBEAT_SECONDS)
         for listener in listeners:
             await asyncio.to_thread(_beat, app, component_name(listener.kind), outage)
+        await asyncio.to_thread(flush_refusals)
     log.info("receiver draining")
     await asyncio.gather(*(lst.drain(config.daemon.drain_seconds) for lst in listeners))
+    await asyncio.to_thread(flush_refusals)
     writer.close()
     for listener in listeners:
         _quietly(unregister_component, store, component_name(listener.kind))

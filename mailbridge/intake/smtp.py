@@ -21,6 +21,7 @@ import contextlib
 import functools
 import logging
 import re
+from collections import Counter
 from typing import Any
 
 from aiosmtpd.lmtp import LMTP
@@ -52,6 +53,30 @@ _SOURCE_ROUTE = re.compile(r"^\s*TO:\s*<?\s*@", re.IGNORECASE)
 
 
 SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
+
+# What /metrics calls an SMTP/LMTP refusal, by the answer's code (and enhanced code).
+_REFUSALS = (
+    ("550 5.7.1", "relay"),
+    ("550 5.1.1", "unknown_mailbox"),
+    ("550", "refused"),
+    ("452 4.5.3", "too_many_recipients"),
+    ("452 4.3.1", "storage"),
+    ("552", "size"),
+    ("500 5.5.2", "line_too_long"),
+    ("451", "temporary_failure"),
+    ("421", "shutting_down"),
+    ("5", "protocol"),
+    ("4", "temporary_other"),
+)
+
+
+def refusal_reason(status: str) -> str | None:
+    """The /metrics reason of an answer that refuses something, or None for 2xx/3xx."""
+    if not status or status[0] not in "45":
+        return None
+    return next(reason for prefix, reason in _REFUSALS if status.startswith(prefix))
+
+
 _SIZE_PARAM = re.compile(r"^SIZE=(\d{1,15})$", re.IGNORECASE)
 
 
@@ -175,9 +200,11 @@ def longest_line(content: bytes) -> int:
 
 
 class _Limits:
-    """The listener's sessions, so a drain can tell each one and wait for them."""
+    """The listener's sessions, so a drain can tell each one and wait for them; and its
+    refusals by reason, which the receiver adds to /metrics' counter now and then."""
 
     def __init__(self) -> None:
+        self.refusals: Counter[str] = Counter()
         self.active = 0
         self.idle = asyncio.Event()
         self.idle.set()
@@ -227,6 +254,14 @@ def _protocol_factory(
                 await self.push("550 5.7.1 Source routes are not accepted (relaying denied)")
                 return
             await super().smtp_RCPT(arg)
+
+        async def push(self, status: Any) -> None:
+            text = status.decode("ascii", "replace") if isinstance(status, bytes) else str(status)
+            for line in text.split("\r\n"):  # LMTP answers DATA once per recipient
+                reason = refusal_reason(line)
+                if reason is not None:
+                    limits.refusals[reason] += 1
+            await super().push(status)
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
@@ -337,6 +372,11 @@ class Listener:
         sock = self._server.sockets[0]
         self.port = sock.getsockname()[1]
         log.info("%s listening on %s:%s", self.kind, self.host, self.port)
+
+    def take_refusals(self) -> Counter[str]:
+        """The refusals since the last call (the receiver adds them to the database)."""
+        taken, self._limits.refusals = self._limits.refusals, Counter()
+        return taken
 
     async def drain(self, timeout: float) -> None:
         """Stop accepting; answer 421 to every session waiting for a command and to the

@@ -11,16 +11,18 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Connection, Engine, insert
 
 from mailbridge.clock import Clock, utcnow
+from mailbridge.store.counters import bump, name
 from mailbridge.store.db import inserted_id, write_tx
-from mailbridge.store.tables import inbound
+from mailbridge.store.tables import inbound, spool_counts
 from mailbridge.testing import crash_point, fail_point
 
 
@@ -55,11 +57,18 @@ def _row(raw: bytes, env: Envelope, now_ts: object) -> dict[str, object]:
 _INSERT = insert(inbound)  # built once; the listener runs it for every message
 
 
+def _count_received(conn: Connection, envs: Sequence[Envelope]) -> None:
+    """/metrics' received counter, in the transaction that stores the mail."""
+    by_intake = Counter(name("mailbridge_messages_received", intake=env.source) for env in envs)
+    bump(conn, spool_counts, by_intake)
+
+
 def accept(engine: Engine, raw: bytes, env: Envelope, clock: Clock = utcnow) -> int:
     """Store one message durably; return its spool id. Raises on any failure."""
     fail_point("spool.write")
     with write_tx(engine) as conn:
         new_id = inserted_id(conn.execute(_INSERT, _row(raw, env, clock())))
+        _count_received(conn, [env])
     crash_point("spool.after_commit")
     return int(new_id)
 
@@ -73,6 +82,7 @@ def accept_many(engine: Engine, items: Sequence[tuple[bytes, Envelope]], clock: 
     with write_tx(engine) as conn:
         now = clock()
         ids = [int(inserted_id(conn.execute(_INSERT, _row(raw, env, now)))) for raw, env in items]
+        _count_received(conn, [env for _raw, env in items])
     crash_point("spool.after_commit")
     return ids
 
@@ -127,6 +137,7 @@ class SpoolWriter:
                 now = self._clock()
                 for raw, env, _fut in batch:
                     ids.append(inserted_id(conn.execute(_INSERT, _row(raw, env, now))))
+                _count_received(conn, [env for _raw, env, _fut in batch])
             crash_point("spool.after_commit")
         except Exception as exc:  # every caller answers 451 and the client retries
             for _raw, _env, fut in batch:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -45,8 +46,9 @@ from mailbridge.outbound.transport import (
     maildir_name,
 )
 from mailbridge.store.claims import claim_ids
+from mailbridge.store.counters import bump
 from mailbridge.store.db import Store, read_tx, write_tx
-from mailbridge.store.tables import outbox
+from mailbridge.store.tables import metric_counts, outbox
 from mailbridge.testing import crash_point
 from mailbridge.tickets.lifecycle import add_events, event_row
 
@@ -72,6 +74,7 @@ _SETTLE = (
         claimed_until=None,
     )
 )
+_COUNTED = {"sent": "sent", "failed": "failures"}
 _CLAIMED_COLUMNS = (
     outbox.c.id,
     outbox.c.ticket_id,
@@ -303,6 +306,9 @@ def settle(
         if updates:
             conn.execute(_SETTLE, updates)
             add_events(conn, events)
+            # /metrics' counters, with the rows they count (store/counters.py).
+            final = Counter(u["o_state"] for u in updates if u["o_state"] in ("sent", "failed"))
+            bump(conn, metric_counts, {f"mailbridge_outbox_{_COUNTED[k]}": n for k, n in final.items()})
         settled = len(updates)
     if journal is not None and entries is None:
         journal.clear()

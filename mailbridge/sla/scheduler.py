@@ -106,7 +106,8 @@ def sla_sweep_job() -> None:
 
 
 def housekeeping_job() -> None:
-    """Auto-close resolved tickets nobody answered (sla/housekeeping.py)."""
+    """Auto-close resolved tickets nobody answered (sla/housekeeping.py), then apply
+    [retention]."""
     app = _APP
     if app is None:
         return
@@ -119,6 +120,12 @@ def housekeeping_job() -> None:
         pending.flush(conn)
     if closed:
         log.info("housekeeping: %d resolved ticket(s) closed", closed)
+    # [retention]: what may go, in small batches (store/retention.py).
+    from mailbridge.store.retention import run_retention
+
+    purged = run_retention(app.store, app.config, app.clock())
+    if purged.anything:
+        log.info("retention: removed %s", purged.summary())
 
 
 # What APScheduler stores (by import path) and runs.

@@ -34,7 +34,8 @@ from mailbridge.parsing.mime import Address
 from mailbridge.people import NoWorkingTime, People
 from mailbridge.sla import clocks
 from mailbridge.sla.due import clock_state, moment_at_fraction
-from mailbridge.store.tables import sla_clocks, sla_notices, tickets
+from mailbridge.store.counters import bump
+from mailbridge.store.tables import metric_counts, sla_clocks, sla_notices, tickets
 from mailbridge.tickets import lifecycle
 from mailbridge.tickets.refs import ReferenceFormat
 
@@ -230,6 +231,8 @@ class Sweeper:
             report.reminders += 1
         elif level == 2:
             report.breaches += 1
+            # /metrics' counter, in the transaction of the notice (store/counters.py).
+            bump(conn, metric_counts, {"mailbridge_sla_breaches": 1})
         else:
             report.escalations += 1
         context = {

@@ -11,7 +11,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+from alembic.script import Script, ScriptDirectory
 from sqlalchemy import Engine, text
 
 from mailbridge.store.db import Store, is_sqlite
@@ -52,6 +52,11 @@ def current_revision(engine: Engine) -> str | None:
 
 def head_revision() -> str | None:
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+def revisions() -> list[Script]:
+    """Every revision, oldest first (`mailbridge db history`)."""
+    return list(reversed(list(ScriptDirectory.from_config(_alembic_config()).walk_revisions())))
 
 
 def is_current(engine: Engine) -> bool:

@@ -80,6 +80,8 @@ inbound = Table(
     # it is alone counts against it (crashes), never against its batch-mates.
     Column("suspect", Boolean, nullable=False, default=False, server_default=false()),
     Column("crashes", Integer, nullable=False, default=0, server_default="0"),
+    # When retention ([retention] raw_days) removed the raw bytes (raw is then empty).
+    Column("purged_at", TS),
     schema=SPOOL_SCHEMA,
 )
 Index("ix_inbound_state_id", inbound.c.state, inbound.c.id)
@@ -149,6 +151,8 @@ tickets = Table(
 Index("ix_tickets_assignee_status", tickets.c.assignee, tickets.c.status)
 Index("ix_tickets_requester_created", tickets.c.requester, tickets.c.created_at)
 Index("ix_tickets_status", tickets.c.status)
+# /metrics' open tickets by priority, read from the index alone.
+Index("ix_tickets_status_priority", tickets.c.status, tickets.c.priority, tickets.c.merged_into)
 Index("ix_tickets_incident_key", tickets.c.incident_key, tickets.c.status)
 
 participants = Table(
@@ -398,4 +402,44 @@ apscheduler_jobs = Table(
     Column("id", Unicode(191), primary_key=True),
     Column("next_run_time", Float(25), index=True),
     Column("job_state", LargeBinary, nullable=False),
+)
+
+# Monotonic counters behind /metrics (store/counters.py): only ever increased, in the
+# transaction of what they count, so a purge, a discard or a retry never lowers one.
+# Histogram buckets are counters too ("name{le=...}"). Spool-side counts (received,
+# processed, quarantined, latency) live in the spool database, written with the spool rows.
+metric_counts = Table(
+    "metric_counts",
+    metadata,
+    Column("name", String(160), primary_key=True),
+    Column("value", Float, nullable=False),
+)
+spool_counts = Table(
+    "spool_counts",
+    metadata,
+    Column("name", String(160), primary_key=True),
+    Column("value", Float, nullable=False),
+    schema=SPOOL_SCHEMA,
+)
+
+# Whether the rules, extractors or templates in use are what is on disk: stale after a
+# refused reload (the previous set stays in force), fresh again after a good one.
+config_state = Table(
+    "config_state",
+    metadata,
+    Column("kind", String(32), primary_key=True),  # rules | extractors | templates
+    Column("stale", Boolean, nullable=False),
+    Column("error", Text),
+    Column("changed_at", TS, nullable=False),
+)
+
+# What admins did to the data as a whole: purges (counts), erasures (no address),
+# backups and restores. Never customer content.
+admin_log = Table(
+    "admin_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", TS, nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("data", JSON, nullable=False),
 )

@@ -26,16 +26,17 @@ from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailbridge.app import App
-from mailbridge.clock import ensure_utc
+from mailbridge.clock import ensure_utc, utcnow
 from mailbridge.config import Config, is_loopback
 from mailbridge.errors import ConfigError, NotFound
+from mailbridge.health import expected_processes
 from mailbridge.reports.period import report_zone
 from mailbridge.reports.render import duration
 from mailbridge.store.db import read_tx
@@ -111,7 +112,7 @@ def create_app(config: Config, app: App | None = None) -> Starlette:
         )
     zone = report_zone(config)
     templates = _templates(zone)
-    registry = make_registry(app.store)
+    registry = make_registry(app.store, dict(expected_processes(config)))
     reports = ReportCache(max_age=max(300.0, float(config.web.refresh_seconds)))
 
     def page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
@@ -155,7 +156,16 @@ def create_app(config: Config, app: App | None = None) -> Starlette:
         return Response(render_metrics(registry), media_type=CONTENT_TYPE)
 
     def healthz(request: Request) -> Response:
+        """Liveness: the web child answers (nothing else is asked)."""
         return PlainTextResponse("ok\n")
+
+    def readyz(request: Request) -> Response:
+        """Readiness: the database answers within a second, every process the config asks
+        for has a fresh heartbeat, no admin's edit was refused (health.py). 200 or 503."""
+        from mailbridge.health import check
+
+        health = check(app.store, config, utcnow())
+        return JSONResponse(health.to_json(), status_code=200 if health.state == "healthy" else 503)
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return page(request, "error.html", {"title": "Not found", "text": "There is no such page."}, 404)
@@ -165,6 +175,7 @@ def create_app(config: Config, app: App | None = None) -> Starlette:
         Route("/tickets/{reference}", ticket),
         Route("/metrics", metrics),
         Route("/healthz", healthz),
+        Route("/readyz", readyz),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     # Outermost first: the headers go on every response, the 401s of the gate included.

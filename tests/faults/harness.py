@@ -146,7 +146,7 @@ class Site:
     def kill_child(self, kind: str) -> int:
         """SIGKILL the child behind component ``kind``; wait until the supervisor has
         started another (a new pid). Returns the dead pid."""
-        old = self.pids()[kind]
+        old = poll(lambda: self.pids().get(kind), timeout=120, interval=0.2)  # (re)started and registered
         os.kill(old, signal.SIGKILL)
         poll(lambda: self.pids().get(kind, old) != old, timeout=120, interval=0.2)
         return old

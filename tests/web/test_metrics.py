@@ -65,6 +65,6 @@ def test_metrics_count_what_was_sent(db_url, web_daemon, sink):
     assert value("mailbridge_open_tickets", priority="high") == 1
     assert value("mailbridge_open_tickets", priority="none") == 2
     status = mailbridge_json(daemon.config, "status")
-    assert value("mailbridge_outbox_messages", state="sent") == status["outbox"]["sent"] == len(sink.messages)
+    assert value("mailbridge_outbox_sent_total") == status["outbox"]["sent"] == len(sink.messages)
     assert value("mailbridge_outbox_failures_total") == 0
     assert value("mailbridge_sla_breaches_total") == 0

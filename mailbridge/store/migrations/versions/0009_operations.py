@@ -1,0 +1,64 @@
+"""Operations: monotonic metric counters, the state of the admins' files in use, the
+admin log (purges, erasures, backups), raw mail purged by retention
+
+Revision ID: 0009
+Revises: 0006
+Create Date: 2026-12-06 22:00:00.000000
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0009"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+_TS = sa.DateTime(timezone=True)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "metric_counts",
+        sa.Column("name", sa.String(length=160), nullable=False),
+        sa.Column("value", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("name"),
+    )
+    op.create_table(
+        "spool_counts",
+        sa.Column("name", sa.String(length=160), nullable=False),
+        sa.Column("value", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("name"),
+        schema="spool",
+    )
+    op.create_table(
+        "config_state",
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("stale", sa.Boolean(), nullable=False),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("changed_at", _TS, nullable=False),
+        sa.PrimaryKeyConstraint("kind"),
+    )
+    op.create_table(
+        "admin_log",
+        sa.Column("id", _ID, autoincrement=True, nullable=False),
+        sa.Column("at", _TS, nullable=False),
+        sa.Column("action", sa.String(length=32), nullable=False),
+        sa.Column("data", sa.JSON(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("inbound", schema="spool") as batch_op:
+        batch_op.add_column(sa.Column("purged_at", _TS, nullable=True))
+    # /metrics' open tickets by priority read from the index alone (no row per ticket).
+    op.create_index("ix_tickets_status_priority", "tickets", ["status", "priority", "merged_into"], unique=False)
+
+
+def downgrade() -> None:
+    op.drop_index("ix_tickets_status_priority", table_name="tickets")
+    with op.batch_alter_table("inbound", schema="spool") as batch_op:
+        batch_op.drop_column("purged_at")
+    op.drop_table("admin_log")
+    op.drop_table("config_state")
+    op.drop_table("spool_counts", schema="spool")
+    op.drop_table("metric_counts")
