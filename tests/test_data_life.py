@@ -109,9 +109,8 @@ def test_backup_under_load_restores_every_ticket_message_and_attachment(tmp_path
     assert (fresh.parent / "var" / "secret.key").read_bytes() == (config.parent / "var" / "secret.key").read_bytes()
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_backup_on_postgresql_points_to_pg_dump(db_url, tmp_path):
-    if not db_url:
-        pytest.skip("the PostgreSQL case of this test")
     config = write_config(tmp_path / "site", db_url=db_url)
     mailbridge(config, "db", "upgrade")
     answer = mailbridge(config, "db", "backup", str(tmp_path / "x.tar.gz"), check=False)

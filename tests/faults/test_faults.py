@@ -17,7 +17,10 @@ the fault harness (bench/faults.py is the full one).
 
 from __future__ import annotations
 
+import os
+import signal
 import smtplib
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,10 +85,24 @@ def test_kills_under_load_lose_and_duplicate_nothing(tmp_path, relay, sites):
         kills[what] += 1
     load.join(timeout=600)
     assert load.acked_count() == len(mails), "every mail was acknowledged in the end"
-    # Kill the worker and the sender once more while they have work in hand: the claims
-    # they held come back at once, so the desk is idle well within 30 s.
-    site.kill_child("worker")
-    site.kill_child("sender")
+    # Kill the worker and the sender once more while each holds a claimed batch: what
+    # they held comes back at once (not after the 5-minute lease), so the desk is idle
+    # well within 30 s of their deaths.
+    site.daemon.wait_idle(timeout=300)
+    pids = site.pids()
+    os.kill(pids["worker"], signal.SIGSTOP)
+    os.kill(pids["sender"], signal.SIGSTOP)
+    final = corpus(100, prefix="final")
+    for msgid, raw, sender in final:
+        site.daemon.send(raw, mail_from=sender)
+        load.acked.append(msgid)
+    os.kill(pids["worker"], signal.SIGCONT)
+    poll(lambda: _claimed(site, "inbound"), timeout=60, interval=0.01)
+    os.kill(pids["worker"], signal.SIGKILL)
+    poll(lambda: _count(site, "outbox", "queued") > 0, timeout=120)
+    os.kill(pids["sender"], signal.SIGCONT)
+    poll(lambda: _claimed(site, "outbox"), timeout=60, interval=0.01)
+    os.kill(pids["sender"], signal.SIGKILL)
     kills["worker"] += 1
     kills["sender"] += 1
     site.daemon.wait_idle(timeout=30)
@@ -98,6 +115,19 @@ def test_kills_under_load_lose_and_duplicate_nothing(tmp_path, relay, sites):
     assert result.tickets > 1000
     # (A child killed while idle held nothing: only the kills with work in hand log it.)
     assert "released the claims of worker-0@" in log
+
+
+def _count(site: Site, table: str, state: str) -> int:
+    name = "mailbridge-spool.db" if table == "inbound" else "mailbridge.db"
+    conn = sqlite3.connect(site.var / name)
+    try:
+        return int(conn.execute(f"SELECT count(*) FROM {table} WHERE state = ?", (state,)).fetchone()[0])
+    finally:
+        conn.close()
+
+
+def _claimed(site: Site, table: str) -> bool:
+    return _count(site, table, "processing" if table == "inbound" else "sending") > 0
 
 
 def test_first_start_logs_no_traceback(tmp_path, relay, sites):
