@@ -31,7 +31,7 @@ from datetime import datetime
 from email.utils import format_datetime
 from urllib.parse import quote
 
-__all__ = ["ComposeError", "OutgoingAttachment", "compose", "sanitize_header_text"]
+__all__ = ["ComposeError", "OutgoingAttachment", "compose", "sanitize_header_text", "trim_references"]
 
 
 class ComposeError(ValueError):
@@ -126,6 +126,34 @@ def _check_address(address: str, what: str) -> str:
 
 def _valid_msgid(msgid: object) -> bool:
     return isinstance(msgid, str) and len(msgid) <= _MSGID_MAX and bool(_MSGID_RE.fullmatch(msgid))
+
+
+def trim_references(references: Sequence[str], parent: str | None, keep: int = _REFERENCES_MAX) -> list[str]:
+    """The References to write: valid ids, each once, in order, cut to ``keep``: the
+    thread's root (the first id) and the most recent ones, ending with ``parent``.
+
+    RFC 5322 section 3.6.4: a reply's References are the parent's References followed
+    by the parent's Message-ID; RFC 5537 section 3.4.4 trims a long list by keeping
+    the first id and the last ones, which is what threading needs. The list comes from
+    a customer's mail and can hold hundreds of thousands of ids, so it is walked from
+    the end only until enough are found, with a set for the duplicates: linear, and
+    usually a handful of steps.
+    """
+    tail: list[str] = []
+    seen: set[str] = set()
+    if parent is not None:
+        tail.append(parent)
+        seen.add(parent)
+    for ref in reversed(references):
+        if len(tail) >= keep - 1:
+            break
+        if ref not in seen and _valid_msgid(ref):
+            seen.add(ref)
+            tail.append(ref)
+    root = next((ref for ref in references if _valid_msgid(ref)), None)
+    if root is not None and root not in seen and keep > 0:
+        return [root, *reversed(tail)]
+    return list(reversed(tail))[-keep:] if keep > 0 else []
 
 
 # --------------------------------------------------------------------------
@@ -471,15 +499,7 @@ def compose(
         raise ComposeError("date must be a timezone-aware datetime")
 
     parent = in_reply_to if in_reply_to is not None and _valid_msgid(in_reply_to) else None
-    refs: list[str] = []
-    for ref in references:
-        if _valid_msgid(ref) and ref not in refs:
-            refs.append(ref)
-    # RFC 5322 section 3.6.4: References is the parent's References followed
-    # by the parent's Message-ID, so make sure the parent is there.
-    if parent is not None and parent not in refs:
-        refs.append(parent)
-    refs = refs[-_REFERENCES_MAX:]
+    refs = trim_references(references, parent)
 
     head: list[str] = [
         _address_field("From", from_name, from_address),
