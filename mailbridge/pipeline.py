@@ -40,7 +40,7 @@ from mailbridge.store.tables import inbound, messages, outbox, tickets, undelive
 from mailbridge.testing import crash_point
 from mailbridge.tickets import deliveries, incidents, lifecycle, survey
 from mailbridge.tickets.correlate import Correlation, Correlator
-from mailbridge.tickets.dedupe import dedupe_key
+from mailbridge.tickets.dedupe import dedupe_key, legacy_dedupe_key
 from mailbridge.tickets.refs import ReferenceFormat
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,12 @@ _APPLY_LOCK = text("SELECT pg_advisory_xact_lock(4242170501)")
 _SEEN = (
     select(messages.c.inbound_id, tickets.c.reference)
     .outerjoin(tickets, messages.c.ticket_id == tickets.c.id)
-    .where(or_(messages.c.inbound_id == bindparam("s_inbound"), messages.c.dedupe_key == bindparam("s_key")))
+    .where(
+        or_(
+            messages.c.inbound_id == bindparam("s_inbound"),
+            messages.c.dedupe_key.in_([bindparam("s_key"), bindparam("s_legacy")]),
+        )
+    )
 )
 _SEEN_MANY = (
     select(messages.c.inbound_id, messages.c.dedupe_key, tickets.c.reference)
@@ -133,26 +138,35 @@ class _Seen:
     kept up to date as the batch is applied: a copy later in the same batch is a
     duplicate of the first."""
 
-    def __init__(self, conn: Connection, batch: list[tuple[int, str]]) -> None:
+    def __init__(self, conn: Connection, batch: list[tuple[int, str, str]]) -> None:
         self.by_inbound: dict[int, str | None] = {}
         self.by_key: dict[str, str | None] = {}
-        params = {"s_inbound": [i for i, _k in batch], "s_keys": [k for _i, k in batch]}
+        # Each message's key and its key as computed before issue 14 (messages stored
+        # earlier carry that one).
+        params = {"s_inbound": [i for i, _k, _l in batch], "s_keys": [k for _i, *keys in batch for k in keys]}
         for row in conn.execute(_SEEN_MANY, params):
             if row.inbound_id is not None:
                 self.by_inbound[int(row.inbound_id)] = row.reference
             if row.dedupe_key is not None:
                 self.by_key[row.dedupe_key] = row.reference
 
-    def lookup(self, inbound_id: int, key: str) -> tuple[int | None, str | None] | None:
+    def lookup(self, inbound_id: int, key: str, legacy: str) -> tuple[int | None, str | None] | None:
         if inbound_id in self.by_inbound:
             return inbound_id, self.by_inbound[inbound_id]
-        if key in self.by_key:
-            return None, self.by_key[key]
+        for k in (key, legacy):
+            if k in self.by_key:
+                return None, self.by_key[k]
         return None
 
     def add(self, inbound_id: int, key: str, reference: str | None) -> None:
         self.by_inbound[inbound_id] = reference
         self.by_key[key] = reference
+
+
+def _keys(row: Any, analysis: Analysis) -> tuple[str, str]:
+    """The message's dedupe key (tickets/dedupe.py), and the one it had before issue 14."""
+    raw = bytes(row.raw)
+    return dedupe_key(raw, analysis.mail.message_id), legacy_dedupe_key(raw, analysis.mail.message_id)
 
 
 # A web form's "Email:" field becomes the requester only if it is a plain address.
@@ -346,10 +360,10 @@ class Pipeline:
         with write_tx(self._store.main) as conn:
             self._serialize_apply(conn)
             pending = lifecycle.Pending()
-            keyed = [(row, an, dedupe_key(bytes(row.raw), an.mail.message_id)) for row, an in parsed]
-            seen = _Seen(conn, [(int(row.id), key) for row, _an, key in keyed])
-            for row, analysis, key in keyed:
-                outcome = outcomes[row.id] = self._apply(conn, row, analysis, pending, key, seen)
+            keyed = [(row, an, *_keys(row, an)) for row, an in parsed]
+            seen = _Seen(conn, [(int(row.id), key, legacy) for row, _an, key, legacy in keyed])
+            for row, analysis, key, legacy in keyed:
+                outcome = outcomes[row.id] = self._apply(conn, row, analysis, pending, key, legacy, seen)
                 if outcome.state == "done":
                     seen.add(int(row.id), key, outcome.ticket)
             pending.flush(conn)
@@ -365,8 +379,8 @@ class Pipeline:
                     try:
                         with conn.begin_nested():
                             pending = lifecycle.Pending()
-                            key = dedupe_key(bytes(row.raw), analysis.mail.message_id)
-                            outcomes[row.id] = self._apply(conn, row, analysis, pending, key)
+                            key, legacy = _keys(row, analysis)
+                            outcomes[row.id] = self._apply(conn, row, analysis, pending, key, legacy)
                             pending.flush(conn)
                     except Exception as exc:
                         outcomes[row.id] = self._failed(row, exc)
@@ -399,6 +413,7 @@ class Pipeline:
         analysis: Analysis,
         pending: lifecycle.Pending,
         key: str,
+        legacy_key: str,
         batch_seen: _Seen | None = None,
     ) -> Outcome:
         inbound_id = int(row.id)
@@ -408,9 +423,10 @@ class Pipeline:
         if historic and analysis.mail.date is not None:
             now = analysis.mail.date  # imported history keeps its original dates
         if batch_seen is not None:
-            seen = batch_seen.lookup(inbound_id, key)
+            seen = batch_seen.lookup(inbound_id, key, legacy_key)
         else:
-            found = conn.execute(_SEEN, {"s_inbound": inbound_id, "s_key": key}).first()
+            params = {"s_inbound": inbound_id, "s_key": key, "s_legacy": legacy_key}
+            found = conn.execute(_SEEN, params).first()
             seen = None if found is None else (found.inbound_id, found.reference)
         if seen is not None:
             seen_inbound, reference = seen

@@ -161,6 +161,8 @@ class _Splitter:
                 found.append((start, stop, closing))
                 if closing:
                     break
+                if len(found) > self.max_parts:
+                    raise _GiveUp  # the feed parser stops at the limit (not after 400,000 lines)
             # The needle starts with the line break before a line, so searching from
             # this line's start never finds this line again.
             at = text.find(needle, start, end)

@@ -59,6 +59,8 @@ from mailbridge.parsing.limits import (
     LimitExceeded,
     ParseError,
     ParseLimits,
+    cap_references,
+    cut_address_list,
     parse_structure,
 )
 from mailbridge.parsing.sanitize import MAX_SAFE_HTML_CHARS, sanitize_html
@@ -463,10 +465,25 @@ def _address_pairs(value: str, header: str, defects: list[str]) -> list[tuple[st
     return pairs
 
 
-def _addresses(values: list[str], header: str, defects: list[str]) -> list[Address]:
+def _addresses(
+    values: list[str], header: str, defects: list[str], limits: ParseLimits = ParseLimits()
+) -> list[Address]:
     result: list[Address] = []
+    entries, chars = limits.max_addresses, limits.max_address_chars
+    cut = False
     for value in values:
-        pairs = _address_pairs(value, header, defects)
+        if cut:
+            break
+        # Every field of this header name shares one budget (see limits.cut_address_list).
+        if entries <= 0 or chars <= 0:
+            value, cut = "", True
+        else:
+            value, cut = cut_address_list(value, entries, chars)
+        if cut:
+            defects.append(f"{header} header: more than {limits.max_addresses} addresses; only the first ones read")
+        entries -= value.count(",") + 1
+        chars -= len(value)
+        pairs = _address_pairs(value, header, defects) if value else []
         for name, address in pairs:
             if not address:
                 continue  # group names, "undisclosed-recipients:;", garbage
@@ -954,12 +971,18 @@ def _build(root: Message, limits: ParseLimits) -> ParsedMail:
     message_id = _message_id(first("message-id"))
     if message_id is None:
         defects.append("missing Message-ID header")
-    to = _addresses(fields.get("to", []), "To", defects)
-    cc = _addresses(fields.get("cc", []), "Cc", defects)
-    reply_to = _addresses(fields.get("reply-to", []), "Reply-To", defects)
+    to = _addresses(fields.get("to", []), "To", defects, limits)
+    cc = _addresses(fields.get("cc", []), "Cc", defects, limits)
+    reply_to = _addresses(fields.get("reply-to", []), "Reply-To", defects, limits)
     date = _parse_date(first("date"), defects)
     in_reply_to = _msg_ids(first("in-reply-to") or "")
-    references = [i for value in fields.get("references", []) for i in _msg_ids(value)]
+    references, dropped = cap_references(
+        list(dict.fromkeys(i for value in fields.get("references", []) for i in _msg_ids(value))), limits
+    )
+    if dropped:
+        defects.append(
+            f"References header: {dropped} ids between the first and the last {limits.max_references - 1} dropped"
+        )
 
     walk = _Walk(limits, defects)
     walk.run(root)
@@ -1001,7 +1024,7 @@ def _build(root: Message, limits: ParseLimits) -> ParsedMail:
         date=date,
         message_id=message_id,
         in_reply_to=in_reply_to[0] if in_reply_to else None,
-        references=list(dict.fromkeys(references)),
+        references=references,
         text=text,
         text_source=text_source,
         html=html,

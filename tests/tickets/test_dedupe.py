@@ -1,0 +1,62 @@
+"""The dedupe key (tickets/dedupe.py): what the originator wrote, nothing an MTA adds."""
+
+from __future__ import annotations
+
+from mailbridge.tickets.dedupe import dedupe_key, legacy_dedupe_key
+
+BODY = b"The printer is on fire.\r\nPlease help.\r\n"
+ORIGINAL = (
+    b"From: Alice <alice@example.com>\r\n"
+    b"To: support@help.example\r\n"
+    b"Subject: Printer on fire\r\n"
+    b"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n"
+    b"Message-ID: <m1@example.com>\r\n"
+    b"\r\n" + BODY
+)
+# What MTAs on the way add (RFC 5321 4.4, RFC 8601, RFC 8617) and a relay of ours may sign with.
+TRACE = (
+    b"Received: from mx.example.com by mx.help.example; Mon, 23 Nov 2026 10:00:01 +0000\r\n"
+    b"Authentication-Results: mx.help.example; dkim=pass header.d=example.com; spf=pass\r\n"
+    b"ARC-Seal: i=1; a=rsa-sha256; d=help.example; s=arc; cv=none;\r\n\tb=abcdef\r\n"
+    b"ARC-Message-Signature: i=1; a=rsa-sha256; d=help.example; b=xyz\r\n"
+    b"ARC-Authentication-Results: i=1; mx.help.example; dkim=pass\r\n"
+    b"Received-SPF: pass (mx.help.example: domain of alice@example.com designates 192.0.2.1)\r\n"
+    b"X-Spam-Status: No, score=-0.1\r\nX-Spam-Score: -0.1\r\n"
+    b"DKIM-Signature: v=1; a=rsa-sha256; d=help.example; s=relay; h=from:subject; b=qwerty\r\n"
+)
+
+
+def key(raw: bytes) -> str:
+    return dedupe_key(raw, "m1@example.com")
+
+
+def test_trace_headers_do_not_change_the_key() -> None:
+    assert key(TRACE + ORIGINAL) == key(ORIGINAL)
+
+
+def test_line_endings_refolding_and_a_final_newline_do_not_change_the_key() -> None:
+    lf = ORIGINAL.replace(b"\r\n", b"\n")
+    refolded = ORIGINAL.replace(b"Subject: Printer on fire", b"Subject: Printer\r\n  on   fire")
+    assert key(lf) == key(refolded) == key(ORIGINAL + b"\r\n") == key(ORIGINAL)
+
+
+def test_the_originators_fields_and_the_body_do() -> None:
+    assert key(ORIGINAL.replace(b"Printer on fire", b"Printer on ice")) != key(ORIGINAL)
+    assert key(ORIGINAL.replace(b"alice@", b"mallory@")) != key(ORIGINAL)
+    assert key(ORIGINAL.replace(b"10:00:00", b"10:00:01")) != key(ORIGINAL)
+    assert key(ORIGINAL.replace(b"Please help.", b"Please help!")) != key(ORIGINAL)
+    assert dedupe_key(ORIGINAL, "m2@example.com") != key(ORIGINAL)
+
+
+def test_legacy_key_is_the_old_whole_header_key() -> None:
+    """Messages stored before the change carry it; a Received line does not change it,
+    an Authentication-Results line did (that was the bug)."""
+    received = b"Received: from a by b; Mon, 23 Nov 2026 10:00:01 +0000\r\n"
+    assert legacy_dedupe_key(received + ORIGINAL, "m1@example.com") == legacy_dedupe_key(ORIGINAL, "m1@example.com")
+    assert legacy_dedupe_key(TRACE + ORIGINAL, "m1@example.com") != legacy_dedupe_key(ORIGINAL, "m1@example.com")
+    assert legacy_dedupe_key(ORIGINAL, "m1@example.com") != key(ORIGINAL)
+
+
+def test_a_huge_header_section_is_one_linear_pass() -> None:
+    refs = b"References: " + b" ".join(b"<%d@example.com>" % i for i in range(200_000)) + b"\r\n"
+    assert key(TRACE + refs + ORIGINAL) == key(ORIGINAL)
