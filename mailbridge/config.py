@@ -348,6 +348,23 @@ Address = Annotated[str, AfterValidator(_check_address)]
 Domain = Annotated[str, AfterValidator(_check_domain)]
 
 
+def _check_host_name(value: str) -> str:
+    """A name for a Host header: a domain name, "*." and a domain, or an IP address."""
+    import ipaddress
+
+    name = value.strip().lower().rstrip(".")
+    try:
+        return str(ipaddress.ip_address(name.strip("[]")))
+    except ValueError:
+        pass
+    bare = name[2:] if name.startswith("*.") else name
+    if bare == "localhost" or _DOMAIN_RE.match(bare):
+        return name
+    raise ValueError(
+        f"{value!r} is not a host name like dashboard.example.com, *.example.com or an IP address (no port, no scheme)"
+    )
+
+
 def parse_hours(text: str) -> tuple[tuple[int, int], ...]:
     """'08:00-12:00,13:00-17:00' -> ((480, 720), (780, 1020)): minutes after local midnight.
 
@@ -631,6 +648,11 @@ class WebSettings(_Strict):
     token_file: str = ""
     # How often the dashboard page reloads itself.
     refresh_seconds: Annotated[int, Field(ge=5, le=3600)] = 30
+    # Host names the dashboard answers to (the Host header; "*.example.com" for every
+    # name under a domain). The loopback names and the bound host are always allowed;
+    # any other name is refused with 400, so a web page cannot read the dashboard
+    # through DNS rebinding (its own name pointed at 127.0.0.1).
+    allowed_hosts: list[Annotated[str, AfterValidator(_check_host_name)]] = []
 
     @model_validator(mode="after")
     def _token_beyond_localhost(self) -> WebSettings:

@@ -44,7 +44,19 @@ class ComposeError(ValueError):
 
 # C0 controls (incl. CR, LF, TAB), DEL, C1 controls and the Unicode line and
 # paragraph separators: some software treats each of them as a line break.
-_CONTROL_TABLE = {cp: " " for cp in (*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029)}
+_CONTROL_TABLE: dict[int, str | None] = {
+    cp: " " for cp in (*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029)
+}
+# Removed: the Unicode Bidi_Control characters (ALM, LRM, RLM, the embeddings and
+# overrides LRE..RLO, the isolates LRI..PDI). A customer's subject or name with U+202E
+# (RIGHT-TO-LEFT OVERRIDE) shows reversed text in our mail ("invoice_txt.exe" as
+# "invoice_exe.txt"); a header has no use for them (Unicode TR 9, TR 36 3.3). Also the
+# BOM / zero-width no-break space, the interlinear annotation marks and the deprecated
+# format characters U+206A..U+206F, which only hide or reorder text.
+_CONTROL_TABLE.update(
+    dict.fromkeys((0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x2070), 0xFEFF), None)
+)
+_CONTROL_TABLE.update(dict.fromkeys(range(0xFFF9, 0xFFFC), None))
 
 
 def _scrub_surrogates(text: str) -> str:
@@ -58,16 +70,20 @@ def _scrub_surrogates(text: str) -> str:
 
 
 def sanitize_header_text(value: str, max_len: int = 900) -> str:
-    """Make ``value`` safe as header text: one line, no control characters.
+    """Make ``value`` safe as header text: one line, no control or bidi characters.
 
-    Control characters become spaces, runs of whitespace collapse to one
+    Control characters become spaces, bidi controls are removed, runs of whitespace collapse to one
     space, the ends are stripped and the result is cut to ``max_len``
     characters (900 keeps ``Name: value`` under the 998-octet line limit of
     RFC 5322 section 2.1.1 even before folding).
     """
     if max_len < 0:
         raise ValueError("max_len must be >= 0")
-    text = _scrub_surrogates(str(value).translate(_CONTROL_TABLE))
+    text = str(value)
+    # Cut first: a hostile subject can be megabytes, and only its start is kept. The
+    # margin leaves room for what the collapsing of white space below removes.
+    text = text[: max_len * 8 + 1024]
+    text = _scrub_surrogates(text.translate(_CONTROL_TABLE))
     text = " ".join(text.split())
     if len(text) > max_len:
         text = text[:max_len].rstrip()

@@ -110,15 +110,18 @@ class _CountingCompat32(_TamedCompat32):
     attribute assignment), hence ``object.__setattr__`` for the one counter.
     """
 
+    _fields_left: int
+    _max_fields: int
+
     def __init__(self, max_fields: int) -> None:
         super().__init__()
         object.__setattr__(self, "_fields_left", max_fields)
         object.__setattr__(self, "_max_fields", max_fields)
 
     def header_source_parse(self, sourcelines: list[str]) -> tuple[str, str]:
-        left: int = self._fields_left  # type: ignore[has-type]
+        left = self._fields_left
         if left <= 0:
-            raise LimitExceeded(f"more than {self._max_fields} header fields")  # type: ignore[has-type]
+            raise LimitExceeded(f"more than {self._max_fields} header fields")
         object.__setattr__(self, "_fields_left", left - 1)
         return super().header_source_parse(sourcelines)
 

@@ -333,3 +333,28 @@ def test_sanitize_header_text() -> None:
     assert sanitize_header_text("abcd efgh", max_len=5) == "abcd"
     assert sanitize_header_text("") == ""
     assert sanitize_header_text("Grüße\u00a0aus") == "Grüße aus"
+
+
+BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff"
+
+
+def test_bidi_controls_are_removed_from_subject_and_display_names() -> None:
+    """Issue 14 (15): U+202E made "Invoice gpj.exe" read as "Invoice exe.jpg"."""
+    raw = make(
+        subject="Invoice \u202egpj.exe \u2067x\u2069 \u05e9\u05dc\u05d5\u05dd",
+        to_name="Eve \u202eresU",
+        cc=[("\u2066Bob\u2069 \u200fB", "bob@example.org")],
+        from_name="Desk\u202d",
+    )
+    msg = parse(raw)
+    for name in ("Subject", "To", "Cc", "From"):
+        assert not set(str(msg[name])) & set(BIDI), name
+    assert msg["Subject"] == "Invoice gpj.exe x \u05e9\u05dc\u05d5\u05dd"  # Hebrew itself stays
+    assert msg["To"].addresses[0].display_name == "Eve resU"
+    assert msg["Cc"].addresses[0].display_name == "Bob B"
+
+
+def test_a_megabyte_subject_is_cut_before_it_is_worked_on() -> None:
+    raw = make(subject="\u202e" + "word " * 400_000)
+    subject = parse(raw)["Subject"]
+    assert 850 <= len(subject) <= 900 and "\u202e" not in subject
