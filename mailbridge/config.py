@@ -121,6 +121,9 @@ class TicketSettings(_Strict):
     notify_agents: bool = True
     # The requester gets "resolved - reply to reopen" (templates/resolved.*).
     resolved_notice: bool = True
+    # People copied on a ticket (CC'd, added by a reply-all) at most; further ones in a
+    # mail are recorded in the ticket's history, never mailed.
+    max_participants: Annotated[int, Field(ge=0, le=1000)] = 20
 
     @field_validator("reference")
     @classmethod
@@ -192,8 +195,20 @@ class AuthenticationSettings(_Strict):
 
 class AutoReplySettings(_Strict):
     acknowledge: bool = True
+    # More new tickets than this from one address in flood_window_minutes: no
+    # acknowledgement, the ticket is flagged "flood" and agents are not notified of it.
     flood_threshold: Annotated[int, Field(ge=1)] = 20
     flood_window_minutes: Annotated[int, Field(ge=1)] = 10
+    # The same from one domain (robot1@, robot2@ ... at one domain); the desk's own
+    # domains and flood_exempt_domains never count. 0: no limit per domain.
+    domain_flood_threshold: Annotated[int, Field(ge=0)] = 30
+    flood_exempt_domains: list[Domain] = []
+    # Circuit breaker: at most this many acknowledgements in any minute, desk-wide
+    # (the tickets are opened; each says why none went out). 0: no limit.
+    max_per_minute: Annotated[int, Field(ge=0)] = 100
+    # "Not done" explanations to one agent (a refused or erroneous mail) per hour; an
+    # automatic mail, a bounce or an answer to an explanation never gets one.
+    agent_notices_per_hour: Annotated[int, Field(ge=0)] = 5
 
 
 class ProcessingSettings(_Strict):

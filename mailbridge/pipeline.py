@@ -41,6 +41,7 @@ from mailbridge.testing import crash_point
 from mailbridge.tickets import deliveries, incidents, lifecycle, survey
 from mailbridge.tickets.correlate import Correlation, Correlator
 from mailbridge.tickets.dedupe import dedupe_key, legacy_dedupe_key
+from mailbridge.tickets.floods import FloodGuard
 from mailbridge.tickets.refs import ReferenceFormat
 
 log = logging.getLogger(__name__)
@@ -86,20 +87,9 @@ _TICKET_STATE = select(
     tickets.c.tags,
     tickets.c.custom_fields,
 ).where(tickets.c.id == bindparam("s_ticket"))
-# Before an acknowledgement: how many tickets this requester opened lately (flood
-# breaker) and whether the address bounced permanently; one statement for both.
-_ACK_CHECKS = select(
-    select(func.count())
-    .select_from(tickets)
-    .where(tickets.c.requester == bindparam("s_requester"), tickets.c.created_at >= bindparam("s_since"))
-    .scalar_subquery()
-    .label("recent"),
-    select(func.count())
-    .select_from(undeliverable)
-    .where(undeliverable.c.address == bindparam("s_requester"))
-    .scalar_subquery()
-    .label("bounced"),
-)
+# Before an acknowledgement: whether the address bounced permanently (the flood limits
+# are tickets/floods.py's).
+_BOUNCED = select(undeliverable.c.address).where(undeliverable.c.address == bindparam("s_requester")).limit(1)
 # Before a rule's response to a follow-up: is the requester undeliverable, and did this
 # template already go to this ticket within the flood window (one answer, not a loop)?
 _RESPONSE_CHECKS = select(
@@ -230,6 +220,8 @@ class Pipeline:
         self._own_lower = {a.lower() for a in self._own}
         self._support_domains = {d.lower() for d in config.support.domains}
         self._desk = AgentDesk(config, self._people, outbox, self._refs)
+        own_domains = {a.rpartition("@")[2] for a in self._own} | self._support_domains
+        self._floods = FloodGuard(config.autoreply, own_domains)
 
     # --- claiming ------------------------------------------------------------------
 
@@ -842,17 +834,14 @@ class Pipeline:
         if reason is None and not settings.acknowledge and not respond:
             reason = "acknowledgements are off ([autoreply] acknowledge = false)"
         if reason is None:
-            since = now - timedelta(minutes=settings.flood_window_minutes)
-            checks = conn.execute(_ACK_CHECKS, {"s_requester": requester.address.lower(), "s_since": since}).one()
-            recent = int(checks.recent)
-            if checks.bounced:
-                reason = f"{requester.address} is undeliverable (an earlier mail to it bounced permanently)"
-            elif recent > settings.flood_threshold:
-                reason = (
-                    f"flood: {recent} new tickets from {requester.address} in {settings.flood_window_minutes} minutes"
-                )
+            verdict = self._floods.check(conn, requester.address, now, pending)
+            reason = verdict.reason
+            if verdict.flood:
                 conn.execute(_MARK_FLOOD, {"s_ticket": ticket_id})
-                events.append(lifecycle.event_row(ticket_id, now, "flood_detected", "system", {"count": recent}))
+                data = {"count": verdict.count, "reason": verdict.reason}
+                events.append(lifecycle.event_row(ticket_id, now, "flood_detected", "system", data))
+        if reason is None and conn.execute(_BOUNCED, {"s_requester": requester.address.lower()}).first():
+            reason = f"{requester.address} is undeliverable (an earlier mail to it bounced permanently)"
         if reason is not None:
             events.append(lifecycle.event_row(ticket_id, now, "auto_reply_suppressed", "system", {"reason": reason}))
             return

@@ -39,6 +39,7 @@ from sqlalchemy import Connection, select
 
 from mailbridge.agents.auth import AuthVerdict, authenticate
 from mailbridge.agents.commands import HELP, Command, CommandError, ParsedCommands, parse_commands
+from mailbridge.agents.explanations import ExplanationLimit
 from mailbridge.agents.forward import extract_forwarded
 from mailbridge.config import Config
 from mailbridge.outbound.compose import ComposeError, OutgoingAttachment
@@ -46,7 +47,6 @@ from mailbridge.outbound.outbox import Outbox
 from mailbridge.outbound.render import TemplateError
 from mailbridge.parsing.analysis import Analysis
 from mailbridge.parsing.mime import Address, ParsedMail
-from mailbridge.parsing.robots import auto_reply_block_reason
 from mailbridge.people import Agent, People
 from mailbridge.routing import ticket_facts_for
 from mailbridge.rules import TicketFacts
@@ -77,6 +77,7 @@ _TICKET = select(
     tickets.c.category,
     tickets.c.incident_key,
     tickets.c.merged_into,
+    tickets.c.flood,
 )
 _SLUG = re.compile(r"[^a-z0-9]+")
 
@@ -119,6 +120,7 @@ class AgentDesk:
         self._outbox = outbox
         self._refs = refs
         self._own = {a.lower() for a in config.support.addresses}
+        self._explanations = ExplanationLimit(config)
 
     # --- who is writing -------------------------------------------------------------
 
@@ -436,6 +438,12 @@ class AgentDesk:
         if not self._config.tickets.notify_agents or not self._people.agents:
             return  # (no agents configured: not even the ticket is read, on the hot path)
         ticket = conn.execute(_TICKET.where(tickets.c.id == ticket_id)).one()
+        if ticket.flood and agents is None:
+            # A flood (tickets/floods.py): the queue shows it, nobody's mailbox is filled.
+            # (A notification an agent's own command asks for, a handover, still goes.)
+            data = {"event": event, "reason": "the ticket is flagged as part of a flood"}
+            pending.events.append(lifecycle.event_row(ticket_id, now, "agents_not_notified", "system", data))
+            return
         recipients = self._notify_targets(ticket, agents)
         if exclude:
             recipients = [r for r in recipients if r.address != exclude.lower()]
@@ -524,9 +532,12 @@ class AgentDesk:
         extra: dict[str, Any],
     ) -> None:
         """Why an agent's mail did nothing: to the agent's configured address (not to
-        whoever the From header names), never to an automated mail (no loops)."""
-        blocked = auto_reply_block_reason(msg.mail, msg.mail_from, self._own, self._config.support.domains)
-        if blocked is not None or msg.analysis.classification.kind != "normal":
+        whoever the From header names), never to an automated mail (no loops), at most
+        [autoreply] agent_notices_per_hour (agents/explanations.py)."""
+        blocked = self._explanations.blocked(conn, msg.analysis, msg.mail_from, agent, msg.now, pending)
+        if blocked is not None:
+            data = {"to": agent.email.lower(), "reason": f"no explanation to {agent.id}: {blocked}"}
+            pending.events.append(lifecycle.event_row(int(ticket.id), msg.now, "auto_reply_suppressed", "system", data))
             return
         context = {
             "ticket": {"reference": ticket.reference, "subject": ticket.subject},
@@ -666,7 +677,7 @@ class AgentDesk:
             reason = "#fwd: the forwarded mail is from an agent, not from a customer"
             found = None
         if found is None:
-            self._tell_agent_without_ticket(msg, agent, pending, reason)
+            self._tell_agent_without_ticket(conn, msg, agent, pending, reason)
             return reason
         now = msg.now
         ticket_id, reference = lifecycle.create_ticket(
@@ -758,10 +769,13 @@ class AgentDesk:
         data = {"to": customer.address, "message_id": sent}
         pending.events.append(lifecycle.event_row(ticket_id, msg.now, "acknowledged", "system", data))
 
-    def _tell_agent_without_ticket(self, msg: AgentMail, agent: Agent, pending: lifecycle.Pending, reason: str) -> None:
+    def _tell_agent_without_ticket(
+        self, conn: Connection, msg: AgentMail, agent: Agent, pending: lifecycle.Pending, reason: str
+    ) -> None:
         """Like _tell_agent, for a #fwd that opened nothing (no ticket to hang it on)."""
-        blocked = auto_reply_block_reason(msg.mail, msg.mail_from, self._own, self._config.support.domains)
-        if blocked is not None or msg.analysis.classification.kind != "normal":
+        blocked = self._explanations.blocked(conn, msg.analysis, msg.mail_from, agent, msg.now, pending)
+        if blocked is not None:
+            log.info("no explanation to %s for a #fwd that did nothing: %s", agent.id, blocked)
             return
         support = self._config.support
         text = (
