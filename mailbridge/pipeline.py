@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,7 +22,8 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, text, update
 
 from mailbridge import knowledge
-from mailbridge.agents.desk import AgentDesk, AgentMail
+from mailbridge.agents.auth import AuthVerdict, own_mail
+from mailbridge.agents.desk import AgentDesk, AgentMail, raw_header_values
 from mailbridge.clock import Clock, utcnow
 from mailbridge.config import Config
 from mailbridge.outbound.compose import ComposeError
@@ -37,8 +39,9 @@ from mailbridge.rules import Decision, RuleSet
 from mailbridge.sla.sweep import start_clocks
 from mailbridge.store.db import Store, read_tx, write_tx
 from mailbridge.store.tables import inbound, messages, outbox, tickets, undeliverable
+from mailbridge.store.tables import participants as participants_table
 from mailbridge.testing import crash_point
-from mailbridge.tickets import deliveries, incidents, lifecycle, survey
+from mailbridge.tickets import deliveries, incidents, lifecycle, participants, survey
 from mailbridge.tickets.correlate import Correlation, Correlator
 from mailbridge.tickets.dedupe import dedupe_key, legacy_dedupe_key
 from mailbridge.tickets.floods import FloodGuard
@@ -108,6 +111,7 @@ _RESPONSE_CHECKS = select(
     .scalar_subquery()
     .label("recent"),
 )
+_PARTICIPANTS = select(participants_table.c.address).where(participants_table.c.ticket_id == bindparam("s_ticket"))
 _MARK_FLOOD = update(tickets).where(tickets.c.id == bindparam("s_ticket")).values(flood=True)
 _RECORD_DONE = (
     update(inbound)
@@ -177,6 +181,7 @@ class _Inbound:
     decision: Decision | None = None  # what the rules decided (routing.Router)
     source: str = ""  # the intake: smtp | lmtp | pipe | imap | import
     mailbox: str | None = None  # the IMAP mailbox it came from
+    raw: bytes = b""  # the mail as received (headers as written: Authentication-Results)
 
     @property
     def sender(self) -> str:
@@ -436,6 +441,7 @@ class Pipeline:
             meta.get("status"),
             source=str(row.source),
             mailbox=meta.get("mailbox"),
+            raw=bytes(row.raw),
         )
         if analysis.kind == "bounce":
             return self._bounce(conn, msg, pending)
@@ -759,17 +765,11 @@ class Pipeline:
         related = corr.related_ticket_id
         if corr.ticket_id is not None:  # matched a closed ticket
             related = corr.ticket_id
-        skip = {*self._own, requester.address.lower()}
-        cc = [
-            a
-            for a in mail.cc + mail.to
-            if a.address
-            and a.address.lower() not in skip
-            and not self._is_ours(a.address)
-            and not self._people.is_agent(a.address)
-        ]
-        if not self._config.tickets.cc_participants:
-            cc = []
+        cc: list[Address] = []
+        if self._config.tickets.cc_participants:
+            cc = participants.candidates(mail.cc + mail.to, self._not_copied(requester.address))
+        limit = self._config.tickets.max_participants
+        cc, over = participants.cap(cc, limit)
         extraction = msg.analysis.extraction
         ticket_id, reference = lifecycle.create_ticket(
             conn,
@@ -784,6 +784,7 @@ class Pipeline:
         )
         message_pk = self._add_message(conn, ticket_id, msg)
         actor = requester.address or "unknown"
+        participants.record_over(pending, ticket_id, now, over, limit, actor, message_pk)
         received = {"message": message_pk, "message_id": mail.message_id, "inbound": msg.inbound_id}
         created: dict[str, Any] = {"reference": reference, "related": related, "subject": mail.subject}
         if extraction is not None:
@@ -986,6 +987,12 @@ class Pipeline:
     ) -> None:
         assert corr.ticket_id is not None
         ticket_id, mail, now = corr.ticket_id, msg.analysis.mail, msg.now
+        joining = self._reply_all_people(conn, ticket_id, row, msg)
+        if joining:
+            verdict = self._own_mail(msg)
+            if not verdict.authenticated:
+                self._keep_as_note(conn, ticket_id, msg, joining, verdict.reason, pending)
+                return
         message_pk = self._add_message(conn, ticket_id, msg)
         sender = msg.sender
         data: dict[str, Any] = {
@@ -1020,8 +1027,10 @@ class Pipeline:
                 survey.record_answer(ticket_id, sender, msg.analysis.reply_text or "", message_pk, now, pending)
             lifecycle.touch(conn, ticket_id, now, pending)
             return
-        if corr.how == "token" and sender:
-            lifecycle.add_participants(conn, ticket_id, [mail.from_] if mail.from_ else [], "cc", now)
+        if corr.how == "token" and sender and mail.from_ is not None:
+            # Someone a token of ours was issued to (a notified address) joins the ticket.
+            joined = participants.candidates([mail.from_], self._not_copied(str(row.requester)))
+            self._copy(conn, ticket_id, joined, msg, message_pk, pending)
         event = "reply"
         if row.status in ("resolved", "pending", "closed") and sender == row.requester and kind == "normal":
             # closed only gets here with [tickets] reply_to_closed = "reopen"
@@ -1035,22 +1044,135 @@ class Pipeline:
         else:
             lifecycle.touch(conn, ticket_id, now, pending)
         if kind == "normal" and not self._people.is_agent(sender):
-            if self._config.tickets.cc_participants and sender == row.requester:
-                # Reply-all from the requester: new people in To/Cc join the ticket.
-                skip = {*self._own_lower, sender}
-                added = [
-                    a
-                    for a in mail.to + mail.cc
-                    if a.address
-                    and a.address.lower() not in skip
-                    and not self._is_ours(a.address)
-                    and not self._people.is_agent(a.address)
-                ]
-                lifecycle.add_participants(conn, ticket_id, added, "cc", now)
+            # Reply-all from the requester (their own mail, checked above): new people in
+            # To/Cc join the ticket, up to [tickets] max_participants.
+            self._copy(conn, ticket_id, joining, msg, message_pk, pending)
             text = msg.analysis.reply_text or mail.text
             self._desk.notify(conn, ticket_id, event, pending, now, text=text, mail=mail)
         if msg.decision is not None and msg.decision.respond:
             self._respond_to_follow_up(conn, ticket_id, row, msg, pending)
+
+    # --- people copied on a ticket ------------------------------------------------------
+
+    def _not_copied(self, requester: str) -> Callable[[str], bool]:
+        """Who is never copied as a participant: the requester, us, agents."""
+        requester = requester.lower()
+        return lambda a: a == requester or a in self._own_lower or self._is_ours(a) or self._people.is_agent(a)
+
+    def _reply_all_people(self, conn: Connection, ticket_id: int, row: Any, msg: _Inbound) -> list[Address]:
+        """The people a requester's reply names in To/Cc who are not on the ticket yet."""
+        mail = msg.analysis.mail
+        if (
+            msg.historic
+            or not self._config.tickets.cc_participants
+            or msg.analysis.classification.kind != "normal"
+            or msg.sender != row.requester
+            or self._people.is_agent(msg.sender)
+        ):
+            return []
+        named = participants.candidates(mail.to + mail.cc, self._not_copied(str(row.requester)))
+        if not named:
+            return []
+        on_ticket = set(conn.execute(_PARTICIPANTS, {"s_ticket": ticket_id}).scalars())
+        return [p for p in named if p.address not in on_ticket]
+
+    def _own_mail(self, msg: _Inbound) -> AuthVerdict:
+        """Is the mail its From address's own (agents/auth.own_mail)?"""
+        auth = self._config.authentication
+        return own_mail(
+            raw_header_values(msg.raw, "Authentication-Results"),
+            from_address=msg.sender,
+            envelope_from=msg.mail_from,
+            intake_trust=auth.trust_of(msg.source, msg.mailbox),
+            trusted_authserv_ids={a.lower() for a in auth.trusted_authserv_ids},
+        )
+
+    def _keep_as_note(
+        self,
+        conn: Connection,
+        ticket_id: int,
+        msg: _Inbound,
+        joining: list[Address],
+        reason: str,
+        pending: lifecycle.Pending,
+    ) -> None:
+        """A mail in the requester's name that would copy new people on the ticket, and
+        that nothing shows is theirs: kept for the agents as an internal note; it adds
+        nobody, reopens nothing, and its people get no mail."""
+        analysis, now = msg.analysis, msg.now
+        message_pk = lifecycle.add_inbound_message(
+            conn,
+            ticket_id=ticket_id,
+            inbound_id=msg.inbound_id,
+            mail=analysis.mail,
+            dedupe_key=msg.key,
+            now=now,
+            reply_text=analysis.reply_text,
+            classification=analysis.classification.kind,
+            classification_reason=analysis.classification.reason,
+            internal=True,
+        )
+        data = {
+            "message": message_pk,
+            "message_id": analysis.mail.message_id,
+            "inbound": msg.inbound_id,
+            "would_add": [p.address for p in joining[: participants.RECORDED_MAX]],
+            "reason": f"not shown to be the requester's own mail: {reason}",
+        }
+        pending.events.append(lifecycle.event_row(ticket_id, now, "kept_as_note", msg.sender or "unknown", data))
+        lifecycle.touch(conn, ticket_id, now, pending)
+        text = analysis.reply_text or analysis.mail.text
+        self._desk.notify(conn, ticket_id, "unverified", pending, now, text=text, mail=analysis.mail)
+
+    def _copy(
+        self,
+        conn: Connection,
+        ticket_id: int,
+        people: list[Address],
+        msg: _Inbound,
+        message_pk: int,
+        pending: lifecycle.Pending,
+    ) -> None:
+        """Copy ``people`` on the ticket (up to the cap; the rest recorded) and tell the
+        requester who was added (whoever added them: the check of the mail's sender
+        can be fooled where nothing verifies the envelope, the requester cannot)."""
+        if not people:
+            return
+        limit = self._config.tickets.max_participants
+        copied = participants.add_copied(conn, ticket_id, people, msg.now, limit=limit)
+        actor = msg.sender or "unknown"
+        participants.record_over(pending, ticket_id, msg.now, copied.over, limit, actor, message_pk)
+        if copied.added:
+            data = {"added": [p.address for p in copied.added], "message": message_pk}
+            pending.events.append(lifecycle.event_row(ticket_id, msg.now, "participants_added", actor, data))
+            self._tell_requester_added(conn, ticket_id, copied.added, msg, pending)
+
+    def _tell_requester_added(
+        self, conn: Connection, ticket_id: int, added: list[Address], msg: _Inbound, pending: lifecycle.Pending
+    ) -> None:
+        """templates/participants-added.* to the requester, unless nobody reads it there."""
+        ticket = self._desk.ticket(conn, ticket_id)
+        reason = survey.requester_block_reason(conn, ticket)
+        if reason is not None:
+            data: dict[str, Any] = {"reason": f"no participants-added notice: {reason}"}
+            pending.events.append(lifecycle.event_row(ticket_id, msg.now, "auto_reply_suppressed", "system", data))
+            return
+        people = [{"name": p.name, "address": p.address} for p in added]
+        message_id = survey.queue_to_requester(
+            conn,
+            ticket,
+            "participants-added",
+            config=self._config,
+            outbox=self._outbox,
+            refs=self._refs,
+            pending=pending,
+            now=msg.now,
+            status=str(ticket.status),
+            extra={"added": people, "by": msg.sender},
+        )
+        if message_id is not None:
+            data = {"to": str(ticket.requester), "message_id": message_id, "added": [p.address for p in added]}
+            pending.events.append(lifecycle.event_row(ticket_id, msg.now, "participants_added_notice", "system", data))
 
     # --- spool bookkeeping -----------------------------------------------------------
 

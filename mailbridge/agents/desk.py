@@ -363,7 +363,11 @@ class AgentDesk:
             if not a.inline and a.kind != "message"
         ]
         sent = []
-        for rcpt in [requester, *cc]:
+        # Two copies at most, whatever the number of people: the requester's own, with
+        # a token bound to them, and one for everybody copied, with several envelope
+        # recipients (3,000 Cc had made 3,001 mails of the same text and attachments).
+        copies: list[tuple[Address, list[Address]]] = [(requester, [])] + ([(cc[0], cc[1:])] if cc else [])
+        for rcpt, more in copies:
             try:
                 self._outbox.queue_written(
                     pending,
@@ -376,6 +380,7 @@ class AgentDesk:
                     to=requester,
                     cc=cc,
                     rcpt=rcpt,
+                    extra_rcpts=more,
                     in_reply_to=last,
                     references=[last] if last else [],
                     now=msg.now,
@@ -387,7 +392,7 @@ class AgentDesk:
             except ComposeError as exc:
                 log.error("answer to %s on %s not sent: %s", rcpt.address, ticket.reference, exc)
                 continue
-            sent.append(rcpt.address)
+            sent += [rcpt.address, *(a.address for a in more)]
         data = {**extra, "to": requester.address, "cc": [a.address for a in cc], "attachments": len(files)}
         data["delivered_to"] = sent
         pending.events.append(lifecycle.event_row(ticket_id, msg.now, "answered", agent.id, data))
@@ -395,13 +400,15 @@ class AgentDesk:
 
     def _copies(self, conn: Connection, ticket_id: int, requester: str) -> list[Address]:
         """CC'd people of the ticket who get a copy of public answers: not the requester,
-        not us, not agents, not an address that bounced."""
+        not us, not agents, not an address that bounced; the first [tickets]
+        max_participants of them (a ticket from before the cap may have more)."""
         if not self._config.tickets.cc_participants:
             return []
         rows = conn.execute(
-            select(participants.c.address, participants.c.name).where(
-                participants.c.ticket_id == ticket_id, participants.c.role == "cc"
-            )
+            select(participants.c.address, participants.c.name)
+            .where(participants.c.ticket_id == ticket_id, participants.c.role == "cc")
+            .order_by(participants.c.added_at, participants.c.address)
+            .limit(self._config.tickets.max_participants)
         ).all()
         bounced = set(
             conn.execute(
