@@ -367,10 +367,10 @@ class _Candidate:
     key: str
     content: str  # content_hash: how a quarantined copy is recognised
     undated: bool
-    legacy_key: str = ""  # the key a copy stored before issue 14 carries
+    legacy_key: str | None = None  # the key a copy stored before issue 14 carries
 
 
-def message_keys(raw: bytes) -> tuple[str, str, bool]:
+def message_keys(raw: bytes) -> tuple[str, str | None, bool]:
     """The worker's dedupe key for `raw` (pipeline.py: the Message-ID as parse_message
     reads it; None for mail it refuses, which the worker quarantines), the key a copy
     stored before issue 14 carries, and whether it is a mail with no usable Date (the
@@ -472,13 +472,13 @@ class _Importer:
             stored = set(
                 conn.execute(
                     select(messages.c.dedupe_key).where(
-                        messages.c.dedupe_key.in_([k for c in chunk for k in (c.key, c.legacy_key)])
+                        messages.c.dedupe_key.in_([k for c in chunk for k in (c.key, c.legacy_key) if k])
                     )
                 )
                 .scalars()
                 .all()
             )
-        fresh = [c for c in chunk if c.key not in stored and c.legacy_key not in stored]
+        fresh = [c for c in chunk if c.key not in stored and (c.legacy_key is None or c.legacy_key not in stored)]
         report.skipped_existing += len(chunk) - len(fresh)
         if not fresh:
             return

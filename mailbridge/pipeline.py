@@ -132,23 +132,24 @@ class _Seen:
     kept up to date as the batch is applied: a copy later in the same batch is a
     duplicate of the first."""
 
-    def __init__(self, conn: Connection, batch: list[tuple[int, str, str]]) -> None:
+    def __init__(self, conn: Connection, batch: list[tuple[int, str, str | None]]) -> None:
         self.by_inbound: dict[int, str | None] = {}
         self.by_key: dict[str, str | None] = {}
         # Each message's key and its key as computed before issue 14 (messages stored
         # earlier carry that one).
-        params = {"s_inbound": [i for i, _k, _l in batch], "s_keys": [k for _i, *keys in batch for k in keys]}
+        keys = [k for _i, *both in batch for k in both if k is not None]
+        params = {"s_inbound": [i for i, _k, _l in batch], "s_keys": keys}
         for row in conn.execute(_SEEN_MANY, params):
             if row.inbound_id is not None:
                 self.by_inbound[int(row.inbound_id)] = row.reference
             if row.dedupe_key is not None:
                 self.by_key[row.dedupe_key] = row.reference
 
-    def lookup(self, inbound_id: int, key: str, legacy: str) -> tuple[int | None, str | None] | None:
+    def lookup(self, inbound_id: int, key: str, legacy: str | None) -> tuple[int | None, str | None] | None:
         if inbound_id in self.by_inbound:
             return inbound_id, self.by_inbound[inbound_id]
         for k in (key, legacy):
-            if k in self.by_key:
+            if k is not None and k in self.by_key:
                 return None, self.by_key[k]
         return None
 
@@ -157,7 +158,7 @@ class _Seen:
         self.by_key[key] = reference
 
 
-def _keys(row: Any, analysis: Analysis) -> tuple[str, str]:
+def _keys(row: Any, analysis: Analysis) -> tuple[str, str | None]:
     """The message's dedupe key (tickets/dedupe.py), and the one it had before issue 14."""
     raw = bytes(row.raw)
     return dedupe_key(raw, analysis.mail.message_id), legacy_dedupe_key(raw, analysis.mail.message_id)
@@ -410,7 +411,7 @@ class Pipeline:
         analysis: Analysis,
         pending: lifecycle.Pending,
         key: str,
-        legacy_key: str,
+        legacy_key: str | None,
         batch_seen: _Seen | None = None,
     ) -> Outcome:
         inbound_id = int(row.id)
@@ -422,7 +423,7 @@ class Pipeline:
         if batch_seen is not None:
             seen = batch_seen.lookup(inbound_id, key, legacy_key)
         else:
-            params = {"s_inbound": inbound_id, "s_key": key, "s_legacy": legacy_key}
+            params = {"s_inbound": inbound_id, "s_key": key, "s_legacy": legacy_key or key}
             found = conn.execute(_SEEN, params).first()
             seen = None if found is None else (found.inbound_id, found.reference)
         if seen is not None:

@@ -33,6 +33,7 @@ __all__ = [
     "ParseLimits",
     "PARAMS_TRUNCATED_MARKER",
     "TAMED_COMPAT32",
+    "cap_field",
     "cap_references",
     "cut_address_list",
     "parse_structure",
@@ -57,6 +58,11 @@ class ParseLimits:
     # ([tickets] max_participants); the rest of the list is noted as a defect.
     max_addresses: int = 1000
     max_address_chars: int = 128 * 1024
+    # Characters of one header field read (Postfix's header_size_limit is 100 kB); of
+    # References and In-Reply-To the start and the end (the root, the parent).
+    max_field_chars: int = 128 * 1024
+    # The decoded Subject kept (Outlook allows 255; it becomes the ticket's subject).
+    max_subject_chars: int = 1000
 
 
 class ParseError(Exception):
@@ -222,3 +228,20 @@ def cut_address_list(value: str, entries: int, max_chars: int) -> tuple[str, boo
     if len(head) == len(value):
         return value, False  # commas inside quoted names only
     return (head[:last_comma] if last_comma >= 0 else ""), True
+
+
+# Fields whose end matters most (the parent's id is the last one).
+_TAIL_FIELDS = frozenset({"references", "in-reply-to"})
+
+
+def cap_field(name: str, value: str, limits: ParseLimits) -> tuple[str, bool]:
+    """At most ``max_field_chars`` of a header field's raw value, and whether it was cut:
+    its start, or for References and In-Reply-To its first eighth and the rest from its
+    end (an id cut in two there has lost a bracket and is not read as an id)."""
+    limit = limits.max_field_chars
+    if len(value) <= limit:
+        return value, False
+    if name.lower() in _TAIL_FIELDS:
+        head = limit // 8
+        return value[:head] + " " + value[len(value) - (limit - head - 1) :], True
+    return value[:limit], True

@@ -59,6 +59,7 @@ from mailbridge.parsing.limits import (
     LimitExceeded,
     ParseError,
     ParseLimits,
+    cap_field,
     cap_references,
     cut_address_list,
     parse_structure,
@@ -942,7 +943,10 @@ def _build(root: Message, limits: ParseLimits) -> ParsedMail:
     subject: str | None = None
     for name, raw in root.raw_items():
         where = f"{name} header"
-        text = _header_text(str(raw), where, defects)
+        value, cut = cap_field(name, str(raw), limits)
+        if cut:
+            defects.append(f"{where} longer than {limits.max_field_chars} characters; only part of it read")
+        text = _header_text(value, where, defects)
         decoded = _decode_words(text, where, defects)
         if subject is None and name.lower() == "subject":
             subject = decoded
@@ -1020,7 +1024,7 @@ def _build(root: Message, limits: ParseLimits) -> ParsedMail:
         to=to,
         cc=cc,
         reply_to=reply_to,
-        subject=_one_line(subject or ""),
+        subject=_subject(subject or "", limits, defects),
         date=date,
         message_id=message_id,
         in_reply_to=in_reply_to[0] if in_reply_to else None,
@@ -1034,6 +1038,16 @@ def _build(root: Message, limits: ParseLimits) -> ParsedMail:
         content_type=root.get_content_type(),
         calendar=calendar,
     )
+
+
+def _subject(decoded: str, limits: ParseLimits, defects: list[str]) -> str:
+    """The Subject on one line, at most max_subject_chars (it becomes the ticket's)."""
+    limit = limits.max_subject_chars
+    subject = _one_line(decoded[: limit * 4])
+    if len(subject) > limit or len(decoded) > limit * 4:
+        defects.append(f"Subject longer than {limit} characters; cut")
+        subject = subject[:limit].rstrip()
+    return subject
 
 
 # RFC 2392: "cid:" + the Content-ID's addr-spec, %-encoded where needed.

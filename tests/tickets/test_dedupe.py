@@ -60,3 +60,37 @@ def test_legacy_key_is_the_old_whole_header_key() -> None:
 def test_a_huge_header_section_is_one_linear_pass() -> None:
     refs = b"References: " + b" ".join(b"<%d@example.com>" % i for i in range(200_000)) + b"\r\n"
     assert key(TRACE + refs + ORIGINAL) == key(ORIGINAL)
+
+
+def _old_key(raw: bytes, message_id: str) -> str:
+    """The dedupe key as the code before issue 14 computed it, line by line."""
+    import hashlib
+    import re
+
+    trace = {b"received", b"return-path", b"delivered-to", b"x-original-to"}
+    match = re.search(rb"\r?\n\r?\n", raw)
+    head, body = (raw[: match.start()], raw[match.start() :]) if match else (raw, b"")
+    digest = hashlib.sha256()
+    keep = True
+    for line in re.split(rb"\r?\n", head):
+        if line[:1] in (b" ", b"\t"):
+            if keep:
+                digest.update(line.strip() + b"\n")
+            continue
+        keep = line.split(b":", 1)[0].strip().lower() not in trace
+        if keep:
+            digest.update(line.rstrip() + b"\n")
+    digest.update(body.replace(b"\r\n", b"\n"))
+    return hashlib.sha256((message_id + "\0" + digest.hexdigest()).encode()).hexdigest()
+
+
+def test_legacy_key_equals_the_old_computation_on_random_input() -> None:
+    import random
+
+    rnd = random.Random(14)
+    pieces = [b"\r", b"\n", b"\r\n", b" ", b"\t", b"a", b":", b"Received", b"X", b"\x0b", b"\x0c", b"\n\n"]
+    pieces += [b"\r\n\r\n", b"\n\r\n", b"\n ", b"\r\n\t", b"Return-Path:", b" b", b"received :", b"Subject: x"]
+    for _ in range(20_000):
+        raw = b"".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 40)))
+        assert legacy_dedupe_key(raw, "m@x") == _old_key(raw, "m@x"), raw
+    assert legacy_dedupe_key(TRACE + ORIGINAL, "m1@example.com") == _old_key(TRACE + ORIGINAL, "m1@example.com")
