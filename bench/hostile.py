@@ -105,8 +105,9 @@ def headers_mail(size: int) -> bytes:
 
 def subject_mail(size: int) -> bytes:
     words = ["\u202ehostile"] * (size // 10)
+    chars = (size - 400) * 4 // 5  # "\u202e" is 3 bytes in UTF-8: ~1.2 bytes a character here
     return (HEAD + "Message-ID: <subj@evil.example>\r\nContent-Type: text/plain\r\nSubject: ").encode() + (
-        _fold(words, "", size - 400) + "\r\nA long subject.\r\n"
+        _fold(words, "", chars) + "\r\nA long subject.\r\n"
     ).encode("utf-8")
 
 
@@ -152,7 +153,7 @@ def normal_mail(i: int) -> bytes:
     ).encode()
 
 
-def site(tmp: Path, extra: str = "") -> Path:
+def site(tmp: Path, autoreply: str = "") -> Path:
     """The shipped config.toml with its own var/ and ports, and the repository's
     templates, parsers and rules."""
     text = (REPO / "config.toml").read_text()
@@ -163,8 +164,9 @@ def site(tmp: Path, extra: str = "") -> Path:
     text = text.replace('parsers_dir = "parsers"', f'parsers_dir = "{REPO / "parsers"}"')
     text += f'\n[rules]\ndir = "{REPO / "rules"}"\n' if "[rules]" not in text else ""
     text = text.replace("[daemon]\n", f'[daemon]\ntemplates_dir = "{REPO / "templates"}"\n', 1)
+    text = text.replace("[autoreply]\n", "[autoreply]\n" + autoreply, 1)
     path = tmp / "config.toml"
-    path.write_text(text + extra)
+    path.write_text(text)
     return path
 
 
@@ -243,14 +245,22 @@ def _worker_cpu(pgid: int) -> float:
     return total
 
 
-def _tickets(config: Path) -> set[str]:
-    return {t["subject"] for t in json.loads(_cli(config, "tickets", "list", "--json").stdout)}
+def _ticket_exists(store: object, subject: str) -> bool:
+    """Read straight from the database (a CLI call per poll would cost more than the wait)."""
+    from sqlalchemy import select
+
+    from mailbridge.store.db import read_tx
+    from mailbridge.store.tables import tickets
+
+    with read_tx(store.main) as conn:  # type: ignore[attr-defined]
+        return conn.execute(select(tickets.c.id).where(tickets.c.subject == subject)).first() is not None
 
 
 def through_daemon(mails: dict[str, bytes], runs: int) -> list[dict[str, object]]:
     results = []
     with tempfile.TemporaryDirectory(prefix="mb-hostile-daemon-") as tmp:
-        config = site(Path(tmp), "\n[autoreply]\nmax_per_minute = 0\ndomain_flood_threshold = 0\n")
+        # Every hostile mail comes from one address: no flood limit should hold its answer back.
+        config = site(Path(tmp), "max_per_minute = 0\ndomain_flood_threshold = 0\n")
         log_path = Path(tmp) / "daemon.log"
         proc = subprocess.Popen(
             [sys.executable, "-m", "mailbridge.cli", "--config", str(config), "run"],
@@ -261,7 +271,9 @@ def through_daemon(mails: dict[str, bytes], runs: int) -> list[dict[str, object]
         try:
             port = 0
             deadline = time.monotonic() + 60
-            while not port and time.monotonic() < deadline:
+            while not port:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise SystemExit("the daemon did not start:\n" + log_path.read_text(errors="replace")[-3000:])
                 st = _cli(config, "status", "--json")
                 if st.returncode == 0:
                     comps = json.loads(st.stdout)["components"]
@@ -269,6 +281,10 @@ def through_daemon(mails: dict[str, bytes], runs: int) -> list[dict[str, object]
                     if smtp and any(c["kind"] == "worker" and c["alive"] for c in comps):
                         port = int(smtp[0]["listen"].rsplit(":", 1)[1])
                 time.sleep(0.2)
+            from mailbridge.app import App
+            from mailbridge.config import load_config
+
+            app = App(load_config(config))
             counter = 0
             for run in range(runs):
                 for name, raw in mails.items():
@@ -281,8 +297,8 @@ def through_daemon(mails: dict[str, bytes], runs: int) -> list[dict[str, object]
                         client.sendmail("mallory@evil.example", ["support@localhost"], raw)
                         client.sendmail(f"normal{counter}@example.com", ["support@localhost"], normal_mail(counter))
                     accepted = time.monotonic()
-                    while f"normal {counter}" not in _tickets(config):
-                        time.sleep(0.05)
+                    while not _ticket_exists(app.store, f"normal {counter}"):
+                        time.sleep(0.02)
                     waited = time.monotonic() - accepted
                     _cli(config, "wait", "--idle", "--timeout", "300")
                     results.append(
@@ -295,6 +311,7 @@ def through_daemon(mails: dict[str, bytes], runs: int) -> list[dict[str, object]
                         }
                     )
             restarts = log_path.read_text(errors="replace").count("restarting")
+            app.close()
         finally:
             proc.terminate()
             proc.wait(timeout=120)

@@ -1016,6 +1016,7 @@ def _build(root: Message, limits: ParseLimits) -> ParsedMail:
             att.inline = att.content_id is not None and att.content_id.lower() in shown
     calendar = _calendar(walk.calendars, defects) if walk.calendars else None
 
+    one_line_subject = _subject(subject or "", limits, defects)
     unique = list(dict.fromkeys(defects))
     if len(unique) > _MAX_DEFECTS:
         unique = unique[:_MAX_DEFECTS] + [f"... and {len(unique) - _MAX_DEFECTS} more defects"]
@@ -1024,7 +1025,7 @@ def _build(root: Message, limits: ParseLimits) -> ParsedMail:
         to=to,
         cc=cc,
         reply_to=reply_to,
-        subject=_subject(subject or "", limits, defects),
+        subject=one_line_subject,
         date=date,
         message_id=message_id,
         in_reply_to=in_reply_to[0] if in_reply_to else None,
