@@ -5,7 +5,8 @@ does other mail wait behind it? (issue 14, item 10)
 Each hostile mail is as large as the shipped [smtp] max_message_size allows (25 MiB)
 and made of one thing only: References ids, Cc addresses (plain, and with display
 names), MIME parts, header fields, one huge Subject, a winmail.dat whose TNEF version
-attribute makes tnefparse log its whole blob. Two measurements:
+attribute makes tnefparse log its whole blob, a text of 8 million short lines, the same
+with mixed line endings. Two measurements:
 
 1. in-process (the worker's pipeline on SQLite, nothing else running): per mail, the
    parse and analysis (outside any transaction), the apply step (inside the write
@@ -134,6 +135,21 @@ def tnef_mail(size: int) -> bytes:
     return head.encode() + body
 
 
+def lines_mail(size: int) -> bytes:
+    """A text body of 8 million short lines (reply extraction works line by line)."""
+    count = (size - 400) // 3
+    return (
+        HEAD + "Subject: lines\r\nMessage-ID: <lines@evil.example>\r\nContent-Type: text/plain\r\n\r\n"
+    ).encode() + (b"x\r\n" * count)
+
+
+def mixed_mail(size: int) -> bytes:
+    """Short lines with mixed line endings: the fast MIME path cannot take it."""
+    block = b"x\n" * 4000 + b"\r\n"  # a CRLF now and then: SMTP lines stay under [smtp] max_line_length
+    head = HEAD + "Subject: mixed\r\nMessage-ID: <mixed@evil.example>\r\nContent-Type: text/plain\r\n\r\n"
+    return head.encode() + block * ((size - 400) // len(block))
+
+
 MAILS: dict[str, Callable[[int], bytes]] = {
     "refs": refs_mail,
     "cc": cc_mail,
@@ -142,6 +158,8 @@ MAILS: dict[str, Callable[[int], bytes]] = {
     "headers": headers_mail,
     "subject": subject_mail,
     "tnef": tnef_mail,
+    "lines": lines_mail,
+    "mixed": mixed_mail,
 }
 
 
@@ -289,7 +307,7 @@ def through_daemon(mails: dict[str, bytes], runs: int) -> list[dict[str, object]
             for run in range(runs):
                 for name, raw in mails.items():
                     counter += 1
-                    raw = raw.replace(b"@evil.example>", f".{run}@evil.example>".encode())
+                    raw = raw.replace(b"Message-ID: <", f"Message-ID: <run{run}.".encode(), 1)
                     _cli(config, "wait", "--idle", "--timeout", "300")
                     log_before = log_path.stat().st_size
                     cpu_before = _worker_cpu(proc.pid)

@@ -78,12 +78,13 @@ def test_not_done_is_rate_limited_and_never_answers_an_autoresponder(db_url, sin
     assert mailbridge_json(daemon.config, "tickets", "show", ref)["priority"] != "high"
 
 
-def test_domain_flood_and_circuit_breaker(sink, start_daemon, tmp_path):
+def test_domain_flood_and_circuit_breaker(db_url, sink, start_daemon, tmp_path):
     daemon = _frozen_site(
         start_daemon,
         sink,
         tmp_path,
         'domain_flood_threshold = 4\nmax_per_minute = 10\nflood_exempt_domains = ["bigmail.example"]\n',
+        db_url,
     )
     # 12 rotating robot+N@ addresses of one domain (the per-address limit never sees them).
     for i in range(12):

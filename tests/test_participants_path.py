@@ -49,8 +49,8 @@ def _answer_with_many_copied(daemon: Daemon, sink: Sink, cc_count: int) -> tuple
     return ref, note
 
 
-def test_three_thousand_cc_are_capped_and_answered_with_two_copies(sink, start_daemon, tmp_path):
-    daemon = _site(start_daemon, sink, tmp_path)
+def test_three_thousand_cc_are_capped_and_answered_with_two_copies(db_url, sink, start_daemon, tmp_path):
+    daemon = _site(start_daemon, sink, tmp_path, db_url=db_url)
     ref, _note = _answer_with_many_copied(daemon, sink, 3000)
     shown = _show(daemon, ref)
     copied = [p["address"] for p in shown["participants"] if p["role"] == "cc"]

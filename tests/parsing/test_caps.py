@@ -82,3 +82,13 @@ def test_a_field_folded_over_many_lines_gives_the_feed_parsers_tree():
     refs = "\r\n ".join(f"<{i}@t.example>" for i in range(50_000))
     assert _check(mail(f"References: {refs}\r\nX-Empty-Continuation: a\r\n \r\n\tb\r\n"))
     assert _check(mail("X-First: a\r\n  b\r\n\tc\r\nX-Second:\r\n d\r\n").replace(b"\r\n", b"\n"))
+
+
+def test_the_reply_is_looked_for_in_the_start_of_a_long_text():
+    from mailbridge.parsing.analysis import REPLY_SCAN_LINES, Analyser
+
+    body = "Thanks, it works now.\r\n\r\n" + "log line\r\n" * 2_000_000
+    analysis = Analyser(["support@example.com"]).analyse(mail(body=body), "ann@example.com")
+    assert analysis.reply_text.startswith("Thanks, it works now.")
+    assert analysis.reply_text.count("\n") < REPLY_SCAN_LINES
+    assert analysis.mail.text.count("\n") >= 2_000_000  # the whole text is kept
