@@ -72,6 +72,11 @@ class FloodGuard:
         )
         self._breaker_open = False  # logged once per episode
 
+    def _exempted(self, domain: str) -> bool:
+        """Our own domains and the exempt ones, and their subdomains (dept.example.com)."""
+        labels = domain.split(".")
+        return any(".".join(labels[i:]) in self._exempt for i in range(len(labels)))
+
     def check(self, conn: Connection, address: str, now: datetime, pending: Pending) -> FloodVerdict:
         """The verdict for a new ticket from ``address`` opened at ``now`` (already
         inserted, so it counts itself, as the per-address limit always did)."""
@@ -84,7 +89,7 @@ class FloodGuard:
             reason = f"flood: more than {settings.flood_threshold} new tickets from {address} in {window} minutes"
             return FloodVerdict(reason, True, recent)
         domain = domain_of(address)
-        if settings.domain_flood_threshold and domain and domain not in self._exempt:
+        if settings.domain_flood_threshold and domain and not self._exempted(domain):
             recent = int(conn.execute(self._by_domain, {"f_value": domain, "f_since": since}).scalar_one())
             if recent > settings.domain_flood_threshold:
                 limit = settings.domain_flood_threshold
