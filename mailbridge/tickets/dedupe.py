@@ -1,8 +1,9 @@
 """Recognising the same message delivered twice (by SMTP and IMAP, retried, or re-sent
 by an MTA after it added its own headers).
 
-The key is made of what the originator wrote (RFC 5322 3.6.2-3.6.5): the Message-ID,
-the From, Date and Subject fields, and the body. Everything else in the header section
+The key is made of what the originator wrote (RFC 5322 3.6): the Message-ID, the Date,
+From, Sender, Reply-To, To, Cc and Subject fields, and the body with the top-level
+Content-Type and Content-Transfer-Encoding it is read by. Everything else in the header section
 may legitimately differ between two deliveries of one message: every hop prepends trace
 fields (Received, Return-Path, Delivered-To), receivers add Authentication-Results,
 Received-SPF, ARC-* and X-Spam-*, and a relay of ours may sign with DKIM-Signature
@@ -10,9 +11,9 @@ Received-SPF, ARC-* and X-Spam-*, and a relay of ours may sign with DKIM-Signatu
 ticket, with a second acknowledgement, for each such re-delivery.
 
 Working on bytes, not a parse, keeps the key stable whatever the parser does, and it
-is one linear pass: the header section is scanned line by line only up to the three
-fields, and the body is hashed as it is (line endings normalised: CRLF on SMTP, LF
-from a Maildir or a pipe).
+is linear: line breaks normalised, the header section split into fields by one regex
+(never a Python loop over lines), each wanted field without white space (a relay may
+refold it), the body hashed as it is.
 """
 
 from __future__ import annotations
@@ -22,7 +23,20 @@ import re
 
 __all__ = ["content_hash", "dedupe_key", "legacy_dedupe_key"]
 
-_ORIGINATOR_FIELDS = (b"from", b"date", b"subject")
+# What the originator wrote in the header section (RFC 5322 3.6.1-3.6.5: the date, the
+# originator, destination and informational fields that no MTA changes) and the
+# top-level MIME fields the body is read by (RFC 2045: another charset is another text).
+_ORIGINATOR_FIELDS = (
+    b"date",
+    b"from",
+    b"sender",
+    b"reply-to",
+    b"to",
+    b"cc",
+    b"subject",
+    b"content-type",
+    b"content-transfer-encoding",
+)
 # The fields the key before issue 14 left out (legacy_dedupe_key).
 _LEGACY_TRACE = frozenset({b"received", b"return-path", b"delivered-to", b"x-original-to"})
 # A line break that starts a new header field (not a continuation line).
@@ -45,20 +59,15 @@ def _header_end(raw: bytes) -> tuple[int, int]:
     return start, pos + (2 if raw[pos + 1 : pos + 2] == b"\n" else 3)
 
 
-def _split(raw: bytes) -> tuple[bytes, bytes]:
-    end, body = _header_end(raw)
-    return raw[:end], raw[body:]
-
-
 def _originator_fields(head: bytes) -> dict[bytes, bytes]:
-    """The first From, Date and Subject, without any white space (a relay may refold a
-    long field). Fields are found whole with a regex split, so a field folded over
+    """The first of each of _ORIGINATOR_FIELDS, without any white space (a relay may
+    refold a long field). Fields are found whole with a regex split, so a field folded over
     600,000 lines costs no Python loop over its lines."""
     found: dict[bytes, bytes] = {}
     for field in _FIELD_START.split(head):
         name, colon, value = field.partition(b":")
         if b"\n" in name:
-            continue  # no colon on the field's first line: no field of the three
+            continue  # no colon on the first line of the field: none of the wanted ones
         key = name.strip().lower()
         if colon and key in _ORIGINATOR_FIELDS and key not in found:
             found[key] = value.translate(None, _SPACE)
@@ -68,14 +77,19 @@ def _originator_fields(head: bytes) -> dict[bytes, bytes]:
 
 
 def content_hash(raw: bytes) -> str:
-    """sha256 of what the originator wrote: From, Date, Subject and the body."""
-    head, body = _split(raw)
+    """sha256 of what the originator wrote: _ORIGINATOR_FIELDS and the body."""
+    # Every line break as LF: CRLF on SMTP, LF from a Maildir or a pipe, CR from old Mac
+    # tools (without this a CR-only mail had no header section to read fields from).
+    data = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    end = data.find(b"\n\n")
+    # Without a blank line the whole mail is hashed as its body too.
+    head, body = (data[:end], data[end + 2 :]) if end >= 0 else (data, data)
     fields = _originator_fields(head)
     digest = hashlib.sha256()
     for key in _ORIGINATOR_FIELDS:
         digest.update(key + b":" + fields.get(key, b"") + b"\n")
-    # Transports differ in line endings, and some add or drop a final line break.
-    digest.update(b"\n" + body.replace(b"\r\n", b"\n").rstrip(b"\n"))
+    # Some transports add or drop a final line break.
+    digest.update(b"\n" + body.rstrip(b"\n"))
     return digest.hexdigest()
 
 

@@ -36,8 +36,9 @@ def test_trace_headers_do_not_change_the_key() -> None:
 
 def test_line_endings_refolding_and_a_final_newline_do_not_change_the_key() -> None:
     lf = ORIGINAL.replace(b"\r\n", b"\n")
+    cr = ORIGINAL.replace(b"\r\n", b"\r")  # old Mac tools
     refolded = ORIGINAL.replace(b"Subject: Printer on fire", b"Subject: Printer\r\n  on   fire")
-    assert key(lf) == key(refolded) == key(ORIGINAL + b"\r\n") == key(ORIGINAL)
+    assert key(lf) == key(cr) == key(refolded) == key(ORIGINAL + b"\r\n") == key(ORIGINAL)
 
 
 def test_the_originators_fields_and_the_body_do() -> None:
@@ -45,6 +46,11 @@ def test_the_originators_fields_and_the_body_do() -> None:
     assert key(ORIGINAL.replace(b"alice@", b"mallory@")) != key(ORIGINAL)
     assert key(ORIGINAL.replace(b"10:00:00", b"10:00:01")) != key(ORIGINAL)
     assert key(ORIGINAL.replace(b"Please help.", b"Please help!")) != key(ORIGINAL)
+    assert key(ORIGINAL.replace(b"To: support@", b"To: other@")) != key(ORIGINAL)
+    with_charset = ORIGINAL.replace(b"\r\n\r\n", b"\r\nContent-Type: text/plain; charset=koi8-r\r\n\r\n", 1)
+    assert key(with_charset) != key(ORIGINAL), "the same bytes in another charset are another text"
+    cr_variant = ORIGINAL.replace(b"\r\n", b"\r")
+    assert key(cr_variant.replace(b"help.", b"help!")) != key(cr_variant)
     assert dedupe_key(ORIGINAL, "m2@example.com") != key(ORIGINAL)
 
 
