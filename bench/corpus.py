@@ -84,7 +84,7 @@ def main() -> int:
             f'[rules]\ndir = "{REPO / "rules"}"\n'
             f'[database]\nurl = "{args.database_url}"\n'
             '[support]\naddresses = ["support@helpdesk.example"]\n'
-            "[autoreply]\nflood_threshold = 100000\n"
+            "[autoreply]\nflood_threshold = 100000\ndomain_flood_threshold = 0\nmax_per_minute = 0\n"
         )
         app = App(load_config(site / "config.toml"))
         migrate.upgrade(app.store)

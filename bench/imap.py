@@ -49,6 +49,8 @@ enabled = false
 addresses = ["support@helpdesk.example"]
 [autoreply]
 flood_threshold = 100000
+domain_flood_threshold = 0
+max_per_minute = 0
 [incidents]
 parsers_dir = "{repo}/parsers"
 [rules]

@@ -51,6 +51,8 @@ port = 0
 addresses = ["support@helpdesk.example"]
 [autoreply]
 flood_threshold = 100000
+domain_flood_threshold = 0
+max_per_minute = 0
 [incidents]
 parsers_dir = "{parsers}"
 [rules]

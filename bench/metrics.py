@@ -42,6 +42,7 @@ T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 def fill(store: Store, n: int, open_tickets: int) -> None:
     every = max(1, n // max(1, open_tickets))
+
     def chunks(make):  # type: ignore[no-untyped-def]
         batch = []
         for i in range(n):

@@ -795,7 +795,7 @@ def dashboard_runs(config: Config, args: argparse.Namespace) -> None:
         print(f"\n== dashboard: GET / {pages} times (TestClient, create_app(config)), {label}")
         times, statuses = [], []
         app = App(config, clock=clock)
-        with TestClient(create_app(config, app)) as client:
+        with TestClient(create_app(config, app), base_url="http://localhost") as client:
             for _ in range(pages):
                 t0 = time.perf_counter()
                 response = client.get("/", headers={"Authorization": f"Bearer {WEB_TOKEN}"})

@@ -161,6 +161,10 @@ class TicketSettings(_Strict):
             )
         return self
 
+    # People copied on a ticket (CC'd, added by a reply-all) at most; further ones in a
+    # mail are recorded in the ticket's history, never mailed.
+    max_participants: Annotated[int, Field(ge=0, le=1000)] = 20
+
     @field_validator("reference")
     @classmethod
     def _known_fields(cls, value: str) -> str:
@@ -237,8 +241,20 @@ class AuthenticationSettings(_Strict):
 
 class AutoReplySettings(_Strict):
     acknowledge: bool = True
+    # More new tickets than this from one address in flood_window_minutes: no
+    # acknowledgement, the ticket is flagged "flood" and agents are not notified of it.
     flood_threshold: Annotated[int, Field(ge=1)] = 20
     flood_window_minutes: Annotated[int, Field(ge=1)] = 10
+    # The same from one domain (robot1@, robot2@ ... at one domain); the desk's own
+    # domains and flood_exempt_domains never count. 0: no limit per domain.
+    domain_flood_threshold: Annotated[int, Field(ge=0)] = 30
+    flood_exempt_domains: list[Domain] = []
+    # Circuit breaker: at most this many acknowledgements in any minute, desk-wide
+    # (the tickets are opened; each says why none went out). 0: no limit.
+    max_per_minute: Annotated[int, Field(ge=0)] = 100
+    # "Not done" explanations to one agent (a refused or erroneous mail) per hour; an
+    # automatic mail, a bounce or an answer to an explanation never gets one.
+    agent_notices_per_hour: Annotated[int, Field(ge=0)] = 5
 
 
 class ProcessingSettings(_Strict):
@@ -391,6 +407,23 @@ def _check_domain(value: str) -> str:
 
 Address = Annotated[str, AfterValidator(_check_address)]
 Domain = Annotated[str, AfterValidator(_check_domain)]
+
+
+def _check_host_name(value: str) -> str:
+    """A name for a Host header: a domain name, "*." and a domain, or an IP address."""
+    import ipaddress
+
+    name = value.strip().lower().rstrip(".")
+    try:
+        return str(ipaddress.ip_address(name.strip("[]")))
+    except ValueError:
+        pass
+    bare = name[2:] if name.startswith("*.") else name
+    if bare == "localhost" or _DOMAIN_RE.match(bare):
+        return name
+    raise ValueError(
+        f"{value!r} is not a host name like dashboard.example.com, *.example.com or an IP address (no port, no scheme)"
+    )
 
 
 def parse_hours(text: str) -> tuple[tuple[int, int], ...]:
@@ -689,6 +722,11 @@ class WebSettings(_Strict):
     token_file: str = ""
     # How often the dashboard page reloads itself.
     refresh_seconds: Annotated[int, Field(ge=5, le=3600)] = 30
+    # Host names the dashboard answers to (the Host header; "*.example.com" for every
+    # name under a domain). The loopback names and the bound host are always allowed;
+    # any other name is refused with 400, so a web page cannot read the dashboard
+    # through DNS rebinding (its own name pointed at 127.0.0.1).
+    allowed_hosts: list[Annotated[str, AfterValidator(_check_host_name)]] = []
 
     @model_validator(mode="after")
     def _token_beyond_localhost(self) -> WebSettings:

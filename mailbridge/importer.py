@@ -48,7 +48,7 @@ from mailbridge.parsing.mime import ParseError, parse_message
 from mailbridge.store.db import read_tx, write_tx
 from mailbridge.store.tables import inbound, messages, tickets
 from mailbridge.tickets import lifecycle
-from mailbridge.tickets.dedupe import content_hash, dedupe_key
+from mailbridge.tickets.dedupe import content_hash, dedupe_key, legacy_dedupe_key
 
 if TYPE_CHECKING:
     from mailbridge.app import App
@@ -367,17 +367,19 @@ class _Candidate:
     key: str
     content: str  # content_hash: how a quarantined copy is recognised
     undated: bool
+    legacy_key: str | None = None  # the key a copy stored before issue 14 carries
 
 
-def message_key(raw: bytes) -> tuple[str, bool]:
+def message_keys(raw: bytes) -> tuple[str, str | None, bool]:
     """The worker's dedupe key for `raw` (pipeline.py: the Message-ID as parse_message
-    reads it; None for mail it refuses, which the worker quarantines) and whether it is
-    a mail with no usable Date (the worker dates it when it processes it)."""
+    reads it; None for mail it refuses, which the worker quarantines), the key a copy
+    stored before issue 14 carries, and whether it is a mail with no usable Date (the
+    worker dates it when it processes it)."""
     try:
         mail = parse_message(raw)
     except ParseError:
-        return dedupe_key(raw, None), False
-    return dedupe_key(raw, mail.message_id), mail.date is None
+        return dedupe_key(raw, None), legacy_dedupe_key(raw, None), False
+    return dedupe_key(raw, mail.message_id), legacy_dedupe_key(raw, mail.message_id), mail.date is None
 
 
 def import_messages(
@@ -450,7 +452,7 @@ class _Importer:
         if len(raw) > self._limit:
             report.refused.append((where, f"{len(raw)} bytes, larger than [smtp] max_message_size ({self._limit})"))
             return None
-        key, undated = message_key(raw)
+        key, legacy, undated = message_keys(raw)
         # Earlier chunks are in the messages table by now (see _store_and_process);
         # within the chunk, a second copy is recognised here.
         if key in keys_in_chunk:
@@ -460,7 +462,7 @@ class _Importer:
         if content in self._quarantined_content:
             report.skipped_quarantined += 1
             return None
-        return _Candidate(where, raw, key, content, undated)
+        return _Candidate(where, raw, key, content, undated, legacy)
 
     def _store_and_process(self, chunk: list[_Candidate]) -> None:
         if not chunk:
@@ -468,11 +470,15 @@ class _Importer:
         report = self._report
         with read_tx(self._app.store.main) as conn:
             stored = set(
-                conn.execute(select(messages.c.dedupe_key).where(messages.c.dedupe_key.in_([c.key for c in chunk])))
+                conn.execute(
+                    select(messages.c.dedupe_key).where(
+                        messages.c.dedupe_key.in_([k for c in chunk for k in (c.key, c.legacy_key) if k])
+                    )
+                )
                 .scalars()
                 .all()
             )
-        fresh = [c for c in chunk if c.key not in stored]
+        fresh = [c for c in chunk if c.key not in stored and (c.legacy_key is None or c.legacy_key not in stored)]
         report.skipped_existing += len(chunk) - len(fresh)
         if not fresh:
             return

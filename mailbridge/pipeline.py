@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,7 +22,8 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, text, update
 
 from mailbridge import knowledge
-from mailbridge.agents.desk import AgentDesk, AgentMail
+from mailbridge.agents.auth import AuthVerdict, own_mail
+from mailbridge.agents.desk import AgentDesk, AgentMail, raw_header_values
 from mailbridge.clock import Clock, ensure_utc, utcnow
 from mailbridge.config import Config
 from mailbridge.outbound.compose import ComposeError
@@ -41,11 +43,13 @@ from mailbridge.store.counters import bump, histogram
 from mailbridge.store.counters import name as counter_name
 from mailbridge.store.db import Store, read_tx, write_tx
 from mailbridge.store.tables import inbound, messages, outbox, spool_counts, tickets, undeliverable
+from mailbridge.store.tables import participants as participants_table
 from mailbridge.store.transient import is_transient
 from mailbridge.testing import crash_point, poison
-from mailbridge.tickets import deliveries, incidents, lifecycle, survey
+from mailbridge.tickets import deliveries, incidents, lifecycle, participants, survey
 from mailbridge.tickets.correlate import Correlation, Correlator
-from mailbridge.tickets.dedupe import dedupe_key
+from mailbridge.tickets.dedupe import dedupe_key, legacy_dedupe_key
+from mailbridge.tickets.floods import FloodGuard
 from mailbridge.tickets.refs import ReferenceFormat
 
 log = logging.getLogger(__name__)
@@ -59,7 +63,12 @@ _APPLY_LOCK = text("SELECT pg_advisory_xact_lock(4242170501)")
 _SEEN = (
     select(messages.c.inbound_id, tickets.c.reference)
     .outerjoin(tickets, messages.c.ticket_id == tickets.c.id)
-    .where(or_(messages.c.inbound_id == bindparam("s_inbound"), messages.c.dedupe_key == bindparam("s_key")))
+    .where(
+        or_(
+            messages.c.inbound_id == bindparam("s_inbound"),
+            messages.c.dedupe_key.in_([bindparam("s_key"), bindparam("s_legacy")]),
+        )
+    )
 )
 _SEEN_MANY = (
     select(messages.c.inbound_id, messages.c.dedupe_key, tickets.c.reference)
@@ -86,20 +95,9 @@ _TICKET_STATE = select(
     tickets.c.tags,
     tickets.c.custom_fields,
 ).where(tickets.c.id == bindparam("s_ticket"))
-# Before an acknowledgement: how many tickets this requester opened lately (flood
-# breaker) and whether the address bounced permanently; one statement for both.
-_ACK_CHECKS = select(
-    select(func.count())
-    .select_from(tickets)
-    .where(tickets.c.requester == bindparam("s_requester"), tickets.c.created_at >= bindparam("s_since"))
-    .scalar_subquery()
-    .label("recent"),
-    select(func.count())
-    .select_from(undeliverable)
-    .where(undeliverable.c.address == bindparam("s_requester"))
-    .scalar_subquery()
-    .label("bounced"),
-)
+# Before an acknowledgement: whether the address bounced permanently (the flood limits
+# are tickets/floods.py's).
+_BOUNCED = select(undeliverable.c.address).where(undeliverable.c.address == bindparam("s_requester")).limit(1)
 # Before a rule's response to a follow-up: is the requester undeliverable, and did this
 # template already go to this ticket within the flood window (one answer, not a loop)?
 _RESPONSE_CHECKS = select(
@@ -118,6 +116,7 @@ _RESPONSE_CHECKS = select(
     .scalar_subquery()
     .label("recent"),
 )
+_PARTICIPANTS = select(participants_table.c.address).where(participants_table.c.ticket_id == bindparam("s_ticket"))
 _MARK_FLOOD = update(tickets).where(tickets.c.id == bindparam("s_ticket")).values(flood=True)
 _RECORD_DONE = (
     update(inbound)
@@ -158,26 +157,36 @@ class _Seen:
     kept up to date as the batch is applied: a copy later in the same batch is a
     duplicate of the first."""
 
-    def __init__(self, conn: Connection, batch: list[tuple[int, str]]) -> None:
+    def __init__(self, conn: Connection, batch: list[tuple[int, str, str | None]]) -> None:
         self.by_inbound: dict[int, str | None] = {}
         self.by_key: dict[str, str | None] = {}
-        params = {"s_inbound": [i for i, _k in batch], "s_keys": [k for _i, k in batch]}
+        # Each message's key and its key as computed before issue 14 (messages stored
+        # earlier carry that one).
+        keys = [k for _i, *both in batch for k in both if k is not None]
+        params = {"s_inbound": [i for i, _k, _l in batch], "s_keys": keys}
         for row in conn.execute(_SEEN_MANY, params):
             if row.inbound_id is not None:
                 self.by_inbound[int(row.inbound_id)] = row.reference
             if row.dedupe_key is not None:
                 self.by_key[row.dedupe_key] = row.reference
 
-    def lookup(self, inbound_id: int, key: str) -> tuple[int | None, str | None] | None:
+    def lookup(self, inbound_id: int, key: str, legacy: str | None) -> tuple[int | None, str | None] | None:
         if inbound_id in self.by_inbound:
             return inbound_id, self.by_inbound[inbound_id]
-        if key in self.by_key:
-            return None, self.by_key[key]
+        for k in (key, legacy):
+            if k is not None and k in self.by_key:
+                return None, self.by_key[k]
         return None
 
     def add(self, inbound_id: int, key: str, reference: str | None) -> None:
         self.by_inbound[inbound_id] = reference
         self.by_key[key] = reference
+
+
+def _keys(row: Any, analysis: Analysis) -> tuple[str, str | None]:
+    """The message's dedupe key (tickets/dedupe.py), and the one it had before issue 14."""
+    raw = bytes(row.raw)
+    return dedupe_key(raw, analysis.mail.message_id), legacy_dedupe_key(raw, analysis.mail.message_id)
 
 
 @dataclass(frozen=True)
@@ -194,6 +203,7 @@ class _Inbound:
     decision: Decision | None = None  # what the rules decided (routing.Router)
     source: str = ""  # the intake: smtp | lmtp | pipe | imap | import
     mailbox: str | None = None  # the IMAP mailbox it came from
+    raw: bytes = b""  # the mail as received (headers as written: Authentication-Results)
 
     @property
     def sender(self) -> str:
@@ -245,6 +255,8 @@ class Pipeline:
             config.tickets.requester_from, config.support.addresses, config.support.domains,
             config.tickets.noreply_senders,
         )  # fmt: skip
+        own_domains = {a.rpartition("@")[2] for a in self._own} | self._support_domains
+        self._floods = FloodGuard(config.autoreply, own_domains)
 
     # --- claiming ------------------------------------------------------------------
 
@@ -363,10 +375,10 @@ class Pipeline:
         with write_tx(self._store.main) as conn:
             self._serialize_apply(conn)
             pending = lifecycle.Pending()
-            keyed = [(row, an, dedupe_key(bytes(row.raw), an.mail.message_id)) for row, an in parsed]
-            seen = _Seen(conn, [(int(row.id), key) for row, _an, key in keyed])
-            for row, analysis, key in keyed:
-                outcome = outcomes[row.id] = self._apply(conn, row, analysis, pending, key, seen)
+            keyed = [(row, an, *_keys(row, an)) for row, an in parsed]
+            seen = _Seen(conn, [(int(row.id), key, legacy) for row, _an, key, legacy in keyed])
+            for row, analysis, key, legacy in keyed:
+                outcome = outcomes[row.id] = self._apply(conn, row, analysis, pending, key, legacy, seen)
                 if outcome.state == "done":
                     seen.add(int(row.id), key, outcome.ticket)
             pending.flush(conn)
@@ -382,8 +394,8 @@ class Pipeline:
                     try:
                         with conn.begin_nested():
                             pending = lifecycle.Pending()
-                            key = dedupe_key(bytes(row.raw), analysis.mail.message_id)
-                            outcomes[row.id] = self._apply(conn, row, analysis, pending, key)
+                            key, legacy = _keys(row, analysis)
+                            outcomes[row.id] = self._apply(conn, row, analysis, pending, key, legacy)
                             pending.flush(conn)
                     except Exception as exc:
                         if is_transient(exc):
@@ -428,6 +440,7 @@ class Pipeline:
         analysis: Analysis,
         pending: lifecycle.Pending,
         key: str,
+        legacy_key: str | None,
         batch_seen: _Seen | None = None,
     ) -> Outcome:
         inbound_id = int(row.id)
@@ -437,9 +450,10 @@ class Pipeline:
         if historic and analysis.mail.date is not None:
             now = analysis.mail.date  # imported history keeps its original dates
         if batch_seen is not None:
-            seen = batch_seen.lookup(inbound_id, key)
+            seen = batch_seen.lookup(inbound_id, key, legacy_key)
         else:
-            found = conn.execute(_SEEN, {"s_inbound": inbound_id, "s_key": key}).first()
+            params = {"s_inbound": inbound_id, "s_key": key, "s_legacy": legacy_key or key}
+            found = conn.execute(_SEEN, params).first()
             seen = None if found is None else (found.inbound_id, found.reference)
         if seen is not None:
             seen_inbound, reference = seen
@@ -457,6 +471,7 @@ class Pipeline:
             meta.get("status"),
             source=str(row.source),
             mailbox=meta.get("mailbox"),
+            raw=bytes(row.raw),
         )
         if analysis.kind == "bounce":
             return self._bounce(conn, msg, pending)
@@ -788,17 +803,11 @@ class Pipeline:
         related = corr.related_ticket_id
         if corr.ticket_id is not None:  # matched a closed ticket
             related = corr.ticket_id
-        skip = {*self._own, requester.address.lower()}
-        cc = [
-            a
-            for a in mail.cc + mail.to
-            if a.address
-            and a.address.lower() not in skip
-            and not self._is_ours(a.address)
-            and not self._people.is_agent(a.address)
-        ]
-        if not self._config.tickets.cc_participants:
-            cc = []
+        cc: list[Address] = []
+        if self._config.tickets.cc_participants:
+            cc = participants.candidates(mail.cc + mail.to, self._not_copied(requester.address))
+        limit = self._config.tickets.max_participants
+        cc, over = participants.cap(cc, limit)
         extraction = msg.analysis.extraction
         ticket_id, reference = lifecycle.create_ticket(
             conn,
@@ -813,6 +822,7 @@ class Pipeline:
         )
         message_pk = self._add_message(conn, ticket_id, msg)
         actor = requester.address or "unknown"
+        participants.record_over(pending, ticket_id, now, over, limit, actor, message_pk)
         received = {"message": message_pk, "message_id": mail.message_id, "inbound": msg.inbound_id}
         created: dict[str, Any] = {"reference": reference, "related": related, "subject": mail.subject}
         if extraction is not None:
@@ -863,17 +873,14 @@ class Pipeline:
         if reason is None and not settings.acknowledge and not respond:
             reason = "acknowledgements are off ([autoreply] acknowledge = false)"
         if reason is None:
-            since = now - timedelta(minutes=settings.flood_window_minutes)
-            checks = conn.execute(_ACK_CHECKS, {"s_requester": requester.address.lower(), "s_since": since}).one()
-            recent = int(checks.recent)
-            if checks.bounced:
-                reason = f"{requester.address} is undeliverable (an earlier mail to it bounced permanently)"
-            elif recent > settings.flood_threshold:
-                reason = (
-                    f"flood: {recent} new tickets from {requester.address} in {settings.flood_window_minutes} minutes"
-                )
+            verdict = self._floods.check(conn, requester.address, now, pending)
+            reason = verdict.reason
+            if verdict.flood:
                 conn.execute(_MARK_FLOOD, {"s_ticket": ticket_id})
-                events.append(lifecycle.event_row(ticket_id, now, "flood_detected", "system", {"count": recent}))
+                data = {"count": verdict.count, "reason": verdict.reason}
+                events.append(lifecycle.event_row(ticket_id, now, "flood_detected", "system", data))
+        if reason is None and conn.execute(_BOUNCED, {"s_requester": requester.address.lower()}).first():
+            reason = f"{requester.address} is undeliverable (an earlier mail to it bounced permanently)"
         if reason is not None:
             events.append(lifecycle.event_row(ticket_id, now, "auto_reply_suppressed", "system", {"reason": reason}))
             return
@@ -1021,6 +1028,12 @@ class Pipeline:
     ) -> None:
         assert corr.ticket_id is not None
         ticket_id, mail, now = corr.ticket_id, msg.analysis.mail, msg.now
+        joining = self._reply_all_people(conn, ticket_id, row, msg)
+        if joining:
+            verdict = self._own_mail(msg)
+            if not verdict.authenticated:
+                self._keep_as_note(conn, ticket_id, msg, joining, verdict.reason, pending)
+                return
         message_pk = self._add_message(conn, ticket_id, msg)
         sender = msg.sender
         data: dict[str, Any] = {
@@ -1055,8 +1068,10 @@ class Pipeline:
                 survey.record_answer(ticket_id, sender, msg.analysis.reply_text or "", message_pk, now, pending)
             lifecycle.touch(conn, ticket_id, now, pending)
             return
-        if corr.how == "token" and sender:
-            lifecycle.add_participants(conn, ticket_id, [mail.from_] if mail.from_ else [], "cc", now)
+        if corr.how == "token" and sender and mail.from_ is not None:
+            # Someone a token of ours was issued to (a notified address) joins the ticket.
+            joined = participants.candidates([mail.from_], self._not_copied(str(row.requester)))
+            self._copy(conn, ticket_id, joined, msg, message_pk, pending)
         event = "reply"
         from_requester = self._from_requester(msg, row.requester)
         if row.status in ("resolved", "pending", "closed") and from_requester and kind == "normal":
@@ -1071,22 +1086,135 @@ class Pipeline:
         else:
             lifecycle.touch(conn, ticket_id, now, pending)
         if kind == "normal" and not self._people.is_agent(sender):
-            if self._config.tickets.cc_participants and from_requester:
-                # Reply-all from the requester: new people in To/Cc join the ticket.
-                skip = {*self._own_lower, sender}
-                added = [
-                    a
-                    for a in mail.to + mail.cc
-                    if a.address
-                    and a.address.lower() not in skip
-                    and not self._is_ours(a.address)
-                    and not self._people.is_agent(a.address)
-                ]
-                lifecycle.add_participants(conn, ticket_id, added, "cc", now)
+            # Reply-all from the requester (their own mail, checked above): new people in
+            # To/Cc join the ticket, up to [tickets] max_participants.
+            self._copy(conn, ticket_id, joining, msg, message_pk, pending)
             text = msg.analysis.reply_text or mail.text
             self._desk.notify(conn, ticket_id, event, pending, now, text=text, mail=mail)
         if msg.decision is not None and msg.decision.respond:
             self._respond_to_follow_up(conn, ticket_id, row, msg, pending)
+
+    # --- people copied on a ticket ------------------------------------------------------
+
+    def _not_copied(self, requester: str) -> Callable[[str], bool]:
+        """Who is never copied as a participant: the requester, us, agents."""
+        requester = requester.lower()
+        return lambda a: a == requester or a in self._own_lower or self._is_ours(a) or self._people.is_agent(a)
+
+    def _reply_all_people(self, conn: Connection, ticket_id: int, row: Any, msg: _Inbound) -> list[Address]:
+        """The people a requester's reply names in To/Cc who are not on the ticket yet."""
+        mail = msg.analysis.mail
+        if (
+            msg.historic
+            or not self._config.tickets.cc_participants
+            or msg.analysis.classification.kind != "normal"
+            or not self._from_requester(msg, str(row.requester))
+            or self._people.is_agent(msg.sender)
+        ):
+            return []
+        named = participants.candidates(mail.to + mail.cc, self._not_copied(str(row.requester)))
+        if not named:
+            return []
+        on_ticket = set(conn.execute(_PARTICIPANTS, {"s_ticket": ticket_id}).scalars())
+        return [p for p in named if p.address not in on_ticket]
+
+    def _own_mail(self, msg: _Inbound) -> AuthVerdict:
+        """Is the mail its From address's own (agents/auth.own_mail)?"""
+        auth = self._config.authentication
+        return own_mail(
+            raw_header_values(msg.raw, "Authentication-Results"),
+            from_address=msg.sender,
+            envelope_from=msg.mail_from,
+            intake_trust=auth.trust_of(msg.source, msg.mailbox),
+            trusted_authserv_ids={a.lower() for a in auth.trusted_authserv_ids},
+        )
+
+    def _keep_as_note(
+        self,
+        conn: Connection,
+        ticket_id: int,
+        msg: _Inbound,
+        joining: list[Address],
+        reason: str,
+        pending: lifecycle.Pending,
+    ) -> None:
+        """A mail in the requester's name that would copy new people on the ticket, and
+        that nothing shows is theirs: kept for the agents as an internal note; it adds
+        nobody, reopens nothing, and its people get no mail."""
+        analysis, now = msg.analysis, msg.now
+        message_pk = lifecycle.add_inbound_message(
+            conn,
+            ticket_id=ticket_id,
+            inbound_id=msg.inbound_id,
+            mail=analysis.mail,
+            dedupe_key=msg.key,
+            now=now,
+            reply_text=analysis.reply_text,
+            classification=analysis.classification.kind,
+            classification_reason=analysis.classification.reason,
+            internal=True,
+        )
+        data = {
+            "message": message_pk,
+            "message_id": analysis.mail.message_id,
+            "inbound": msg.inbound_id,
+            "would_add": [p.address for p in joining[: participants.RECORDED_MAX]],
+            "reason": f"not shown to be the requester's own mail: {reason}",
+        }
+        pending.events.append(lifecycle.event_row(ticket_id, now, "kept_as_note", msg.sender or "unknown", data))
+        lifecycle.touch(conn, ticket_id, now, pending)
+        text = analysis.reply_text or analysis.mail.text
+        self._desk.notify(conn, ticket_id, "unverified", pending, now, text=text, mail=analysis.mail)
+
+    def _copy(
+        self,
+        conn: Connection,
+        ticket_id: int,
+        people: list[Address],
+        msg: _Inbound,
+        message_pk: int,
+        pending: lifecycle.Pending,
+    ) -> None:
+        """Copy ``people`` on the ticket (up to the cap; the rest recorded) and tell the
+        requester who was added (whoever added them: the check of the mail's sender
+        can be fooled where nothing verifies the envelope, the requester cannot)."""
+        if not people:
+            return
+        limit = self._config.tickets.max_participants
+        copied = participants.add_copied(conn, ticket_id, people, msg.now, limit=limit)
+        actor = msg.sender or "unknown"
+        participants.record_over(pending, ticket_id, msg.now, copied.over, limit, actor, message_pk)
+        if copied.added:
+            data = {"added": [p.address for p in copied.added], "message": message_pk}
+            pending.events.append(lifecycle.event_row(ticket_id, msg.now, "participants_added", actor, data))
+            self._tell_requester_added(conn, ticket_id, copied.added, msg, pending)
+
+    def _tell_requester_added(
+        self, conn: Connection, ticket_id: int, added: list[Address], msg: _Inbound, pending: lifecycle.Pending
+    ) -> None:
+        """templates/participants-added.* to the requester, unless nobody reads it there."""
+        ticket = self._desk.ticket(conn, ticket_id)
+        reason = survey.requester_block_reason(conn, ticket)
+        if reason is not None:
+            data: dict[str, Any] = {"reason": f"no participants-added notice: {reason}"}
+            pending.events.append(lifecycle.event_row(ticket_id, msg.now, "auto_reply_suppressed", "system", data))
+            return
+        people = [{"name": p.name, "address": p.address} for p in added]
+        message_id = survey.queue_to_requester(
+            conn,
+            ticket,
+            "participants-added",
+            config=self._config,
+            outbox=self._outbox,
+            refs=self._refs,
+            pending=pending,
+            now=msg.now,
+            status=str(ticket.status),
+            extra={"added": people, "by": msg.sender},
+        )
+        if message_id is not None:
+            data = {"to": str(ticket.requester), "message_id": message_id, "added": [p.address for p in added]}
+            pending.events.append(lifecycle.event_row(ticket_id, msg.now, "participants_added_notice", "system", data))
 
     # --- spool bookkeeping -----------------------------------------------------------
 

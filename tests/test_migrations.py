@@ -57,7 +57,7 @@ def test_upgrade_from_0001_keeps_tickets_and_messages(db_url: str, tmp_path: Pat
             # The 0001 schema, written as that version's code wrote it.
             conn.exec_driver_sql(
                 "INSERT INTO tickets (reference, subject, requester, requester_name, status, created_at, updated_at,"
-                " flood) VALUES ('MB-2026-000001', 'old', 'a@example.com', '', 'open', '2026-11-23 12:00:00',"
+                " flood) VALUES ('MB-2026-000001', 'old', '\"a@b\"@example.com', '', 'open', '2026-11-23 12:00:00',"
                 " '2026-11-23 12:00:00', false)"
             )
             ticket_id = conn.execute(select(tickets.c.id)).scalar_one()
@@ -68,8 +68,10 @@ def test_upgrade_from_0001_keeps_tickets_and_messages(db_url: str, tmp_path: Pat
             )
         migrate.upgrade(store)
         with store.main.connect() as conn:
-            row = conn.execute(select(tickets.c.reference, tickets.c.occurrences, tickets.c.priority)).one()
-            assert tuple(row) == ("MB-2026-000001", 1, None)
+            row = conn.execute(
+                select(tickets.c.reference, tickets.c.occurrences, tickets.c.priority, tickets.c.requester_domain)
+            ).one()
+            assert tuple(row) == ("MB-2026-000001", 1, None, "example.com")  # 0007 fills the domain
             msg = conn.execute(select(messages.c.text, messages.c.classification, messages.c.reply_text)).one()
             assert tuple(msg) == ("hello", "normal", None)
     finally:

@@ -60,7 +60,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["MAX_HEADER_CHARS", "AuthVerdict", "IntakeTrust", "authenticate"]
+__all__ = ["MAX_HEADER_CHARS", "AuthVerdict", "IntakeTrust", "authenticate", "own_mail"]
 
 IntakeTrust = Literal["none", "authentication-results", "internal"]
 
@@ -72,7 +72,7 @@ MAX_HEADER_CHARS = 16_384
 @dataclass(frozen=True)
 class AuthVerdict:
     authenticated: bool
-    how: str  # "internal" | "dkim" | "spf" | "dmarc" | "" (not authenticated)
+    how: str  # "internal" | "dkim" | "spf" | "dmarc" | "envelope" (own_mail) | "" (not authenticated)
     reason: str  # one human sentence: why yes, or why not (shown to agents and in ticket history)
 
 
@@ -116,6 +116,51 @@ def authenticate(
             "which is not a trusted authserv-id."
         )
     return _judge(_shown(authserv_id), results, _domain(from_domain))
+
+
+def own_mail(
+    auth_results: Sequence[str],
+    *,
+    from_address: str,
+    envelope_from: str | None,
+    intake_trust: IntakeTrust,
+    trusted_authserv_ids: Collection[str],
+) -> AuthVerdict:
+    """Is this mail its From address's own? Asked before a requester's mail adds people
+    to their ticket (pipeline): a forged From: of the requester with the attacker in Cc
+    had made the attacker a participant, who then got the next answer.
+
+    An internal intake vouches for it. Where the intake's Authentication-Results are
+    trusted and the topmost one is by a trusted receiver, it decides, as for agents: an
+    aligned DKIM, DMARC or SPF pass (authenticate()); a forger who sets the envelope
+    sender to the requester's address too fails SPF there. Otherwise the envelope sender
+    must be the From address: weaker (the envelope can be forged too, where nothing
+    checks SPF), which is why the requester is also told of every addition."""
+    domain = from_address.rpartition("@")[2].lower() if "@" in from_address else ""
+    if intake_trust == "internal" or (
+        intake_trust == "authentication-results" and _by_trusted_receiver(auth_results, trusted_authserv_ids)
+    ):
+        return authenticate(
+            auth_results, from_domain=domain, intake_trust=intake_trust, trusted_authserv_ids=trusted_authserv_ids
+        )
+    envelope = (envelope_from or "").strip().strip("<>").lower()
+    if envelope and envelope == from_address.lower():
+        return AuthVerdict(True, "envelope", "Its envelope sender is its From address.")
+    shown = _shown(envelope) if envelope else "empty"
+    return _no(f"Its envelope sender ({shown}) is not its From address, and nothing else vouches for it.")
+
+
+def _by_trusted_receiver(auth_results: Sequence[str], trusted_authserv_ids: Collection[str]) -> bool:
+    """Whether the topmost Authentication-Results is readable and by a trusted authserv-id."""
+    top = auth_results[0] if auth_results and not isinstance(auth_results, str) else auth_results or ""
+    if not isinstance(top, str) or not top or len(top) > MAX_HEADER_CHARS:
+        return False
+    try:
+        authserv_id, _results = _parse(top)
+    except Exception:  # unreadable: not by anyone we trust
+        return False
+    trusted = {_domain(t) for t in trusted_authserv_ids if isinstance(t, str)}
+    return authserv_id is not None and _domain(authserv_id) in trusted
 
 
 def _no(reason: str) -> AuthVerdict:

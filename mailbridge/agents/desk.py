@@ -39,6 +39,7 @@ from sqlalchemy import Connection, select
 
 from mailbridge.agents.auth import AuthVerdict, authenticate
 from mailbridge.agents.commands import HELP, Command, CommandError, ParsedCommands, parse_commands
+from mailbridge.agents.explanations import ExplanationLimit
 from mailbridge.agents.forward import extract_forwarded
 from mailbridge.config import Config
 from mailbridge.outbound.compose import ComposeError, OutgoingAttachment
@@ -46,7 +47,6 @@ from mailbridge.outbound.outbox import Outbox
 from mailbridge.outbound.render import TemplateError
 from mailbridge.parsing.analysis import Analysis
 from mailbridge.parsing.mime import Address, ParsedMail
-from mailbridge.parsing.robots import auto_reply_block_reason
 from mailbridge.people import Agent, People
 from mailbridge.routing import ticket_facts_for
 from mailbridge.rules import TicketFacts
@@ -77,6 +77,7 @@ _TICKET = select(
     tickets.c.category,
     tickets.c.incident_key,
     tickets.c.merged_into,
+    tickets.c.flood,
 )
 _SLUG = re.compile(r"[^a-z0-9]+")
 
@@ -119,6 +120,7 @@ class AgentDesk:
         self._outbox = outbox
         self._refs = refs
         self._own = {a.lower() for a in config.support.addresses}
+        self._explanations = ExplanationLimit(config)
 
     # --- who is writing -------------------------------------------------------------
 
@@ -361,7 +363,11 @@ class AgentDesk:
             if not a.inline and a.kind != "message"
         ]
         sent = []
-        for rcpt in [requester, *cc]:
+        # Two copies at most, whatever the number of people: the requester's own, with
+        # a token bound to them, and one for everybody copied, with several envelope
+        # recipients (3,000 Cc had made 3,001 mails of the same text and attachments).
+        copies: list[tuple[Address, list[Address]]] = [(requester, [])] + ([(cc[0], cc[1:])] if cc else [])
+        for rcpt, more in copies:
             try:
                 self._outbox.queue_written(
                     pending,
@@ -374,6 +380,7 @@ class AgentDesk:
                     to=requester,
                     cc=cc,
                     rcpt=rcpt,
+                    extra_rcpts=more,
                     in_reply_to=last,
                     references=[last] if last else [],
                     now=msg.now,
@@ -385,7 +392,7 @@ class AgentDesk:
             except ComposeError as exc:
                 log.error("answer to %s on %s not sent: %s", rcpt.address, ticket.reference, exc)
                 continue
-            sent.append(rcpt.address)
+            sent += [rcpt.address, *(a.address for a in more)]
         data = {**extra, "to": requester.address, "cc": [a.address for a in cc], "attachments": len(files)}
         data["delivered_to"] = sent
         pending.events.append(lifecycle.event_row(ticket_id, msg.now, "answered", agent.id, data))
@@ -393,13 +400,15 @@ class AgentDesk:
 
     def _copies(self, conn: Connection, ticket_id: int, requester: str) -> list[Address]:
         """CC'd people of the ticket who get a copy of public answers: not the requester,
-        not us, not agents, not an address that bounced."""
+        not us, not agents, not an address that bounced; the first [tickets]
+        max_participants of them (a ticket from before the cap may have more)."""
         if not self._config.tickets.cc_participants:
             return []
         rows = conn.execute(
-            select(participants.c.address, participants.c.name).where(
-                participants.c.ticket_id == ticket_id, participants.c.role == "cc"
-            )
+            select(participants.c.address, participants.c.name)
+            .where(participants.c.ticket_id == ticket_id, participants.c.role == "cc")
+            .order_by(participants.c.added_at, participants.c.address)
+            .limit(self._config.tickets.max_participants)
         ).all()
         bounced = set(
             conn.execute(
@@ -436,6 +445,12 @@ class AgentDesk:
         if not self._config.tickets.notify_agents or not self._people.agents:
             return  # (no agents configured: not even the ticket is read, on the hot path)
         ticket = conn.execute(_TICKET.where(tickets.c.id == ticket_id)).one()
+        if ticket.flood and agents is None:
+            # A flood (tickets/floods.py): the queue shows it, nobody's mailbox is filled.
+            # (A notification an agent's own command asks for, a handover, still goes.)
+            data = {"event": event, "reason": "the ticket is flagged as part of a flood"}
+            pending.events.append(lifecycle.event_row(ticket_id, now, "agents_not_notified", "system", data))
+            return
         recipients = self._notify_targets(ticket, agents)
         if exclude:
             recipients = [r for r in recipients if r.address != exclude.lower()]
@@ -524,9 +539,12 @@ class AgentDesk:
         extra: dict[str, Any],
     ) -> None:
         """Why an agent's mail did nothing: to the agent's configured address (not to
-        whoever the From header names), never to an automated mail (no loops)."""
-        blocked = auto_reply_block_reason(msg.mail, msg.mail_from, self._own, self._config.support.domains)
-        if blocked is not None or msg.analysis.classification.kind != "normal":
+        whoever the From header names), never to an automated mail (no loops), at most
+        [autoreply] agent_notices_per_hour (agents/explanations.py)."""
+        blocked = self._explanations.blocked(conn, msg.analysis, msg.mail_from, agent, msg.now, pending)
+        if blocked is not None:
+            data = {"to": agent.email.lower(), "reason": f"no explanation to {agent.id}: {blocked}"}
+            pending.events.append(lifecycle.event_row(int(ticket.id), msg.now, "auto_reply_suppressed", "system", data))
             return
         context = {
             "ticket": {"reference": ticket.reference, "subject": ticket.subject},
@@ -666,7 +684,7 @@ class AgentDesk:
             reason = "#fwd: the forwarded mail is from an agent, not from a customer"
             found = None
         if found is None:
-            self._tell_agent_without_ticket(msg, agent, pending, reason)
+            self._tell_agent_without_ticket(conn, msg, agent, pending, reason)
             return reason
         now = msg.now
         ticket_id, reference = lifecycle.create_ticket(
@@ -758,10 +776,13 @@ class AgentDesk:
         data = {"to": customer.address, "message_id": sent}
         pending.events.append(lifecycle.event_row(ticket_id, msg.now, "acknowledged", "system", data))
 
-    def _tell_agent_without_ticket(self, msg: AgentMail, agent: Agent, pending: lifecycle.Pending, reason: str) -> None:
+    def _tell_agent_without_ticket(
+        self, conn: Connection, msg: AgentMail, agent: Agent, pending: lifecycle.Pending, reason: str
+    ) -> None:
         """Like _tell_agent, for a #fwd that opened nothing (no ticket to hang it on)."""
-        blocked = auto_reply_block_reason(msg.mail, msg.mail_from, self._own, self._config.support.domains)
-        if blocked is not None or msg.analysis.classification.kind != "normal":
+        blocked = self._explanations.blocked(conn, msg.analysis, msg.mail_from, agent, msg.now, pending)
+        if blocked is not None:
+            log.info("no explanation to %s for a #fwd that did nothing: %s", agent.id, blocked)
             return
         support = self._config.support
         text = (

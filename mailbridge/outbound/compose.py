@@ -31,7 +31,7 @@ from datetime import datetime
 from email.utils import format_datetime
 from urllib.parse import quote
 
-__all__ = ["ComposeError", "OutgoingAttachment", "compose", "sanitize_header_text"]
+__all__ = ["ComposeError", "OutgoingAttachment", "compose", "sanitize_header_text", "trim_references"]
 
 
 class ComposeError(ValueError):
@@ -44,7 +44,19 @@ class ComposeError(ValueError):
 
 # C0 controls (incl. CR, LF, TAB), DEL, C1 controls and the Unicode line and
 # paragraph separators: some software treats each of them as a line break.
-_CONTROL_TABLE = {cp: " " for cp in (*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029)}
+_CONTROL_TABLE: dict[int, str | None] = {
+    cp: " " for cp in (*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029)
+}
+# Removed: the Unicode Bidi_Control characters (ALM, LRM, RLM, the embeddings and
+# overrides LRE..RLO, the isolates LRI..PDI). A customer's subject or name with U+202E
+# (RIGHT-TO-LEFT OVERRIDE) shows reversed text in our mail ("invoice_txt.exe" as
+# "invoice_exe.txt"); a header has no use for them (Unicode TR 9, TR 36 3.3). Also the
+# BOM / zero-width no-break space, the interlinear annotation marks and the deprecated
+# format characters U+206A..U+206F, which only hide or reorder text.
+_CONTROL_TABLE.update(
+    dict.fromkeys((0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x2070), 0xFEFF), None)
+)
+_CONTROL_TABLE.update(dict.fromkeys(range(0xFFF9, 0xFFFC), None))
 
 
 def _scrub_surrogates(text: str) -> str:
@@ -58,16 +70,20 @@ def _scrub_surrogates(text: str) -> str:
 
 
 def sanitize_header_text(value: str, max_len: int = 900) -> str:
-    """Make ``value`` safe as header text: one line, no control characters.
+    """Make ``value`` safe as header text: one line, no control or bidi characters.
 
-    Control characters become spaces, runs of whitespace collapse to one
+    Control characters become spaces, bidi controls are removed, runs of whitespace collapse to one
     space, the ends are stripped and the result is cut to ``max_len``
     characters (900 keeps ``Name: value`` under the 998-octet line limit of
     RFC 5322 section 2.1.1 even before folding).
     """
     if max_len < 0:
         raise ValueError("max_len must be >= 0")
-    text = _scrub_surrogates(str(value).translate(_CONTROL_TABLE))
+    text = str(value)
+    # Cut first: a hostile subject can be megabytes, and only its start is kept. The
+    # margin leaves room for what the collapsing of white space below removes.
+    text = text[: max_len * 8 + 1024]
+    text = _scrub_surrogates(text.translate(_CONTROL_TABLE))
     text = " ".join(text.split())
     if len(text) > max_len:
         text = text[:max_len].rstrip()
@@ -126,6 +142,34 @@ def _check_address(address: str, what: str) -> str:
 
 def _valid_msgid(msgid: object) -> bool:
     return isinstance(msgid, str) and len(msgid) <= _MSGID_MAX and bool(_MSGID_RE.fullmatch(msgid))
+
+
+def trim_references(references: Sequence[str], parent: str | None, keep: int = _REFERENCES_MAX) -> list[str]:
+    """The References to write: valid ids, each once, in order, cut to ``keep``: the
+    thread's root (the first id) and the most recent ones, ending with ``parent``.
+
+    RFC 5322 section 3.6.4: a reply's References are the parent's References followed
+    by the parent's Message-ID; RFC 5537 section 3.4.4 trims a long list by keeping
+    the first id and the last ones, which is what threading needs. The list comes from
+    a customer's mail and can hold hundreds of thousands of ids, so it is walked from
+    the end only until enough are found, with a set for the duplicates: linear, and
+    usually a handful of steps.
+    """
+    tail: list[str] = []
+    seen: set[str] = set()
+    if parent is not None:
+        tail.append(parent)
+        seen.add(parent)
+    for ref in reversed(references):
+        if len(tail) >= keep - 1:
+            break
+        if ref not in seen and _valid_msgid(ref):
+            seen.add(ref)
+            tail.append(ref)
+    root = next((ref for ref in references if _valid_msgid(ref)), None)
+    if root is not None and root not in seen and keep > 0:
+        return [root, *reversed(tail)]
+    return list(reversed(tail))[-keep:] if keep > 0 else []
 
 
 # --------------------------------------------------------------------------
@@ -471,15 +515,7 @@ def compose(
         raise ComposeError("date must be a timezone-aware datetime")
 
     parent = in_reply_to if in_reply_to is not None and _valid_msgid(in_reply_to) else None
-    refs: list[str] = []
-    for ref in references:
-        if _valid_msgid(ref) and ref not in refs:
-            refs.append(ref)
-    # RFC 5322 section 3.6.4: References is the parent's References followed
-    # by the parent's Message-ID, so make sure the parent is there.
-    if parent is not None and parent not in refs:
-        refs.append(parent)
-    refs = refs[-_REFERENCES_MAX:]
+    refs = trim_references(references, parent)
 
     head: list[str] = [
         _address_field("From", from_name, from_address),

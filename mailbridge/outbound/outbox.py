@@ -92,6 +92,7 @@ class Outbox:
         author: str | None = None,
         from_name: str | None = None,
         rcpt: Address | None = None,
+        extra_rcpts: Sequence[Address] = (),
         cc: Sequence[Address] = (),
         attachments: Sequence[OutgoingAttachment] = (),
         reply_token: bool = True,
@@ -101,10 +102,18 @@ class Outbox:
         """Queue one mail whose text is already written (an agent's answer, or a rendered
         template). ``to`` and ``cc`` are the visible header; ``rcpt`` (default ``to``)
         gets this copy and the reply token bound to it: a reply proves who it was sent to.
+        ``extra_rcpts``: further envelope recipients of this very copy (one mail with
+        several RCPT TO, the outbox row's extra_rcpts), for the people copied on a
+        ticket; its token is then bound to the ticket only (address "", purpose
+        "participants"), and a reply with it joins only from a participant
+        (tickets/correlate.py), as a thread or subject match would.
         ``reply_token=False`` (mail about no ticket): no token, replies go to the plain address.
         ``token_purpose``: what a reply with the token is ("reply", or "survey": an answer to
         the satisfaction survey, which never reopens; see tickets/survey.py)."""
         rcpt = rcpt or to
+        token_address = rcpt.address.lower()
+        if extra_rcpts:
+            token_address, token_purpose = "", "participants"
         token = self._signer.new()
         token_id = self._signer.token_id(token)
         local, domain = self._support.address.split("@", 1)
@@ -132,7 +141,7 @@ class Outbox:
                 {
                     "id": token_id,
                     "ticket_id": ticket_id,
-                    "address": rcpt.address.lower(),
+                    "address": token_address,
                     "purpose": token_purpose,
                     "created_at": now,
                 }
@@ -161,6 +170,7 @@ class Outbox:
                 "message_id": message_id,
                 "mail_from": self._support.address,
                 "rcpt": rcpt.address,
+                "extra_rcpts": [a.address for a in extra_rcpts] or None,
                 "raw": raw,
                 "state": state,
                 "hold_reason": hold_reason,

@@ -33,6 +33,9 @@ __all__ = ["split_structure"]
 # The feed parser's own tests (email/feedparser.py headerRE, NLCRE_eol).
 _HEADER_LINE = re.compile(r"(From |[\041-\071\073-\176]*:|[\t ])")
 _BOUNDARY_TAIL = re.compile(r"(--)?[ \t]*(?:\r\n|\r|\n)?$")
+# The line break that ends a header field: one not followed by a continuation line.
+_FIELD_END_CRLF = re.compile(r"\r\n(?![ \t])")
+_FIELD_END_LF = re.compile(r"\n(?![ \t])")
 
 
 class _GiveUp(Exception):
@@ -66,40 +69,38 @@ class _Splitter:
         return msg
 
     def _headers(self, msg: Message, start: int, end: int) -> int:
-        """Parse the header section into msg; return where the body starts."""
+        """Parse the header section into msg; return where the body starts.
+
+        A field is found whole, with all its continuation lines, by one regex search
+        for the next line break not followed by white space (C speed): a hostile field
+        folded over 600,000 lines costs one search, not 600,000 turns of a Python loop.
+        The field goes to the policy as one source line; compat32's
+        header_source_parse gives the very same (name, value) for it as for its lines."""
         text, eol = self.text, self.eol
+        field_end = _FIELD_END_CRLF if eol == "\r\n" else _FIELD_END_LF
         pos = start
-        current: list[str] = []
         first = True
         while pos < end:
-            nl = text.find(eol, pos, end)
-            stop = end if nl < 0 else nl + len(eol)
-            line = text[pos:stop]
-            if line == eol:  # the blank line that ends the header section
-                pos = stop
-                break
+            if text.startswith(eol, pos, end):  # the blank line that ends the header section
+                return pos + len(eol)
+            found = field_end.search(text, pos, end)
+            stop = end if found is None else found.end()
+            nl = text.find(eol, pos, stop)
+            line = text[pos:stop] if nl < 0 else text[pos : nl + len(eol)]
             if not _HEADER_LINE.match(line):
                 raise _GiveUp  # MissingHeaderBodySeparatorDefect
             if line[0] in " \t":
-                if not current:
-                    raise _GiveUp  # FirstHeaderLineIsContinuationDefect
-                current.append(line)
+                raise _GiveUp  # FirstHeaderLineIsContinuationDefect
+            if line.startswith("From "):
+                if not first or pos + len(line) != stop:
+                    raise _GiveUp  # misplaced envelope line (or a body line), or one continued
+                msg.set_unixfrom(line[: -len(eol)] if line.endswith(eol) else line)
             else:
-                if current:
-                    msg.set_raw(*self.policy.header_source_parse(current))
-                    current = []
-                if line.startswith("From "):
-                    if not first:
-                        raise _GiveUp  # misplaced envelope line, or a body line
-                    msg.set_unixfrom(line[: -len(eol)] if line.endswith(eol) else line)
-                else:
-                    if line[0] == ":":
-                        raise _GiveUp  # InvalidHeaderDefect
-                    current = [line]
+                if line[0] == ":":
+                    raise _GiveUp  # InvalidHeaderDefect
+                msg.set_raw(*self.policy.header_source_parse([text[pos:stop]]))
             first = False
             pos = stop
-        if current:
-            msg.set_raw(*self.policy.header_source_parse(current))
         return pos
 
     def _multipart(self, msg: Message, body: int, end: int, depth: int) -> None:
@@ -161,6 +162,8 @@ class _Splitter:
                 found.append((start, stop, closing))
                 if closing:
                     break
+                if len(found) > self.max_parts:
+                    raise _GiveUp  # the feed parser stops at the limit (not after 400,000 lines)
             # The needle starts with the line break before a line, so searching from
             # this line's start never finds this line again.
             at = text.find(needle, start, end)

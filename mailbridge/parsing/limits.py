@@ -15,6 +15,7 @@ hang.  It owns:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from email.feedparser import FeedParser
 from email.message import Message
@@ -32,6 +33,9 @@ __all__ = [
     "ParseLimits",
     "PARAMS_TRUNCATED_MARKER",
     "TAMED_COMPAT32",
+    "cap_field",
+    "cap_references",
+    "cut_address_list",
     "parse_structure",
 ]
 
@@ -43,6 +47,27 @@ class ParseLimits:
     max_parts: int = 1000
     max_depth: int = 50
     max_decoded_bytes: int = 100 * 1024 * 1024
+    # Header fields of the whole mail, every MIME part's included. Real mail has tens
+    # (a long Received/ARC chain: a few hundred); a million took the worker minutes.
+    max_header_fields: int = 10_000
+    # References kept: the thread's root and the most recent ones (RFC 5537 3.4.4).
+    # Correlation reads the last 50; storing 120,000 held the write lock for minutes.
+    max_references: int = 100
+    # Addresses read from one header name (all its fields together: To, Cc, ...), and
+    # the characters of it looked at. Participants are capped far lower anyway
+    # ([tickets] max_participants); the rest of the list is noted as a defect.
+    max_addresses: int = 1000
+    max_address_chars: int = 128 * 1024
+    # Characters of one header field read (Postfix's header_size_limit is 100 kB); of
+    # References and In-Reply-To the start and the end (the root, the parent).
+    max_field_chars: int = 128 * 1024
+    # The decoded Subject kept (Outlook allows 255; it becomes the ticket's subject).
+    max_subject_chars: int = 1000
+    # Lines of a mail the feed parser reads one by one (~1 microsecond each) when the
+    # fast path cannot build the tree (mixed line endings, an attached mail, a broken
+    # boundary): 25 MB of short lines took it 14-22 s. Real mail stays far below (25 MB
+    # of base64 is 340,000 lines).
+    max_slow_lines: int = 1_000_000
 
 
 class ParseError(Exception):
@@ -82,8 +107,34 @@ class _TamedCompat32(Compat32):
         return name, value
 
 
-# The one policy instance every parsed Message carries.
+# The policy every parsed Message carries (a counting copy of it while parsing).
 TAMED_COMPAT32 = _TamedCompat32()
+
+
+class _CountingCompat32(_TamedCompat32):
+    """The tamed policy for one parse, refusing header field N+1 of the whole mail.
+
+    Both tree builders (fastsplit.py and the feed parser) hand every header field of
+    every entity to ``header_source_parse``, so counting there stops a mail of a
+    million header fields after ``max_header_fields`` of them, before any of the
+    per-field work later stages do. Policies are immutable (``_PolicyBase`` refuses
+    attribute assignment), hence ``object.__setattr__`` for the one counter.
+    """
+
+    _fields_left: int
+    _max_fields: int
+
+    def __init__(self, max_fields: int) -> None:
+        super().__init__()
+        object.__setattr__(self, "_fields_left", max_fields)
+        object.__setattr__(self, "_max_fields", max_fields)
+
+    def header_source_parse(self, sourcelines: list[str]) -> tuple[str, str]:
+        left = self._fields_left
+        if left <= 0:
+            raise LimitExceeded(f"more than {self._max_fields} header fields")
+        object.__setattr__(self, "_fields_left", left - 1)
+        return super().header_source_parse(sourcelines)
 
 
 class _BoundedFeedParser(FeedParser):
@@ -102,7 +153,7 @@ class _BoundedFeedParser(FeedParser):
     """
 
     def __init__(self, limits: ParseLimits) -> None:
-        super().__init__(policy=TAMED_COMPAT32)
+        super().__init__(policy=_CountingCompat32(limits.max_header_fields))
         self._limits = limits
         self._parts = 0
 
@@ -114,6 +165,9 @@ class _BoundedFeedParser(FeedParser):
         if len(getattr(self, "_msgstack", ())) > self._limits.max_depth:
             raise LimitExceeded(f"MIME nesting deeper than {self._limits.max_depth} levels")
         super()._new_message()  # type: ignore[misc]
+
+
+_FEED_CHUNK = 1024 * 1024
 
 
 def parse_structure(raw: bytes, limits: ParseLimits) -> Message:
@@ -128,12 +182,85 @@ def parse_structure(raw: bytes, limits: ParseLimits) -> Message:
     text = raw.decode("ascii", "surrogateescape")
     # Well-formed mail takes the fast path (same tree, see fastsplit.py); the feed
     # parser does everything else, with its defects and the limits enforced.
-    fast = split_structure(text, TAMED_COMPAT32, limits.max_parts, limits.max_depth)
+    fast = split_structure(text, _CountingCompat32(limits.max_header_fields), limits.max_parts, limits.max_depth)
     if fast is not None:
         return fast
     parser = _BoundedFeedParser(limits)
     try:
-        parser.feed(text)
+        # Fed a megabyte at a time, counting lines, so that the other limits (parts,
+        # depth, header fields) still stop a mail as early as they can.
+        lines = 0
+        for start in range(0, len(text), _FEED_CHUNK):
+            chunk = text[start : start + _FEED_CHUNK]
+            lines += chunk.count("\n") + chunk.count("\r") - chunk.count("\r\n")
+            if lines > limits.max_slow_lines:
+                raise LimitExceeded(
+                    f"more than {limits.max_slow_lines} lines in a mail that is not plain MIME"
+                    " (mixed line endings, an attached mail or a broken boundary)"
+                )
+            parser.feed(chunk)
         return parser.close()
     except RecursionError as exc:
         raise LimitExceeded("MIME structure nested too deeply for the parser") from exc
+
+
+def cap_references(ids: list[str], limits: ParseLimits) -> tuple[list[str], int]:
+    """``ids`` (in order, without duplicates) cut to the thread's root and the most
+    recent ones (RFC 5537 3.4.4 trims References the same way); and how many were
+    dropped."""
+    keep = limits.max_references
+    if len(ids) <= keep:
+        return ids, 0
+    return [ids[0], *ids[len(ids) - keep + 1 :]] if keep > 1 else ids[:keep], len(ids) - keep
+
+
+# One lexical item of an address list, for finding the commas that separate its
+# entries: a quoted string, a comment, an angle-addr (each possibly unterminated), a
+# comma, or a run of anything else. Nested comments are read as flat, which can only
+# make a cut come earlier than needed. Every alternative consumes at least one
+# character and none backtracks, so a scan is linear.
+_LIST_ITEM = re.compile(r'"(?:[^"\\]|\\.)*"?|\((?:[^()\\]|\\.)*\)?|<[^<>]*>?|,|[^",(<]+|[(<]', re.DOTALL)
+
+
+def cut_address_list(value: str, entries: int, max_chars: int) -> tuple[str, bool]:
+    """The start of an address-list header value holding at most ``entries`` entries
+    (cut at a comma between entries, never inside a quoted name) and at most
+    ``max_chars`` characters; and whether anything was cut.
+
+    mail-parser's address parser costs ~0.1 ms an address; a Cc of 800,000 (25 MB)
+    would take minutes, so only what the desk can use is parsed (RFC 5322 3.4 has no
+    limit; Postfix caps a header at 100 kB, header_size_limit).
+    """
+    if entries <= 0:
+        return "", bool(value)
+    if len(value) <= max_chars and value.count(",") < entries:
+        return value, False  # the common case: nothing to count
+    head = value[:max_chars]
+    commas = 0
+    last_comma = -1
+    for match in _LIST_ITEM.finditer(head):
+        if match.group() == ",":
+            commas += 1
+            last_comma = match.start()
+            if commas >= entries:
+                return head[:last_comma], True
+    if len(head) == len(value):
+        return value, False  # commas inside quoted names only
+    return (head[:last_comma] if last_comma >= 0 else ""), True
+
+
+# Fields whose end matters most (the parent's id is the last one).
+_TAIL_FIELDS = frozenset({"references", "in-reply-to"})
+
+
+def cap_field(name: str, value: str, limits: ParseLimits) -> tuple[str, bool]:
+    """At most ``max_field_chars`` of a header field's raw value, and whether it was cut:
+    its start, or for References and In-Reply-To its first eighth and the rest from its
+    end (an id cut in two there has lost a bracket and is not read as an id)."""
+    limit = limits.max_field_chars
+    if len(value) <= limit:
+        return value, False
+    if name.lower() in _TAIL_FIELDS:
+        head = limit // 8
+        return value[:head] + " " + value[len(value) - (limit - head - 1) :], True
+    return value[:limit], True

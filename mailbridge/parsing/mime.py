@@ -66,6 +66,9 @@ from mailbridge.parsing.limits import (
     LimitExceeded,
     ParseError,
     ParseLimits,
+    cap_field,
+    cap_references,
+    cut_address_list,
     parse_structure,
 )
 from mailbridge.parsing.sanitize import MAX_SAFE_HTML_CHARS, sanitize_html
@@ -432,10 +435,25 @@ def _salvage(raw: str) -> tuple[str, str] | None:
     return name, address
 
 
-def _addresses(values: list[str], header: str, defects: list[str]) -> list[Address]:
+def _addresses(
+    values: list[str], header: str, defects: list[str], limits: ParseLimits = ParseLimits()
+) -> list[Address]:
     result: list[Address] = []
+    entries, chars = limits.max_addresses, limits.max_address_chars
+    cut = False
     for value in values:
-        pairs = _address_pairs(value, header, defects)
+        if cut:
+            break
+        # Every field of this header name shares one budget (see limits.cut_address_list).
+        if entries <= 0 or chars <= 0:
+            value, cut = "", True
+        else:
+            value, cut = cut_address_list(value, entries, chars)
+        if cut:
+            defects.append(f"{header} header: more than {limits.max_addresses} addresses; only the first ones read")
+        entries -= value.count(",") + 1
+        chars -= len(value)
+        pairs = _address_pairs(value, header, defects) if value else []
         for name, address in pairs:
             if not address:
                 continue  # group names, "undisclosed-recipients:;", garbage
@@ -924,7 +942,10 @@ def _build(root: Message, limits: ParseLimits, mended: list[str] | None = None) 
     charset = _header_charset([raw for _, raw in items], hints) if not all(r.isascii() for _, r in items) else None
     for name, raw in items:
         where = f"{name} header"
-        text = _header_text(raw, where, defects, hints, charset)
+        value, cut = cap_field(name, str(raw), limits)
+        if cut:
+            defects.append(f"{where} longer than {limits.max_field_chars} characters; only part of it read")
+        text = _header_text(value, where, defects, hints, charset)
         decoded = _decode_words(text, where, defects, hints)
         if subject is None and name.lower() == "subject":
             subject = decoded
@@ -953,12 +974,18 @@ def _build(root: Message, limits: ParseLimits, mended: list[str] | None = None) 
     message_id = _message_id(first("message-id"))
     if message_id is None:
         defects.append("missing Message-ID header")
-    to = _addresses(fields.get("to", []), "To", defects)
-    cc = _addresses(fields.get("cc", []), "Cc", defects)
-    reply_to = _addresses(fields.get("reply-to", []), "Reply-To", defects)
+    to = _addresses(fields.get("to", []), "To", defects, limits)
+    cc = _addresses(fields.get("cc", []), "Cc", defects, limits)
+    reply_to = _addresses(fields.get("reply-to", []), "Reply-To", defects, limits)
     date = _parse_date(first("date"), defects)
     in_reply_to = _msg_ids(first("in-reply-to") or "")
-    references = [i for value in fields.get("references", []) for i in _msg_ids(value)]
+    references, dropped = cap_references(
+        list(dict.fromkeys(i for value in fields.get("references", []) for i in _msg_ids(value))), limits
+    )
+    if dropped:
+        defects.append(
+            f"References header: {dropped} ids between the first and the last {limits.max_references - 1} dropped"
+        )
 
     walk = _Walk(limits, defects, hints)
     walk.header_charset = charset
@@ -989,6 +1016,7 @@ def _build(root: Message, limits: ParseLimits, mended: list[str] | None = None) 
             att.inline = att.content_id is not None and att.content_id.lower() in shown
     calendar = _calendar(walk.calendars, defects) if walk.calendars else None
 
+    one_line_subject = _subject(subject or "", limits, defects)
     unique = list(dict.fromkeys(defects))
     if len(unique) > _MAX_DEFECTS:
         unique = unique[:_MAX_DEFECTS] + [f"... and {len(unique) - _MAX_DEFECTS} more defects"]
@@ -997,11 +1025,11 @@ def _build(root: Message, limits: ParseLimits, mended: list[str] | None = None) 
         to=to,
         cc=cc,
         reply_to=reply_to,
-        subject=_one_line(subject or ""),
+        subject=one_line_subject,
         date=date,
         message_id=message_id,
         in_reply_to=in_reply_to[0] if in_reply_to else None,
-        references=list(dict.fromkeys(references)),
+        references=references,
         text=text,
         text_source=text_source,
         html=html,
@@ -1011,6 +1039,16 @@ def _build(root: Message, limits: ParseLimits, mended: list[str] | None = None) 
         content_type=root.get_content_type(),
         calendar=calendar,
     )
+
+
+def _subject(decoded: str, limits: ParseLimits, defects: list[str]) -> str:
+    """The Subject on one line, at most max_subject_chars (it becomes the ticket's)."""
+    limit = limits.max_subject_chars
+    subject = _one_line(decoded[: limit * 4])
+    if len(subject) > limit or len(decoded) > limit * 4:
+        defects.append(f"Subject longer than {limit} characters; cut")
+        subject = subject[:limit].rstrip()
+    return subject
 
 
 # RFC 2392: "cid:" + the Content-ID's addr-spec, %-encoded where needed.

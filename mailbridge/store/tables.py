@@ -147,9 +147,12 @@ tickets = Table(
     Column("assignee", String(64)),
     Column("tags", JSON),
     Column("custom_fields", JSON),
+    # The requester's domain (after the last "@"): the flood limit per domain counts on it.
+    Column("requester_domain", String(255)),
 )
 Index("ix_tickets_assignee_status", tickets.c.assignee, tickets.c.status)
 Index("ix_tickets_requester_created", tickets.c.requester, tickets.c.created_at)
+Index("ix_tickets_requester_domain_created", tickets.c.requester_domain, tickets.c.created_at)
 Index("ix_tickets_status", tickets.c.status)
 # /metrics' open tickets by priority, read from the index alone.
 Index("ix_tickets_status_priority", tickets.c.status, tickets.c.priority, tickets.c.merged_into)
@@ -283,6 +286,7 @@ outbox = Table(
     Column("extra_rcpts", JSON),
 )
 Index("ix_outbox_state_next", outbox.c.state, outbox.c.next_attempt_at)
+Index("ix_outbox_rcpt_created", outbox.c.rcpt, outbox.c.created_at)
 
 # A bounce of a mail we sent: which address failed, how, and for which ticket/outgoing mail.
 delivery_failures = Table(

@@ -112,6 +112,12 @@ class Pending:
         self.touched, self.sequence_dirty = {}, False
 
 
+def domain_of(address: str) -> str | None:
+    """The domain of an address (after its last "@"), lowercased; None without one."""
+    local, at, domain = address.lower().rpartition("@")
+    return domain if at and domain else None
+
+
 def event_row(
     ticket_id: int, at: datetime, type_: str, actor: str, data: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -152,6 +158,7 @@ def create_ticket(
                 "reference": reference,
                 "subject": subject or "(no subject)",
                 "requester": requester.address.lower(),
+                "requester_domain": domain_of(requester.address),
                 "requester_name": requester.name,
                 "status": "new",
                 "created_at": now,

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import select
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -44,6 +45,7 @@ from mailbridge.store.tables import messages
 from mailbridge.web.auth import TokenGate, load_token
 from mailbridge.web.dashboard import ReportCache, build_dashboard
 from mailbridge.web.display import display_html
+from mailbridge.web.hosts import HostGate, allowed_names
 from mailbridge.web.metrics import CONTENT_TYPE, make_registry, render_metrics
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,17 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+class _StaticFiles(StaticFiles):
+    """Static files; a path no file system can hold (a NUL: os.stat raises ValueError,
+    which was a 500 with a traceback) is simply not found."""
+
+    def get_path(self, scope: Scope) -> str:
+        path = super().get_path(scope)
+        if "\x00" in path:
+            raise HTTPException(status_code=404)
+        return path
 
 
 def _templates(zone: ZoneInfo) -> Jinja2Templates:
@@ -170,15 +183,27 @@ def create_app(config: Config, app: App | None = None) -> Starlette:
     async def not_found(request: Request, exc: Exception) -> Response:
         return page(request, "error.html", {"title": "Not found", "text": "There is no such page."}, 404)
 
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # Starlette answers this outside every middleware (ServerErrorMiddleware is the
+        # outermost), so the security headers are set here; the traceback goes to the
+        # log (Starlette re-raises), never to the browser.
+        return PlainTextResponse("500 Internal Server Error\n", status_code=500, headers=SECURITY_HEADERS)
+
     routes = [
         Route("/", dashboard),
         Route("/tickets/{reference}", ticket),
         Route("/metrics", metrics),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
-        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+        Mount("/static", _StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    # Outermost first: the headers go on every response, the 401s of the gate included.
-    middleware = [Middleware(SecurityHeaders), Middleware(TokenGate, token=token)]
-    web = Starlette(routes=routes, middleware=middleware, exception_handlers={404: not_found})
+    # Outermost first: the headers go on every response, the 400s and 401s of the gates
+    # included; a foreign Host is refused before anything else looks at the request.
+    middleware = [
+        Middleware(SecurityHeaders),
+        Middleware(HostGate, names=allowed_names(config)),
+        Middleware(TokenGate, token=token),
+    ]
+    handlers = {404: not_found, Exception: server_error}
+    web = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
     return web

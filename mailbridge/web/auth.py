@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
@@ -78,7 +78,7 @@ class TokenGate:
                 return denied()
             # Trade the token in the URL for a cookie and load the page without it.
             rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-            target = request.url.path + (f"?{urlencode(rest)}" if rest else "")
+            target = local_path(request.url.path) + (f"?{urlencode(rest)}" if rest else "")
             redirect = RedirectResponse(target, status_code=303)
             redirect.set_cookie(
                 COOKIE,
@@ -96,6 +96,17 @@ class TokenGate:
         if cookie is not None and _same(cookie, self.cookie):
             return None
         return denied()
+
+
+def local_path(path: str) -> str:
+    """``path`` as a redirect target that can only stay on this site.
+
+    "//evil.example/" (and "/\\evil.example/", which browsers read the same way) is a
+    network-path reference (RFC 3986 4.2): as a Location it leaves for another host,
+    taking the login that just happened along as an open redirect. One leading slash,
+    and the path percent-encoded again (the request's path is decoded), leave nothing
+    but a path on this host."""
+    return "/" + quote(path.lstrip("/\\"), safe="/:@!$&'()*+,;=-._~")
 
 
 def denied() -> Response:

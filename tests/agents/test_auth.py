@@ -491,3 +491,37 @@ def test_verdict_is_frozen() -> None:
     verdict = auth(GMAIL)
     with pytest.raises(AttributeError):
         verdict.authenticated = False  # type: ignore[misc]
+
+
+# --- own_mail: may a requester's mail add people to their ticket? (issue 14, 12) -----------
+
+
+def _own(results: list[str], envelope: str | None, trust: str = "authentication-results") -> object:
+    from mailbridge.agents.auth import own_mail
+
+    return own_mail(
+        results,
+        from_address="rita@example.com",
+        envelope_from=envelope,
+        intake_trust=trust,  # type: ignore[arg-type]
+        trusted_authserv_ids={"mx.help.example"},
+    )
+
+
+def test_own_mail_a_trusted_receiver_decides() -> None:
+    passed = ["mx.help.example; dkim=pass header.d=example.com; spf=pass smtp.mailfrom=example.com"]
+    failed = ["mx.help.example; dkim=fail header.d=example.com; spf=fail smtp.mailfrom=example.com"]
+    assert _own(passed, "bounces@esp.example").authenticated  # type: ignore[attr-defined]
+    # The forger set the envelope to the requester's address too: SPF said no.
+    verdict = _own(failed, "rita@example.com")
+    assert not verdict.authenticated and "no DKIM, DMARC or SPF pass" in verdict.reason  # type: ignore[attr-defined]
+
+
+def test_own_mail_otherwise_the_envelope_sender_must_be_the_from_address() -> None:
+    untrusted = ["mx.evil.example; dkim=pass header.d=example.com"]
+    for results, trust in (([], "authentication-results"), (untrusted, "authentication-results"), ([], "none")):
+        assert _own(results, "Rita@Example.com", trust).how == "envelope"  # type: ignore[attr-defined]
+        verdict = _own(results, "mallory@evil.example", trust)
+        assert not verdict.authenticated and "mallory@evil.example" in verdict.reason  # type: ignore[attr-defined]
+        assert not _own(results, None, trust).authenticated  # type: ignore[attr-defined]
+    assert _own([], "mallory@evil.example", "internal").how == "internal"  # type: ignore[attr-defined]

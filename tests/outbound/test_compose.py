@@ -93,7 +93,7 @@ def test_threading_headers() -> None:
     assert msg["References"].split() == ["<root@a.example>", "<mid@b.example>", "<CAF+parent@mail.gmail.com>"]
 
 
-def test_references_keeps_last_20_and_drops_invalid() -> None:
+def test_references_keeps_root_and_last_19_and_drops_invalid() -> None:
     refs = [f"id{i}@example.com" for i in range(30)]
     refs[25] = "bad id@example.com"
     refs[26] = "<bracketed@example.com>"
@@ -102,9 +102,22 @@ def test_references_keeps_last_20_and_drops_invalid() -> None:
     msg = parse(make(references=refs))
     got = msg["References"].split()
     assert len(got) == 20
+    # RFC 5537 3.4.4: the thread's root, then the most recent ids, ending with the parent's.
+    assert got[0] == "<id0@example.com>"
     assert got[-1] == "<id29@example.com>"
+    assert got[1:] == [f"<id{i}@example.com>" for i in (*range(7, 25), 29)]
     assert all("bad" not in g and "bracketed" not in g and "no-at" not in g and "ctl" not in g for g in got)
     assert "In-Reply-To" not in msg
+
+
+def test_references_of_a_hostile_thread_are_deduplicated_and_cut_first() -> None:
+    """Issue 14 (10): 120,000 ids, most of them repeated, cost 132 s through list scanning."""
+    refs = ["root@example.com"] + [f"id{i % 1000}@example.com" for i in range(120_000)] + ["last@example.com"]
+    msg = parse(make(in_reply_to="parent@example.com", references=refs))
+    got = msg["References"].split()
+    assert len(got) == 20 == len(set(got))
+    assert got[0] == "<root@example.com>"
+    assert got[-2:] == ["<last@example.com>", "<parent@example.com>"]
 
 
 def test_invalid_in_reply_to_is_dropped() -> None:
@@ -320,3 +333,28 @@ def test_sanitize_header_text() -> None:
     assert sanitize_header_text("abcd efgh", max_len=5) == "abcd"
     assert sanitize_header_text("") == ""
     assert sanitize_header_text("Grüße\u00a0aus") == "Grüße aus"
+
+
+BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff"
+
+
+def test_bidi_controls_are_removed_from_subject_and_display_names() -> None:
+    """Issue 14 (15): U+202E made "Invoice gpj.exe" read as "Invoice exe.jpg"."""
+    raw = make(
+        subject="Invoice \u202egpj.exe \u2067x\u2069 \u05e9\u05dc\u05d5\u05dd",
+        to_name="Eve \u202eresU",
+        cc=[("\u2066Bob\u2069 \u200fB", "bob@example.org")],
+        from_name="Desk\u202d",
+    )
+    msg = parse(raw)
+    for name in ("Subject", "To", "Cc", "From"):
+        assert not set(str(msg[name])) & set(BIDI), name
+    assert msg["Subject"] == "Invoice gpj.exe x \u05e9\u05dc\u05d5\u05dd"  # Hebrew itself stays
+    assert msg["To"].addresses[0].display_name == "Eve resU"
+    assert msg["Cc"].addresses[0].display_name == "Bob B"
+
+
+def test_a_megabyte_subject_is_cut_before_it_is_worked_on() -> None:
+    raw = make(subject="\u202e" + "word " * 400_000)
+    subject = parse(raw)["Subject"]
+    assert 850 <= len(subject) <= 900 and "\u202e" not in subject

@@ -24,7 +24,7 @@ def client(tmp_path: Path, token: str = "") -> TestClient:
     config = load_config(write_config(tmp_path / "site", extra=web_section(8025, token=token)))
     app = App(config)
     migrate.upgrade(app.store)
-    return TestClient(create_app(config, app), follow_redirects=False)
+    return TestClient(create_app(config, app), base_url="http://localhost", follow_redirects=False)
 
 
 def test_headers_on_every_response(tmp_path):
@@ -112,7 +112,7 @@ def test_imap_mailbox_health_on_the_dashboard_and_in_metrics(tmp_path):
                 },
             ],
         )
-    web = TestClient(create_app(config, app))
+    web = TestClient(create_app(config, app), base_url="http://localhost")
     samples = {
         (s.name, s.labels.get("mailbox")): s.value
         for family in text_string_to_metric_families(web.get("/metrics").text)
