@@ -102,7 +102,11 @@ class Site:
 
     def prepare(self) -> Site:
         site = self.root / "site"
-        config = write_config(site, relay_port=self.relay.port, extra=self.extra)
+        # The load is a flood by design (thousands of new tickets a minute from a few
+        # domains): the desk-wide and per-domain acknowledgement limits would hold
+        # acknowledgements back that the audit expects, so they are off here.
+        limits = "\n[autoreply]\nmax_per_minute = 0\ndomain_flood_threshold = 0\n"
+        config = write_config(site, relay_port=self.relay.port, extra=limits + self.extra)
         text = config.read_text().replace(
             '[smtp]\nhost = "127.0.0.1"\nport = 0', f'[smtp]\nhost = "127.0.0.1"\nport = {self.smtp_port}'
         )
