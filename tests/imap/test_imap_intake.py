@@ -6,6 +6,9 @@ mailboxes at once."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sqlite3
 from pathlib import Path
 
 from tests.support import Daemon, mailbridge, mailbridge_json, make_mail, poll, write_config
@@ -270,17 +273,38 @@ def test_import_imap_all_reads_history_without_touching_the_mailbox(dovecot, tmp
     assert unknown.returncode == 2 and "no mailbox 'nope'" in unknown.stderr.decode()
 
 
+def _stopped_outside_a_write(pid: int, spool: Path) -> bool:
+    """Stop the process; True if it holds no write lock on the spool (else let it go on,
+    so that it can finish that transaction, and say False: the caller tries again)."""
+    os.kill(pid, signal.SIGSTOP)
+    conn = sqlite3.connect(spool, timeout=0.2, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        os.kill(pid, signal.SIGCONT)
+        return False
+    finally:
+        conn.close()
+
+
 def test_first_sync_backlog_does_not_hold_up_new_mail(dovecot, tmp_path, start_daemon):
     backlog = 1500
     with dovecot.session("support") as client:
         for i in range(backlog):
             client.append("INBOX", _mail(1000 + i))
     daemon = start_daemon(extra=IMAP_SETTINGS + mailbox_config(dovecot, tmp_path))
-    poll(lambda: len(_tickets(daemon)) > 0)
-    # New mail from another intake while the sync runs. (Not into the same mailbox: its
-    # UID is above the whole backlog, so it is fetched last, and whether the worker has
-    # caught up by then is a race between two processes, not a property of the code.)
-    daemon.send(make_mail(sender="new@example.com", subject="arrived during the sync"), mail_from="new@example.com")
+    # Hold the worker still until the whole backlog is stored and new mail arrives from
+    # another intake, so the order the worker chooses is what is tested, not a race
+    # between the fetcher, the worker and this test.
+    worker = next(c["pid"] for c in _status(daemon)["components"] if c["kind"] == "worker" and c["alive"])
+    poll(lambda: _stopped_outside_a_write(worker, daemon.config.parent / "var" / "mailbridge-spool.db"), timeout=60)
+    try:
+        poll(lambda: sum(_status(daemon)["inbound"].values()) >= backlog, timeout=120)
+        daemon.send(make_mail(sender="new@example.com", subject="arrived during the sync"), mail_from="new@example.com")
+    finally:
+        os.kill(worker, signal.SIGCONT)
     poll(lambda: len(_tickets(daemon)) == backlog + 1, timeout=120)
     subjects = [t["subject"] for t in _tickets(daemon)]
     # Tickets are listed in the order they were opened: the new mail did not wait for
