@@ -148,12 +148,12 @@ class Supervisor:
         self.children: list[Child] = []
         self.stopping = False
         self.reload_wanted = False
-        roots = [config.rules_path, config.parsers_path, *config.template_dirs, config.knowledge_path]
+        roots = [*config.rules_dirs, *config.parsers_dirs, *config.template_dirs, config.knowledge_path]
         self.watch = FileWatch(roots) if config.daemon.watch_seconds else None
         self.next_look = 0.0
 
     def plan(self) -> None:
-        if self.config.smtp.enabled or self.config.lmtp.enabled:
+        if self.config.smtp.enabled or self.config.lmtp.enabled or self.config.daemon.intake_socket:
             self.children.append(Child("receiver", 0))
         for i in range(self.config.daemon.workers):
             self.children.append(Child("worker", i))
@@ -252,6 +252,10 @@ class Supervisor:
 
 
 def run_daemon(config: Config, config_path: Path) -> int:
+    from mailbridge.paths import private_dir, version
+
+    log.info("mailbridge %s starting (config %s)", version(), config_path)
+    private_dir(config.var_path)
     app = App(config)
     preflight(app)
     reset_stale_claims(app)

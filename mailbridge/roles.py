@@ -18,13 +18,15 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from mailbridge.app import App
 from mailbridge.clock import utcnow
 from mailbridge.config import Config
-from mailbridge.intake.recipients import RecipientPolicy
+from mailbridge.intake.recipients import AnyRecipient, RecipientPolicy
 from mailbridge.intake.smtp import Listener
 from mailbridge.intake.spool import SpoolWriter
+from mailbridge.paths import private_dir
 from mailbridge.store.queries import heartbeat, register_component, unregister_component
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,25 @@ def component_name(kind: str, index: int = 0) -> str:
 
 # --- receiver -------------------------------------------------------------------------
 
+# AF_UNIX paths are limited to 108 bytes, the terminating NUL included (Linux).
+_UNIX_PATH_MAX = 107
+
+
+def intake_socket_path(config: Config) -> Path | None:
+    """Where the pipe hands mail to the running receiver ([daemon] intake_socket under
+    var_dir), with any socket a dead receiver left removed; None when turned off or
+    when the path is too long for a Unix socket (the pipe then stores by itself)."""
+    if not config.daemon.intake_socket:
+        return None
+    path = config.var_file(config.daemon.intake_socket)
+    if len(os.fsencode(path)) > _UNIX_PATH_MAX:
+        log.warning("intake socket path %s is longer than %d bytes: the pipe stores by itself", path, _UNIX_PATH_MAX)
+        return None
+    private_dir(path.parent)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    return path
+
 
 def run_receiver(config: Config) -> int:
     return asyncio.run(_receiver(config))
@@ -71,28 +92,33 @@ async def _receiver(config: Config) -> int:
     policy = RecipientPolicy(config.support.addresses, config.support.domains)
     listeners: list[Listener] = []
 
-    def make_listener(kind: str, host: str, port: int) -> Listener:
+    def make_listener(kind: str, host: str, port: int, path: str | None = None) -> Listener:
         return Listener(
             kind=kind,
             host=host,
             port=port,
             writer=writer,
-            policy=policy,
+            # The pipe's socket takes what the MTA decided to deliver to us, as
+            # `mailbridge ingest` storing by itself does.
+            policy=AnyRecipient() if kind == "pipe" else policy,
             max_size=config.smtp.max_message_size,
             max_recipients=config.smtp.max_recipients,
             line_limit=config.smtp.max_line_length,
             hostname=config.smtp.hostname,
+            path=path,
         )
 
     if config.smtp.enabled:
         listeners.append(make_listener("smtp", config.smtp.host, config.smtp.port))
     if config.lmtp.enabled:
         listeners.append(make_listener("lmtp", config.lmtp.host, config.lmtp.port))
+    socket_path = intake_socket_path(config)
+    if socket_path is not None:
+        listeners.append(make_listener("pipe", "", 0, str(socket_path)))
     for started in listeners:
         await started.start()
-        register_component(
-            store, component_name(started.kind), started.kind, f"{started.host}:{started.port}", utcnow()
-        )
+        where = started.path or f"{started.host}:{started.port}"
+        register_component(store, component_name(started.kind), started.kind, where, utcnow())
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -113,6 +139,9 @@ async def _receiver(config: Config) -> int:
             await asyncio.to_thread(heartbeat, store, component_name(listener.kind), utcnow())
     log.info("receiver draining")
     await asyncio.gather(*(lst.drain(config.daemon.drain_seconds) for lst in listeners))
+    if socket_path is not None:
+        with contextlib.suppress(OSError):
+            socket_path.unlink()  # the pipe then stores by itself at once
     writer.close()
     for listener in listeners:
         unregister_component(store, component_name(listener.kind))

@@ -38,3 +38,14 @@ class RecipientPolicy:
         if plus and not _TAG.match(tag):
             return False
         return f"{base.lower()}@{domain}" in self._addresses
+
+
+class AnyRecipient(RecipientPolicy):
+    """The pipe's local socket: the MTA already decided the mail is ours (as when
+    `mailbridge ingest` stores it by itself); only the daemon's own user can connect."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    def accepts(self, address: str) -> bool:
+        return True

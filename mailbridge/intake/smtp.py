@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 from typing import Any
 
@@ -223,10 +224,13 @@ class Listener:
         max_recipients: int,
         line_limit: int,
         hostname: str,
+        path: str | None = None,
     ) -> None:
         self.kind = kind
         self.host = host
         self.port = port
+        # A Unix socket instead of host:port (the pipe's hand-off to the running daemon).
+        self.path = path
         self._limits = _Limits()
         handler = IntakeHandler(writer, policy, max_recipients=max_recipients, source=kind)
         cls = LMTP if kind == "lmtp" else SMTP
@@ -237,6 +241,11 @@ class Listener:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.path is not None:
+            self._server = await loop.create_unix_server(self._factory, path=self.path)
+            os.chmod(self.path, 0o600)  # only the daemon's user (whatever the umask)
+            log.info("%s listening on %s", self.kind, self.path)
+            return
         self._server = await loop.create_server(self._factory, host=self.host, port=self.port, reuse_address=True)
         sock = self._server.sockets[0]
         self.port = sock.getsockname()[1]

@@ -38,7 +38,7 @@ class Store:
             db_file = Path(parsed.database or "")
             if not db_file.name or str(db_file) == ":memory:":
                 raise ValueError("SQLite needs a file database (the spool is kept beside it)")
-            db_file.parent.mkdir(parents=True, exist_ok=True)
+            db_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             self.main = _sqlite_engine(db_file)
             self.spool = _sqlite_engine(spool_path_for(db_file), spool_is_main=True)
         else:
