@@ -154,7 +154,7 @@ def wait(ctx: click.Context, idle: bool, timeout: float) -> None:
 
 @main.group("config")
 def config_group() -> None:
-    """Check the configuration."""
+    """Write a starter configuration, check one."""
 
 
 @config_group.command("check")
@@ -164,9 +164,12 @@ def config_check(ctx: click.Context) -> None:
     config = _config(ctx)
     from mailbridge.app import load_extractor_set
     from mailbridge.errors import ConfigError
+    from mailbridge.outbound.needed import needed_template_problems
     from mailbridge.outbound.render import Renderer
+    from mailbridge.routing import SAMPLE_CONTEXT
 
-    errors = Renderer(config.template_dirs).check()
+    renderer = Renderer(config.template_dirs)
+    errors = renderer.check() or needed_template_problems(config, renderer, SAMPLE_CONTEXT)
     if errors:
         _fail("templates have errors:\n" + "\n".join(errors))
     try:
@@ -695,6 +698,7 @@ def _register_subcommands() -> None:
     from mailbridge.cli_kb import kb_group
     from mailbridge.cli_report import report_group
     from mailbridge.cli_secret import secret_group
+    from mailbridge.cli_setup import config_init, mta_group
     from mailbridge.cli_sla import sla_group
 
     main.add_command(import_group)
@@ -702,6 +706,8 @@ def _register_subcommands() -> None:
     main.add_command(sla_group)
     main.add_command(secret_group)
     main.add_command(report_group)
+    main.add_command(mta_group)
+    config_group.add_command(config_init)
 
 
 _register_subcommands()
