@@ -56,7 +56,7 @@ class IntakeHandler:
         if len(envelope.rcpt_tos) >= self._max_recipients:
             return "452 4.5.3 Too many recipients"
         if not self._policy.accepts(address):
-            return "550 5.7.1 Recipient not accepted here (relaying denied)"
+            return self._policy.refusal(address)  # 5.1.1 unknown mailbox, 5.7.1 relaying
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 

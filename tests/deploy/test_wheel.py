@@ -13,7 +13,7 @@ import zipfile
 from email import message_from_bytes
 from pathlib import Path
 
-from tests.deploy.conftest import Installed
+from tests.install import Installed
 from tests.support import REPO, free_port, make_mail, poll
 
 
