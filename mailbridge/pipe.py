@@ -63,7 +63,10 @@ def main(argv: list[str]) -> int:
         _say(f"usage error (exit 75, the MTA keeps the mail): {exc}")
         return EX_TEMPFAIL
     except BaseException as exc:  # anything unforeseen, ImportError included: never bounce
-        _say(f"could not store the message, try again later: {type(exc).__name__}: {exc}")
+        hint = ""
+        if "no such table" in str(exc) or "does not exist" in str(exc):
+            hint = " (the database schema is missing: run `mailbridge db upgrade`, or start the daemon once)"
+        _say(f"could not store the message, try again later{hint}: {type(exc).__name__}: {exc}")
         return EX_TEMPFAIL
 
 

@@ -4,8 +4,8 @@ Used in RCPT, before any data is read. Only the configured support addresses (an
 `+tag` sub-addresses, which carry reply tokens) and any address at the configured
 help-desk domains are ours. An unknown mailbox at the domain of a support address gets
 550 5.1.1 (RFC 3463: bad destination mailbox); everything else gets 550 5.7.1 (relaying
-denied), and so does every form an attacker might use to get a message relayed onward: source routes (`@a,@b:u@c`, RFC 5321
-4.1.1.3), the `%` hack (`u%other@us`), `!` bang paths, and quoted local parts
+denied), and so does every form an attacker might use to get a message relayed onward:
+source routes (`@a,@b:u@c`, RFC 5321 4.1.1.3), the `%` hack (`u%other@us`), `!` bang paths, and quoted local parts
 (`"u@other"@us`), which we have no use for.
 """
 
