@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import mailbridge_json, make_mail, poll, write_config
+from tests.support import mailbridge, mailbridge_json, make_mail, poll, write_config
 
 SCRIPT = Path(sys.executable).parent / "mailbridge"  # the console script, as an MTA runs it
 
