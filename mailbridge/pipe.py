@@ -24,11 +24,19 @@ store the mail itself. Either way, a mail whose storing was not confirmed is ans
 
 from __future__ import annotations
 
+# Only modules Python has loaded at start-up, and C modules: on the hand-off path every
+# import counts (measured per module in bench/RESULTS.md: tomllib ~13 ms, socket and
+# signal ~5-7 ms each through enum, argparse ~5 ms, pathlib ~6 ms, against ~11 ms for the
+# interpreter itself). Hence `_socket` and `_signal`, os.path, and the small
+# hand-written parsers below; the fallback path imports what it likes.
+import _signal
+import _socket
 import os
-import signal
 import sys
-from pathlib import Path
-from typing import BinaryIO, NoReturn
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO, NoReturn
 
 EX_OK = 0
 EX_DATAERR = 65
@@ -36,6 +44,17 @@ EX_TEMPFAIL = 75
 DEFAULT_MAX_SIZE = 25 * 1024 * 1024
 DEFAULT_SOCKET = "intake.sock"
 HANDOFF_TIMEOUT = 60.0
+CONFIG_ENV = "MAILBRIDGE_CONFIG"  # = paths.CONFIG_ENV; the search order is paths.find_config's
+SYSTEM_CONFIG = "/etc/mailbridge/config.toml"
+
+USAGE = """\
+usage: mailbridge [--config PATH] ingest [--sender ADDR] [--recipient ADDR ...] [FILE|-]
+
+Store one message from FILE or stdin (an MTA's pipe transport). Exit 0 once stored,
+65 when it can never be stored (empty, larger than [smtp] max_message_size), 75 for
+anything else: the MTA keeps the mail and tries again. Options also as --sender=ADDR,
+--recipient=ADDR (Postfix: --sender=${sender} --recipient=${recipient}).
+"""
 
 
 class _Usage(Exception):
@@ -60,7 +79,7 @@ def main(argv: list[str]) -> int:
         _say(str(final))
         return final.code
     except _Usage as exc:
-        _say(f"usage error (exit 75, the MTA keeps the mail): {exc}")
+        _say(f"usage error (exit 75, the MTA keeps the mail): {exc}\n{USAGE}")
         return EX_TEMPFAIL
     except BaseException as exc:  # anything unforeseen, ImportError included: never bounce
         hint = ""
@@ -80,8 +99,8 @@ def _exit_75_on_signals() -> None:
         finally:
             os._exit(EX_TEMPFAIL)
 
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGALRM, signal.SIGUSR1, signal.SIGUSR2):
-        signal.signal(sig, handler)
+    for sig in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGALRM, _signal.SIGUSR1, _signal.SIGUSR2):
+        _signal.signal(sig, handler)
 
 
 def _say(message: str) -> None:
@@ -89,120 +108,166 @@ def _say(message: str) -> None:
     sys.stderr.flush()
 
 
-def _parse(argv: list[str]) -> tuple[str | None, str, str | None, list[str]]:
-    """(config path, source, sender, recipients) from `[--config P] ingest [options] [FILE|-]`."""
-    import argparse
+def parse_args(argv: list[str]) -> tuple[str | None, str, str | None, list[str]]:
+    """(config path, source, sender, recipients) from `[--config P] ingest [options] [FILE|-]`.
 
-    class Parser(argparse.ArgumentParser):
-        def error(self, message: str) -> NoReturn:
-            raise _Usage(message)
+    By hand rather than argparse (its import alone is ~5 ms of the budget); the grammar
+    is fixed and small. Raises _Usage, which the caller answers with 75."""
+    config: str | None = None
+    sender: str | None = None
+    recipients: list[str] = []
+    sources: list[str] = []
+    seen_command = False
+    args = iter(argv)
+    for arg in args:
+        name, eq, value = arg.partition("=")
+        if arg in ("-h", "--help") and seen_command:
+            sys.stderr.write(USAGE)
+            # Nothing was delivered: 0 only for a person at a terminal.
+            raise _Final(EX_OK if sys.stdin.isatty() else EX_TEMPFAIL, "help shown, nothing stored")
+        if name in ("--config", "--sender", "--recipient") and (name != "--config" or not seen_command):
+            if not eq:
+                following = next(args, None)
+                if following is None:
+                    raise _Usage(f"{name} needs a value")
+                value = following
+            if name == "--config":
+                config = value
+            elif name == "--sender":
+                sender = value
+            else:
+                recipients.append(value)
+        elif arg.startswith("-") and arg != "-":
+            raise _Usage(f"unknown option {arg!r}")
+        elif not seen_command:
+            if arg != "ingest":
+                raise _Usage(f"not the ingest command: {arg!r}")
+            seen_command = True
+        else:
+            sources.append(arg)
+    if not seen_command:
+        raise _Usage("no command")
+    if len(sources) > 1:
+        raise _Usage(f"one FILE (or - for stdin), not {len(sources)}")
+    return config, (sources[0] if sources else "-"), sender, recipients
 
-        def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
-            if message:
-                sys.stderr.write(message)
-            # --help: nothing was delivered; exit 0 only when asked for help on a terminal.
-            raise SystemExit(status if status == 0 and sys.stdin.isatty() else EX_TEMPFAIL)
 
-    top = Parser(prog="mailbridge", add_help=False)
-    top.add_argument("--config", default=None)
-    top.add_argument("command")
-    top.add_argument("rest", nargs=argparse.REMAINDER)
-    known = top.parse_args(argv)
-    if known.command != "ingest":
-        raise _Usage(f"not the ingest command: {known.command!r}")
-    sub = Parser(
-        prog="mailbridge ingest",
-        description="Store one message from FILE or stdin (an MTA's pipe transport). "
-        "Exit 0 stored, 65 empty or too large (never storable), 75 anything else (try again later).",
+def config_file(explicit: str | None) -> str:
+    """paths.find_config's search order, without pathlib: --config, $MAILBRIDGE_CONFIG,
+    ./config.toml, /etc/mailbridge/config.toml."""
+    if explicit:
+        return explicit
+    if os.environ.get(CONFIG_ENV):
+        return os.environ[CONFIG_ENV]
+    for candidate in ("config.toml", SYSTEM_CONFIG):
+        if os.path.isfile(candidate):
+            return candidate
+    raise _Final(
+        EX_TEMPFAIL,
+        f"no config file: looked for --config PATH, ${CONFIG_ENV}, ./config.toml and {SYSTEM_CONFIG}; "
+        "write a starter one with `mailbridge config init DIR` (exit 75, the MTA keeps the mail)",
     )
-    sub.add_argument("source", nargs="?", default="-")
-    sub.add_argument("--sender", default=None, help="Envelope sender (as the MTA passes it).")
-    sub.add_argument("--recipient", action="append", default=[], help="Envelope recipient (repeat for more).")
-    opts = sub.parse_args(known.rest)
-    return known.config, opts.source, opts.sender, list(opts.recipient)
 
 
 def _deliver(argv: list[str]) -> int:
-    config_arg, source, sender, recipients = _parse(argv)
-    from mailbridge.paths import NoConfig, find_config
-
-    try:
-        config_path = find_config(config_arg)
-    except NoConfig as exc:
-        raise _Final(EX_TEMPFAIL, f"{exc} (exit 75, the MTA keeps the mail)") from None
-    socket_path, limit = _quick_settings(config_path)
-    raw = _read(source, limit)
-    if socket_path is not None:
+    config_arg, source, sender, recipients = parse_args(argv)
+    config_path = config_file(config_arg)
+    socket_path, cap = quick_settings(config_path)
+    raw, complete = _read(source, cap)
+    if complete and socket_path is not None:
         answer = _hand_to_daemon(socket_path, raw, sender, recipients)
         if answer is not None:
             print(f"stored by the running daemon: {answer}")
             return EX_OK
-    spool_id = _store_ourselves(config_path, raw, sender, recipients)
+    spool_id = _store_ourselves(config_path, raw, complete, source, sender, recipients)
     print(f"stored as {spool_id}")
     return EX_OK
 
 
-def _quick_settings(config_path: Path) -> tuple[Path | None, int]:
-    """The intake socket and the size limit, read from the TOML without validating it
-    all (pydantic would cost more than the rest of the delivery); a config the daemon
-    would refuse is caught by the full load on the fallback path."""
-    import tomllib
+def quick_settings(config_path: str) -> tuple[str | None, int]:
+    """(intake socket path, how much to read before asking the validated config), read
+    from config.toml by a scan for plain `key = "text"` / `key = 123` lines in [daemon]
+    and [smtp].
 
+    Not tomllib: its import is ~13 ms, more than the rest of a delivery. The scan only
+    decides where to try the hand-off and how much to read at first: whatever it misses
+    or misreads costs speed, never a wrong answer (a wrong socket fails to connect and
+    the pipe stores by itself; the size limit is decided by the daemon (552) or by the
+    validated config, never by this scan alone).
+    """
+    values: dict[tuple[str, str], str] = {}
+    table = ""
     try:
-        data = tomllib.loads(config_path.read_text(encoding="utf-8"))
-        daemon = data.get("daemon", {})
-        limit = int(data.get("smtp", {}).get("max_message_size", DEFAULT_MAX_SIZE))
-        name = str(daemon.get("intake_socket", DEFAULT_SOCKET))
-        var_dir = Path(str(daemon.get("var_dir", "var")))
-    except (OSError, ValueError, TypeError, AttributeError, tomllib.TOMLDecodeError):
-        return None, DEFAULT_MAX_SIZE  # the full load below says what is wrong
+        with open(config_path, encoding="utf-8") as handle:
+            text = handle.read(1 << 20)
+    except (OSError, UnicodeDecodeError):
+        return None, DEFAULT_MAX_SIZE  # the full load on the fallback path says what is wrong
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            header = line.split("#", 1)[0].strip()
+            table = header.strip("[] \t") if header.endswith("]") and '"' not in header else "?"
+            continue
+        key, eq, value = line.partition("=")
+        value = value.split("#", 1)[0].strip() if not value.strip().startswith('"') else value.strip()
+        if eq and table in ("daemon", "smtp"):
+            if value.startswith('"') and value.count('"') >= 2:
+                value = value[1 : value.index('"', 1)]
+                if "\\" in value:
+                    continue
+            values[(table, key.strip())] = value
+    name = values.get(("daemon", "intake_socket"), DEFAULT_SOCKET)
+    var_dir = values.get(("daemon", "var_dir"), "var")
+    limit = values.get(("smtp", "max_message_size"), "").replace("_", "")
+    cap = max(int(limit), DEFAULT_MAX_SIZE) if limit.isdigit() else DEFAULT_MAX_SIZE
     if not name:
-        return None, limit
-    base = config_path.resolve().parent
-    var_path = var_dir if var_dir.is_absolute() else base / var_dir
-    return var_path / name, limit
+        return None, cap
+    base = os.path.dirname(os.path.abspath(config_path))
+    return os.path.join(base, var_dir, name), cap
 
 
-def _read(source: str, limit: int) -> bytes:
+def _read(source: str, cap: int) -> tuple[bytes, bool]:
+    """(the mail or its first cap + 1 bytes, whether that is all of it)."""
     try:
         if source == "-":
-            raw = _read_limited(sys.stdin.buffer, limit)
+            raw = sys.stdin.buffer.read(cap + 1)
         else:
             with open(source, "rb") as handle:
-                raw = _read_limited(handle, limit)
+                raw = handle.read(cap + 1)
     except OSError as exc:
         raise _Final(EX_TEMPFAIL, f"cannot read {source}: {exc}; try again later") from None
     if not raw.strip():
         raise _Final(EX_DATAERR, "empty message: nothing to store (exit 65)")
-    if len(raw) > limit:
-        raise _Final(
-            EX_DATAERR, f"message larger than the limit of {limit} bytes ([smtp] max_message_size) (exit 65)"
-        )
+    return raw, len(raw) <= cap
+
+
+def _rest(source: str, raw: bytes, limit: int) -> bytes:
+    """Read on up to limit + 1 bytes in all (the validated config allows more than the
+    quick scan assumed), then drain the rest so the MTA does not see a broken pipe."""
+    handle: BinaryIO = sys.stdin.buffer if source == "-" else open(source, "rb")  # noqa: SIM115
+    try:
+        if source != "-":
+            handle.seek(len(raw))
+        raw += handle.read(max(0, limit + 1 - len(raw)))
+        if len(raw) > limit:
+            while handle.read(1 << 20):
+                pass
+    finally:
+        if source != "-":
+            handle.close()
     return raw
 
 
-def _read_limited(handle: BinaryIO, limit: int) -> bytes:
-    """Up to limit + 1 bytes (enough to know it is too large), then drain the rest so the
-    MTA does not see a broken pipe."""
-    raw = handle.read(limit + 1)
-    if len(raw) > limit:
-        while handle.read(1 << 20):
-            pass
-    return raw
-
-
-def _hand_to_daemon(path: Path, raw: bytes, sender: str | None, recipients: list[str]) -> str | None:
+def _hand_to_daemon(path: str, raw: bytes, sender: str | None, recipients: list[str]) -> str | None:
     """The daemon's answer once it stored the mail ("... queued as 42"), or None when it
     could not take it (not running, draining, busy, any refusal but size): then the
     caller stores it itself. Raises _Final(65) when the daemon refuses the size."""
-    import socket
-
-    if not path.exists():
+    if not os.path.exists(path):
         return None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     sock.settimeout(HANDOFF_TIMEOUT)
     try:
-        sock.connect(str(path))
+        sock.connect(path)
     except OSError:
         sock.close()
         return None  # a socket file left by a daemon that is gone, or one draining
@@ -218,24 +283,30 @@ def _hand_to_daemon(path: Path, raw: bytes, sender: str | None, recipients: list
 class _LocalSmtp:
     """The few SMTP commands the hand-off needs, over the daemon's Unix socket.
 
-    Written by hand instead of with smtplib on purpose: importing smtplib (with ssl,
-    hashlib and the email package it pulls in) cost ~29 ms and ~10 MB of a delivery
-    whose whole budget is 100 ms (bench/pipe.py), for a local socket that never uses
-    TLS or authentication. The server is our own receiver (aiosmtpd).
+    Written by hand instead of with smtplib on purpose: importing smtplib (with socket,
+    ssl, hashlib and the email package it pulls in) cost ~29 ms and ~10 MB of a delivery
+    whose whole budget is 100 ms (bench/pipe.py), for a local socket that never uses TLS
+    or authentication. The server is our own receiver (aiosmtpd).
     """
 
-    def __init__(self, sock: object) -> None:
-        import socket
-
-        assert isinstance(sock, socket.socket)
+    def __init__(self, sock: _socket.socket) -> None:
         self._sock = sock
-        self._reader = sock.makefile("rb")
+        self._buffer = b""
+
+    def _line(self) -> bytes:
+        while b"\n" not in self._buffer:
+            chunk = self._sock.recv(4096)
+            if not chunk or len(self._buffer) > 8192:
+                raise OSError("the daemon closed the session")
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line
 
     def reply(self) -> tuple[int, bytes]:
         """One (possibly multi-line) reply: (code, text of its last line)."""
         while True:
-            line = self._reader.readline(8192)
-            if len(line) < 4 or not line[:3].isdigit():
+            line = self._line()
+            if len(line) < 3 or not line[:3].isdigit():
                 raise OSError(f"unexpected reply from the daemon: {line[:80]!r}")
             if line[3:4] != b"-":
                 return int(line[:3]), line[4:].strip()
@@ -248,7 +319,7 @@ class _LocalSmtp:
         if self.reply()[0] != 220 or self.command("EHLO mailbridge-ingest")[0] != 250:
             return None
         for address in (sender, *recipients):
-            if any(c in address for c in "\r\n<>"):
+            if any(c in address for c in "\r\n<> "):
                 return None  # not a plain address: the fallback stores it as given
         codes = [self.command(f"MAIL FROM:<{sender}> SIZE={len(raw)}")[0]]
         codes += [self.command(f"RCPT TO:<{rcpt}>")[0] for rcpt in recipients]
@@ -276,12 +347,14 @@ class _LocalSmtp:
             self._sock.sendall(b"QUIT\r\n")
         except OSError:
             pass  # the mail's fate is decided; the session may be gone
-        self._reader.close()
         self._sock.close()
 
 
-def _store_ourselves(config_path: Path, raw: bytes, sender: str | None, recipients: list[str]) -> int:
-    """The daemon is not there to take it: load the config and store it ourselves."""
+def _store_ourselves(
+    config_path: str, raw: bytes, complete: bool, source: str, sender: str | None, recipients: list[str]
+) -> int:
+    """The daemon is not there to take it: load the config, check the size against it
+    (65 only now, on the validated limit) and store the mail ourselves."""
     from mailbridge.app import App
     from mailbridge.config import load_config
     from mailbridge.errors import ConfigError
@@ -291,6 +364,13 @@ def _store_ourselves(config_path: Path, raw: bytes, sender: str | None, recipien
         config = load_config(config_path)
     except ConfigError as exc:
         raise _Final(EX_TEMPFAIL, f"configuration error (exit 75, the MTA keeps the mail):\n{exc}") from None
+    limit = config.smtp.max_message_size
+    if not complete:
+        raw = _rest(source, raw, limit)
+    if len(raw) > limit:
+        raise _Final(
+            EX_DATAERR, f"message larger than the limit of {limit} bytes ([smtp] max_message_size) (exit 65)"
+        )
     app = App(config)
     try:
         return accept(app.store.spool, raw, Envelope("pipe", sender, recipients), app.clock)

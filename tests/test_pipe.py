@@ -52,9 +52,20 @@ def test_handed_to_the_running_daemon_is_0_and_stays_a_pipe_mail(start_daemon, t
     # over-long line the SMTP listener would refuse (500): the daemon takes what it can,
     # the pipe stores the rest itself.
     lf_mail = make_mail(subject="from the pipe", body=".dot first\nsecond line\n").replace(b"\r\n", b"\n")
-    handed = ingest(daemon.config, "--sender=a@example.com", "--recipient=support@help.example", mail=lf_mail)
+    handed = ingest(
+        daemon.config,
+        "--sender=a@example.com",
+        "--recipient=support@help.example",
+        mail=lf_mail,
+        env={"PYTHONPROFILEIMPORTTIME": "1"},
+    )
     assert handed.returncode == 0, handed.stderr
     assert b"stored by the running daemon" in handed.stdout
+    # The hand-off loads no third-party code, nor the heavier standard modules.
+    names = [line.rsplit(b"|", 1)[-1].strip().decode() for line in handed.stderr.splitlines()]
+    imported = set(names[names.index("mailbridge") :])  # what came after the interpreter's own start-up
+    heavy = {"sqlalchemy", "pydantic", "click", "rich", "tomllib", "argparse", "email", "socket", "pathlib", "typing"}
+    assert "mailbridge.pipe" in imported and not imported & heavy, sorted(imported & heavy)
     long_line = make_mail(subject="long line", body="x" * 20000)
     kept = ingest(daemon.config, "--recipient=support@help.example", mail=long_line)
     assert kept.returncode == 0, kept.stderr
