@@ -129,10 +129,30 @@ def parallel(label: str, command: list[str], mails: list[bytes], env: dict[str, 
     return row
 
 
+def group_cpu(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of a process group."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # pgrp; utime and stime follow at 11 and 12
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def stored(installed: Installed, site: Path) -> int:
     out = subprocess.run([str(installed.mailbridge), "status", "--json"], cwd=site, env=installed.env(),
                          capture_output=True, text=True, check=True).stdout
     return sum(json.loads(out)["inbound"].values())
+
+
+def wait_idle(installed: Installed, site: Path) -> None:
+    subprocess.run([str(installed.mailbridge), "wait", "--idle", "--timeout", "600"], cwd=site, env=installed.env(),
+                   check=True, capture_output=True)
 
 
 def main() -> None:
@@ -161,9 +181,19 @@ def main() -> None:
             time.sleep(0.1)  # waiting for the daemon to come up
         before = stored(installed, site)
         sequential("daemon running (hand-off)", command, mails[: args.sequential], env, site)
-        parallel("daemon running (hand-off), 8 parallel", command, mails, env, site, args.parallel)
+        wait_idle(installed, site)
+        cpu_before, load_before = group_cpu(daemon.pid), os.getloadavg()[0]
+        row = parallel("daemon running (hand-off), 8 parallel", command, mails, env, site, args.parallel)
+        wait_idle(installed, site)  # the daemon's share: receive, parse, ticket, acknowledge, send
+        daemon_cpu = (group_cpu(daemon.pid) - cpu_before) / args.parallel
         after = stored(installed, site)
-        print(json.dumps({"stored": after - before, "expected": args.sequential + args.parallel}), flush=True)
+        print(json.dumps({
+            "stored": after - before,
+            "expected": args.sequential + args.parallel,
+            "daemon_cpu_per_mail_s": round(daemon_cpu, 4),
+            "load_average_1min_before_after": [round(load_before, 1), round(os.getloadavg()[0], 1)],
+            "deliveries_per_s": row["deliveries_per_s"],
+        }), flush=True)
     finally:
         daemon.terminate()
         daemon.wait(timeout=120)
