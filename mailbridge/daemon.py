@@ -17,20 +17,22 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from mailbridge.app import App
 from mailbridge.config import Config
 from mailbridge.errors import ConfigError
 from mailbridge.roles import die_with_parent
+from mailbridge.sdnotify import Notifier
 from mailbridge.store import migrate
-from mailbridge.store.db import write_tx
+from mailbridge.store.db import read_tx, write_tx
 from mailbridge.store.tables import components, inbound, outbox, scheduler_lease
 
 log = logging.getLogger(__name__)
@@ -154,6 +156,8 @@ class Supervisor:
         roots = [*config.rules_dirs, *config.parsers_dirs, *config.template_dirs, config.knowledge_path]
         self.watch = FileWatch(roots) if config.daemon.watch_seconds else None
         self.next_look = 0.0
+        self.systemd = Notifier()
+        self.ready = False
 
     def plan(self) -> None:
         if self.config.smtp.enabled or self.config.lmtp.enabled or self.config.daemon.intake_socket:
@@ -184,11 +188,39 @@ class Supervisor:
             self.start(child)
         while not self.stopping:
             self._reap()
+            if not self.ready and self.systemd.enabled and self._children_ready():
+                self.ready = True
+                self.systemd.ready(f"{len(self.children)} processes running")
+            self.systemd.watchdog()
             if self.reload_wanted or self._files_changed():
                 self.reload_wanted = False
+                self.systemd.reloading()
                 self._reload()
+                self.systemd.ready("reloaded")
             time.sleep(0.2)
+        self.systemd.stopping()
         return self._drain()
+
+    def _children_ready(self) -> bool:
+        """Every listener up and every worker and sender registered, each by the pid of
+        our own child (on PostgreSQL other hosts' daemons share the table)."""
+        if self.app is None:
+            return True
+        wanted = set()
+        for child in self.children:
+            if child.proc is None:
+                return False
+            if child.role == "receiver":
+                for kind, on in (("smtp", self.config.smtp.enabled), ("lmtp", self.config.lmtp.enabled)):
+                    if on:
+                        wanted.add((child.proc.pid, kind))
+            elif child.role in ("worker", "sender"):
+                wanted.add((child.proc.pid, child.role))
+        with read_tx(self.app.store.main) as conn:
+            rows = conn.execute(
+                select(components.c.pid, components.c.kind).where(components.c.host == socket.gethostname())
+            ).all()
+        return wanted <= {(int(pid), kind) for pid, kind in rows}
 
     def _files_changed(self) -> bool:
         if self.watch is None or time.monotonic() < self.next_look:
