@@ -15,7 +15,9 @@ def test_layout_links_and_images_without_markdown_noise():
         "<table><tr><td>From:</td><td>Carol</td></tr></table><p>x &amp; y</p>"
     )
     assert problems == []
-    assert text == "Hello Bob,\n\nsee [the page](https://x.example/a) [logo]\n\n  * one\n  * two\nFrom:  Carol\n\nx & y\n"
+    assert text == (
+        "Hello Bob,\n\nsee [the page](https://x.example/a) [logo]\n\n  * one\n  * two\nFrom:  Carol\n\nx & y\n"
+    )
     assert "html2text" not in sys.modules
 
 
