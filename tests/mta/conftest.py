@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.install import Installed
+from tests.mta.exim import EXIM_ROOT, Exim, exim_binary
 from tests.mta.postfix import Postfix, chown_tree, ensure_user, postfix_binary
 from tests.support import Sink, free_port, poll
 
@@ -36,7 +37,7 @@ class Desk:
 
     installed: Installed
     site: Path
-    postfix: Postfix
+    postfix: Postfix  # unused (not started) in the Exim tests
     sink: Sink
     lmtp_port: int
     uid: int
@@ -168,5 +169,40 @@ def desk(installed: Installed) -> Iterator[Desk]:
                 desk.proc.wait(timeout=60)
         finally:
             postfix.close()
+            sink.stop()
+            shutil.rmtree(site, ignore_errors=True)
+
+
+@pytest.fixture
+def exim_desk(installed: Installed) -> Iterator[tuple[Desk, Exim]]:
+    """mailbridge behind Exim (docs/mta.md's Exim blocks), both as an operator runs them."""
+    from tests.mta.recipes import configure_exim
+
+    require_postfix()  # root, and the user set-up the MTA tests share
+    binary = exim_binary()
+    if binary is None:
+        pytest.skip(f"no exim4 binary: scripts/test unpacks Debian's exim4-daemon-light into {EXIM_ROOT}")
+    uid, gid = ensure_user(USER)
+    ensure_user("Debian-exim")
+    site = Path(tempfile.mkdtemp(prefix="mb-site-", dir="/tmp"))
+    site.chmod(0o755)
+    sink = Sink().start()
+    lmtp_port = free_port()
+    write_site(site, lmtp_port=lmtp_port, relay_port=sink.port)
+    chown_tree(site, uid, gid)
+    desk = Desk(installed, site, Postfix(), sink, lmtp_port, uid, gid)
+    exim = Exim(binary)
+    try:
+        desk.start()
+        configure_exim(desk, exim)
+        yield desk, exim
+    finally:
+        try:
+            if desk.proc is not None:
+                desk.proc.terminate()
+                desk.proc.wait(timeout=60)
+        finally:
+            exim.close()
+            desk.postfix.close()
             sink.stop()
             shutil.rmtree(site, ignore_errors=True)

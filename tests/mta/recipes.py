@@ -12,6 +12,7 @@ from tests.support import REPO
 
 if TYPE_CHECKING:
     from tests.mta.conftest import Desk
+    from tests.mta.exim import Exim
 
 DOC = REPO / "docs" / "mta.md"
 _RECIPE = re.compile(r"<!-- recipe: ([a-z-]+) -->\n```[a-z]*\n(.*?)```", re.DOTALL)
@@ -62,3 +63,22 @@ def configure_postfix(desk: Desk) -> None:
     master = master.replace("/opt/mailbridge/bin/mailbridge", str(desk.installed.mailbridge))
     master = master.replace("/etc/mailbridge/config.toml", str(desk.config))
     postfix.start(main_cf_extra="\n# --- docs/mta.md ---\n" + main, master_cf_extra=master)
+
+
+def configure_exim(desk: Desk, exim: Exim) -> None:
+    """docs/mta.md's Exim blocks around a minimal config; the recipients file generated
+    by mailbridge as the recipe says."""
+    found = recipes()
+    command = shlex.split(found["exim-recipients-command"].splitlines()[0])
+    redirect = command.index(">")
+    assert command[redirect + 1] == "/etc/exim4/mailbridge-recipients"
+    recipients = exim.dir / "mailbridge-recipients"
+    recipients.write_text(desk.cli(*command[3:redirect]).stdout)
+    router = _lines(found["exim-router"]).replace("/etc/exim4/mailbridge-recipients", str(recipients))
+    transport = _lines(found["exim-transport"]).replace("port = 2424", f"port = {desk.lmtp_port}")
+    exim.start(
+        main=_lines(found["exim-main"]),
+        acl=_lines(found["exim-acl"]),
+        router=router,
+        transport=transport,
+    )
