@@ -941,7 +941,9 @@ def _describe(path: Path, text: str, exc: ValidationError) -> str:
             what = f"missing required key '{key}'"
         else:
             given = err.get("input")
-            shown = "" if isinstance(given, dict | list) else f" (got {given!r})"
+            # A database URL may hold a password: never echo it.
+            hidden = isinstance(given, dict | list) or tuple(loc) == ("database", "url")
+            shown = "" if hidden else f" (got {given!r})"
             what = f"key '{key}': {err['msg']}{shown}"
         lines.append(f"{_where(path, text, loc)}: {what}")
     return "\n".join(lines)
