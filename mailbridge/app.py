@@ -47,16 +47,24 @@ def _shown(paths: list[Path]) -> str:
 
 
 class App:
-    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+    def __init__(self, config: Config, clock: Clock | None = None, *, role: str = "cli", index: int = 0) -> None:
         from mailbridge.testing import test_clock
 
         self.config = config
         # The real time, unless a test gives one (or MAILBRIDGE_TESTING=1 with a clock file).
         self.clock: Clock = clock or test_clock() or utcnow
+        # Which process this is (roles.py): it names the claims it holds (store/claims.py).
+        self.role, self.index = role, index
+
+    @property
+    def holder(self) -> str:
+        from mailbridge.store.claims import holder_name, instance_id
+
+        return holder_name(self.role, self.index, instance_id(str(self.config.var_path.resolve())))
 
     @cached_property
     def store(self) -> Store:
-        return Store(self.config.database_url)
+        return Store(self.config.database_url, busy_seconds=self.config.database.busy_timeout_seconds)
 
     @cached_property
     def signer(self) -> TokenSigner:
@@ -132,13 +140,14 @@ class App:
             clock=self.clock,
             rules=self.rules,
             people=self.people,
+            holder=self.holder,
         )
 
     @cached_property
     def sender(self) -> Sender:
         from mailbridge.outbound.sender import Sender
 
-        return Sender(self.config, self.store, clock=self.clock)
+        return Sender(self.config, self.store, clock=self.clock, holder=self.holder, index=self.index)
 
     def reload_extractors(self) -> bool:
         """SIGHUP: the extractor files as they are now, all or nothing; a broken edit is

@@ -111,8 +111,14 @@ def report_summary(
 @_FROM
 @_TO
 @_QUEUE
-@click.option("--min", "min_occurrences", type=click.IntRange(2), default=2, show_default=True,
-              help="Show groups with at least this many occurrences.")
+@click.option(
+    "--min",
+    "min_occurrences",
+    type=click.IntRange(2),
+    default=2,
+    show_default=True,
+    help="Show groups with at least this many occurrences.",
+)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 @click.pass_context
 def report_problems(
@@ -130,8 +136,12 @@ def report_problems(
     period = _period(ctx, start, end)
     groups = find_problems(app.store, period, min_occurrences=min_occurrences, queue=queue)
     if fmt == "json":
-        _print_json({"period": {"from": period.start.isoformat(), "to": period.end.isoformat()},
-                     "problems": [g.to_dict() for g in groups]})
+        _print_json(
+            {
+                "period": {"from": period.start.isoformat(), "to": period.end.isoformat()},
+                "problems": [g.to_dict() for g in groups],
+            }
+        )
         return
     console = Console()
     if not groups:
@@ -141,7 +151,5 @@ def report_problems(
     for column in ("group", "kind", "tickets", "occurrences", "references"):
         table.add_column(column)
     for g in groups:
-        table.add_row(
-            Text(g.key), g.kind, str(len(g.tickets)), str(g.occurrences), Text(", ".join(g.references()))
-        )
+        table.add_row(Text(g.key), g.kind, str(len(g.tickets)), str(g.occurrences), Text(", ".join(g.references())))
     console.print(table)

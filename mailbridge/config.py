@@ -60,6 +60,9 @@ class DatabaseSettings(_Strict):
     # Empty means the embedded default: SQLite files under var_dir.
     url: str = ""
     auto_migrate: bool = True
+    # How long a SQLite write waits for another's lock before it fails; the daemon's
+    # processes then wait and try again (one log line per episode), they never die of it.
+    busy_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
 
     @field_validator("url")
     @classmethod
@@ -87,6 +90,12 @@ class SmtpSettings(_Strict):
     # RFC 5321 4.5.3.1.6: 1000 octets including CRLF.
     max_line_length: Annotated[int, Field(ge=1000)] = 1000
     hostname: str = "mailbridge.localhost"
+    # A spool that stays locked this long (a backup, a migration) answers 451 4.3.0
+    # instead of holding the client (many give up after 30-60 s).
+    busy_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
+    # Below this much free space under var_dir, new mail is refused at MAIL FROM with
+    # 452 4.3.1 (the client retries), so what was accepted can still be processed. 0: off.
+    min_free_mb: Annotated[int, Field(ge=0)] = 100
 
 
 class LmtpSettings(_Strict):
@@ -167,7 +176,13 @@ class OutgoingSettings(_Strict):
     max_attempts: Annotated[int, Field(ge=1)] = 10
     retry_base_seconds: Annotated[float, Field(gt=0)] = 30.0
     retry_max_seconds: Annotated[float, Field(gt=0)] = 3600.0
+    # Connecting to the relay; every later stage waits as RFC 5321 4.5.3.2 says (minutes).
     timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    # How long the relay may take to answer the end of a mail's data (RFC 5321 4.5.3.2.6:
+    # 10 minutes). Without an answer the outcome is unknown: it may have been delivered.
+    data_end_timeout_seconds: Annotated[float, Field(gt=0)] = 600.0
+    # A mail whose outcome is unknown is sent once more after this delay, never twice.
+    unknown_retry_seconds: Annotated[float, Field(ge=0)] = 900.0
 
 
 class SecuritySettings(_Strict):

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from mailbridge.app import App
 from mailbridge.config import Config
@@ -32,6 +32,7 @@ from mailbridge.errors import ConfigError
 from mailbridge.roles import die_with_parent
 from mailbridge.sdnotify import Notifier
 from mailbridge.store import migrate
+from mailbridge.store.claims import release_inbound, release_outbox_rows
 from mailbridge.store.db import read_tx, write_tx
 from mailbridge.store.tables import components, inbound, outbox, scheduler_lease
 
@@ -47,6 +48,8 @@ class Child:
     failures: int = 0
     restart_at: float = 0.0
     argv: list[str] = field(default_factory=list)
+    # Its claims still to be released (the database was unavailable when it died).
+    unreleased: bool = False
 
 
 def preflight(app: App) -> None:
@@ -96,17 +99,72 @@ def check_ports(config: Config) -> None:
                 ) from None
 
 
+def release_claims(app: App, holder: str | None = None) -> tuple[int, int]:
+    """Free the work a dead process held, at once (not when its lease runs out).
+
+    ``holder``: one child that died (roles' holder names); None: every process of this
+    daemon, at start, when none of them runs (after a crash of the whole daemon). Mail a
+    worker held goes back as suspects (store/claims.py); mail a sender held is settled
+    from its journal (outbound/sender.py): delivered, known outcome, or back to the
+    queue untried. Returns (inbound rows, outbox rows) released or settled."""
+    from mailbridge.outbound.journal import Journal, journal_path
+    from mailbridge.outbound.sender import settle
+    from mailbridge.store.claims import instance_id
+
+    instance = instance_id(str(app.config.var_path.resolve()))
+    mine = f"%@{instance}"
+    now = app.clock()
+    with write_tx(app.store.spool) as conn:
+        if holder is not None:
+            where = inbound.c.claimed_by == holder
+        elif app.store.sqlite:
+            where = inbound.c.state == "processing"  # only this daemon uses the file
+        else:
+            where = inbound.c.claimed_by.like(mine) | inbound.c.claimed_by.is_(None)
+        released = release_inbound(conn, where)
+    settled = 0
+    senders = [holder] if holder is not None and holder.startswith("sender-") else []
+    if holder is None:
+        with write_tx(app.store.main) as conn:
+            query = select(outbox.c.claimed_by).where(outbox.c.state == "sending").distinct()
+            if not app.store.sqlite:
+                query = query.where(outbox.c.claimed_by.like(mine))
+            senders = [h for h in conn.execute(query).scalars() if h]
+    for name in senders:
+        index = _index_of(name)
+        journal = Journal(journal_path(app.config.var_path, index)) if index is not None else None
+        settled += settle(app.store, app.config, name, journal, now)
+    if holder is None:
+        with write_tx(app.store.main) as conn:
+            # Claimed before holders were recorded (an older version): back to the queue.
+            orphans = select(outbox.c.id).where(outbox.c.state == "sending", outbox.c.claimed_by.is_(None))
+            release_outbox_rows(conn, list(conn.execute(orphans).scalars()), now)
+    if released or settled:
+        log.warning(
+            "released the claims of %s: %d stored mail(s) back to the queue (processed one at a time), "
+            "%d outgoing mail(s) settled",
+            holder or "the processes of the last run",
+            released,
+            settled,
+        )
+    return released, settled
+
+
+def _index_of(holder: str) -> int | None:
+    """3 from "sender-3@host:abcd1234"."""
+    role_index = holder.split("@", 1)[0]
+    _role, _, index = role_index.rpartition("-")
+    return int(index) if index.isdigit() else None
+
+
 def reset_stale_claims(app: App) -> None:
-    """On SQLite only this host's processes use the database, and none is running yet:
-    work claimed by a process that died is free again (PostgreSQL uses lease expiry)."""
+    """At start, before any child runs: what the last run's processes held is free
+    again, and (SQLite, where only this host's processes use the database) their
+    status rows and the scheduler lease are gone with them."""
+    release_claims(app)
     if not app.store.sqlite:
         return
-    with write_tx(app.store.spool) as conn:
-        conn.execute(
-            update(inbound).where(inbound.c.state == "processing").values(state="received", claimed_until=None)
-        )
     with write_tx(app.store.main) as conn:
-        conn.execute(update(outbox).where(outbox.c.state == "sending").values(state="queued", claimed_until=None))
         conn.execute(components.delete())
         conn.execute(scheduler_lease.delete())  # its holder died with the last run
 
@@ -242,11 +300,31 @@ class Supervisor:
             if child.proc is not None and child.proc.poll() is None:
                 child.proc.send_signal(signal.SIGHUP)
 
+    def _release(self, child: Child) -> None:
+        """A worker's or sender's claims go back at once (not after the 5-minute lease),
+        before it starts again: the successor bears the same name."""
+        if child.role not in ("worker", "sender") or self.app is None:
+            child.unreleased = False
+            return
+        from mailbridge.store.claims import holder_name, instance_id
+
+        holder = holder_name(child.role, child.index, instance_id(str(self.config.var_path.resolve())))
+        try:
+            release_claims(self.app, holder)
+        except Exception as exc:  # the database is busy or away: try again next round
+            if not child.unreleased:
+                log.warning("cannot release the claims of %s yet (%s); trying again", holder, exc)
+            child.unreleased = True
+            return
+        child.unreleased = False
+
     def _reap(self) -> None:
         now = time.monotonic()
         for child in self.children:
             if child.proc is None:
-                if now >= child.restart_at:
+                if child.unreleased:
+                    self._release(child)
+                if now >= child.restart_at and not child.unreleased:
                     self.start(child)
                 continue
             code = child.proc.poll()
@@ -260,6 +338,7 @@ class Supervisor:
             )
             child.proc = None
             child.restart_at = now + delay
+            self._release(child)
 
     def _on_stop(self, signum: int, _frame: object) -> None:
         self.stopping = True
@@ -268,20 +347,27 @@ class Supervisor:
         self.reload_wanted = True  # done by the loop: no database work in a signal handler
 
     def _drain(self) -> int:
+        """Like an MTA: first the receivers stop taking mail (open sessions get 421 after
+        the transaction in flight), then the workers and the sender finish what they hold."""
         log.info("draining %d children", len(self.children))
-        for child in self.children:
-            if child.proc is not None and child.proc.poll() is None:
-                child.proc.send_signal(signal.SIGTERM)
+        intake = [c for c in self.children if c.role in ("receiver", "imap")]
+        rest = [c for c in self.children if c.role not in ("receiver", "imap")]
         deadline = time.monotonic() + self.config.daemon.drain_seconds + 5
-        for child in self.children:
-            if child.proc is None:
-                continue
-            try:
-                child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                log.error("%s-%d did not drain in time; killing it", child.role, child.index)
-                child.proc.kill()
-                child.proc.wait()
+        for group in (intake, rest):
+            for child in group:
+                if child.proc is not None and child.proc.poll() is None:
+                    child.proc.send_signal(signal.SIGTERM)
+            for child in group:
+                if child.proc is None:
+                    continue
+                try:
+                    child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    log.error("%s-%d did not drain in time; killing it", child.role, child.index)
+                    child.proc.kill()
+                    child.proc.wait()
+                if child.proc.returncode != 0:
+                    self._release(child)
         log.info("stopped")
         return 0
 

@@ -35,9 +35,11 @@ from mailbridge.people import Agent, People
 from mailbridge.routing import Router, ticket_facts_for
 from mailbridge.rules import Decision, RuleSet
 from mailbridge.sla.sweep import start_clocks
+from mailbridge.store.claims import claim_ids, release_inbound
 from mailbridge.store.db import Store, read_tx, write_tx
 from mailbridge.store.tables import inbound, messages, outbox, tickets, undeliverable
-from mailbridge.testing import crash_point
+from mailbridge.store.transient import is_transient
+from mailbridge.testing import crash_point, poison
 from mailbridge.tickets import deliveries, incidents, lifecycle, survey
 from mailbridge.tickets.correlate import Correlation, Correlator
 from mailbridge.tickets.dedupe import dedupe_key
@@ -124,7 +126,26 @@ _RECORD_DONE = (
 _RECORD_RETRY = (
     update(inbound)
     .where(inbound.c.id == bindparam("r_id"))
-    .values(state="received", reason=bindparam("r_reason"), claimed_until=None)
+    .values(state="received", reason=bindparam("r_reason"), attempts=bindparam("r_attempts"), claimed_until=None)
+)
+# Suspects first, one at a time (see claim); then live mail before bulk backlog, oldest
+# first; each query walks its own index in order.
+_SUSPECT = select(inbound.c.id).where(inbound.c.state == "received", inbound.c.suspect).order_by(inbound.c.id)
+_FRESH = (
+    select(inbound.c.id)
+    .where(inbound.c.state == "received", inbound.c.suspect.is_(False))
+    .order_by(inbound.c.priority, inbound.c.id)
+)
+_CLAIMED = select(
+    inbound.c.id,
+    inbound.c.raw,
+    inbound.c.rcpts,
+    inbound.c.mail_from,
+    inbound.c.attempts,
+    inbound.c.crashes,
+    inbound.c.suspect,
+    inbound.c.meta,
+    inbound.c.source,
 )
 
 
@@ -188,6 +209,7 @@ class Outcome:
     # new | token | thread | subject | replayed | incident | repeat | recovery | bounce | unmatched
     how: str = ""
     reason: str = ""
+    attempts: int = 0  # a retry: how often the message itself failed so far
 
 
 class Pipeline:
@@ -201,8 +223,10 @@ class Pipeline:
         clock: Clock = utcnow,
         rules: RuleSet | None = None,
         people: People | None = None,
+        holder: str = "worker-0@cli",
     ) -> None:
         self._config = config
+        self._holder = holder  # names this process's claims (store/claims.py)
         self._analyser = analyser
         self._people = people if people is not None else People()
         self._router = Router(rules, self._people) if rules is not None else None
@@ -220,9 +244,11 @@ class Pipeline:
     # --- claiming ------------------------------------------------------------------
 
     def claim(self, limit: int = 64) -> list[Any]:
-        """Take up to `limit` waiting messages, oldest first, under a lease. Outcomes
-        of the previous batch still to be recorded (see run_batch) are written in the
-        same spool transaction: one lock and one COMMIT fewer per batch."""
+        """Take up to `limit` waiting messages under a lease, in this order: a *suspect*
+        alone (a message that was claimed when a worker died: alone, a death counts
+        against it and nobody else), else live mail before bulk backlog, oldest first.
+        Outcomes of the previous batch still to be recorded (see run_batch) are written
+        in the same spool transaction: one lock and one COMMIT fewer per batch."""
         now = self._clock()
         waiting = or_(
             inbound.c.state == "received", and_(inbound.c.state == "processing", inbound.c.claimed_until < now)
@@ -232,51 +258,23 @@ class Pipeline:
             with read_tx(self._store.spool) as conn:
                 if conn.execute(select(inbound.c.id).where(waiting).limit(1)).first() is None:
                     return []
+        skip_locked = not self._store.sqlite
         with write_tx(self._store.spool) as conn:
             self._record_in(conn, self._unrecorded)
-            # Abandoned claims first (their lease ran out), then waiting mail: live mail
-            # before bulk backlog (priority), oldest first. Two queries, so each can walk
-            # its index in order instead of sorting every waiting row.
-            expired = (
-                select(inbound.c.id)
-                .where(inbound.c.state == "processing", inbound.c.claimed_until < now)
-                .order_by(inbound.c.id)
-                .limit(limit)
-            )
-            fresh = (
-                select(inbound.c.id)
-                .where(inbound.c.state == "received")
-                .order_by(inbound.c.priority, inbound.c.id)
-                .limit(limit)
-            )
-            if not self._store.sqlite:
-                expired = expired.with_for_update(skip_locked=True)
-                fresh = fresh.with_for_update(skip_locked=True)
-            ids = list(conn.execute(expired).scalars())
-            if len(ids) < limit:
-                ids += list(conn.execute(fresh.limit(limit - len(ids))).scalars())
+            # Claims whose lease ran out (their holder vanished with its host, nobody
+            # released them): back to the queue as suspects.
+            release_inbound(conn, inbound.c.claimed_until < now)
+            ids = claim_ids(conn, [_SUSPECT], 1, skip_locked=skip_locked)
+            if not ids:
+                ids = claim_ids(conn, [_FRESH], limit, skip_locked=skip_locked)
             rows: list[Any] = []
             if ids:
                 conn.execute(
                     update(inbound)
                     .where(inbound.c.id.in_(ids))
-                    .values(state="processing", attempts=inbound.c.attempts + 1, claimed_until=now + LEASE)
+                    .values(state="processing", claimed_until=now + LEASE, claimed_by=self._holder)
                 )
-                rows = list(
-                    conn.execute(
-                        select(
-                            inbound.c.id,
-                            inbound.c.raw,
-                            inbound.c.rcpts,
-                            inbound.c.mail_from,
-                            inbound.c.attempts,
-                            inbound.c.meta,
-                            inbound.c.source,
-                        )
-                        .where(inbound.c.id.in_(ids))
-                        .order_by(inbound.c.id)
-                    )
-                )
+                rows = list(conn.execute(_CLAIMED.where(inbound.c.id.in_(ids)).order_by(inbound.c.id)))
         self._unrecorded = []  # committed
         return rows
 
@@ -294,16 +292,23 @@ class Pipeline:
         outcomes: dict[int, Outcome] = {}
         parsed: list[tuple[Any, Analysis]] = []
         max_attempts = self._config.processing.max_attempts
+        # A suspect is processed alone and its outcome recorded at once: a worker death
+        # from now until that COMMIT is this message's doing, and counts against it.
+        alone = len(rows) == 1 and bool(rows[0].suspect)
         for row in rows:
-            if row.attempts > max_attempts:
+            if row.crashes >= max_attempts:
                 outcomes[row.id] = self._quarantined(
-                    row.id, f"processing failed {row.attempts - 1} times; see the daemon log"
+                    row.id, f"the worker died while processing it {row.crashes} times; see the daemon log"
                 )
                 continue
             try:
+                poison(bytes(row.raw))
                 analysis = self._analyser.analyse(bytes(row.raw), row.mail_from)
             except ParseError as exc:
                 outcomes[row.id] = self._quarantined(row.id, f"cannot parse: {exc.reason}")
+                continue
+            except Exception as exc:  # a parser bug this mail triggers: its own failure
+                outcomes[row.id] = self._failed(row, exc)
                 continue
             if analysis.kind == "loop" and not (row.meta or {}).get("historic"):
                 # Our own mail coming back: answering it would feed the loop. (In imported
@@ -314,13 +319,18 @@ class Pipeline:
         try:
             outcomes.update(self._apply_batch(parsed))
         except Exception as exc:
-            # Something in the batch failed: redo it one message at a time, each in a
-            # savepoint, so only the message at fault is retried or quarantined.
-            log.warning("batch of %d failed (%s: %s); applying one by one", len(parsed), type(exc).__name__, exc)
-            outcomes.update(self._apply_one_by_one(parsed))
+            if is_transient(exc):
+                # The database is busy, full or gone: no message's fault. They go back
+                # untouched, and the worker loop waits before it claims again.
+                outcomes.update(self._unavailable(parsed, exc))
+            else:
+                # Something in the batch failed: redo it one message at a time, each in a
+                # savepoint, so only the message at fault is retried or quarantined.
+                log.warning("batch of %d failed (%s: %s); applying one by one", len(parsed), type(exc).__name__, exc)
+                outcomes.update(self._apply_one_by_one(parsed))
         crash_point("worker.before_done")
         self._unrecorded = list(outcomes.values())
-        if not defer_record:
+        if not defer_record or alone:
             self.flush()
         return [outcomes[row.id] for row in rows]
 
@@ -369,12 +379,23 @@ class Pipeline:
                             outcomes[row.id] = self._apply(conn, row, analysis, pending, key)
                             pending.flush(conn)
                     except Exception as exc:
+                        if is_transient(exc):
+                            raise  # the database, not this message: the whole batch goes back
                         outcomes[row.id] = self._failed(row, exc)
                 crash_point("worker.before_commit")
         except Exception as exc:  # the COMMIT itself failed: every message goes back
+            if is_transient(exc):
+                return self._unavailable(parsed, exc)
             log.exception("committing a batch of %d messages failed", len(parsed))
             outcomes = {row.id: self._failed(row, exc) for row, _analysis in parsed}
         return outcomes
+
+    @staticmethod
+    def _unavailable(parsed: list[tuple[Any, Analysis]], exc: Exception) -> dict[int, Outcome]:
+        """Every message of a batch the database could not take back to the queue, with
+        no attempt counted against it."""
+        reason = f"database unavailable: {exc}"[:500]
+        return {row.id: Outcome(row.id, "retry", reason=reason, attempts=int(row.attempts)) for row, _a in parsed}
 
     def _failed(self, row: Any, exc: Exception) -> Outcome:
         log.error(
@@ -386,9 +407,10 @@ class Pipeline:
             exc_info=exc,
         )
         reason = f"{type(exc).__name__}: {exc}"
-        if row.attempts >= self._config.processing.max_attempts:
-            return self._quarantined(row.id, f"processing failed: {reason}")
-        return Outcome(row.id, "retry", reason=reason)
+        attempts = int(row.attempts) + 1  # only this message's own failures count
+        if attempts >= self._config.processing.max_attempts:
+            return self._quarantined(row.id, f"processing failed {attempts} times: {reason}")
+        return Outcome(row.id, "retry", reason=reason, attempts=attempts)
 
     # --- one message -----------------------------------------------------------------
 
@@ -1059,7 +1081,11 @@ class Pipeline:
             for o in outcomes
             if o.state != "retry"
         ]
-        retry = [{"r_id": o.inbound_id, "r_reason": o.reason} for o in outcomes if o.state == "retry"]
+        retry = [
+            {"r_id": o.inbound_id, "r_reason": o.reason, "r_attempts": o.attempts}
+            for o in outcomes
+            if o.state == "retry"
+        ]
         if done:
             conn.execute(_RECORD_DONE, done)
         if retry:

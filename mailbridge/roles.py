@@ -26,8 +26,11 @@ from mailbridge.config import Config
 from mailbridge.intake.recipients import AnyRecipient, RecipientPolicy
 from mailbridge.intake.smtp import Listener
 from mailbridge.intake.spool import SpoolWriter
+from mailbridge.intake.storage import StorageReserve
 from mailbridge.paths import private_dir
+from mailbridge.store.db import Store
 from mailbridge.store.queries import heartbeat, register_component, unregister_component
+from mailbridge.store.transient import Outage, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,34 @@ def component_name(kind: str, index: int = 0) -> str:
     return f"{kind}-{index}@{socket.gethostname()}"
 
 
+def _register(app: App, name: str, kind: str, listen: str | None, stop: Callable[[], bool]) -> bool:
+    """Register in the components table, waiting out a busy database (a first start
+    logs no traceback because the database was briefly locked). False: asked to stop."""
+    outage = Outage(f"{kind} start", log)
+    while not stop():
+        try:
+            register_component(app.store, name, kind, listen, utcnow())
+            outage.ok()
+            return True
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            time.sleep(outage.failed(exc))
+    return False
+
+
+def _beat(app: App, name: str, outage: Outage) -> None:
+    """A heartbeat that a busy database delays but never kills."""
+    try:
+        heartbeat(app.store, name, utcnow())
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        outage.failed(exc)
+    else:
+        outage.ok()
+
+
 # --- receiver -------------------------------------------------------------------------
 
 # AF_UNIX paths are limited to 108 bytes, the terminating NUL included (Linux).
@@ -86,9 +117,17 @@ def run_receiver(config: Config) -> int:
 
 
 async def _receiver(config: Config) -> int:
-    app = App(config)
-    store = app.store
+    app = App(config, role="receiver")
+    # The listener's own store: its spool writes give up after [smtp] busy_timeout_seconds
+    # (451 then), where the other processes wait as long as SQLITE_BUSY_MS.
+    store = Store(
+        config.database_url,
+        busy_seconds=config.database.busy_timeout_seconds,
+        spool_busy_seconds=config.smtp.busy_timeout_seconds,
+    )
+    app.__dict__["store"] = store
     writer = SpoolWriter(store.spool, clock=app.clock)
+    reserve = StorageReserve(config.var_path, config.smtp.min_free_mb)
     policy = RecipientPolicy(config.support.addresses, config.support.domains)
     listeners: list[Listener] = []
 
@@ -105,6 +144,7 @@ async def _receiver(config: Config) -> int:
             max_recipients=config.smtp.max_recipients,
             line_limit=config.smtp.max_line_length,
             hostname=config.smtp.hostname,
+            reserve=reserve,
             path=path,
         )
 
@@ -118,7 +158,7 @@ async def _receiver(config: Config) -> int:
     for started in listeners:
         await started.start()
         where = started.path or f"{started.host}:{started.port}"
-        register_component(store, component_name(started.kind), started.kind, where, utcnow())
+        await asyncio.to_thread(_register, app, component_name(started.kind), started.kind, where, lambda: False)
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -132,11 +172,12 @@ async def _receiver(config: Config) -> int:
         loop.call_soon_threadsafe(stopping.set)
 
     _watch_parent(stop_from_thread)
+    outage = Outage("receiver heartbeat", log)
     while not stopping.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), HEARTBEAT_SECONDS)
         for listener in listeners:
-            await asyncio.to_thread(heartbeat, store, component_name(listener.kind), utcnow())
+            await asyncio.to_thread(_beat, app, component_name(listener.kind), outage)
     log.info("receiver draining")
     await asyncio.gather(*(lst.drain(config.daemon.drain_seconds) for lst in listeners))
     if socket_path is not None:
@@ -144,9 +185,20 @@ async def _receiver(config: Config) -> int:
             socket_path.unlink()  # the pipe then stores by itself at once
     writer.close()
     for listener in listeners:
-        unregister_component(store, component_name(listener.kind))
+        _quietly(unregister_component, store, component_name(listener.kind))
     app.close()
     return 0
+
+
+def _quietly(func: Callable[..., object], *args: object) -> None:
+    """Best-effort bookkeeping on the way out (a busy database must not turn a clean
+    stop into a crash; `status` then shows the component as stale)."""
+    try:
+        func(*args)
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        log.warning("on stopping: %s", exc)
 
 
 # (Liveness uses the real time even when a test gives the app another clock: it is
@@ -163,7 +215,7 @@ def _poll_loop(
     finish: Callable[[App], None] = lambda app: None,
     prepare: Callable[[App], object] = lambda app: None,
 ) -> int:
-    app = App(config)
+    app = App(config, role=kind, index=index)
     # Load what the role uses (rules, extractors, templates) now, before any signal can
     # ask for a reload: a broken edit that lands later is then refused by the reload and
     # the good set stays in force, instead of being loaded first by the first batch.
@@ -175,31 +227,66 @@ def _poll_loop(
     signal.signal(signal.SIGHUP, lambda *_: reload.set())
     _watch_parent(stop.set)
     name = component_name(kind, index)
-    register_component(app.store, name, kind, None, utcnow())
+    if not _register(app, name, kind, None, stop.is_set):
+        app.close()
+        return 0
     last_beat = time.monotonic()
     busy_wait = config.processing.poll_interval_seconds
     max_wait = max(busy_wait, config.processing.idle_poll_max_seconds)
     wait = busy_wait
+    outage = Outage(f"{kind}-{index}", log)
+    beat_outage = Outage(f"{kind}-{index} heartbeat", log)
     while not stop.is_set():
         if reload.is_set():
             reload.clear()
-            finish(app)  # a reload rebuilds the pipeline: nothing may be left unrecorded
+            try:
+                finish(app)  # a reload rebuilds the pipeline: nothing may be left unrecorded
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                reload.set()  # reload once the database lets the outcomes be recorded
+                stop.wait(outage.failed(exc))
+                continue
             app.reload_templates()
             app.reload_extractors()
             app.reload_rules()
-        done = step(app)
+        try:
+            done = step(app)
+        except Exception as exc:
+            # Busy, locked, full or cut off: wait and try again; the work stays claimed
+            # or queued in the database meanwhile. Anything else is a bug: die loudly,
+            # the supervisor restarts us and releases what we held.
+            if not is_transient(exc):
+                raise
+            stop.wait(outage.failed(exc))
+            continue
+        outage.ok()
         if time.monotonic() - last_beat > HEARTBEAT_SECONDS:
-            heartbeat(app.store, name, utcnow())
+            _beat(app, name, beat_outage)
             last_beat = time.monotonic()
         if done:
             wait = busy_wait
         else:
             stop.wait(wait)
             wait = min(max_wait, wait * 2)  # back off while idle
-    finish(app)
-    unregister_component(app.store, name)
+    _finish_quietly(app, finish)
+    _quietly(unregister_component, app.store, name)
     app.close()
     return 0
+
+
+def _finish_quietly(app: App, finish: Callable[[App], None]) -> None:
+    """Record what is in hand before stopping, giving a busy database a little time;
+    what stays unrecorded is released by the supervisor (never lost)."""
+    outage = Outage("finishing", log)
+    for _try in range(5):
+        try:
+            finish(app)
+            return
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            time.sleep(outage.failed(exc))
 
 
 def run_worker(config: Config, index: int = 0) -> int:
@@ -214,7 +301,9 @@ def run_worker(config: Config, index: int = 0) -> int:
 
 
 def run_sender(config: Config, index: int = 0) -> int:
-    return _poll_loop(config, "sender", index, lambda app: app.sender.run_batch())
+    return _poll_loop(
+        config, "sender", index, lambda app: app.sender.run_batch(), finish=lambda app: app.sender.close()
+    )
 
 
 # --- scheduler ------------------------------------------------------------------------
@@ -225,18 +314,21 @@ def run_scheduler_role(config: Config) -> int:
     process holds the database's scheduler lease."""
     from mailbridge.sla.scheduler import run_scheduler
 
-    app = App(config)
+    app = App(config, role="scheduler")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, lambda *_: None)  # the jobs read the config at start
     _watch_parent(stop.set)
     name = component_name("scheduler")
-    register_component(app.store, name, "scheduler", None, utcnow())
+    if not _register(app, name, "scheduler", None, stop.is_set):
+        app.close()
+        return 0
+    outage = Outage("scheduler heartbeat", log)
     try:
-        return run_scheduler(app, stop, on_beat=lambda: heartbeat(app.store, name, utcnow()))
+        return run_scheduler(app, stop, on_beat=lambda: _beat(app, name, outage))
     finally:
-        unregister_component(app.store, name)
+        _quietly(unregister_component, app.store, name)
         app.close()
 
 
@@ -248,7 +340,7 @@ def run_imap(config: Config) -> int:
     components' heartbeats, so `mailbridge status` shows each mailbox."""
     from mailbridge.intake.imap import run_fetchers
 
-    app = App(config)
+    app = App(config, role="imap")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -258,17 +350,20 @@ def run_imap(config: Config) -> int:
     for mailbox in config.imap.mailboxes:
         names[mailbox.name] = component_name(f"imap:{mailbox.name}")
         where = f"{mailbox.host}:{mailbox.effective_port}/{mailbox.folder}"
-        register_component(app.store, names[mailbox.name], "imap", where, utcnow())
+        if not _register(app, names[mailbox.name], "imap", where, stop.is_set):
+            app.close()
+            return 0
     threads = run_fetchers(config.imap.mailboxes, config.imap, app.store, config.base_dir, stop, app.clock)
+    outage = Outage("imap heartbeat", log)
     while not stop.wait(HEARTBEAT_SECONDS):
         for thread, mailbox in zip(threads, config.imap.mailboxes, strict=True):
             if thread.is_alive():  # a fetcher thread only ends on stop; a dead one shows as stale
-                heartbeat(app.store, names[mailbox.name], utcnow())
+                _beat(app, names[mailbox.name], outage)
     log.info("imap: stopping %d mailbox reader(s)", len(threads))
     for thread in threads:
         thread.join(timeout=config.daemon.drain_seconds)
     for name in names.values():
-        unregister_component(app.store, name)
+        _quietly(unregister_component, app.store, name)
     app.close()
     return 0
 
@@ -285,7 +380,7 @@ def run_web(config: Config) -> int:
 
     from mailbridge.web.app import create_app
 
-    app = App(config)
+    app = App(config, role="web")
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(config, app),
@@ -310,17 +405,23 @@ def run_web(config: Config) -> int:
     signal.signal(signal.SIGHUP, lambda *_: None)  # nothing to reload; must not die of it
     _watch_parent(shutdown)
     name = component_name("web")
-    register_component(app.store, name, "web", f"{config.web.host}:{config.web.port}", utcnow())
+    if not _register(app, name, "web", f"{config.web.host}:{config.web.port}", stop.is_set):
+        app.close()
+        return 0
+    outage = Outage("web heartbeat", log)
 
     def beat() -> None:
         while not stop.wait(HEARTBEAT_SECONDS):
-            heartbeat(app.store, name, utcnow())
+            try:
+                _beat(app, name, outage)
+            except Exception:  # the dashboard keeps serving; `status` shows it stale
+                log.exception("web heartbeat failed")
 
     threading.Thread(target=beat, name="web-heartbeat", daemon=True).start()
     try:
         server.run()
     finally:
         stop.set()
-        unregister_component(app.store, name)
+        _quietly(unregister_component, app.store, name)
         app.close()
     return 0

@@ -1,8 +1,9 @@
 """Test-only crash and failure points and a controllable clock, inert unless MAILBRIDGE_TESTING=1.
 
 A test names a point in MAILBRIDGE_CRASH_AT ("name" or "name:N" for the N-th pass) and
-the process kills its whole process group with SIGKILL there, as a power cut would; or
-in MAILBRIDGE_FAIL_AT, and the code raises there, as a failing disk or database would.
+the process kills its whole process group with SIGKILL there, as a power cut would
+("name:N:self": only the process itself, as a segfault of one child would); or in
+MAILBRIDGE_FAIL_AT, and the code raises there, as a failing disk or database would.
 """
 
 from __future__ import annotations
@@ -33,12 +34,25 @@ _counts: dict[str, int] = {}
 def crash_point(name: str) -> None:
     if not _TARGET:
         return
-    point, _, nth = _TARGET.partition(":")
+    point, _, rest = _TARGET.partition(":")
     if point != name:
         return
+    nth, _, scope = rest.partition(":")
     _counts[name] = _counts.get(name, 0) + 1
     if _counts[name] >= int(nth or 1):
+        if scope == "self":
+            os.kill(os.getpid(), signal.SIGKILL)
         os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+POISON_HEADER = b"X-Mailbridge-Test-Poison: kill-the-worker"
+
+
+def poison(raw: bytes) -> None:
+    """A mail that kills the process handling it, as one that segfaults a C library or
+    makes the OOM killer strike would (tests of the worker's crash accounting)."""
+    if _ENABLED and POISON_HEADER in raw[:65536]:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def test_clock() -> Callable[[], datetime] | None:

@@ -2,14 +2,23 @@
 
 First stage of the flow for mail pushed to us: check recipients in RCPT (never an open
 relay), read DATA, hand the raw bytes to the spool, and answer 250 only once the spool
-row is committed. Any failure before that answers 451 so the sending MTA retries.
-aiosmtpd itself enforces SIZE (552) and the line-length limit (500), and ends DATA only
-on CRLF.CRLF, so a bare-LF "end of data" cannot smuggle a second message.
+row is committed. Any failure before that answers 451 so the sending MTA retries; a
+spool that stays locked answers 451 after [smtp] busy_timeout_seconds rather than
+holding the client, and a disk below the [smtp] min_free_mb reserve refuses new mail at
+MAIL FROM with 452 (intake/storage.py). aiosmtpd itself enforces SIZE (552) and the
+line-length limit (500), and ends DATA only on CRLF.CRLF, so a bare-LF "end of data"
+cannot smuggle a second message.
+
+Draining (SIGTERM) works like an MTA's: no new connections; a transaction in flight is
+finished (its DATA answered 250 once stored); every session then gets "421 4.3.2" and
+is closed, so the client retries elsewhere or later instead of being cut off.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import os
 import re
@@ -21,6 +30,8 @@ from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
 from mailbridge.intake.recipients import RecipientPolicy
 from mailbridge.intake.spool import Envelope, SpoolWriter
+from mailbridge.intake.storage import StorageReserve
+from mailbridge.store.transient import Outage, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +52,39 @@ def plain_path(arg: str) -> tuple[str, str] | None:
 _SOURCE_ROUTE = re.compile(r"^\s*TO:\s*<?\s*@", re.IGNORECASE)
 
 
-class IntakeHandler:
-    """aiosmtpd handler: recipient policy in RCPT, durable store in DATA."""
+SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
+_SIZE_PARAM = re.compile(r"^SIZE=(\d{1,15})$", re.IGNORECASE)
 
-    def __init__(self, writer: SpoolWriter, policy: RecipientPolicy, *, max_recipients: int, source: str):
+
+class IntakeHandler:
+    """aiosmtpd handler: disk reserve in MAIL, recipient policy in RCPT, durable store in DATA."""
+
+    def __init__(
+        self,
+        writer: SpoolWriter,
+        policy: RecipientPolicy,
+        *,
+        max_recipients: int,
+        source: str,
+        reserve: StorageReserve | None = None,
+    ):
         self._writer = writer
         self._policy = policy
         self._max_recipients = max_recipients
         self._source = source
+        self._reserve = reserve
+        self._outage = Outage(f"{source} listener", log)
+
+    async def handle_MAIL(  # noqa: N802 - aiosmtpd's hook name
+        self, server: SMTP, session: Session, envelope: SmtpEnvelope, address: str, mail_options: list[str]
+    ) -> str:
+        if self._reserve is not None:
+            declared = next((int(m.group(1)) for o in mail_options if (m := _SIZE_PARAM.match(o))), 0)
+            if self._reserve.shortage(declared) is not None:
+                return "452 4.3.1 Insufficient system storage, try again later"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
         self, server: SMTP, session: Session, envelope: SmtpEnvelope, address: str, rcpt_options: list[str]
@@ -73,10 +109,16 @@ class IntakeHandler:
         )
         try:
             spool_id = await self._writer.store(raw, env)
-        except Exception:
-            log.exception("could not store message from %s; answered 451", env.peer)
+        except Exception as exc:
+            if is_transient(exc):
+                # Locked past [smtp] busy_timeout_seconds, disk full, database away: one
+                # log line per episode, however many clients are told 451 meanwhile.
+                self._outage.failed(exc)
+            else:
+                log.exception("could not store message from %s; answered 451", env.peer)
             status = "451 4.3.0 Temporary failure storing the message, try again later"
         else:
+            self._outage.ok()
             status = f"250 2.0.0 OK queued as {spool_id}"
         if self._source == "lmtp":
             # LMTP (RFC 2033 4.2) answers DATA once per accepted recipient; one stored
@@ -134,12 +176,14 @@ def longest_line(content: bytes) -> int:
 
 
 class _Limits:
-    """Connection counting so a drain can wait for sessions in flight."""
+    """The listener's sessions, so a drain can tell each one and wait for them."""
 
     def __init__(self) -> None:
         self.active = 0
         self.idle = asyncio.Event()
         self.idle.set()
+        self.draining = False
+        self.sessions: set[Any] = set()
 
 
 def _protocol_factory(
@@ -185,12 +229,63 @@ def _protocol_factory(
                 return
             await super().smtp_RCPT(arg)
 
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._busy = False  # a command is being carried out
+            methods: dict[str, Any] = self._smtp_methods  # type: ignore[has-type]
+            self._smtp_methods = {name: self._tracked(name, m) for name, m in methods.items()}
+
+        def _tracked(self, name: str, method: Any) -> Any:
+            """A command, as the drain sees it: one in flight is finished; a new one, or
+            the end of the transaction in flight, is answered 421 and the session closed."""
+
+            async def run(arg: str | None) -> None:
+                if limits.draining and name != "QUIT" and not self.in_transaction:
+                    await self.shut_down()
+                    return
+                self._busy = True
+                try:
+                    await method(arg)
+                finally:
+                    self._busy = False
+                if limits.draining and self.transport is not None and not self.in_transaction:
+                    await self.shut_down()
+
+            # HELP reads each command's syntax from its method.
+            return functools.update_wrapper(run, method)
+
+        @property
+        def in_transaction(self) -> bool:
+            """Between MAIL FROM and the answer to its DATA (or RSET)."""
+            return self.envelope is not None and self.envelope.mail_from is not None
+
+        @property
+        def waiting_for_a_command(self) -> bool:
+            return not self._busy and not self.in_transaction
+
+        async def shut_down(self) -> None:
+            if self.transport is None:
+                return
+            with contextlib.suppress(ConnectionError, RuntimeError):  # the client left first
+                await self.push(SHUTTING_DOWN)
+            if self.transport is not None:
+                self.transport.close()
+
         def connection_made(self, transport: Any) -> None:
+            if limits.draining:
+                # Accepted just before the listener closed: tell it at once (RFC 5321 3.8).
+                transport.write(SHUTTING_DOWN.encode() + b"\r\n")
+                transport.close()
+                return
             limits.active += 1
             limits.idle.clear()
+            limits.sessions.add(self)
             super().connection_made(transport)
 
         def connection_lost(self, exc: Exception | None) -> None:
+            if self not in limits.sessions:
+                return  # refused while draining: aiosmtpd never set it up
+            limits.sessions.discard(self)
             super().connection_lost(exc)
             limits.active -= 1
             if limits.active == 0:
@@ -224,6 +319,7 @@ class Listener:
         max_recipients: int,
         line_limit: int,
         hostname: str,
+        reserve: StorageReserve | None = None,
         path: str | None = None,
     ) -> None:
         self.kind = kind
@@ -232,7 +328,7 @@ class Listener:
         # A Unix socket instead of host:port (the pipe's hand-off to the running daemon).
         self.path = path
         self._limits = _Limits()
-        handler = IntakeHandler(writer, policy, max_recipients=max_recipients, source=kind)
+        handler = IntakeHandler(writer, policy, max_recipients=max_recipients, source=kind, reserve=reserve)
         cls = LMTP if kind == "lmtp" else SMTP
         self._factory = _protocol_factory(
             cls, handler, max_size=max_size, line_limit=line_limit, hostname=hostname, limits=self._limits
@@ -252,11 +348,20 @@ class Listener:
         log.info("%s listening on %s:%s", self.kind, self.host, self.port)
 
     async def drain(self, timeout: float) -> None:
-        """Stop accepting, then give sessions in flight up to `timeout` to finish."""
+        """Stop accepting; answer 421 to every session waiting for a command and to the
+        rest once their transaction in flight is done; close what is left after `timeout`."""
         if self._server is None:
             return
+        limits = self._limits
+        limits.draining = True
         self._server.close()
+        waiting = [s for s in limits.sessions if s.waiting_for_a_command]
+        if waiting:
+            await asyncio.gather(*(s.shut_down() for s in waiting), return_exceptions=True)
         try:
-            await asyncio.wait_for(self._limits.idle.wait(), timeout)
+            await asyncio.wait_for(limits.idle.wait(), timeout)
         except TimeoutError:
-            log.warning("%s: %d sessions still open after %.0fs drain", self.kind, self._limits.active, timeout)
+            log.warning("%s: %d sessions still open after %.0fs drain; closing them", self.kind, limits.active, timeout)
+            for session in list(limits.sessions):
+                if session.transport is not None:
+                    session.transport.close()

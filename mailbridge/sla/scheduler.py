@@ -21,6 +21,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,6 +35,7 @@ from mailbridge.app import App
 from mailbridge.clock import utcnow
 from mailbridge.store.db import write_tx
 from mailbridge.store.tables import scheduler_lease
+from mailbridge.store.transient import Outage, is_transient
 from mailbridge.testing import crash_point
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,17 @@ def release_lease(conn: Connection, holder: str) -> None:
     conn.execute(scheduler_lease.delete().where(scheduler_lease.c.holder == holder))
 
 
+def _quiet_when_unavailable(job: Callable[[], None]) -> None:
+    """A job that meets a busy or unreachable database logs one line and tries again at
+    its next run (APScheduler would log a traceback for every run that fails)."""
+    try:
+        job()
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        log.warning("%s skipped: the database is unavailable (%s)", job.__name__, exc)
+
+
 def sla_sweep_job() -> None:
     """One SLA sweep (see sweep.py), in one transaction."""
     from mailbridge.sla.sweep import Sweeper
@@ -108,6 +121,15 @@ def housekeeping_job() -> None:
         log.info("housekeeping: %d resolved ticket(s) closed", closed)
 
 
+# What APScheduler stores (by import path) and runs.
+def run_sla_sweep() -> None:
+    _quiet_when_unavailable(sla_sweep_job)
+
+
+def run_housekeeping() -> None:
+    _quiet_when_unavailable(housekeeping_job)
+
+
 def _scheduler(app: App) -> BackgroundScheduler:
     sla = app.config.sla
     scheduler = BackgroundScheduler(
@@ -118,9 +140,9 @@ def _scheduler(app: App) -> BackgroundScheduler:
     )
     # replace_existing: the jobs are defined by the config; a restart with new settings
     # replaces what the job store holds.
-    scheduler.add_job(sla_sweep_job, "interval", seconds=sla.sweep_seconds, id="sla_sweep", replace_existing=True)
+    scheduler.add_job(run_sla_sweep, "interval", seconds=sla.sweep_seconds, id="sla_sweep", replace_existing=True)
     scheduler.add_job(
-        housekeeping_job, "interval", seconds=HOUSEKEEPING_SECONDS, id="housekeeping", replace_existing=True
+        run_housekeeping, "interval", seconds=HOUSEKEEPING_SECONDS, id="housekeeping", replace_existing=True
     )
     return scheduler
 
@@ -132,10 +154,20 @@ def run_scheduler(app: App, stop: threading.Event, on_beat: Any = None) -> int:
     holder = f"{socket.gethostname()}:{os.getpid()}"
     ttl = timedelta(seconds=LEASE_SECONDS)
     scheduler: BackgroundScheduler | None = None
+    outage = Outage("scheduler", log)
     try:
         while not stop.is_set():
-            with write_tx(app.store.main) as conn:
-                held = acquire_lease(conn, holder, utcnow(), ttl)  # liveness: real time
+            try:
+                with write_tx(app.store.main) as conn:
+                    held = acquire_lease(conn, holder, utcnow(), ttl)  # liveness: real time
+            except Exception as exc:
+                # A busy or unreachable database: keep the process, try again. The jobs
+                # (if running) fail and retry on their own schedule meanwhile.
+                if not is_transient(exc):
+                    raise
+                stop.wait(outage.failed(exc))
+                continue
+            outage.ok()
             if held and scheduler is None:
                 log.info("scheduler lease taken by %s: running the jobs", holder)
                 scheduler = _scheduler(app)
@@ -143,8 +175,8 @@ def run_scheduler(app: App, stop: threading.Event, on_beat: Any = None) -> int:
                 log.info("scheduler started: SLA sweep every %ss, housekeeping hourly", app.config.sla.sweep_seconds)
                 # At once: a daemon that was down catches up now (and the hourly
                 # housekeeping does not wait an hour after every restart).
-                sla_sweep_job()
-                housekeeping_job()
+                run_sla_sweep()
+                run_housekeeping()
             elif not held and scheduler is not None:
                 log.warning("scheduler lease lost: stopping the jobs")
                 scheduler.shutdown(wait=True)
@@ -155,7 +187,11 @@ def run_scheduler(app: App, stop: threading.Event, on_beat: Any = None) -> int:
     finally:
         if scheduler is not None:
             scheduler.shutdown(wait=True)
-            with write_tx(app.store.main) as conn:
-                release_lease(conn, holder)
+            try:
+                with write_tx(app.store.main) as conn:
+                    release_lease(conn, holder)
+            except Exception as exc:  # it runs out by itself
+                if not is_transient(exc):
+                    raise
         _APP = None
     return 0

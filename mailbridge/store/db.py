@@ -30,7 +30,18 @@ class Store:
     SQLite they are two files with their own write locks, and `migrations` is an engine
     that sees both, used only to upgrade the schema."""
 
-    def __init__(self, url: str, *, pool_size: int = 5) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 5,
+        busy_seconds: float | None = None,
+        spool_busy_seconds: float | None = None,
+    ) -> None:
+        """``busy_seconds``: how long a SQLite write waits for another's lock ([database]
+        busy_timeout_seconds, SQLITE_BUSY_MS by default). ``spool_busy_seconds``: the
+        same for writes to the spool (the SMTP receiver answers 451 after it instead of
+        holding its client); by default as long as every other write."""
         self.url = url
         parsed = make_url(url)
         self.sqlite = parsed.get_backend_name() == "sqlite"
@@ -39,15 +50,26 @@ class Store:
             if not db_file.name or str(db_file) == ":memory:":
                 raise ValueError("SQLite needs a file database (the spool is kept beside it)")
             db_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self.main = _sqlite_engine(db_file)
-            self.spool = _sqlite_engine(spool_path_for(db_file), spool_is_main=True)
+            main_ms = int(busy_seconds * 1000) if busy_seconds is not None else SQLITE_BUSY_MS
+            self.main = _sqlite_engine(db_file, busy_ms=main_ms)
+            spool_ms = int(spool_busy_seconds * 1000) if spool_busy_seconds is not None else main_ms
+            self.spool = _sqlite_engine(spool_path_for(db_file), spool_is_main=True, busy_ms=spool_ms)
+            self._busy_ms = main_ms
         else:
             self.main = create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=5)
+            if busy_seconds is not None:
+                # A statement blocked that long by another's lock (a migration's, a
+                # long transaction's) fails and is tried again later, as on SQLite.
+                _pg_lock_timeout(self.main, busy_seconds)
             self.spool = self.main
+            if spool_busy_seconds is not None:
+                # The spool's own engine, whose statements give up waiting for a lock.
+                self.spool = create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=5)
+                _pg_lock_timeout(self.spool, spool_busy_seconds)
 
     def migrations_engine(self) -> Engine:
         if self.sqlite:
-            return _sqlite_engine(Path(make_url(self.url).database or ""), attach_spool=True)
+            return _sqlite_engine(Path(make_url(self.url).database or ""), attach_spool=True, busy_ms=self._busy_ms)
         return self.main
 
     def dispose(self) -> None:
@@ -60,10 +82,18 @@ def spool_path_for(main_db: Path) -> Path:
     return main_db.with_name(main_db.stem + "-spool" + main_db.suffix)
 
 
-def _sqlite_engine(db_file: Path, *, spool_is_main: bool = False, attach_spool: bool = False) -> Engine:
-    engine = create_engine(
-        f"sqlite:///{db_file}", connect_args={"timeout": SQLITE_BUSY_MS / 1000, "isolation_level": None}
-    )
+def _pg_lock_timeout(engine: Engine, seconds: float) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        with dbapi_conn.cursor() as cur:
+            cur.execute(f"SET lock_timeout = {int(seconds * 1000)}")
+        dbapi_conn.commit()
+
+
+def _sqlite_engine(
+    db_file: Path, *, spool_is_main: bool = False, attach_spool: bool = False, busy_ms: int = SQLITE_BUSY_MS
+) -> Engine:
+    engine = create_engine(f"sqlite:///{db_file}", connect_args={"timeout": busy_ms / 1000, "isolation_level": None})
     schemas = ("main", "spool") if attach_spool else ("main",)
 
     @event.listens_for(engine, "connect")
@@ -75,7 +105,7 @@ def _sqlite_engine(db_file: Path, *, spool_is_main: bool = False, attach_spool: 
             cur.execute(f"PRAGMA {schema}.journal_mode=WAL")
             # FULL: a COMMIT is on disk before we answer 250 (WAL's NORMAL is not).
             cur.execute(f"PRAGMA {schema}.synchronous=FULL")
-        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+        cur.execute(f"PRAGMA busy_timeout={busy_ms}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 

@@ -65,7 +65,16 @@ def _move(store: Store, spool_id: int, from_states: tuple[str, ...], **values: A
 
 
 def retry(store: Store, spool_id: int) -> None:
-    _move(store, spool_id, ("quarantined", "discarded"), state="received", attempts=0, claimed_until=None)
+    _move(
+        store,
+        spool_id,
+        ("quarantined", "discarded"),
+        state="received",
+        attempts=0,
+        crashes=0,
+        suspect=False,
+        claimed_until=None,
+    )
 
 
 def discard(store: Store, spool_id: int) -> None:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    Unicode,
     UniqueConstraint,
     false,
 )
@@ -71,6 +73,13 @@ inbound = Table(
     # 0: live mail; 1: bulk backlog (an IMAP mailbox's first sync, an import). Workers
     # take live mail first, so a 50,000-message backlog never holds new mail up.
     Column("priority", SmallInteger, nullable=False, default=0, server_default="0"),
+    # Which process holds the claim (a component name, see roles.component_name): the
+    # supervisor releases a dead child's claims at once.
+    Column("claimed_by", String(128)),
+    # Claimed by a worker that died: processed alone next time, and a worker death while
+    # it is alone counts against it (crashes), never against its batch-mates.
+    Column("suspect", Boolean, nullable=False, default=False, server_default=false()),
+    Column("crashes", Integer, nullable=False, default=0, server_default="0"),
     schema=SPOOL_SCHEMA,
 )
 Index("ix_inbound_state_id", inbound.c.state, inbound.c.id)
@@ -262,6 +271,12 @@ outbox = Table(
     Column("last_error", Text),
     Column("created_at", TS, nullable=False),
     Column("sent_at", TS),
+    Column("claimed_by", String(128)),
+    # Deliveries whose outcome is unknown (no answer to the end of data: a timeout, or
+    # the sender died waiting for it); such a mail is retried at most once.
+    Column("unknown_outcomes", SmallInteger, nullable=False, default=0, server_default="0"),
+    # Further envelope recipients of the same copy (the first one is `rcpt`).
+    Column("extra_rcpts", JSON),
 )
 Index("ix_outbox_state_next", outbox.c.state, outbox.c.next_attempt_at)
 
@@ -372,4 +387,15 @@ scheduler_lease = Table(
     Column("name", String(32), primary_key=True),
     Column("holder", String(255), nullable=False),
     Column("expires_at", TS, nullable=False),
+)
+
+# APScheduler's job store (sla/scheduler.py: SQLAlchemyJobStore, tablename
+# "apscheduler_jobs"), declared as APScheduler 3 declares it so that the migrations
+# create it before any child starts.
+apscheduler_jobs = Table(
+    "apscheduler_jobs",
+    metadata,
+    Column("id", Unicode(191), primary_key=True),
+    Column("next_run_time", Float(25), index=True),
+    Column("job_state", LargeBinary, nullable=False),
 )

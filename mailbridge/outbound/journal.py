@@ -1,0 +1,94 @@
+"""The sender's journal: what happened to each mail of the batch in hand, as it happened.
+
+Part of the last stage of the flow (outbound/sender.py). Between the final "." of a
+mail's content and our record of the relay's answer there is a moment where the relay
+has the mail and we do not know it (RFC 1047). A crash there used to send the mail
+again. The sender therefore writes one line here right after the final "." went out
+("dot") and one with the relay's verdict; the batch's lines are folded into the outbox
+rows in one transaction afterwards, and after a crash by whoever releases the dead
+sender's claims (the supervisor, or the next start). So after a crash:
+- a verdict in the journal is recorded as if nothing had happened;
+- "dot" without a verdict: the relay got the whole mail and was answering; it is
+  recorded as delivered ("assumed"), never sent twice;
+- nothing: the final "." never left, the relay dropped the transaction, and the mail
+  goes out on the next attempt.
+
+A plain append-only file per sender process, written with one write(2) per line and no
+fsync: a line survives the death of the process (it is in the page cache), which is the
+case this is for, and costs microseconds instead of a database commit per mail. A power
+cut can lose lines; then a mail may go out twice, never not at all. Hand-written
+because it is twenty lines and no library keeps a crash-safe per-process log cheaper.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["DOT", "Entry", "Journal", "journal_path"]
+
+DOT = "dot"  # the final "." of this mail's content went to the relay
+
+
+def journal_path(var_path: Path, holder_index: int) -> Path:
+    return var_path / f"sender-{holder_index}.journal"
+
+
+@dataclass(frozen=True)
+class Entry:
+    outbox_id: int
+    state: str  # dot | sent | retry | failed | unknown
+    detail: str = ""
+    refused: tuple[str, ...] = ()
+
+
+class Journal:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def _open(self) -> int:
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        return self._fd
+
+    def write(self, entry: Entry) -> None:
+        record = {"id": entry.outbox_id, "s": entry.state}
+        if entry.detail:
+            record["d"] = entry.detail[:2000]
+        if entry.refused:
+            record["r"] = list(entry.refused)
+        os.write(self._open(), (json.dumps(record, ensure_ascii=True) + "\n").encode())
+
+    def read(self) -> dict[int, list[Entry]]:
+        """Every entry, by outbox row, in the order written (a torn last line is skipped)."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        found: dict[int, list[Entry]] = {}
+        for line in data.splitlines():
+            try:
+                record = json.loads(line)
+                entry = Entry(int(record["id"]), str(record["s"]), str(record.get("d", "")), tuple(record.get("r", ())))
+            except (ValueError, KeyError, TypeError):
+                continue
+            found.setdefault(entry.outbox_id, []).append(entry)
+        return found
+
+    def clear(self) -> None:
+        """Forget everything (after the entries were folded into the outbox)."""
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.truncate(self.path, 0)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
