@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mailbridge.clock import Clock, utcnow
 from mailbridge.config import Config
+from mailbridge.paths import private_dir
 from mailbridge.store.db import Store
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,11 @@ def load_extractor_set(config: Config) -> ExtractorSet:
     from mailbridge.parsing.incident import DEFAULT_MATRIX, parse_matrix
 
     matrix = parse_matrix(config.incidents.priority_matrix) if config.incidents.priority_matrix else DEFAULT_MATRIX
-    return load_extractors(config.parsers_path, matrix=matrix)
+    return load_extractors(config.parsers_dirs, matrix=matrix)
+
+
+def _shown(paths: list[Path]) -> str:
+    return " + ".join(str(p) for p in paths)
 
 
 class App:
@@ -69,7 +75,7 @@ class App:
         from mailbridge.tickets.tokens import load_signer
 
         security = self.config.security
-        self.config.var_path.mkdir(parents=True, exist_ok=True)
+        private_dir(self.config.var_path)
         grace = timedelta(days=security.secret_grace_days)
         return load_signer(self.config.var_file(security.secret_file), grace, clock=self.clock)
 
@@ -159,7 +165,7 @@ class App:
         for name in ("analyser", "pipeline"):
             self.__dict__.pop(name, None)
         self.__dict__["extractors"] = fresh
-        log.info("extractors reloaded from %s (%d in use)", self.config.parsers_path, len(fresh))
+        log.info("extractors reloaded from %s (%d in use)", _shown(self.config.parsers_dirs), len(fresh))
         self.note_reload("extractors", None)
         return True
 
@@ -180,7 +186,8 @@ class App:
         for name in ("outbox", "pipeline"):
             self.__dict__.pop(name, None)
         self.__dict__["rules"] = fresh
-        log.info("rules reloaded from %s (%d in use)", self.config.rules_path, len(fresh.rules) + len(fresh.outgoing))
+        in_use = len(fresh.rules) + len(fresh.outgoing)
+        log.info("rules reloaded from %s (%d in use)", _shown(self.config.rules_dirs), in_use)
         self.note_reload("rules", None)
         return True
 

@@ -18,6 +18,7 @@ signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 from mailbridge.config import load_config  # noqa: E402 (after the SIGHUP guard: imports take time)
 from mailbridge.logs import setup_logging  # noqa: E402
+from mailbridge.paths import owner_only_files  # noqa: E402
 from mailbridge.roles import (  # noqa: E402
     run_imap,
     run_receiver,
@@ -29,6 +30,7 @@ from mailbridge.roles import (  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
+    owner_only_files()
     role, config_path, index = argv[0], argv[1], int(argv[2])
     config = load_config(config_path)
     setup_logging(config.daemon.log_level, f"{role}-{index}", config.daemon.log_format)

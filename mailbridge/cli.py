@@ -57,13 +57,12 @@ def _print_json(data: Any) -> None:
     "--config",
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    envvar="MAILBRIDGE_CONFIG",
-    default="config.toml",
-    show_default=True,
-    help="The admin's config file.",
+    default=None,
+    help="The config file (else $MAILBRIDGE_CONFIG, ./config.toml, /etc/mailbridge/config.toml).",
 )
+@click.version_option(package_name="mailbridge", message="mailbridge %(version)s")
 @click.pass_context
-def main(ctx: click.Context, config_path: Path) -> None:
+def main(ctx: click.Context, config_path: Path | None) -> None:
     """mailbridge: email in, tickets out."""
     ctx.ensure_object(dict)
     ctx.obj["config_path"] = config_path
@@ -81,7 +80,7 @@ def run(ctx: click.Context) -> None:
     config = _config(ctx)
     setup_logging(config.daemon.log_level, "supervisor", config.daemon.log_format)
     try:
-        sys.exit(run_daemon(config, Path(ctx.obj["config_path"]).resolve()))
+        sys.exit(run_daemon(config, config.source.resolve()))
     except ConfigError as exc:
         _fail(f"cannot start:\n{exc}")
 
@@ -96,6 +95,7 @@ def run(ctx: click.Context) -> None:
 @click.pass_context
 def status(ctx: click.Context, as_json: bool, check: bool) -> None:
     """Listeners, IMAP mailboxes, stored mail by state, outgoing mail by state."""
+    from mailbridge.paths import version
     from mailbridge.store.queries import inbound_counts, live_components, mailbox_health, outbox_counts
 
     app = _app(ctx)
@@ -103,6 +103,7 @@ def status(ctx: click.Context, as_json: bool, check: bool) -> None:
         _health_check(app, as_json)
         return
     data: dict[str, Any] = {
+        "version": version(),
         "components": live_components(app.store, app.clock()),
         "mailboxes": mailbox_health(app.store),
         "inbound": inbound_counts(app.store),
@@ -111,6 +112,7 @@ def status(ctx: click.Context, as_json: bool, check: bool) -> None:
     if as_json:
         _print_json(data)
         return
+    console.print(f"mailbridge {data['version']}", highlight=False)
     table = Table(title="processes")
     for col in ("name", "kind", "listen", "pid", "alive", "heartbeat"):
         table.add_column(col)
@@ -172,7 +174,7 @@ def wait(ctx: click.Context, idle: bool, timeout: float) -> None:
 
 @main.group("config")
 def config_group() -> None:
-    """Check the configuration."""
+    """Write a starter configuration, check one."""
 
 
 @config_group.command("check")
@@ -182,9 +184,12 @@ def config_check(ctx: click.Context) -> None:
     config = _config(ctx)
     from mailbridge.app import load_extractor_set
     from mailbridge.errors import ConfigError
+    from mailbridge.outbound.needed import needed_template_problems
     from mailbridge.outbound.render import Renderer
+    from mailbridge.routing import SAMPLE_CONTEXT
 
-    errors = Renderer(config.template_dirs).check()
+    renderer = Renderer(config.template_dirs)
+    errors = renderer.check() or needed_template_problems(config, renderer, SAMPLE_CONTEXT)
     if errors:
         _fail("templates have errors:\n" + "\n".join(errors))
     try:
@@ -195,7 +200,7 @@ def config_check(ctx: click.Context) -> None:
         rules = App(config).rules
     except ConfigError as exc:
         _fail(f"rules in {config.rules_path} have errors:\n{exc}")
-    click.echo(f"{ctx.obj['config_path']}: OK ({len(extractors)} extractors, {len(rules.rules)} rules)")
+    click.echo(f"{config.source}: OK ({len(extractors)} extractors, {len(rules.rules)} rules)")
 
 
 @main.group("db")
@@ -217,42 +222,19 @@ def db_upgrade(ctx: click.Context) -> None:
 # --- intake and parsing ---------------------------------------------------------------
 
 
-@main.command()
-@click.argument("source", default="-")
-@click.option("--recipient", "recipients", multiple=True, help="Envelope recipient (as the MTA passes it).")
-@click.option("--sender", "mail_from", default=None, help="Envelope sender (as the MTA passes it).")
+@main.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+)
 @click.pass_context
-def ingest(ctx: click.Context, source: str, recipients: tuple[str, ...], mail_from: str | None) -> None:
-    """Store one message from FILE or stdin (for an MTA's pipe transport).
+def ingest(ctx: click.Context) -> None:
+    """Store one message from FILE or stdin (an MTA's pipe transport): exit 0 stored,
+    65 never storable (empty, too large), 75 anything else (the MTA tries again).
+    Options: --sender ADDR, --recipient ADDR (repeat), [FILE|-]; see mailbridge/pipe.py."""
+    from mailbridge.pipe import main as pipe_main
 
-    Exit 0 once stored durably, 65 for empty or oversized input, 75 on a temporary
-    failure (the MTA keeps the message and retries).
-    """
-    from mailbridge.intake.spool import Envelope, accept
-
-    try:
-        config = load_config(ctx.obj["config_path"])
-    except ConfigError as exc:
-        _fail(f"configuration error:\n{exc}", EX_TEMPFAIL)
-    limit = config.smtp.max_message_size
-    try:
-        if source == "-":
-            raw = sys.stdin.buffer.read(limit + 1)
-        else:
-            with open(source, "rb") as handle:
-                raw = handle.read(limit + 1)
-    except OSError as exc:
-        _fail(f"cannot read {source}: {exc}", EX_TEMPFAIL)
-    if not raw.strip():
-        _fail("empty message", EX_DATAERR)
-    if len(raw) > limit:
-        _fail(f"message larger than the limit of {limit} bytes ([smtp] max_message_size)", EX_DATAERR)
-    try:
-        app = App(config)
-        spool_id = accept(app.store.spool, raw, Envelope("pipe", mail_from, list(recipients)), app.clock)
-    except Exception as exc:
-        _fail(f"could not store the message, try again later: {type(exc).__name__}: {exc}", EX_TEMPFAIL)
-    click.echo(f"stored as {spool_id}")
+    config = ["--config", str(ctx.obj["config_path"])] if ctx.obj["config_path"] else []
+    sys.exit(pipe_main([*config, "ingest", *ctx.args]))
 
 
 @main.command()
@@ -266,8 +248,13 @@ def parse(ctx: click.Context, file: Path, as_json: bool) -> None:
     from mailbridge.parsing.analysis import Analyser
     from mailbridge.parsing.mime import ParseError
     from mailbridge.parsing.requester import RequesterPolicy, requester_of
+    from mailbridge.paths import NoConfig, find_config
 
-    if Path(ctx.obj["config_path"]).exists():
+    try:
+        has_config = find_config(ctx.obj["config_path"]).exists()
+    except NoConfig:
+        has_config = False
+    if has_config:
         app = _app(ctx)
         config = app.config
         try:
@@ -743,6 +730,7 @@ def _register_subcommands() -> None:
     from mailbridge.cli_kb import kb_group
     from mailbridge.cli_report import report_group
     from mailbridge.cli_secret import secret_group
+    from mailbridge.cli_setup import config_init, mta_group
     from mailbridge.cli_sla import sla_group
 
     main.add_command(import_group)
@@ -751,6 +739,8 @@ def _register_subcommands() -> None:
     main.add_command(secret_group)
     main.add_command(report_group)
     register_data(main, db_group)
+    main.add_command(mta_group)
+    config_group.add_command(config_init)
 
 
 _register_subcommands()
@@ -760,6 +750,9 @@ def run_cli() -> None:
     """Console-script entry point: database trouble becomes one clear line, not a traceback."""
     from sqlalchemy.exc import DBAPIError
 
+    from mailbridge.paths import owner_only_files
+
+    owner_only_files()
     try:
         main()
     except DBAPIError as exc:
@@ -770,4 +763,10 @@ def run_cli() -> None:
 
 
 if __name__ == "__main__":
+    from mailbridge.entry import command_of
+
+    if command_of(sys.argv[1:]) == "ingest":  # the same dispatch as the console script
+        from mailbridge.pipe import main as pipe_main
+
+        sys.exit(pipe_main(sys.argv[1:]))
     run_cli()

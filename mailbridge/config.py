@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from mailbridge.errors import ConfigError
+from mailbridge.paths import NoConfig, find_config, shipped
 
 DEFAULT_CONFIG_NAME = "config.toml"
 
@@ -42,7 +43,8 @@ Port = Annotated[int, Field(ge=0, le=65535)]
 
 class DaemonSettings(_Strict):
     var_dir: str = "var"
-    # Shipped templates; admins override them in <templates_dir>/local/.
+    # The admin's templates: <templates_dir>/local/ (and <templates_dir> itself) override
+    # the shipped ones (package data, mailbridge/packaged.py) file by file.
     templates_dir: str = "templates"
     workers: Annotated[int, Field(ge=1, le=32)] = 1
     drain_seconds: Annotated[float, Field(gt=0)] = 20.0
@@ -52,6 +54,9 @@ class DaemonSettings(_Strict):
     # How often the running daemon looks for edits of rules/, parsers/, templates/ and the
     # knowledge folder, and reloads them as SIGHUP does (0: only on SIGHUP).
     watch_seconds: Annotated[float, Field(ge=0, le=3600)] = 2.0
+    # The Unix socket under var_dir where `mailbridge ingest` hands mail to the running
+    # daemon (mailbridge/pipe.py); "" turns it off (the pipe then always stores by itself).
+    intake_socket: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]*$")] = "intake.sock"
 
 
 class DatabaseSettings(_Strict):
@@ -61,6 +66,22 @@ class DatabaseSettings(_Strict):
     # How long a SQLite write waits for another's lock before it fails; the daemon's
     # processes then wait and try again (one log line per episode), they never die of it.
     busy_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+
+    @field_validator("url")
+    @classmethod
+    def _driver_installed(cls, value: str) -> str:
+        scheme = value.split(":", 1)[0].lower()
+        if scheme.startswith("postgres"):
+            if scheme != "postgresql+psycopg":
+                raise ValueError('write a PostgreSQL URL as "postgresql+psycopg://user@host/dbname" (psycopg 3)')
+            import importlib.util
+
+            if importlib.util.find_spec("psycopg") is None:
+                raise ValueError(
+                    "PostgreSQL needs the psycopg driver, which is not installed: "
+                    "pip install 'mailbridge[postgresql]' (into the same environment as mailbridge)"
+                )
+        return value
 
 
 class SmtpSettings(_Strict):
@@ -266,7 +287,8 @@ class ProcessingSettings(_Strict):
 
 
 class RulesSettings(_Strict):
-    # Routing and auto-response rules (rules/*.toml, your own in rules/*.local.toml).
+    # The admin's routing and auto-response rules (*.local.toml), read after the shipped
+    # rules; a file here named like a shipped one replaces it.
     dir: str = "rules"
 
 
@@ -285,7 +307,8 @@ class KnowledgeSettings(_Strict):
 
 
 class IncidentSettings(_Strict):
-    # Admin-editable extractors (parsers/*.toml, with *.local.toml overrides).
+    # The admin's extractors (*.local.toml), read after the shipped ones; a file here
+    # named like a shipped one replaces it.
     parsers_dir: str = "parsers"
     # impact -> urgency -> priority, e.g. {high = {high = "critical", ...}, ...};
     # empty: the ITIL-style default of parsing/incident.py.
@@ -925,7 +948,13 @@ class Config(_Strict):
 
     @property
     def rules_path(self) -> Path:
+        """The admin's rules folder (*.local.toml)."""
         return self.resolve_path(self.rules.dir)
+
+    @property
+    def rules_dirs(self) -> list[Path]:
+        """Where rules are read: the shipped ones, then the admin's."""
+        return _unique([shipped("rules"), self.rules_path])
 
     @property
     def knowledge_path(self) -> Path:
@@ -933,12 +962,31 @@ class Config(_Strict):
 
     @property
     def parsers_path(self) -> Path:
+        """The admin's extractor folder (*.local.toml)."""
         return self.resolve_path(self.incidents.parsers_dir)
 
     @property
+    def parsers_dirs(self) -> list[Path]:
+        """Where extractors are read: the shipped ones, then the admin's."""
+        return _unique([shipped("parsers"), self.parsers_path])
+
+    @property
     def template_dirs(self) -> list[Path]:
-        shipped = self.resolve_path(self.daemon.templates_dir)
-        return [shipped / "local", shipped]
+        """Template search order, first wins: the admin's local/, the admin's folder, shipped."""
+        own = self.resolve_path(self.daemon.templates_dir)
+        return _unique([own / "local", own, shipped("templates")])
+
+
+def _unique(paths: list[Path]) -> list[Path]:
+    """Each folder once (in a checkout the admin's folder is the shipped one), first kept."""
+    seen: set[Path] = set()
+    out = []
+    for path in paths:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            out.append(path)
+    return out
 
 
 _ADDR_RE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$")
@@ -947,11 +995,17 @@ _DOMAIN_RE = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$")
 
 def load_config(path: Path | str | None = None) -> Config:
     """Read and validate the config file; raise ConfigError with one precise message."""
-    cfg_path = Path(path) if path else Path(DEFAULT_CONFIG_NAME)
+    try:
+        cfg_path = find_config(path)
+    except NoConfig as exc:
+        raise ConfigError(str(exc)) from None
     try:
         text = cfg_path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{cfg_path}: file not found (pass --config PATH or create config.toml)") from None
+        raise ConfigError(
+            f"{cfg_path}: file not found (pass --config PATH, or write a starter config with "
+            "`mailbridge config init DIR`)"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{cfg_path}: cannot read: {exc}") from None
     try:
@@ -985,7 +1039,9 @@ def _describe(path: Path, text: str, exc: ValidationError) -> str:
             what = f"missing required key '{key}'"
         else:
             given = err.get("input")
-            shown = "" if isinstance(given, dict | list) else f" (got {given!r})"
+            # A database URL may hold a password: never echo it.
+            hidden = isinstance(given, dict | list) or tuple(loc) == ("database", "url")
+            shown = "" if hidden else f" (got {given!r})"
             what = f"key '{key}': {err['msg']}{shown}"
         lines.append(f"{_where(path, text, loc)}: {what}")
     return "\n".join(lines)

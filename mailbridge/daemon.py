@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -29,9 +30,10 @@ from mailbridge.app import App
 from mailbridge.config import Config
 from mailbridge.errors import ConfigError
 from mailbridge.roles import die_with_parent
+from mailbridge.sdnotify import Notifier
 from mailbridge.store import migrate
 from mailbridge.store.claims import release_inbound, release_outbox_rows
-from mailbridge.store.db import write_tx
+from mailbridge.store.db import read_tx, write_tx
 from mailbridge.store.tables import components, inbound, outbox, scheduler_lease
 
 log = logging.getLogger(__name__)
@@ -53,9 +55,12 @@ class Child:
 def preflight(app: App) -> None:
     """Everything that would make a child fail at once, reported before any starts."""
     config = app.config
+    from mailbridge.outbound.needed import needed_template_problems
     from mailbridge.outbound.render import Renderer
+    from mailbridge.routing import SAMPLE_CONTEXT
 
-    errors = Renderer(config.template_dirs).check()
+    renderer = Renderer(config.template_dirs)
+    errors = renderer.check() or needed_template_problems(config, renderer, SAMPLE_CONTEXT)
     if errors:
         raise ConfigError("templates have errors:\n" + "\n".join(errors))
     _ = app.extractors  # parsers/*.toml: ExtractorError names every file:line at fault
@@ -207,12 +212,14 @@ class Supervisor:
         self.children: list[Child] = []
         self.stopping = False
         self.reload_wanted = False
-        roots = [config.rules_path, config.parsers_path, *config.template_dirs, config.knowledge_path]
+        roots = [*config.rules_dirs, *config.parsers_dirs, *config.template_dirs, config.knowledge_path]
         self.watch = FileWatch(roots) if config.daemon.watch_seconds else None
         self.next_look = 0.0
+        self.systemd = Notifier()
+        self.ready = False
 
     def plan(self) -> None:
-        if self.config.smtp.enabled or self.config.lmtp.enabled:
+        if self.config.smtp.enabled or self.config.lmtp.enabled or self.config.daemon.intake_socket:
             self.children.append(Child("receiver", 0))
         for i in range(self.config.daemon.workers):
             self.children.append(Child("worker", i))
@@ -241,11 +248,39 @@ class Supervisor:
             self.start(child)
         while not self.stopping:
             self._reap()
+            if not self.ready and self.systemd.enabled and self._children_ready():
+                self.ready = True
+                self.systemd.ready(f"{len(self.children)} processes running")
+            self.systemd.watchdog()
             if self.reload_wanted or self._files_changed():
                 self.reload_wanted = False
+                self.systemd.reloading()
                 self._reload()
+                self.systemd.ready("reloaded")
             time.sleep(0.2)
+        self.systemd.stopping()
         return self._drain()
+
+    def _children_ready(self) -> bool:
+        """Every listener up and every worker and sender registered, each by the pid of
+        our own child (on PostgreSQL other hosts' daemons share the table)."""
+        if self.app is None:
+            return True
+        wanted = set()
+        for child in self.children:
+            if child.proc is None:
+                return False
+            if child.role == "receiver":
+                for kind, on in (("smtp", self.config.smtp.enabled), ("lmtp", self.config.lmtp.enabled)):
+                    if on:
+                        wanted.add((child.proc.pid, kind))
+            elif child.role in ("worker", "sender"):
+                wanted.add((child.proc.pid, child.role))
+        with read_tx(self.app.store.main) as conn:
+            rows = conn.execute(
+                select(components.c.pid, components.c.kind).where(components.c.host == socket.gethostname())
+            ).all()
+        return wanted <= {(int(pid), kind) for pid, kind in rows}
 
     def _files_changed(self) -> bool:
         if self.watch is None or time.monotonic() < self.next_look:
@@ -341,7 +376,10 @@ class Supervisor:
 
 def run_daemon(config: Config, config_path: Path) -> int:
     from mailbridge.daemonlock import DaemonLock
+    from mailbridge.paths import private_dir, version
 
+    log.info("mailbridge %s starting (config %s)", version(), config_path)
+    private_dir(config.var_path)
     lock = DaemonLock(config.var_path).acquire()  # a second daemon on this var folder stops here
     app = App(config)
     preflight(app)

@@ -19,14 +19,16 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 from mailbridge.app import App
 from mailbridge.clock import utcnow
 from mailbridge.config import Config
-from mailbridge.intake.recipients import RecipientPolicy
+from mailbridge.intake.recipients import AnyRecipient, RecipientPolicy
 from mailbridge.intake.smtp import Listener
 from mailbridge.intake.spool import SpoolWriter
 from mailbridge.intake.storage import StorageReserve
+from mailbridge.paths import private_dir
 from mailbridge.store.db import Store
 from mailbridge.store.operations import count_rejections
 from mailbridge.store.queries import heartbeat, register_component, unregister_component
@@ -92,6 +94,25 @@ def _beat(app: App, name: str, outage: Outage) -> None:
 
 # --- receiver -------------------------------------------------------------------------
 
+# AF_UNIX paths are limited to 108 bytes, the terminating NUL included (Linux).
+_UNIX_PATH_MAX = 107
+
+
+def intake_socket_path(config: Config) -> Path | None:
+    """Where the pipe hands mail to the running receiver ([daemon] intake_socket under
+    var_dir), with any socket a dead receiver left removed; None when turned off or
+    when the path is too long for a Unix socket (the pipe then stores by itself)."""
+    if not config.daemon.intake_socket:
+        return None
+    path = config.var_file(config.daemon.intake_socket)
+    if len(os.fsencode(path)) > _UNIX_PATH_MAX:
+        log.warning("intake socket path %s is longer than %d bytes: the pipe stores by itself", path, _UNIX_PATH_MAX)
+        return None
+    private_dir(path.parent)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    return path
+
 
 def run_receiver(config: Config) -> int:
     return asyncio.run(_receiver(config))
@@ -112,29 +133,34 @@ async def _receiver(config: Config) -> int:
     policy = RecipientPolicy(config.support.addresses, config.support.domains)
     listeners: list[Listener] = []
 
-    def make_listener(kind: str, host: str, port: int) -> Listener:
+    def make_listener(kind: str, host: str, port: int, path: str | None = None) -> Listener:
         return Listener(
             kind=kind,
             host=host,
             port=port,
             writer=writer,
-            policy=policy,
+            # The pipe's socket takes what the MTA decided to deliver to us, as
+            # `mailbridge ingest` storing by itself does.
+            policy=AnyRecipient() if kind == "pipe" else policy,
             max_size=config.smtp.max_message_size,
             max_recipients=config.smtp.max_recipients,
             line_limit=config.smtp.max_line_length,
             hostname=config.smtp.hostname,
             reserve=reserve,
+            path=path,
         )
 
     if config.smtp.enabled:
         listeners.append(make_listener("smtp", config.smtp.host, config.smtp.port))
     if config.lmtp.enabled:
         listeners.append(make_listener("lmtp", config.lmtp.host, config.lmtp.port))
+    socket_path = intake_socket_path(config)
+    if socket_path is not None:
+        listeners.append(make_listener("pipe", "", 0, str(socket_path)))
     for started in listeners:
         await started.start()
-        await asyncio.to_thread(
-            _register, app, component_name(started.kind), started.kind, f"{started.host}:{started.port}", lambda: False
-        )
+        where = started.path or f"{started.host}:{started.port}"
+        await asyncio.to_thread(_register, app, component_name(started.kind), started.kind, where, lambda: False)
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -171,6 +197,9 @@ async def _receiver(config: Config) -> int:
     log.info("receiver draining")
     await asyncio.gather(*(lst.drain(config.daemon.drain_seconds) for lst in listeners))
     await asyncio.to_thread(flush_refusals)
+    if socket_path is not None:
+        with contextlib.suppress(OSError):
+            socket_path.unlink()  # the pipe then stores by itself at once
     writer.close()
     for listener in listeners:
         _quietly(unregister_component, store, component_name(listener.kind))

@@ -56,7 +56,7 @@ def load_rule_set(config: Config, people: People, renderer: Renderer) -> RuleSet
     matrix = parse_matrix(config.incidents.priority_matrix) if config.incidents.priority_matrix else DEFAULT_MATRIX
     skills = {skill for agent in people.agents.values() for skill in agent.skills}
     rules = load_rules(
-        config.rules_path,
+        config.rules_dirs,
         templates=renderer.names(),
         agents=set(people.agents),
         teams=set(people.teams),

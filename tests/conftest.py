@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.install import Installed
 from tests.support import Daemon, Sink, create_pg_database, drop_pg_database, pg_admin_url, write_config
 
 IN_CI = os.environ.get("CI") == "true"
@@ -76,3 +77,13 @@ def start_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
     yield start
     for daemon in started:
         daemon.stop()
+
+
+@pytest.fixture(scope="session")
+def installed() -> Iterator[Installed]:
+    """mailbridge as an operator installs it: the wheel in a fresh venv (tests/install.py)."""
+    from tests.install import install
+
+    done = install()
+    yield done
+    done.close()

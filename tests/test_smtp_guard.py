@@ -28,7 +28,6 @@ def daemon(sink, start_daemon):
         "victim%elsewhere.example@help.example",  # %-hack
         '"victim@elsewhere.example"@help.example',  # quoted local part
         "victim!elsewhere.example@help.example",  # bang path
-        "sales@help.example",  # our domain, but not a support address
         "support@help.example.evil.example",  # look-alike domain
     ],
 )
@@ -39,6 +38,16 @@ def test_foreign_and_relay_tricks_are_refused(daemon, rcpt):
         code, msg = client.rcpt(rcpt)
     assert code == 550, (rcpt, code, msg)
     assert msg.startswith(b"5.7.1")
+
+
+@pytest.mark.parametrize("rcpt", ["sales@help.example", "SALES@Help.Example"])
+def test_unknown_mailbox_at_our_domain_is_5_1_1_not_relaying(daemon, rcpt):
+    """Behind an MTA, 5.7.1 for a mistyped mailbox reads as a relay attempt (issue 16)."""
+    with daemon.smtp() as client:
+        client.ehlo()
+        client.mail("alice@example.com")
+        code, msg = client.rcpt(rcpt)
+    assert (code, msg[:5]) == (550, b"5.1.1"), (rcpt, code, msg)
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import re
 from collections import Counter
 from typing import Any
@@ -116,7 +117,7 @@ class IntakeHandler:
         if len(envelope.rcpt_tos) >= self._max_recipients:
             return "452 4.5.3 Too many recipients"
         if not self._policy.accepts(address):
-            return "550 5.7.1 Recipient not accepted here (relaying denied)"
+            return self._policy.refusal(address)  # 5.1.1 unknown mailbox, 5.7.1 relaying
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
@@ -354,10 +355,13 @@ class Listener:
         line_limit: int,
         hostname: str,
         reserve: StorageReserve | None = None,
+        path: str | None = None,
     ) -> None:
         self.kind = kind
         self.host = host
         self.port = port
+        # A Unix socket instead of host:port (the pipe's hand-off to the running daemon).
+        self.path = path
         self._limits = _Limits()
         handler = IntakeHandler(writer, policy, max_recipients=max_recipients, source=kind, reserve=reserve)
         cls = LMTP if kind == "lmtp" else SMTP
@@ -368,6 +372,11 @@ class Listener:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.path is not None:
+            self._server = await loop.create_unix_server(self._factory, path=self.path)
+            os.chmod(self.path, 0o600)  # only the daemon's user (whatever the umask)
+            log.info("%s listening on %s", self.kind, self.path)
+            return
         self._server = await loop.create_server(self._factory, host=self.host, port=self.port, reuse_address=True)
         sock = self._server.sockets[0]
         self.port = sock.getsockname()[1]

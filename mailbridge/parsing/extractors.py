@@ -658,26 +658,21 @@ _TOML_AT = re.compile(r"\(at line (\d+), column \d+\)")
 
 
 def load_extractors(
-    directory: Path,
+    directory: Path | Sequence[Path],
     *,
     matrix: PriorityMatrix = DEFAULT_MATRIX,
     body_limit: int = DEFAULT_BODY_LIMIT,
 ) -> ExtractorSet:
     """Load every ``*.toml`` in ``directory``: all of them, or none (ExtractorError listing every problem).
 
+    ``directory`` may be a list (the shipped folder, then the admin's: see ``toml_files``).
     Shipped files first, then ``*.local.toml`` files, whose extractors replace shipped
     ones with the same id (``enabled = false`` with just the id switches one off).
     Matching order: (order, file name, position in the file); the first match wins.
     """
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise ExtractorError([f"{directory}: extractor directory not found (it holds the *.toml extractor files)"])
-    try:
-        paths = sorted(
-            p for p in directory.iterdir() if p.name.endswith(".toml") and not p.name.startswith(".") and p.is_file()
-        )
-    except OSError as exc:
-        raise ExtractorError([f"{directory}: cannot list: {exc}"]) from None
+    paths, listing = toml_files(directory, "extractor directory not found (it holds the *.toml extractor files)")
+    if listing:
+        raise ExtractorError(listing)
     problems: list[str] = []
     shipped: dict[str, _Entry] = {}
     local: dict[str, _Entry] = {}
@@ -721,6 +716,30 @@ class _Entry:
     @property
     def where(self) -> str:
         return f"{self.file}:{self.line}" if self.line else str(self.file)
+
+
+def toml_files(directories: Path | Sequence[Path], missing: str) -> tuple[list[Path], list[str]]:
+    """The ``*.toml`` files of an admin-editable folder, or of several: (paths, problems).
+
+    With several folders (the shipped one first, then the admin's), a file in a later
+    folder replaces the file of the same name in an earlier one (a copy of a shipped
+    file is edited in place of it); the first folder must exist, later ones may not.
+    Shared with rules/loader.py.
+    """
+    folders = [Path(directories)] if isinstance(directories, str | Path) else [Path(d) for d in directories]
+    by_name: dict[str, Path] = {}
+    for index, folder in enumerate(folders):
+        if not folder.is_dir():
+            if index == 0:
+                return [], [f"{folder}: {missing}"]
+            continue
+        try:
+            for path in folder.iterdir():
+                if path.name.endswith(".toml") and not path.name.startswith(".") and path.is_file():
+                    by_name[path.name] = path
+        except OSError as exc:
+            return [], [f"{folder}: cannot list: {exc}"]
+    return [by_name[name] for name in sorted(by_name)], []
 
 
 def read_toml_file(path: Path, what: str, max_bytes: int, problems: list[str]) -> tuple[str, dict[str, Any]] | None:

@@ -1,19 +1,22 @@
 """HTML body to readable text, for the parse stage (bytes -> ParsedMail, pure).
 
 Used by ``parsing.mime`` only when a mail has no text/plain body: the ticket
-needs a text version of what the customer wrote.  html2text keeps link targets
+needs a text version of what the customer wrote.  inscriptis (Apache-2.0, on
+lxml) lays out paragraphs, lists and tables as text, keeps link targets
 (``[label](https://...)``) and drops ``<script>``/``<style>``/``<head>`` content.
+It replaced html2text (GPL-3.0-or-later) in issue 16: on every HTML part of the
+real-world corpus it kept html2text's words in order (median 100%) at the same
+speed (bench/htmltext.py, bench/RESULTS.md), without the Markdown noise.
 
-html2text runs on the stdlib ``html.parser``, which is quadratic on markup it
-cannot finish: on Python 3.11.7, 18 KB of ``<a href='`` repeated took 1.6 s and
-6,000 ``<a `` took 1.4 s, and ``<![`` raised AssertionError.  A hostile HTML
-part must not stall a worker, so ``_tame`` first rewrites the markup in one
-linear regex pass: comments, scripts and styles removed, every tag complete
-and quote-balanced, every stray ``<`` or ``&`` escaped, lists nested at most
-12 deep.  What html.parser and html2text then see they handle in linear time.
-Input is also capped: at ``MAX_HTML_CHARS`` after that pass, and at ``MAX_HTML_TAGS``
-tags, because html.parser and html2text cost ~7 us per tag (1 MiB of bare table cells
-took 1.7 s; 1 MiB of a newsletter, with its inline styles, ~0.3 s).
+The guard below was written for html2text on the stdlib ``html.parser``, which
+is quadratic on markup it cannot finish (on Python 3.11.7, 18 KB of ``<a href='``
+took 1.6 s and 6,000 ``<a `` took 1.4 s); it stays in front of inscriptis, whose
+layout of deep nesting is not linear either: ``_tame`` rewrites the markup in one
+linear regex pass (comments, scripts and styles removed, every tag complete and
+quote-balanced, every stray ``<`` or ``&`` escaped, lists nested at most 12 deep,
+element nesting at most 64 deep). Input is also capped: at ``MAX_HTML_CHARS`` after
+that pass (a long newsletter or report fits), and at ``MAX_HTML_TAGS`` tags and
+character references, the conversion's cost per mail.
 
 Link targets longer than ``MAX_LINK_CHARS`` (tracking redirects, often hundreds of
 characters each) are shortened to their scheme and host in the text: the text is what
@@ -29,14 +32,16 @@ from __future__ import annotations
 import re
 import urllib.parse
 
-import html2text
+from inscriptis import get_text
+from inscriptis.css_profiles import CSS_PROFILES
+from inscriptis.model.config import ParserConfig
 
 __all__ = ["MAX_HTML_CHARS", "MAX_HTML_TAGS", "MAX_LINK_CHARS", "html_to_text", "tame_markup"]
 
 # A long newsletter or report (its text, after comments, scripts and styles are gone).
 MAX_HTML_CHARS = 1024 * 1024
-# Pure-Python conversion costs ~7 us per tag (start or end) and ~12 us per character
-# reference ("&nbsp;", and each "<" or "&" escaped here): at most ~0.6 s per mail.
+# Conversion costs per tag (start or end) and per character reference ("&nbsp;", and
+# each "<" or "&" escaped here): this bounds a mail's conversion to well under a second.
 MAX_HTML_TAGS = 50_000
 MAX_LINK_CHARS = 80
 # Comments, scripts and inline CSS often make up most of a newsletter.
@@ -60,8 +65,8 @@ _MARKUP = re.compile(
 _BLANK_LINES = re.compile(r"\n{3,}")
 
 
-# html2text indents each nested list level anew on every item: quadratic
-# (4,000 nested <ul><li> took 2.7 s).  Deeper levels are flattened.
+# Each nested list level is indented anew on every item: quadratic (html2text:
+# 4,000 nested <ul><li> took 2.7 s).  Deeper levels are flattened.
 _NESTING = re.compile(r"</?(ol|ul|dl|blockquote)\b", re.IGNORECASE)
 _MAX_NESTING = 12
 
@@ -174,29 +179,39 @@ def tame_markup(html: str, max_depth: int) -> str:
     return _MARKUP.sub(rewrite, html)
 
 
+# Links keep their target ("[label](url)"); an <img> becomes "[alt text]", never a cid: URL.
+# The "strict" profile: inscriptis' default ("relaxed") pads every <div> with spaces.
+_MAX_DEPTH = 64
+_CONFIG = ParserConfig(css=CSS_PROFILES["strict"], display_links=True, display_images=True)
+_TRAILING_SPACE = re.compile(r"[ \t]+$", re.MULTILINE)
+
+
 def html_to_text(html: str) -> tuple[str, list[str]]:
     """Convert ``html`` to text; return the text and any problems found."""
     problems: list[str] = []
     tamed, cut = _tame(html[:_MAX_RAW_HTML_CHARS])
-    if cut or len(html) > _MAX_RAW_HTML_CHARS:
+    # Element nesting capped too: lxml (under inscriptis) drops everything below ~256
+    # levels, so text deeper than that would vanish from the ticket.
+    tamed = tame_markup(tamed, _MAX_DEPTH)
+    if cut or len(html) > _MAX_RAW_HTML_CHARS or len(tamed) > MAX_HTML_CHARS:
         problems.append(
             f"HTML body too large ({len(html)} characters); only its start (at most {MAX_HTML_CHARS} characters, "
             f"{MAX_HTML_TAGS} tags and character references) was converted to text"
         )
-    converter = html2text.HTML2Text()
-    converter.body_width = 0  # no hard wrapping: agents' screens wrap
-    converter.unicode_snob = True  # keep "é", not "e"
-    converter.images_to_alt = True  # an <img> becomes its alt text, not a cid: URL
+        tamed = tamed[:MAX_HTML_CHARS]
+        if tamed.rfind("<") > tamed.rfind(">"):
+            tamed = tamed[: tamed.rfind("<")]  # do not leave a tag cut in half
     try:
-        text = converter.handle(tamed)
+        text = get_text(tamed, _CONFIG)
     except Exception as exc:  # a parser bug must not lose the mail
         problems.append(f"HTML to text conversion failed ({type(exc).__name__}); tags stripped instead")
         text = re.sub(r"<[^<>]*>", " ", tamed)
-    text = _BLANK_LINES.sub("\n\n", _LONG_LINK.sub(_shorten_link, text)).strip()
+    # Table cells are padded to their column's width; the padding at a line's end is noise.
+    text = _BLANK_LINES.sub("\n\n", _LONG_LINK.sub(_shorten_link, _TRAILING_SPACE.sub("", text))).strip()
     return (text + "\n" if text else ""), problems
 
 
-# html2text's inline link: "[label](target)" or "[label](target "title")".
+# An inline link as inscriptis writes it: "[label](target)" (html2text's form too).
 _LONG_LINK = re.compile(rf"""\]\((https?://[^\s()<>"]{{{MAX_LINK_CHARS - 10},}})((?:\s+"[^"\n]*")?)\)""", re.I)
 
 

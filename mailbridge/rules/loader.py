@@ -37,6 +37,7 @@ from mailbridge.parsing.extractors import (
     LOCAL_SUFFIX,
     _split_key,
     read_toml_file,
+    toml_files,
 )
 from mailbridge.parsing.incident import DEFAULT_MATRIX, PriorityMatrix, value_problem
 from mailbridge.rules.conditions import (
@@ -140,7 +141,7 @@ class Known:
 
 
 def load_rules(
-    directory: Path,
+    directory: Path | Sequence[Path],
     *,
     templates: Collection[str],
     agents: Collection[str],
@@ -151,6 +152,8 @@ def load_rules(
     body_limit: int = DEFAULT_BODY_LIMIT,
 ) -> RuleSet:
     """Load every ``*.toml`` in ``directory``: all of them, or none (RuleError listing every problem).
+
+    ``directory`` may be a list: the shipped folder, then the admin's (``toml_files``).
 
     Shipped files first, then ``*.local.toml`` files, whose rules replace shipped ones
     with the same id (``enabled = false`` with just the id switches one off).  Order of
@@ -164,15 +167,9 @@ def load_rules(
         frozenset(calendars),
         frozenset(skills) if skills is not None else None,
     )
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise RuleError([f"{directory}: rules directory not found (it holds the *.toml rule files)"])
-    try:
-        paths = sorted(
-            p for p in directory.iterdir() if p.name.endswith(".toml") and not p.name.startswith(".") and p.is_file()
-        )
-    except OSError as exc:
-        raise RuleError([f"{directory}: cannot list: {exc}"]) from None
+    paths, listing = toml_files(directory, "rules directory not found (it holds the *.toml rule files)")
+    if listing:
+        raise RuleError(listing)
     problems: list[str] = []
     shipped: dict[str, _Entry] = {}
     local: dict[str, _Entry] = {}

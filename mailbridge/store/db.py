@@ -49,7 +49,7 @@ class Store:
             db_file = Path(parsed.database or "")
             if not db_file.name or str(db_file) == ":memory:":
                 raise ValueError("SQLite needs a file database (the spool is kept beside it)")
-            db_file.parent.mkdir(parents=True, exist_ok=True)
+            db_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             main_ms = int(busy_seconds * 1000) if busy_seconds is not None else SQLITE_BUSY_MS
             self.main = _sqlite_engine(db_file, busy_ms=main_ms)
             spool_ms = int(spool_busy_seconds * 1000) if spool_busy_seconds is not None else main_ms

@@ -99,6 +99,7 @@ class Site:
     daemon: Daemon | None = None
     config: Path | None = None
     mounted: bool = False
+    dead_pids: set[int] = field(default_factory=set)
 
     def prepare(self) -> Site:
         site = self.root / "site"
@@ -137,6 +138,16 @@ class Site:
     def start(self) -> Daemon:
         assert self.config is not None
         self.daemon = Daemon(self.config, env={"MAILBRIDGE_TESTING": "1", **self.env}).start(timeout=120)
+        if self.dead_pids:
+            # After a power cut the killed run's rows can still read as alive (its
+            # children are zombies until reaped) until the new supervisor resets them:
+            # wait for this run's own receiver, worker and sender.
+            def own() -> bool:
+                now = self.pids()
+                return {"smtp", "worker", "sender"} <= set(now) and not set(now.values()) & self.dead_pids
+
+            poll(own, timeout=120, interval=0.2)
+            self.dead_pids = set()
         return self.daemon
 
     def status(self) -> dict[str, Any]:
@@ -157,6 +168,7 @@ class Site:
 
     def kill_all(self) -> None:
         assert self.daemon is not None
+        self.dead_pids = set(self.pids().values())
         self.daemon.kill_group()
 
     def sigterm(self) -> int:
