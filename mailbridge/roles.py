@@ -14,7 +14,6 @@ import ctypes
 import logging
 import os
 import signal
-import socket
 import threading
 import time
 from collections import Counter
@@ -27,6 +26,7 @@ from mailbridge.intake.recipients import RecipientPolicy
 from mailbridge.intake.smtp import Listener
 from mailbridge.intake.spool import SpoolWriter
 from mailbridge.intake.storage import StorageReserve
+from mailbridge.store.claims import holder_name, instance_id
 from mailbridge.store.db import Store
 from mailbridge.store.operations import count_rejections
 from mailbridge.store.queries import heartbeat, register_component, unregister_component
@@ -58,8 +58,11 @@ def _watch_parent(stop: Callable[[], None]) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def component_name(kind: str, index: int = 0) -> str:
-    return f"{kind}-{index}@{socket.gethostname()}"
+def component_name(config: Config, kind: str, index: int = 0) -> str:
+    """This process's name in `components` and on the claims it holds (store/claims.py):
+    role, index, host and the daemon's instance (its var folder), so several daemons on
+    one host and one database never share a name."""
+    return holder_name(kind, index, instance_id(str(config.var_path.resolve())))
 
 
 def _register(app: App, name: str, kind: str, listen: str | None, stop: Callable[[], bool]) -> bool:
@@ -133,7 +136,12 @@ async def _receiver(config: Config) -> int:
     for started in listeners:
         await started.start()
         await asyncio.to_thread(
-            _register, app, component_name(started.kind), started.kind, f"{started.host}:{started.port}", lambda: False
+            _register,
+            app,
+            component_name(config, started.kind),
+            started.kind,
+            f"{started.host}:{started.port}",
+            lambda: False,
         )
 
     stopping = asyncio.Event()
@@ -166,14 +174,14 @@ async def _receiver(config: Config) -> int:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), HEARTBEAT_SECONDS)
         for listener in listeners:
-            await asyncio.to_thread(_beat, app, component_name(listener.kind), outage)
+            await asyncio.to_thread(_beat, app, component_name(config, listener.kind), outage)
         await asyncio.to_thread(flush_refusals)
     log.info("receiver draining")
     await asyncio.gather(*(lst.drain(config.daemon.drain_seconds) for lst in listeners))
     await asyncio.to_thread(flush_refusals)
     writer.close()
     for listener in listeners:
-        _quietly(unregister_component, store, component_name(listener.kind))
+        _quietly(unregister_component, store, component_name(config, listener.kind))
     app.close()
     return 0
 
@@ -214,7 +222,7 @@ def _poll_loop(
     reload = threading.Event()
     signal.signal(signal.SIGHUP, lambda *_: reload.set())
     _watch_parent(stop.set)
-    name = component_name(kind, index)
+    name = component_name(config, kind, index)
     if not _register(app, name, kind, None, stop.is_set):
         app.close()
         return 0
@@ -308,7 +316,7 @@ def run_scheduler_role(config: Config) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, lambda *_: None)  # the jobs read the config at start
     _watch_parent(stop.set)
-    name = component_name("scheduler")
+    name = component_name(config, "scheduler")
     if not _register(app, name, "scheduler", None, stop.is_set):
         app.close()
         return 0
@@ -336,7 +344,7 @@ def run_imap(config: Config) -> int:
     _watch_parent(stop.set)
     names = {}
     for mailbox in config.imap.mailboxes:
-        names[mailbox.name] = component_name(f"imap:{mailbox.name}")
+        names[mailbox.name] = component_name(config, f"imap:{mailbox.name}")
         where = f"{mailbox.host}:{mailbox.effective_port}/{mailbox.folder}"
         if not _register(app, names[mailbox.name], "imap", where, stop.is_set):
             app.close()
@@ -392,7 +400,7 @@ def run_web(config: Config) -> int:
     signal.signal(signal.SIGINT, shutdown)
     signal.signal(signal.SIGHUP, lambda *_: None)  # nothing to reload; must not die of it
     _watch_parent(shutdown)
-    name = component_name("web")
+    name = component_name(config, "web")
     if not _register(app, name, "web", f"{config.web.host}:{config.web.port}", stop.is_set):
         app.close()
         return 0
