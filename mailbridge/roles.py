@@ -226,12 +226,15 @@ def _poll_loop(
     if not _register(app, name, kind, None, stop.is_set):
         app.close()
         return 0
-    last_beat = time.monotonic()
+    # Heartbeats from their own thread: a batch that takes long (a relay's ten minutes to
+    # answer the end of data) must not make this process look dead to another daemon,
+    # which would then take its claims over (store/claims.py).
+    beats = threading.Thread(target=_heartbeats, args=(app, name, stop), name="heartbeat", daemon=True)
+    beats.start()
     busy_wait = config.processing.poll_interval_seconds
     max_wait = max(busy_wait, config.processing.idle_poll_max_seconds)
     wait = busy_wait
     outage = Outage(f"{kind}-{index}", log)
-    beat_outage = Outage(f"{kind}-{index} heartbeat", log)
     while not stop.is_set():
         if reload.is_set():
             reload.clear()
@@ -257,9 +260,6 @@ def _poll_loop(
             stop.wait(outage.failed(exc))
             continue
         outage.ok()
-        if time.monotonic() - last_beat > HEARTBEAT_SECONDS:
-            _beat(app, name, beat_outage)
-            last_beat = time.monotonic()
         if done:
             wait = busy_wait
         else:
@@ -269,6 +269,15 @@ def _poll_loop(
     _quietly(unregister_component, app.store, name)
     app.close()
     return 0
+
+
+def _heartbeats(app: App, name: str, stop: threading.Event) -> None:
+    outage = Outage(f"{name} heartbeat", log)
+    while not stop.wait(HEARTBEAT_SECONDS):
+        try:
+            _beat(app, name, outage)
+        except Exception:  # never the reason a worker or sender stops; status shows it stale
+            log.exception("heartbeat failed")
 
 
 def _finish_quietly(app: App, finish: Callable[[App], None]) -> None:
