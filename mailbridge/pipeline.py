@@ -269,6 +269,7 @@ class Pipeline:
         against it and nobody else), else live mail before bulk backlog, oldest first.
         Outcomes of the previous batch still to be recorded (see run_batch) are written
         in the same spool transaction: one lock and one COMMIT fewer per batch."""
+        self._take_over_dead_workers()
         now = self._clock()
         waiting = or_(
             inbound.c.state == "received", and_(inbound.c.state == "processing", inbound.c.claimed_until < now)
@@ -284,7 +285,6 @@ class Pipeline:
             # Claims whose lease ran out (their holder vanished with its host, nobody
             # released them): back to the queue as suspects.
             release_inbound(conn, inbound.c.claimed_until < now)
-            self._take_over_dead_workers(conn)
             ids = claim_ids(conn, [_SUSPECT], 1, skip_locked=skip_locked)
             if not ids:
                 ids = claim_ids(conn, [_FRESH], limit, skip_locked=skip_locked)
@@ -301,16 +301,18 @@ class Pipeline:
             self._claimed[int(row.id)] = (str(row.source), ensure_utc(row.received_at))
         return rows
 
-    def _take_over_dead_workers(self, conn: Connection) -> None:
+    def _take_over_dead_workers(self) -> None:
         """PostgreSQL, several daemons: the claims of a worker whose heartbeat stopped (its
         whole daemon died, so no supervisor released them) come back as suspects within
         seconds instead of after the lease. Looked at every few seconds."""
         if self._store.sqlite or time.monotonic() < self._next_reap:
             return
         self._next_reap = time.monotonic() + REAP_SECONDS
-        dead = [h for h in stale_holders(conn, ("worker",), utcnow()) if h != self._holder]
+        with read_tx(self._store.main) as conn:
+            dead = [h for h in stale_holders(conn, ("worker",), utcnow()) if h != self._holder]
         if dead:
-            taken = release_inbound(conn, inbound.c.claimed_by.in_(dead))
+            with write_tx(self._store.spool) as conn:
+                taken = release_inbound(conn, inbound.c.claimed_by.in_(dead))
             if taken:
                 log.warning("took over %d claimed mail(s) of %s (no heartbeat)", taken, ", ".join(dead))
 
