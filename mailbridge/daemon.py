@@ -107,7 +107,7 @@ def release_claims(app: App, holder: str | None = None) -> tuple[int, int]:
     worker held goes back as suspects (store/claims.py); mail a sender held is settled
     from its journal (outbound/sender.py): delivered, known outcome, or back to the
     queue untried. Returns (inbound rows, outbox rows) released or settled."""
-    from mailbridge.outbound.journal import Journal, journal_path
+    from mailbridge.outbound.journal import journal_for
     from mailbridge.outbound.sender import settle
     from mailbridge.store.claims import instance_id
 
@@ -131,8 +131,7 @@ def release_claims(app: App, holder: str | None = None) -> tuple[int, int]:
                 query = query.where(outbox.c.claimed_by.like(mine))
             senders = [h for h in conn.execute(query).scalars() if h]
     for name in senders:
-        index = _index_of(name)
-        journal = Journal(journal_path(app.config.var_path, index)) if index is not None else None
+        journal = journal_for(app.store, app.config.var_path, name, _index_of(name))
         settled += settle(app.store, app.config, name, journal, now)
     if holder is None:
         with write_tx(app.store.main) as conn:

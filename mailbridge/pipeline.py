@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from mailbridge.people import Agent, People
 from mailbridge.routing import Router, ticket_facts_for
 from mailbridge.rules import Decision, RuleSet
 from mailbridge.sla.sweep import start_clocks
-from mailbridge.store.claims import claim_ids, release_inbound
+from mailbridge.store.claims import claim_ids, release_inbound, stale_holders
 from mailbridge.store.counters import bump, histogram
 from mailbridge.store.counters import name as counter_name
 from mailbridge.store.db import Store, read_tx, write_tx
@@ -55,6 +56,7 @@ from mailbridge.tickets.refs import ReferenceFormat
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=5)
+REAP_SECONDS = 5.0  # how often a worker looks for dead workers' claims (PostgreSQL)
 
 # Any fixed key: the lock only has to be the same for every worker (see _serialize_apply).
 _APPLY_LOCK = text("SELECT pg_advisory_xact_lock(4242170501)")
@@ -237,6 +239,7 @@ class Pipeline:
     ) -> None:
         self._config = config
         self._holder = holder  # names this process's claims (store/claims.py)
+        self._next_reap = 0.0
         self._analyser = analyser
         self._people = people if people is not None else People()
         self._router = Router(rules, self._people) if rules is not None else None
@@ -266,6 +269,7 @@ class Pipeline:
         against it and nobody else), else live mail before bulk backlog, oldest first.
         Outcomes of the previous batch still to be recorded (see run_batch) are written
         in the same spool transaction: one lock and one COMMIT fewer per batch."""
+        self._take_over_dead_workers()
         now = self._clock()
         waiting = or_(
             inbound.c.state == "received", and_(inbound.c.state == "processing", inbound.c.claimed_until < now)
@@ -296,6 +300,21 @@ class Pipeline:
         for row in rows:  # what /metrics counts when the outcome is recorded
             self._claimed[int(row.id)] = (str(row.source), ensure_utc(row.received_at))
         return rows
+
+    def _take_over_dead_workers(self) -> None:
+        """PostgreSQL, several daemons: the claims of a worker whose heartbeat stopped (its
+        whole daemon died, so no supervisor released them) come back as suspects within
+        seconds instead of after the lease. Looked at every few seconds."""
+        if self._store.sqlite or time.monotonic() < self._next_reap:
+            return
+        self._next_reap = time.monotonic() + REAP_SECONDS
+        with read_tx(self._store.main) as conn:
+            dead = [h for h in stale_holders(conn, ("worker",), utcnow()) if h != self._holder]
+        if dead:
+            with write_tx(self._store.spool) as conn:
+                taken = release_inbound(conn, inbound.c.claimed_by.in_(dead))
+            if taken:
+                log.warning("took over %d claimed mail(s) of %s (no heartbeat)", taken, ", ".join(dead))
 
     def run_batch(self, limit: int = 64, *, defer_record: bool = False) -> list[Outcome]:
         """Process what is waiting: parse each message, then apply them all in one

@@ -14,7 +14,6 @@ import ctypes
 import logging
 import os
 import signal
-import socket
 import threading
 import time
 from collections import Counter
@@ -29,6 +28,7 @@ from mailbridge.intake.smtp import Listener
 from mailbridge.intake.spool import SpoolWriter
 from mailbridge.intake.storage import StorageReserve
 from mailbridge.paths import private_dir
+from mailbridge.store.claims import holder_name, instance_id
 from mailbridge.store.db import Store
 from mailbridge.store.operations import count_rejections
 from mailbridge.store.queries import heartbeat, register_component, unregister_component
@@ -60,8 +60,11 @@ def _watch_parent(stop: Callable[[], None]) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def component_name(kind: str, index: int = 0) -> str:
-    return f"{kind}-{index}@{socket.gethostname()}"
+def component_name(config: Config, kind: str, index: int = 0) -> str:
+    """This process's name in `components` and on the claims it holds (store/claims.py):
+    role, index, host and the daemon's instance (its var folder), so several daemons on
+    one host and one database never share a name."""
+    return holder_name(kind, index, instance_id(str(config.var_path.resolve())))
 
 
 def _register(app: App, name: str, kind: str, listen: str | None, stop: Callable[[], bool]) -> bool:
@@ -160,7 +163,8 @@ async def _receiver(config: Config) -> int:
     for started in listeners:
         await started.start()
         where = started.path or f"{started.host}:{started.port}"
-        await asyncio.to_thread(_register, app, component_name(started.kind), started.kind, where, lambda: False)
+        name = component_name(config, started.kind)
+        await asyncio.to_thread(_register, app, name, started.kind, where, lambda: False)
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -192,7 +196,7 @@ async def _receiver(config: Config) -> int:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), HEARTBEAT_SECONDS)
         for listener in listeners:
-            await asyncio.to_thread(_beat, app, component_name(listener.kind), outage)
+            await asyncio.to_thread(_beat, app, component_name(config, listener.kind), outage)
         await asyncio.to_thread(flush_refusals)
     log.info("receiver draining")
     await asyncio.gather(*(lst.drain(config.daemon.drain_seconds) for lst in listeners))
@@ -202,7 +206,7 @@ async def _receiver(config: Config) -> int:
             socket_path.unlink()  # the pipe then stores by itself at once
     writer.close()
     for listener in listeners:
-        _quietly(unregister_component, store, component_name(listener.kind))
+        _quietly(unregister_component, store, component_name(config, listener.kind))
     app.close()
     return 0
 
@@ -243,16 +247,19 @@ def _poll_loop(
     reload = threading.Event()
     signal.signal(signal.SIGHUP, lambda *_: reload.set())
     _watch_parent(stop.set)
-    name = component_name(kind, index)
+    name = component_name(config, kind, index)
     if not _register(app, name, kind, None, stop.is_set):
         app.close()
         return 0
-    last_beat = time.monotonic()
+    # Heartbeats from their own thread: a batch that takes long (a relay's ten minutes to
+    # answer the end of data) must not make this process look dead to another daemon,
+    # which would then take its claims over (store/claims.py).
+    beats = threading.Thread(target=_heartbeats, args=(app, name, stop), name="heartbeat", daemon=True)
+    beats.start()
     busy_wait = config.processing.poll_interval_seconds
     max_wait = max(busy_wait, config.processing.idle_poll_max_seconds)
     wait = busy_wait
     outage = Outage(f"{kind}-{index}", log)
-    beat_outage = Outage(f"{kind}-{index} heartbeat", log)
     while not stop.is_set():
         if reload.is_set():
             reload.clear()
@@ -278,9 +285,6 @@ def _poll_loop(
             stop.wait(outage.failed(exc))
             continue
         outage.ok()
-        if time.monotonic() - last_beat > HEARTBEAT_SECONDS:
-            _beat(app, name, beat_outage)
-            last_beat = time.monotonic()
         if done:
             wait = busy_wait
         else:
@@ -290,6 +294,15 @@ def _poll_loop(
     _quietly(unregister_component, app.store, name)
     app.close()
     return 0
+
+
+def _heartbeats(app: App, name: str, stop: threading.Event) -> None:
+    outage = Outage(f"{name} heartbeat", log)
+    while not stop.wait(HEARTBEAT_SECONDS):
+        try:
+            _beat(app, name, outage)
+        except Exception:  # never the reason a worker or sender stops; status shows it stale
+            log.exception("heartbeat failed")
 
 
 def _finish_quietly(app: App, finish: Callable[[App], None]) -> None:
@@ -337,7 +350,7 @@ def run_scheduler_role(config: Config) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, lambda *_: None)  # the jobs read the config at start
     _watch_parent(stop.set)
-    name = component_name("scheduler")
+    name = component_name(config, "scheduler")
     if not _register(app, name, "scheduler", None, stop.is_set):
         app.close()
         return 0
@@ -365,7 +378,7 @@ def run_imap(config: Config) -> int:
     _watch_parent(stop.set)
     names = {}
     for mailbox in config.imap.mailboxes:
-        names[mailbox.name] = component_name(f"imap:{mailbox.name}")
+        names[mailbox.name] = component_name(config, f"imap:{mailbox.name}")
         where = f"{mailbox.host}:{mailbox.effective_port}/{mailbox.folder}"
         if not _register(app, names[mailbox.name], "imap", where, stop.is_set):
             app.close()
@@ -421,7 +434,7 @@ def run_web(config: Config) -> int:
     signal.signal(signal.SIGINT, shutdown)
     signal.signal(signal.SIGHUP, lambda *_: None)  # nothing to reload; must not die of it
     _watch_parent(shutdown)
-    name = component_name("web")
+    name = component_name(config, "web")
     if not _register(app, name, "web", f"{config.web.host}:{config.web.port}", stop.is_set):
         app.close()
         return 0

@@ -195,6 +195,14 @@ def mailbridge_json(config: Path, *args: str) -> Any:
     return json.loads(mailbridge(config, *args, "--json").stdout)
 
 
+def _parent_of(pid: object) -> int | None:
+    try:
+        with open(f"/proc/{int(pid)}/stat", "rb") as stat:  # type: ignore[call-overload]
+            return int(stat.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError, TypeError):
+        return None
+
+
 @dataclass
 class Daemon:
     config: Path
@@ -223,7 +231,8 @@ class Daemon:
                 raise AssertionError(f"daemon exited {self.proc.returncode}:\n{self.log()}")
             proc = mailbridge(self.config, "status", "--json", check=False)
             if proc.returncode == 0:
-                comps = json.loads(proc.stdout)["components"]
+                # Only this daemon's own processes (several daemons may share a database).
+                comps = [c for c in json.loads(proc.stdout)["components"] if _parent_of(c["pid"]) == self.proc.pid]
                 self.ports = {
                     c["kind"]: int(c["listen"].rsplit(":", 1)[1])
                     for c in comps

@@ -23,6 +23,7 @@ imap_state for `mailbridge status`.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import random
@@ -38,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mailbridge.clock import Clock, utcnow
@@ -163,6 +164,43 @@ def connect(cfg: ImapMailbox, base: Path) -> IMAPClient:
 # --- fetching ---------------------------------------------------------------------------
 
 
+LOCK_POLL_SECONDS = 5.0
+
+
+class MailboxLock:
+    """Which daemon reads a mailbox, when several share one PostgreSQL: a session-level
+    advisory lock held on a connection of its own while the fetcher runs. The server
+    drops it when that connection ends, so if the daemon dies another takes the mailbox
+    over within LOCK_POLL_SECONDS. On SQLite (one daemon) it is always held."""
+
+    def __init__(self, store: Store, name: str) -> None:
+        self.store = store
+        self.key = int.from_bytes(hashlib.sha256(f"mailbridge-imap:{name}".encode()).digest()[:8], "big", signed=True)
+        self._conn: Any = None
+
+    def acquire(self) -> bool:
+        if self.store.sqlite:
+            return True
+        if self._conn is None:
+            self._conn = self.store.main.connect()
+        got = self._conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}).scalar_one()
+        self._conn.commit()
+        if not got:
+            self.release()
+        return bool(got)
+
+    def release(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+                self._conn.commit()
+            except Exception:  # the connection is gone, and the lock with it
+                log.debug("mailbox lock released with its connection", exc_info=True)
+            finally:
+                self._conn.close()
+                self._conn = None
+
+
 class MailboxFetcher:
     """Keeps one mailbox drained into the spool until `stop` is set."""
 
@@ -186,6 +224,30 @@ class MailboxFetcher:
         self._backlog_to = 0  # UIDs up to this one are bulk backlog
 
     def run(self) -> None:
+        """Read the mailbox while this process holds it (MailboxLock: one daemon of
+        several at a time); otherwise wait and look again."""
+        lock = MailboxLock(self.store, self.cfg.name)
+        standby_logged = False
+        while not self.stop.is_set():
+            try:
+                held = lock.acquire()
+            except Exception as exc:  # the database is away: as for any failure, wait
+                log.warning("mailbox %s: cannot take its lock (%s); retrying", self.cfg.name, exc)
+                self.stop.wait(LOCK_POLL_SECONDS)
+                continue
+            if not held:
+                if not standby_logged:
+                    log.info("mailbox %s: read by another daemon; standing by", self.cfg.name)
+                    standby_logged = True
+                self.stop.wait(LOCK_POLL_SECONDS)
+                continue
+            standby_logged = False
+            try:
+                self._run_holding()
+            finally:
+                lock.release()
+
+    def _run_holding(self) -> None:
         """Connect, catch up, wait for mail; on any failure back off and start over."""
         failures = load_state(self.store, self.cfg.name).failures
         while not self.stop.is_set():

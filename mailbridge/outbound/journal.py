@@ -27,8 +27,9 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-__all__ = ["DOT", "Entry", "Journal", "journal_path"]
+__all__ = ["DOT", "DbJournal", "Entry", "Journal", "journal_for", "journal_path"]
 
 DOT = "dot"  # the final "." of this mail's content went to the relay
 
@@ -92,3 +93,69 @@ class Journal:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+class DbJournal:
+    """The same journal kept in the database, for PostgreSQL: several daemons share one
+    outbox, and when one dies the others settle its claims (store/claims.py), which a
+    file on its own disk would hide from them. One row per line, written without waiting
+    for PostgreSQL's WAL flush (synchronous_commit off: a row is lost only if the server
+    itself crashes, and then a mail may go out twice, never not at all)."""
+
+    def __init__(self, store: Any, holder: str) -> None:
+        self._store = store
+        self.holder = holder
+
+    def write(self, entry: Entry) -> None:
+        from sqlalchemy import insert, text
+
+        from mailbridge.store.db import write_tx
+        from mailbridge.store.tables import outbox_journal
+
+        with write_tx(self._store.main) as conn:
+            conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
+            conn.execute(
+                insert(outbox_journal).values(
+                    holder=self.holder,
+                    outbox_id=entry.outbox_id,
+                    state=entry.state,
+                    detail=entry.detail[:2000] or None,
+                    refused=list(entry.refused) or None,
+                )
+            )
+
+    def read(self) -> dict[int, list[Entry]]:
+        from sqlalchemy import select
+
+        from mailbridge.store.db import read_tx
+        from mailbridge.store.tables import outbox_journal as t
+
+        with read_tx(self._store.main) as conn:
+            rows = conn.execute(select(t).where(t.c.holder == self.holder).order_by(t.c.id)).all()
+        found: dict[int, list[Entry]] = {}
+        for r in rows:
+            found.setdefault(int(r.outbox_id), []).append(
+                Entry(int(r.outbox_id), str(r.state), r.detail or "", tuple(r.refused or ()))
+            )
+        return found
+
+    def clear(self) -> None:
+        from sqlalchemy import delete
+
+        from mailbridge.store.db import write_tx
+        from mailbridge.store.tables import outbox_journal as t
+
+        with write_tx(self._store.main) as conn:
+            conn.execute(delete(t).where(t.c.holder == self.holder))
+
+    def close(self) -> None:
+        pass
+
+
+def journal_for(store: Any, var_path: Path, holder: str, index: int | None) -> Journal | DbJournal | None:
+    """The journal of the sender named ``holder``: a file beside the SQLite database, a
+    table on PostgreSQL (where another daemon may have to read it). None: a holder whose
+    file journal cannot be known (no index in its name)."""
+    if not store.sqlite:
+        return DbJournal(store, holder)
+    return Journal(journal_path(var_path, index)) if index is not None else None

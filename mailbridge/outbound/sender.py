@@ -32,7 +32,7 @@ from sqlalchemy import and_, bindparam, or_, select, update
 
 from mailbridge.clock import Clock, utcnow
 from mailbridge.config import Config
-from mailbridge.outbound.journal import DOT, Entry, Journal, journal_path
+from mailbridge.outbound.journal import DOT, DbJournal, Entry, Journal, journal_for
 from mailbridge.outbound.transport import (
     FAILED,
     RETRY,
@@ -45,7 +45,7 @@ from mailbridge.outbound.transport import (
     deliver_maildir_many,
     maildir_name,
 )
-from mailbridge.store.claims import claim_ids
+from mailbridge.store.claims import claim_ids, stale_holders
 from mailbridge.store.counters import bump
 from mailbridge.store.db import Store, read_tx, write_tx
 from mailbridge.store.tables import metric_counts, outbox
@@ -55,6 +55,7 @@ from mailbridge.tickets.lifecycle import add_events, event_row
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=5)
+REAP_SECONDS = 5.0  # how often a sender looks for dead senders' claims (PostgreSQL)
 # A long batch (a slow relay) settles what it delivered at least this often, so that
 # `status` and the history show it, and renews its lease on the rest.
 SETTLE_EVERY_SECONDS = 2.0
@@ -101,8 +102,11 @@ class Sender:
         self.holder = holder
         self._maildir = config.var_file(self._settings.maildir)
         self._password = self._read_password()
-        self.journal = Journal(journal_path(config.var_path, index))
+        journal = journal_for(store, config.var_path, holder, index)
+        assert journal is not None
+        self.journal = journal
         self._unsettled = True
+        self._next_reap = 0.0
         self._timeouts = Timeouts(
             connect=self._settings.timeout_seconds, data_end=self._settings.data_end_timeout_seconds
         )
@@ -114,7 +118,22 @@ class Sender:
 
     # --- claiming -------------------------------------------------------------------
 
+    def _take_over_dead_senders(self) -> None:
+        """PostgreSQL, several daemons: a sender whose heartbeat stopped (its whole daemon
+        died) is settled by us from its journal, which is in the database: delivered,
+        known outcome, or back to the queue; never sent twice. Looked at every few seconds."""
+        if self._store.sqlite or time.monotonic() < self._next_reap:
+            return
+        self._next_reap = time.monotonic() + REAP_SECONDS
+        with read_tx(self._store.main) as conn:
+            dead = [h for h in stale_holders(conn, ("sender",), utcnow()) if h != self.holder]
+        for holder in dead:
+            settled = settle(self._store, self._config, holder, DbJournal(self._store, holder), self._clock())
+            if settled:
+                log.warning("settled %d outgoing mail(s) of %s (no heartbeat)", settled, holder)
+
     def claim(self, limit: int = 64) -> list[Any]:
+        self._take_over_dead_senders()
         now = self._clock()
         abandoned = and_(outbox.c.state == "sending", outbox.c.claimed_until < now)
         due = or_(and_(outbox.c.state == "queued", outbox.c.next_attempt_at <= now), abandoned)
@@ -267,7 +286,7 @@ def settle(
     store: Store,
     config: Config,
     holder: str,
-    journal: Journal | None,
+    journal: Journal | DbJournal | None,
     now: datetime,
     *,
     entries: Mapping[int, list[Entry]] | None = None,

@@ -22,14 +22,27 @@ import hashlib
 import socket
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, select, update
 
-from mailbridge.store.tables import inbound, outbox
+from mailbridge.store.tables import components, inbound, outbox
 
-__all__ = ["claim_ids", "holder_name", "instance_id", "release_inbound", "release_outbox_rows"]
+__all__ = [
+    "STALE_AFTER",
+    "claim_ids",
+    "holder_name",
+    "instance_id",
+    "release_inbound",
+    "release_outbox_rows",
+    "stale_holders",
+]
+
+# A process whose heartbeat (every 5 s, roles.py) is this old is dead: another daemon on
+# the same PostgreSQL takes its claims over (its own supervisor, if alive, would have
+# released them at once).
+STALE_AFTER = timedelta(seconds=20)
 
 
 def instance_id(var_path: str) -> str:
@@ -72,6 +85,17 @@ def release_inbound(conn: Connection, where: ColumnElement[bool]) -> int:
     if alone:
         conn.execute(update(inbound).where(inbound.c.id.in_(alone)).values(crashes=inbound.c.crashes + 1))
     return len(ids)
+
+
+def stale_holders(conn: Connection, kinds: Sequence[str], now: datetime) -> list[str]:
+    """Names of the processes of these kinds whose heartbeat stopped (PostgreSQL: on any
+    host). ``now`` is the real time: liveness is about processes, not tickets."""
+    rows = conn.execute(
+        select(components.c.name).where(
+            components.c.kind.in_(list(kinds)), components.c.heartbeat_at < now - STALE_AFTER
+        )
+    )
+    return [str(name) for name in rows.scalars()]
 
 
 def release_outbox_rows(conn: Connection, ids: Sequence[int], now: datetime) -> None:

@@ -319,7 +319,7 @@ undeliverable = Table(
 components = Table(
     "components",
     metadata,
-    Column("name", String(64), primary_key=True),  # e.g. "smtp@host" or "worker-1@host"
+    Column("name", String(160), primary_key=True),  # e.g. "worker-1@host:1a2b3c4d" (roles.component_name)
     Column("kind", String(16), nullable=False),
     Column("host", String(255), nullable=False),
     Column("pid", Integer, nullable=False),
@@ -447,3 +447,18 @@ admin_log = Table(
     Column("action", String(32), nullable=False),
     Column("data", JSON, nullable=False),
 )
+
+# The sender's journal on PostgreSQL (outbound/journal.DbJournal): each mail's final "."
+# and the relay's verdict, by the sender that holds the row, readable by every daemon
+# (one that dies is settled by the others). On SQLite the journal is a file.
+outbox_journal = Table(
+    "outbox_journal",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("holder", String(160), nullable=False),
+    Column("outbox_id", Id, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("detail", Text),
+    Column("refused", JSON),
+)
+Index("ix_outbox_journal_holder", outbox_journal.c.holder, outbox_journal.c.id)

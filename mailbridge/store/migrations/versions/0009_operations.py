@@ -1,5 +1,6 @@
 """Operations: monotonic metric counters, the state of the admins' files in use, the
-admin log (purges, erasures, backups), raw mail purged by retention
+admin log (purges, erasures, backups), raw mail purged by retention; the sender's journal
+in the database and longer component names (several daemons on one PostgreSQL)
 
 Revision ID: 0009
 Revises: 0007
@@ -52,9 +53,28 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("purged_at", _TS, nullable=True))
     # /metrics' open tickets by priority read from the index alone (no row per ticket).
     op.create_index("ix_tickets_status_priority", "tickets", ["status", "priority", "merged_into"], unique=False)
+    # Several daemons on one PostgreSQL (issue 20): the sender's journal readable by all,
+    # and component names that carry the daemon's instance.
+    op.create_table(
+        "outbox_journal",
+        sa.Column("id", _ID, autoincrement=True, nullable=False),
+        sa.Column("holder", sa.String(length=160), nullable=False),
+        sa.Column("outbox_id", _ID, nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("detail", sa.Text(), nullable=True),
+        sa.Column("refused", sa.JSON(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_outbox_journal_holder", "outbox_journal", ["holder", "id"], unique=False)
+    with op.batch_alter_table("components", schema=None) as batch_op:
+        batch_op.alter_column("name", existing_type=sa.String(length=64), type_=sa.String(length=160))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("components", schema=None) as batch_op:
+        batch_op.alter_column("name", existing_type=sa.String(length=160), type_=sa.String(length=64))
+    op.drop_index("ix_outbox_journal_holder", table_name="outbox_journal")
+    op.drop_table("outbox_journal")
     op.drop_index("ix_tickets_status_priority", table_name="tickets")
     with op.batch_alter_table("inbound", schema="spool") as batch_op:
         batch_op.drop_column("purged_at")
