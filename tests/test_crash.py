@@ -51,17 +51,24 @@ def running():
 
 
 class Streamer(threading.Thread):
-    def __init__(self, port_of: dict[str, int], mails: list[tuple[str, bytes]]):
+    def __init__(self, port_of: dict[str, int], mails: list[tuple[str, bytes]], hold_at: int | None = None):
         super().__init__(daemon=True)
         self.port_of = port_of
         self.mails = mails
         self.acked: list[str] = []
         self.position = 0
+        # With hold_at, the stream stops after that many mails until `go_on` is set: a
+        # crash point that waits for work downstream (the sender's 20th delivery, say)
+        # then fires mid-stream however slowly the machine runs, not after the last mail.
+        self.hold_at = hold_at
+        self.go_on = threading.Event()
 
     def run(self) -> None:
         try:
             with smtplib.SMTP("127.0.0.1", self.port_of["smtp"], timeout=30) as client:
                 while self.position < len(self.mails):
+                    if self.position == self.hold_at:
+                        self.go_on.wait()
                     msgid, raw = self.mails[self.position]
                     client.sendmail(f"user{self.position % 97}@example.com", ["support@help.example"], raw)
                     self.acked.append(msgid)  # only after the server's 250
@@ -96,15 +103,16 @@ def test_sigkill_while_streaming_loses_and_duplicates_nothing(tmp_path, sink, cr
     mails = corpus()
     daemon = Daemon(config, env=env).start()
     running.append(daemon)
-    streamer = Streamer(daemon.ports, mails)
+    streamer = Streamer(daemon.ports, mails, hold_at=None if crash_at == "external" else TOTAL // 2)
     streamer.start()
     if crash_at == "external":
         poll(lambda: len(streamer.acked) >= 150 or not streamer.is_alive(), timeout=120)
         daemon.kill_group()
     else:
         assert daemon.proc is not None
-        daemon.proc.wait(timeout=120)  # the crash point kills the whole group
+        daemon.proc.wait(timeout=300)  # the crash point kills the whole group
         daemon.proc = None
+        streamer.go_on.set()  # the rest of the stream meets a dead daemon: none of it is acknowledged
     streamer.join(timeout=60)
     first_acked = list(streamer.acked)
     assert 0 < len(first_acked) < TOTAL, "the crash happened mid-stream"

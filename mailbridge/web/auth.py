@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
@@ -105,8 +105,10 @@ def local_path(path: str) -> str:
     network-path reference (RFC 3986 4.2): as a Location it leaves for another host,
     taking the login that just happened along as an open redirect. One leading slash,
     and the path percent-encoded again (the request's path is decoded), leave nothing
-    but a path on this host."""
-    return "/" + quote(path.lstrip("/\\"), safe="/:@!$&'()*+,;=-._~")
+    but a path on this host. Some servers (uvicorn 0.55 and later) hand the path over with
+    a backslash still percent-encoded, so it is decoded once more before the slashes and
+    backslashes are stripped."""
+    return "/" + quote(unquote(path).lstrip("/\\"), safe="/:@!$&'()*+,;=-._~")
 
 
 def denied() -> Response:
