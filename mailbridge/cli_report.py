@@ -94,10 +94,10 @@ def report_summary(
         render.print_tables(data)
         return
     if fmt == "table":
-        from rich.console import Console
+        from mailbridge.terminal import console
 
         with output.open("w", encoding="utf-8") as fh:  # type: ignore[union-attr]
-            render.print_tables(data, Console(file=fh, width=120))
+            render.print_tables(data, console(file=fh, width=120))
         return
     body = {"csv": render.to_csv, "json": render.to_json, "html": render.to_html}[fmt](data)
     if output is None:
@@ -125,12 +125,12 @@ def report_problems(
     ctx: click.Context, start: str | None, end: str | None, queue: str | None, min_occurrences: int, fmt: str
 ) -> None:
     """Repeated incidents grouped (same dedupe key, or the same subject words)."""
-    from rich.console import Console
-    from rich.table import Table
     from rich.text import Text
 
     from mailbridge.cli import _print_json
     from mailbridge.reports.problems import find_problems
+    from mailbridge.terminal import Column, fitted_table, literal
+    from mailbridge.terminal import console as literal_console
 
     app = ctx.obj["app"]
     period = _period(ctx, start, end)
@@ -143,13 +143,26 @@ def report_problems(
             }
         )
         return
-    console = Console()
+    out = literal_console()
     if not groups:
-        console.print(f"no repeated incidents {period.describe()}", markup=False)
+        out.print(literal(f"no repeated incidents {period.describe()}"))
         return
-    table = Table(title=Text(f"Repeated incidents {period.describe()}"), title_justify="left")
-    for column in ("group", "kind", "tickets", "occurrences", "references"):
-        table.add_column(column)
+    columns = (
+        Column("group", "group", keep=True),
+        Column("kind", "kind", drop_below=100),
+        Column("tickets", "tickets", justify="right"),
+        Column("occurrences", "occurrences", justify="right"),
+        Column("references", "references", keep=True),
+    )
+    table, shown = fitted_table(columns, out.width, title=Text(f"Repeated incidents {period.describe()}"))
+    table.title_justify = "left"
     for g in groups:
-        table.add_row(Text(g.key), g.kind, str(len(g.tickets)), str(g.occurrences), Text(", ".join(g.references())))
-    console.print(table)
+        cells = {
+            "group": g.key,
+            "kind": g.kind,
+            "tickets": str(len(g.tickets)),
+            "occurrences": str(g.occurrences),
+            "references": ", ".join(g.references()),
+        }
+        table.add_row(*(cells[c.key] for c in shown))
+    out.print(table)
