@@ -40,6 +40,24 @@ def _period(ctx: click.Context, start: str | None, end: str | None):  # type: ig
         _fail(f"{exc}; give --from before --to")
 
 
+def _queue(ctx: click.Context, queue: str | None) -> str | None:
+    """--queue as it is written in the config, or exit 2 with the closest names: a typo
+    must not give an empty report that looks like a quiet month."""
+    from mailbridge.cli import _fail
+    from mailbridge.names import UnknownName, check_name, ticket_queues
+    from mailbridge.store.db import read_tx
+
+    if queue is None:
+        return None
+    app = ctx.obj["app"]
+    with read_tx(app.store.main) as conn:
+        known = {*app.people.teams, *ticket_queues(conn)}
+    try:
+        return check_name(queue, known, option="--queue", what="queue")
+    except UnknownName as exc:
+        _fail(str(exc))
+
+
 def _as_of(value: str | None) -> datetime | None:
     from mailbridge.cli import _fail
 
@@ -63,7 +81,9 @@ def report_group(ctx: click.Context) -> None:
 
 _FROM = click.option("--from", "start", default=None, help="First day (YYYY-MM-DD), inclusive.")
 _TO = click.option("--to", "end", default=None, help="Last day (YYYY-MM-DD), inclusive.")
-_QUEUE = click.option("--queue", default=None, help="Only tickets of this queue (team id).")
+_QUEUE = click.option(
+    "--queue", default=None, help="Only tickets of this queue (a team id; an unknown one is an error)."
+)
 
 
 @report_group.command("summary")
@@ -89,6 +109,7 @@ def report_summary(
 
     app = ctx.obj["app"]
     period = _period(ctx, start, end)
+    queue = _queue(ctx, queue)
     data = build_summary(app.store, app.config, period, queue=queue, as_of=_as_of(as_of), people=app.people).to_dict()
     if fmt == "table" and output is None:
         render.print_tables(data)
@@ -134,6 +155,7 @@ def report_problems(
 
     app = ctx.obj["app"]
     period = _period(ctx, start, end)
+    queue = _queue(ctx, queue)
     groups = find_problems(app.store, period, min_occurrences=min_occurrences, queue=queue)
     if fmt == "json":
         _print_json(
