@@ -20,6 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
+from rich.padding import Padding
 from rich.text import Text
 
 from mailbridge.errors import NotFound
@@ -143,7 +144,9 @@ def tickets_list(
         _print_json(rows)
         return
     out = console()
-    table, shown = fitted_table(LIST_COLUMNS, out.width, caption=f"times in {zone.key}")
+    table, shown = fitted_table(LIST_COLUMNS, out.width)
+    if any(c.key == "updated" for c in shown):
+        table.caption = f"times in {zone.key}"
     for row in rows:
         cells = {
             **row,
@@ -163,9 +166,11 @@ def _value(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def history_line(event: dict[str, Any], zone: ZoneInfo) -> str:
-    details = ", ".join(f"{k}: {_value(v)}" for k, v in (event["data"] or {}).items())
-    return f"{local_time(event['at'], zone, seconds=True)}  {event['type']:<22} {event['actor']}  {details}"
+def history_entry(event: dict[str, Any], zone: ZoneInfo) -> tuple[str, str]:
+    """(when, what, who) on one line; the details as `key: value` pairs for the next,
+    indented, so that at 80 columns each entry is still read at a glance."""
+    head = f"{local_time(event['at'], zone, seconds=True)}  {event['type']}  {event['actor']}"
+    return head, ", ".join(f"{k}: {_value(v)}" for k, v in (event["data"] or {}).items())
 
 
 def _sla_line(clock: dict[str, Any], now: datetime, zone: ZoneInfo) -> str:
@@ -257,7 +262,10 @@ def tickets_show(ctx: click.Context, reference: str, as_json: bool) -> None:
             line(f"[attachment] {att['filename']} ({att['content_type']}, {att['size']} bytes)")
     out.rule(Text(f"history (times in {zone.key})"))
     for ev in data["events"]:
-        line(history_line(ev, zone))
+        head, details = history_entry(ev, zone)
+        line(head)
+        if details:
+            out.print(Padding(Text(literal(details)), (0, 0, 0, 4), expand=False))
 
 
 @tickets.command("set")
