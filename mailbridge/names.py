@@ -25,6 +25,13 @@ class UnknownName(ValueError):
     """`option value` names nothing that exists; the message says what might be meant."""
 
 
+def suggestion(value: str, known: Iterable[str]) -> str:
+    """ "; did you mean 'x'?" for the closest of `known`, or "" when none is close."""
+    folded = {n.lower(): n for n in known}
+    close = difflib.get_close_matches(value.lower(), list(folded), n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(folded[c]) for c in close)}?" if close else ""
+
+
 def check_name(value: str, known: Iterable[str], *, option: str, what: str) -> str:
     """`value` if it is one of `known`, else UnknownName with the closest matches."""
     names = sorted(set(known))
@@ -33,8 +40,7 @@ def check_name(value: str, known: Iterable[str], *, option: str, what: str) -> s
     folded = {n.lower(): n for n in names}
     if value.lower() in folded:  # "IT" for "it": the name as it is written
         return folded[value.lower()]
-    close = difflib.get_close_matches(value.lower(), list(folded), n=3, cutoff=0.6)
-    hint = f"; did you mean {' or '.join(repr(folded[c]) for c in close)}?" if close else ""
+    hint = suggestion(value, names)
     if not names:
         listing = f" (there are no {what}s in the config)"
     elif len(names) <= KNOWN_SHOWN:

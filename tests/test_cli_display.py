@@ -154,5 +154,8 @@ def test_tickets_list_filters(db_url, sink, start_daemon, tmp_path):
     ):
         bad = _list(config, *args, check=False)
         assert bad.returncode == 2 and message in bad.stderr.decode(), bad.stderr
+    # Assigning to a misspelt agent says whom it may mean (the same check as #assign by mail).
+    wrong = mailbridge(config, "tickets", "set", refs[2], "--assign", "alcie", check=False)
+    assert wrong.returncode == 2 and "unknown agent 'alcie'; did you mean 'alice'?" in wrong.stderr.decode()
     help_text = mailbridge(config, "tickets", "list", "--help").stdout.decode()
     assert "YYYY-MM-DD" in help_text and "7d" in help_text
