@@ -9,7 +9,6 @@ conventions of sysexits.h (0 stored, 65 bad input, 75 try again later).
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from datetime import datetime
@@ -17,19 +16,16 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+from rich.text import Text
 
 from mailbridge.app import App
 from mailbridge.config import Config, load_config
 from mailbridge.errors import ConfigError, NotFound
 from mailbridge.logs import setup_logging
+from mailbridge.terminal import Column, ago, console, fitted_table, literal, styled
 
 EX_DATAERR = 65
 EX_TEMPFAIL = 75
-
-console = Console()
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -112,30 +108,43 @@ def status(ctx: click.Context, as_json: bool, check: bool) -> None:
     if as_json:
         _print_json(data)
         return
-    console.print(f"mailbridge {data['version']}", highlight=False)
-    table = Table(title="processes")
-    for col in ("name", "kind", "listen", "pid", "alive", "heartbeat"):
-        table.add_column(col)
+    out = console()
+    out.print(literal(f"mailbridge {data['version']}"))
+    # The heartbeat as its age ("3s ago"): what it is read for, and short enough that the
+    # table fits 80 columns; the host only when it is wide enough.
+    table, shown = fitted_table(_STATUS_COLUMNS, out.width, title="processes")
+    now = app.clock()
     for comp in data["components"]:
-        table.add_row(
-            comp["name"],
-            comp["kind"],
-            comp["listen"] or "",
-            str(comp["pid"]),
-            "yes" if comp["alive"] else "NO",
-            comp["heartbeat_at"],
-        )
-    console.print(table)
+        cells = {
+            **comp,
+            "listen": comp["listen"] or "",
+            "pid": str(comp["pid"]),
+            "alive": "yes" if comp["alive"] else "NO",
+            "heartbeat": ago((now - datetime.fromisoformat(comp["heartbeat_at"])).total_seconds()),
+        }
+        table.add_row(*(cells[c.key] for c in shown))
+    out.print(table)
     for box in data["mailboxes"]:
         health = "ok" if not box["failures"] else f"FAILING ({box['failures']} in a row): {box['last_error']}"
-        console.print(
-            f"mailbox {box['mailbox']}: {health}; {box['stored']} stored, last UID {box['last_uid']},"
-            f" last success {box['last_ok_at'] or 'never'}",
-            markup=False,
-            highlight=False,
+        out.print(
+            literal(
+                f"mailbox {box['mailbox']}: {health}; {box['stored']} stored, last UID {box['last_uid']},"
+                f" last success {box['last_ok_at'] or 'never'}"
+            )
         )
-    console.print("stored mail: " + (", ".join(f"{k} {v}" for k, v in sorted(data["inbound"].items())) or "none"))
-    console.print("outbox: " + (", ".join(f"{k} {v}" for k, v in sorted(data["outbox"].items())) or "empty"))
+    out.print("stored mail: " + (", ".join(f"{k} {v}" for k, v in sorted(data["inbound"].items())) or "none"))
+    out.print("outbox: " + (", ".join(f"{k} {v}" for k, v in sorted(data["outbox"].items())) or "empty"))
+
+
+_STATUS_COLUMNS = (
+    Column("name", "name", keep=True),
+    Column("kind", "kind"),
+    Column("host", "host", drop_below=120),
+    Column("listen", "listen", max_width=21, wide=100),
+    Column("pid", "pid", justify="right"),
+    Column("alive", "alive"),
+    Column("heartbeat", "heartbeat"),
+)
 
 
 def _health_check(app: Any, as_json: bool) -> None:
@@ -279,197 +288,27 @@ def parse(ctx: click.Context, file: Path, as_json: bool) -> None:
     if as_json:
         _print_json(data)
         return
+    out = console()
+
+    def field(key: str, value: object) -> None:
+        out.print(Text.assemble(styled(key), ": ", literal(value)))
+
     for key in ("from", "to", "cc", "reply_to", "subject", "date", "message_id", "in_reply_to", "references"):
-        console.print(f"[bold]{key}[/]: {data[key]}", markup=True, highlight=False)
-    console.print(f"[bold]text_source[/]: {data['text_source']}", markup=True, highlight=False)
-    console.print(f"[bold]requester[/]: {data['requester']}", markup=True, highlight=False)
-    console.print(f"[bold]classification[/]: {data['classification']} ({data['classification_reason']})")
+        field(key, data[key])
+    field("text_source", data["text_source"])
+    field("requester", data["requester"])
+    field("classification", f"{data['classification']} ({data['classification_reason']})")
     for rcpt in data["bounced_recipients"]:
         kind = "temporary" if rcpt["temporary"] else "permanent"
-        console.print(f"bounced: {rcpt['address']} {rcpt['status'] or ''} ({kind})", highlight=False)
+        out.print(literal(f"bounced: {rcpt['address']} {rcpt['status'] or ''} ({kind})"))
     if data["incident"]:
-        console.print(f"[bold]incident[/]: {json.dumps(data['incident'], ensure_ascii=False)}", highlight=False)
+        field("incident", json.dumps(data["incident"], ensure_ascii=False))
     for att in data["attachments"]:
-        console.print(f"attachment: {att['filename']} ({att['content_type']}, {att['size']} bytes)")
-    console.print(data["text"], markup=False, highlight=False)
+        out.print(literal(f"attachment: {att['filename']} ({att['content_type']}, {att['size']} bytes)"))
+    out.print(literal(data["text"], multiline=True))
     if data["reply_text"] != data["text"].strip():
-        console.print("[bold]new text (quoted history and signature removed)[/]:", markup=True)
-        console.print(data["reply_text"], markup=False, highlight=False)
-
-
-# --- tickets ----------------------------------------------------------------------------
-
-
-@main.group()
-def tickets() -> None:
-    """List, show and change tickets."""
-
-
-@tickets.command("list")
-@click.option("--status", default=None, help="Only tickets with this status.")
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_context
-def tickets_list(ctx: click.Context, status: str | None, as_json: bool) -> None:
-    from mailbridge.store.db import read_tx
-    from mailbridge.tickets.views import list_tickets
-
-    app = _app(ctx)
-    with read_tx(app.store.main) as conn:
-        rows = list_tickets(conn, status=status)
-    if as_json:
-        _print_json(rows)
-        return
-    table = Table()
-    # References and addresses are what people copy: never cut them; let subjects wrap.
-    table.add_column("reference", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("requester", no_wrap=True)
-    table.add_column("subject")
-    table.add_column("msgs", justify="right")
-    table.add_column("updated (UTC)", no_wrap=True)
-    for row in rows:
-        updated = (row["updated_at"] or "")[:16].replace("T", " ")
-        table.add_row(row["reference"], row["status"], row["requester"], row["subject"], str(row["messages"]), updated)
-    console.print(table)
-
-
-@tickets.command("show")
-@click.argument("reference")
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_context
-def tickets_show(ctx: click.Context, reference: str, as_json: bool) -> None:
-    from mailbridge.store.db import read_tx
-    from mailbridge.tickets.views import show_ticket
-
-    app = _app(ctx)
-    try:
-        with read_tx(app.store.main) as conn:
-            data = show_ticket(conn, reference)
-    except NotFound as exc:
-        _fail(str(exc))
-    if as_json:
-        _print_json(data)
-        return
-    console.print(f"[bold]{data['reference']}[/] {data['subject']}", highlight=False)
-    console.print(
-        f"status {data['status']}, requester {data['requester']}, created {data['created_at']}", highlight=False
-    )
-    if data["related"]:
-        console.print(f"related to {data['related']}")
-    console.print("participants: " + ", ".join(f"{p['address']} ({p['role']})" for p in data["participants"]))
-    classification = [f"{k} {data[k]}" for k in ("type", "category", "priority", "severity") if data[k]]
-    if classification:
-        console.print(", ".join(classification), highlight=False)
-    if data["incident_key"]:
-        console.print(f"incident {data['incident_key']}: {data['occurrences']} occurrence(s)", highlight=False)
-    for failure in data["delivery_failures"]:
-        kind = "temporary" if failure["temporary"] else "permanent"
-        console.print(f"delivery failed: {failure['address']} {failure['status'] or ''} ({kind})", highlight=False)
-    now = app.clock()
-    for clock in data.get("sla", []):
-        due = clock["due_at"]
-        left = ""
-        if due and clock["state"] == "running":
-            remaining = datetime.fromisoformat(due) - now
-            left = f", {'overdue by' if remaining.total_seconds() < 0 else 'left'} {abs(remaining)}".split(".")[0]
-        shown = f"SLA {clock['target']}: {clock['state']}" + (f", due {due}{left}" if due else "")
-        if clock["breached_at"]:
-            shown += f", breached at {clock['breached_at']}"
-        console.print(shown, markup=False, highlight=False)
-    for msg in data["messages"]:
-        label = "" if msg["classification"] == "normal" else f" [{msg['classification']}]"
-        if msg["author"]:
-            label += f" [agent {msg['author']}]"
-        if msg["internal"]:
-            label += " [internal note]"
-        console.rule(escape(f"{msg['direction']} {msg['from']} {msg['received_at']}{label}"))
-        console.print(msg["text"], markup=False, highlight=False)
-        for att in msg["attachments"]:
-            line = f"[attachment] {att['filename']} ({att['content_type']}, {att['size']} bytes)"
-            console.print(line, markup=False, highlight=False)
-    console.rule("history")
-    for ev in data["events"]:
-        console.print(
-            f"{ev['at']}  {ev['type']:<22} {ev['actor']}  {json.dumps(ev['data'])}", markup=False, highlight=False
-        )
-
-
-@tickets.command("set")
-@click.argument("reference")
-@click.option("--status", "new_status", default=None, help="open, pending, restored, resolved or closed.")
-@click.option("--assign", "assignee", default=None, help="An agent id from the config.")
-@click.option("--priority", type=click.Choice(["critical", "high", "medium", "low"]), default=None)
-@click.option(
-    "--severity", type=click.Choice(["business-halted", "business-interrupted", "user-affected"]), default=None
-)
-@click.option("--category", default=None, help="Up to 64 characters.")
-@click.option("--tag", "tags", multiple=True, help="A tag to add (repeat for more).")
-@click.option("--merge-into", "merge_into", default=None, help="Merge this ticket into that one (a reference).")
-@click.option("--by", "actor", default="admin", show_default=True, help="Who did it, for the history.")
-@click.pass_context
-def tickets_set(
-    ctx: click.Context,
-    reference: str,
-    new_status: str | None,
-    assignee: str | None,
-    priority: str | None,
-    severity: str | None,
-    category: str | None,
-    tags: tuple[str, ...],
-    merge_into: str | None,
-    actor: str,
-) -> None:
-    """Change a ticket as an admin: what agents do with #commands by mail, with the same
-    checks, history, notifications (an assignee is told) and resolved notice."""
-    from mailbridge.agents.commands import Command
-    from mailbridge.agents.desk import AgentDesk
-    from mailbridge.store.db import write_tx
-    from mailbridge.tickets.lifecycle import STATUSES, Pending
-    from mailbridge.tickets.views import ticket_id_for
-
-    if new_status is not None and new_status not in STATUSES:
-        _fail(f"unknown status {new_status!r}; expected one of {', '.join(STATUSES)}")
-    wanted: list[Command] = []
-    for name, value in (
-        ("assign", assignee),
-        ("status", new_status),
-        ("priority", priority),
-        ("severity", severity),
-        ("category", category),
-        ("merge", merge_into.upper() if merge_into else None),
-    ):
-        if value is not None:
-            wanted.append(Command(name, (value,), 0, f"--{name} {value}"))
-    for tag in tags:
-        if not re.fullmatch(r"[a-z0-9._-]{1,50}", tag.lower()):
-            _fail(f"--tag {tag!r}: a tag is letters, digits, . _ - (at most 50 characters)")
-        wanted.append(Command("tag", (tag.lower(),), 0, f"--tag {tag}"))
-    if not wanted:
-        _fail("nothing to change: give --status, --assign, --priority, --severity, --category, --tag or --merge-into")
-    app = _app(ctx)
-    desk = AgentDesk(app.config, app.people, app.outbox, app.refs)
-    now = app.clock()
-    try:
-        with write_tx(app.store.main) as conn:
-            ticket_id = ticket_id_for(conn, reference)
-            ticket = desk.ticket(conn, ticket_id)
-            errors = desk.check(conn, ticket, wanted)
-            if errors:
-                raise click.ClickException("; ".join(e.message for e in errors))
-            old_status = ticket.status
-            pending = Pending()
-            if desk.execute(conn, ticket, wanted, actor, now, pending, {"via": "cli"}):
-                desk.resolved_notice(conn, ticket_id, pending, now)
-            pending.flush(conn)
-    except NotFound as exc:
-        _fail(str(exc))
-    except click.ClickException as exc:
-        _fail(exc.message)
-    for command in wanted:
-        if command.name == "status":
-            click.echo(f"{reference.upper()}: {old_status} -> {command.args[0]}")
-        else:
-            click.echo(f"{reference.upper()}: {command.name} {' '.join(command.args)}")
+        out.print(Text.assemble(styled("new text (quoted history and signature removed)"), ":"))
+        out.print(literal(data["reply_text"], multiline=True))
 
 
 # --- quarantine and outbox -------------------------------------------------------------
@@ -493,12 +332,13 @@ def mail_unmatched(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         _print_json(rows)
         return
+    out = console()
     for row in rows:
-        console.print(
-            f"{row['id']} {row['received_at'][:16]} {row['classification']} {row['from']}: {row['subject']}"
-            f" ({row['reason']})",
-            markup=False,
-            highlight=False,
+        out.print(
+            literal(
+                f"{row['id']} {row['received_at'][:16]} {row['classification']} {row['from']}: {row['subject']}"
+                f" ({row['reason']})"
+            )
         )
 
 
@@ -515,8 +355,9 @@ def mail_undeliverable(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         _print_json(rows)
         return
+    out = console()
     for row in rows:
-        console.print(f"{row['address']} {row['status'] or ''} x{row['bounces']} since {row['first_at'][:10]}")
+        out.print(literal(f"{row['address']} {row['status'] or ''} x{row['bounces']} since {row['first_at'][:10]}"))
 
 
 @main.group()
@@ -535,14 +376,28 @@ def quarantine_list(ctx: click.Context, include_discarded: bool, as_json: bool) 
     if as_json:
         _print_json(rows)
         return
-    table = Table()
-    for col in ("id", "received", "source", "from", "state", "reason"):
-        table.add_column(col)
+    out = console()
+    table, shown = fitted_table(_QUARANTINE_COLUMNS, out.width)
     for row in rows:
-        table.add_row(
-            str(row["id"]), row["received_at"], row["source"], row["mail_from"] or "", row["state"], row["reason"] or ""
-        )
-    console.print(table)
+        cells = {
+            **row,
+            "id": str(row["id"]),
+            "received": (row["received_at"] or "")[:19].replace("T", " "),
+            "mail_from": row["mail_from"] or "",
+            "reason": row["reason"] or "",
+        }
+        table.add_row(*(cells[c.key] for c in shown))
+    out.print(table)
+
+
+_QUARANTINE_COLUMNS = (
+    Column("id", "id", justify="right"),
+    Column("received", "received (UTC)"),
+    Column("source", "source", drop_below=100),
+    Column("mail_from", "from", max_width=24, wide=120),
+    Column("state", "state"),
+    Column("reason", "reason", keep=True),
+)
 
 
 @quarantine.command("show")
@@ -605,21 +460,31 @@ def outbox_list(ctx: click.Context, state: str | None, as_json: bool) -> None:
     if as_json:
         _print_json(rows)
         return
-    table = Table()
-    for col in ("id", "ticket", "kind", "to", "state", "attempts", "next attempt", "error"):
-        table.add_column(col)
+    out = console()
+    table, shown = fitted_table(_OUTBOX_COLUMNS, out.width)
     for row in rows:
-        table.add_row(
-            str(row["id"]),
-            row["reference"] or "",
-            row["kind"],
-            row["rcpt"],
-            row["state"],
-            str(row["attempts"]),
-            row["next_attempt_at"] or "",
-            row["last_error"] or "",
-        )
-    console.print(table)
+        cells = {
+            **row,
+            "id": str(row["id"]),
+            "reference": row["reference"] or "",
+            "attempts": str(row["attempts"]),
+            "next": (row["next_attempt_at"] or "")[:19].replace("T", " "),
+            "last_error": row["last_error"] or "",
+        }
+        table.add_row(*(cells[c.key] for c in shown))
+    out.print(table)
+
+
+_OUTBOX_COLUMNS = (
+    Column("id", "id", justify="right"),
+    Column("reference", "ticket"),
+    Column("kind", "kind", max_width=14, wide=120),
+    Column("rcpt", "to", max_width=24, wide=120),
+    Column("state", "state"),
+    Column("attempts", "tries", drop_below=100, justify="right"),
+    Column("next", "next attempt (UTC)", drop_below=140),
+    Column("last_error", "error", keep=True),
+)
 
 
 @outbox.command("retry")
@@ -709,18 +574,19 @@ def rules_test(ctx: click.Context, file: Path, as_json: bool) -> None:
     if as_json:
         _print_json(decision.to_json())
         return
+    out = console()
     for trace in decision.trace:
         for line in trace.lines():
-            console.print(line, markup=False, highlight=False)
-    console.rule("decision")
+            out.print(literal(line))
+    out.rule("decision")
     settings = {k: v for k, v in decision.to_json().items() if v not in (None, [], {}, False, 0) and k != "trace"}
-    console.print(json.dumps(settings, indent=2, ensure_ascii=False, default=str), markup=False, highlight=False)
+    out.print(literal(json.dumps(settings, indent=2, ensure_ascii=False, default=str), multiline=True))
     if decision.articles:
-        console.print(
-            f"the answer would suggest up to {decision.articles} knowledge article(s):"
-            f" `mailbridge kb search --mail {file}` shows which",
-            markup=False,
-            highlight=False,
+        out.print(
+            literal(
+                f"the answer would suggest up to {decision.articles} knowledge article(s):"
+                f" `mailbridge kb search --mail {file}` shows which"
+            )
         )
 
 
@@ -732,7 +598,9 @@ def _register_subcommands() -> None:
     from mailbridge.cli_secret import secret_group
     from mailbridge.cli_setup import config_init, mta_group
     from mailbridge.cli_sla import sla_group
+    from mailbridge.cli_tickets import tickets
 
+    main.add_command(tickets)
     main.add_command(import_group)
     main.add_command(kb_group)
     main.add_command(sla_group)

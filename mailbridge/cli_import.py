@@ -156,13 +156,13 @@ def _run(
         open_source = importer.open_mbox if kind == "mbox" else importer.open_maildir
         return open_source(path, order=order, scan_progress=scan_progress)
 
-    errors = Console(stderr=True)
+    errors = Console(stderr=True, markup=False, emoji=False, highlight=False)
     report: importer.ImportReport | None = None
     columns = (
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # a file name is not markup
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[detail]}"),
+        TextColumn("{task.fields[detail]}", markup=False),
         TimeElapsedColumn(),
     )
     try:

@@ -13,12 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from mailbridge.errors import ConfigError
-
-console = Console()
+from mailbridge.terminal import PlainTable, console, literal
 
 
 @click.group("kb")
@@ -84,8 +81,9 @@ def kb_search(ctx: click.Context, words: tuple[str, ...], mail_file: Path | None
             }
         )
         return
-    console.print(f"searched for: {' '.join(searched) or '(no significant words)'}", markup=False, highlight=False)
-    table = Table(
+    out = console()
+    out.print(literal(f"searched for: {' '.join(searched) or '(no significant words)'}"))
+    table = PlainTable(
         title=f"suggested when score >= {settings.min_score:g} and at least {settings.min_shared_words} shared words"
     )
     for column in ("suggested", "score", "shared words", "title", "path"):
@@ -98,4 +96,4 @@ def kb_search(ctx: click.Context, words: tuple[str, ...], mail_file: Path | None
             suggestion.title,
             suggestion.path,
         )
-    console.print(table)
+    out.print(table)

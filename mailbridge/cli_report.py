@@ -40,6 +40,24 @@ def _period(ctx: click.Context, start: str | None, end: str | None):  # type: ig
         _fail(f"{exc}; give --from before --to")
 
 
+def _queue(ctx: click.Context, queue: str | None) -> str | None:
+    """--queue as it is written in the config, or exit 2 with the closest names: a typo
+    must not give an empty report that looks like a quiet month."""
+    from mailbridge.cli import _fail
+    from mailbridge.names import UnknownName, check_name, ticket_queues
+    from mailbridge.store.db import read_tx
+
+    if queue is None:
+        return None
+    app = ctx.obj["app"]
+    with read_tx(app.store.main) as conn:
+        known = {*app.people.teams, *ticket_queues(conn)}
+    try:
+        return check_name(queue, known, option="--queue", what="queue")
+    except UnknownName as exc:
+        _fail(str(exc))
+
+
 def _as_of(value: str | None) -> datetime | None:
     from mailbridge.cli import _fail
 
@@ -63,7 +81,9 @@ def report_group(ctx: click.Context) -> None:
 
 _FROM = click.option("--from", "start", default=None, help="First day (YYYY-MM-DD), inclusive.")
 _TO = click.option("--to", "end", default=None, help="Last day (YYYY-MM-DD), inclusive.")
-_QUEUE = click.option("--queue", default=None, help="Only tickets of this queue (team id).")
+_QUEUE = click.option(
+    "--queue", default=None, help="Only tickets of this queue (a team id; an unknown one is an error)."
+)
 
 
 @report_group.command("summary")
@@ -89,15 +109,16 @@ def report_summary(
 
     app = ctx.obj["app"]
     period = _period(ctx, start, end)
+    queue = _queue(ctx, queue)
     data = build_summary(app.store, app.config, period, queue=queue, as_of=_as_of(as_of), people=app.people).to_dict()
     if fmt == "table" and output is None:
         render.print_tables(data)
         return
     if fmt == "table":
-        from rich.console import Console
+        from mailbridge.terminal import console
 
         with output.open("w", encoding="utf-8") as fh:  # type: ignore[union-attr]
-            render.print_tables(data, Console(file=fh, width=120))
+            render.print_tables(data, console(file=fh, width=120))
         return
     body = {"csv": render.to_csv, "json": render.to_json, "html": render.to_html}[fmt](data)
     if output is None:
@@ -125,15 +146,16 @@ def report_problems(
     ctx: click.Context, start: str | None, end: str | None, queue: str | None, min_occurrences: int, fmt: str
 ) -> None:
     """Repeated incidents grouped (same dedupe key, or the same subject words)."""
-    from rich.console import Console
-    from rich.table import Table
     from rich.text import Text
 
     from mailbridge.cli import _print_json
     from mailbridge.reports.problems import find_problems
+    from mailbridge.terminal import Column, fitted_table, literal
+    from mailbridge.terminal import console as literal_console
 
     app = ctx.obj["app"]
     period = _period(ctx, start, end)
+    queue = _queue(ctx, queue)
     groups = find_problems(app.store, period, min_occurrences=min_occurrences, queue=queue)
     if fmt == "json":
         _print_json(
@@ -143,13 +165,26 @@ def report_problems(
             }
         )
         return
-    console = Console()
+    out = literal_console()
     if not groups:
-        console.print(f"no repeated incidents {period.describe()}", markup=False)
+        out.print(literal(f"no repeated incidents {period.describe()}"))
         return
-    table = Table(title=Text(f"Repeated incidents {period.describe()}"), title_justify="left")
-    for column in ("group", "kind", "tickets", "occurrences", "references"):
-        table.add_column(column)
+    columns = (
+        Column("group", "group", keep=True),
+        Column("kind", "kind", drop_below=100),
+        Column("tickets", "tickets", justify="right"),
+        Column("occurrences", "occurrences", justify="right"),
+        Column("references", "references", keep=True),
+    )
+    table, shown = fitted_table(columns, out.width, title=Text(f"Repeated incidents {period.describe()}"))
+    table.title_justify = "left"
     for g in groups:
-        table.add_row(Text(g.key), g.kind, str(len(g.tickets)), str(g.occurrences), Text(", ".join(g.references())))
-    console.print(table)
+        cells = {
+            "group": g.key,
+            "kind": g.kind,
+            "tickets": str(len(g.tickets)),
+            "occurrences": str(g.occurrences),
+            "references": ", ".join(g.references()),
+        }
+        table.add_row(*(cells[c.key] for c in shown))
+    out.print(table)

@@ -42,6 +42,7 @@ from mailbridge.agents.commands import HELP, Command, CommandError, ParsedComman
 from mailbridge.agents.explanations import ExplanationLimit
 from mailbridge.agents.forward import extract_forwarded
 from mailbridge.config import Config
+from mailbridge.names import suggestion
 from mailbridge.outbound.compose import ComposeError, OutgoingAttachment
 from mailbridge.outbound.outbox import Outbox
 from mailbridge.outbound.render import TemplateError
@@ -210,7 +211,8 @@ class AgentDesk:
             problem = None
             if command.name == "assign" and command.args[0] not in self._people.agents:
                 known = ", ".join(sorted(self._people.agents)) or "(none configured)"
-                problem = f"unknown agent {command.args[0]!r}; agents: {known}"
+                hint = suggestion(command.args[0], self._people.agents)
+                problem = f"unknown agent {command.args[0]!r}{hint}; agents: {known}"
             elif command.name == "status":
                 new = command.args[0]
                 allowed = lifecycle.TRANSITIONS.get(ticket.status, frozenset())

@@ -36,7 +36,7 @@ from sqlalchemy import Connection, func, select, text
 
 from mailbridge.store.tables import kb_articles
 
-__all__ = ["MAX_WORDS", "Suggestion", "query_words", "rank", "suggest"]
+__all__ = ["MAX_WORDS", "Suggestion", "query_words", "rank", "stem", "stems", "suggest"]
 
 # Words searched per mail: the subject's first, then the new text's, in order.
 MAX_WORDS = 24
@@ -79,6 +79,17 @@ class Suggestion:
 
     def to_json(self) -> dict[str, Any]:
         return {"path": self.path, "title": self.title, "score": round(self.score, 2), "shared": list(self.shared)}
+
+
+def stem(word: str) -> str:
+    """A word's English stem ("crashing" -> "crash"); the word lowercased first."""
+    return str(_STEMMER.stemWord(word.lower()))
+
+
+def stems(text: str) -> set[str]:
+    """The stems of every word of `text` (words as query_words finds them, stop words
+    included): what a document "contains" for reports/problems.py."""
+    return {_STEMMER.stemWord(w) for w in _WORD.findall(text.lower())}
 
 
 def query_words(subject: str, body: str) -> list[str]:

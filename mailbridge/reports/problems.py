@@ -6,8 +6,14 @@ Two kinds of group, over the tickets created in the period:
   their occurrences (a repeat counted on an open ticket is an `incident_repeated` event);
 - the same significant subject words: ticket B joins ticket A's group when B's subject or
   first message contains every significant word of A's subject (at least two words; stop
-  words out; stemmed by the database's full-text search: a temporary FTS5 table on
-  SQLite, a tsvector with the english configuration on PostgreSQL).
+  words out; each word by its English stem, knowledge/suggest.py's stemmer).
+
+The words are matched here, in Python, not by the database's full-text search: SQLite's
+FTS5 and PostgreSQL's text search split and stem differently (PostgreSQL keeps
+"/home/projects" or "db01.example.org" as one token, and drops its own stop words), so
+two identical subjects were one group on SQLite and none on PostgreSQL. One tokenizer
+and one stemmer for both engines give the same groups on both. Only the stems some
+subject asks for are indexed, so the index stays small.
 """
 
 from __future__ import annotations
@@ -16,10 +22,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, text
+from sqlalchemy import Connection, bindparam, func, select
 
 from mailbridge.clock import ensure_utc
-from mailbridge.knowledge.suggest import query_words
+from mailbridge.knowledge.suggest import query_words, stem, stems
 from mailbridge.reports.period import Period
 from mailbridge.store.db import Store
 from mailbridge.store.tables import events, messages, tickets
@@ -80,7 +86,7 @@ def find_problems(
         groups = _by_key(found)
         unkeyed = [t for t, key in found.values() if key is None]
         groups.extend(_similar(conn, unkeyed))
-        conn.rollback()  # nothing of this is kept (the temporary tables go with it)
+        conn.rollback()  # only read
     groups = [g for g in groups if g.occurrences >= min_occurrences]
     groups.sort(key=lambda g: (-g.occurrences, -len(g.tickets), g.key))
     return groups
@@ -140,28 +146,23 @@ def _first_texts(conn: Connection, ids: list[int]) -> dict[int, str]:
 def _similar(conn: Connection, candidates: list[ProblemTicket]) -> list[ProblemGroup]:
     if len(candidates) < 2:
         return []
+    words_of: dict[int, list[str]] = {}
+    wanted: dict[int, set[str]] = {}  # ticket id -> the stems of its subject's words
+    for ticket in candidates:
+        words = query_words(ticket.subject, "")[:MAX_WORDS]
+        if len(words) >= MIN_WORDS:
+            words_of[ticket.id] = words
+            wanted[ticket.id] = {stem(w) for w in words}
+    if not wanted:
+        return []
+    asked = set().union(*wanted.values())
     bodies = _first_texts(conn, [t.id for t in candidates])
-    rows = [{"id": t.id, "subject": t.subject, "body": bodies.get(t.id, "")} for t in candidates]
-    if conn.dialect.name == "sqlite":
-        conn.execute(
-            text("CREATE VIRTUAL TABLE temp.problem_docs USING fts5(subject, body, tokenize='porter unicode61')")
-        )
-        conn.execute(text("INSERT INTO temp.problem_docs (rowid, subject, body) VALUES (:id, :subject, :body)"), rows)
-        # Each word quoted: a phrase of letters and digits, never FTS5 syntax.
-        search = text("SELECT rowid FROM temp.problem_docs WHERE problem_docs MATCH :q")
-    else:
-        conn.execute(text("CREATE TEMPORARY TABLE problem_docs (id bigint PRIMARY KEY, doc tsvector)"))
-        conn.execute(
-            text(
-                "INSERT INTO problem_docs (id, doc) VALUES "
-                "(:id, to_tsvector('english', :subject) || to_tsvector('english', :body))"
-            ),
-            rows,
-        )
-        search = text("SELECT id FROM problem_docs WHERE doc @@ plainto_tsquery('english', :q)")
+    containing: dict[str, set[int]] = {}  # stem -> tickets whose subject or first text has it
+    for ticket in candidates:
+        for found in stems(f"{ticket.subject}\n{bodies.get(ticket.id, '')}") & asked:
+            containing.setdefault(found, set()).add(ticket.id)
     by_id = {t.id: t for t in candidates}
     parent = {t.id: t.id for t in candidates}
-    words_of: dict[int, list[str]] = {}
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -169,14 +170,10 @@ def _similar(conn: Connection, candidates: list[ProblemTicket]) -> list[ProblemG
             i = parent[i]
         return i
 
-    for ticket in candidates:
-        words = query_words(ticket.subject, "")[:MAX_WORDS]
-        if len(words) < MIN_WORDS:
-            continue
-        words_of[ticket.id] = words
-        q = " AND ".join(f'"{w}"' for w in words) if conn.dialect.name == "sqlite" else " ".join(words)
-        for (other,) in conn.execute(search, {"q": q}):
-            a, b = root(ticket.id), root(int(other))
+    for ticket_id, needed in wanted.items():
+        postings = sorted((containing.get(s, set()) for s in needed), key=len)
+        for other in set.intersection(*postings):
+            a, b = root(ticket_id), root(other)
             if a != b:
                 parent[max(a, b)] = min(a, b)  # the oldest ticket names the group
     members: dict[int, list[ProblemTicket]] = {}

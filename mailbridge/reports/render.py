@@ -11,19 +11,17 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from mailbridge.reports.charts import bar_chart_svg, hbar_chart_svg
+from mailbridge.terminal import PlainTable, literal
+from mailbridge.terminal import console as literal_console
 
 FORMATS = ("table", "csv", "json", "html")
 
 
-class _Table(Table):
+class _Table(PlainTable):
     """Cells as plain text: a subject or an address with "[...]" in it is not rich markup."""
-
-    def add_row(self, *cells: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        super().add_row(*(Text(str(c)) for c in cells), **kwargs)
 
 
 def duration(seconds: float | None) -> str:
@@ -144,14 +142,14 @@ def to_html(data: dict[str, Any]) -> str:
 
 
 def print_tables(data: dict[str, Any], console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or literal_console()
     period, volume, backlog = data["period"], data["volume"], data["backlog"]
     queue = f", queue {period['queue']}" if period["queue"] else ""
     title = f"Summary {period['from']} to {period['to']} ({period['timezone']}{queue}), as of {period['as_of']}"
-    console.print(Text(title, style="bold"))
+    console.print(Text(literal(title), style="bold"))
 
     def table(title: str, *columns: str) -> _Table:
-        t = _Table(title=Text(title), title_justify="left", title_style="bold")
+        t = _Table(title=Text(literal(title)), title_justify="left", title_style="bold")
         for i, c in enumerate(columns):
             t.add_column(c, justify="left" if i == 0 else "right")
         return t

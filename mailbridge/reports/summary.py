@@ -19,6 +19,8 @@ Definitions (docs/reporting.md explains them with an example):
 - SLA achievement, per target and priority: clocks met in time / clocks met or breached
   (a clock counts as breached if it ever was, even if met afterwards).
 - A ticket merged into another counts in the volumes only (its work is in the other one).
+- Agents are the configured ones ([[agents]]): whoever else resolved a ticket (a
+  monitoring robot's recovery mail, the system) is not listed among them.
 - First-contact resolution: resolved with exactly one public agent answer and never
   reopened, over the resolved tickets. Reopen rate: reopened at least once, over the
   tickets resolved at least once.
@@ -239,7 +241,7 @@ def build_summary(
     }
     data.update(_times_and_rates(figures))
     data["sla"] = _sla(figures)
-    data["agents"] = _agents(figures)
+    data["agents"] = _agents(figures, set(people.agents))
     data["satisfaction"] = _satisfaction(figures)
     data["repeat_requesters"] = _top(Counter(f.ticket.requester for f in every), "requester")
     data["repeat_subjects"] = _top(Counter(normalize_subject(f.ticket.subject) for f in every), "subject")
@@ -356,7 +358,10 @@ def _sla(figures: list[TicketFigures]) -> list[dict[str, Any]]:
     return rows
 
 
-def _agents(figures: list[TicketFigures]) -> list[dict[str, Any]]:
+def _agents(figures: list[TicketFigures], agents: set[str]) -> list[dict[str, Any]]:
+    """Per configured agent. Others act on tickets too (a monitoring robot's recovery
+    resolves its own incident, the system, an import): they are not agents, so they are
+    not listed, whatever they did."""
     handled: dict[str, set[int]] = defaultdict(set)
     first: dict[str, list[float]] = defaultdict(list)
     solved: Counter[str] = Counter()
@@ -376,7 +381,7 @@ def _agents(figures: list[TicketFigures]) -> list[dict[str, Any]]:
             "median_first_response_seconds": median(first.get(name, [])),
         }
         for name in names
-        if name not in ("system", "import")
+        if name in agents
     ]
     return sorted(rows, key=lambda r: (-r["handled"], -r["resolved"], r["agent"]))
 

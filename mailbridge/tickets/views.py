@@ -1,10 +1,13 @@
-"""Read-side views of tickets for the CLI (`tickets list|show`) and, later, the web UI."""
+"""Read-side views of tickets for the CLI (`tickets list|show`) and the web UI: plain data
+(dicts of JSON values), no printing; cli_tickets.py lays them out."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, and_, func, or_, select
 
 from mailbridge.clock import ensure_utc
 from mailbridge.errors import NotFound
@@ -55,18 +58,63 @@ def _summary(row: Any, related: str | None = None) -> dict[str, Any]:
     }
 
 
-def list_tickets(conn: Connection, *, status: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class TicketFilter:
+    """What `mailbridge tickets list` narrows the list to; every field optional, all of
+    them must hold. The same SQL on SQLite and PostgreSQL."""
+
+    status: str | None = None
+    queue: str | None = None
+    assignee: str | None = None
+    requester: str | None = None  # an address, or "@domain" for everyone at that domain
+    words: tuple[str, ...] = ()  # each somewhere in the subject, case-insensitively
+    since: datetime | None = None  # updated (or created) at or after this instant
+    limit: int | None = None  # the most recent this many (by ticket number)
+
+
+def _contains_word(word: str) -> Any:
+    """The subject contains `word`, whatever its case. ILIKE folds only what the engine's
+    locale folds (SQLite: ASCII letters), so the usual spellings of a word are asked for
+    too ("über", "Über", "ÜBER"), the same on both engines. `%` and `_` are literal."""
+    spellings = dict.fromkeys((word, word.lower(), word.upper(), word.capitalize()))
+    return or_(*(tickets.c.subject.icontains(s, autoescape=True) for s in spellings))
+
+
+def list_tickets(
+    conn: Connection, *, status: str | None = None, limit: int | None = None, where: TicketFilter | None = None
+) -> list[dict[str, Any]]:
+    """Tickets oldest first; with a limit, the most recent `limit` of them."""
+    where = where or TicketFilter(status=status, limit=limit)
     counts = select(messages.c.ticket_id, func.count().label("n")).group_by(messages.c.ticket_id).subquery()
-    query = (
-        select(tickets, func.coalesce(counts.c.n, 0).label("message_count"))
-        .outerjoin(counts, counts.c.ticket_id == tickets.c.id)
-        .order_by(tickets.c.id)
+    query = select(tickets, func.coalesce(counts.c.n, 0).label("message_count")).outerjoin(
+        counts, counts.c.ticket_id == tickets.c.id
     )
-    if status:
-        query = query.where(tickets.c.status == status)
-    if limit:
-        query = query.limit(limit)
-    return [_summary(row) for row in conn.execute(query)]
+    conditions: list[Any] = []
+    if where.status:
+        conditions.append(tickets.c.status == where.status)
+    if where.queue:
+        conditions.append(tickets.c.queue == where.queue)
+    if where.assignee:
+        conditions.append(tickets.c.assignee == where.assignee)
+    if where.requester:
+        wanted = where.requester.strip().lower()
+        if wanted.startswith("@"):
+            conditions.append(tickets.c.requester_domain == wanted[1:])
+        else:
+            conditions.append(tickets.c.requester == wanted)
+    for word in where.words:
+        conditions.append(_contains_word(word))
+    if where.since is not None:
+        conditions.append(tickets.c.updated_at >= where.since)
+    if conditions:
+        query = query.where(and_(*conditions))
+    if where.limit:
+        # The most recent ones, shown oldest first like the whole list.
+        newest = query.order_by(tickets.c.id.desc()).limit(where.limit).subquery()
+        rows = list(conn.execute(select(newest).order_by(newest.c.id)))
+    else:
+        rows = list(conn.execute(query.order_by(tickets.c.id)))
+    return [_summary(row) for row in rows]
 
 
 def ticket_id_for(conn: Connection, reference: str) -> int:

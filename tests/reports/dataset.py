@@ -23,6 +23,26 @@ timezone = "Europe/Berlin"
 id = "office"
 timezone = "Europe/Berlin"
 hours = { mon-fri = "09:00-17:00" }
+
+[[agents]]
+id = "alice"
+name = "Alice Agent"
+email = "alice@staff.example"
+teams = ["it"]
+
+[[agents]]
+id = "bob"
+name = "Bob Agent"
+email = "bob@staff.example"
+teams = ["it", "sales"]
+
+[[teams]]
+id = "it"
+name = "IT"
+
+[[teams]]
+id = "sales"
+name = "Sales"
 """
 
 

@@ -125,3 +125,47 @@ def test_problems_command(site: tuple[App, Path]) -> None:
     ]
     table = mailbridge(config, "report", "problems", "--from", "2026-11-01", "--to", "2026-11-30").stdout.decode()
     assert "K1, K2" in table and "S1, S2, S3" in table
+
+
+IDENTICAL = (
+    "Quota alert [/home/projects] almost full",
+    "Disk full on db01.example.org",
+    "Zertifikat für www.example.de läuft ab",
+    "VPN-Client 4.2.1 stürzt ab",
+)
+
+
+def test_identical_subjects_are_one_group_on_every_engine(site: tuple[App, Path]) -> None:
+    """Issue 15 item 16: PostgreSQL's text search kept "/home/projects" and
+    "db01.example.org" as one token each, so two tickets with the same subject were one
+    group on SQLite and none on PostgreSQL. Now the same groups on both."""
+    app, _ = site
+    with write_tx(app.store.main) as conn:
+        day = 2
+        for n, subject in enumerate(IDENTICAL):
+            for copy in (1, 2):
+                at = local(day, 9 + copy)
+                ref = f"I{n}{copy}"
+                _events(conn, _ticket(conn, ref, at, "x@example.com", subject), created(at, ref, "x@example.com"))
+            day += 1
+        at = local(20, 10)
+        for ref in ("W1", "W2"):  # only stop words: never a group of their own
+            _events(conn, _ticket(conn, ref, at, "x@example.com", "Down again?"), created(at, ref, "x@example.com"))
+    groups = find_problems(app.store, NOVEMBER)
+    assert sorted(g.references() for g in groups) == [[f"I{n}1", f"I{n}2"] for n in range(len(IDENTICAL))]
+    assert {g.kind for g in groups} == {"similar"}
+    assert {g.key for g in groups} >= {"quota alert home projects almost full", "disk full db01 example org"}
+
+
+def test_an_unknown_queue_is_an_error_with_a_suggestion(site: tuple[App, Path]) -> None:
+    """Issue 15 item 16: `--queue netwrk` (a typo) gave an empty report that looked like
+    a quiet month."""
+    app, config = site
+    with write_tx(app.store.main) as conn:
+        write_dataset(conn)
+    for command in ("summary", "problems"):
+        bad = mailbridge(config, "report", command, "--queue", "sals", check=False)
+        assert bad.returncode == 2, bad.stdout
+        assert "--queue 'sals': no such queue; did you mean 'sales'? (known: it, sales)" in bad.stderr.decode()
+        # Spelled in another case, a queue is still found (as the config writes it).
+        mailbridge(config, "report", command, "--queue", "SALES")

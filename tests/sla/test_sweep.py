@@ -229,9 +229,10 @@ def test_sweep_cli_with_a_given_time(app, tmp_path):
     with app.store.main.connect() as conn:
         reference = conn.execute(select(tickets.c.reference)).scalar_one()
     shown = mailbridge(config, "tickets", "show", reference).stdout.decode()
-    assert "SLA first_response: running, due 2026-11-23T10:00:00+00:00" in shown
-    assert "breached at 2026-11-23T10:00:00+00:00" in shown
-    assert "SLA resolution: running, due 2026-11-23T17:00:00+00:00" in shown
+    # Due times in the desk's time zone (the default calendar's: Europe/Berlin, UTC+1).
+    assert "SLA first_response: running, due 2026-11-23 11:00 CET" in shown
+    assert "breached at 2026-11-23 11:00 CET" in shown
+    assert "SLA resolution: running, due 2026-11-23 18:00 CET" in shown
     data = mailbridge_json(config, "tickets", "show", reference)
     assert {c["target"]: c["level"] for c in data["sla"]} == {"first_response": 2, "resolution": 0}
 

@@ -1,0 +1,347 @@
+"""`mailbridge tickets list|show|set`: the desk's tickets for an admin at a terminal.
+
+    mailbridge tickets list [--status S] [--queue Q] [--assignee ID] [--requester ADDR|@DOMAIN]
+                            [--search WORDS] [--since 2026-11-01|7d] [--limit N] [--json]
+    mailbridge tickets show REF [--json]
+    mailbridge tickets set REF --assign ID --status S ...
+
+Part of cli.py's command tree (registered there). The data comes from tickets/views.py;
+this module only lays it out: every customer-written string through terminal.py (taken
+literally), the list fitted to the terminal's width (the subject is never cut), times in
+the desk's time zone ([reports] timezone).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import click
+from rich.padding import Padding
+from rich.text import Text
+
+from mailbridge.errors import NotFound
+from mailbridge.terminal import Column, console, fitted_table, literal, styled
+
+_DURATION = re.compile(r"(\d+)\s*([mhdw])")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+SINCE_HELP = (
+    "Only tickets updated (or created) since then: a date, YYYY-MM-DD (from midnight in the desk's"
+    " time zone), or a duration back from now: 30m, 12h, 7d, 2w."
+)
+
+
+def parse_since(value: str, now: datetime, zone: ZoneInfo) -> datetime:
+    """--since: a date (midnight in `zone`) or a duration back from `now` (UTC instant)."""
+    text = value.strip().lower()
+    match = _DURATION.fullmatch(text)
+    if match:
+        return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"--since {value!r} is neither a date nor a duration; write YYYY-MM-DD (e.g. 2026-11-01)"
+            " or a number with m, h, d or w (e.g. 7d for the last seven days)"
+        ) from None
+    return datetime.combine(day, time(0), zone).astimezone(UTC)
+
+
+def local_time(value: str | None, zone: ZoneInfo, *, seconds: bool = False) -> str:
+    """An ISO instant as the desk reads it: "2026-11-23 11:00 CET"."""
+    if not value:
+        return ""
+    when = datetime.fromisoformat(value).astimezone(zone)
+    return when.strftime("%Y-%m-%d %H:%M:%S %Z" if seconds else "%Y-%m-%d %H:%M %Z")
+
+
+def _zone(app: Any) -> ZoneInfo:
+    from mailbridge.reports.period import report_zone
+
+    return report_zone(app.config)
+
+
+@click.group()
+def tickets() -> None:
+    """List, show and change tickets."""
+
+
+LIST_COLUMNS = (
+    Column("reference", "reference"),
+    Column("status", "status"),
+    Column("requester", "requester", drop_below=60, max_width=20, wide=120),
+    Column("subject", "subject", keep=True),
+    Column("assignee", "assignee", drop_below=140),
+    Column("messages", "msgs", drop_below=110, justify="right"),
+    Column("updated", "updated", drop_below=100),
+)
+
+
+@tickets.command("list")
+@click.option("--status", default=None, help="Only tickets with this status (new, open, pending, ...).")
+@click.option("--queue", default=None, help="Only tickets in this queue (a team id from the config).")
+@click.option("--assignee", default=None, help="Only tickets assigned to this agent (an agent id).")
+@click.option("--requester", default=None, help="Only this requester's tickets: an address, or @domain.")
+@click.option(
+    "--search",
+    "words",
+    default=None,
+    metavar="WORDS",
+    help="Only tickets whose subject contains every one of these words (any case; `print` finds `printer`).",
+)
+@click.option("--since", default=None, help=SINCE_HELP)
+@click.option("--limit", type=click.IntRange(1), default=None, help="At most this many: the most recent ones.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def tickets_list(
+    ctx: click.Context,
+    status: str | None,
+    queue: str | None,
+    assignee: str | None,
+    requester: str | None,
+    words: str | None,
+    since: str | None,
+    limit: int | None,
+    as_json: bool,
+) -> None:
+    """Tickets, oldest first, fitted to the terminal's width."""
+    from mailbridge.cli import _app, _fail, _print_json
+    from mailbridge.names import UnknownName, check_name, ticket_queues
+    from mailbridge.store.db import read_tx
+    from mailbridge.tickets.lifecycle import STATUSES
+    from mailbridge.tickets.views import TicketFilter, list_tickets
+
+    app = _app(ctx)
+    zone = _zone(app)
+    try:
+        since_at = parse_since(since, app.clock(), zone) if since else None
+    except ValueError as exc:
+        _fail(str(exc))
+    with read_tx(app.store.main) as conn:
+        try:
+            if status:
+                status = check_name(status, STATUSES, option="--status", what="status")
+            if queue:
+                queue = check_name(queue, {*app.people.teams, *ticket_queues(conn)}, option="--queue", what="queue")
+            if assignee:
+                assignee = check_name(assignee, app.people.agents, option="--assignee", what="agent")
+        except UnknownName as exc:
+            _fail(str(exc))
+        where = TicketFilter(
+            status=status,
+            queue=queue,
+            assignee=assignee,
+            requester=requester,
+            words=tuple((words or "").split()),
+            since=since_at,
+            limit=limit,
+        )
+        rows = list_tickets(conn, where=where)
+    if as_json:
+        _print_json(rows)
+        return
+    out = console()
+    table, shown = fitted_table(LIST_COLUMNS, out.width)
+    if any(c.key == "updated" for c in shown):
+        table.caption = f"times in {zone.key}"
+    for row in rows:
+        cells = {
+            **row,
+            "messages": str(row["messages"]),
+            "assignee": row["assignee"] or "",
+            "updated": local_time(row["updated_at"], zone)[:16],
+        }
+        table.add_row(*(cells[c.key] for c in shown))
+    out.print(table)
+
+
+def _value(value: Any) -> str:
+    """One history detail as a person reads it: text as it is (not "\\u00fc"), the rest
+    as compact JSON with its non-ASCII letters kept."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def history_entry(event: dict[str, Any], zone: ZoneInfo) -> tuple[str, str]:
+    """(when, what, who) on one line; the details as `key: value` pairs for the next,
+    indented, so that at 80 columns each entry is still read at a glance."""
+    head = f"{local_time(event['at'], zone, seconds=True)}  {event['type']}  {event['actor']}"
+    return head, ", ".join(f"{k}: {_value(v)}" for k, v in (event["data"] or {}).items())
+
+
+def _sla_line(clock: dict[str, Any], now: datetime, zone: ZoneInfo) -> str:
+    due = clock["due_at"]
+    left = ""
+    if due and clock["state"] == "running":
+        remaining = datetime.fromisoformat(due) - now
+        left = f", {'overdue by' if remaining.total_seconds() < 0 else 'left'} {abs(remaining)}".split(".")[0]
+    shown = f"SLA {clock['target']}: {clock['state']}" + (f", due {local_time(due, zone)}{left}" if due else "")
+    if clock["breached_at"]:
+        shown += f", breached at {local_time(clock['breached_at'], zone)}"
+    return shown
+
+
+def _person(name: str | None, address: str) -> str:
+    return f"{name} <{address}>" if name else address
+
+
+@tickets.command("show")
+@click.argument("reference")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def tickets_show(ctx: click.Context, reference: str, as_json: bool) -> None:
+    """One ticket: who and what it is about, its SLA clocks, its messages, its history
+    (times in the desk's time zone)."""
+    from mailbridge.cli import _app, _fail, _print_json
+    from mailbridge.store.db import read_tx
+    from mailbridge.tickets.views import show_ticket
+
+    app = _app(ctx)
+    try:
+        with read_tx(app.store.main) as conn:
+            data = show_ticket(conn, reference)
+    except NotFound as exc:
+        _fail(str(exc))
+    if as_json:
+        _print_json(data)
+        return
+    zone = _zone(app)
+    out = console()
+
+    def line(*parts: str | Text) -> None:
+        out.print(Text.assemble(*(p if isinstance(p, Text) else literal(p) for p in parts)))
+
+    line(styled(data["reference"]), " ", data["subject"])
+    assignee = data["assignee"]
+    if assignee and assignee in app.people.agents:
+        assignee = f"{assignee} ({app.people.agents[assignee].name})"
+    line(
+        f"status {data['status']}, priority {data['priority'] or '-'}, queue {data['queue'] or '-'},"
+        f" assignee {assignee or '-'}"
+    )
+    line(
+        f"requester {_person(data['requester_name'], data['requester'])},"
+        f" created {local_time(data['created_at'], zone)}, updated {local_time(data['updated_at'], zone)}"
+    )
+    if data["tags"]:
+        line("tags: " + ", ".join(data["tags"]))
+    classification = [f"{k} {data[k]}" for k in ("type", "category", "severity", "impact", "urgency") if data[k]]
+    if classification:
+        line(", ".join(classification))
+    for name, value in data["custom_fields"].items():
+        line(f"{name}: {_value(value)}")
+    if data["related"]:
+        line(f"related to {data['related']}")
+    if data["merged_into"]:
+        line(f"merged into {data['merged_into']}")
+    line(
+        "participants: " + ", ".join(f"{_person(p['name'], p['address'])} ({p['role']})" for p in data["participants"])
+    )
+    if data["incident_key"]:
+        line(f"incident {data['incident_key']}: {data['occurrences']} occurrence(s)")
+    for failure in data["delivery_failures"]:
+        kind = "temporary" if failure["temporary"] else "permanent"
+        line(f"delivery failed: {failure['address']} {failure['status'] or ''} ({kind})")
+    now = app.clock()
+    for clock in data.get("sla", []):
+        line(_sla_line(clock, now, zone))
+    for msg in data["messages"]:
+        label = "" if msg["classification"] == "normal" else f" [{msg['classification']}]"
+        if msg["author"]:
+            label += f" [agent {msg['author']}]"
+        if msg["internal"]:
+            label += " [internal note]"
+        sender = _person(msg["from_name"], msg["from"])
+        out.rule(Text(literal(f"{msg['direction']} {sender} {local_time(msg['received_at'], zone)}{label}")))
+        out.print(Text(literal(msg["text"], multiline=True)))
+        for att in msg["attachments"]:
+            line(f"[attachment] {att['filename']} ({att['content_type']}, {att['size']} bytes)")
+    out.rule(Text(f"history (times in {zone.key})"))
+    for ev in data["events"]:
+        head, details = history_entry(ev, zone)
+        line(head)
+        if details:
+            out.print(Padding(Text(literal(details)), (0, 0, 0, 4), expand=False))
+
+
+@tickets.command("set")
+@click.argument("reference")
+@click.option("--status", "new_status", default=None, help="open, pending, restored, resolved or closed.")
+@click.option("--assign", "assignee", default=None, help="An agent id from the config.")
+@click.option("--priority", type=click.Choice(["critical", "high", "medium", "low"]), default=None)
+@click.option(
+    "--severity", type=click.Choice(["business-halted", "business-interrupted", "user-affected"]), default=None
+)
+@click.option("--category", default=None, help="Up to 64 characters.")
+@click.option("--tag", "tags", multiple=True, help="A tag to add (repeat for more).")
+@click.option("--merge-into", "merge_into", default=None, help="Merge this ticket into that one (a reference).")
+@click.option("--by", "actor", default="admin", show_default=True, help="Who did it, for the history.")
+@click.pass_context
+def tickets_set(
+    ctx: click.Context,
+    reference: str,
+    new_status: str | None,
+    assignee: str | None,
+    priority: str | None,
+    severity: str | None,
+    category: str | None,
+    tags: tuple[str, ...],
+    merge_into: str | None,
+    actor: str,
+) -> None:
+    """Change a ticket as an admin: what agents do with #commands by mail, with the same
+    checks, history, notifications (an assignee is told) and resolved notice."""
+    from mailbridge.agents.commands import Command
+    from mailbridge.agents.desk import AgentDesk
+    from mailbridge.cli import _app, _fail
+    from mailbridge.store.db import write_tx
+    from mailbridge.tickets.lifecycle import STATUSES, Pending
+    from mailbridge.tickets.views import ticket_id_for
+
+    if new_status is not None and new_status not in STATUSES:
+        _fail(f"unknown status {new_status!r}; expected one of {', '.join(STATUSES)}")
+    wanted: list[Command] = []
+    for name, value in (
+        ("assign", assignee),
+        ("status", new_status),
+        ("priority", priority),
+        ("severity", severity),
+        ("category", category),
+        ("merge", merge_into.upper() if merge_into else None),
+    ):
+        if value is not None:
+            wanted.append(Command(name, (value,), 0, f"--{name} {value}"))
+    for tag in tags:
+        if not re.fullmatch(r"[a-z0-9._-]{1,50}", tag.lower()):
+            _fail(f"--tag {tag!r}: a tag is letters, digits, . _ - (at most 50 characters)")
+        wanted.append(Command("tag", (tag.lower(),), 0, f"--tag {tag}"))
+    if not wanted:
+        _fail("nothing to change: give --status, --assign, --priority, --severity, --category, --tag or --merge-into")
+    app = _app(ctx)
+    desk = AgentDesk(app.config, app.people, app.outbox, app.refs)
+    now = app.clock()
+    try:
+        with write_tx(app.store.main) as conn:
+            ticket_id = ticket_id_for(conn, reference)
+            ticket = desk.ticket(conn, ticket_id)
+            errors = desk.check(conn, ticket, wanted)
+            if errors:
+                raise click.ClickException("; ".join(e.message for e in errors))
+            old_status = ticket.status
+            pending = Pending()
+            if desk.execute(conn, ticket, wanted, actor, now, pending, {"via": "cli"}):
+                desk.resolved_notice(conn, ticket_id, pending, now)
+            pending.flush(conn)
+    except NotFound as exc:
+        _fail(str(exc))
+    except click.ClickException as exc:
+        _fail(exc.message)
+    for command in wanted:
+        if command.name == "status":
+            click.echo(f"{reference.upper()}: {old_status} -> {command.args[0]}")
+        else:
+            click.echo(f"{reference.upper()}: {command.name} {' '.join(command.args)}")
