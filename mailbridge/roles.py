@@ -151,6 +151,9 @@ async def _receiver(config: Config) -> int:
             hostname=config.smtp.hostname,
             reserve=reserve,
             path=path,
+            # [intake] block: refused with 550 here; the pipe's mail (already accepted
+            # by the MTA) is dropped by the worker instead.
+            blocked=None if kind == "pipe" else config.intake.blocked,
         )
 
     if config.smtp.enabled:
