@@ -951,7 +951,11 @@ class Pipeline:
         starts = flood.scope == "address" and not (extraction is not None and extraction.dedupe_key)
         if flood.flood and not starts:
             self._flag_flood(conn, ticket_id, flood, now, pending)
-        start_clocks(conn, self._config, self._people, ticket_id, now, pending)
+        untracked = self._untracked(msg)
+        if untracked is None:
+            start_clocks(conn, self._config, self._people, ticket_id, now, pending)
+        else:
+            pending.events.append(lifecycle.event_row(ticket_id, now, "not_tracked", "system", {"reason": untracked}))
         self._acknowledge(conn, ticket_id, reference, requester, msg, pending, previous=previous, flood=flood)
         text = msg.analysis.reply_text or mail.text
         note = ""
@@ -967,9 +971,27 @@ class Pipeline:
             )
             self._desk.notify(conn, ticket_id, "flood", pending, now, text=text, mail=mail)
             self._flag_flood(conn, ticket_id, flood, now, pending)
-        elif msg.analysis.kind != "loop":
+        elif msg.analysis.kind != "loop" and untracked is None:
             self._desk.notify(conn, ticket_id, "assigned", pending, now, text=text, mail=mail)
         return reference, note
+
+    @staticmethod
+    def _untracked(msg: _Inbound) -> str | None:
+        """Why a new ticket gets no SLA clocks and no agent notification, or None.
+        Mailing-list and bulk mail (List-Id, Precedence: list/bulk, ...) is filed, not
+        chased, unless a rule says `track = true`; `track = false` does the same for
+        any mail (docs/rules.md)."""
+        decision = msg.decision
+        track = decision.track if decision is not None else None
+        rule = decision.set_by.get("track", "?") if decision is not None else "?"
+        if track is True:
+            return None
+        if track is False:
+            return f"rule {rule} says track = false: no SLA clocks, agents not notified"
+        if msg.analysis.kind == "bulk":
+            reason = msg.analysis.classification.reason
+            return f"bulk mail ({reason}): no SLA clocks, agents not notified (a rule can say track = true)"
+        return None
 
     @staticmethod
     def _flag_flood(
