@@ -69,7 +69,15 @@ LATENCY = "mailbridge_processing_latency_seconds"
 # out of nowhere (Prometheus' rate() of a new series misses its first increase).
 KNOWN_LABELS = {
     "intake": ("smtp", "lmtp", "pipe", "imap", "import"),
-    "reason": ("relay", "unknown_mailbox", "storage", "temporary_failure", "too_many_recipients", "size"),
+    "reason": (
+        "relay",
+        "unknown_mailbox",
+        "blocked_sender",
+        "storage",
+        "temporary_failure",
+        "too_many_recipients",
+        "size",
+    ),
     "kind": CONFIG_KINDS,
 }
 
