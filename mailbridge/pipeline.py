@@ -969,7 +969,8 @@ class Pipeline:
                 f" (more than [autoreply] flood_threshold = {self._config.autoreply.flood_threshold});"
                 f" further mail from this sender joins {reference} until {window} minutes pass without any"
             )
-            self._desk.notify(conn, ticket_id, "flood", pending, now, text=text, mail=mail)
+            if untracked is None:  # (a list's flood stays as quiet as the list)
+                self._desk.notify(conn, ticket_id, "flood", pending, now, text=text, mail=mail)
             self._flag_flood(conn, ticket_id, flood, now, pending)
         elif msg.analysis.kind != "loop" and untracked is None:
             self._desk.notify(conn, ticket_id, "assigned", pending, now, text=text, mail=mail)
