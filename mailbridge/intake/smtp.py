@@ -94,9 +94,13 @@ def header_from(raw: bytes) -> list[str]:
     from the header section only (intake does not parse mail; this is one field)."""
     end = raw.find(b"\r\n\r\n", 0, _HEADER_SCAN)
     head = raw[: end + 2 if end >= 0 else _HEADER_SCAN]
-    headers = BytesHeaderParser(policy=compat32).parsebytes(head)
-    values = [str(v) for v in headers.get_all("From") or []]
-    return [addr for _name, addr in getaddresses(values) if addr]
+    try:
+        headers = BytesHeaderParser(policy=compat32).parsebytes(head)
+        values = [str(v) for v in headers.get_all("From") or []]
+        return [addr for _name, addr in getaddresses(values) if addr]
+    except Exception:  # a header too broken to read: the worker checks the parsed From too
+        log.debug("From header unreadable at DATA; left to the worker", exc_info=True)
+        return []
 
 
 _SIZE_PARAM = re.compile(r"^SIZE=(\d{1,15})$", re.IGNORECASE)
