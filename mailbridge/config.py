@@ -9,6 +9,7 @@ can find it, and what is expected, so an admin can fix it without reading code.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import tomllib
 from collections.abc import Sequence
@@ -276,6 +277,53 @@ class AutoReplySettings(_Strict):
     # "Not done" explanations to one agent (a refused or erroneous mail) per hour; an
     # automatic mail, a bounce or an answer to an explanation never gets one.
     agent_notices_per_hour: Annotated[int, Field(ge=0)] = 5
+
+
+def _check_block_entry(entry: str) -> str:
+    """An `[intake] block` entry: one address or "@domain"."""
+    value = entry.strip().lower()
+    if value.startswith("@") and _DOMAIN_RE.match(value[1:]):
+        return value
+    if not value.startswith("@") and _BLOCK_ADDR_RE.match(value):
+        return value
+    raise ValueError(
+        f'{entry!r} is neither an address like "spam@x.example" nor a domain like "@bad.example"'
+        " (write the domain with its @)"
+    )
+
+
+class IntakeSettings(_Strict):
+    """What intake refuses before anything else looks at the mail ([intake])."""
+
+    # Senders whose mail is refused: "spam@x.example" (that address) or "@bad.example"
+    # (the domain and its subdomains). SMTP/LMTP answer 550 5.7.1 at RCPT (envelope
+    # sender) or DATA (From header); mail that comes by the pipe or IMAP, which the MTA
+    # or mailbox already accepted, is dropped by the worker: kept in the spool as
+    # "dropped" with the reason and logged, never a ticket.
+    block: list[Annotated[str, AfterValidator(_check_block_entry)]] = []
+
+    def blocked(self, address: str | None) -> str | None:
+        """The block entry that refuses ``address`` (an envelope sender or a From
+        address), or None. Cheap: a set lookup per domain label."""
+        if not address or not self.block:
+            return None
+        address = address.strip().lower()
+        if address in self._block_addresses:
+            return address
+        labels = address.rpartition("@")[2].split(".")
+        for i in range(len(labels)):
+            entry = "@" + ".".join(labels[i:])
+            if entry in self._block_domains:
+                return entry
+        return None
+
+    @functools.cached_property
+    def _block_addresses(self) -> frozenset[str]:
+        return frozenset(e for e in self.block if not e.startswith("@"))
+
+    @functools.cached_property
+    def _block_domains(self) -> frozenset[str]:
+        return frozenset(e for e in self.block if e.startswith("@"))
 
 
 class ProcessingSettings(_Strict):
@@ -887,6 +935,7 @@ class Config(_Strict):
     outgoing: OutgoingSettings = OutgoingSettings()
     security: SecuritySettings = SecuritySettings()
     autoreply: AutoReplySettings = AutoReplySettings()
+    intake: IntakeSettings = IntakeSettings()
     processing: ProcessingSettings = ProcessingSettings()
     incidents: IncidentSettings = IncidentSettings()
     rules: RulesSettings = RulesSettings()
@@ -991,6 +1040,8 @@ def _unique(paths: list[Path]) -> list[Path]:
 
 _ADDR_RE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$")
 _DOMAIN_RE = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$")
+# A block entry's address: what a robot's envelope sender looks like (+tags, = in VERP).
+_BLOCK_ADDR_RE = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~.-]+@[a-z0-9-]+(\.[a-z0-9-]+)*$")
 
 
 def load_config(path: Path | str | None = None) -> Config:

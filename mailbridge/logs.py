@@ -7,6 +7,8 @@ process role and pid, logger, message, and the fields a log call names with `ext
 processes. python-json-logger does the JSON; this module only chooses the fields.
 
 Reply tokens and secrets are never passed to the logger (see tickets/tokens.py).
+Values that come from mail (addresses, Message-IDs, subjects) go through `escape` first:
+a CR or LF in them would start a forged line of its own in a text log.
 
 Every record is capped in size where it is made (a log record factory, so the
 handlers uvicorn and others install are covered as well): a message at most
@@ -20,6 +22,7 @@ would otherwise print all of them to stderr).
 from __future__ import annotations
 
 import logging
+import re
 import traceback
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +30,25 @@ from typing import Any
 TEXT_FORMAT = "%(asctime)s {role}[%(process)d] %(levelname)s %(name)s: %(message)s"
 MAX_MESSAGE_CHARS = 8 * 1024
 MAX_TRACEBACK_CHARS = 16 * 1024
+
+
+# Control characters (C0, DEL, C1), line and paragraph separators and the bidi
+# controls: what could break a log line or make it read as something else.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+MAX_VALUE_CHARS = 400
+
+
+def escape(value: object, limit: int = MAX_VALUE_CHARS) -> str:
+    """A value from mail made safe for one log line: control characters written as
+    \\xNN / \\uNNNN escapes (backslashes doubled, so an escape cannot be forged),
+    at most ``limit`` characters; None and "" as "-"."""
+    if value is None or value == "":
+        return "-"
+    text = str(value)[: limit * 2].replace("\\", "\\\\")
+    text = _UNSAFE.sub(
+        lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text
+    )
+    return _cut(text, limit)
 
 
 def _cut(text: str, limit: int) -> str:

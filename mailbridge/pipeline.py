@@ -27,6 +27,7 @@ from mailbridge.agents.auth import AuthVerdict, own_mail
 from mailbridge.agents.desk import AgentDesk, AgentMail, raw_header_values
 from mailbridge.clock import Clock, ensure_utc, utcnow
 from mailbridge.config import Config
+from mailbridge.logs import escape
 from mailbridge.outbound.compose import ComposeError
 from mailbridge.outbound.outbox import Outbox
 from mailbridge.outbound.render import TemplateError
@@ -43,15 +44,16 @@ from mailbridge.store.claims import claim_ids, release_inbound, stale_holders
 from mailbridge.store.counters import bump, histogram
 from mailbridge.store.counters import name as counter_name
 from mailbridge.store.db import Store, read_tx, write_tx
-from mailbridge.store.tables import inbound, messages, outbox, spool_counts, tickets, undeliverable
+from mailbridge.store.tables import inbound, messages, metric_counts, outbox, spool_counts, tickets, undeliverable
 from mailbridge.store.tables import participants as participants_table
 from mailbridge.store.transient import is_transient
 from mailbridge.testing import crash_point, poison
 from mailbridge.tickets import deliveries, incidents, lifecycle, participants, survey
 from mailbridge.tickets.correlate import Correlation, Correlator
 from mailbridge.tickets.dedupe import dedupe_key, legacy_dedupe_key
-from mailbridge.tickets.floods import FloodGuard
+from mailbridge.tickets.floods import FloodGuard, FloodVerdict
 from mailbridge.tickets.refs import ReferenceFormat
+from mailbridge.tickets.senderflood import SenderFloods
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +224,7 @@ class Outcome:
     how: str = ""
     reason: str = ""
     attempts: int = 0  # a retry: how often the message itself failed so far
+    note: str = ""  # a warning to log once the outcome is committed (a flood began)
 
 
 class Pipeline:
@@ -260,6 +263,7 @@ class Pipeline:
         )  # fmt: skip
         own_domains = {a.rpartition("@")[2] for a in self._own} | self._support_domains
         self._floods = FloodGuard(config.autoreply, own_domains)
+        self._sender_floods = SenderFloods(config.autoreply.flood_window_minutes)
 
     # --- claiming ------------------------------------------------------------------
 
@@ -367,10 +371,46 @@ class Pipeline:
                 log.warning("batch of %d failed (%s: %s); applying one by one", len(parsed), type(exc).__name__, exc)
                 outcomes.update(self._apply_one_by_one(parsed))
         crash_point("worker.before_done")
+        self._log_outcomes(rows, outcomes, dict((int(row.id), an) for row, an in parsed))
         self._unrecorded = list(outcomes.values())
         if not defer_record or alone:
             self.flush()
         return [outcomes[row.id] for row in rows]
+
+    @staticmethod
+    def _log_outcomes(rows: list[Any], outcomes: dict[int, Outcome], analyses: dict[int, Analysis]) -> None:
+        """One line per message (its tickets committed): spool id, intake, senders,
+        Message-ID, outcome and ticket, so a complaint can be followed from the MTA's
+        log ("250 2.0.0 OK queued as <spool id>") to the ticket. Every value from the
+        mail is escaped (logs.escape): no CR/LF from a sender reaches the log."""
+        for row in rows:
+            outcome = outcomes[row.id]
+            if outcome.note:
+                log.warning("%s", outcome.note)
+            analysis = analyses.get(int(row.id))
+            mail = analysis.mail if analysis is not None else None
+            sender = mail.from_.address if mail is not None and mail.from_ else ""
+            message_id = f"<{mail.message_id}>" if mail is not None and mail.message_id else ""
+            state = outcome.state + (f"/{outcome.how}" if outcome.how else "")
+            log.info(
+                "received spool=%s source=%s from=%s envelope=%s message_id=%s outcome=%s ticket=%s%s",
+                row.id,
+                escape(row.source),
+                escape(sender),
+                escape(row.mail_from),
+                escape(message_id),
+                state,
+                outcome.ticket or "-",
+                f" reason={escape(outcome.reason)}" if outcome.reason else "",
+                extra={
+                    "spool_id": int(row.id),
+                    "source": str(row.source),
+                    "sender": escape(sender),
+                    "message_id": escape(message_id),
+                    "outcome": state,
+                    "ticket": outcome.ticket,
+                },
+            )
 
     def flush(self) -> None:
         """Record outcomes a deferred run_batch left (no-op when there are none)."""
@@ -492,6 +532,11 @@ class Pipeline:
             mailbox=meta.get("mailbox"),
             raw=bytes(row.raw),
         )
+        blocked = None if historic else self._blocked(msg)
+        if blocked is not None:
+            # [intake] block: SMTP refuses such mail with 550; what the pipe or IMAP took
+            # in anyway is kept in the spool as "dropped" with the reason, never a ticket.
+            return Outcome(inbound_id, "dropped", None, "blocked", reason=blocked)
         if analysis.kind == "bounce":
             return self._bounce(conn, msg, pending)
         extraction = analysis.extraction
@@ -545,8 +590,42 @@ class Pipeline:
             # An out-of-office answer to nothing of ours: keep it, open nothing, answer nothing.
             self._store_without_ticket(conn, msg)
             return Outcome(inbound_id, "done", None, "unmatched", reason=analysis.classification.reason)
-        reference = self._new_ticket(conn, corr, msg, pending)
-        return Outcome(inbound_id, "done", reference, "incident" if extraction else "new")
+        if not msg.historic and not (extraction is not None and extraction.dedupe_key):
+            joined = self._join_flood(conn, msg, pending)
+            if joined is not None:
+                return joined
+        reference, note = self._new_ticket(conn, corr, msg, pending)
+        return Outcome(inbound_id, "done", reference, "incident" if extraction else "new", note=note)
+
+    def _blocked(self, msg: _Inbound) -> str | None:
+        """Why `[intake] block` refuses this mail (envelope sender or From), or None."""
+        block = self._config.intake
+        for address in (msg.mail_from, msg.sender):
+            entry = block.blocked(address)
+            if entry is not None:
+                return f"sender {address} is blocked ([intake] block entry {entry!r})"
+        return None
+
+    def _join_flood(self, conn: Connection, msg: _Inbound, pending: lifecycle.Pending) -> Outcome | None:
+        """Mail from a sender whose flood is going on (tickets/senderflood.py) joins the
+        flood ticket: stored there and counted; no ticket, no answer, nobody notified."""
+        address = self._requester(msg).address.lower()
+        if not address:
+            return None
+        flood = self._sender_floods.active(conn, address, msg.now)
+        if flood is None:
+            return None
+        message_pk = self._add_message(conn, flood.ticket_id, msg)
+        mails = self._sender_floods.join(conn, flood, msg.now)
+        data = {
+            "message": message_pk,
+            "message_id": msg.analysis.mail.message_id,
+            "inbound": msg.inbound_id,
+            "flood_mails": mails,
+        }
+        pending.events.append(lifecycle.event_row(flood.ticket_id, msg.now, "received", address, data))
+        bump(conn, metric_counts, {"mailbridge_flood_mails": 1})
+        return Outcome(msg.inbound_id, "done", flood.reference, "flood")
 
     def _agent_mail(
         self,
@@ -816,7 +895,11 @@ class Pipeline:
         chosen = requester_of(msg.analysis.mail, msg.mail_from, self._requester_policy)
         return chosen.address.address.lower() == requester
 
-    def _new_ticket(self, conn: Connection, corr: Correlation, msg: _Inbound, pending: lifecycle.Pending) -> str:
+    def _new_ticket(
+        self, conn: Connection, corr: Correlation, msg: _Inbound, pending: lifecycle.Pending
+    ) -> tuple[str, str]:
+        """A new ticket for this mail: its reference, and a line to log once it is
+        committed ("" unless the ticket starts a sender's flood)."""
         mail, now = msg.analysis.mail, msg.now
         requester = self._requester(msg)
         related = corr.related_ticket_id
@@ -858,16 +941,67 @@ class Pipeline:
                 lifecycle.set_status(
                     conn, ticket_id, msg.import_status, actor="import", now=now, reason="imported", pending=pending
                 )
-            return reference
+            return reference, ""
         previous = None
         if corr.ticket_id is not None:  # a reply to a closed ticket opened this one: say so
             previous = conn.execute(_TICKET_STATE, {"s_ticket": corr.ticket_id}).one().reference
-        start_clocks(conn, self._config, self._people, ticket_id, now, pending)
-        self._acknowledge(conn, ticket_id, reference, requester, msg, pending, previous=previous)
-        if msg.analysis.kind != "loop":
-            text = msg.analysis.reply_text or mail.text
+        # Whether or not an acknowledgement would go out (an autoresponder gets none
+        # anyway): a flood is recognised by what the tickets are, not by the answer.
+        flood = self._floods.flood_of(conn, requester.address, now)
+        starts = flood.scope == "address" and not (extraction is not None and extraction.dedupe_key)
+        if flood.flood and not starts:
+            self._flag_flood(conn, ticket_id, flood, now, pending)
+        untracked = self._untracked(msg)
+        if untracked is None:
+            start_clocks(conn, self._config, self._people, ticket_id, now, pending)
+        else:
+            pending.events.append(lifecycle.event_row(ticket_id, now, "not_tracked", "system", {"reason": untracked}))
+        self._acknowledge(conn, ticket_id, reference, requester, msg, pending, previous=previous, flood=flood)
+        text = msg.analysis.reply_text or mail.text
+        note = ""
+        if starts:
+            # The sender's flood ticket: agents hear of it once, then it collects the rest.
+            self._sender_floods.start(conn, requester.address, ticket_id, now)
+            bump(conn, metric_counts, {"mailbridge_floods_started": 1, "mailbridge_flood_mails": 1})
+            window = self._config.autoreply.flood_window_minutes
+            note = (
+                f"flood from {escape(requester.address)}: {flood.count} new tickets in {window} minutes"
+                f" (more than [autoreply] flood_threshold = {self._config.autoreply.flood_threshold});"
+                f" further mail from this sender joins {reference} until {window} minutes pass without any"
+            )
+            if untracked is None:  # (a list's flood stays as quiet as the list)
+                self._desk.notify(conn, ticket_id, "flood", pending, now, text=text, mail=mail)
+            self._flag_flood(conn, ticket_id, flood, now, pending)
+        elif msg.analysis.kind != "loop" and untracked is None:
             self._desk.notify(conn, ticket_id, "assigned", pending, now, text=text, mail=mail)
-        return reference
+        return reference, note
+
+    @staticmethod
+    def _untracked(msg: _Inbound) -> str | None:
+        """Why a new ticket gets no SLA clocks and no agent notification, or None.
+        Mailing-list and bulk mail (List-Id, Precedence: list/bulk, ...) is filed, not
+        chased, unless a rule says `track = true`; `track = false` does the same for
+        any mail (docs/rules.md)."""
+        decision = msg.decision
+        track = decision.track if decision is not None else None
+        rule = decision.set_by.get("track", "?") if decision is not None else "?"
+        if track is True:
+            return None
+        if track is False:
+            return f"rule {rule} says track = false: no SLA clocks, agents not notified"
+        if msg.analysis.kind == "bulk":
+            reason = msg.analysis.classification.reason
+            return f"bulk mail ({reason}): no SLA clocks, agents not notified (a rule can say track = true)"
+        return None
+
+    @staticmethod
+    def _flag_flood(
+        conn: Connection, ticket_id: int, verdict: FloodVerdict, now: datetime, pending: lifecycle.Pending
+    ) -> None:
+        """Mark the ticket as part of a flood (agents/desk.notify then tells nobody)."""
+        conn.execute(_MARK_FLOOD, {"s_ticket": ticket_id})
+        data = {"count": verdict.count, "reason": verdict.reason, "scope": verdict.scope}
+        pending.events.append(lifecycle.event_row(ticket_id, now, "flood_detected", "system", data))
 
     def _acknowledge(
         self,
@@ -878,9 +1012,11 @@ class Pipeline:
         msg: _Inbound,
         pending: lifecycle.Pending,
         previous: str | None = None,
+        flood: FloodVerdict | None = None,
     ) -> None:
         """Queue the acknowledgement (or the template a rule responds with), or record why none goes out.
-        ``previous``: the closed ticket whose late reply opened this one."""
+        ``previous``: the closed ticket whose late reply opened this one; ``flood``: the
+        ticket's flood verdict (tickets/floods.py), already recorded by the caller."""
         now = msg.now
         events = pending.events
         settings = self._config.autoreply
@@ -891,13 +1027,10 @@ class Pipeline:
             reason = f"rule {decision.set_by.get('acknowledge', '?')} turned the acknowledgement off"
         if reason is None and not settings.acknowledge and not respond:
             reason = "acknowledgements are off ([autoreply] acknowledge = false)"
+        if reason is None and flood is not None:
+            reason = flood.reason
         if reason is None:
-            verdict = self._floods.check(conn, requester.address, now, pending)
-            reason = verdict.reason
-            if verdict.flood:
-                conn.execute(_MARK_FLOOD, {"s_ticket": ticket_id})
-                data = {"count": verdict.count, "reason": verdict.reason}
-                events.append(lifecycle.event_row(ticket_id, now, "flood_detected", "system", data))
+            reason = self._floods.breaker(conn, now, pending).reason
         if reason is None and conn.execute(_BOUNCED, {"s_requester": requester.address.lower()}).first():
             reason = f"{requester.address} is undeliverable (an earlier mail to it bounced permanently)"
         if reason is not None:

@@ -151,6 +151,10 @@ async def _receiver(config: Config) -> int:
             hostname=config.smtp.hostname,
             reserve=reserve,
             path=path,
+            # [intake] block: refused with 550 here; the pipe's mail (already accepted
+            # by the MTA) is dropped by the worker instead.
+            # (None without a block list: DATA then reads no header at all.)
+            blocked=None if kind == "pipe" or not config.intake.block else config.intake.blocked,
         )
 
     if config.smtp.enabled:

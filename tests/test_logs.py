@@ -60,3 +60,16 @@ def test_a_traceback_is_cut(captured):
 
 def test_tnefparse_is_silenced():
     assert not logging.getLogger("tnefparse").isEnabledFor(logging.CRITICAL)
+
+
+def test_values_from_mail_are_escaped_for_one_line():
+    """Issue 15 (17): no CR/LF, control or bidi character from a mail reaches a log line
+    as itself, and an escape cannot be forged (backslashes doubled)."""
+    from mailbridge.logs import escape
+
+    hostile = "a@x.example\r\n2026-12-07 INFO forged\x1b[31m\u2028\u202e\\x0a"
+    out = escape(hostile)
+    assert "\n" not in out and "\r" not in out and "\x1b" not in out and "\u2028" not in out
+    assert out == "a@x.example\\x0d\\x0a2026-12-07 INFO forged\\x1b[31m\\u2028\\u202e\\\\x0a"
+    assert escape(None) == "-" and escape("") == "-"
+    assert len(escape("x" * 10_000)) < 500

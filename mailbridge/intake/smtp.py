@@ -23,6 +23,10 @@ import logging
 import os
 import re
 from collections import Counter
+from collections.abc import Callable
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import getaddresses
 from typing import Any
 
 from aiosmtpd.lmtp import LMTP
@@ -32,6 +36,7 @@ from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from mailbridge.intake.recipients import RecipientPolicy
 from mailbridge.intake.spool import Envelope, SpoolWriter
 from mailbridge.intake.storage import StorageReserve
+from mailbridge.logs import escape
 from mailbridge.store.transient import Outage, is_transient
 
 log = logging.getLogger(__name__)
@@ -57,6 +62,7 @@ SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 
 # What /metrics calls an SMTP/LMTP refusal, by the answer's code (and enhanced code).
 _REFUSALS = (
+    ("550 5.7.1 Sender blocked", "blocked_sender"),
     ("550 5.7.1", "relay"),
     ("550 5.1.1", "unknown_mailbox"),
     ("550", "refused"),
@@ -78,6 +84,25 @@ def refusal_reason(status: str) -> str | None:
     return next(reason for prefix, reason in _REFUSALS if status.startswith(prefix))
 
 
+BLOCKED = "550 5.7.1 Sender blocked: mail from this sender is refused here"
+# How much of the header section DATA looks at for the From header (a block entry).
+_HEADER_SCAN = 64 * 1024
+
+
+def header_from(raw: bytes) -> list[str]:
+    """The addresses in the From header(s) of raw mail, read with the standard library
+    from the header section only (intake does not parse mail; this is one field)."""
+    end = raw.find(b"\r\n\r\n", 0, _HEADER_SCAN)
+    head = raw[: end + 2 if end >= 0 else _HEADER_SCAN]
+    try:
+        headers = BytesHeaderParser(policy=compat32).parsebytes(head)
+        values = [str(v) for v in headers.get_all("From") or []]
+        return [addr for _name, addr in getaddresses(values) if addr]
+    except Exception:  # a header too broken to read: the worker checks the parsed From too
+        log.debug("From header unreadable at DATA; left to the worker", exc_info=True)
+        return []
+
+
 _SIZE_PARAM = re.compile(r"^SIZE=(\d{1,15})$", re.IGNORECASE)
 
 
@@ -92,8 +117,10 @@ class IntakeHandler:
         max_recipients: int,
         source: str,
         reserve: StorageReserve | None = None,
+        blocked: Callable[[str | None], str | None] | None = None,
     ):
         self._writer = writer
+        self._blocked = blocked  # [intake] block (config.IntakeSettings.blocked)
         self._policy = policy
         self._max_recipients = max_recipients
         self._source = source
@@ -118,6 +145,11 @@ class IntakeHandler:
             return "452 4.5.3 Too many recipients"
         if not self._policy.accepts(address):
             return self._policy.refusal(address)  # 5.1.1 unknown mailbox, 5.7.1 relaying
+        if self._blocked is not None and self._blocked(envelope.mail_from):
+            # Refused at RCPT rather than MAIL FROM: some clients treat a refused MAIL as
+            # a temporary failure and retry; a refused recipient is final for them.
+            log.info("refused mail from blocked sender %s at RCPT ([intake] block)", escape(envelope.mail_from))
+            return BLOCKED
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
@@ -126,6 +158,12 @@ class IntakeHandler:
     ) -> str:
         raw = envelope.original_content or b""
         peer = session.peer
+        if self._blocked is not None:
+            blocked = next((a for a in header_from(raw) if self._blocked(a)), None)
+            if blocked is not None:
+                # A null or other envelope sender, and a blocked From (an autoresponder).
+                log.info("refused mail with blocked From %s at DATA ([intake] block)", escape(blocked))
+                return "\r\n".join([BLOCKED] * len(envelope.rcpt_tos)) if self._source == "lmtp" else BLOCKED
         env = Envelope(
             source=self._source,
             mail_from=envelope.mail_from or "",
@@ -356,6 +394,7 @@ class Listener:
         hostname: str,
         reserve: StorageReserve | None = None,
         path: str | None = None,
+        blocked: Callable[[str | None], str | None] | None = None,
     ) -> None:
         self.kind = kind
         self.host = host
@@ -363,7 +402,9 @@ class Listener:
         # A Unix socket instead of host:port (the pipe's hand-off to the running daemon).
         self.path = path
         self._limits = _Limits()
-        handler = IntakeHandler(writer, policy, max_recipients=max_recipients, source=kind, reserve=reserve)
+        handler = IntakeHandler(
+            writer, policy, max_recipients=max_recipients, source=kind, reserve=reserve, blocked=blocked
+        )
         cls = LMTP if kind == "lmtp" else SMTP
         self._factory = _protocol_factory(
             cls, handler, max_size=max_size, line_limit=line_limit, hostname=hostname, limits=self._limits

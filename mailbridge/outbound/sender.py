@@ -32,6 +32,7 @@ from sqlalchemy import and_, bindparam, or_, select, update
 
 from mailbridge.clock import Clock, utcnow
 from mailbridge.config import Config
+from mailbridge.logs import escape
 from mailbridge.outbound.journal import DOT, DbJournal, Entry, Journal, journal_for
 from mailbridge.outbound.transport import (
     FAILED,
@@ -309,6 +310,7 @@ def settle(
         outbox.c.attempts,
         outbox.c.unknown_outcomes,
         outbox.c.message_id,
+        outbox.c.extra_rcpts,
     ).where(outbox.c.state == "sending", outbox.c.claimed_by == holder)
     wanted = None if only is None else list(only)
     if wanted is not None:
@@ -329,9 +331,40 @@ def settle(
             final = Counter(u["o_state"] for u in updates if u["o_state"] in ("sent", "failed"))
             bump(conn, metric_counts, {f"mailbridge_outbox_{_COUNTED[k]}": n for k, n in final.items()})
         settled = len(updates)
+    # Committed: one line per mail tried (the relay's answer names its queue id), so a
+    # complaint can be followed from mailbridge's log into the relay's.
+    for row, update_row in zip(rows, updates, strict=True):
+        entry, _dot = _verdict(found.get(int(row.id), []))
+        if entry is not None or update_row["o_state"] == "sent":
+            _log_sent(row, update_row, entry)
     if journal is not None and entries is None:
         journal.clear()
     return settled
+
+
+def _log_sent(row: Any, update_row: dict[str, Any], entry: Entry | None) -> None:
+    """The line for one outgoing mail: outbox id, kind, recipient(s), Message-ID, the
+    state it is in now and the relay's answer (its queue id) or the error."""
+    extra = list(row.extra_rcpts or [])
+    answer = entry.detail if entry is not None else str(update_row.get("o_last_error") or "")
+    log.info(
+        "sent outbox=%s kind=%s to=%s%s message_id=<%s> state=%s relay=%s",
+        row.id,
+        escape(row.kind),
+        escape(row.rcpt),
+        f" (+{len(extra)} more: {escape(', '.join(str(a) for a in extra))})" if extra else "",
+        escape(row.message_id),
+        update_row["o_state"],
+        escape(answer),
+        extra={
+            "outbox_id": int(row.id),
+            "kind": str(row.kind),
+            "rcpt": escape(row.rcpt),
+            "message_id": escape(row.message_id),
+            "outcome": update_row["o_state"],
+            "relay_answer": escape(answer),
+        },
+    )
 
 
 def _backoff(config: Config, attempts: int) -> timedelta:

@@ -58,6 +58,7 @@ SCALAR_ACTIONS = (
     "respond",
     "articles",  # set with respond (rules/loader.py): how many knowledge articles to suggest
     "acknowledge",
+    "track",
     "spam",
     "drop",
 )

@@ -103,6 +103,7 @@ _INCOMING_ACTIONS = (
     "watchers",
     "respond",
     "acknowledge",
+    "track",
     "notify",
     "spam",
     "drop",
@@ -677,7 +678,7 @@ class _Builder:
             return self.custom_fields(value, key)
         if name == "notify":
             return self.notify(value, key)
-        if name in ("acknowledge", "spam"):
+        if name in ("acknowledge", "spam", "track"):
             if not isinstance(value, bool):
                 self.problem(key, "must be true or false")
                 return None

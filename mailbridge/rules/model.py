@@ -264,6 +264,9 @@ class Decision:
     respond: str | None = None  # template name
     articles: int = 0  # knowledge articles to suggest in the respond template (0: none)
     acknowledge: bool | None = None  # None: the default acknowledgement behaviour
+    # SLA clocks and agent notifications for a new ticket. None: the default (yes, but
+    # not for mailing-list and bulk mail); true opts such mail in, false opts any out.
+    track: bool | None = None
     notify: list[Notify] = field(default_factory=list)
     spam: bool = False
     drop: str | None = None  # the reason
@@ -321,6 +324,7 @@ class Decision:
             "respond": self.respond,
             "articles": self.articles,
             "acknowledge": self.acknowledge,
+            "track": self.track,
             "notify": [n.to_json() for n in self.notify],
             "spam": self.spam,
             "drop": self.drop,

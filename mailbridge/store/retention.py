@@ -39,6 +39,7 @@ from mailbridge.store.tables import (
     outbox,
     participants,
     reply_tokens,
+    sender_floods,
     sla_clocks,
     sla_notices,
     thread_index,
@@ -215,6 +216,7 @@ def delete_tickets(conn: Connection, ids: list[int], *, count_only: bool = False
     conn.execute(delete(sla_clocks).where(sla_clocks.c.ticket_id.in_(ids)))
     conn.execute(delete(outbox).where(outbox.c.ticket_id.in_(ids)))
     conn.execute(delete(participants).where(participants.c.ticket_id.in_(ids)))
+    conn.execute(delete(sender_floods).where(sender_floods.c.ticket_id.in_(ids)))
     conn.execute(delete(messages).where(messages.c.ticket_id.in_(ids)))
     conn.execute(update(tickets).where(tickets.c.merged_into.in_(ids)).values(merged_into=None))
     conn.execute(update(tickets).where(tickets.c.related_ticket_id.in_(ids)).values(related_ticket_id=None))

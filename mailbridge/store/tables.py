@@ -437,6 +437,23 @@ config_state = Table(
     Column("changed_at", TS, nullable=False),
 )
 
+# A sender's flood (tickets/senderflood.py): past [autoreply] flood_threshold new tickets
+# in the window, further mail from the address joins this ticket and is counted here,
+# until a whole window passes without any.
+sender_floods = Table(
+    "sender_floods",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("address", String(320), nullable=False),
+    Column("ticket_id", Id, ForeignKey("tickets.id"), nullable=False),
+    Column("started_at", TS, nullable=False),
+    Column("last_at", TS, nullable=False),
+    # Mails in the flood: the one that opened the ticket and every one that joined it.
+    Column("mails", Integer, nullable=False),
+)
+Index("ix_sender_floods_address_last", sender_floods.c.address, sender_floods.c.last_at)
+Index("ix_sender_floods_last", sender_floods.c.last_at)
+
 # What admins did to the data as a whole: purges (counts), erasures (no address),
 # backups and restores. Never customer content.
 admin_log = Table(

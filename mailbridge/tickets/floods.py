@@ -12,8 +12,12 @@ transaction, before anything is rendered. Three limits, cheapest to widest:
   (a circuit breaker: whatever the flood looks like, the desk does not spam the world).
 
 Either of the first two flags the ticket as a flood (agents are then not notified of
-it, agents/desk.py); the circuit breaker only holds the acknowledgement back, since a
-real surge (an outage everybody writes about) trips it too. Every count stops at the
+it, agents/desk.py), whether or not an acknowledgement would have gone out (`flood_of`,
+checked for every new ticket: an autoresponder's mail gets no acknowledgement anyway,
+and its tickets must still be recognised); past the per-address limit the ticket
+becomes the sender's flood ticket (tickets/senderflood.py). The circuit breaker
+(`breaker`) only holds the acknowledgement back, since a real surge (an outage
+everybody writes about) trips it too. Every count stops at the
 limit plus one (LIMIT), so the check costs the same in the middle of a flood of
 100,000 mails as on a quiet day; the indexes are (requester, created_at),
 (requester_domain, created_at) and events (type, at).
@@ -49,6 +53,7 @@ class FloodVerdict:
     reason: str | None  # why no acknowledgement goes out; None: it may
     flood: bool = False  # flag the ticket (no agent notifications either)
     count: int = 0  # the count that tripped
+    scope: str = ""  # "address" | "domain" (a flood) | "desk" (the circuit breaker)
 
 
 class FloodGuard:
@@ -80,6 +85,11 @@ class FloodGuard:
     def check(self, conn: Connection, address: str, now: datetime, pending: Pending) -> FloodVerdict:
         """The verdict for a new ticket from ``address`` opened at ``now`` (already
         inserted, so it counts itself, as the per-address limit always did)."""
+        verdict = self.flood_of(conn, address, now)
+        return verdict if verdict.flood else self.breaker(conn, now, pending)
+
+    def flood_of(self, conn: Connection, address: str, now: datetime) -> FloodVerdict:
+        """Is a new ticket from ``address`` (already inserted) part of a flood?"""
         settings = self._settings
         window = settings.flood_window_minutes
         since = now - timedelta(minutes=window)
@@ -87,14 +97,19 @@ class FloodGuard:
         recent = int(conn.execute(self._by_address, {"f_value": address, "f_since": since}).scalar_one())
         if recent > settings.flood_threshold:
             reason = f"flood: more than {settings.flood_threshold} new tickets from {address} in {window} minutes"
-            return FloodVerdict(reason, True, recent)
+            return FloodVerdict(reason, True, recent, "address")
         domain = domain_of(address)
         if settings.domain_flood_threshold and domain and not self._exempted(domain):
             recent = int(conn.execute(self._by_domain, {"f_value": domain, "f_since": since}).scalar_one())
             if recent > settings.domain_flood_threshold:
                 limit = settings.domain_flood_threshold
                 reason = f"flood: more than {limit} new tickets from @{domain} in {window} minutes"
-                return FloodVerdict(reason, True, recent)
+                return FloodVerdict(reason, True, recent, "domain")
+        return FloodVerdict(None)
+
+    def breaker(self, conn: Connection, now: datetime, pending: Pending) -> FloodVerdict:
+        """May one more acknowledgement go out, desk-wide, at ``now``?"""
+        settings = self._settings
         if settings.max_per_minute:
             minute = now - timedelta(minutes=1)
             # This batch's acknowledgements are still in `pending`, not in the table.
@@ -113,7 +128,7 @@ class FloodGuard:
                     f"circuit breaker: {settings.max_per_minute} acknowledgements already went out in the last"
                     " minute ([autoreply] max_per_minute)"
                 )
-                return FloodVerdict(reason, False, sent)
+                return FloodVerdict(reason, False, sent, "desk")
             if self._breaker_open:
                 self._breaker_open = False
                 log.warning("circuit breaker closed: acknowledgements go out again")

@@ -125,7 +125,9 @@ def create_app(config: Config, app: App | None = None) -> Starlette:
         )
     zone = report_zone(config)
     templates = _templates(zone)
-    registry = make_registry(app.store, dict(expected_processes(config)))
+    registry = make_registry(
+        app.store, dict(expected_processes(config)), app.clock, config.autoreply.flood_window_minutes
+    )
     reports = ReportCache(max_age=max(300.0, float(config.web.refresh_seconds)))
 
     def page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from time import monotonic
 from typing import Any
@@ -28,6 +28,7 @@ from mailbridge.reports.summary import build_summary
 from mailbridge.store.db import Store, read_tx
 from mailbridge.store.queries import inbound_counts, mailbox_health, outbox_counts
 from mailbridge.store.tables import events, sla_clocks, tickets
+from mailbridge.tickets.senderflood import ActiveFlood, active_floods
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ class Dashboard:
     report: dict[str, Any] | None = None
     report_error: str = ""
     cut: bool = False
+    # Senders' floods going on (tickets/senderflood.py): address, ticket, mails, times.
+    floods: list[ActiveFlood] = field(default_factory=list)
 
 
 def _ordered(counts: dict[str, int], order: tuple[str, ...]) -> list[tuple[str, int]]:
@@ -152,6 +155,7 @@ def build_dashboard(store: Store, config: Config, now: datetime, reports: Report
                 events.c.type == "created", events.c.at >= day_start, events.c.at < day_end
             )
         ).scalar_one()
+        floods = active_floods(conn, now, config.autoreply.flood_window_minutes)
         breaches = conn.execute(
             select(func.count())
             .select_from(sla_clocks)
@@ -173,6 +177,7 @@ def build_dashboard(store: Store, config: Config, now: datetime, reports: Report
         quarantined=inbound.get("quarantined", 0),
         mailboxes=mailbox_health(store),
         cut=cut,
+        floods=floods,
     )
     if reports is None:
         board.report, board.report_error = month_report(store, config, now, zone)

@@ -13,7 +13,7 @@ the whole history.
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -35,6 +35,7 @@ from mailbridge.store.tables import (
     spool_counts,
     tickets,
 )
+from mailbridge.tickets.senderflood import count_active
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 WAITING_INBOUND = ("received", "processing", "quarantined")
@@ -53,6 +54,11 @@ COUNTERS = {
     "mailbridge_outbox_sent": ("Outgoing mail delivered to the relay or the Maildir.", []),
     "mailbridge_outbox_failures": ("Outgoing mail that failed for good (5xx or out of retries).", []),
     "mailbridge_sla_breaches": ("SLA breaches recorded.", []),
+    "mailbridge_floods_started": (
+        "Senders' floods begun (a flood ticket opened past [autoreply] flood_threshold).",
+        [],
+    ),
+    "mailbridge_flood_mails": ("Mails that went to a sender's flood ticket (the opening one included).", []),
     "mailbridge_config_reload_failures": (
         "Refused reloads of rules, extractors or templates (the previous set stayed in force), by kind.",
         ["kind"],
@@ -63,15 +69,31 @@ LATENCY = "mailbridge_processing_latency_seconds"
 # out of nowhere (Prometheus' rate() of a new series misses its first increase).
 KNOWN_LABELS = {
     "intake": ("smtp", "lmtp", "pipe", "imap", "import"),
-    "reason": ("relay", "unknown_mailbox", "storage", "temporary_failure", "too_many_recipients", "size"),
+    "reason": (
+        "relay",
+        "unknown_mailbox",
+        "blocked_sender",
+        "storage",
+        "temporary_failure",
+        "too_many_recipients",
+        "size",
+    ),
     "kind": CONFIG_KINDS,
 }
 
 
 class DatabaseCollector(Collector):
-    def __init__(self, store: Store, expected: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        expected: dict[str, int] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        flood_window_minutes: int = 10,
+    ) -> None:
         self.store = store
         self.expected = expected or {}
+        self.clock = clock
+        self.flood_window_minutes = flood_window_minutes
 
     def collect(self) -> Iterator[Metric]:
         yield from self._build()
@@ -166,6 +188,7 @@ class DatabaseCollector(Collector):
                 .group_by(tickets.c.priority)
             ).all()
             stale = {r.kind: (bool(r.stale), r.error) for r in conn.execute(select(config_state))}
+            floods = count_active(conn, self.clock(), self.flood_window_minutes)
         queue = GaugeMetricFamily(
             "mailbridge_outbox_messages", "Outgoing mail not (yet) sent, by state.", labels=["state"]
         )
@@ -185,6 +208,11 @@ class DatabaseCollector(Collector):
         for priority, n in sorted(merged.items()):
             open_by.add_metric([priority], n)
         yield open_by
+        yield GaugeMetricFamily(
+            "mailbridge_floods_active",
+            "Senders whose flood is going on (their mail joins one flood ticket).",
+            value=floods,
+        )
         config = GaugeMetricFamily(
             "mailbridge_config_stale",
             "1 when the last reload of these files was refused (the files on disk are not in use).",
@@ -256,10 +284,15 @@ def _le(value: float) -> str:
     return f"{value:g}" if value != int(value) else f"{value:.1f}"
 
 
-def make_registry(store: Store, expected: dict[str, int] | None = None) -> CollectorRegistry:
+def make_registry(
+    store: Store,
+    expected: dict[str, int] | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    flood_window_minutes: int = 10,
+) -> CollectorRegistry:
     # describe() is empty, so registering runs no query; each scrape runs collect().
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(DatabaseCollector(store, expected))
+    registry.register(DatabaseCollector(store, expected, clock, flood_window_minutes))
     return registry
 
 
