@@ -414,7 +414,8 @@ class AgentDesk:
         ).scalar()
         support = self._config.support
         text = answer_text(body, agent.name, support.name)
-        own_text, closed = text, (False, False)
+        own_text: str = text
+        closed: tuple[bool, bool] | None = (False, False)
         if closing:
             own_text, closed = self._closing_text(conn, ticket, body, agent, pending, msg.now)
         subject = f"Re: {self._refs.tag(ticket.reference)} {ticket.subject}"
@@ -464,8 +465,8 @@ class AgentDesk:
         # commands and signature (that stays in the spool, as received).
         shown = own_text if own_id is not None else text
         conn.execute(update(messages).where(messages.c.id == message_pk).values(text=shown, reply_text=shown))
-        if own_id is None or not closing:
-            return False
+        if own_id is None or not closing or closed is None:
+            return False  # (closed None: the footer failed; the caller sends the notice on its own)
         notice, asked = closed
         for kind, on in (("resolved_notice", notice), ("survey_sent", asked)):
             if on:
@@ -475,10 +476,10 @@ class AgentDesk:
 
     def _closing_text(
         self, conn: Connection, ticket: Any, body: str, agent: Agent, pending: lifecycle.Pending, now: datetime
-    ) -> tuple[str, tuple[bool, bool]]:
+    ) -> tuple[str, tuple[bool, bool] | None]:
         """The requester's copy of an answer that resolved the ticket: the answer, then
         the resolved notice and the survey link (templates/resolved-answer.*), then our
-        signature; and which of the two it carries."""
+        signature; and which of the two it carries (None: the template failed)."""
         notice, ask = self._closing(conn, ticket, pending, now)
         plain = answer_text(body, agent.name, self._config.support.name)
         if not (notice or ask):
@@ -498,7 +499,7 @@ class AgentDesk:
             footer = self._outbox.render("resolved-answer", context).text
         except TemplateError as exc:
             log.error("answer on %s goes without the resolved notice: %s", ticket.reference, exc)
-            return plain, (False, False)
+            return plain, None
         return answer_text(body, agent.name, self._config.support.name, footer), (notice, ask)
 
     def _closing(self, conn: Connection, ticket: Any, pending: lifecycle.Pending, now: datetime) -> tuple[bool, bool]:
