@@ -464,7 +464,8 @@ class AgentDesk:
         # The history shows what the requester got, not the agent's mail with its quote,
         # commands and signature (that stays in the spool, as received).
         shown = own_text if own_id is not None else text
-        conn.execute(update(messages).where(messages.c.id == message_pk).values(text=shown, reply_text=shown))
+        values = {"text": shown, "reply_text": shown, "safe_html": None, "text_source": "plain"}
+        conn.execute(update(messages).where(messages.c.id == message_pk).values(values))
         if own_id is None or not closing or closed is None:
             return False  # (closed None: the footer failed; the caller sends the notice on its own)
         notice, asked = closed
