@@ -5,7 +5,9 @@
               no  -> kept as an unauthenticated internal note; the agent is told why
               yes -> commands.parse_commands -> checked against the ticket -> executed
                      (changes.py / lifecycle) -> the rest relayed to the requester as
-                     the public answer, or kept as an internal note (#note)
+                     the public answer (answer.py: what was sent is what the history
+                     shows), or kept as an internal note (#note; #ack, #take, #assign
+                     without #reply)
         -> [AgentDesk.forward]     "#fwd": a ticket on a customer's behalf (forward.py)
     pipeline: ticket assigned / requester replied / reopened -> [AgentDesk.notify]
     pipeline, commands, CLI: status resolved -> [AgentDesk.resolved_notice]
@@ -173,7 +175,8 @@ class AgentDesk:
         pending: lifecycle.Pending,
     ) -> str:
         """Apply an agent's mail to its ticket; return how it was taken (for the outcome):
-        "agent" (acted), "agent-note" (a #note), "agent-refused", "agent-error"."""
+        "agent" (acted), "agent-note" (its text kept as an internal note), "agent-refused",
+        "agent-error"."""
         ticket = conn.execute(_TICKET.where(tickets.c.id == ticket_id)).one()
         verdict = self.verdict(msg)
         token_problem = self._token_problem(corr, agent)
