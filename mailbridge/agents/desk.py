@@ -419,8 +419,9 @@ class AgentDesk:
         text = answer_text(body, agent.name, support.name)
         own_text: str = text
         closed: tuple[bool, bool] | None = (False, False)
+        secret = ""  # the survey link's token address: not kept in the history
         if closing:
-            own_text, closed = self._closing_text(conn, ticket, body, agent, pending, msg.now)
+            own_text, closed, secret = self._closing_text(conn, ticket, body, agent, pending, msg.now)
         subject = f"Re: {self._refs.tag(ticket.reference)} {ticket.subject}"
         files = [
             OutgoingAttachment(a.filename, a.content_type, a.payload)
@@ -467,6 +468,9 @@ class AgentDesk:
         # The history shows what the requester got, not the agent's mail with its quote,
         # commands and signature (that stays in the spool, as received).
         shown = own_text if own_id is not None else text
+        if secret:
+            local, domain = support.address.split("@", 1)
+            shown = shown.replace(secret, f"{local}+\u2026@{domain}")
         values = {"text": shown, "reply_text": shown, "safe_html": None, "text_source": "plain"}
         conn.execute(update(messages).where(messages.c.id == message_pk).values(values))
         if own_id is None or not closing or closed is None:
@@ -480,14 +484,15 @@ class AgentDesk:
 
     def _closing_text(
         self, conn: Connection, ticket: Any, body: str, agent: Agent, pending: lifecycle.Pending, now: datetime
-    ) -> tuple[str, tuple[bool, bool] | None]:
+    ) -> tuple[str, tuple[bool, bool] | None, str]:
         """The requester's copy of an answer that resolved the ticket: the answer, then
         the resolved notice and the survey link (templates/resolved-answer.*), then our
-        signature; and which of the two it carries (None: the template failed)."""
+        signature; which of the two it carries (None: the template failed); the survey
+        link's address."""
         notice, ask = self._closing(conn, ticket, pending, now)
         plain = answer_text(body, agent.name, self._config.support.name)
         if not (notice or ask):
-            return plain, (False, False)
+            return plain, (False, False), ""
         requester = str(ticket.requester)
         survey_address = self._outbox.token_address(pending, int(ticket.id), requester, "survey", now) if ask else ""
         context = {
@@ -503,8 +508,8 @@ class AgentDesk:
             footer = self._outbox.render("resolved-answer", context).text
         except TemplateError as exc:
             log.error("answer on %s goes without the resolved notice: %s", ticket.reference, exc)
-            return plain, None
-        return answer_text(body, agent.name, self._config.support.name, footer), (notice, ask)
+            return plain, None, ""
+        return answer_text(body, agent.name, self._config.support.name, footer), (notice, ask), survey_address
 
     def _closing(self, conn: Connection, ticket: Any, pending: lifecycle.Pending, now: datetime) -> tuple[bool, bool]:
         """(the resolved notice, the survey): which may go to the requester of a ticket
