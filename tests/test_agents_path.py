@@ -196,12 +196,17 @@ def test_an_agent_answers_by_reply_with_commands_and_attachments_both_ways(db_ur
     follow = _to(sink, "alice@staff.example")[1]
     assert "[reply]" in follow["Subject"] and "still broken" in _text(follow)
 
-    # Resolved by mail: the requester gets "resolved - reply to reopen" (and the survey).
-    daemon.send(reply(follow, "#status resolved"), rcpts=[follow["Reply-To"]], mail_from="alice@staff.example")
+    # Resolved by an answer: one mail, the answer with "resolved - reply to reopen" (and
+    # the survey link) appended (issue 15).
+    daemon.send(
+        reply(follow, "#status resolved\n\nThe new client fixes it."),
+        rcpts=[follow["Reply-To"]],
+        mail_from="alice@staff.example",
+    )
     daemon.wait_idle()
-    poll(lambda: len(_to(sink, "rita@example.com")) == 4)
-    resolved = next(m for m in _to(sink, "rita@example.com")[2:] if m["Subject"].startswith("Resolved:"))
-    assert resolved["Subject"].startswith("Resolved:") and "reply to this email" in _text(resolved)
+    poll(lambda: len(_to(sink, "rita@example.com")) == 3)
+    resolved = _to(sink, "rita@example.com")[2]
+    assert "The new client fixes it." in _text(resolved) and "reply to this email" in _text(resolved)
     assert _show(daemon, ref)["status"] == "resolved"
 
     # Her reply reopens it, and Alice hears about it.
@@ -343,7 +348,7 @@ def test_note_merge_kb_ack_and_the_admin_cli(sink, start_daemon, tmp_path):
     assert len(_to(sink, "rita@example.com")) == 2, "a note never goes to the requester"
 
     daemon.send(
-        reply(note2, f"#ack\n#kb Slow wifi on floor 3\n#merge {first}\n\nReplace the access point on floor 3."),
+        reply(note2, f"#ack\n#reply\n#kb Slow wifi on floor 3\n#merge {first}\n\nReplace the access point on floor 3."),
         rcpts=[note2["Reply-To"]],
     )
     daemon.wait_idle()

@@ -1,12 +1,14 @@
 """The satisfaction survey (issue 7) through the real SMTP listener, with an aiosmtpd
-sink as the relay: resolving a ticket sends the survey with a reply token of its own; a
-reply with a score records it (and the comment) and never reopens; an unreadable reply
-is recorded as such; a reply to the resolved notice still reopens; robots get no survey;
+sink as the relay: resolving a ticket sends the survey with a reply token of its own (the
+only mail about the resolution, issue 15); a reply with a score records it (and the
+comment) and never reopens; an unreadable reply is recorded as such; a mail to the
+address the survey names for it reopens; robots get no survey;
 an answer after the ticket closed by itself still lands on it. parse_score on its own
 at the end."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -68,8 +70,9 @@ def _send_reply(daemon: Daemon, original: EmailMessage, body: str, sender: str =
     daemon.wait_idle()
 
 
-def _resolved_ticket(daemon: Daemon, sink: Sink) -> tuple[str, EmailMessage, EmailMessage]:
-    """Rita writes, the ticket is resolved: its reference, the resolved notice, the survey."""
+def _resolved_ticket(daemon: Daemon, sink: Sink) -> tuple[str, str, EmailMessage]:
+    """Rita writes, the ticket is resolved: its reference, the address that reopens it
+    (named in the survey), the survey."""
     daemon.send(make_mail(sender=RITA, subject="VPN broken"), mail_from="rita@example.com")
     daemon.wait_idle()
     poll(lambda: len(_to(sink, "rita@example.com")) == 1)
@@ -77,22 +80,29 @@ def _resolved_ticket(daemon: Daemon, sink: Sink) -> tuple[str, EmailMessage, Ema
     ref = ticket["reference"]
     assert "-> resolved" in mailbridge(daemon.config, "tickets", "set", ref, "--status", "resolved").stdout.decode()
     daemon.wait_idle()
-    poll(lambda: len(_to(sink, "rita@example.com")) == 3)
-    later = _to(sink, "rita@example.com")[1:]
-    notice = next(m for m in later if str(m["Subject"]).startswith("Resolved:"))
-    survey = next(m for m in later if str(m["Subject"]).startswith("How did we do?"))
-    return ref, notice, survey
+    poll(lambda: len(_to(sink, "rita@example.com")) == 2)
+    daemon.wait_idle()
+    [_ack, survey] = _to(sink, "rita@example.com")
+    assert str(survey["Subject"]).startswith("How did we do?"), "one mail: the survey, no separate notice"
+    [reopen] = re.findall(r"mailto:(support\+[^\s@]+@help\.example)", _text(survey))
+    return ref, reopen, survey
+
+
+def _write_to(daemon: Daemon, address: str, body: str) -> None:
+    raw = make_mail(sender=RITA, to=address, subject="Re: VPN broken", body=body)
+    daemon.send(raw, rcpts=[address], mail_from="rita@example.com")
+    daemon.wait_idle()
 
 
 def test_survey_answers_are_recorded_and_never_reopen(db_url, sink, start_daemon):
     daemon = start_daemon(db_url=db_url, relay_port=sink.port)
-    ref, notice, survey = _resolved_ticket(daemon, sink)
+    ref, reopen, survey = _resolved_ticket(daemon, sink)
 
-    # The survey: its own Reply-To token (not the resolved notice's), about this ticket.
+    # The survey: its own Reply-To token (not the one that reopens), about this ticket.
     assert ref in survey["Subject"] and survey["Auto-Submitted"] == "auto-generated"
-    survey_to, notice_to = parseaddr(str(survey["Reply-To"]))[1], parseaddr(str(notice["Reply-To"]))[1]
+    survey_to = parseaddr(str(survey["Reply-To"]))[1]
     assert survey_to.startswith("support+") and survey_to.endswith("@help.example")
-    assert survey_to != notice_to
+    assert survey_to != reopen and "has been resolved" in _text(survey)
     assert "from 1 (not at all) to 10 (very)" in " ".join(_text(survey).split())
     [sent] = _events(daemon, ref, "survey_sent")
     assert sent["data"]["to"] == "rita@example.com" and sent["data"]["message_id"] in survey["Message-ID"]
@@ -126,10 +136,10 @@ def test_survey_answers_are_recorded_and_never_reopen(db_url, sink, start_daemon
         (7, "The second call took long."),
     ]
     assert _show(daemon, ref)["status"] == "resolved"
-    assert len(_to(sink, "rita@example.com")) == 3, "survey answers are never acknowledged"
+    assert len(_to(sink, "rita@example.com")) == 2, "survey answers are never acknowledged"
 
-    # A reply to the resolved notice still reopens the ticket.
-    _send_reply(daemon, notice, "Sorry, it is broken again.")
+    # A mail to the address the survey names for it reopens the ticket.
+    _write_to(daemon, reopen, "Sorry, it is broken again.")
     shown = _show(daemon, ref)
     assert shown["status"] == "open"
     assert [e for e in shown["events"] if e["type"] == "reopened"]
@@ -178,7 +188,7 @@ def test_an_answer_after_the_ticket_closed_itself_lands_on_it(db_url, sink, star
     from mailbridge.tickets.lifecycle import Pending
 
     daemon = start_daemon(db_url=db_url, relay_port=sink.port)
-    ref, _notice, survey = _resolved_ticket(daemon, sink)
+    ref, _reopen, survey = _resolved_ticket(daemon, sink)
     app = App(load_config(daemon.config))
     try:
         with write_tx(app.store.main) as conn:
@@ -191,8 +201,8 @@ def test_an_answer_after_the_ticket_closed_itself_lands_on_it(db_url, sink, star
     finally:
         app.close()
     daemon.wait_idle()
-    poll(lambda: len(_to(sink, "rita@example.com")) == 4)
-    closed = _to(sink, "rita@example.com")[3]
+    poll(lambda: len(_to(sink, "rita@example.com")) == 3)
+    closed = _to(sink, "rita@example.com")[2]
     assert str(closed["Subject"]).startswith("Closed:") and "for 7 days" in " ".join(_text(closed).split())
     assert _show(daemon, ref)["status"] == "closed"
     assert len(_events(daemon, ref, "auto_closed")) == 1

@@ -14,8 +14,9 @@ The convention is the one agents know from other help desks: the command block i
 the run of lines at the top of the text that start with ``#`` followed by a letter
 (blank lines may sit between them); the first other non-blank line starts the body,
 so ``#1 is the problem`` or ``# heading`` there is ordinary text, and so is any
-``#word`` further down. ``body`` is what remains (for ``#note`` the internal note,
-otherwise the public reply).
+``#word`` further down. ``body`` is what remains: the public reply, or an internal note
+with ``#note``, and with ``#ack``, ``#take`` or ``#assign`` unless ``#reply`` or
+``#public`` says it is for the requester (``INTERNAL_BY_DEFAULT``, ``PUBLIC``).
 
 Everything here is deliberately forgiving about how mail clients mangle text
 (Outlook's non-breaking spaces and leading empty lines, BOMs and zero-width
@@ -37,7 +38,9 @@ from dataclasses import dataclass
 
 __all__ = [
     "HELP",
+    "INTERNAL_BY_DEFAULT",
     "PRIORITIES",
+    "PUBLIC",
     "SEVERITIES",
     "STATUSES",
     "Command",
@@ -90,16 +93,30 @@ _FORMS: dict[str, tuple[str, str]] = {
     "note": ("#note", "make this whole reply an internal note the requester never sees"),
     "merge": ("#merge TICKET_REF", "merge this ticket into another, e.g. #merge MB-2026-000041"),
     "kb": ("#kb [TITLE]", "publish the resolution as a knowledge article"),
-    "ack": ("#ack", "acknowledge the escalation"),
+    "ack": ("#ack", "acknowledge the escalation (with #take and #assign: the text is internal)"),
+    "reply": ("#reply", "send the text to the requester even with #ack, #take or #assign"),
+    "public": ("#public", "the same as #reply"),
+    "cc": ("#cc add|remove ADDRESS", "copy someone on the answers to the requester, or stop copying them"),
     "fwd": ("#fwd", "forwarding a customer's mail: open a ticket on their behalf"),
 }
 NAMES = tuple(_FORMS)
 
 _VALUES = {**{s: "status" for s in STATUSES}, **{p: "priority" for p in PRIORITIES}}
 
-# Commands that may appear once. #assign and #take both set the assignee, so they
-# share one slot: the second of them is reported as a contradiction.
-_SLOT = {name: ("assignment" if name in ("assign", "take") else name) for name in NAMES if name != "tag"}
+# Commands whose text is for colleagues, not for the requester: a reply with one of
+# them is an internal note unless it also has #reply or #public (an "#ack" with "I will
+# call the customer at 13:00" had gone to the customer).
+INTERNAL_BY_DEFAULT = frozenset({"ack", "take", "assign"})
+# Commands that say explicitly that the text goes to the requester.
+PUBLIC = frozenset({"reply", "public"})
+
+# Commands that may appear once. #assign and #take both set the assignee, and #note,
+# #reply and #public all say who reads the text, so they share a slot: the second of
+# them is reported as a contradiction.
+_SHARED = {"assign": "assignment", "take": "assignment", "note": "audience", "reply": "audience", "public": "audience"}
+_SLOT = {name: _SHARED.get(name, name) for name in NAMES if name not in ("tag", "cc")}
+_WHAT_SLOT_SETS = {"assignment": "the assignee", "audience": "who reads the text"}
+_SLOT_FORMS = {"assignment": "#assign AGENT_ID or #take", "audience": "#note, or #reply"}
 
 HELP = "\n".join(
     [
@@ -108,7 +125,8 @@ HELP = "\n".join(
         *(f"{form} -- {explanation}" for form, explanation in _FORMS.values()),
         "",
         "Names are case-insensitive and may end with ':' (#status: resolved).",
-        "Each command may be given once, except #tag; use #assign or #take, not both.",
+        "Each command may be given once, except #tag and #cc; use #assign or #take, not both.",
+        "Text below #ack, #take or #assign is an internal note; add #reply to send it to the requester.",
     ]
 )
 
@@ -283,8 +301,8 @@ def _parse_line(
             message = f"#{name} given twice (line {first_line} and {number}); give it once"
         else:
             message = (
-                f"#{first_name} (line {first_line}) and #{name} (line {number}) both set the assignee; "
-                "give one of them: #assign AGENT_ID or #take"
+                f"#{first_name} (line {first_line}) and #{name} (line {number}) both set {_WHAT_SLOT_SETS[slot]}; "
+                f"give one of them: {_SLOT_FORMS[slot]}"
             )
         errors.append(_error(number, raw, message))
         return
@@ -400,6 +418,30 @@ def _parse_kb(rest: str) -> tuple[str, ...]:
     return (title,) if title else ()
 
 
+# An address as agents type it; mail clients turn it into "bob@x.example<mailto:bob@x.example>"
+# or "<bob@x.example>". Only what fits an addr-spec passes: it goes into a Cc header later.
+_ADDRESS = re.compile(
+    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"
+)
+_MAILTO = re.compile(r"<mailto:[^>]*>$", re.IGNORECASE)
+MAX_ADDRESS = 254
+
+
+def _parse_cc(rest: str) -> tuple[str, ...]:
+    words = rest.split(None, 1)
+    if not words or words[0].lower() not in ("add", "remove"):
+        raise _Invalid("say add or remove, then the address")
+    if len(words) < 2:
+        raise _Invalid("address missing")
+    address = _MAILTO.sub("", words[1].strip()).strip().strip("<>")
+    if address.lower().startswith("mailto:"):
+        address = address[7:]
+    if len(address) > MAX_ADDRESS or not _ADDRESS.fullmatch(address):
+        raise _Invalid(f"{_quote(words[1])} is not a mail address")
+    return words[0].lower(), address.lower()
+
+
 _PARSERS: dict[str, _Parser] = {
     "assign": _parse_assign,
     "take": _no_args,
@@ -412,5 +454,8 @@ _PARSERS: dict[str, _Parser] = {
     "merge": _parse_merge,
     "kb": _parse_kb,
     "ack": _no_args,
+    "reply": _no_args,
+    "public": _no_args,
+    "cc": _parse_cc,
     "fwd": _no_args,
 }

@@ -5,7 +5,9 @@
               no  -> kept as an unauthenticated internal note; the agent is told why
               yes -> commands.parse_commands -> checked against the ticket -> executed
                      (changes.py / lifecycle) -> the rest relayed to the requester as
-                     the public answer, or kept as an internal note (#note)
+                     the public answer (answer.py: what was sent is what the history
+                     shows), or kept as an internal note (#note; #ack, #take, #assign
+                     without #reply)
         -> [AgentDesk.forward]     "#fwd": a ticket on a customer's behalf (forward.py)
     pipeline: ticket assigned / requester replied / reopened -> [AgentDesk.notify]
     pipeline, commands, CLI: status resolved -> [AgentDesk.resolved_notice]
@@ -23,6 +25,7 @@ template or a header: the answer to the requester is composed fresh from its tex
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -35,10 +38,19 @@ from email.policy import compat32
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select, update
 
+from mailbridge.agents.answer import answer_body, answer_text
 from mailbridge.agents.auth import AuthVerdict, authenticate
-from mailbridge.agents.commands import HELP, Command, CommandError, ParsedCommands, parse_commands
+from mailbridge.agents.commands import (
+    HELP,
+    INTERNAL_BY_DEFAULT,
+    PUBLIC,
+    Command,
+    CommandError,
+    ParsedCommands,
+    parse_commands,
+)
 from mailbridge.agents.explanations import ExplanationLimit
 from mailbridge.agents.forward import extract_forwarded
 from mailbridge.config import Config
@@ -164,11 +176,14 @@ class AgentDesk:
         pending: lifecycle.Pending,
     ) -> str:
         """Apply an agent's mail to its ticket; return how it was taken (for the outcome):
-        "agent" (acted), "agent-note" (a #note), "agent-refused", "agent-error"."""
+        "agent" (acted), "agent-note" (its text kept as an internal note), "agent-refused",
+        "agent-error"."""
         ticket = conn.execute(_TICKET.where(tickets.c.id == ticket_id)).one()
         verdict = self.verdict(msg)
         token_problem = self._token_problem(corr, agent)
         parsed = parse_commands(msg.analysis.reply_text or "")
+        # The mail client's own signature never stands next to ours (answer.py).
+        parsed = dataclasses.replace(parsed, body=answer_body(parsed.body, msg.mail.html))
         base = {"agent": agent.id, "authenticated": verdict.authenticated, "auth": verdict.how or verdict.reason}
         if token_problem is not None or not verdict.authenticated:
             why = token_problem or f"it is not authenticated: {_lower_first(verdict.reason)}"
@@ -185,8 +200,8 @@ class AgentDesk:
             pending.events.append(lifecycle.event_row(ticket_id, msg.now, "agent_commands_rejected", agent.id, data))
             self._tell_agent(conn, ticket, msg, agent, pending, "agent-command-error", {"errors": listed})
             return "agent-error"
-        note = any(c.name == "note" for c in parsed.commands)
-        answer = parsed.body.strip() and not note
+        internal = _internal_reason(parsed.commands)
+        answer = bool(parsed.body.strip()) and internal is None
         message_pk = self._store(conn, ticket_id, msg, agent, internal=not answer, direction="out" if answer else "in")
         extra = {"message": message_pk, "via": "mail", "authenticated": verdict.how}
         resolved = self.execute(conn, ticket, parsed.commands, agent.id, msg.now, pending, extra, body=parsed.body)
@@ -194,15 +209,19 @@ class AgentDesk:
         if merged is not None:
             # Merged in this very mail: its answer belongs to the ticket it went into.
             ticket = conn.execute(_TICKET.where(tickets.c.reference == merged)).one()
-        if note:
-            data = {**base, "message": message_pk}
+        kept_as_note = internal is not None and (bool(parsed.body.strip()) or internal == "#note")
+        if kept_as_note:
+            data = {**base, "message": message_pk, "why": internal}
             pending.events.append(lifecycle.event_row(ticket_id, msg.now, "note_added", agent.id, data))
         elif answer:
-            self._relay(conn, ticket, parsed.body, msg, agent, pending, extra)
+            # Resolved by this very answer: one mail, the notice and the survey appended.
+            closing = resolved and int(ticket.id) == ticket_id
+            sent = self._relay(conn, ticket, parsed.body, msg, agent, pending, extra, message_pk, closing=closing)
+            resolved = resolved and not sent
         lifecycle.touch(conn, ticket_id, msg.now, pending)
         if resolved:
             self.resolved_notice(conn, ticket_id, pending, msg.now)
-        return "agent-note" if note else "agent"
+        return "agent-note" if kept_as_note else "agent"
 
     def _check(self, conn: Connection, ticket: Any, parsed: ParsedCommands) -> list[CommandError]:
         """What the parser cannot know: agents, statuses allowed now, the merge target."""
@@ -234,9 +253,36 @@ class AgentDesk:
                 problem = "#kb publishes the text below the commands as an article; write the resolution there"
             elif command.name == "fwd":
                 problem = "#fwd opens a new ticket: forward the customer's mail to the support address, not as a reply"
+            elif command.name == "cc":
+                problem = self._cc_problem(conn, _answered_ticket(conn, ticket, parsed.commands), *command.args)
             if problem:
                 errors.append(CommandError(command.line, command.text, f"{command.text}: {problem}"))
         return errors
+
+    def _cc_problem(self, conn: Connection, ticket: Any, action: str, address: str) -> str | None:
+        """Why #cc add|remove ADDRESS cannot be done on the ticket the answer goes to."""
+        if ticket is _NEW_TICKET:
+            return "#cc works on a ticket: reply to its notification"
+        role = conn.execute(
+            select(participants.c.role).where(participants.c.ticket_id == ticket.id, participants.c.address == address)
+        ).scalar()
+        if action == "remove":
+            return None if role == "cc" else f"{address} is not copied on {ticket.reference}"
+        if address == str(ticket.requester).lower():
+            return f"{address} is the requester of {ticket.reference}"
+        if address in self._own or self._people.is_agent(address):
+            return f"{address} is an address of ours or an agent's; only customers are copied"
+        if role == "cc":
+            return None
+        copied = conn.execute(
+            select(func.count())
+            .select_from(participants)
+            .where(participants.c.ticket_id == ticket.id, participants.c.role == "cc")
+        ).scalar_one()
+        limit = self._config.tickets.max_participants
+        if copied >= limit:
+            return f"{ticket.reference} already copies {copied} people ([tickets] max_participants = {limit})"
+        return None
 
     def execute(
         self,
@@ -255,6 +301,8 @@ class AgentDesk:
         notice after everything else)."""
         resolved = False
         ticket_id = int(ticket.id)
+        # #cc changes the people of the ticket the answer goes to (after a #merge: the other one).
+        answered_id = int(_answered_ticket(conn, ticket, commands).id)
         for command in commands:
             data = {**extra, "command": command.text}
             if command.name in ("assign", "take"):
@@ -295,6 +343,13 @@ class AgentDesk:
                 path = self._publish_article(ticket, title, body, actor, now)
                 event = lifecycle.event_row(ticket_id, now, "kb_published", actor, {**data, "path": path})
                 pending.events.append(event)
+            elif command.name == "cc":
+                action, address = command.args
+                if action == "add":
+                    person = Address("", address)
+                    changes.copy_on(conn, answered_id, person, actor=actor, now=now, pending=pending, extra=data)
+                else:
+                    changes.stop_copying(conn, answered_id, address, actor=actor, now=now, pending=pending, extra=data)
             elif command.name == "ack":
                 pending.events.append(lifecycle.event_row(ticket_id, now, "escalation_acknowledged", actor, data))
                 sla_clocks.acked(conn, ticket_id, now)
@@ -338,10 +393,16 @@ class AgentDesk:
         agent: Agent,
         pending: lifecycle.Pending,
         extra: dict[str, Any],
-    ) -> None:
+        message_pk: int,
+        *,
+        closing: bool = False,
+    ) -> bool:
         """The agent's text (commands, quoted history and signature removed) to the
         requester, from the support address, in the requester's thread, with the
-        agent's attachments; the other people of the ticket in Cc."""
+        agent's attachments; the ticket's own Cc'd people in Cc (never the people of a
+        ticket merged into it). ``closing``: this answer resolved the ticket, so the
+        requester's copy also carries the resolved notice and the survey link. The stored
+        message becomes the text that was sent. True when the closing parts went out."""
         ticket_id = int(ticket.id)
         requester = Address(ticket.requester_name or "", ticket.requester)
         cc = self._copies(conn, ticket_id, requester.address)
@@ -357,27 +418,33 @@ class AgentDesk:
             .limit(1)
         ).scalar()
         support = self._config.support
-        text = f"{body.strip()}\n\n-- \n{agent.name}\n{support.name}\n"
+        text = answer_text(body, agent.name, support.name)
+        own_text: str = text
+        closed: tuple[bool, bool] | None = (False, False)
+        secret = ""  # the survey link's token address: not kept in the history
+        if closing:
+            own_text, closed, secret = self._closing_text(conn, ticket, body, agent, pending, msg.now)
         subject = f"Re: {self._refs.tag(ticket.reference)} {ticket.subject}"
         files = [
             OutgoingAttachment(a.filename, a.content_type, a.payload)
             for a in msg.mail.attachments
             if not a.inline and a.kind != "message"
         ]
-        sent = []
+        sent: list[str] = []
+        own_id: str | None = None
         # Two copies at most, whatever the number of people: the requester's own, with
         # a token bound to them, and one for everybody copied, with several envelope
         # recipients (3,000 Cc had made 3,001 mails of the same text and attachments).
         copies: list[tuple[Address, list[Address]]] = [(requester, [])] + ([(cc[0], cc[1:])] if cc else [])
         for rcpt, more in copies:
             try:
-                self._outbox.queue_written(
+                message_id = self._outbox.queue_written(
                     pending,
                     ticket_id=ticket_id,
                     ticket=self._facts(conn, ticket_id),
                     kind="answer",
                     subject=subject,
-                    text=text,
+                    text=own_text if rcpt is requester else text,
                     html=None,
                     to=requester,
                     cc=cc,
@@ -395,10 +462,72 @@ class AgentDesk:
                 log.error("answer to %s on %s not sent: %s", rcpt.address, ticket.reference, exc)
                 continue
             sent += [rcpt.address, *(a.address for a in more)]
+            own_id = message_id if rcpt is requester else own_id
         data = {**extra, "to": requester.address, "cc": [a.address for a in cc], "attachments": len(files)}
         data["delivered_to"] = sent
         pending.events.append(lifecycle.event_row(ticket_id, msg.now, "answered", agent.id, data))
         sla_clocks.answered(conn, ticket_id, msg.now, pending)
+        # The history shows what the requester got, not the agent's mail with its quote,
+        # commands and signature (that stays in the spool, as received).
+        shown = own_text if own_id is not None else text
+        if secret:
+            local, domain = support.address.split("@", 1)
+            shown = shown.replace(secret, f"{local}+\u2026@{domain}")
+        values = {"text": shown, "reply_text": shown, "safe_html": None, "text_source": "plain"}
+        conn.execute(update(messages).where(messages.c.id == message_pk).values(values))
+        if own_id is None or not closing or closed is None:
+            return False  # (closed None: the footer failed; the caller sends the notice on its own)
+        notice, asked = closed
+        for kind, on in (("resolved_notice", notice), ("survey_sent", asked)):
+            if on:
+                event = {"to": requester.address, "message_id": own_id, "in_answer": True}
+                pending.events.append(lifecycle.event_row(ticket_id, msg.now, kind, "system", event))
+        return True
+
+    def _closing_text(
+        self, conn: Connection, ticket: Any, body: str, agent: Agent, pending: lifecycle.Pending, now: datetime
+    ) -> tuple[str, tuple[bool, bool] | None, str]:
+        """The requester's copy of an answer that resolved the ticket: the answer, then
+        the resolved notice and the survey link (templates/resolved-answer.*), then our
+        signature; which of the two it carries (None: the template failed); the survey
+        link's address."""
+        notice, ask = self._closing(conn, ticket, pending, now)
+        plain = answer_text(body, agent.name, self._config.support.name)
+        if not (notice or ask):
+            return plain, (False, False), ""
+        requester = str(ticket.requester)
+        survey_address = self._outbox.token_address(pending, int(ticket.id), requester, "survey", now) if ask else ""
+        context = {
+            "ticket": {"reference": ticket.reference, "subject": ticket.subject, "status": "resolved"},
+            "requester": {"name": ticket.requester_name or "", "address": requester},
+            "notice": notice,
+            "survey_address": survey_address,
+            "scale": {"low": survey.SCORE_MIN, "high": survey.SCORE_MAX},
+            "subject_tag": self._refs.tag(ticket.reference),
+            "support": {"name": self._config.support.name, "address": self._config.support.address},
+        }
+        try:
+            footer = self._outbox.render("resolved-answer", context).text
+        except TemplateError as exc:
+            log.error("answer on %s goes without the resolved notice: %s", ticket.reference, exc)
+            return plain, None, ""
+        return answer_text(body, agent.name, self._config.support.name, footer), (notice, ask), survey_address
+
+    def _closing(self, conn: Connection, ticket: Any, pending: lifecycle.Pending, now: datetime) -> tuple[bool, bool]:
+        """(the resolved notice, the survey): which may go to the requester of a ticket
+        that became resolved ([tickets] resolved_notice, [sla] survey); never to an
+        address that bounced, nor to a robot address (RFC 3834), nor for monitoring
+        alerts. What may not go is recorded (auto_reply_suppressed)."""
+        notice, ask = self._config.tickets.resolved_notice, self._config.sla.survey
+        if not (notice or ask):
+            return False, False
+        reason = survey.requester_block_reason(conn, ticket)
+        if reason is None:
+            return notice, ask
+        for what in [w for w, on in (("resolved notice", notice), ("survey", ask)) if on]:
+            data = {"reason": f"no {what}: {reason}"}
+            pending.events.append(lifecycle.event_row(int(ticket.id), now, "auto_reply_suppressed", "system", data))
+        return False, False
 
     def _copies(self, conn: Connection, ticket_id: int, requester: str) -> list[Address]:
         """CC'd people of the ticket who get a copy of public answers: not the requester,
@@ -575,26 +704,29 @@ class AgentDesk:
     # --- mail to the requester ------------------------------------------------------
 
     def resolved_notice(self, conn: Connection, ticket_id: int, pending: lifecycle.Pending, now: datetime) -> None:
-        """ "Resolved - reply to reopen" to the requester, and the satisfaction survey
-        ([sla] survey; tickets/survey.py); never to an address that bounced, nor to a
-        robot address (RFC 3834), nor for monitoring alerts (nobody reads mail there)."""
-        notice, ask = self._config.tickets.resolved_notice, self._config.sla.survey
-        if not (notice or ask):
-            return
+        """The satisfaction survey ([sla] survey; tickets/survey.py) to the requester of a
+        ticket resolved without an answer, saying it is resolved and how to reopen it; with
+        the survey off, "Resolved - reply to reopen". Never to an address that bounced, nor
+        to a robot address (RFC 3834), nor for monitoring alerts (nobody reads mail there)."""
         ticket = conn.execute(_TICKET.where(tickets.c.id == ticket_id)).one()
-        reason = survey.requester_block_reason(conn, ticket)
-        if reason is not None:
-            for what in [w for w, on in (("resolved notice", notice), ("survey", ask)) if on]:
-                data = {"reason": f"no {what}: {reason}"}
-                pending.events.append(lifecycle.event_row(ticket_id, now, "auto_reply_suppressed", "system", data))
-            return
-        if notice:
+        notice, ask = self._closing(conn, ticket, pending, now)
+        if ask:
+            # One mail: the survey, which also says the ticket is resolved and names the
+            # address that reopens it (a reply to the survey itself only scores).
+            reopen = self._outbox.token_address(pending, ticket_id, str(ticket.requester), "reply", now)
+            survey.queue_survey(
+                conn,
+                ticket,
+                config=self._config,
+                outbox=self._outbox,
+                refs=self._refs,
+                pending=pending,
+                now=now,
+                reopen_address=reopen,
+            )
+        elif notice:
             self._notice_to_requester(
                 conn, ticket, "resolved", "resolved", pending, now, auto_submitted="auto-generated"
-            )
-        if ask:
-            survey.queue_survey(
-                conn, ticket, config=self._config, outbox=self._outbox, refs=self._refs, pending=pending, now=now
             )
 
     def reopened_notice(
@@ -840,6 +972,29 @@ class AgentDesk:
             internal=internal,
             author=agent.id,
         )
+
+
+def _internal_reason(commands: Sequence[Command]) -> str | None:
+    """Why the text of a reply with these commands stays an internal note (None: it is
+    the answer to the requester). #note always; #ack, #take, #assign unless #reply or
+    #public: their text is for colleagues, not for the customer."""
+    names = {c.name for c in commands}
+    if "note" in names:
+        return "#note"
+    colleague = sorted(names & INTERNAL_BY_DEFAULT)
+    if colleague and not names & PUBLIC:
+        return " ".join("#" + n for n in colleague) + " without #reply"
+    return None
+
+
+def _answered_ticket(conn: Connection, ticket: Any, commands: Sequence[Command]) -> Any:
+    """The ticket an answer in this mail goes to: the one it is merged into by a #merge
+    in the same mail, else the ticket itself."""
+    merge = next((c for c in commands if c.name == "merge"), None)
+    if merge is None or ticket is _NEW_TICKET:
+        return ticket
+    target = conn.execute(_TICKET.where(tickets.c.reference == merge.args[0])).first()
+    return target if target is not None else ticket
 
 
 def raw_header_values(raw: bytes, name: str) -> list[str]:

@@ -31,6 +31,8 @@ def needed_templates(config: Config) -> dict[str, str]:
         needs["agent-refused"] = "[[agents]] (agents work tickets by mail)"
     if config.tickets.resolved_notice:
         needs["resolved"] = "[tickets] resolved_notice = true"
+    if config.agents and (config.tickets.resolved_notice or config.sla.survey):
+        needs["resolved-answer"] = "[[agents]] with [tickets] resolved_notice or [sla] survey"
     if config.tickets.reply_to_closed == "reopen":
         needs["reopened"] = '[tickets] reply_to_closed = "reopen"'
     if config.sla.policies:

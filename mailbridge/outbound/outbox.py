@@ -15,7 +15,7 @@ from typing import Any
 
 from mailbridge.config import SupportSettings
 from mailbridge.outbound.compose import OutgoingAttachment, compose
-from mailbridge.outbound.render import Renderer
+from mailbridge.outbound.render import RenderedMail, Renderer
 from mailbridge.parsing.mime import Address
 from mailbridge.rules import OutgoingFacts, RuleSet, TicketFacts
 from mailbridge.tickets.lifecycle import Pending
@@ -35,6 +35,27 @@ class Outbox:
     def checks_outgoing(self) -> bool:
         """Whether outgoing rules look at mail (callers then pass the ticket's facts)."""
         return self._rules is not None and bool(self._rules.outgoing)
+
+    def render(self, template: str, context: Mapping[str, Any]) -> RenderedMail:
+        """A template rendered, for a part of a mail composed elsewhere (raises TemplateError)."""
+        return self._renderer.render(template, context)
+
+    def token_address(self, pending: Pending, ticket_id: int, address: str, purpose: str, now: datetime) -> str:
+        """A support address with a fresh reply token bound to ``address`` and the ticket,
+        for ``purpose``, to name in a mail's text (the survey's address in an answer, the
+        address that reopens a ticket in the survey); written with the caller's transaction."""
+        token = self._signer.new()
+        pending.tokens.append(
+            {
+                "id": self._signer.token_id(token),
+                "ticket_id": ticket_id,
+                "address": address.lower(),
+                "purpose": purpose,
+                "created_at": now,
+            }
+        )
+        local, domain = self._support.address.split("@", 1)
+        return f"{local}+{token}@{domain}"
 
     def queue(
         self,

@@ -206,6 +206,8 @@ _MOBILE = re.compile(
     rf"|sent (?:from|with|via|using|by)(?:\s{{1,3}}{_W}){{0,2}}\s{{1,3}}{_APPS}(?:\s{{1,3}}{_W}){{0,4}}"
     rf"|(?:get|download) (?:the )?outlook (?:app )?for{_WORDS}"
     rf"|von meinem{_WORDS}\s{{1,3}}gesendet"
+    # Outlook's own: "Von Outlook gesendet", "Von Outlook für iOS gesendet", "Von Mail für Windows gesendet"
+    rf"|von\s{{1,3}}{_APPS}(?:\s{{1,3}}{_W}){{0,4}}\s{{1,3}}gesendet"
     rf"|gesendet (?:von|vom|mit|über){_WORDS}"
     rf"|envoy[ée] (?:de|depuis|à partir de|a partir de|avec){_WORDS}"
     rf"|(?:t[ée]l[ée]charger|obtenir) outlook pour{_WORDS}"

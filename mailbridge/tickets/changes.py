@@ -1,4 +1,4 @@
-"""Changes people make to a ticket: assignment, classification, tags, merging.
+"""Changes people make to a ticket: assignment, classification, tags, merging, who is copied.
 
     agents/desk.py (an agent's #commands by mail) --+
     cli.py (`mailbridge tickets set`) --------------+--> [changes] -> tickets + events
@@ -21,10 +21,19 @@ from mailbridge.parsing.mime import Address
 from mailbridge.store.tables import messages, participants, reply_tokens, thread_index, tickets
 from mailbridge.tickets import lifecycle
 
-__all__ = ["FIELDS", "add_tags", "assign", "merge", "set_field"]
+__all__ = ["FIELDS", "MERGED", "REMOVED", "add_tags", "assign", "copy_on", "merge", "set_field", "stop_copying"]
 
 # Fields an agent or admin sets by name (#priority, --priority, ...).
 FIELDS = ("priority", "severity", "category")
+
+# The role of the people a merged ticket brings along (its requester and the people it
+# had in Cc). They stay on the ticket, so their replies land on it, but nothing is sent
+# to them: the two tickets may be two companies, and one customer's answers are never
+# another's to read. An agent copies one of them explicitly with #cc add.
+MERGED = "merged"
+# Someone an agent stopped copying (#cc remove): still on the ticket, so a reply of
+# theirs lands on it, but no longer copied (nor silently copied again by their reply).
+REMOVED = "removed"
 
 
 def _event(
@@ -130,12 +139,65 @@ def merge(
         lifecycle.add_thread_rows(conn, [{"msgid": r.msgid, "ticket_id": target_id, "kind": r.kind} for r in moved])
         conn.execute(thread_index.delete().where(thread_index.c.ticket_id == source_id))
     people = conn.execute(select(participants).where(participants.c.ticket_id == source_id)).all()
+    brought: list[str] = []
     for person in people:
-        role = "cc" if person.role == "requester" else person.role
-        lifecycle.add_participants(conn, target_id, [Address(person.name, person.address)], role, now)
+        # The source's customers (requester, Cc) are not copied on the target's answers.
+        role = MERGED if person.role in ("requester", "cc", REMOVED) else person.role
+        added = lifecycle.add_participants(conn, target_id, [Address(person.name, person.address)], role, now)
+        brought += added if role == MERGED else []
     conn.execute(update(tickets).where(tickets.c.id == source_id).values(merged_into=target_id))
     lifecycle.set_status(conn, source_id, "closed", actor=actor, now=now, reason="merged", pending=pending)
     data = {**(extra or {})}
     _event(conn, pending, source_id, now, "merged_into", actor, {"into": refs[target_id], **data})
-    _event(conn, pending, target_id, now, "merged_from", actor, {"from": refs[source_id], **data})
+    joined = {"from": refs[source_id], "not_copied": brought, **data}
+    _event(conn, pending, target_id, now, "merged_from", actor, joined)
     conn.execute(update(tickets).where(tickets.c.id == target_id).values(updated_at=now))
+
+
+def copy_on(
+    conn: Connection,
+    ticket_id: int,
+    person: Address,
+    *,
+    actor: str,
+    now: datetime,
+    pending: lifecycle.Pending | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> bool:
+    """Copy ``person`` on the ticket's public answers (#cc add): a new participant, or
+    one who is on it without being copied (merged, removed); True when it changed. The
+    caller checked that they are no requester, agent or address of ours."""
+    address = person.address.lower()
+    role = conn.execute(
+        select(participants.c.role).where(participants.c.ticket_id == ticket_id, participants.c.address == address)
+    ).scalar()
+    if role == "cc":
+        return False
+    if role is None:
+        lifecycle.add_participants(conn, ticket_id, [Address(person.name, address)], "cc", now)
+    else:
+        where = (participants.c.ticket_id == ticket_id) & (participants.c.address == address)
+        conn.execute(update(participants).where(where).values(role="cc"))
+    _event(conn, pending, ticket_id, now, "cc_added", actor, {"address": address, "was": role, **(extra or {})})
+    return True
+
+
+def stop_copying(
+    conn: Connection,
+    ticket_id: int,
+    address: str,
+    *,
+    actor: str,
+    now: datetime,
+    pending: lifecycle.Pending | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> bool:
+    """No more copies of public answers to ``address`` (#cc remove); True when it changed."""
+    address = address.lower()
+    where = (
+        (participants.c.ticket_id == ticket_id) & (participants.c.address == address) & (participants.c.role == "cc")
+    )
+    if conn.execute(update(participants).where(where).values(role=REMOVED)).rowcount == 0:
+        return False
+    _event(conn, pending, ticket_id, now, "cc_removed", actor, {"address": address, **(extra or {})})
+    return True

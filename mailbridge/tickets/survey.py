@@ -163,11 +163,13 @@ def queue_survey(
     refs: ReferenceFormat,
     pending: lifecycle.Pending,
     now: datetime,
+    reopen_address: str = "",
 ) -> str | None:
     """The survey to the requester of a ticket that just became resolved, with the
-    event "survey_sent"; its Message-ID, or None. The caller checked [sla] survey and
-    requester_block_reason."""
-    context = {"scale": {"low": SCORE_MIN, "high": SCORE_MAX}}
+    event "survey_sent"; its Message-ID, or None. ``reopen_address``: where a mail
+    reopens the ticket (the survey's own Reply-To only scores). The caller checked
+    [sla] survey and requester_block_reason."""
+    context = {"scale": {"low": SCORE_MIN, "high": SCORE_MAX}, "reopen_address": reopen_address}
     message_id = queue_to_requester(
         conn,
         ticket,

@@ -62,6 +62,11 @@ def only_error(text: str) -> CommandError:
         ("#kb", "kb", ()),
         ("#kb  How to   reset the VPN token ", "kb", ("How to reset the VPN token",)),
         ("#ack", "ack", ()),
+        ("#reply", "reply", ()),
+        ("#public", "public", ()),
+        ("#cc add Dave@Customer.example", "cc", ("add", "dave@customer.example")),
+        ("#cc remove <dave@customer.example>", "cc", ("remove", "dave@customer.example")),
+        ("#cc ADD dave@customer.example<mailto:dave@customer.example>", "cc", ("add", "dave@customer.example")),
         ("#fwd", "fwd", ()),
     ],
 )
@@ -621,3 +626,29 @@ def test_help_lists_every_command_with_its_form() -> None:
 def test_help_is_not_parsed_as_body_commands_when_quoted_back() -> None:
     # An agent pasting HELP at the top would run into the intro line first: no commands.
     assert parse_commands(HELP).commands == ()
+
+
+# --- #cc and who reads the text (issue 15) -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        ("#cc", "say add or remove"),
+        ("#cc dave@customer.example", "say add or remove"),
+        ("#cc add", "address missing"),
+        ("#cc add dave", "'dave' is not a mail address"),
+        ("#cc add dave@customer.example, eve@x.example", "is not a mail address"),
+        ("#cc add dave@customer.example\r\nBcc: eve@x.example", "is not a mail address"),
+    ],
+)
+def test_cc_errors(line: str, fragment: str) -> None:
+    assert fragment in only_error(line.replace("\r\n", " ")).message
+
+
+def test_cc_may_be_repeated_and_note_contradicts_reply() -> None:
+    parsed = parse_commands("#cc add a@x.example\n#cc remove b@x.example\nText")
+    assert parsed.ok and [c.args for c in parsed.commands] == [("add", "a@x.example"), ("remove", "b@x.example")]
+    error = only_error("#note\n#reply\nText")
+    assert "both set who reads the text" in error.message and "#note, or #reply" in error.message
+    assert "add #reply" in HELP

@@ -55,6 +55,9 @@ MOBILE_SIGNATURES = [
     "Envoyé à partir de Outlook pour iOS<https://aka.ms/o0ukef>",
     "Von meinem iPhone gesendet",
     "Gesendet von Outlook für Android",
+    "Von Outlook gesendet",  # issue 15: Outlook's own German line
+    "Von Outlook für iOS gesendet<https://aka.ms/o0ukef>",
+    "Von Mail für Windows gesendet",
     "Gesendet mit der WEB.DE Mail App",
     "Verzonden vanaf mijn iPhone",
     "Enviado desde mi iPhone",
