@@ -52,8 +52,8 @@ from mailbridge.routing import ticket_facts_for
 from mailbridge.rules import TicketFacts
 from mailbridge.sla import clocks as sla_clocks
 from mailbridge.sla.sweep import start_clocks
-from mailbridge.store.tables import messages, participants, tickets, undeliverable
-from mailbridge.tickets import changes, lifecycle, survey
+from mailbridge.store.tables import participants, tickets, undeliverable
+from mailbridge.tickets import changes, conversation, lifecycle, survey
 from mailbridge.tickets.correlate import Correlation
 from mailbridge.tickets.refs import ReferenceFormat
 
@@ -343,17 +343,9 @@ class AgentDesk:
         ticket_id = int(ticket.id)
         requester = Address(ticket.requester_name or "", ticket.requester)
         cc = self._copies(conn, ticket_id, requester.address)
-        last = conn.execute(
-            select(messages.c.message_id)
-            .where(
-                messages.c.ticket_id == ticket_id,
-                messages.c.from_address == requester.address,
-                messages.c.internal.is_(False),
-                messages.c.message_id.is_not(None),
-            )
-            .order_by(messages.c.id.desc())
-            .limit(1)
-        ).scalar()
+        # In the thread of the latest mail from a person (never an autoresponder's), with
+        # the conversation's chain, so everybody copied finds it in their thread.
+        parent, chain = conversation.answer_threading(conn, ticket_id, pending.outbox)
         support = self._config.support
         text = f"{body.strip()}\n\n-- \n{agent.name}\n{support.name}\n"
         subject = f"Re: {self._refs.tag(ticket.reference)} {ticket.subject}"
@@ -381,8 +373,8 @@ class AgentDesk:
                     cc=cc,
                     rcpt=rcpt,
                     extra_rcpts=more,
-                    in_reply_to=last,
-                    references=[last] if last else [],
+                    in_reply_to=parent,
+                    references=chain,
                     now=msg.now,
                     auto_submitted=None,
                     author=agent.id,
