@@ -739,7 +739,7 @@ class Pipeline:
         context = {
             "ticket": {
                 "reference": row.reference,
-                "subject": mail.subject or "(no subject)",
+                "subject": self._refs.without_tags(mail.subject) or "(no subject)",
                 "status": row.status,
                 "requester": row.requester,
                 "priority": row.priority,
@@ -946,7 +946,7 @@ class Pipeline:
         articles = self._suggest_articles(conn, ticket_id, msg, pending) if decision and decision.articles else []
         ticket_ctx = {
             "reference": reference,
-            "subject": mail.subject or "(no subject)",
+            "subject": self._refs.without_tags(mail.subject) or "(no subject)",
             "status": status,
             "requester": to.address,
         }

@@ -739,7 +739,7 @@ class AgentDesk:
         context: dict[str, Any] = {
             "ticket": {
                 "reference": reference,
-                "subject": subject or "(no subject)",
+                "subject": self._refs.without_tags(subject) or "(no subject)",
                 "status": "new",
                 "requester": customer.address,
             },
