@@ -27,7 +27,7 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.parser import BytesHeaderParser
@@ -40,7 +40,7 @@ from sqlalchemy import Connection, select
 from mailbridge.agents.auth import AuthVerdict, authenticate
 from mailbridge.agents.commands import HELP, Command, CommandError, ParsedCommands, parse_commands
 from mailbridge.agents.explanations import ExplanationLimit
-from mailbridge.agents.forward import extract_forwarded
+from mailbridge.agents.forward import customer_mail, extract_forwarded
 from mailbridge.config import Config
 from mailbridge.outbound.compose import ComposeError, OutgoingAttachment
 from mailbridge.outbound.outbox import Outbox
@@ -59,7 +59,7 @@ from mailbridge.tickets.refs import ReferenceFormat
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AgentDesk", "AgentMail"]
+__all__ = ["AgentDesk", "AgentMail", "ForwardRoute"]
 
 # Attachments of a requester's mail that go along with the agent's notification.
 NOTIFY_ATTACHMENTS_MAX = 10 * 1024 * 1024
@@ -111,6 +111,16 @@ class AgentMail:
     @property
     def mail(self) -> ParsedMail:
         return self.analysis.mail
+
+
+@dataclass(frozen=True)
+class ForwardRoute:
+    """What the routing rules made of a forwarded customer's mail (the pipeline runs
+    them, as on any new ticket's mail)."""
+
+    columns: dict[str, Any] | None  # the new ticket's classification, queue, assignee, tags, fields
+    record: Callable[[int], None]  # once the ticket exists: the "rules" event, notify, watchers
+    no_ack: str | None = None  # why no acknowledgement goes out (a rule turned it off)
 
 
 class AgentDesk:
@@ -647,11 +657,19 @@ class AgentDesk:
         return bool(parsed.commands) and parsed.commands[0].name == "fwd"
 
     def forward(
-        self, conn: Connection, msg: AgentMail, agent: Agent, pending: lifecycle.Pending
+        self,
+        conn: Connection,
+        msg: AgentMail,
+        agent: Agent,
+        pending: lifecycle.Pending,
+        route: Callable[[ParsedMail], ForwardRoute] | None = None,
     ) -> tuple[int, str] | str:
         """Open a ticket for the customer whose mail an agent forwarded with #fwd.
-        Returns (ticket id, reference), or the reason nothing was opened (the agent is
-        told; the caller keeps the mail without a ticket)."""
+        ``route``: the routing rules, run on the customer's mail (forward.customer_mail)
+        as on any new ticket's: queue, assignee, classification, tags, watchers; the
+        agent's own commands come after them. Returns (ticket id, reference), or the
+        reason nothing was opened (the agent is told; the caller keeps the mail without
+        a ticket)."""
         verdict = self.verdict(msg)
         parsed = parse_commands(msg.analysis.reply_text or msg.mail.text or "")
         if not verdict.authenticated:
@@ -679,8 +697,16 @@ class AgentDesk:
             self._tell_agent_without_ticket(conn, msg, agent, pending, reason)
             return reason
         now = msg.now
+        routed = route(customer_mail(found, msg.mail)) if route is not None else None
+        columns = routed.columns if routed is not None else None
         ticket_id, reference = lifecycle.create_ticket(
-            conn, refs=self._refs, subject=found.subject, requester=found.sender, now=now, pending=pending
+            conn,
+            refs=self._refs,
+            subject=found.subject,
+            requester=found.sender,
+            now=now,
+            pending=pending,
+            incident=columns,
         )
         # The ticket's first message is the customer's, as forwarded; kept with the
         # forward's raw mail (attachments included), authored by the agent.
@@ -695,16 +721,32 @@ class AgentDesk:
             "authenticated": verdict.how,
         }
         pending.events.append(lifecycle.event_row(ticket_id, now, "created", agent.id, data))
+        if routed is not None:
+            routed.record(ticket_id)
         start_clocks(conn, self._config, self._people, ticket_id, now, pending)
         if found.message_id:
             lifecycle.add_thread_rows(conn, [{"msgid": found.message_id[:998], "ticket_id": ticket_id, "kind": "own"}])
         ticket = conn.execute(_TICKET.where(tickets.c.id == ticket_id)).one()
         extra = {"message": message_pk, "via": "mail", "authenticated": verdict.how}
         resolved = self.execute(conn, ticket, rest, agent.id, now, pending, extra, body=parsed.body)
+        ruled = (columns or {}).get("assignee")
         if not any(c.name in ("assign", "take") for c in rest):
-            changes.assign(conn, ticket_id, agent.id, actor=agent.id, now=now, pending=pending, extra={"via": "#fwd"})
+            if ruled and ruled != agent.id:
+                # The rules gave it to someone: they hear of it as of any new ticket.
+                self.notify(conn, ticket_id, "assigned", pending, now, text=found.text, mail=msg.mail)
+            elif not ruled:
+                extra_fwd = {"via": "#fwd"}
+                changes.assign(conn, ticket_id, agent.id, actor=agent.id, now=now, pending=pending, extra=extra_fwd)
         self._acknowledge_forwarded(
-            conn, ticket_id, reference, found.sender, found.subject, found.message_id, msg, pending
+            conn,
+            ticket_id,
+            reference,
+            found.sender,
+            found.subject,
+            found.message_id,
+            msg,
+            pending,
+            no_ack=routed.no_ack if routed is not None else None,
         )
         # The forwarding agent gets the usual notification: the ticket's reference and a
         # reply token of their own to work it by mail.
@@ -723,14 +765,16 @@ class AgentDesk:
         message_id: str | None,
         msg: AgentMail,
         pending: lifecycle.Pending,
+        *,
+        no_ack: str | None = None,
     ) -> None:
         """The customer learns their ticket's reference (and gets a token to reply with);
         nothing of the forward, the agent's note included, is quoted."""
         bounced = conn.execute(select(undeliverable.c.address).where(undeliverable.c.address == customer.address))
-        reason = None
-        if not self._config.autoreply.acknowledge:
+        reason = no_ack
+        if reason is None and not self._config.autoreply.acknowledge:
             reason = "acknowledgements are off ([autoreply] acknowledge = false)"
-        elif bounced.first() is not None:
+        if reason is None and bounced.first() is not None:
             reason = f"{customer.address} is undeliverable"
         if reason is not None:
             data = {"reason": reason}
