@@ -37,6 +37,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from mailbridge.agents import briefing
 from mailbridge.agents.auth import AuthVerdict, authenticate
 from mailbridge.agents.commands import HELP, Command, CommandError, ParsedCommands, parse_commands
 from mailbridge.agents.explanations import ExplanationLimit
@@ -46,7 +47,7 @@ from mailbridge.outbound.compose import ComposeError, OutgoingAttachment
 from mailbridge.outbound.outbox import Outbox
 from mailbridge.outbound.render import TemplateError
 from mailbridge.parsing.analysis import Analysis
-from mailbridge.parsing.mime import Address, ParsedMail
+from mailbridge.parsing.mime import Address, Attachment, ParsedMail
 from mailbridge.people import Agent, People
 from mailbridge.routing import ticket_facts_for
 from mailbridge.rules import TicketFacts
@@ -269,10 +270,13 @@ class AgentDesk:
                 target = actor if command.name == "take" else command.args[0]
                 changed = changes.assign(conn, ticket_id, target, actor=actor, now=now, pending=pending, extra=data)
                 if changed and target != actor:
-                    # The handover note (the assigning agent's text) goes to the new assignee.
+                    # The handover: the assigning agent's note, and what the new assignee
+                    # needs to take over without asking (the request, the customer's
+                    # latest mail, their attachments).
                     handover = f"{actor} assigned this ticket to you" + (
                         f" and wrote:\n\n{body.strip()}" if body.strip() else "."
                     )
+                    earlier, stored = briefing.handover_history(conn, ticket_id, self._people)
                     self.notify(
                         conn,
                         ticket_id,
@@ -282,6 +286,8 @@ class AgentDesk:
                         agents=[target],
                         text=handover,
                         text_label="handover",
+                        earlier=earlier,
+                        stored=stored,
                     )
             elif command.name == "status":
                 reason = str(extra.get("via", ""))
@@ -439,10 +445,16 @@ class AgentDesk:
         mail: ParsedMail | None = None,
         agents: Sequence[str] | None = None,
         exclude: str | None = None,
-        text_label: str = "the requester wrote",
+        text_label: str | None = None,
+        author: Address | None = None,
+        earlier: Sequence[dict[str, str]] = (),
+        stored: Sequence[briefing.StoredFile] = (),
     ) -> None:
         """Tell the agents of a ticket (``agents``, or its assignee, or its team) what
-        happened: "assigned", "reply" (the requester wrote), "reopened", "forwarded".
+        happened: "assigned", "reply" (someone on the ticket wrote), "reopened",
+        "forwarded". ``text`` is what ``author`` (default: the mail's From) wrote, shown
+        with their role on the ticket unless ``text_label`` says otherwise; ``earlier``
+        and ``stored``: a handover's history and its stored attachments.
         Each mail carries a reply token bound to its recipient and this ticket."""
         if not self._config.tickets.notify_agents or not self._people.agents:
             return  # (no agents configured: not even the ticket is read, on the hot path)
@@ -458,10 +470,14 @@ class AgentDesk:
             recipients = [r for r in recipients if r.address != exclude.lower()]
         if not recipients:
             return
+        # Who wrote the text, and what they are to the ticket (a Cc'd person's reply is not
+        # "the requester wrote").
+        who = briefing.author_of(conn, ticket, author or (mail.from_ if mail is not None else None), self._people)
         files: list[OutgoingAttachment] = []
         listed = []
         budget = NOTIFY_ATTACHMENTS_MAX
-        for att in mail.attachments if mail is not None else []:
+        sources: list[Attachment | briefing.StoredFile] = [*(mail.attachments if mail is not None else []), *stored]
+        for att in sources:
             if att.inline:
                 continue
             listed.append({"filename": att.filename, "size": att.size, "content_type": att.content_type})
@@ -482,7 +498,9 @@ class AgentDesk:
             },
             "requester": {"name": ticket.requester_name or "", "address": ticket.requester},
             "text": text[:20000],
-            "text_label": text_label,
+            "text_label": text_label or f"{who['shown']} ({who['role']}) wrote",
+            "author": who,
+            "earlier": list(earlier),
             "attachments": listed,
             "attached": len(files),
             "commands": HELP,
@@ -733,7 +751,9 @@ class AgentDesk:
         if not any(c.name in ("assign", "take") for c in rest):
             if ruled and ruled != agent.id:
                 # The rules gave it to someone: they hear of it as of any new ticket.
-                self.notify(conn, ticket_id, "assigned", pending, now, text=found.text, mail=msg.mail)
+                self.notify(
+                    conn, ticket_id, "assigned", pending, now, text=found.text, mail=msg.mail, author=found.sender
+                )
             elif not ruled:
                 extra_fwd = {"via": "#fwd"}
                 changes.assign(conn, ticket_id, agent.id, actor=agent.id, now=now, pending=pending, extra=extra_fwd)
@@ -750,7 +770,17 @@ class AgentDesk:
         )
         # The forwarding agent gets the usual notification: the ticket's reference and a
         # reply token of their own to work it by mail.
-        self.notify(conn, ticket_id, "forwarded", pending, now, text=found.text, mail=msg.mail, agents=[agent.id])
+        self.notify(
+            conn,
+            ticket_id,
+            "forwarded",
+            pending,
+            now,
+            text=found.text,
+            mail=msg.mail,
+            agents=[agent.id],
+            author=found.sender,
+        )
         if resolved:
             self.resolved_notice(conn, ticket_id, pending, now)
         return ticket_id, reference
