@@ -385,13 +385,49 @@ def tickets_show(ctx: click.Context, reference: str, as_json: bool) -> None:
         console.rule(escape(f"{msg['direction']} {msg['from']} {msg['received_at']}{label}"))
         console.print(msg["text"], markup=False, highlight=False)
         for att in msg["attachments"]:
-            line = f"[attachment] {att['filename']} ({att['content_type']}, {att['size']} bytes)"
+            line = f"[attachment {att['number']}] {att['filename']} ({att['content_type']}, {att['size']} bytes)"
             console.print(line, markup=False, highlight=False)
     console.rule("history")
     for ev in data["events"]:
         console.print(
             f"{ev['at']}  {ev['type']:<22} {ev['actor']}  {json.dumps(ev['data'])}", markup=False, highlight=False
         )
+
+
+@tickets.command("attachment")
+@click.argument("reference")
+@click.argument("number", type=click.IntRange(min=1))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Write it to this file (default: standard output, never a terminal).",
+)
+@click.pass_context
+def tickets_attachment(ctx: click.Context, reference: str, number: int, output: Path | None) -> None:
+    """Attachment NUMBER of a ticket, as `tickets show` numbers them, byte for byte."""
+    from mailbridge.store.db import read_tx
+    from mailbridge.tickets.views import ticket_attachment
+
+    app = _app(ctx)
+    try:
+        with read_tx(app.store.main) as conn:
+            found = ticket_attachment(conn, reference, number)
+    except NotFound as exc:
+        _fail(str(exc))
+    if output is None or str(output) == "-":
+        if sys.stdout.isatty():
+            # The file's bytes would land in the terminal (and a file can hold escape sequences).
+            _fail(f"{found.filename!r} is {len(found.data)} bytes: give -o FILE, or redirect standard output")
+        sys.stdout.buffer.write(found.data)
+        sys.stdout.buffer.flush()
+        return
+    try:
+        output.write_bytes(found.data)
+    except OSError as exc:
+        _fail(f"cannot write {output}: {exc.strerror}")
+    click.echo(f"{output}: {found.filename!r}, {len(found.data)} bytes (declared {found.content_type})", err=True)
 
 
 @tickets.command("set")
