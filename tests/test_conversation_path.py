@@ -133,9 +133,9 @@ def test_an_answer_threads_for_a_cc_person_who_never_saw_its_parent(client, sink
     assert _threads(ritas_box + [_parsed(to_colin)], client) == 1
 
 
-def test_references_stay_short_on_a_long_conversation(sink, start_daemon, tmp_path):
+def test_references_stay_short_on_a_long_conversation(db_url, sink, start_daemon, tmp_path):
     """Thirty exchanges: References keep the thread's root and the latest ids (compose's cap)."""
-    daemon = _site(start_daemon, sink, tmp_path)
+    daemon = _site(start_daemon, sink, tmp_path, db_url=db_url)
     ref, ack, note = _open_ticket(daemon, sink, sender=RITA, subject="Long one", message_id="root-1@example.com")
     reply_to = str(ack["Reply-To"])
     for n in range(30):
