@@ -146,15 +146,16 @@ def extract_forwarded(mail: ParsedMail, *, own_addresses: Collection[str] = ()) 
 
 def customer_mail(found: Forwarded, forward: ParsedMail) -> ParsedMail:
     """The customer's mail as the routing rules see it, as if it had come to us directly:
-    their address, subject, date and text, the attachments it carried; the recipients
-    the forward was sent to (which support address: rules route by it). The forward's
-    other headers are the agent's mail client's and its MTA's, so none is kept."""
+    their address, subject, date and text, the attachments it carried; the To of the
+    forward (which support address it went to: rules route by it). The forward's Cc and
+    other headers are the agent's, its mail client's and its MTA's, so none is kept."""
     sender = found.sender
     headers = [("From", f"{sender.name} <{sender.address}>" if sender.name else sender.address)]
     headers.append(("Subject", found.subject))
     return dataclasses.replace(
         forward,
         from_=sender,
+        cc=[],  # the forward's Cc are the agent's colleagues, not the customer's
         reply_to=[],
         subject=found.subject,
         date=found.date or forward.date,
