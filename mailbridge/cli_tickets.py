@@ -3,6 +3,7 @@
     mailbridge tickets list [--status S] [--queue Q] [--assignee ID] [--requester ADDR|@DOMAIN]
                             [--search WORDS] [--since 2026-11-01|7d] [--limit N] [--json]
     mailbridge tickets show REF [--json]
+    mailbridge tickets attachment REF N [-o FILE]
     mailbridge tickets set REF --assign ID --status S ...
 
 Part of cli.py's command tree (registered there). The data comes from tickets/views.py;
@@ -15,7 +16,9 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -259,13 +262,50 @@ def tickets_show(ctx: click.Context, reference: str, as_json: bool) -> None:
         out.rule(Text(literal(f"{msg['direction']} {sender} {local_time(msg['received_at'], zone)}{label}")))
         out.print(Text(literal(msg["text"], multiline=True)))
         for att in msg["attachments"]:
-            line(f"[attachment] {att['filename']} ({att['content_type']}, {att['size']} bytes)")
+            line(f"[attachment {att['number']}] {att['filename']} ({att['content_type']}, {att['size']} bytes)")
     out.rule(Text(f"history (times in {zone.key})"))
     for ev in data["events"]:
         head, details = history_entry(ev, zone)
         line(head)
         if details:
             out.print(Padding(Text(literal(details)), (0, 0, 0, 4), expand=False))
+
+
+@tickets.command("attachment")
+@click.argument("reference")
+@click.argument("number", type=click.IntRange(min=1))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Write it to this file (default: standard output, never a terminal).",
+)
+@click.pass_context
+def tickets_attachment(ctx: click.Context, reference: str, number: int, output: Path | None) -> None:
+    """Attachment NUMBER of a ticket, as `tickets show` numbers them, byte for byte."""
+    from mailbridge.cli import _app, _fail
+    from mailbridge.store.db import read_tx
+    from mailbridge.tickets.views import ticket_attachment
+
+    app = _app(ctx)
+    try:
+        with read_tx(app.store.main) as conn:
+            found = ticket_attachment(conn, reference, number)
+    except NotFound as exc:
+        _fail(str(exc))
+    if output is None or str(output) == "-":
+        if sys.stdout.isatty():
+            # The file's bytes would land in the terminal (and a file can hold escape sequences).
+            _fail(f"{found.filename!r} is {len(found.data)} bytes: give -o FILE, or redirect standard output")
+        sys.stdout.buffer.write(found.data)
+        sys.stdout.buffer.flush()
+        return
+    try:
+        output.write_bytes(found.data)
+    except OSError as exc:
+        _fail(f"cannot write {output}: {exc.strerror}")
+    click.echo(f"{output}: {found.filename!r}, {len(found.data)} bytes (declared {found.content_type})", err=True)
 
 
 @tickets.command("set")

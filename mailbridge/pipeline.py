@@ -24,7 +24,7 @@ from sqlalchemy import Connection, and_, bindparam, func, or_, select, text, upd
 
 from mailbridge import knowledge
 from mailbridge.agents.auth import AuthVerdict, own_mail
-from mailbridge.agents.desk import AgentDesk, AgentMail, raw_header_values
+from mailbridge.agents.desk import AgentDesk, AgentMail, ForwardRoute, raw_header_values
 from mailbridge.clock import Clock, ensure_utc, utcnow
 from mailbridge.config import Config
 from mailbridge.logs import escape
@@ -33,7 +33,7 @@ from mailbridge.outbound.outbox import Outbox
 from mailbridge.outbound.render import TemplateError
 from mailbridge.parsing.analysis import Analyser, Analysis
 from mailbridge.parsing.bounces import BouncedRecipient
-from mailbridge.parsing.mime import Address, ParseError
+from mailbridge.parsing.mime import Address, ParsedMail, ParseError
 from mailbridge.parsing.requester import RequesterPolicy, requester_of
 from mailbridge.parsing.robots import auto_reply_block_reason
 from mailbridge.people import Agent, People
@@ -547,7 +547,7 @@ class Pipeline:
         corr = self._correlator.correlate(conn, analysis.mail, list(row.rcpts or []))
         agent = self._desk.agent_for(analysis.mail) if not historic and analysis.kind == "normal" else None
         if agent is not None:
-            handled = self._agent_mail(conn, corr, msg, agent, pending, bytes(row.raw))
+            handled = self._agent_mail(conn, corr, msg, agent, pending, bytes(row.raw), list(row.rcpts or []))
             if handled is not None:
                 return handled
         ticket = None
@@ -635,6 +635,7 @@ class Pipeline:
         agent: Agent,
         pending: lifecycle.Pending,
         raw: bytes,
+        rcpts: list[str],
     ) -> Outcome | None:
         """An agent's mail on a ticket, or a #fwd (agents/desk.py); None: neither, so it is
         handled like anyone's mail (an agent may open a ticket of their own)."""
@@ -655,12 +656,41 @@ class Pipeline:
             return Outcome(msg.inbound_id, "done", row.reference, how)
         if not self._desk.wants_forward(agent_msg):
             return None
-        result = self._desk.forward(conn, agent_msg, agent, pending)
+        result = self._desk.forward(
+            conn, agent_msg, agent, pending, route=self._forward_route(conn, msg, rcpts, pending)
+        )
         if isinstance(result, str):
             self._store_without_ticket(conn, msg)
             return Outcome(msg.inbound_id, "done", None, "unmatched", reason=result)
         _ticket_id, reference = result
         return Outcome(msg.inbound_id, "done", reference, "forwarded")
+
+    def _forward_route(
+        self, conn: Connection, msg: _Inbound, rcpts: list[str], pending: lifecycle.Pending
+    ) -> Callable[[ParsedMail], ForwardRoute] | None:
+        """The routing rules for a #fwd's customer mail, as for any new ticket's mail
+        (queue, assignee, classification, tags, fields, notify, watchers, acknowledge).
+        A drop or spam verdict does not apply: an agent chose to open this ticket."""
+        router = self._router
+        if router is None:
+            return None
+
+        def route(mail: ParsedMail) -> ForwardRoute:
+            analysis = dataclasses.replace(msg.analysis, mail=mail, reply_text=mail.text, extraction=None)
+            customer = dataclasses.replace(msg, analysis=analysis, mail_from=None)
+            customer = dataclasses.replace(customer, decision=router.decide(customer, None, rcpts))
+            decision = customer.decision
+            assert decision is not None
+            no_ack = None
+            if decision.acknowledge is False:
+                no_ack = f"rule {decision.set_by.get('acknowledge', '?')} turned the acknowledgement off"
+            return ForwardRoute(
+                columns=self._ticket_columns(customer, conn, msg.now),
+                record=lambda ticket_id: self._record_rules(conn, ticket_id, customer, pending),
+                no_ack=no_ack,
+            )
+
+        return route
 
     def _is_ours(self, address: str) -> bool:
         """One of our addresses, with or without a +tag (a reply token), or at our domains."""
@@ -818,7 +848,7 @@ class Pipeline:
         context = {
             "ticket": {
                 "reference": row.reference,
-                "subject": mail.subject or "(no subject)",
+                "subject": self._refs.without_tags(mail.subject) or "(no subject)",
                 "status": row.status,
                 "requester": row.requester,
                 "priority": row.priority,
@@ -1079,7 +1109,7 @@ class Pipeline:
         articles = self._suggest_articles(conn, ticket_id, msg, pending) if decision and decision.articles else []
         ticket_ctx = {
             "reference": reference,
-            "subject": mail.subject or "(no subject)",
+            "subject": self._refs.without_tags(mail.subject) or "(no subject)",
             "status": status,
             "requester": to.address,
         }

@@ -30,7 +30,7 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.parser import BytesHeaderParser
@@ -40,6 +40,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select, update
 
+from mailbridge.agents import briefing
 from mailbridge.agents.answer import answer_body, answer_text
 from mailbridge.agents.auth import AuthVerdict, authenticate
 from mailbridge.agents.commands import (
@@ -52,27 +53,27 @@ from mailbridge.agents.commands import (
     parse_commands,
 )
 from mailbridge.agents.explanations import ExplanationLimit
-from mailbridge.agents.forward import extract_forwarded
+from mailbridge.agents.forward import customer_mail, extract_forwarded
 from mailbridge.config import Config
 from mailbridge.names import suggestion
 from mailbridge.outbound.compose import ComposeError, OutgoingAttachment
 from mailbridge.outbound.outbox import Outbox
 from mailbridge.outbound.render import TemplateError
 from mailbridge.parsing.analysis import Analysis
-from mailbridge.parsing.mime import Address, ParsedMail
+from mailbridge.parsing.mime import Address, Attachment, ParsedMail
 from mailbridge.people import Agent, People
 from mailbridge.routing import ticket_facts_for
 from mailbridge.rules import TicketFacts
 from mailbridge.sla import clocks as sla_clocks
 from mailbridge.sla.sweep import start_clocks
 from mailbridge.store.tables import messages, participants, tickets, undeliverable
-from mailbridge.tickets import changes, lifecycle, survey
+from mailbridge.tickets import changes, conversation, lifecycle, survey
 from mailbridge.tickets.correlate import Correlation
 from mailbridge.tickets.refs import ReferenceFormat
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AgentDesk", "AgentMail"]
+__all__ = ["AgentDesk", "AgentMail", "ForwardRoute"]
 
 # Attachments of a requester's mail that go along with the agent's notification.
 NOTIFY_ATTACHMENTS_MAX = 10 * 1024 * 1024
@@ -124,6 +125,16 @@ class AgentMail:
     @property
     def mail(self) -> ParsedMail:
         return self.analysis.mail
+
+
+@dataclass(frozen=True)
+class ForwardRoute:
+    """What the routing rules made of a forwarded customer's mail (the pipeline runs
+    them, as on any new ticket's mail)."""
+
+    columns: dict[str, Any] | None  # the new ticket's classification, queue, assignee, tags, fields
+    record: Callable[[int], None]  # once the ticket exists: the "rules" event, notify, watchers
+    no_ack: str | None = None  # why no acknowledgement goes out (a rule turned it off)
 
 
 class AgentDesk:
@@ -309,10 +320,13 @@ class AgentDesk:
                 target = actor if command.name == "take" else command.args[0]
                 changed = changes.assign(conn, ticket_id, target, actor=actor, now=now, pending=pending, extra=data)
                 if changed and target != actor:
-                    # The handover note (the assigning agent's text) goes to the new assignee.
+                    # The handover: the assigning agent's note, and what the new assignee
+                    # needs to take over without asking (the request, the customer's
+                    # latest mail, their attachments).
                     handover = f"{actor} assigned this ticket to you" + (
                         f" and wrote:\n\n{body.strip()}" if body.strip() else "."
                     )
+                    earlier, stored = briefing.handover_history(conn, ticket_id, self._people)
                     self.notify(
                         conn,
                         ticket_id,
@@ -322,6 +336,8 @@ class AgentDesk:
                         agents=[target],
                         text=handover,
                         text_label="handover",
+                        earlier=earlier,
+                        stored=stored,
                     )
             elif command.name == "status":
                 reason = str(extra.get("via", ""))
@@ -406,17 +422,9 @@ class AgentDesk:
         ticket_id = int(ticket.id)
         requester = Address(ticket.requester_name or "", ticket.requester)
         cc = self._copies(conn, ticket_id, requester.address)
-        last = conn.execute(
-            select(messages.c.message_id)
-            .where(
-                messages.c.ticket_id == ticket_id,
-                messages.c.from_address == requester.address,
-                messages.c.internal.is_(False),
-                messages.c.message_id.is_not(None),
-            )
-            .order_by(messages.c.id.desc())
-            .limit(1)
-        ).scalar()
+        # In the thread of the latest mail from a person (never an autoresponder's), with
+        # the conversation's chain, so everybody copied finds it in their thread.
+        parent, chain = conversation.answer_threading(conn, ticket_id, pending.outbox)
         support = self._config.support
         text = answer_text(body, agent.name, support.name)
         own_text: str = text
@@ -450,8 +458,8 @@ class AgentDesk:
                     cc=cc,
                     rcpt=rcpt,
                     extra_rcpts=more,
-                    in_reply_to=last,
-                    references=[last] if last else [],
+                    in_reply_to=parent,
+                    references=chain,
                     now=msg.now,
                     auto_submitted=None,
                     author=agent.id,
@@ -568,10 +576,16 @@ class AgentDesk:
         mail: ParsedMail | None = None,
         agents: Sequence[str] | None = None,
         exclude: str | None = None,
-        text_label: str = "the requester wrote",
+        text_label: str | None = None,
+        author: Address | None = None,
+        earlier: Sequence[dict[str, str]] = (),
+        stored: Sequence[briefing.StoredFile] = (),
     ) -> None:
         """Tell the agents of a ticket (``agents``, or its assignee, or its team) what
-        happened: "assigned", "reply" (the requester wrote), "reopened", "forwarded".
+        happened: "assigned", "reply" (someone on the ticket wrote), "reopened",
+        "forwarded". ``text`` is what ``author`` (default: the mail's From) wrote, shown
+        with their role on the ticket unless ``text_label`` says otherwise; ``earlier``
+        and ``stored``: a handover's history and its stored attachments.
         Each mail carries a reply token bound to its recipient and this ticket."""
         if not self._config.tickets.notify_agents or not self._people.agents:
             return  # (no agents configured: not even the ticket is read, on the hot path)
@@ -587,10 +601,14 @@ class AgentDesk:
             recipients = [r for r in recipients if r.address != exclude.lower()]
         if not recipients:
             return
+        # Who wrote the text, and what they are to the ticket (a Cc'd person's reply is not
+        # "the requester wrote").
+        who = briefing.author_of(conn, ticket, author or (mail.from_ if mail is not None else None), self._people)
         files: list[OutgoingAttachment] = []
         listed = []
         budget = NOTIFY_ATTACHMENTS_MAX
-        for att in mail.attachments if mail is not None else []:
+        sources: list[Attachment | briefing.StoredFile] = [*(mail.attachments if mail is not None else []), *stored]
+        for att in sources:
             if att.inline:
                 continue
             listed.append({"filename": att.filename, "size": att.size, "content_type": att.content_type})
@@ -611,7 +629,9 @@ class AgentDesk:
             },
             "requester": {"name": ticket.requester_name or "", "address": ticket.requester},
             "text": text[:20000],
-            "text_label": text_label,
+            "text_label": text_label or f"{who['shown']} ({who['role']}) wrote",
+            "author": who,
+            "earlier": list(earlier),
             "attachments": listed,
             "attached": len(files),
             "commands": HELP,
@@ -789,11 +809,19 @@ class AgentDesk:
         return bool(parsed.commands) and parsed.commands[0].name == "fwd"
 
     def forward(
-        self, conn: Connection, msg: AgentMail, agent: Agent, pending: lifecycle.Pending
+        self,
+        conn: Connection,
+        msg: AgentMail,
+        agent: Agent,
+        pending: lifecycle.Pending,
+        route: Callable[[ParsedMail], ForwardRoute] | None = None,
     ) -> tuple[int, str] | str:
         """Open a ticket for the customer whose mail an agent forwarded with #fwd.
-        Returns (ticket id, reference), or the reason nothing was opened (the agent is
-        told; the caller keeps the mail without a ticket)."""
+        ``route``: the routing rules, run on the customer's mail (forward.customer_mail)
+        as on any new ticket's: queue, assignee, classification, tags, watchers; the
+        agent's own commands come after them. Returns (ticket id, reference), or the
+        reason nothing was opened (the agent is told; the caller keeps the mail without
+        a ticket)."""
         verdict = self.verdict(msg)
         parsed = parse_commands(msg.analysis.reply_text or msg.mail.text or "")
         if not verdict.authenticated:
@@ -821,8 +849,16 @@ class AgentDesk:
             self._tell_agent_without_ticket(conn, msg, agent, pending, reason)
             return reason
         now = msg.now
+        routed = route(customer_mail(found, msg.mail)) if route is not None else None
+        columns = routed.columns if routed is not None else None
         ticket_id, reference = lifecycle.create_ticket(
-            conn, refs=self._refs, subject=found.subject, requester=found.sender, now=now, pending=pending
+            conn,
+            refs=self._refs,
+            subject=found.subject,
+            requester=found.sender,
+            now=now,
+            pending=pending,
+            incident=columns,
         )
         # The ticket's first message is the customer's, as forwarded; kept with the
         # forward's raw mail (attachments included), authored by the agent.
@@ -837,20 +873,48 @@ class AgentDesk:
             "authenticated": verdict.how,
         }
         pending.events.append(lifecycle.event_row(ticket_id, now, "created", agent.id, data))
+        if routed is not None:
+            routed.record(ticket_id)
         start_clocks(conn, self._config, self._people, ticket_id, now, pending)
         if found.message_id:
             lifecycle.add_thread_rows(conn, [{"msgid": found.message_id[:998], "ticket_id": ticket_id, "kind": "own"}])
         ticket = conn.execute(_TICKET.where(tickets.c.id == ticket_id)).one()
         extra = {"message": message_pk, "via": "mail", "authenticated": verdict.how}
         resolved = self.execute(conn, ticket, rest, agent.id, now, pending, extra, body=parsed.body)
+        ruled = (columns or {}).get("assignee")
         if not any(c.name in ("assign", "take") for c in rest):
-            changes.assign(conn, ticket_id, agent.id, actor=agent.id, now=now, pending=pending, extra={"via": "#fwd"})
+            if ruled and ruled != agent.id:
+                # The rules gave it to someone: they hear of it as of any new ticket.
+                self.notify(
+                    conn, ticket_id, "assigned", pending, now, text=found.text, mail=msg.mail, author=found.sender
+                )
+            elif not ruled:
+                extra_fwd = {"via": "#fwd"}
+                changes.assign(conn, ticket_id, agent.id, actor=agent.id, now=now, pending=pending, extra=extra_fwd)
         self._acknowledge_forwarded(
-            conn, ticket_id, reference, found.sender, found.subject, found.message_id, msg, pending
+            conn,
+            ticket_id,
+            reference,
+            found.sender,
+            found.subject,
+            found.message_id,
+            msg,
+            pending,
+            no_ack=routed.no_ack if routed is not None else None,
         )
         # The forwarding agent gets the usual notification: the ticket's reference and a
         # reply token of their own to work it by mail.
-        self.notify(conn, ticket_id, "forwarded", pending, now, text=found.text, mail=msg.mail, agents=[agent.id])
+        self.notify(
+            conn,
+            ticket_id,
+            "forwarded",
+            pending,
+            now,
+            text=found.text,
+            mail=msg.mail,
+            agents=[agent.id],
+            author=found.sender,
+        )
         if resolved:
             self.resolved_notice(conn, ticket_id, pending, now)
         return ticket_id, reference
@@ -865,14 +929,16 @@ class AgentDesk:
         message_id: str | None,
         msg: AgentMail,
         pending: lifecycle.Pending,
+        *,
+        no_ack: str | None = None,
     ) -> None:
         """The customer learns their ticket's reference (and gets a token to reply with);
         nothing of the forward, the agent's note included, is quoted."""
         bounced = conn.execute(select(undeliverable.c.address).where(undeliverable.c.address == customer.address))
-        reason = None
-        if not self._config.autoreply.acknowledge:
+        reason = no_ack
+        if reason is None and not self._config.autoreply.acknowledge:
             reason = "acknowledgements are off ([autoreply] acknowledge = false)"
-        elif bounced.first() is not None:
+        if reason is None and bounced.first() is not None:
             reason = f"{customer.address} is undeliverable"
         if reason is not None:
             data = {"reason": reason}
@@ -881,7 +947,7 @@ class AgentDesk:
         context: dict[str, Any] = {
             "ticket": {
                 "reference": reference,
-                "subject": subject or "(no subject)",
+                "subject": self._refs.without_tags(subject) or "(no subject)",
                 "status": "new",
                 "requester": customer.address,
             },

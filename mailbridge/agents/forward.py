@@ -33,6 +33,7 @@ forward (the customer's text is then everything below its headers).
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import importlib
 import re
@@ -57,7 +58,7 @@ from mailbridge.parsing.reply import (
     _header_key,
 )
 
-__all__ = ["Forwarded", "extract_forwarded"]
+__all__ = ["Forwarded", "customer_mail", "extract_forwarded"]
 
 # dateutil is not a dependency of ours (``holidays`` brings it today): use it when it is
 # there for the free-form dates clients write in forwards, never require it.
@@ -141,6 +142,33 @@ def extract_forwarded(mail: ParsedMail, *, own_addresses: Collection[str] = ()) 
         return _attached(mail, text, own)
     except Exception:  # the pipeline answers the agent either way; a bug here must not cost the mail
         return None
+
+
+def customer_mail(found: Forwarded, forward: ParsedMail) -> ParsedMail:
+    """The customer's mail as the routing rules see it, as if it had come to us directly:
+    their address, subject, date and text, the attachments it carried; the To of the
+    forward (which support address it went to: rules route by it). The forward's Cc and
+    other headers are the agent's, its mail client's and its MTA's, so none is kept."""
+    sender = found.sender
+    headers = [("From", f"{sender.name} <{sender.address}>" if sender.name else sender.address)]
+    headers.append(("Subject", found.subject))
+    return dataclasses.replace(
+        forward,
+        from_=sender,
+        cc=[],  # the forward's Cc are the agent's colleagues, not the customer's
+        reply_to=[],
+        subject=found.subject,
+        date=found.date or forward.date,
+        message_id=found.message_id,
+        in_reply_to=None,
+        references=[],
+        text=found.text,
+        text_source="plain",
+        html=None,
+        attachments=[a for a in forward.attachments if a.kind != "message"],
+        headers=headers,
+        calendar=None,
+    )
 
 
 # --- forward as attachment ----------------------------------------------------------------

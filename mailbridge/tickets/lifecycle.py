@@ -156,7 +156,8 @@ def create_ticket(
             _INSERT_TICKET,
             {
                 "reference": reference,
-                "subject": subject or "(no subject)",
+                # Our own tags out: the ticket's tag goes in front of it in every mail.
+                "subject": refs.without_tags(subject) or "(no subject)",
                 "requester": requester.address.lower(),
                 "requester_domain": domain_of(requester.address),
                 "requester_name": requester.name,

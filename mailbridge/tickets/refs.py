@@ -33,6 +33,16 @@ class ReferenceFormat:
         """References tagged in a subject, upper-cased as we issue them."""
         return [m.group(1).upper() for m in self._pattern.finditer(subject or "")]
 
+    def without_tags(self, subject: str) -> str:
+        """``subject`` with our reference tags taken out, before a ticket's own tag goes
+        in front: a stranger's linked ticket or a late reply to a closed one had carried
+        two ("[MB-2] Re: [MB-1] Old laptop"), and a reply to it named both. Other text,
+        other desks' tags included, stays; spaces close up only where a tag was."""
+        if not subject or "[" not in subject:
+            return subject
+        stripped = self._pattern.sub(" ", subject)
+        return subject if stripped == subject else " ".join(stripped.split())
+
     def _regex(self) -> str:
         out, pos = [], 0
         for match in _FIELD.finditer(self.template):

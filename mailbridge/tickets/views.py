@@ -141,6 +141,7 @@ def show_ticket(conn: Connection, reference: str) -> dict[str, Any]:
         )
     ]
     msgs = []
+    number = 0  # attachments are numbered across the ticket: `tickets attachment REF N`
     for m in conn.execute(select(messages).where(messages.c.ticket_id == ticket_id).order_by(messages.c.id)):
         atts = [
             {
@@ -172,6 +173,9 @@ def show_ticket(conn: Connection, reference: str) -> dict[str, Any]:
                 .order_by(attachments.c.id)
             )
         ]
+        for att in atts:
+            number += 1
+            att["number"] = number
         msgs.append(
             {
                 "id": m.id,
@@ -225,6 +229,40 @@ def show_ticket(conn: Connection, reference: str) -> dict[str, Any]:
         for e in conn.execute(select(events).where(events.c.ticket_id == ticket_id).order_by(events.c.id))
     ]
     return out
+
+
+@dataclass(frozen=True)
+class StoredAttachment:
+    filename: str  # sanitised when stored; still the sender's text, never a path of ours
+    content_type: str  # as the sender declared it: never trusted to serve it
+    data: bytes
+
+
+def ticket_attachment(conn: Connection, reference: str, number: int) -> StoredAttachment:
+    """Attachment ``number`` of a ticket (1, 2, ... across its messages in order, as
+    `tickets show` and the ticket page number them)."""
+    ticket_id = ticket_id_for(conn, reference)
+    if number < 1:
+        raise NotFound(f"attachment numbers start at 1; `mailbridge tickets show {reference}` lists them")
+    row = conn.execute(
+        select(attachments.c.filename, attachments.c.content_type, attachments.c.data)
+        .select_from(attachments.join(messages, messages.c.id == attachments.c.message_id))
+        .where(messages.c.ticket_id == ticket_id)
+        .order_by(messages.c.id, attachments.c.id)
+        .offset(number - 1)
+        .limit(1)
+    ).first()
+    if row is None:
+        count = conn.execute(
+            select(func.count())
+            .select_from(attachments.join(messages, messages.c.id == attachments.c.message_id))
+            .where(messages.c.ticket_id == ticket_id)
+        ).scalar()
+        raise NotFound(
+            f"{reference.upper()} has {count} attachment(s), not {number};"
+            f" `mailbridge tickets show {reference}` lists them"
+        )
+    return StoredAttachment(str(row.filename), str(row.content_type), bytes(row.data))
 
 
 def unmatched_messages(conn: Connection, limit: int = 1000) -> list[dict[str, Any]]:

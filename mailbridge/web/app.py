@@ -44,7 +44,7 @@ from mailbridge.store.db import read_tx
 from mailbridge.store.tables import messages
 from mailbridge.web.auth import TokenGate, load_token
 from mailbridge.web.dashboard import ReportCache, build_dashboard
-from mailbridge.web.display import display_html
+from mailbridge.web.display import content_disposition, display_html
 from mailbridge.web.hosts import HostGate, allowed_names
 from mailbridge.web.metrics import CONTENT_TYPE, make_registry, render_metrics
 
@@ -167,6 +167,22 @@ def create_app(config: Config, app: App | None = None) -> Starlette:
         age = duration((now - ensure_utc(datetime.fromisoformat(created))).total_seconds()) if created else ""
         return page(request, "ticket.html", {"t": data, "age": age, "zone": zone.key})
 
+    def attachment(request: Request) -> Response:
+        """An attachment, as a download: the sender's content type is never trusted (a
+        "text/html" attachment served as such would run in the dashboard's origin), so
+        it goes out as application/octet-stream, as an attachment, with nosniff (the
+        security headers) and no caching."""
+        from mailbridge.tickets.views import ticket_attachment
+
+        reference, number = request.path_params["reference"], request.path_params["number"]
+        try:
+            with read_tx(app.store.main) as conn:
+                found = ticket_attachment(conn, reference, number)
+        except NotFound as exc:
+            return page(request, "error.html", {"title": "Not found", "text": str(exc)}, 404)
+        headers = {"content-disposition": content_disposition(found.filename)}
+        return Response(found.data, media_type="application/octet-stream", headers=headers)
+
     def metrics(request: Request) -> Response:
         return Response(render_metrics(registry), media_type=CONTENT_TYPE)
 
@@ -194,6 +210,7 @@ def create_app(config: Config, app: App | None = None) -> Starlette:
     routes = [
         Route("/", dashboard),
         Route("/tickets/{reference}", ticket),
+        Route("/tickets/{reference}/attachments/{number:int}", attachment),
         Route("/metrics", metrics),
         Route("/healthz", healthz),
         Route("/readyz", readyz),

@@ -1,4 +1,5 @@
-"""A stored message's HTML, made safe again at display time (web/app.py's ticket page).
+"""A stored message's HTML, made safe again at display time (web/app.py's ticket page),
+and the Content-Disposition of an attachment the ticket page offers for download.
 
 The worker stored `messages.safe_html` after parsing/sanitize.py's allow-list; this second
 pass does not trust that (an older version, a migration or a bug could have let something
@@ -15,6 +16,8 @@ through) and is stricter still, for a page that is shown inside our own origin:
 """
 
 from __future__ import annotations
+
+from urllib.parse import quote
 
 import nh3
 from markupsafe import Markup
@@ -68,3 +71,13 @@ _CLEANER = nh3.Cleaner(
 def display_html(safe_html: str) -> Markup:
     """`safe_html` cleaned once more; the result is the only HTML from mail a page shows."""
     return Markup(_CLEANER.clean(safe_html))  # noqa: S704 (the string is nh3's output)
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` with the file's name (RFC 6266): an ASCII fallback with nothing
+    that could end the quoted string or the header, and the full name percent-encoded
+    in ``filename*`` (RFC 8187). The name is the sender's text: no CR, LF, quote or
+    path separator gets through."""
+    name = "".join(ch for ch in filename if ch.isprintable() and ch not in "/\\") or "attachment"
+    fallback = "".join(ch if ch.isascii() and ch not in '"%;' else "_" for ch in name)[:150]
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name[:150], safe='')}"
