@@ -326,8 +326,13 @@ def run_worker(config: Config, index: int = 0) -> int:
         index,
         lambda app: len(app.pipeline.run_batch(defer_record=True)),
         finish=lambda app: app.pipeline.flush(),
-        prepare=lambda app: app.pipeline,
+        prepare=_prepare_worker,
     )
+
+
+def _prepare_worker(app: App) -> None:
+    _ = app.pipeline
+    app.render_unrendered()  # kept by a set of templates that failed, fixed since
 
 
 def run_sender(config: Config, index: int = 0) -> int:

@@ -22,6 +22,7 @@ def list_outbox(store: Store, state: str | None = None, limit: int = 200) -> lis
             outbox.c.id,
             tickets.c.reference,
             outbox.c.kind,
+            outbox.c.template,
             outbox.c.rcpt,
             outbox.c.state,
             outbox.c.attempts,
