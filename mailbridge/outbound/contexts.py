@@ -314,9 +314,9 @@ CONTEXTS: dict[str, TemplateContext] = {
             ("level", "1 reminder, 2 breach, 3 and up escalation"),
             ("target", "first response | next update | restore | resolution"),
             ("due", "when the target is (was) due, ISO 8601 in UTC"),
-            ("due_local", 'the same in the desk\'s [reports] time_zone, e.g. "Wed 2 Dec 2026 10:30 CET"'),
-            ("time_zone", "[reports] time_zone, e.g. Europe/Berlin"),
-            ("as_of", "empty, or the time a `mailbridge sla sweep --now` simulated (desk's zone)"),
+            ("due_utc", 'the same, as people read it: "2026-12-02 09:30 UTC"'),
+            ("due_local", 'the same in the desk\'s time zone, e.g. "Wed 2 Dec 2026 10:30 CET"'),
+            ("time_zone", "the desk's time zone: [reports] timezone, else the default calendar's, else UTC"),
             ("ticket.reference", "the ticket's reference"),
             ("ticket.subject", "its subject"),
             ("ticket.status", "its status"),
@@ -332,9 +332,9 @@ CONTEXTS: dict[str, TemplateContext] = {
             "level": 2,
             "target": "first response",
             "due": "2026-12-02T09:30+00:00",
+            "due_utc": "2026-12-02 09:30 UTC",
             "due_local": "Wed 2 Dec 2026 10:30 CET",
             "time_zone": "Europe/Berlin",
-            "as_of": "",
             "ticket": {
                 "reference": "MB-2026-000042",
                 "subject": "Printer on fire",
@@ -349,7 +349,7 @@ CONTEXTS: dict[str, TemplateContext] = {
         },
         variants=(
             {"kind": "reminder", "level": 1, "ticket.priority": None, "ticket.queue": None},
-            {"kind": "escalation", "level": 3, "ticket.assignee": None, "request": "", "as_of": "Thu 3 Dec 08:00"},
+            {"kind": "escalation", "level": 3, "ticket.assignee": None, "request": ""},
         ),
     ),
 }

@@ -153,3 +153,52 @@ def test_two_daemons_on_one_database_run_one_scheduler(sink, tmp_path):
         for daemon in daemons:
             daemon.stop()
         drop_pg_database(admin, name)
+
+
+def test_sweep_now_in_the_future_leaves_nothing_behind_and_notices_read_well(sink, tmp_path):
+    """Issue 15 item 15: `mailbridge sla sweep --now FUTURE` beside the running daemon
+    once queued the notices until that real time (`wait --idle` never returned) and
+    marked the clocks breached early. Now it is a preview: nothing is queued or
+    recorded, and when the time really comes the daemon sends the breach, with the
+    due time in the desk's zone and in UTC, the subject and the request's first lines."""
+    from tests.support import mailbridge, mailbridge_json
+    from tests.test_rules_path import rules_dir
+
+    rule = '[[rule]]\nid = "mine"\nwhen = { always = true }\nthen.queue = "helpdesk"\nthen.assign = "alice"\n'
+    clock = tmp_path / "now.txt"
+    clock.write_text(T0.isoformat())
+    env = {"MAILBRIDGE_TESTING": "1", "MAILBRIDGE_CLOCK_FILE": str(clock)}
+    extra = PEOPLE + '\n[reports]\ntimezone = "Europe/Berlin"\n'
+    config = write_config(tmp_path / "site", relay_port=sink.port, extra=extra, rules=rules_dir(tmp_path, rule))
+    daemon = Daemon(config, env=env).start()
+    try:
+        body = "The web server answers 502.\nSince 09:55.\nline 3\nline 4\nline 5\nline 6\nline 7\nline 8\nline 9\n"
+        daemon.send(make_mail(subject="Server down", body=body))
+        daemon.wait_idle()
+        acks = len(sink.messages)
+        preview = mailbridge_json(config, "sla", "sweep", "--now", (T0 + timedelta(hours=2)).isoformat())
+        assert preview["dry_run"] is True
+        assert sorted(to for n in preview["notices"] for to in n["to"]) == [
+            "alice@staff.example",
+            "lena@staff.example",
+        ]
+        assert preview["notices"][0]["due_local"] == "Mon 23 Nov 2026 11:00 CET"
+        daemon.wait_idle(timeout=20)  # nothing future-dated waits in the outbox
+        status = mailbridge_json(config, "status")
+        assert status["outbox"] == {"sent": acks}
+        reference = mailbridge_json(config, "tickets", "list")[0]["reference"]
+        shown = mailbridge_json(config, "tickets", "show", reference)
+        assert [c["level"] for c in shown["sla"]] == [0]
+        assert not [e for e in shown["events"] if e["type"] in ("sla_breached", "sla_reminder")]
+        # The real time comes: the daemon sends the breach (the preview used nothing up).
+        clock.write_text((T0 + timedelta(hours=2)).isoformat())
+        poll(lambda: len([m for m in sink.messages if b"[SLA breach]" in m["raw"]]) == 2)
+        daemon.wait_idle()
+        breach = next(m for m in sink.parsed() if "[SLA breach]" in m["Subject"])
+        text = breach.get_payload(decode=True).decode().replace("\r\n", "\n")
+        assert "was missed at Mon 23 Nov 2026 11:00 CET (2026-11-23 10:00 UTC)" in text
+        assert "Server down" in text and "Requester: alice@example.com" in text
+        assert "    The web server answers 502.\n    Since 09:55." in text
+        assert "line 8" in text and "line 9" not in text
+    finally:
+        daemon.stop()
