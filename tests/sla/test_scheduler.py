@@ -161,7 +161,7 @@ def test_sweep_now_in_the_future_leaves_nothing_behind_and_notices_read_well(sin
     marked the clocks breached early. Now it is a preview: nothing is queued or
     recorded, and when the time really comes the daemon sends the breach, with the
     due time in the desk's zone and in UTC, the subject and the request's first lines."""
-    from tests.support import mailbridge, mailbridge_json
+    from tests.support import mailbridge_json
     from tests.test_rules_path import rules_dir
 
     rule = '[[rule]]\nid = "mine"\nwhen = { always = true }\nthen.queue = "helpdesk"\nthen.assign = "alice"\n'
