@@ -347,13 +347,15 @@ def run_sender(config: Config, index: int = 0) -> int:
 def run_scheduler_role(config: Config) -> int:
     """The periodic work (sla/scheduler.py): SLA sweep, auto-close; active only while this
     process holds the database's scheduler lease."""
-    from mailbridge.sla.scheduler import run_scheduler
+    from mailbridge.sla.scheduler import request_reload, run_scheduler
 
     app = App(config, role="scheduler")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, lambda *_: None)  # the jobs read the config at start
+    # The notices' templates and the outgoing rules: reloaded by the next job (config.toml
+    # itself is read at start).
+    signal.signal(signal.SIGHUP, lambda *_: request_reload())
     _watch_parent(stop.set)
     name = component_name(config, "scheduler")
     if not _register(app, name, "scheduler", None, stop.is_set):

@@ -202,3 +202,50 @@ def test_sweep_now_in_the_future_leaves_nothing_behind_and_notices_read_well(sin
         assert "line 8" in text and "line 9" not in text
     finally:
         daemon.stop()
+
+
+def test_the_scheduler_takes_a_reloaded_sla_notice_template(sink, tmp_path):
+    """Issue 15 item 2 ("at every reload"): the scheduler ignored SIGHUP and sent SLA
+    notices with the templates it started with; now its next job reloads them (all or
+    nothing, checked like the worker's)."""
+    import os
+    import shutil
+    import signal
+
+    from tests.support import TEMPLATES
+    from tests.test_rules_path import rules_dir
+
+    rule = '[[rule]]\nid = "mine"\nwhen = { always = true }\nthen.queue = "helpdesk"\nthen.assign = "alice"\n'
+    clock = tmp_path / "now.txt"
+    clock.write_text(T0.isoformat())
+    env = {"MAILBRIDGE_TESTING": "1", "MAILBRIDGE_CLOCK_FILE": str(clock)}
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates)
+    config = write_config(
+        tmp_path / "site", relay_port=sink.port, extra=PEOPLE, rules=rules_dir(tmp_path, rule), templates=templates
+    )
+    daemon = Daemon(config, env=env).start()
+
+    def scheduler_lines(what: str) -> list[str]:
+        return [line for line in daemon.log().splitlines() if " scheduler-" in line and what in line]
+
+    try:
+        daemon.send(make_mail(subject="Server down"))
+        daemon.wait_idle()
+        local = templates / "local" / "sla-notice.txt"
+        # A broken edit: refused by the scheduler too, with file and line.
+        local.write_text("Custom notice {{ ticket.reference }}\n{{ ticket.nonexistent }}\n")
+        os.kill(daemon.proc.pid, signal.SIGHUP)
+        poll(lambda: scheduler_lines("templates not reloaded"))
+        assert f"{local}:2: undefined variable" in daemon.log()
+        local.write_text("Custom notice: {{ ticket.reference }} missed {{ target }} at {{ due_local }}.\n")
+        os.kill(daemon.proc.pid, signal.SIGHUP)
+        poll(lambda: scheduler_lines("templates reloaded"))
+        clock.write_text((T0 + timedelta(hours=2)).isoformat())
+        poll(lambda: len([m for m in sink.messages if b"[SLA breach]" in m["raw"]]) == 2)
+        daemon.wait_idle()
+        for message in [m for m in sink.parsed() if "[SLA breach]" in m["Subject"]]:
+            assert "Custom notice: MB-" in message.get_payload(decode=True).decode()
+        assert "exited with" not in daemon.log(), "no process died of SIGHUP"
+    finally:
+        daemon.stop()
