@@ -36,10 +36,11 @@ ONLY_AT_RUN_TIME = (
 )
 
 
-def _site(tmp_path: Path, relay_port: int, extra: str = "") -> tuple[Path, Path]:
+def _site(tmp_path: Path, relay_port: int, extra: str = "", db_url: str = "") -> tuple[Path, Path]:
     templates = tmp_path / "templates"
     shutil.copytree(TEMPLATES, templates)
-    return write_config(tmp_path / "site", relay_port=relay_port, templates=templates, extra=extra), templates
+    config = write_config(tmp_path / "site", relay_port=relay_port, templates=templates, extra=extra, db_url=db_url)
+    return config, templates
 
 
 def _bodies(message: Message) -> dict[str, str]:
@@ -108,9 +109,9 @@ def test_reload_refuses_an_undefined_variable_and_acknowledgements_keep_going(si
         daemon.stop()
 
 
-def test_mail_that_fails_at_run_time_is_kept_shown_and_sent_after_a_good_reload(sink, tmp_path):
+def test_mail_that_fails_at_run_time_is_kept_shown_and_sent_after_a_good_reload(sink, tmp_path, db_url):
     port = free_port()
-    config, templates = _site(tmp_path, sink.port, extra=f"\n[web]\nenabled = true\nport = {port}\n")
+    config, templates = _site(tmp_path, sink.port, extra=f"\n[web]\nenabled = true\nport = {port}\n", db_url=db_url)
     base = f"http://127.0.0.1:{port}"
     daemon = Daemon(config).start()
     try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -34,6 +35,11 @@ from mailbridge.tickets.tokens import TokenSigner, message_id_for
 log = logging.getLogger(__name__)
 
 
+# Template -> the run-time error last logged for it, in this process (see note_failure).
+_LOGGED: dict[str, str] = {}
+_LOGGED_LOCK = threading.Lock()
+
+
 def _plain(value: Any) -> Any:
     """The context as JSON data (contexts are plain data; anything else becomes text)."""
     return json.loads(json.dumps(value, default=str))
@@ -47,9 +53,6 @@ class Outbox:
         self._signer = signer
         self._support = support
         self._rules = rules
-        # Templates that failed at run time with this set, logged once each (a new set,
-        # after a reload, starts afresh).
-        self._failed_templates: set[str] = set()
 
     @property
     def renderer(self) -> Renderer:
@@ -344,10 +347,13 @@ class Outbox:
         return message_id
 
     def note_failure(self, template: str, error: TemplateError) -> None:
-        """Log a template's run-time failure as an error, once per template and set."""
-        if template in self._failed_templates:
-            return
-        self._failed_templates.add(template)
+        """Log a template's run-time failure as an error, once per template (again only
+        when its error changes: an edit that fails elsewhere), however many mails and
+        reloads meet it."""
+        with _LOGGED_LOCK:
+            if _LOGGED.get(template) == str(error):
+                return
+            _LOGGED[template] = str(error)
         log.error(
             "template %r cannot be rendered: %s; its mail is kept in the outbox as 'unrendered' "
             "and sent after the next good reload of the templates (further failures of it are not logged)",
