@@ -164,6 +164,11 @@ def test_mail_that_fails_at_run_time_is_kept_shown_and_sent_after_a_good_reload(
             parsed = sink.parsed()[sink.messages.index(message)]
             assert parsed["Message-ID"].strip("<>") == kept[rcpt].strip("<>")
             assert "Fixed acknowledgement for MB-" in _bodies(parsed)["text/plain"]
+        for n in (1, 2):
+            events = mailbridge_json(config, "tickets", "show", tickets[f"runtime {n}"]["reference"])["events"]
+            assert [e["data"]["message_id"] for e in events if e["type"] == "mail_rendered"] == [
+                kept[f"bob{n}@runtime.example"]
+            ]
         assert mailbridge_json(config, "status")["unrendered"] == {}
         assert mailbridge_json(config, "status")["outbox"].get("unrendered", 0) == 0
         assert _metrics(base).get(("mailbridge_outbox_unrendered", (("template", "acknowledgement"),))) is None

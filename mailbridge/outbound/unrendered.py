@@ -6,7 +6,8 @@ row's ``render`` column). After every good reload of the templates, and at a wor
 start, the worker calls :func:`render_waiting`: each such row is rendered with the
 templates now in use, composed as it would have been (same Message-ID, reply token and
 date), passed through the outgoing rules, and becomes "queued" (or "held") for the
-sender. A row that still fails stays as it is, with the new error. The state change is
+sender ("mail_rendered" in the ticket's history). A row that still fails stays as it
+is, with the new error. The state change is
 conditional (``WHERE state = 'unrendered'``), so two workers doing this at once queue a
 mail once.
 """
@@ -26,6 +27,7 @@ from mailbridge.parsing.mime import Address
 from mailbridge.rules import TicketFacts
 from mailbridge.store.db import Store, write_tx
 from mailbridge.store.tables import outbox as outbox_table
+from mailbridge.tickets import lifecycle
 
 __all__ = ["BATCH", "render_waiting"]
 
@@ -94,6 +96,11 @@ def render_waiting(
                 )
                 if done.rowcount:
                     queued += 1
+                    if row.ticket_id is not None:
+                        data = {"to": address, "message_id": row.message_id, "template": template, "state": state}
+                        lifecycle.add_events(
+                            conn, [lifecycle.event_row(int(row.ticket_id), now, "mail_rendered", "system", data)]
+                        )
         if len(rows) < BATCH:
             break
     if queued or failing:
