@@ -159,7 +159,7 @@ class Outbox:
         token_address = rcpt.address.lower()
         if extra_rcpts:
             token_address, token_purpose = "", "participants"
-        message_id, reply_to = self._issue(pending, ticket_id, token_address, token_purpose, now, reply_token)
+        message_id, reply_to, token_row = self._issue(ticket_id, token_address, token_purpose, now, reply_token)
         raw = compose(
             from_name=from_name if from_name is not None else self._support.name,
             from_address=self._support.address,
@@ -177,6 +177,8 @@ class Outbox:
             cc=[(a.name, a.address) for a in cc],
             attachments=attachments,
         )
+        if token_row is not None:  # only for a mail that composed (ComposeError leaves none)
+            pending.tokens.append(token_row)
         state, hold_reason = self.hold(
             to=to, cc=cc, subject=subject, text=text, now=now, template=template, author=author, ticket=ticket
         )
@@ -196,29 +198,22 @@ class Outbox:
         return message_id
 
     def _issue(
-        self,
-        pending: Pending,
-        ticket_id: int | None,
-        token_address: str,
-        token_purpose: str,
-        now: datetime,
-        reply_token: bool,
-    ) -> tuple[str, str]:
-        """A new reply token (written with the transaction) -> (Message-ID, Reply-To)."""
+        self, ticket_id: int | None, token_address: str, token_purpose: str, now: datetime, reply_token: bool
+    ) -> tuple[str, str, dict[str, Any] | None]:
+        """A new reply token -> (Message-ID, Reply-To, its row for the transaction or None)."""
         token = self._signer.new()
         local, domain = self._support.address.split("@", 1)
+        row = None
         if reply_token:
-            pending.tokens.append(
-                {
-                    "id": self._signer.token_id(token),
-                    "ticket_id": ticket_id,
-                    "address": token_address,
-                    "purpose": token_purpose,
-                    "created_at": now,
-                }
-            )
+            row = {
+                "id": self._signer.token_id(token),
+                "ticket_id": ticket_id,
+                "address": token_address,
+                "purpose": token_purpose,
+                "created_at": now,
+            }
         reply_to = f"{local}+{token}@{domain}" if reply_token else self._support.address
-        return message_id_for(token, domain), reply_to
+        return message_id_for(token, domain), reply_to, row
 
     def hold(
         self,
@@ -312,7 +307,9 @@ class Outbox:
     ) -> str:
         """Keep a mail whose template failed: its Message-ID and token now (replies to it,
         once sent, thread as any), the rest after the next good reload."""
-        message_id, reply_to = self._issue(pending, ticket_id, to.address.lower(), token_purpose, now, True)
+        message_id, reply_to, token_row = self._issue(ticket_id, to.address.lower(), token_purpose, now, True)
+        assert token_row is not None
+        pending.tokens.append(token_row)
         render = {
             "template": template,
             "context": _plain(dict(context)),
