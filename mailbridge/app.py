@@ -194,8 +194,8 @@ class App:
     def reload_templates(self) -> bool:
         """SIGHUP: use the templates as they are now on disk, all or nothing: if any
         template has an error (outbound/verify.py: compiles, pairs, renders against its
-        documented context), it is logged and the templates in use stay in force. After a
-        good reload, mail that could not be rendered before is rendered and queued."""
+        documented context), it is logged and the templates in use stay in force. (After a
+        good reload the worker renders the mail kept unrendered: render_unrendered.)"""
         from mailbridge.outbound.render import Renderer
         from mailbridge.outbound.verify import template_problems
 
@@ -210,8 +210,6 @@ class App:
         self.__dict__["renderer"] = fresh
         log.info("templates reloaded from %s", ", ".join(str(d) for d in self.config.template_dirs))
         self.note_reload("templates", None)
-        if self.role == "worker":
-            self.render_unrendered()
         return True
 
     def render_unrendered(self) -> None:

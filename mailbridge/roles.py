@@ -271,9 +271,13 @@ def _poll_loop(
                 reload.set()  # reload once the database lets the outcomes be recorded
                 stop.wait(outage.failed(exc))
                 continue
-            app.reload_templates()
+            templates_fresh = app.reload_templates()
             app.reload_extractors()
             app.reload_rules()
+            if templates_fresh and kind == "worker":
+                # Mail kept because its template failed: rendered with the new set (and
+                # the outgoing rules now in force), then queued.
+                app.render_unrendered()
         try:
             done = step(app)
         except Exception as exc:
