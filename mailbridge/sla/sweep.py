@@ -6,7 +6,8 @@
                 level 2 breach (assignee and team lead), then every repeat_every one step
                 up the chain (team lead, then manager) until someone acts
              -> sla_notices (clock, cycle, level) is the once-only key; outbox mail and
-                history events are written in the same transaction
+                history events are written in the same transaction; a notice gives the
+                due time in the desk's zone and UTC, and the request's first lines
 
 A clock is looked at only when its next_action_at has come, through an index on
 (state, next_action_at): the sweep's cost follows the number of due timers, not the
@@ -21,6 +22,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -53,7 +55,7 @@ KINDS = {1: "reminder", 2: "breach"}
 REQUEST_LINES, REQUEST_CHARS = 8, 600
 
 
-def local_time(when: datetime, zone: Any) -> str:
+def local_time(when: datetime, zone: ZoneInfo) -> str:
     """``when`` in the desk's zone, as people read it: "Wed 2 Dec 2026 10:30 CET"."""
     local = when.astimezone(zone)
     return f"{local:%a} {local.day} {local:%b %Y %H:%M} {local.tzname()}"
