@@ -433,7 +433,7 @@ def render_doc() -> str:
             title += " and every template a rule's `respond` action names"
         lines += [f"## {title}", "", f"Sent {ctx.sent}.", "", "| variable | what it is | example |", "|---|---|---|"]
         for var, doc in ctx.variables:
-            lines.append(f"| `{var}` | {doc} | {_example(ctx.sample, var)} |")
+            lines.append(f"| `{var}` | {doc.replace('|', '/')} | {_example(ctx.sample, var)} |")
         if ctx.variants:
             lines += ["", "Also checked with:"]
             for label, _data in list(samples(ctx))[1:]:
