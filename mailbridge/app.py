@@ -193,16 +193,14 @@ class App:
 
     def reload_templates(self) -> bool:
         """SIGHUP: use the templates as they are now on disk, all or nothing: if any
-        template has an error, it is logged and the templates in use stay in force."""
-        from mailbridge.outbound.render import Renderer, TemplateError
+        template has an error (outbound/verify.py: compiles, pairs, renders against its
+        documented context), it is logged and the templates in use stay in force. (After a
+        good reload the worker renders the mail kept unrendered: render_unrendered.)"""
+        from mailbridge.outbound.render import Renderer
+        from mailbridge.outbound.verify import template_problems
 
         fresh = Renderer(self.config.template_dirs)
-        errors = fresh.check()
-        if not errors:
-            try:
-                fresh.preload()
-            except TemplateError as exc:
-                errors = [str(exc)]
+        errors = template_problems(self.config, fresh)
         if errors:
             log.error("templates not reloaded, the previous ones stay in force:\n%s", "\n".join(errors))
             self.note_reload("templates", "\n".join(errors))
@@ -213,6 +211,18 @@ class App:
         log.info("templates reloaded from %s", ", ".join(str(d) for d in self.config.template_dirs))
         self.note_reload("templates", None)
         return True
+
+    def render_unrendered(self) -> None:
+        """Mail kept "unrendered" (a template failed on its data) rendered with the
+        templates in use and queued (outbound/unrendered.py); at a worker's start and
+        after every good reload. Best effort: what is left waits for the next one."""
+        from mailbridge.outbound.unrendered import render_waiting
+        from mailbridge.routing import ticket_facts_for
+
+        try:
+            render_waiting(self.store, self.outbox, self.clock(), ticket_facts_for)
+        except Exception:
+            log.warning("unrendered mail not rendered now; the next reload tries again", exc_info=True)
 
     def note_reload(self, kind: str, error: str | None) -> None:
         """Record whether the ``kind`` files in use are the ones on disk (`status --check`,

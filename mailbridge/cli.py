@@ -92,7 +92,13 @@ def run(ctx: click.Context) -> None:
 def status(ctx: click.Context, as_json: bool, check: bool) -> None:
     """Listeners, IMAP mailboxes, stored mail by state, outgoing mail by state."""
     from mailbridge.paths import version
-    from mailbridge.store.queries import inbound_counts, live_components, mailbox_health, outbox_counts
+    from mailbridge.store.queries import (
+        inbound_counts,
+        live_components,
+        mailbox_health,
+        outbox_counts,
+        unrendered_by_template,
+    )
 
     app = _app(ctx)
     if check:
@@ -104,6 +110,7 @@ def status(ctx: click.Context, as_json: bool, check: bool) -> None:
         "mailboxes": mailbox_health(app.store),
         "inbound": inbound_counts(app.store),
         "outbox": outbox_counts(app.store),
+        "unrendered": unrendered_by_template(app.store),
     }
     if as_json:
         _print_json(data)
@@ -134,6 +141,13 @@ def status(ctx: click.Context, as_json: bool, check: bool) -> None:
         )
     out.print("stored mail: " + (", ".join(f"{k} {v}" for k, v in sorted(data["inbound"].items())) or "none"))
     out.print("outbox: " + (", ".join(f"{k} {v}" for k, v in sorted(data["outbox"].items())) or "empty"))
+    if data["unrendered"]:
+        out.print(
+            Text(
+                "UNRENDERED outgoing mail (its template failed; sent after the next good reload): "
+                + ", ".join(f"{k} {v}" for k, v in sorted(data["unrendered"].items()))
+            )
+        )
 
 
 _STATUS_COLUMNS = (
@@ -193,12 +207,11 @@ def config_check(ctx: click.Context) -> None:
     config = _config(ctx)
     from mailbridge.app import load_extractor_set
     from mailbridge.errors import ConfigError
-    from mailbridge.outbound.needed import needed_template_problems
     from mailbridge.outbound.render import Renderer
-    from mailbridge.routing import SAMPLE_CONTEXT
+    from mailbridge.outbound.verify import template_problems
 
     renderer = Renderer(config.template_dirs)
-    errors = renderer.check() or needed_template_problems(config, renderer, SAMPLE_CONTEXT)
+    errors = template_problems(config, renderer)
     if errors:
         _fail("templates have errors:\n" + "\n".join(errors))
     try:
@@ -450,7 +463,9 @@ def outbox() -> None:
 
 
 @outbox.command("list")
-@click.option("--state", default=None, help="queued, held, sending, sent or failed.")
+@click.option(
+    "--state", default=None, help="queued, held, sending, sent, failed, rejected or unrendered (template failed)."
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def outbox_list(ctx: click.Context, state: str | None, as_json: bool) -> None:

@@ -2,8 +2,10 @@
 
     mailbridge sla sweep                  one sweep now (what the scheduler does every
                                           [sla] sweep_seconds)
-    mailbridge sla sweep --now ISO        one sweep as if it were that time (UTC if no zone);
-                                          not a dry run: what is due then is sent and recorded
+    mailbridge sla sweep --dry-run        what a sweep now would send; nothing is sent or recorded
+    mailbridge sla sweep --now ISO        what a sweep at that time (UTC if no zone) would send:
+                                          always a dry run, so a simulated time never leaves
+                                          future-dated notices, breaches or clocks behind
 
 Part of cli.py's command tree (registered there); kept apart so each file stays small.
 """
@@ -22,14 +24,22 @@ def sla_group() -> None:
     """SLA clocks, reminders and escalation ([sla] in the config)."""
 
 
+class _DryRun(Exception):
+    """Raised inside the sweep's transaction to roll it back."""
+
+
 @sla_group.command("sweep")
-@click.option("--now", "now_text", default=None, help="Sweep as of this ISO time (default: now).")
+@click.option(
+    "--now", "now_text", default=None, help="Show what a sweep at this ISO time would send (implies --dry-run)."
+)
+@click.option("--dry-run", is_flag=True, help="List what would be sent; send and record nothing.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def sla_sweep(ctx: click.Context, now_text: str | None, as_json: bool) -> None:
+def sla_sweep(ctx: click.Context, now_text: str | None, dry_run: bool, as_json: bool) -> None:
     """Look at every due SLA timer once: reminders, breaches, escalations (each once)."""
     from mailbridge.cli import _app, _fail, _print_json
-    from mailbridge.sla.sweep import Sweeper
+    from mailbridge.reports.period import report_zone
+    from mailbridge.sla.sweep import Sweeper, local_time
     from mailbridge.store.db import write_tx
     from mailbridge.tickets.lifecycle import Pending
 
@@ -42,17 +52,43 @@ def sla_sweep(ctx: click.Context, now_text: str | None, as_json: bool) -> None:
         except ValueError:
             _fail(f"--now {now_text!r} is not an ISO time, e.g. 2026-12-02T09:30 or 2026-12-02T09:30+01:00")
         now = now if now.tzinfo else now.replace(tzinfo=UTC)
+        # A sweep as of another time is only ever a preview: done for real, it would date
+        # notices, breaches and the clocks' next steps at that time (mail held back until
+        # then, `wait --idle` never done, breaches on the dashboard that did not happen).
+        dry_run = True
     try:
         sweeper = Sweeper(app.config, app.people, app.outbox, app.refs)
     except ConfigError as exc:
         _fail(f"configuration error:\n{exc}")
-    with write_tx(app.store.main) as conn:
-        pending = Pending()
-        report = sweeper.sweep(conn, now.astimezone(UTC), pending)
-        pending.flush(conn)
+    try:
+        with write_tx(app.store.main) as conn:
+            pending = Pending()
+            report = sweeper.sweep(conn, now.astimezone(UTC), pending)
+            if dry_run:
+                raise _DryRun  # roll everything back: the clocks, the notices, the counters
+            pending.flush(conn)
+    except _DryRun:
+        pass
+    zone = report_zone(app.config)
     if as_json:
-        _print_json({"summary": report.summary(), "notices": report.notices})
+        _print_json(
+            {
+                "dry_run": dry_run,
+                "as_of": now.astimezone(UTC).isoformat(),
+                "summary": report.summary(),
+                "notices": report.notices,
+            }
+        )
         return
+    if dry_run:
+        click.echo(
+            f"dry run as of {local_time(now, zone)} ({now.astimezone(UTC):%Y-%m-%d %H:%M} UTC):"
+            " nothing was sent or recorded"
+        )
     click.echo(report.summary())
     for notice in report.notices:
-        click.echo(f"  {notice['ticket']} {notice['target']} level {notice['level']} -> {', '.join(notice['to'])}")
+        due = f", due {notice['due_local']}" if notice.get("due_local") else ""
+        click.echo(
+            f"  {notice['ticket']} {notice['target']} level {notice['level']}{due} -> {', '.join(notice['to'])}"
+            f"  ({notice['subject']})"
+        )

@@ -55,12 +55,11 @@ class Child:
 def preflight(app: App) -> None:
     """Everything that would make a child fail at once, reported before any starts."""
     config = app.config
-    from mailbridge.outbound.needed import needed_template_problems
     from mailbridge.outbound.render import Renderer
-    from mailbridge.routing import SAMPLE_CONTEXT
+    from mailbridge.outbound.verify import template_problems
 
     renderer = Renderer(config.template_dirs)
-    errors = renderer.check() or needed_template_problems(config, renderer, SAMPLE_CONTEXT)
+    errors = template_problems(config, renderer)
     if errors:
         raise ConfigError("templates have errors:\n" + "\n".join(errors))
     _ = app.extractors  # parsers/*.toml: ExtractorError names every file:line at fault

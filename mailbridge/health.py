@@ -2,10 +2,11 @@
 /readyz, from what the processes leave in the database.
 
     healthy   the database answers within a second, every process the config asks for
-              has a fresh heartbeat on this host, and the rules, extractors and templates
-              in use are the ones on disk
-    degraded  the database is slow, a process is missing or stale, or an admin's edit
-              was refused (the previous set is still in force)
+              has a fresh heartbeat on this host, the rules, extractors and templates
+              in use are the ones on disk, and no outgoing mail waits for a template fix
+    degraded  the database is slow, a process is missing or stale, an admin's edit
+              was refused (the previous set is still in force), or outgoing mail is kept
+              "unrendered" (its template failed on its data)
     down      the database does not answer, or no process of the daemon is alive
 
 `status --check` exits 0, 1 or 2 accordingly (systemd ExecStartPost, Nagios); /readyz
@@ -21,12 +22,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from mailbridge.config import Config
 from mailbridge.store.db import Store, read_tx
 from mailbridge.store.queries import live_components
-from mailbridge.store.tables import config_state
+from mailbridge.store.tables import config_state, outbox
 
 __all__ = ["Health", "check", "expected_processes"]
 
@@ -79,6 +80,11 @@ def check(store: Store, config: Config, now: datetime) -> Health:
                 conn.execute(text("SET LOCAL statement_timeout = 1000"))
             conn.execute(text("SELECT 1"))
             stale = conn.execute(select(config_state).where(config_state.c.stale.is_(True))).all()
+            unrendered = conn.execute(
+                select(outbox.c.template, func.count())
+                .where(outbox.c.state == "unrendered")
+                .group_by(outbox.c.template)
+            ).all()
         with read_tx(store.spool) as conn:
             conn.execute(text("SELECT 1"))
         components = live_components(store, now)
@@ -101,4 +107,10 @@ def check(store: Store, config: Config, now: datetime) -> Health:
             health.worse("degraded", f"{kind}: {alive[kind]} of {n} alive (no fresh heartbeat from the others)")
     for row in stale:
         health.worse("degraded", f"{row.kind}: an edit was refused, the previous set is in use: {row.error or '?'}")
+    for template, n in unrendered:
+        health.worse(
+            "degraded",
+            f"{n} outgoing mail(s) could not be rendered with template {template!r}: fix it and reload "
+            "(`mailbridge outbox list --state unrendered` shows the error)",
+        )
     return health

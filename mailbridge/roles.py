@@ -275,9 +275,13 @@ def _poll_loop(
                 reload.set()  # reload once the database lets the outcomes be recorded
                 stop.wait(outage.failed(exc))
                 continue
-            app.reload_templates()
+            templates_fresh = app.reload_templates()
             app.reload_extractors()
             app.reload_rules()
+            if templates_fresh and kind == "worker":
+                # Mail kept because its template failed: rendered with the new set (and
+                # the outgoing rules now in force), then queued.
+                app.render_unrendered()
         try:
             done = step(app)
         except Exception as exc:
@@ -330,8 +334,13 @@ def run_worker(config: Config, index: int = 0) -> int:
         index,
         lambda app: len(app.pipeline.run_batch(defer_record=True)),
         finish=lambda app: app.pipeline.flush(),
-        prepare=lambda app: app.pipeline,
+        prepare=_prepare_worker,
     )
+
+
+def _prepare_worker(app: App) -> None:
+    _ = app.pipeline
+    app.render_unrendered()  # kept by a set of templates that failed, fixed since
 
 
 def run_sender(config: Config, index: int = 0) -> int:
@@ -346,13 +355,15 @@ def run_sender(config: Config, index: int = 0) -> int:
 def run_scheduler_role(config: Config) -> int:
     """The periodic work (sla/scheduler.py): SLA sweep, auto-close; active only while this
     process holds the database's scheduler lease."""
-    from mailbridge.sla.scheduler import run_scheduler
+    from mailbridge.sla.scheduler import request_reload, run_scheduler
 
     app = App(config, role="scheduler")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, lambda *_: None)  # the jobs read the config at start
+    # The notices' templates and the outgoing rules: reloaded by the next job (config.toml
+    # itself is read at start).
+    signal.signal(signal.SIGHUP, lambda *_: request_reload())
     _watch_parent(stop.set)
     name = component_name(config, "scheduler")
     if not _register(app, name, "scheduler", None, stop.is_set):

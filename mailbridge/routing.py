@@ -19,36 +19,16 @@ from sqlalchemy import Connection, func, select
 
 from mailbridge.config import Config
 from mailbridge.errors import ConfigError
+from mailbridge.outbound.contexts import RESPONSE, samples
 from mailbridge.outbound.render import Renderer, TemplateError
 from mailbridge.parsing.incident import DEFAULT_MATRIX, parse_matrix
 from mailbridge.people import People
 from mailbridge.rules import Assignment, Decision, Facts, RuleContext, RuleSet, TicketFacts, load_rules
 from mailbridge.store.tables import tickets
 
-# What a template a rule responds with gets rendered with at load time: the same keys
-# the acknowledgement gets, with made-up values.
-SAMPLE_CONTEXT = {
-    "ticket": {
-        "reference": "MB-2026-000042",
-        "subject": "Printer on fire",
-        "status": "new",
-        "requester": "alice@example.com",
-    },
-    "requester": {"name": "Alice Example", "address": "alice@example.com"},
-    "subject_tag": "[MB-2026-000042]",
-    "support": {"name": "Support", "address": "support@example.com"},
-    # The closed ticket whose late reply opened this one, if any.
-    "previous": {"reference": "MB-2026-000041"},
-    # Knowledge articles a respond action suggests (empty when none fits or none is asked for).
-    "articles": [
-        {
-            "title": "Printer shows offline",
-            "summary": "Turn it off and on again, then check the network cable.",
-            "url": "https://kb.example.com/printer-offline",
-            "path": "printer-offline.md",
-        }
-    ],
-}
+# What a template a rule responds with gets rendered with at load time: the response
+# context (the acknowledgement's), documented in outbound/contexts.py.
+SAMPLE_CONTEXT = dict(RESPONSE.sample)
 
 
 def load_rule_set(config: Config, people: People, renderer: Renderer) -> RuleSet:
@@ -66,10 +46,12 @@ def load_rule_set(config: Config, people: People, renderer: Renderer) -> RuleSet
     )
     problems = []
     for name in sorted(rules.templates):
-        try:
-            renderer.render(name, SAMPLE_CONTEXT)
-        except TemplateError as exc:
-            problems.append(f"template {name!r} that a rule responds with does not render: {exc}")
+        for label, data in samples(RESPONSE):
+            try:
+                renderer.render(name, data)
+            except TemplateError as exc:
+                problems.append(f"template {name!r} that a rule responds with does not render ({label}): {exc}")
+                break
     if problems:
         raise ConfigError("\n".join(problems))
     return rules

@@ -22,6 +22,7 @@ def list_outbox(store: Store, state: str | None = None, limit: int = 200) -> lis
             outbox.c.id,
             tickets.c.reference,
             outbox.c.kind,
+            outbox.c.template,
             outbox.c.rcpt,
             outbox.c.state,
             outbox.c.attempts,
@@ -54,7 +55,10 @@ def retry(store: Store, outbox_id: int, now: datetime) -> None:
             .values(state="queued", next_attempt_at=now, attempts=0)
         )
         if result.rowcount == 0:
-            raise NotFound(f"outbox {outbox_id} does not exist or is being sent / already sent")
+            raise NotFound(
+                f"outbox {outbox_id} does not exist, is being sent / already sent, or waits for a template "
+                "fix (state unrendered: fix the template; it is sent after the next good reload)"
+            )
 
 
 def decide_held(store: Store, outbox_id: int, *, approve: bool, by: str, reason: str, now: datetime) -> str:

@@ -6,17 +6,13 @@ mail, the resolved notice, SLA notices, ...) never finds its template missing at
 time, when the only trace would be a line in a ticket's history. (A non-editable
 install once shipped no templates at all and every acknowledgement failed.)
 
-The acknowledgement, whose context is the one a rule's respond template gets
-(routing.SAMPLE_CONTEXT), is also rendered once; rendering every template against its
-own documented context is the template issue's render check.
+Rendering every template against its documented context is outbound/verify.py's part.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from mailbridge.config import Config
-from mailbridge.outbound.render import Renderer, TemplateError
+from mailbridge.outbound.render import Renderer
 
 
 def needed_templates(config: Config) -> dict[str, str]:
@@ -44,9 +40,9 @@ def needed_templates(config: Config) -> dict[str, str]:
     return needs
 
 
-def needed_template_problems(config: Config, renderer: Renderer, sample: Mapping[str, object]) -> list[str]:
-    """One line per needed template that is missing (or, for the acknowledgement, does
-    not render with `sample`), naming the setting and where it was looked for."""
+def needed_template_problems(config: Config, renderer: Renderer) -> list[str]:
+    """One line per needed template that is missing, naming the setting and where it
+    was looked for."""
     present = renderer.names()
     searched = ", ".join(str(d) for d in config.template_dirs)
     problems = []
@@ -56,9 +52,4 @@ def needed_template_problems(config: Config, renderer: Renderer, sample: Mapping
                 f"template {name!r} is missing ({name}.subject.txt and {name}.txt; searched: {searched}); "
                 f"{why} needs it: restore the shipped templates (reinstall mailbridge) or turn the setting off"
             )
-    if "acknowledgement" in needed_templates(config) and "acknowledgement" in present:
-        try:
-            renderer.render("acknowledgement", sample)
-        except TemplateError as exc:
-            problems.append(f"template 'acknowledgement' does not render: {exc}")
     return problems

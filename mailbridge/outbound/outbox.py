@@ -5,21 +5,44 @@ transaction: it issues a reply token bound to one recipient and one ticket, rend
 template, composes the mail fresh, and adds the rows to the transaction's Pending set,
 which is written before that transaction commits. The sender process delivers it
 later; a crash before COMMIT leaves no row, a crash after it leaves a row to deliver.
+
+A template that fails on this mail's data (the render check at load found nothing, but
+real data takes another branch) does not lose the mail: it is queued in state
+"unrendered" with its context and addressing, its Message-ID and reply token issued as
+for any mail, and outbound/unrendered.py renders and queues it after the next good
+reload of the templates. The error is logged once per template and kept on the row.
 """
 
 from __future__ import annotations
 
+import base64
+import json
+import logging
+import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from mailbridge.config import SupportSettings
 from mailbridge.outbound.compose import OutgoingAttachment, compose
-from mailbridge.outbound.render import RenderedMail, Renderer
+from mailbridge.outbound.render import RenderedMail, Renderer, TemplateError
 from mailbridge.parsing.mime import Address
 from mailbridge.rules import OutgoingFacts, RuleSet, TicketFacts
+from mailbridge.tickets import lifecycle
 from mailbridge.tickets.lifecycle import Pending
 from mailbridge.tickets.tokens import TokenSigner, message_id_for
+
+log = logging.getLogger(__name__)
+
+
+# Template -> the run-time error last logged for it, in this process (see note_failure).
+_LOGGED: dict[str, str] = {}
+_LOGGED_LOCK = threading.Lock()
+
+
+def _plain(value: Any) -> Any:
+    """The context as JSON data (contexts are plain data; anything else becomes text)."""
+    return json.loads(json.dumps(value, default=str))
 
 
 class Outbox:
@@ -30,6 +53,10 @@ class Outbox:
         self._signer = signer
         self._support = support
         self._rules = rules
+
+    @property
+    def renderer(self) -> Renderer:
+        return self._renderer
 
     @property
     def checks_outgoing(self) -> bool:
@@ -75,8 +102,26 @@ class Outbox:
         token_purpose: str = "reply",  # noqa: S107 (what the token is for, not a secret)
     ) -> str:
         """Queue one mail from a template to one recipient (written with the caller's
-        transaction); return its Message-ID. Raises TemplateError / ComposeError before queueing."""
-        rendered = self._renderer.render(template, context)
+        transaction); return its Message-ID. A template that fails on this data queues the
+        mail "unrendered" (see the module docstring). Raises ComposeError before queueing."""
+        try:
+            rendered = self._renderer.render(template, context)
+        except TemplateError as exc:
+            return self._queue_unrendered(
+                pending,
+                exc,
+                ticket_id=ticket_id,
+                kind=kind,
+                template=template,
+                context=context,
+                to=to,
+                in_reply_to=in_reply_to,
+                references=references,
+                now=now,
+                auto_submitted=auto_submitted,
+                attachments=attachments,
+                token_purpose=token_purpose,
+            )
         return self.queue_written(
             pending,
             ticket_id=ticket_id,
@@ -135,11 +180,7 @@ class Outbox:
         token_address = rcpt.address.lower()
         if extra_rcpts:
             token_address, token_purpose = "", "participants"
-        token = self._signer.new()
-        token_id = self._signer.token_id(token)
-        local, domain = self._support.address.split("@", 1)
-        message_id = message_id_for(token, domain)
-        reply_to = f"{local}+{token}@{domain}" if reply_token else self._support.address
+        message_id, reply_to, token_row = self._issue(ticket_id, token_address, token_purpose, now, reply_token)
         raw = compose(
             from_name=from_name if from_name is not None else self._support.name,
             from_address=self._support.address,
@@ -157,16 +198,57 @@ class Outbox:
             cc=[(a.name, a.address) for a in cc],
             attachments=attachments,
         )
+        if token_row is not None:  # only for a mail that composed (ComposeError leaves none)
+            pending.tokens.append(token_row)
+        state, hold_reason = self.hold(
+            to=to, cc=cc, subject=subject, text=text, now=now, template=template, author=author, ticket=ticket
+        )
+        self._append(
+            pending,
+            ticket_id=ticket_id,
+            kind=kind,
+            message_id=message_id,
+            rcpt=rcpt,
+            extra_rcpts=extra_rcpts,
+            raw=raw,
+            state=state,
+            hold_reason=hold_reason,
+            now=now,
+            template=template,
+        )
+        return message_id
+
+    def _issue(
+        self, ticket_id: int | None, token_address: str, token_purpose: str, now: datetime, reply_token: bool
+    ) -> tuple[str, str, dict[str, Any] | None]:
+        """A new reply token -> (Message-ID, Reply-To, its row for the transaction or None)."""
+        token = self._signer.new()
+        local, domain = self._support.address.split("@", 1)
+        row = None
         if reply_token:
-            pending.tokens.append(
-                {
-                    "id": token_id,
-                    "ticket_id": ticket_id,
-                    "address": token_address,
-                    "purpose": token_purpose,
-                    "created_at": now,
-                }
-            )
+            row = {
+                "id": self._signer.token_id(token),
+                "ticket_id": ticket_id,
+                "address": token_address,
+                "purpose": token_purpose,
+                "created_at": now,
+            }
+        reply_to = f"{local}+{token}@{domain}" if reply_token else self._support.address
+        return message_id_for(token, domain), reply_to, row
+
+    def hold(
+        self,
+        *,
+        to: Address,
+        cc: Sequence[Address],
+        subject: str,
+        text: str,
+        now: datetime,
+        template: str | None,
+        author: str | None,
+        ticket: TicketFacts | None,
+    ) -> tuple[str, str | None]:
+        """("queued", None), or ("held", why) when an outgoing rule holds this mail."""
         # Outgoing rules (the Gartner "e-mail monitoring"): some mail waits for a
         # supervisor's `mailbridge outbox approve|reject` instead of going out.
         state, hold_reason = "queued", None
@@ -184,6 +266,26 @@ class Outbox:
             decision = self._rules.evaluate_outgoing(facts)
             if decision.held:
                 state, hold_reason = "held", f"rule {decision.held_by}: {decision.hold}"
+        return state, hold_reason
+
+    def _append(
+        self,
+        pending: Pending,
+        *,
+        ticket_id: int | None,
+        kind: str,
+        message_id: str,
+        rcpt: Address,
+        extra_rcpts: Sequence[Address],
+        raw: bytes,
+        state: str,
+        hold_reason: str | None,
+        now: datetime,
+        template: str | None,
+        render: dict[str, Any] | None = None,
+        last_error: str | None = None,
+    ) -> None:
+        # Every row has every key: Pending writes them with one multi-row INSERT.
         pending.outbox.append(
             {
                 "ticket_id": ticket_id,
@@ -198,9 +300,108 @@ class Outbox:
                 "attempts": 0,
                 "next_attempt_at": now,
                 "created_at": now,
+                "template": template[:64] if template else None,
+                "render": render,
+                "last_error": last_error,
             }
         )
         # Replies to this mail name its Message-ID: index it like any of the ticket's.
         if ticket_id is not None:
             pending.thread.append({"msgid": message_id, "ticket_id": ticket_id, "kind": "own"})
+
+    def _queue_unrendered(
+        self,
+        pending: Pending,
+        error: TemplateError,
+        *,
+        ticket_id: int,
+        kind: str,
+        template: str,
+        context: Mapping[str, Any],
+        to: Address,
+        in_reply_to: str | None,
+        references: Sequence[str],
+        now: datetime,
+        auto_submitted: str | None,
+        attachments: Sequence[OutgoingAttachment],
+        token_purpose: str,
+    ) -> str:
+        """Keep a mail whose template failed: its Message-ID and token now (replies to it,
+        once sent, thread as any), the rest after the next good reload."""
+        message_id, reply_to, token_row = self._issue(ticket_id, to.address.lower(), token_purpose, now, True)
+        assert token_row is not None
+        pending.tokens.append(token_row)
+        render = {
+            "template": template,
+            "context": _plain(dict(context)),
+            "to": [to.name, to.address],
+            "reply_to": reply_to,
+            "in_reply_to": in_reply_to,
+            "references": list(references),
+            "auto_submitted": auto_submitted,
+            "date": now.isoformat(),
+            "attachments": [
+                [a.filename, a.content_type, base64.b64encode(a.data).decode("ascii")] for a in attachments
+            ],
+        }
+        self._append(
+            pending,
+            ticket_id=ticket_id,
+            kind=kind,
+            message_id=message_id,
+            rcpt=to,
+            extra_rcpts=(),
+            raw=b"",
+            state="unrendered",
+            hold_reason=None,
+            now=now,
+            template=template,
+            render=render,
+            last_error=str(error),
+        )
+        self.note_failure(template, error)
+        data = {"to": to.address, "message_id": message_id, "template": template, "error": str(error)}
+        pending.events.append(lifecycle.event_row(ticket_id, now, "mail_unrendered", "system", data))
         return message_id
+
+    def note_failure(self, template: str, error: TemplateError) -> None:
+        """Log a template's run-time failure as an error, once per template (again only
+        when its error changes: an edit that fails elsewhere), however many mails and
+        reloads meet it."""
+        with _LOGGED_LOCK:
+            if _LOGGED.get(template) == str(error):
+                return
+            _LOGGED[template] = str(error)
+        log.error(
+            "template %r cannot be rendered: %s; its mail is kept in the outbox as 'unrendered' "
+            "and sent after the next good reload of the templates (further failures of it are not logged)",
+            template,
+            error,
+        )
+
+    def compose_unrendered(self, render: Mapping[str, Any], message_id: str) -> tuple[str, str, bytes]:
+        """Render and compose a kept mail as it would have been: (subject, text, raw).
+        Raises TemplateError / ComposeError (it then stays unrendered)."""
+        template = str(render["template"])
+        rendered = self._renderer.render(template, render["context"])
+        to_name, to_address = render["to"]
+        raw = compose(
+            from_name=self._support.name,
+            from_address=self._support.address,
+            to_name=to_name,
+            to_address=to_address,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            message_id=message_id,
+            date=datetime.fromisoformat(render["date"]),
+            reply_to=render["reply_to"],
+            in_reply_to=render["in_reply_to"],
+            references=list(render["references"]),
+            auto_submitted=render["auto_submitted"],
+            cc=[],
+            attachments=[
+                OutgoingAttachment(name, ctype, base64.b64decode(data)) for name, ctype, data in render["attachments"]
+            ],
+        )
+        return rendered.subject, rendered.text, raw

@@ -9,7 +9,11 @@ the only module that imports Jinja.
 A mail template ``NAME`` is three files looked up in the template directories,
 first directory wins (so ``templates/local`` overrides the shipped
 ``templates``): ``NAME.subject.txt``, ``NAME.txt`` and optionally
-``NAME.html``.
+``NAME.html``.  The text and HTML bodies are a pair: when the text comes from an
+earlier directory than the HTML (an admin overrode only ``NAME.txt``), the HTML
+part is made from the rendered text, so the part most clients show says what the
+admin wrote, not the shipped English; overriding only ``NAME.html`` is an error
+(``check``), as the text part would keep the shipped wording (docs/templates.md).
 
 Security model: templates are written by administrators and run in Jinja's
 sandbox; customer text (subject, body) only ever arrives as context *data* and
@@ -20,7 +24,9 @@ autoescape; text templates and the subject do not (escaping there would show
 
 from __future__ import annotations
 
+import html as html_lib
 import os
+import re
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -72,6 +78,29 @@ class _MailTemplates:
     subject: jinja2.Template
     text: jinja2.Template
     html: jinja2.Template | None
+    # The text is an override whose shipped HTML twin is shadowed: make the HTML from it.
+    html_from_text: bool = False
+
+
+_URL = re.compile(r"https?://[^\s<>\"']+[^\s<>\"'.,;:!?)\]]")
+
+
+def html_from_text(text: str) -> str:
+    """A plain HTML alternative of ``text``: escaped, paragraphs and line breaks kept,
+    web addresses clickable (the admin's own wording, for a text-only override)."""
+    paragraphs = [p for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
+    parts = []
+    for paragraph in paragraphs:
+        pieces, last = [], 0
+        for match in _URL.finditer(paragraph):
+            pieces.append(html_lib.escape(paragraph[last : match.start()]))
+            url = html_lib.escape(match.group(0))
+            pieces.append(f'<a href="{url}">{url}</a>')
+            last = match.end()
+        pieces.append(html_lib.escape(paragraph[last:]))
+        parts.append("<p>" + "".join(pieces).replace("\n", "<br>\n") + "</p>")
+    body = "\n".join(parts)
+    return f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head>\n<body>\n{body}\n</body></html>\n'
 
 
 class Renderer:
@@ -87,10 +116,10 @@ class Renderer:
             autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False, default=False),
             keep_trailing_newline=True,
             # Rendering is on the hot path: with auto_reload every render would
-            # stat the template files.  Template changes need a restart (or a
-            # new Renderer); an override added to templates/local later would
-            # not be noticed by auto_reload anyway, as it only re-checks the
-            # file it loaded.
+            # stat the template files.  Template changes take a new Renderer
+            # (App.reload_templates, after the render check); an override added
+            # to templates/local later would not be noticed by auto_reload
+            # anyway, as it only re-checks the file it loaded.
             auto_reload=False,
         )
         self._mails: dict[str, _MailTemplates] = {}
@@ -107,14 +136,37 @@ class Renderer:
         subject = self._render_one(name, mail.subject, data)
         text = self._render_one(name, mail.text, data)
         html = self._render_one(name, mail.html, data) if mail.html is not None else None
+        if mail.html_from_text:
+            html = html_from_text(text)
         return RenderedMail(subject=sanitize_header_text(subject), text=text, html=html)
 
     def _load(self, name: str) -> _MailTemplates:
         subject = self._get(name + _SUBJECT_SUFFIX, required=True)
         text = self._get(name + _TEXT_SUFFIX, required=True)
-        html = self._get(name + _HTML_SUFFIX, required=False)
         assert subject is not None and text is not None  # required=True never returns None
+        text_at, html_at = self._first_dir(name + _TEXT_SUFFIX), self._first_dir(name + _HTML_SUFFIX)
+        if html_at is not None and text_at is not None and html_at < text_at:
+            raise TemplateError(self._html_only_message(name, html_at, text_at), filename=name + _HTML_SUFFIX)
+        if html_at is not None and text_at is not None and html_at > text_at:
+            return _MailTemplates(subject=subject, text=text, html=None, html_from_text=True)
+        html = self._get(name + _HTML_SUFFIX, required=False)
         return _MailTemplates(subject=subject, text=text, html=html)
+
+    def _first_dir(self, filename: str) -> int | None:
+        """Index of the first template directory that has ``filename``."""
+        for index, directory in enumerate(self._dirs):
+            if (directory / filename).is_file():
+                return index
+        return None
+
+    def _html_only_message(self, name: str, html_at: int, text_at: int) -> str:
+        html_path = self._dirs[html_at] / (name + _HTML_SUFFIX)
+        text_path = self._dirs[text_at] / (name + _TEXT_SUFFIX)
+        return (
+            f"{html_path}: overrides the HTML part of mail template {name!r} but its text part is still "
+            f"{text_path}, so plain-text readers would get other words: copy {name}{_TEXT_SUFFIX} next "
+            f"to it and edit both (or remove {html_path}); see docs/templates.md"
+        )
 
     def _get(self, filename: str, *, required: bool) -> jinja2.Template | None:
         try:
@@ -225,8 +277,11 @@ class Renderer:
                 names.update(p.name[: -len(_SUBJECT_SUFFIX)] for p in directory.glob("*" + _SUBJECT_SUFFIX))
         errors = []
         for name in sorted(names):
-            if not any((d / (name + _TEXT_SUFFIX)).is_file() for d in self._dirs):
+            text_at, html_at = self._first_dir(name + _TEXT_SUFFIX), self._first_dir(name + _HTML_SUFFIX)
+            if text_at is None:
                 errors.append(f"{name}{_SUBJECT_SUFFIX}: mail template {name!r} has no {name}{_TEXT_SUFFIX}")
+            elif html_at is not None and html_at < text_at:
+                errors.append(self._html_only_message(name, html_at, text_at))
         return errors
 
 

@@ -9,7 +9,8 @@
                job, misfire grace: a daemon that was down runs each job once, not once
                per missed interval
         jobs:   sla_sweep every [sla] sweep_seconds (sweep.py), housekeeping hourly
-               (auto-close of resolved tickets)
+               (auto-close of resolved tickets); after a SIGHUP, the next job first
+               reloads the templates and rules (all or nothing, as the worker does)
 
 The jobs' work is idempotent and exactly once by itself (sla_notices, status checks), so
 a crash between a job's work and its bookkeeping is followed by a run that finds it done.
@@ -52,6 +53,21 @@ HOUSEKEEPING_SECONDS = 3600.0
 # The running process's App, for the job functions (APScheduler stores jobs by the import
 # path of their function, so they are module-level and find their App here).
 _APP: App | None = None
+# SIGHUP (a reload) asks for the templates and rules as they are now on disk; taken by the
+# next job, in the job thread, the only one that uses the App's outbox.
+_RELOAD = threading.Event()
+
+
+def request_reload() -> None:
+    """From the SIGHUP handler: the next job reloads templates and rules first."""
+    _RELOAD.set()
+
+
+def _reload_if_asked(app: App) -> None:
+    if _RELOAD.is_set():
+        _RELOAD.clear()
+        app.reload_templates()  # all or nothing; a refused set leaves the one in use
+        app.reload_rules()
 
 
 def acquire_lease(conn: Connection, holder: str, now: datetime, ttl: timedelta) -> bool:
@@ -94,6 +110,7 @@ def sla_sweep_job() -> None:
     app = _APP
     if app is None:
         return
+    _reload_if_asked(app)
     sweeper = Sweeper(app.config, app.people, app.outbox, app.refs)
     with write_tx(app.store.main) as conn:
         pending = Pending()
@@ -111,6 +128,7 @@ def housekeeping_job() -> None:
     app = _APP
     if app is None:
         return
+    _reload_if_asked(app)
     from mailbridge.sla import housekeeping
     from mailbridge.tickets.lifecycle import Pending
 

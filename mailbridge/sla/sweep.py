@@ -6,7 +6,8 @@
                 level 2 breach (assignee and team lead), then every repeat_every one step
                 up the chain (team lead, then manager) until someone acts
              -> sla_notices (clock, cycle, level) is the once-only key; outbox mail and
-                history events are written in the same transaction
+                history events are written in the same transaction; a notice gives the
+                due time in the desk's zone and UTC, and the request's first lines
 
 A clock is looked at only when its next_action_at has come, through an index on
 (state, next_action_at): the sweep's cost follows the number of due timers, not the
@@ -19,10 +20,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mailbridge.clock import ensure_utc
@@ -32,10 +34,11 @@ from mailbridge.outbound.outbox import Outbox
 from mailbridge.outbound.render import TemplateError
 from mailbridge.parsing.mime import Address
 from mailbridge.people import NoWorkingTime, People
+from mailbridge.reports.period import report_zone
 from mailbridge.sla import clocks
 from mailbridge.sla.due import clock_state, moment_at_fraction
 from mailbridge.store.counters import bump
-from mailbridge.store.tables import metric_counts, sla_clocks, sla_notices, tickets
+from mailbridge.store.tables import messages, metric_counts, sla_clocks, sla_notices, tickets
 from mailbridge.tickets import lifecycle
 from mailbridge.tickets.refs import ReferenceFormat
 
@@ -48,6 +51,35 @@ _NOTICE_INSERT = {
     "postgresql": postgresql.insert(sla_notices).on_conflict_do_nothing().returning(sla_notices.c.level),
 }
 KINDS = {1: "reminder", 2: "breach"}
+# How much of the request a notice quotes: enough to know what it is about.
+REQUEST_LINES, REQUEST_CHARS = 8, 600
+
+
+def local_time(when: datetime, zone: ZoneInfo) -> str:
+    """``when`` in the desk's zone, as people read it: "Wed 2 Dec 2026 10:30 CET"."""
+    local = when.astimezone(zone)
+    return f"{local:%a} {local.day} {local:%b %Y %H:%M} {local.tzname()}"
+
+
+def request_excerpt(conn: Connection, ticket_id: int) -> str:
+    """The first lines of the ticket's first incoming message (its new text)."""
+    row = conn.execute(
+        select(messages.c.reply_text, messages.c.text)
+        .where(messages.c.ticket_id == ticket_id, messages.c.direction == "in")
+        .where(or_(messages.c.internal.is_(False), messages.c.internal.is_(None)))
+        .order_by(messages.c.id)
+        .limit(1)
+    ).first()
+    if row is None:
+        return ""
+    text = (row.reply_text or row.text or "").strip()
+    lines = [line.rstrip() for line in text.splitlines()]
+    excerpt = "\n".join(lines[:REQUEST_LINES])
+    if len(excerpt) > REQUEST_CHARS:
+        excerpt = excerpt[:REQUEST_CHARS].rstrip() + " ..."
+    elif len(lines) > REQUEST_LINES:
+        excerpt += "\n..."
+    return excerpt
 
 
 def choose_policy(config: Config, people: People, ticket: Any) -> SlaPolicySettings | None:
@@ -106,6 +138,8 @@ class Sweeper:
         self._outbox = outbox
         self._refs = refs
         self._repeat = parse_duration(config.sla.repeat_every)
+        # Notices give times in the desk's [reports] zone as well as in UTC.
+        self._zone = report_zone(config)
 
     def sweep(self, conn: Connection, now: datetime, pending: lifecycle.Pending, limit: int = 5000) -> SweepReport:
         report = SweepReport()
@@ -226,7 +260,8 @@ class Sweeper:
         }
         event = {1: "sla_reminder", 2: "sla_breached"}.get(level, "sla_escalated")
         pending.events.append(lifecycle.event_row(int(ticket.id), now, event, "system", data))
-        report.notices.append({"ticket": ticket.reference, **data})
+        local = {"due_local": local_time(due, self._zone) if due else None}
+        report.notices.append({"ticket": ticket.reference, "subject": ticket.subject, **data, **local})
         if level == 1:
             report.reminders += 1
         elif level == 2:
@@ -240,6 +275,9 @@ class Sweeper:
             "level": level,
             "target": clock.target.replace("_", " "),
             "due": due.isoformat(timespec="minutes") if due else "",
+            "due_utc": f"{due.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if due else "",
+            "due_local": local_time(due, self._zone) if due else "",
+            "time_zone": self._zone.key,
             "ticket": {
                 "reference": ticket.reference,
                 "subject": ticket.subject,
@@ -247,7 +285,9 @@ class Sweeper:
                 "priority": ticket.priority,
                 "queue": ticket.queue,
                 "assignee": ticket.assignee,
+                "requester": ticket.requester,
             },
+            "request": request_excerpt(conn, int(ticket.id)),
             "subject_tag": self._refs.tag(ticket.reference),
             "support": {"name": self._config.support.name, "address": self._config.support.address},
         }

@@ -254,7 +254,14 @@ def erase_person(
                 .values(subject=ERASED, text=ERASED, reply_text=ERASED, safe_html=None, from_name="", calendar=None)
             )
         # 2. What we sent them: kept as a row of the history, without the mail.
-        conn.execute(update(outbox).where(func.lower(outbox.c.rcpt) == address).values(raw=b""))
+        # Mail to them still waiting for a template fix is never sent now (its context is
+        # their data).
+        conn.execute(
+            update(outbox)
+            .where(func.lower(outbox.c.rcpt) == address, outbox.c.state == "unrendered")
+            .values(state="rejected", hold_reason="erased before its template could be rendered")
+        )
+        conn.execute(update(outbox).where(func.lower(outbox.c.rcpt) == address).values(raw=b"", render=None))
         # 3. Tokens, bounce records, the subjects of their tickets, their names.
         conn.execute(delete(reply_tokens).where(func.lower(reply_tokens.c.address) == address))
         conn.execute(delete(undeliverable).where(func.lower(undeliverable.c.address) == address))

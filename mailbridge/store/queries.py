@@ -31,6 +31,16 @@ def outbox_counts(store: Store) -> dict[str, int]:
         return {state: int(n) for state, n in rows}
 
 
+def unrendered_by_template(store: Store) -> dict[str, int]:
+    """Outgoing mail kept because its template failed on its data, by template: it is
+    sent after the next good reload of the templates (outbound/unrendered.py)."""
+    with read_tx(store.main) as conn:
+        rows = conn.execute(
+            select(outbox.c.template, func.count()).where(outbox.c.state == "unrendered").group_by(outbox.c.template)
+        )
+        return {str(template or "?"): int(n) for template, n in rows}
+
+
 def waiting_work(store: Store) -> int:
     """Messages not yet processed plus mail not yet sent.
 

@@ -268,7 +268,7 @@ outbox = Table(
     Column("mail_from", String(320), nullable=False),
     Column("rcpt", String(320), nullable=False),
     Column("raw", LargeBinary, nullable=False),
-    # queued | held | sending | sent | failed | rejected
+    # queued | held | sending | sent | failed | rejected | unrendered
     Column("state", String(16), nullable=False),
     # Why an outgoing rule holds it for a supervisor (held), or why it was rejected.
     Column("hold_reason", Text),
@@ -284,6 +284,11 @@ outbox = Table(
     Column("unknown_outcomes", SmallInteger, nullable=False, default=0, server_default="0"),
     # Further envelope recipients of the same copy (the first one is `rcpt`).
     Column("extra_rcpts", JSON),
+    # The mail template it was rendered from (None: written by a person).
+    Column("template", String(64)),
+    # state "unrendered": the template failed on this mail's data; what it takes to render
+    # and compose it after the next good reload (outbound/unrendered.py); raw is empty.
+    Column("render", JSON),
 )
 Index("ix_outbox_state_next", outbox.c.state, outbox.c.next_attempt_at)
 Index("ix_outbox_rcpt_created", outbox.c.rcpt, outbox.c.created_at)

@@ -26,7 +26,7 @@ from mailbridge.reports import render
 from mailbridge.reports.period import Period, report_zone
 from mailbridge.reports.summary import build_summary
 from mailbridge.store.db import Store, read_tx
-from mailbridge.store.queries import inbound_counts, mailbox_health, outbox_counts
+from mailbridge.store.queries import inbound_counts, mailbox_health, outbox_counts, unrendered_by_template
 from mailbridge.store.tables import events, sla_clocks, tickets
 from mailbridge.tickets.senderflood import ActiveFlood, active_floods
 
@@ -72,6 +72,8 @@ class Dashboard:
     at_risk: int
     outbox: dict[str, int]
     quarantined: int
+    # Outgoing mail kept because its template failed, by template (sent after a good reload).
+    unrendered: dict[str, int]
     mailboxes: list[dict[str, Any]]
     report: dict[str, Any] | None = None
     report_error: str = ""
@@ -175,6 +177,7 @@ def build_dashboard(store: Store, config: Config, now: datetime, reports: Report
         at_risk=sum(1 for r in rows if r.at_risk),
         outbox=dict(sorted(outbox_counts(store).items())),
         quarantined=inbound.get("quarantined", 0),
+        unrendered=unrendered_by_template(store),
         mailboxes=mailbox_health(store),
         cut=cut,
         floods=floods,

@@ -39,7 +39,7 @@ from mailbridge.tickets.senderflood import count_active
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 WAITING_INBOUND = ("received", "processing", "quarantined")
-UNSENT = ("queued", "held", "sending", "failed", "rejected")
+UNSENT = ("queued", "held", "sending", "failed", "rejected", "unrendered")
 OPEN_STATUSES = ("new", "open", "pending", "restored")  # tickets/lifecycle.STATUSES not resolved/closed
 CONFIG_KINDS = ("rules", "extractors", "templates")
 # name -> (help, label names); every counter the code bumps (store/counters.py).
@@ -189,6 +189,11 @@ class DatabaseCollector(Collector):
             ).all()
             stale = {r.kind: (bool(r.stale), r.error) for r in conn.execute(select(config_state))}
             floods = count_active(conn, self.clock(), self.flood_window_minutes)
+            unrendered = conn.execute(
+                select(outbox.c.template, func.count())
+                .where(outbox.c.state == "unrendered")
+                .group_by(outbox.c.template)
+            ).all()
         queue = GaugeMetricFamily(
             "mailbridge_outbox_messages", "Outgoing mail not (yet) sent, by state.", labels=["state"]
         )
@@ -201,6 +206,15 @@ class DatabaseCollector(Collector):
             "mailbridge_outbox_retrying", "Queued outgoing mail whose last attempt failed (4xx).", value=int(retrying)
         )
         yield _oldest("outbox", oldest, now)
+        failed_templates = GaugeMetricFamily(
+            "mailbridge_outbox_unrendered",
+            "Outgoing mail kept because its template failed on its data (sent after the next good reload), "
+            "by template.",
+            labels=["template"],
+        )
+        for template, n in sorted((str(t or "?"), int(n)) for t, n in unrendered):
+            failed_templates.add_metric([template], n)
+        yield failed_templates
         open_by = GaugeMetricFamily("mailbridge_open_tickets", "Open tickets by priority.", labels=["priority"])
         merged: dict[str, int] = {}
         for priority, n in open_rows:

@@ -65,9 +65,25 @@ def test_local_override_wins(dirs: tuple[Path, Path]) -> None:
     write(local, "hello.txt", "Local text about {{ subject }}\n")
     mail = Renderer([local, shipped]).render("hello", {"tag": "T", "subject": "s"})
     assert mail.text == "Local text about s\n"
-    # Parts without an override still come from the shipped directory.
+    # The subject without an override still comes from the shipped directory.
     assert mail.subject == "[T] s"
-    assert mail.html == "<p>Shipped html about s</p>\n"
+    # The HTML part is the admin's text, not the shipped HTML (issue 15, item 3).
+    assert mail.html is not None and "<p>Local text about s</p>" in mail.html and "Shipped" not in mail.html
+
+
+def test_local_text_and_html_override_both_used(dirs: tuple[Path, Path]) -> None:
+    local, shipped = dirs
+    write(local, "hello.txt", "Local text about {{ subject }}\n")
+    write(local, "hello.html", "<p>Local html about {{ subject }}</p>\n")
+    mail = Renderer([local, shipped]).render("hello", {"tag": "T", "subject": "<s>"})
+    assert mail.html == "<p>Local html about &lt;s&gt;</p>\n"
+
+
+def test_local_html_without_text_is_an_error(dirs: tuple[Path, Path]) -> None:
+    local, shipped = dirs
+    write(local, "hello.html", "<p>Local html</p>\n")
+    errors = Renderer([local, shipped]).check()
+    assert len(errors) == 1 and "overrides the HTML part of mail template 'hello'" in errors[0]
 
 
 def test_missing_variable_names_the_file(dirs: tuple[Path, Path]) -> None:

@@ -153,3 +153,99 @@ def test_two_daemons_on_one_database_run_one_scheduler(sink, tmp_path):
         for daemon in daemons:
             daemon.stop()
         drop_pg_database(admin, name)
+
+
+def test_sweep_now_in_the_future_leaves_nothing_behind_and_notices_read_well(sink, tmp_path):
+    """Issue 15 item 15: `mailbridge sla sweep --now FUTURE` beside the running daemon
+    once queued the notices until that real time (`wait --idle` never returned) and
+    marked the clocks breached early. Now it is a preview: nothing is queued or
+    recorded, and when the time really comes the daemon sends the breach, with the
+    due time in the desk's zone and in UTC, the subject and the request's first lines."""
+    from tests.support import mailbridge_json
+    from tests.test_rules_path import rules_dir
+
+    rule = '[[rule]]\nid = "mine"\nwhen = { always = true }\nthen.queue = "helpdesk"\nthen.assign = "alice"\n'
+    clock = tmp_path / "now.txt"
+    clock.write_text(T0.isoformat())
+    env = {"MAILBRIDGE_TESTING": "1", "MAILBRIDGE_CLOCK_FILE": str(clock)}
+    extra = PEOPLE + '\n[reports]\ntimezone = "Europe/Berlin"\n'
+    config = write_config(tmp_path / "site", relay_port=sink.port, extra=extra, rules=rules_dir(tmp_path, rule))
+    daemon = Daemon(config, env=env).start()
+    try:
+        body = "The web server answers 502.\nSince 09:55.\nline 3\nline 4\nline 5\nline 6\nline 7\nline 8\nline 9\n"
+        daemon.send(make_mail(subject="Server down", body=body))
+        daemon.wait_idle()
+        acks = len(sink.messages)
+        preview = mailbridge_json(config, "sla", "sweep", "--now", (T0 + timedelta(hours=2)).isoformat())
+        assert preview["dry_run"] is True
+        assert sorted(to for n in preview["notices"] for to in n["to"]) == [
+            "alice@staff.example",
+            "lena@staff.example",
+        ]
+        assert preview["notices"][0]["due_local"] == "Mon 23 Nov 2026 11:00 CET"
+        daemon.wait_idle(timeout=20)  # nothing future-dated waits in the outbox
+        status = mailbridge_json(config, "status")
+        assert status["outbox"] == {"sent": acks}
+        reference = mailbridge_json(config, "tickets", "list")[0]["reference"]
+        shown = mailbridge_json(config, "tickets", "show", reference)
+        assert [c["level"] for c in shown["sla"]] == [0]
+        assert not [e for e in shown["events"] if e["type"] in ("sla_breached", "sla_reminder")]
+        # The real time comes: the daemon sends the breach (the preview used nothing up).
+        clock.write_text((T0 + timedelta(hours=2)).isoformat())
+        poll(lambda: len([m for m in sink.messages if b"[SLA breach]" in m["raw"]]) == 2)
+        daemon.wait_idle()
+        breach = next(m for m in sink.parsed() if "[SLA breach]" in m["Subject"])
+        text = breach.get_payload(decode=True).decode().replace("\r\n", "\n")
+        assert "was missed at Mon 23 Nov 2026 11:00 CET (2026-11-23 10:00 UTC)" in text
+        assert "Server down" in text and "Requester: alice@example.com" in text
+        assert "    The web server answers 502.\n    Since 09:55." in text
+        assert "line 8" in text and "line 9" not in text
+    finally:
+        daemon.stop()
+
+
+def test_the_scheduler_takes_a_reloaded_sla_notice_template(sink, tmp_path):
+    """Issue 15 item 2 ("at every reload"): the scheduler ignored SIGHUP and sent SLA
+    notices with the templates it started with; now its next job reloads them (all or
+    nothing, checked like the worker's)."""
+    import os
+    import shutil
+    import signal
+
+    from tests.support import TEMPLATES
+    from tests.test_rules_path import rules_dir
+
+    rule = '[[rule]]\nid = "mine"\nwhen = { always = true }\nthen.queue = "helpdesk"\nthen.assign = "alice"\n'
+    clock = tmp_path / "now.txt"
+    clock.write_text(T0.isoformat())
+    env = {"MAILBRIDGE_TESTING": "1", "MAILBRIDGE_CLOCK_FILE": str(clock)}
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates)
+    config = write_config(
+        tmp_path / "site", relay_port=sink.port, extra=PEOPLE, rules=rules_dir(tmp_path, rule), templates=templates
+    )
+    daemon = Daemon(config, env=env).start()
+
+    def scheduler_lines(what: str) -> list[str]:
+        return [line for line in daemon.log().splitlines() if " scheduler-" in line and what in line]
+
+    try:
+        daemon.send(make_mail(subject="Server down"))
+        daemon.wait_idle()
+        local = templates / "local" / "sla-notice.txt"
+        # A broken edit: refused by the scheduler too, with file and line.
+        local.write_text("Custom notice {{ ticket.reference }}\n{{ ticket.nonexistent }}\n")
+        os.kill(daemon.proc.pid, signal.SIGHUP)
+        poll(lambda: scheduler_lines("templates not reloaded"))
+        assert f"{local}:2: undefined variable" in daemon.log()
+        local.write_text("Custom notice: {{ ticket.reference }} missed {{ target }} at {{ due_local }}.\n")
+        os.kill(daemon.proc.pid, signal.SIGHUP)
+        poll(lambda: scheduler_lines("templates reloaded"))
+        clock.write_text((T0 + timedelta(hours=2)).isoformat())
+        poll(lambda: len([m for m in sink.messages if b"[SLA breach]" in m["raw"]]) == 2)
+        daemon.wait_idle()
+        for message in [m for m in sink.parsed() if "[SLA breach]" in m["Subject"]]:
+            assert "Custom notice: MB-" in message.get_payload(decode=True).decode()
+        assert "exited with" not in daemon.log(), "no process died of SIGHUP"
+    finally:
+        daemon.stop()

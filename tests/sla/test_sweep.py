@@ -215,26 +215,34 @@ def test_priority_change_recomputes_from_the_original_start(app):
     assert recomputed[0]["old_due"] is not None, "the history keeps the old due time"
 
 
-def test_sweep_cli_with_a_given_time(app, tmp_path):
+def test_sweep_cli_with_a_given_time_is_a_dry_run(app, tmp_path):
+    """Issue 15 item 15: `--now` only shows what a sweep then would send; it leaves no
+    notice, breach or clock step dated in the future (the real sweep still sends it)."""
     from tests.support import mailbridge, mailbridge_json
 
     _ticket(app, priority="critical")
     config = app.config.source
     quiet = mailbridge_json(config, "sla", "sweep", "--now", "2026-11-23T09:10:00+00:00")
-    assert quiet["notices"] == []
+    assert quiet["notices"] == [] and quiet["dry_run"] is True
     out = mailbridge(config, "sla", "sweep", "--now", "2026-11-23T10:00:00").stdout.decode()
-    assert "breach" in out and "lena@staff.example" in out
+    assert "dry run as of Mon 23 Nov 2026 11:00 CET (2026-11-23 10:00 UTC): nothing was sent or recorded" in out
+    assert "breach" in out and "lena@staff.example" in out and "(Server down)" in out
+    assert "due Mon 23 Nov 2026 11:00 CET" in out
     bad = mailbridge(config, "sla", "sweep", "--now", "yesterday", check=False)
     assert bad.returncode == 2 and b"not an ISO time" in bad.stderr
     with app.store.main.connect() as conn:
         reference = conn.execute(select(tickets.c.reference)).scalar_one()
+        assert conn.execute(select(func.count()).select_from(sla_notices)).scalar_one() == 0
+    assert _mail_to(app) == []
     shown = mailbridge(config, "tickets", "show", reference).stdout.decode()
     # Due times in the desk's time zone (the default calendar's: Europe/Berlin, UTC+1).
     assert "SLA first_response: running, due 2026-11-23 11:00 CET" in shown
-    assert "breached at 2026-11-23 11:00 CET" in shown
-    assert "SLA resolution: running, due 2026-11-23 18:00 CET" in shown
+    assert "breached" not in shown
     data = mailbridge_json(config, "tickets", "show", reference)
-    assert {c["target"]: c["level"] for c in data["sla"]} == {"first_response": 2, "resolution": 0}
+    assert {c["target"]: c["level"] for c in data["sla"]} == {"first_response": 0, "resolution": 0}
+    # The preview used nothing up: the real sweep at that time sends the breach.
+    assert _sweep(app, datetime(2026, 11, 23, 10, 0, tzinfo=UTC)).breaches == 1
+    assert ("sla-breach", "lena@staff.example") in _mail_to(app)
 
 
 def test_a_replayed_step_is_found_sent_and_not_sent_again(app):
