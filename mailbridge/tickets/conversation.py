@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from mailbridge.store.tables import messages, outbox
+from mailbridge.store.tables import messages, outbox, participants
 
 __all__ = ["answer_threading"]
 
@@ -30,6 +30,8 @@ __all__ = ["answer_threading"]
 # SLA notices. (Everything else we send about a ticket goes to its requester or people.)
 _INTERNAL_KINDS = ("notification", "agent-notification", "agent-refused", "agent-command-error")
 _INTERNAL_PREFIXES = ("agent-", "sla-")
+# Who the conversation is between: the requester and the people copied on the ticket.
+_CONVERSATION_ROLES = ("requester", "cc")
 # How far back the chain is read: compose keeps the root and the last ids anyway
 # (outbound/compose.trim_references), so a ticket with thousands of mails costs no more.
 _RECENT = 60
@@ -54,6 +56,14 @@ def answer_threading(
             messages.c.classification == "normal",
             messages.c.author.is_(None),  # an agent's own mail (a #fwd) is not what people saw
             messages.c.message_id.is_not(None),
+            # Only the mail of the people this answer goes to: a merged ticket's customer
+            # (role "merged") or someone an agent removed wrote mail the recipients never
+            # saw, and its Message-ID would carry that other customer into the thread.
+            messages.c.from_address.in_(
+                select(participants.c.address).where(
+                    participants.c.ticket_id == ticket_id, participants.c.role.in_(_CONVERSATION_ROLES)
+                )
+            ),
         )
         .order_by(messages.c.id)
     )
