@@ -100,16 +100,23 @@ def fitted_table(columns: Sequence[Column], width: int, **kwargs: Any) -> tuple[
     return table, shown
 
 
-def ago(seconds: float) -> str:
-    """How long ago: "4s ago", "3m ago", "2h 05m ago", "3d 4h ago"."""
-    s = max(0, int(seconds))
+def duration(seconds: float | None) -> str:
+    """4h 05m, 2d 3h, 35m, 40s; "-" when there is nothing to measure."""
+    if seconds is None:
+        return "-"
+    s = int(round(seconds))
     days, rest = divmod(s, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
     if days:
-        return f"{days}d {hours}h ago"
+        return f"{days}d {hours}h"
     if hours:
-        return f"{hours}h {minutes:02d}m ago"
+        return f"{hours}h {minutes:02d}m"
     if minutes:
-        return f"{minutes}m ago"
-    return f"{secs}s ago"
+        return f"{minutes}m"
+    return f"{secs}s"
+
+
+def ago(seconds: float) -> str:
+    """How long ago: "4s ago", "3m ago", "2h 05m ago", "3d 4h ago"."""
+    return f"{duration(max(0.0, seconds))} ago"

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.text import Text
 
 from mailbridge.reports.charts import bar_chart_svg, hbar_chart_svg
-from mailbridge.terminal import PlainTable, literal
+from mailbridge.terminal import PlainTable, duration, literal
 from mailbridge.terminal import console as literal_console
 
 FORMATS = ("table", "csv", "json", "html")
@@ -22,23 +22,6 @@ FORMATS = ("table", "csv", "json", "html")
 
 class _Table(PlainTable):
     """Cells as plain text: a subject or an address with "[...]" in it is not rich markup."""
-
-
-def duration(seconds: float | None) -> str:
-    """4h 05m, 2d 3h, 35m, 40s; "-" when there is nothing to measure."""
-    if seconds is None:
-        return "-"
-    s = int(round(seconds))
-    days, rest = divmod(s, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m"
-    return f"{secs}s"
 
 
 def percent(rate: float | None) -> str:
