@@ -243,6 +243,11 @@ def test_sweep_cli_with_a_given_time_is_a_dry_run(app, tmp_path):
     # The preview used nothing up: the real sweep at that time sends the breach.
     assert _sweep(app, datetime(2026, 11, 23, 10, 0, tzinfo=UTC)).breaches == 1
     assert ("sla-breach", "lena@staff.example") in _mail_to(app)
+    # `tickets show` gives the due and breach times in the desk's time zone (the default
+    # calendar's: Europe/Berlin, UTC+1), issue 15 item 14.
+    shown = mailbridge(config, "tickets", "show", reference).stdout.decode()
+    assert "SLA first_response: running, due 2026-11-23 11:00 CET" in shown, shown
+    assert "breached at 2026-11-23 11:00 CET" in shown
 
 
 def test_a_replayed_step_is_found_sent_and_not_sent_again(app):
