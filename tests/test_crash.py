@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from mailbridge.store.db import Store, read_tx
+from mailbridge.store.queries import waiting_work
 from mailbridge.store.tables import messages
 from tests.support import Daemon, make_mail, poll, write_config
 
@@ -109,10 +110,23 @@ def test_sigkill_while_streaming_loses_and_duplicates_nothing(tmp_path, sink, cr
         poll(lambda: len(streamer.acked) >= 150 or not streamer.is_alive(), timeout=120)
         daemon.kill_group()
     else:
-        assert daemon.proc is not None
-        daemon.proc.wait(timeout=300)  # the crash point kills the whole group
+        proc = daemon.proc
+        assert proc is not None
+        # The stream holds at half until the crash point has fired (it kills the whole
+        # group). A crash point that counts work downstream may need more than the first
+        # half gives it (the worker's 10th batch, when it took the half in a few large
+        # batches): once the daemon has caught up without firing, the rest streams on.
+        store = Store(f"sqlite:///{config.parent / 'var' / 'mailbridge.db'}")
+        try:
+            poll(
+                lambda: proc.poll() is not None or (streamer.position == streamer.hold_at and waiting_work(store) == 0),
+                timeout=300,
+            )
+        finally:
+            store.dispose()
+        streamer.go_on.set()  # after a crash the rest meets a dead daemon: none of it is acknowledged
+        proc.wait(timeout=300)
         daemon.proc = None
-        streamer.go_on.set()  # the rest of the stream meets a dead daemon: none of it is acknowledged
     streamer.join(timeout=60)
     first_acked = list(streamer.acked)
     assert 0 < len(first_acked) < TOTAL, "the crash happened mid-stream"
