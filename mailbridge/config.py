@@ -1,3 +1,5 @@
+# size: one pydantic model per [section] of config.toml plus the error reporter that maps
+# each validation error to file:line:key; kept together so the whole schema reads in one place.
 """The admin's settings: `config.toml`, validated strictly before anything starts.
 
 Sits before the whole flow: the CLI and the daemon (the composition roots) load a

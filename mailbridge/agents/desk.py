@@ -1,3 +1,6 @@
+# size: AgentDesk still holds authentication, commands, relay and every agent notice in one
+# class; issue 17 splits it (dispositions, outbound/notices.py). Not split here, to keep
+# issue 15's behaviour changes reviewable on their own.
 """The agents' side of the desk by mail: what they are told, and what their mail does.
 
     pipeline: correlate -> the sender is an agent

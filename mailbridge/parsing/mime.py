@@ -1,3 +1,5 @@
+# size: the parse stage as one module (tree walk, parts, headers, limits hooks); its
+# helpers already live beside it (fastsplit, charsets, headerblock, limits, tnef).
 """MIME parsing: the "parse" stage of the pipeline (bytes -> ParsedMail; pure, no DB).
 
     intake (raw bytes, durable) -> [parse] -> classify -> correlate -> decide -> apply
