@@ -65,7 +65,13 @@ MAX_REOPENS = 3
 
 _SETTLE = (
     update(outbox)
-    .where(outbox.c.id == bindparam("o_id"))
+    .where(
+        outbox.c.id == bindparam("o_id"),
+        # Only while still this holder's claim (settle() holds the rows, so this never
+        # skips one; it keeps a second settler from ever overwriting another's claim).
+        outbox.c.state == "sending",
+        outbox.c.claimed_by == bindparam("o_holder"),
+    )
     .values(
         state=bindparam("o_state"),
         attempts=bindparam("o_attempts"),
@@ -315,13 +321,21 @@ def settle(
     wanted = None if only is None else list(only)
     if wanted is not None:
         query = query.where(outbox.c.id.in_(wanted))
+    if not store.sqlite:
+        # Every daemon sees a dead sender's heartbeat stop, so two may settle its rows at
+        # once. The second waits here for the first's rows; PostgreSQL then checks the
+        # WHERE again on what the first wrote and hands it none of them (they are no
+        # longer this holder's). Without the lock the second read the rows as they were,
+        # found the journal already cleared, and queued a delivered mail again: it went
+        # out twice (tests/outbound/test_settle_race.py). SQLite's writers are serial.
+        query = query.with_for_update()
     settled = 0
     with write_tx(store.main) as conn:
         rows = conn.execute(query).all()
         updates, events = [], []
         for row in rows:
             update_row, event = _outcome(row, found.get(int(row.id), []), now, config)
-            updates.append(update_row)
+            updates.append({**update_row, "o_holder": holder})
             if event is not None:
                 events.append(event)
         if updates:

@@ -73,14 +73,22 @@ def release_inbound(conn: Connection, where: ColumnElement[bool]) -> int:
     """Give claimed spool rows matching ``where`` back as suspects (their worker died or
     its lease ran out). A holder that held exactly one row was processing it alone: that
     row's death count goes up. Returns how many rows went back."""
-    rows = conn.execute(select(inbound.c.id, inbound.c.claimed_by).where(inbound.c.state == "processing", where)).all()
+    query = select(inbound.c.id, inbound.c.claimed_by).where(inbound.c.state == "processing", where)
+    if conn.dialect.name != "sqlite":
+        # Every daemon sees a dead worker's heartbeat stop; the second to release its
+        # rows waits for the first and then finds none (PostgreSQL checks the WHERE again
+        # on the rows the first released, which another worker may already hold).
+        query = query.with_for_update()
+    rows = conn.execute(query).all()
     if not rows:
         return 0
     per_holder = Counter(row.claimed_by for row in rows)
     alone = [row.id for row in rows if per_holder[row.claimed_by] == 1]
     ids = [row.id for row in rows]
     conn.execute(
-        update(inbound).where(inbound.c.id.in_(ids)).values(state="received", claimed_until=None, suspect=True)
+        update(inbound)
+        .where(inbound.c.id.in_(ids), inbound.c.state == "processing", where)
+        .values(state="received", claimed_until=None, suspect=True)
     )
     if alone:
         conn.execute(update(inbound).where(inbound.c.id.in_(alone)).values(crashes=inbound.c.crashes + 1))
