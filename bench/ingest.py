@@ -1,19 +1,29 @@
 #!/usr/bin/env python3
-"""End-to-end ingest benchmark: SMTP in → tickets + acknowledgements out, on SQLite.
+"""End-to-end ingest benchmark: SMTP in → tickets + acknowledgements out.
 
 Makes the standard corpus (../shared/tools/gen_corpus.py --n 5000 --seed 20240501),
 starts a real daemon (`mailbridge run`) in a fresh directory, sends the corpus over SMTP
 with 8 concurrent connections, waits with `mailbridge wait --idle`, and prints:
 accepted msg/s, end-to-end msg/s, p50/p99 accept latency, peak RSS of all daemon
-processes, and threading correctness against the corpus manifest, in file order and
-shuffled. Figures are printed, never asserted: record them in bench/RESULTS.md.
+processes, CPU per mail by role, and threading correctness against the corpus manifest,
+in file order and shuffled. Figures are printed, never asserted: record them in
+bench/RESULTS.md.
+
+By default what an operator runs: the wheel built from this checkout installed into a
+fresh venv (tests/install.py), the shipped config.toml with only the SMTP port, the
+support address (and for PostgreSQL the database URL) changed, on SQLite and on a fresh
+PostgreSQL database in the same run, interleaved. `--config bench` is the tuned config
+this benchmark used before (log level warning, flood limits off), `--install checkout`
+runs this checkout's code (for profiles: MAILBRIDGE_PROFILE_DIR with `--profile DIR`).
 
     python bench/ingest.py [--n 5000] [--runs 3] [--order both|file|shuffled]
+        [--db sqlite|postgresql|both] [--config shipped|bench] [--install wheel|checkout]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import queue
@@ -26,7 +36,9 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,25 +92,33 @@ def make_corpus(n: int, seed: int) -> Path:
     return out
 
 
+# How mailbridge is run: this checkout's code unless main() installs the wheel.
+MAILBRIDGE = [sys.executable, "-m", "mailbridge.cli"]
+MAILBRIDGE_ENV: dict[str, str] | None = None
+PG_ADMIN = os.environ.get("MAILBRIDGE_TEST_DATABASE_URL") or "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
 def cli(config: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "mailbridge.cli", "--config", str(config), *args],
+        [*MAILBRIDGE, "--config", str(config), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=MAILBRIDGE_ENV,
     )
 
 
-def start_daemon(site: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_daemon(site: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
     log = (site / "daemon.log").open("ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mailbridge.cli", "--config", str(site / "config.toml"), "run"],
+        [*MAILBRIDGE, "--config", str(site / "config.toml"), "run"],
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        env=env if env is not None else MAILBRIDGE_ENV,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + 180  # a first start on PostgreSQL migrates the schema
+    while time.monotonic() < deadline and proc.poll() is None:
         st = cli(site / "config.toml", "status", "--json")
         if st.returncode == 0:
             comps = json.loads(st.stdout)["components"]
@@ -107,7 +127,9 @@ def start_daemon(site: Path) -> tuple[subprocess.Popen[bytes], int]:
             if smtp and {"worker", "sender"} <= kinds:
                 return proc, int(smtp[0]["listen"].rsplit(":", 1)[1])
         time.sleep(0.1)
-    raise SystemExit("daemon did not start; see " + str(site / "daemon.log"))
+    proc.kill()
+    tail = (site / "daemon.log").read_text(errors="replace")[-3000:]
+    raise SystemExit(f"daemon did not start (or not within 180 s); its log ends:\n{tail}")
 
 
 def group_cpu_seconds(pgid: int) -> dict[str, float]:
@@ -184,8 +206,8 @@ def send_all(port: int, mails: list[bytes], connections: int) -> tuple[float, li
     return time.perf_counter() - began, latencies, failures[0]
 
 
-def check_threads(site: Path, manifest: list[dict[str, object]]) -> dict[str, int]:
-    store = Store(f"sqlite:///{site / 'var' / 'mailbridge.db'}")
+def check_threads(site: Path, manifest: list[dict[str, object]], db_url: str = "") -> dict[str, int]:
+    store = Store(db_url or f"sqlite:///{site / 'var' / 'mailbridge.db'}")
     with read_tx(store.main) as conn:
         rows = conn.execute(select(messages.c.message_id, messages.c.ticket_id)).all()
         n_tickets = len(conn.execute(select(tickets.c.id)).all())
@@ -215,6 +237,25 @@ def check_threads(site: Path, manifest: list[dict[str, object]]) -> dict[str, in
     }
 
 
+def write_shipped_config(site: Path, workers: int, rules_dir: Path | None, db_url: str = "") -> None:
+    """The shipped config.toml as an operator starts with it: only the SMTP port, the
+    support address, the worker count and the database URL changed; templates, parsers
+    and rules are the shipped folders beside it."""
+    text = (REPO / "config.toml").read_text()
+    for old, new in (
+        ("\nport = 2525", "\nport = 0"),
+        ('addresses = ["support@localhost"]', 'addresses = ["support@helpdesk.example"]'),
+        ("\nworkers = 1 ", f"\nworkers = {workers} "),
+        ('\nurl = ""', f'\nurl = "{db_url}"'),
+    ):
+        assert old in text, f"config.toml no longer has {old!r}"
+        text = text.replace(old, new, 1)
+    (site / "config.toml").write_text(text)
+    for folder in ("templates", "parsers"):
+        (site / folder).symlink_to(REPO / folder)
+    (site / "rules").symlink_to(rules_dir if rules_dir is not None else REPO / "rules")
+
+
 def one_run(
     corpus: Path,
     manifest: list[dict[str, object]],
@@ -222,6 +263,10 @@ def one_run(
     connections: int,
     workers: int,
     rules_dir: Path | None = None,
+    *,
+    config: str = "bench",
+    profile_dir: Path | None = None,
+    db_url: str = "",
 ) -> dict[str, object]:
     """One daemon run over the corpus; ``rules_dir``: the rules directory (default: the repo's rules/)."""
     files = [corpus / str(item["file"]) for item in manifest]
@@ -230,15 +275,23 @@ def one_run(
     mails = [f.read_bytes() for f in files]
     with tempfile.TemporaryDirectory(prefix="mb-bench-") as tmp:
         site = Path(tmp)
-        (site / "config.toml").write_text(
-            CONFIG.format(
-                templates=REPO / "templates",
-                parsers=REPO / "parsers",
-                rules=rules_dir if rules_dir is not None else REPO / "rules",
-                workers=workers,
+        if config == "shipped":
+            write_shipped_config(site, workers, rules_dir, db_url)
+        else:
+            assert not db_url, "--config bench is SQLite only"
+            (site / "config.toml").write_text(
+                CONFIG.format(
+                    templates=REPO / "templates",
+                    parsers=REPO / "parsers",
+                    rules=rules_dir if rules_dir is not None else REPO / "rules",
+                    workers=workers,
+                )
             )
-        )
-        proc, port = start_daemon(site)
+        env = None
+        if profile_dir is not None:
+            profile_dir.mkdir(parents=True, exist_ok=True)
+            env = {**(MAILBRIDGE_ENV or os.environ), "MAILBRIDGE_PROFILE_DIR": str(profile_dir)}
+        proc, port = start_daemon(site, env)
         try:
             began = time.perf_counter()
             client_cpu = time.process_time()
@@ -253,11 +306,12 @@ def one_run(
         finally:
             os.killpg(proc.pid, signal.SIGTERM)  # children drain and exit (and write profiles)
             proc.wait(timeout=60)
-        result: dict[str, object] = dict(check_threads(site, manifest))
+        result: dict[str, object] = dict(check_threads(site, manifest, db_url))
     latencies.sort()
     result.update(
         {
             "order": "shuffled" if shuffled else "file",
+            "db": "postgresql" if db_url else "sqlite",
             "mails": len(mails),
             "smtp_failures": failures,
             "accepted_per_s": round(len(mails) / accept_s, 1),
@@ -280,38 +334,97 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--order", choices=["both", "file", "shuffled"], default="both")
+    parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--config", choices=["shipped", "bench"], default="shipped")
+    parser.add_argument("--install", choices=["wheel", "checkout"], default="wheel")
+    parser.add_argument("--profile", type=Path, help="write each child's cProfile here (MAILBRIDGE_PROFILE_DIR)")
     args = parser.parse_args()
     corpus = make_corpus(args.n, args.seed)
     manifest = json.loads((corpus / "manifest.json").read_text())
     true_threads = len({item["ticket"] for item in manifest})
+    dbs = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
     print(
         f"corpus: {len(manifest)} mails, {true_threads} threads, "
-        f"{len(manifest) - true_threads} replies; {args.connections} connections; {args.workers} worker(s)"
+        f"{len(manifest) - true_threads} replies; {args.connections} connections; {args.workers} worker(s); "
+        f"config {args.config}; {args.install}; {' and '.join(dbs)}"
     )
-    orders = ["file", "shuffled"] if args.order == "both" else [args.order]
-    for order in orders:
-        runs = [
-            one_run(corpus, manifest, order == "shuffled", args.connections, args.workers) for _ in range(args.runs)
-        ]
-        for run in runs:
-            print(json.dumps(run))
-        med = {
-            k: statistics.median(float(r[k]) for r in runs)  # type: ignore[arg-type]
-            for k in ("accepted_per_s", "end_to_end_per_s", "accept_p50_ms", "accept_p99_ms", "peak_rss_mib")
-        }
-        last = runs[-1]
-        exact = all(
-            r["tickets"] == true_threads and r["split_threads"] == 0 and r["mixed_tickets"] == 0 and r["missing"] == 0
-            for r in runs
-        )
-        print(
-            f"== {order} order, median of {len(runs)}: accepted {med['accepted_per_s']:.0f} msg/s, "
-            f"end-to-end {med['end_to_end_per_s']:.0f} msg/s, accept p50 {med['accept_p50_ms']:.1f} ms, "
-            f"p99 {med['accept_p99_ms']:.1f} ms, peak RSS {med['peak_rss_mib']:.0f} MiB; "
-            f"tickets {last['tickets']}, follow-ups {last['follow_ups']}, split {last['split_threads']}, "
-            f"mixed {last['mixed_tickets']}, missing {last['missing']} -> threading "
-            f"{'EXACT' if exact else 'WRONG'}"
-        )
+    installed = None
+    if args.install == "wheel":
+        global MAILBRIDGE, MAILBRIDGE_ENV
+        from tests.install import install
+
+        installed = install()
+        if "postgresql" in dbs:  # the extra an operator installs for PostgreSQL
+            pip = [str(installed.venv / "bin" / "pip"), "install", "-q", f"{installed.wheel}[postgresql]"]
+            subprocess.run(pip, check=True, capture_output=True, timeout=900)
+        MAILBRIDGE, MAILBRIDGE_ENV = [str(installed.mailbridge)], installed.env()
+    try:
+        orders = ["file", "shuffled"] if args.order == "both" else [args.order]
+        for order in orders:
+            # Interleaved: SQLite, PostgreSQL, SQLite, ... so both see the same machine.
+            runs: dict[str, list[dict[str, object]]] = {db: [] for db in dbs}
+            for _ in range(args.runs):
+                for db in dbs:
+                    with pg_database(db == "postgresql") as db_url:
+                        run = one_run(
+                            corpus,
+                            manifest,
+                            order == "shuffled",
+                            args.connections,
+                            args.workers,
+                            config=args.config,
+                            profile_dir=args.profile,
+                            db_url=db_url,
+                        )
+                    print(json.dumps(run), flush=True)
+                    runs[db].append(run)
+            for db in dbs:
+                summarise(order, db, runs[db], true_threads)
+    finally:
+        if installed is not None:
+            installed.close()
+
+
+def summarise(order: str, db: str, runs: list[dict[str, object]], true_threads: int) -> None:
+    med = {
+        k: statistics.median(float(r[k]) for r in runs)  # type: ignore[arg-type]
+        for k in ("accepted_per_s", "end_to_end_per_s", "accept_p50_ms", "accept_p99_ms", "peak_rss_mib")
+    }
+    last = runs[-1]
+    exact = all(
+        r["tickets"] == true_threads and r["split_threads"] == 0 and r["mixed_tickets"] == 0 and r["missing"] == 0
+        for r in runs
+    )
+    print(
+        f"== {db}, {order} order, median of {len(runs)}: accepted {med['accepted_per_s']:.0f} msg/s, "
+        f"end-to-end {med['end_to_end_per_s']:.0f} msg/s, accept p50 {med['accept_p50_ms']:.1f} ms, "
+        f"p99 {med['accept_p99_ms']:.1f} ms, peak RSS {med['peak_rss_mib']:.0f} MiB; "
+        f"tickets {last['tickets']}, follow-ups {last['follow_ups']}, split {last['split_threads']}, "
+        f"mixed {last['mixed_tickets']}, missing {last['missing']}, acknowledgements {last['acks_sent']} "
+        f"-> threading {'EXACT' if exact else 'WRONG'}",
+        flush=True,
+    )
+
+
+@contextlib.contextmanager
+def pg_database(wanted: bool) -> Iterator[str]:
+    """A fresh PostgreSQL database for one run (its URL), dropped afterwards; "" for SQLite."""
+    if not wanted:
+        yield ""
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"mbbench_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 if __name__ == "__main__":
