@@ -50,6 +50,7 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = None
+        self._prepared: Entry | None = None
 
     def _open(self) -> int:
         if self._fd is None:
@@ -64,6 +65,19 @@ class Journal:
         if entry.refused:
             record["r"] = list(entry.refused)
         os.write(self._open(), (json.dumps(record, ensure_ascii=True) + "\n").encode())
+
+    def prepare(self, entry: Entry) -> None:
+        """Get ``entry`` ready to be written by ``commit()``, right after the final ".".
+        For a file there is nothing to get ready: the line is one write(2) anyway."""
+        self._prepared = entry
+
+    def commit(self) -> None:
+        entry, self._prepared = self._prepared, None
+        if entry is not None:
+            self.write(entry)
+
+    def discard(self) -> None:
+        self._prepared = None
 
     def read(self) -> dict[int, list[Entry]]:
         """Every entry, by outbox row, in the order written (a torn last line is skipped)."""
@@ -100,23 +114,35 @@ class DbJournal:
     outbox, and when one dies the others settle its claims (store/claims.py), which a
     file on its own disk would hide from them.
 
-    One row per line, on a connection of its own in autocommit with synchronous_commit
-    off: one statement, one round trip, no BEGIN/COMMIT and no wait for the WAL flush.
-    What matters is the moment between the final "." and this row: a kill there sends
-    the mail again. Through a pooled transaction that moment was four round trips long
-    and, with three busy daemons on two cores, long enough to be hit (a mail went out
-    twice in tests/test_scale.py); now it ends as soon as the INSERT is on the
-    server's socket, which runs it even if we die waiting for the answer. A row is lost
-    only if the server itself crashes, and then a mail may go out twice, never not at
-    all."""
+    What matters is the moment between the final "." and the "dot" row: a kill there
+    sends the mail again. Written after the "." as an ordinary transaction, that moment
+    was four round trips long and, with three busy daemons on two cores, long enough to
+    be hit (a mail went out twice in tests/test_scale.py). So the "dot" row is inserted
+    before the mail goes out, in a transaction left open (``prepare``), and committed
+    right after the "." (``commit``): the moment is now the few microseconds until the
+    COMMIT is on the server's socket (the server carries out a COMMIT it has received
+    even when its client is gone). A kill before that rolls the row back, and the mail
+    is sent again, never lost. Every other line is one autocommitted INSERT. The
+    connection is the journal's own, with synchronous_commit off: a row is lost only if
+    the server itself crashes, and then a mail may go out twice, never not at all."""
 
     def __init__(self, store: Any, holder: str) -> None:
         self._store = store
         self.holder = holder
         self._conn: Any = None
+        self._open: Entry | None = None  # a prepared row waiting for commit() or discard()
+
+    def _drop(self) -> None:
+        """Forget a connection the server cut (back to the pool, which discards it)."""
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
 
     def _connection(self) -> Any:
-        if self._conn is None or self._conn.closed or self._conn.invalidated:
+        if self._conn is not None and self._conn.invalidated:
+            self._drop()
+        if self._conn is None or self._conn.closed:
             from sqlalchemy import text
 
             conn = self._store.main.connect().execution_options(isolation_level="AUTOCOMMIT")
@@ -124,26 +150,72 @@ class DbJournal:
             self._conn = conn
         return self._conn
 
-    def write(self, entry: Entry) -> None:
+    def _insert(self, entry: Entry) -> Any:
         from sqlalchemy import insert
-        from sqlalchemy.exc import DBAPIError
 
         from mailbridge.store.tables import outbox_journal
 
-        statement = insert(outbox_journal).values(
+        return insert(outbox_journal).values(
             holder=self.holder,
             outbox_id=entry.outbox_id,
             state=entry.state,
             detail=entry.detail[:2000] or None,
             refused=list(entry.refused) or None,
         )
+
+    def _run(self, *statements: Any) -> None:
+        """Run ``statements`` on the journal's connection; once more on a new connection
+        when the server went away between two mails."""
+        from sqlalchemy.exc import DBAPIError
+
         try:
-            self._connection().execute(statement)
+            for statement in statements:
+                self._connection().execute(statement)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated or self._open is not None:
+                raise
+            self._drop()
+            for statement in statements:
+                self._connection().execute(statement)
+
+    def write(self, entry: Entry) -> None:
+        self.discard()
+        self._run(self._insert(entry))
+
+    def prepare(self, entry: Entry) -> None:
+        from sqlalchemy import text
+
+        self.discard()
+        self._run(text("BEGIN"))
+        self._open = entry
+        self._connection().execute(self._insert(entry))
+
+    def commit(self) -> None:
+        from sqlalchemy.exc import DBAPIError
+
+        entry, self._open = self._open, None
+        if entry is None:
+            return
+        try:
+            self._connection().exec_driver_sql("COMMIT")
         except DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise
-            self._conn = None  # the server went away between two mails: once more, anew
-            self._connection().execute(statement)
+            # The server cut the connection (a restart, a network cut) with the row not
+            # yet committed; the "." is out, so the line is written at once on a new one.
+            self._drop()
+            self._run(self._insert(entry))
+
+    def discard(self) -> None:
+        """Roll back a prepared row whose mail never got its final "." out."""
+        from sqlalchemy.exc import DBAPIError
+
+        if self._open is not None:
+            self._open = None
+            try:
+                self._connection().exec_driver_sql("ROLLBACK")
+            except DBAPIError:
+                self._drop()  # the connection is gone, and its transaction with it
 
     def read(self) -> dict[int, list[Entry]]:
         from sqlalchemy import select

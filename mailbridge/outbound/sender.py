@@ -221,7 +221,13 @@ class Sender:
                         if not session.is_open:
                             session.open()
                             opened_once = True
-                        result = session.send(env, after_end=self._dot_marker(int(row.id)))
+                        # The "dot" line is made ready before the mail goes out and
+                        # committed the moment its final "." has (journal.py).
+                        self.journal.prepare(Entry(int(row.id), DOT))
+                        try:
+                            result = session.send(env, after_end=self._dot_marker())
+                        finally:
+                            self.journal.discard()  # its "." never went out: no line
                     except SessionFailed as failed:
                         if opened_once and reopens < MAX_REOPENS:
                             # It broke in the middle (or after an unknown outcome): the
@@ -247,9 +253,9 @@ class Sender:
             session.close()
             self._settle_done(None)
 
-    def _dot_marker(self, outbox_id: int) -> Callable[[], None]:
+    def _dot_marker(self) -> Callable[[], None]:
         def mark() -> None:
-            self.journal.write(Entry(outbox_id, DOT))
+            self.journal.commit()
             crash_point("sender.after_dot")
 
         return mark

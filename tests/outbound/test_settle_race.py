@@ -8,6 +8,9 @@ tests/test_scale.py, three daemons, one killed)."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -136,17 +139,88 @@ def test_a_second_settler_leaves_the_first_ones_work_alone(store: Store) -> None
 
 
 def test_the_journal_row_is_written_in_one_statement_outside_any_transaction(store: Store) -> None:
-    """The moment between the final "." and the journal line is where a kill sends a mail
-    twice; on PostgreSQL the line is one autocommitted INSERT on a connection of the
-    journal's own, visible to every other daemon at once."""
+    """Every line but "dot" is one autocommitted INSERT on a connection of the journal's
+    own, visible to every other daemon at once."""
     journal = DbJournal(store, DEAD)
-    journal.write(Entry(7, "dot"))
-    # Visible to another connection without the writer committing anything.
-    assert DbJournal(store, DEAD).read() == {7: [Entry(7, "dot")]}
+    journal.write(Entry(7, SENT, "250 ok"))
+    assert DbJournal(store, DEAD).read() == {7: [Entry(7, SENT, "250 ok")]}
     connection = journal._connection()
     assert connection.connection.driver_connection.autocommit is True
     assert connection.execute(text("SHOW synchronous_commit")).scalar_one() == "off"
-    journal.write(Entry(7, SENT, "250 ok"))
+    journal.write(Entry(8, "retry", "451 later"))
     assert journal._connection() is connection, "one connection for the sender's life"
     journal.close()
-    assert [e.state for e in DbJournal(store, DEAD).read()[7]] == ["dot", SENT]
+    assert sorted(DbJournal(store, DEAD).read()) == [7, 8]
+
+
+def test_the_dot_line_is_ready_before_the_mail_and_counts_only_once_committed(store: Store) -> None:
+    """The "dot" row is inserted before the final "." and committed right after it: a
+    sender killed in between leaves no row (the mail goes out again, never lost), and
+    a mail whose "." never left leaves none either."""
+    journal = DbJournal(store, DEAD)
+    journal.prepare(Entry(7, "dot"))
+    assert DbJournal(store, DEAD).read() == {}, "not before the commit"
+    journal.commit()
+    assert DbJournal(store, DEAD).read() == {7: [Entry(7, "dot")]}
+    journal.prepare(Entry(8, "dot"))
+    journal.discard()  # the relay refused the recipient: no "." went out
+    journal.write(Entry(8, "failed", "550 no such user"))
+    assert [e.state for e in DbJournal(store, DEAD).read()[8]] == ["failed"]
+    journal.close()
+
+    # A sender process killed with the "dot" row prepared and not committed.
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, signal, sys\n"
+            "from mailbridge.outbound.journal import DbJournal, Entry\n"
+            "from mailbridge.store.db import Store\n"
+            "journal = DbJournal(Store(sys.argv[1]), sys.argv[2])\n"
+            "journal.prepare(Entry(9, 'dot'))\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n",
+            store.url,
+            DEAD,
+        ],
+        cwd=REPO,
+        check=False,
+    )
+    assert child.returncode == -signal.SIGKILL
+    poll(lambda: not _other_sessions(store), timeout=30)  # the server noticed
+    assert 9 not in DbJournal(store, DEAD).read()
+
+
+def _other_sessions(store: Store) -> int:
+    with read_tx(store.main) as conn:
+        return int(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid != pg_backend_pid() AND state LIKE 'idle in%'"
+                )
+            ).scalar_one()
+        )
+
+
+def test_a_cut_connection_never_loses_the_dot_line(store: Store) -> None:
+    """PostgreSQL restarted, or the network cut, while a "dot" row waits for its commit:
+    the "." is out, so the line is written on a new connection; a cut before the next
+    mail is noticed and the journal reconnects."""
+    journal = DbJournal(store, DEAD)
+    journal.prepare(Entry(7, "dot"))
+    _terminate(store, journal)
+    journal.commit()  # the final "." went out meanwhile
+    assert DbJournal(store, DEAD).read() == {7: [Entry(7, "dot")]}
+    _terminate(store, journal)
+    journal.prepare(Entry(8, "dot"))
+    _terminate(store, journal)
+    journal.discard()  # the relay refused it: no "." went out, nothing to roll back
+    journal.write(Entry(8, "failed", "550 no such user"))
+    journal.close()
+    assert [e.state for e in DbJournal(store, DEAD).read()[8]] == ["failed"]
+
+
+def _terminate(store: Store, journal: DbJournal) -> None:
+    pid = journal._connection().connection.driver_connection.info.backend_pid
+    with write_tx(store.main) as conn:
+        assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
