@@ -334,7 +334,7 @@ def settle(
         # longer this holder's). Without the lock the second read the rows as they were,
         # found the journal already cleared, and queued a delivered mail again: it went
         # out twice (tests/outbound/test_settle_race.py). SQLite's writers are serial.
-        query = query.with_for_update()
+        query = query.order_by(outbox.c.id).with_for_update()  # one lock order for all
     settled = 0
     with write_tx(store.main) as conn:
         rows = conn.execute(query).all()

@@ -78,7 +78,7 @@ def release_inbound(conn: Connection, where: ColumnElement[bool]) -> int:
         # Every daemon sees a dead worker's heartbeat stop; the second to release its
         # rows waits for the first and then finds none (PostgreSQL checks the WHERE again
         # on the rows the first released, which another worker may already hold).
-        query = query.with_for_update()
+        query = query.order_by(inbound.c.id).with_for_update()  # one lock order for all
     rows = conn.execute(query).all()
     if not rows:
         return 0
