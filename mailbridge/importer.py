@@ -367,13 +367,13 @@ class _Candidate:
     key: str
     content: str  # content_hash: how a quarantined copy is recognised
     undated: bool
-    legacy_key: str | None = None  # the key a copy stored before issue 14 carries
+    legacy_key: str | None = None  # the key a copy stored by an earlier version carries
 
 
 def message_keys(raw: bytes) -> tuple[str, str | None, bool]:
     """The worker's dedupe key for `raw` (pipeline.py: the Message-ID as parse_message
     reads it; None for mail it refuses, which the worker quarantines), the key a copy
-    stored before issue 14 carries, and whether it is a mail with no usable Date (the
+    stored by an earlier version carries, and whether it is a mail with no usable Date (the
     worker dates it when it processes it)."""
     try:
         mail = parse_message(raw)

@@ -164,7 +164,7 @@ class _Seen:
     def __init__(self, conn: Connection, batch: list[tuple[int, str, str | None]]) -> None:
         self.by_inbound: dict[int, str | None] = {}
         self.by_key: dict[str, str | None] = {}
-        # Each message's key and its key as computed before issue 14 (messages stored
+        # Each message's key and its key as earlier versions computed it (messages stored
         # earlier carry that one).
         keys = [k for _i, *both in batch for k in both if k is not None]
         params = {"s_inbound": [i for i, _k, _l in batch], "s_keys": keys}
@@ -188,7 +188,7 @@ class _Seen:
 
 
 def _keys(row: Any, analysis: Analysis) -> tuple[str, str | None]:
-    """The message's dedupe key (tickets/dedupe.py), and the one it had before issue 14."""
+    """The message's dedupe key (tickets/dedupe.py), and the one earlier versions gave it."""
     raw = bytes(row.raw)
     return dedupe_key(raw, analysis.mail.message_id), legacy_dedupe_key(raw, analysis.mail.message_id)
 

@@ -1,6 +1,6 @@
 # size: AgentDesk still holds authentication, commands, relay and every agent notice in one
-# class; issue 17 splits it (dispositions, outbound/notices.py). Not split here, to keep
-# issue 15's behaviour changes reviewable on their own.
+# class; the next step splits it (a disposition for agent mail, one home for notices in
+# outbound/). Not split yet, so that the behaviour changes it carries stay reviewable.
 """The agents' side of the desk by mail: what they are told, and what their mail does.
 
     pipeline: correlate -> the sender is an agent

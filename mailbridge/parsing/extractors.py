@@ -1,5 +1,5 @@
 # size: the extractor file format (loading, validation with file:line) and its
-# evaluation; issue 17 moves the loading into one loader shared with rules and config.
+# evaluation; the loading is to move into one loader shared with rules and config.
 """Extractors: structured incidents from admin-editable TOML files in ``parsers/`` (pure).
 
 Sits in the parse/classify stage, after ``parse_message`` and before correlation:

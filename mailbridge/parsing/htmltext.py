@@ -4,7 +4,7 @@ Used by ``parsing.mime`` only when a mail has no text/plain body: the ticket
 needs a text version of what the customer wrote.  inscriptis (Apache-2.0, on
 lxml) lays out paragraphs, lists and tables as text, keeps link targets
 (``[label](https://...)``) and drops ``<script>``/``<style>``/``<head>`` content.
-It replaced html2text (GPL-3.0-or-later) in issue 16: on every HTML part of the
+It replaced html2text (GPL-3.0-or-later): on every HTML part of the
 real-world corpus it kept html2text's words in order (median 100%) at the same
 speed (bench/htmltext.py, bench/RESULTS.md), without the Markdown noise.
 

@@ -1,5 +1,5 @@
 # size: the rule file format's validation, every error with file:line and a suggestion;
-# issue 17 merges its TOML reading with the extractors' into one admin-file loader.
+# its TOML reading is to merge with the extractors' into one admin-file loader.
 """Loading rules/*.toml: all or nothing, every problem reported with file:line.
 
 Sits beside the evaluator (engine.py), which runs after analysis and correlation and

@@ -37,7 +37,7 @@ _ORIGINATOR_FIELDS = (
     b"content-type",
     b"content-transfer-encoding",
 )
-# The fields the key before issue 14 left out (legacy_dedupe_key).
+# The fields the older key left out (legacy_dedupe_key).
 _LEGACY_TRACE = frozenset({b"received", b"return-path", b"delivered-to", b"x-original-to"})
 # A line break that starts a new header field (not a continuation line).
 _FIELD_START = re.compile(rb"\n(?![ \t])")
@@ -99,7 +99,7 @@ def dedupe_key(raw: bytes, message_id: str | None) -> str:
 
 
 def legacy_dedupe_key(raw: bytes, message_id: str | None) -> str | None:
-    """The key messages stored before issue 14 carry (the Message-ID and every header
+    """The older key that messages stored by earlier versions carry (the Message-ID and every header
     field but four trace fields): a re-delivery of one of them is still recognised.
     The same digest as that version's, which hashed every line (stripped; the first
     line of a field right-stripped). None for a header section over LEGACY_MAX_HEADER
