@@ -30,8 +30,8 @@ database plus the server's own background processes; other databases' backends, 
 other people's tests, are left out and shown apart), PostgreSQL's share = pg / (daemons
 + pg), the CPU used by daemons + PostgreSQL + this script over wall × cores, and the
 machine's busy share over the same span (/proc/stat: everyone's work, on a shared box). A
-backend that ends inside the window is not counted (the daemons' pooled connections
-live throughout; the idle waiter's does not).
+backend that ends inside the window is not counted: the daemons' pooled connections live
+throughout; this script's idle poll ends first and is left out, as it should be.
 
 Exactness, checked for every run: every corpus mail stored once; every manifest thread
 on exactly one ticket and no ticket mixing threads; ticket references numbered 1..T
