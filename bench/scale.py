@@ -31,7 +31,10 @@ other people's tests, are left out and shown apart), PostgreSQL's share = pg / (
 + pg), the CPU used by daemons + PostgreSQL + this script over wall × cores, and the
 machine's busy share over the same span (/proc/stat: everyone's work, on a shared box). A
 backend that ends inside the window is not counted: the daemons' pooled connections live
-throughout; this script's idle poll ends first and is left out, as it should be.
+throughout; this script's idle poll ends first and is left out, as it should be. Also
+per run: what the database's backends were doing (pg_stat_activity sampled every 0.2 s:
+running, waiting for the apply step's advisory lock, for a row, for the WAL ...), to see
+contention when more daemons do not bring more throughput.
 
 Exactness, checked for every run: every corpus mail stored once; every manifest thread
 on exactly one ticket and no ticket mixing threads; ticket references numbered 1..T
@@ -187,6 +190,42 @@ def cpu_by_kind(
             else:
                 spent["pg_other"] += delta / TICKS
     return dict(spent)
+
+
+class WaitSampler(threading.Thread):
+    """What this database's backends are doing, sampled every 0.2 s from pg_stat_activity
+    over the admin connection (another database: its own CPU is not counted as ours).
+    Shows contention: workers queueing for the apply step's advisory lock ("Lock:advisory"),
+    for a row ("Lock:transactionid"/"tuple"), for the WAL flush ("IO:WALSync"/"LWLock:WALWrite"),
+    or a transaction left open while its client works ("idle in transaction")."""
+
+    QUERY = text(
+        "SELECT state, wait_event_type, wait_event FROM pg_stat_activity"
+        " WHERE datname = :db AND pid <> pg_backend_pid() AND state <> 'idle'"
+    )
+
+    def __init__(self, engine: Engine, database: str) -> None:
+        super().__init__(daemon=True)
+        self.engine, self.database = engine, database
+        self.samples = 0
+        self.seen: Counter[str] = Counter()
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        with self.engine.connect() as conn:
+            while not self.stopping.wait(0.2):
+                rows = conn.execute(self.QUERY, {"db": self.database}).all()
+                self.samples += 1
+                for state, kind, event in rows:
+                    where = "running" if kind is None else f"{kind}:{event}"
+                    self.seen[f"{state}/{where}"] += 1
+
+    def stop(self) -> dict[str, Any]:
+        """Backends in each state per sample (mean), the busiest first."""
+        self.stopping.set()
+        self.join(timeout=10)
+        n = max(1, self.samples)
+        return {k: round(v / n, 2) for k, v in self.seen.most_common(8)}
 
 
 # --- sites and daemons -------------------------------------------------------------------
@@ -444,6 +483,7 @@ def one_run(
     secret = secrets.token_bytes(32)
     root = Path(tempfile.mkdtemp(prefix="mb-scale-", dir="/tmp"))
     sites = [Site(root / f"site{i}", installed) for i in range(n_daemons)]
+    sampler = WaitSampler(admin, name)
     try:
         for site in sites:
             site.prepare(db_url, sink.port, secret, ack_limits)
@@ -455,12 +495,14 @@ def one_run(
         cpu_before = proc_ticks()
         machine_before = machine_ticks()
         bench_before = time.process_time()
+        sampler.start()
         began = time.perf_counter()
         accept_s, accepted, failures = feed([s.smtp_port for s in sites], mails, connections)
         wait_idle(watcher, 1800)
         total_s = time.perf_counter() - began
         cpu_after = proc_ticks()
         machine_after = machine_ticks()
+        waits = sampler.stop()
         bench_cpu = time.process_time() - bench_before
         load_after = os.getloadavg()[0]
         # And as an operator would ask it, of every daemon (untimed: the CLI's start-up).
@@ -472,6 +514,7 @@ def one_run(
         exact = check(db_url, manifest, sink)
         watcher.dispose()
     finally:
+        sampler.stopping.set()
         for site in sites:
             site.stop()
         with admin.connect() as conn:
@@ -502,6 +545,7 @@ def one_run(
         "machine_busy": round((machine_after[0] - machine_before[0]) / max(1, machine_after[1] - machine_before[1]), 3),
         "load_1min_before_after": [round(load_before, 1), round(load_after, 1)],
         **exact,
+        "pg_backends_per_sample": waits,
     }
 
 
