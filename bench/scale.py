@@ -200,7 +200,7 @@ class WaitSampler(threading.Thread):
     or a transaction left open while its client works ("idle in transaction")."""
 
     QUERY = text(
-        "SELECT state, wait_event_type, wait_event FROM pg_stat_activity"
+        "SELECT state, wait_event_type, wait_event, query FROM pg_stat_activity"
         " WHERE datname = :db AND pid <> pg_backend_pid() AND state <> 'idle'"
     )
 
@@ -216,8 +216,12 @@ class WaitSampler(threading.Thread):
             while not self.stopping.wait(0.2):
                 rows = conn.execute(self.QUERY, {"db": self.database}).all()
                 self.samples += 1
-                for state, kind, event in rows:
+                for state, kind, event, query in rows:
                     where = "running" if kind is None else f"{kind}:{event}"
+                    if kind == "Lock" or state.startswith("idle in"):
+                        # Which statement queues, and which transaction stays open while its
+                        # client works (the last statement it ran).
+                        where += " " + " ".join(str(query).split())[:60]
                     self.seen[f"{state}/{where}"] += 1
 
     def stop(self) -> dict[str, Any]:
@@ -225,7 +229,7 @@ class WaitSampler(threading.Thread):
         self.stopping.set()
         self.join(timeout=10)
         n = max(1, self.samples)
-        return {k: round(v / n, 2) for k, v in self.seen.most_common(8)}
+        return {k: round(v / n, 2) for k, v in self.seen.most_common(12)}
 
 
 # --- sites and daemons -------------------------------------------------------------------
