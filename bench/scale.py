@@ -394,10 +394,8 @@ def wait_idle(engine: Engine, timeout: float) -> None:
     outbox_q = text("SELECT count(*) FROM outbox WHERE state IN ('queued', 'sending')")
     with engine.connect() as conn:
         while True:
-            left = conn.execute(spool_q).scalar_one()
-            conn.commit()  # a fresh snapshot for the outbox
+            left = conn.execute(spool_q).scalar_one()  # autocommit: each sees the latest commits
             left += conn.execute(outbox_q).scalar_one()
-            conn.commit()
             if left == 0:
                 return
             if time.monotonic() > deadline:
@@ -415,6 +413,13 @@ def check(db_url: str, manifest: list[dict[str, Any]], sink: Sink) -> dict[str, 
         refs = [r[0] for r in conn.execute(text("SELECT reference FROM tickets ORDER BY id"))]
         floods = conn.execute(text("SELECT count(*) FROM tickets WHERE flood")).scalar_one()
         out = conn.execute(text("SELECT message_id, state FROM outbox")).all()
+        # When each stage finished, from the first mail's arrival: which one the desk waited for.
+        first, processed, sent = conn.execute(
+            text(
+                "SELECT (SELECT min(received_at) FROM spool.inbound), (SELECT max(processed_at) FROM spool.inbound),"
+                " (SELECT max(sent_at) FROM outbox)"
+            )
+        ).one()
         spool = Counter(
             {r[0]: r[1] for r in conn.execute(text("SELECT state, count(*) FROM spool.inbound GROUP BY state"))}
         )
@@ -438,6 +443,8 @@ def check(db_url: str, manifest: list[dict[str, Any]], sink: Sink) -> dict[str, 
         delivered = Counter(sink.ids)
     queued = {str(m).strip().strip("<>") for m, _s in out}
     result: dict[str, Any] = {
+        "last_processed_s": round((processed - first).total_seconds(), 1) if first and processed else None,
+        "last_sent_s": round((sent - first).total_seconds(), 1) if first and sent else None,
         "threads": len({item["ticket"] for item in manifest}),
         "tickets": len(refs),
         "flood_tickets": int(floods),
@@ -493,7 +500,7 @@ def one_run(
             site.prepare(db_url, sink.port, secret, ack_limits)
         for site in sites:  # one after the other: the first makes the schema
             site.start()
-        watcher = create_engine(db_url, poolclass=NullPool)
+        watcher = create_engine(db_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
         groups = {s.proc.pid for s in sites if s.proc is not None}
         load_before = os.getloadavg()[0]
         cpu_before = proc_ticks()
