@@ -615,7 +615,7 @@ def main() -> None:
     print()
     print(
         "| daemons | end-to-end msg/s (median; runs) | accepted msg/s | PostgreSQL CPU share | "
-        "CPU ms/msg daemons / pg | CPU used / (wall x cores): ours, machine | acks sent | exact |"
+        "CPU ms/msg daemons / pg | CPU used / (wall x cores): ours, machine | mails relayed | exact |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for count in counts:
