@@ -34,12 +34,14 @@ backend that ends inside the window is not counted: the daemons' pooled connecti
 throughout; this script's idle poll ends first and is left out, as it should be. Also
 per run: what the database's backends were doing (pg_stat_activity sampled every 0.2 s:
 running, waiting for the apply step's advisory lock, for a row, for the WAL ...), to see
-contention when more daemons do not bring more throughput.
+contention when more daemons do not bring more throughput; and when the last mail was
+processed and the last outgoing mail sent, in seconds after the first arrived (which
+stage the desk waited for).
 
 Exactness, checked for every run: every corpus mail stored once; every manifest thread
 on exactly one ticket and no ticket mixing threads; ticket references numbered 1..T
-without a gap; every acknowledgement queued was sent, and each Message-ID reached the
-sink exactly once; nothing left received, processing or quarantined in the spool.
+without a gap; every outgoing mail queued (acknowledgements) was sent, and each
+Message-ID reached the sink exactly once; nothing left received, processing or quarantined in the spool.
 
 Acknowledgements: the corpus has 3,493 threads from five domains, so with the shipped
 limits (30 new tickets per domain in 10 minutes, 100 acknowledgements a minute
