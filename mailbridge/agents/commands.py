@@ -15,8 +15,8 @@ the run of lines at the top of the text that start with ``#`` followed by a lett
 (blank lines may sit between them); the first other non-blank line starts the body,
 so ``#1 is the problem`` or ``# heading`` there is ordinary text, and so is any
 ``#word`` further down. ``body`` is what remains: the public reply, or an internal note
-with ``#note``, and with ``#ack``, ``#take`` or ``#assign`` unless ``#reply`` or
-``#public`` says it is for the requester (``INTERNAL_BY_DEFAULT``, ``PUBLIC``).
+with ``#note``, and with ``#ack``, ``#take``, ``#assign`` or ``#unassign`` unless
+``#reply`` or ``#public`` says it is for the requester (``INTERNAL_BY_DEFAULT``, ``PUBLIC``).
 
 Everything here is deliberately forgiving about how mail clients mangle text
 (Outlook's non-breaking spaces and leading empty lines, BOMs and zero-width
@@ -97,7 +97,7 @@ _FORMS: dict[str, tuple[str, str]] = {
     "merge": ("#merge TICKET_REF", "merge this ticket into another, e.g. #merge MB-2026-000041"),
     "kb": ("#kb [TITLE]", "publish the resolution as a knowledge article"),
     "ack": ("#ack", "acknowledge the escalation (with #take and #assign: the text is internal)"),
-    "reply": ("#reply", "send the text to the requester even with #ack, #take or #assign"),
+    "reply": ("#reply", "send the text to the requester even with #ack, #take, #assign or #unassign"),
     "public": ("#public", "the same as #reply"),
     "cc": ("#cc add|remove ADDRESS", "copy someone on the answers to the requester, or stop copying them"),
     "requester": ("#requester ADDRESS", "make that one address the requester (the old one is no longer mailed)"),
@@ -110,7 +110,7 @@ _VALUES = {**{s: "status" for s in STATUSES}, **{p: "priority" for p in PRIORITI
 # Commands whose text is for colleagues, not for the requester: a reply with one of
 # them is an internal note unless it also has #reply or #public (an "#ack" with "I will
 # call the customer at 13:00" had gone to the customer).
-INTERNAL_BY_DEFAULT = frozenset({"ack", "take", "assign"})
+INTERNAL_BY_DEFAULT = frozenset({"ack", "take", "assign", "unassign"})
 # Commands that say explicitly that the text goes to the requester.
 PUBLIC = frozenset({"reply", "public"})
 
@@ -137,7 +137,7 @@ HELP = "\n".join(
         "",
         "Names are case-insensitive and may end with ':' (#status: resolved).",
         "Each command may be given once, except #tag, #untag and #cc; use one of #assign, #take, #unassign.",
-        "Text below #ack, #take or #assign is an internal note; add #reply to send it to the requester.",
+        "Text below #ack, #take, #assign or #unassign is an internal note; add #reply to send it to the requester.",
     ]
 )
 

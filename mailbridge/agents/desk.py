@@ -9,7 +9,7 @@
               yes -> commands.parse_commands -> checked against the ticket -> executed
                      (changes.py / lifecycle) -> the rest relayed to the requester as
                      the public answer (answer.py: what was sent is what the history
-                     shows), or kept as an internal note (#note; #ack, #take, #assign
+                     shows), or kept as an internal note (#note; #ack, #take, #assign, #unassign
                      without #reply)
         -> [AgentDesk.forward]     "#fwd": a ticket on a customer's behalf (forward.py)
     pipeline: ticket assigned / requester replied / reopened -> [AgentDesk.notify]
@@ -1082,7 +1082,7 @@ class AgentDesk:
 
 def _internal_reason(commands: Sequence[Command]) -> str | None:
     """Why the text of a reply with these commands stays an internal note (None: it is
-    the answer to the requester). #note always; #ack, #take, #assign unless #reply or
+    the answer to the requester). #note always; #ack, #take, #(un)assign unless #reply or
     #public: their text is for colleagues, not for the customer."""
     names = {c.name for c in commands}
     if "note" in names:

@@ -662,9 +662,7 @@ def test_cc_may_be_repeated_and_note_contradicts_reply() -> None:
 
 
 def test_requester_unassign_untag_parse() -> None:
-    parsed = parse_commands(
-        "#requester: <Jane.Doe@Customer.example>\n#unassign\n#untag VPN, urgent\n#untag wifi\nText"
-    )
+    parsed = parse_commands("#requester: <Jane.Doe@Customer.example>\n#unassign\n#untag VPN, urgent\n#untag wifi\nText")
     assert parsed.ok, parsed.errors
     assert [(c.name, c.args) for c in parsed.commands] == [
         ("requester", ("jane.doe@customer.example",)),
