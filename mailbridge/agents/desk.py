@@ -245,6 +245,9 @@ class AgentDesk:
     def _check(self, conn: Connection, ticket: Any, parsed: ParsedCommands) -> list[CommandError]:
         """What the parser cannot know: agents, statuses allowed now, the merge target."""
         errors = []
+        # "#requester carol" with "#cc add rita" (the old requester, still copied) is one
+        # change of people: #cc is checked against the requester the reply leaves.
+        requester = next((c.args[0] for c in parsed.commands if c.name == "requester"), None)
         for command in parsed.commands:
             problem = None
             if command.name == "assign" and command.args[0] not in self._people.agents:
@@ -273,7 +276,8 @@ class AgentDesk:
             elif command.name == "fwd":
                 problem = "#fwd opens a new ticket: forward the customer's mail to the support address, not as a reply"
             elif command.name == "cc":
-                problem = self._cc_problem(conn, _answered_ticket(conn, ticket, parsed.commands), *command.args)
+                answered = _answered_ticket(conn, ticket, parsed.commands)
+                problem = self._cc_problem(conn, answered, *command.args, requester=requester)
             elif command.name == "requester":
                 answered = _answered_ticket(conn, ticket, parsed.commands)
                 problem = self._requester_problem(conn, answered, command.args[0])
@@ -285,8 +289,11 @@ class AgentDesk:
                 errors.append(CommandError(command.line, command.text, f"{command.text}: {problem}"))
         return errors
 
-    def _cc_problem(self, conn: Connection, ticket: Any, action: str, address: str) -> str | None:
-        """Why #cc add|remove ADDRESS cannot be done on the ticket the answer goes to."""
+    def _cc_problem(
+        self, conn: Connection, ticket: Any, action: str, address: str, *, requester: str | None = None
+    ) -> str | None:
+        """Why #cc add|remove ADDRESS cannot be done on the ticket the answer goes to
+        (``requester``: the one a #requester in the same reply makes)."""
         if ticket is _NEW_TICKET:
             return "#cc works on a ticket: reply to its notification"
         role = conn.execute(
@@ -294,7 +301,7 @@ class AgentDesk:
         ).scalar()
         if action == "remove":
             return None if role == "cc" else f"{address} is not copied on {ticket.reference}"
-        if address == str(ticket.requester).lower():
+        if address == (requester or str(ticket.requester).lower()):
             return f"{address} is the requester of {ticket.reference}"
         if address in self._own or self._people.is_agent(address):
             return f"{address} is an address of ours or an agent's; only customers are copied"
