@@ -4,7 +4,7 @@
                             [--search WORDS] [--since 2026-11-01|7d] [--limit N] [--json]
     mailbridge tickets show REF [--json]
     mailbridge tickets attachment REF N [-o FILE]
-    mailbridge tickets set REF --assign ID --status S ...
+    mailbridge tickets set REF --assign ID --status S --requester ADDR --untag T ...
 
 Part of cli.py's command tree (registered there). The data comes from tickets/views.py;
 this module only lays it out: every customer-written string through terminal.py (taken
@@ -317,8 +317,18 @@ def tickets_attachment(ctx: click.Context, reference: str, number: int, output: 
     "--severity", type=click.Choice(["business-halted", "business-interrupted", "user-affected"]), default=None
 )
 @click.option("--category", default=None, help="Up to 64 characters.")
+@click.option("--unassign", is_flag=True, help="Assign the ticket to nobody.")
 @click.option("--tag", "tags", multiple=True, help="A tag to add (repeat for more).")
+@click.option("--untag", "untags", multiple=True, help="A tag to remove; the ticket must have it (repeat for more).")
 @click.option("--merge-into", "merge_into", default=None, help="Merge this ticket into that one (a reference).")
+@click.option(
+    "--requester",
+    default=None,
+    metavar="ADDRESS",
+    help="Make this one address the requester; the old one stays on the ticket, no longer mailed.",
+)
+@click.option("--cc-add", "cc_add", multiple=True, metavar="ADDRESS", help="Copy this address on answers (repeat).")
+@click.option("--cc-remove", "cc_remove", multiple=True, metavar="ADDRESS", help="Stop copying it (repeat).")
 @click.option("--by", "actor", default="admin", show_default=True, help="Who did it, for the history.")
 @click.pass_context
 def tickets_set(
@@ -329,13 +339,19 @@ def tickets_set(
     priority: str | None,
     severity: str | None,
     category: str | None,
+    unassign: bool,
     tags: tuple[str, ...],
+    untags: tuple[str, ...],
     merge_into: str | None,
+    requester: str | None,
+    cc_add: tuple[str, ...],
+    cc_remove: tuple[str, ...],
     actor: str,
 ) -> None:
     """Change a ticket as an admin: what agents do with #commands by mail, with the same
-    checks, history, notifications (an assignee is told) and resolved notice."""
-    from mailbridge.agents.commands import Command
+    checks, history, notifications (an assignee is told) and resolved notice. The
+    changes run in the order of the options' listing in --help."""
+    from mailbridge.agents.commands import Command, parse_argument
     from mailbridge.agents.desk import AgentDesk
     from mailbridge.cli import _app, _fail
     from mailbridge.store.db import write_tx
@@ -344,6 +360,8 @@ def tickets_set(
 
     if new_status is not None and new_status not in STATUSES:
         _fail(f"unknown status {new_status!r}; expected one of {', '.join(STATUSES)}")
+    if unassign and assignee is not None:
+        _fail("--assign and --unassign contradict each other; give one of them")
     wanted: list[Command] = []
     for name, value in (
         ("assign", assignee),
@@ -359,8 +377,25 @@ def tickets_set(
         if not re.fullmatch(r"[a-z0-9._-]{1,50}", tag.lower()):
             _fail(f"--tag {tag!r}: a tag is letters, digits, . _ - (at most 50 characters)")
         wanted.append(Command("tag", (tag.lower(),), 0, f"--tag {tag}"))
+    if unassign:
+        wanted.append(Command("unassign", (), 0, "--unassign"))
+    # The same reading as the mail's #untag, #requester and #cc lines (commands.py), so
+    # both refuse the same input and record the same arguments.
+    given = [("untag", "--untag", t, t) for t in untags]
+    given += [("requester", "--requester", requester, requester)] if requester is not None else []
+    given += [("cc", "--cc-add", a, f"add {a}") for a in cc_add]
+    given += [("cc", "--cc-remove", a, f"remove {a}") for a in cc_remove]
+    for name, option, value, written in given:
+        try:
+            args = parse_argument(name, written)
+        except ValueError as exc:
+            _fail(f"{option} {value!r}: {exc}")
+        wanted.append(Command(name, args, 0, f"{option} {value}"))
     if not wanted:
-        _fail("nothing to change: give --status, --assign, --priority, --severity, --category, --tag or --merge-into")
+        _fail(
+            "nothing to change: give --status, --assign, --unassign, --priority, --severity, --category, --tag,"
+            " --untag, --merge-into, --requester, --cc-add or --cc-remove"
+        )
     app = _app(ctx)
     desk = AgentDesk(app.config, app.people, app.outbox, app.refs)
     now = app.clock()
@@ -384,4 +419,4 @@ def tickets_set(
         if command.name == "status":
             click.echo(f"{reference.upper()}: {old_status} -> {command.args[0]}")
         else:
-            click.echo(f"{reference.upper()}: {command.name} {' '.join(command.args)}")
+            click.echo(f"{reference.upper()}: {' '.join((command.name, *command.args))}")

@@ -15,8 +15,8 @@ the run of lines at the top of the text that start with ``#`` followed by a lett
 (blank lines may sit between them); the first other non-blank line starts the body,
 so ``#1 is the problem`` or ``# heading`` there is ordinary text, and so is any
 ``#word`` further down. ``body`` is what remains: the public reply, or an internal note
-with ``#note``, and with ``#ack``, ``#take`` or ``#assign`` unless ``#reply`` or
-``#public`` says it is for the requester (``INTERNAL_BY_DEFAULT``, ``PUBLIC``).
+with ``#note``, and with ``#ack``, ``#take``, ``#assign`` or ``#unassign`` unless
+``#reply`` or ``#public`` says it is for the requester (``INTERNAL_BY_DEFAULT``, ``PUBLIC``).
 
 Everything here is deliberately forgiving about how mail clients mangle text
 (Outlook's non-breaking spaces and leading empty lines, BOMs and zero-width
@@ -46,6 +46,7 @@ __all__ = [
     "Command",
     "CommandError",
     "ParsedCommands",
+    "parse_argument",
     "parse_commands",
 ]
 
@@ -85,18 +86,21 @@ _Parser = Callable[[str], tuple[str, ...]]
 _FORMS: dict[str, tuple[str, str]] = {
     "assign": ("#assign AGENT_ID", "assign the ticket to that agent"),
     "take": ("#take", "assign the ticket to yourself"),
+    "unassign": ("#unassign", "assign the ticket to nobody"),
     "status": ("#status " + "|".join(STATUSES), "set the status (restored: service is back)"),
     "priority": ("#priority " + "|".join(PRIORITIES), "set the priority"),
     "severity": ("#severity " + "|".join(SEVERITIES), "set the business impact"),
     "category": ("#category TEXT", f"set the category (1 to {MAX_CATEGORY} characters)"),
     "tag": ("#tag TAG [TAG ...]", "add tags (letters, digits, . _ -; separate with spaces or commas)"),
+    "untag": ("#untag TAG [TAG ...]", "remove tags the ticket has"),
     "note": ("#note", "make this whole reply an internal note the requester never sees"),
     "merge": ("#merge TICKET_REF", "merge this ticket into another, e.g. #merge MB-2026-000041"),
     "kb": ("#kb [TITLE]", "publish the resolution as a knowledge article"),
     "ack": ("#ack", "acknowledge the escalation (with #take and #assign: the text is internal)"),
-    "reply": ("#reply", "send the text to the requester even with #ack, #take or #assign"),
+    "reply": ("#reply", "send the text to the requester even with #ack, #take, #assign or #unassign"),
     "public": ("#public", "the same as #reply"),
     "cc": ("#cc add|remove ADDRESS", "copy someone on the answers to the requester, or stop copying them"),
+    "requester": ("#requester ADDRESS", "make that one address the requester (the old one is no longer mailed)"),
     "fwd": ("#fwd", "forwarding a customer's mail: open a ticket on their behalf"),
 }
 NAMES = tuple(_FORMS)
@@ -106,17 +110,24 @@ _VALUES = {**{s: "status" for s in STATUSES}, **{p: "priority" for p in PRIORITI
 # Commands whose text is for colleagues, not for the requester: a reply with one of
 # them is an internal note unless it also has #reply or #public (an "#ack" with "I will
 # call the customer at 13:00" had gone to the customer).
-INTERNAL_BY_DEFAULT = frozenset({"ack", "take", "assign"})
+INTERNAL_BY_DEFAULT = frozenset({"ack", "take", "assign", "unassign"})
 # Commands that say explicitly that the text goes to the requester.
 PUBLIC = frozenset({"reply", "public"})
 
 # Commands that may appear once. #assign and #take both set the assignee, and #note,
 # #reply and #public all say who reads the text, so they share a slot: the second of
 # them is reported as a contradiction.
-_SHARED = {"assign": "assignment", "take": "assignment", "note": "audience", "reply": "audience", "public": "audience"}
-_SLOT = {name: _SHARED.get(name, name) for name in NAMES if name not in ("tag", "cc")}
+_SHARED = {
+    "assign": "assignment",
+    "take": "assignment",
+    "unassign": "assignment",
+    "note": "audience",
+    "reply": "audience",
+    "public": "audience",
+}
+_SLOT = {name: _SHARED.get(name, name) for name in NAMES if name not in ("tag", "untag", "cc")}
 _WHAT_SLOT_SETS = {"assignment": "the assignee", "audience": "who reads the text"}
-_SLOT_FORMS = {"assignment": "#assign AGENT_ID or #take", "audience": "#note, or #reply"}
+_SLOT_FORMS = {"assignment": "#assign AGENT_ID, #take or #unassign", "audience": "#note, or #reply"}
 
 HELP = "\n".join(
     [
@@ -125,8 +136,8 @@ HELP = "\n".join(
         *(f"{form} -- {explanation}" for form, explanation in _FORMS.values()),
         "",
         "Names are case-insensitive and may end with ':' (#status: resolved).",
-        "Each command may be given once, except #tag and #cc; use #assign or #take, not both.",
-        "Text below #ack, #take or #assign is an internal note; add #reply to send it to the requester.",
+        "Each command may be given once, except #tag, #untag and #cc; use one of #assign, #take, #unassign.",
+        "Text below #ack, #take, #assign or #unassign is an internal note; add #reply to send it to the requester.",
     ]
 )
 
@@ -195,6 +206,19 @@ def parse_commands(text: str) -> ParsedCommands:
     # The loop stops on a non-blank line (the body's first) or at the end of the text.
     body = text[line[1] :].rstrip() if line is not None else ""
     return ParsedCommands(tuple(commands), tuple(errors), body)
+
+
+def parse_argument(name: str, value: str) -> tuple[str, ...]:
+    """The arguments of one command given outside a mail (`mailbridge tickets set
+    --requester ADDRESS`), read as the mail's command line is, so both refuse the same
+    input; ValueError says what is wrong. Line breaks and other control characters are
+    refused outright: a mail's command line cannot hold them either."""
+    if any(unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") for c in value):
+        raise ValueError("it contains line breaks or control characters")
+    try:
+        return _PARSERS[name](value.strip())
+    except _Invalid as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _as_text(text: object) -> str:
@@ -428,28 +452,47 @@ _MAILTO = re.compile(r"<mailto:[^>]*>$", re.IGNORECASE)
 MAX_ADDRESS = 254
 
 
+def _address(written: str) -> str:
+    """One addr-spec as agents type or paste it (``<a@x>``, ``mailto:a@x``, Outlook's
+    ``a@x<mailto:a@x>``), lowercased; anything else (a list, a display name, a group,
+    line breaks) is refused: it goes into a header later."""
+    address = _MAILTO.sub("", written.strip()).strip().strip("<>")
+    if address.lower().startswith("mailto:"):
+        address = address[7:]
+    if len(address) > MAX_ADDRESS or not _ADDRESS.fullmatch(address):
+        raise _Invalid(f"{_quote(written)} is not a mail address")
+    return address.lower()
+
+
 def _parse_cc(rest: str) -> tuple[str, ...]:
     words = rest.split(None, 1)
     if not words or words[0].lower() not in ("add", "remove"):
         raise _Invalid("say add or remove, then the address")
     if len(words) < 2:
         raise _Invalid("address missing")
-    address = _MAILTO.sub("", words[1].strip()).strip().strip("<>")
-    if address.lower().startswith("mailto:"):
-        address = address[7:]
-    if len(address) > MAX_ADDRESS or not _ADDRESS.fullmatch(address):
-        raise _Invalid(f"{_quote(words[1])} is not a mail address")
-    return words[0].lower(), address.lower()
+    return words[0].lower(), _address(words[1])
+
+
+def _parse_requester(rest: str) -> tuple[str, ...]:
+    if not rest:
+        raise _Invalid("address missing")
+    if len(rest.split()) > 1 or "," in rest or ";" in rest:
+        # "a@x, b@y", "Jane <jane@x>", "team: a@x, b@y;": a ticket has one requester,
+        # and a display name would be ours to trust; the address alone is what counts.
+        raise _Invalid(f"give exactly one address and nothing else, got {_quote(rest)}")
+    return (_address(rest),)
 
 
 _PARSERS: dict[str, _Parser] = {
     "assign": _parse_assign,
     "take": _no_args,
+    "unassign": _no_args,
     "status": _choice("status", STATUSES),
     "priority": _choice("priority", PRIORITIES),
     "severity": _parse_severity,
     "category": _parse_category,
     "tag": _parse_tag,
+    "untag": _parse_tag,
     "note": _no_args,
     "merge": _parse_merge,
     "kb": _parse_kb,
@@ -457,5 +500,6 @@ _PARSERS: dict[str, _Parser] = {
     "reply": _no_args,
     "public": _no_args,
     "cc": _parse_cc,
+    "requester": _parse_requester,
     "fwd": _no_args,
 }

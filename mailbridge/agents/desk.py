@@ -9,7 +9,7 @@
               yes -> commands.parse_commands -> checked against the ticket -> executed
                      (changes.py / lifecycle) -> the rest relayed to the requester as
                      the public answer (answer.py: what was sent is what the history
-                     shows), or kept as an internal note (#note; #ack, #take, #assign
+                     shows), or kept as an internal note (#note; #ack, #take, #assign, #unassign
                      without #reply)
         -> [AgentDesk.forward]     "#fwd": a ticket on a customer's behalf (forward.py)
     pipeline: ticket assigned / requester replied / reopened -> [AgentDesk.notify]
@@ -64,6 +64,7 @@ from mailbridge.outbound.outbox import Outbox
 from mailbridge.outbound.render import TemplateError
 from mailbridge.parsing.analysis import Analysis
 from mailbridge.parsing.mime import Address, Attachment, ParsedMail
+from mailbridge.parsing.robots import is_robot_address
 from mailbridge.people import Agent, People
 from mailbridge.routing import ticket_facts_for
 from mailbridge.rules import TicketFacts
@@ -147,6 +148,7 @@ class AgentDesk:
         self._outbox = outbox
         self._refs = refs
         self._own = {a.lower() for a in config.support.addresses}
+        self._support_domains = {d.lower() for d in config.support.domains}
         self._explanations = ExplanationLimit(config)
 
     # --- who is writing -------------------------------------------------------------
@@ -223,6 +225,9 @@ class AgentDesk:
         if merged is not None:
             # Merged in this very mail: its answer belongs to the ticket it went into.
             ticket = conn.execute(_TICKET.where(tickets.c.reference == merged)).one()
+        elif any(c.name == "requester" for c in parsed.commands):
+            # A new requester in this very mail: its answer goes to them.
+            ticket = conn.execute(_TICKET.where(tickets.c.id == ticket_id)).one()
         kept_as_note = internal is not None and (bool(parsed.body.strip()) or internal == "#note")
         if kept_as_note:
             data = {**base, "message": message_pk, "why": internal}
@@ -240,6 +245,9 @@ class AgentDesk:
     def _check(self, conn: Connection, ticket: Any, parsed: ParsedCommands) -> list[CommandError]:
         """What the parser cannot know: agents, statuses allowed now, the merge target."""
         errors = []
+        # "#requester carol" with "#cc add rita" (the old requester, still copied) is one
+        # change of people: #cc is checked against the requester the reply leaves.
+        requester = next((c.args[0] for c in parsed.commands if c.name == "requester"), None)
         for command in parsed.commands:
             problem = None
             if command.name == "assign" and command.args[0] not in self._people.agents:
@@ -268,13 +276,24 @@ class AgentDesk:
             elif command.name == "fwd":
                 problem = "#fwd opens a new ticket: forward the customer's mail to the support address, not as a reply"
             elif command.name == "cc":
-                problem = self._cc_problem(conn, _answered_ticket(conn, ticket, parsed.commands), *command.args)
+                answered = _answered_ticket(conn, ticket, parsed.commands)
+                problem = self._cc_problem(conn, answered, *command.args, requester=requester)
+            elif command.name == "requester":
+                answered = _answered_ticket(conn, ticket, parsed.commands)
+                problem = self._requester_problem(conn, answered, command.args[0])
+            elif command.name == "untag":
+                problem = _untag_problem(conn, ticket, command.args)
+            elif command.name == "unassign" and ticket is _NEW_TICKET:
+                problem = "#fwd opens a ticket assigned to you or by the rules; #unassign it in a reply afterwards"
             if problem:
                 errors.append(CommandError(command.line, command.text, f"{command.text}: {problem}"))
         return errors
 
-    def _cc_problem(self, conn: Connection, ticket: Any, action: str, address: str) -> str | None:
-        """Why #cc add|remove ADDRESS cannot be done on the ticket the answer goes to."""
+    def _cc_problem(
+        self, conn: Connection, ticket: Any, action: str, address: str, *, requester: str | None = None
+    ) -> str | None:
+        """Why #cc add|remove ADDRESS cannot be done on the ticket the answer goes to
+        (``requester``: the one a #requester in the same reply makes)."""
         if ticket is _NEW_TICKET:
             return "#cc works on a ticket: reply to its notification"
         role = conn.execute(
@@ -282,7 +301,7 @@ class AgentDesk:
         ).scalar()
         if action == "remove":
             return None if role == "cc" else f"{address} is not copied on {ticket.reference}"
-        if address == str(ticket.requester).lower():
+        if address == (requester or str(ticket.requester).lower()):
             return f"{address} is the requester of {ticket.reference}"
         if address in self._own or self._people.is_agent(address):
             return f"{address} is an address of ours or an agent's; only customers are copied"
@@ -296,6 +315,23 @@ class AgentDesk:
         limit = self._config.tickets.max_participants
         if copied >= limit:
             return f"{ticket.reference} already copies {copied} people ([tickets] max_participants = {limit})"
+        return None
+
+    def _requester_problem(self, conn: Connection, ticket: Any, address: str) -> str | None:
+        """Why ADDRESS cannot become the requester of the ticket the answer goes to: it
+        must be a customer's mail box that answers reach."""
+        if ticket is _NEW_TICKET:
+            return "#requester works on a ticket: reply to its notification"
+        local, _, domain = address.partition("@")
+        if f"{local.split('+', 1)[0]}@{domain}" in self._own or domain in self._support_domains:
+            return f"{address} is an address of ours; the requester is a customer"
+        if self._people.is_agent(address):
+            return f"{address} is an agent's address; the requester is a customer"
+        if is_robot_address(address):
+            return f"{address} is a robot's or no-reply address; nobody would read the answers"
+        bounced = conn.execute(select(undeliverable.c.address).where(undeliverable.c.address == address)).first()
+        if bounced is not None and address != str(ticket.requester).lower():
+            return f"{address} is undeliverable (an earlier mail to it bounced permanently)"
         return None
 
     def execute(
@@ -315,7 +351,8 @@ class AgentDesk:
         notice after everything else)."""
         resolved = False
         ticket_id = int(ticket.id)
-        # #cc changes the people of the ticket the answer goes to (after a #merge: the other one).
+        # #cc and #requester change the people of the ticket the answer goes to (after a
+        # #merge: the other one).
         answered_id = int(_answered_ticket(conn, ticket, commands).id)
         for command in commands:
             data = {**extra, "command": command.text}
@@ -342,6 +379,8 @@ class AgentDesk:
                         earlier=earlier,
                         stored=stored,
                     )
+            elif command.name == "unassign":
+                changes.assign(conn, ticket_id, None, actor=actor, now=now, pending=pending, extra=data)
             elif command.name == "status":
                 reason = str(extra.get("via", ""))
                 old = lifecycle.set_status(
@@ -354,6 +393,8 @@ class AgentDesk:
                 )
             elif command.name == "tag":
                 changes.add_tags(conn, ticket_id, command.args, actor=actor, now=now, pending=pending, extra=data)
+            elif command.name == "untag":
+                changes.remove_tags(conn, ticket_id, command.args, actor=actor, now=now, pending=pending, extra=data)
             elif command.name == "merge":
                 into = conn.execute(_TICKET.where(tickets.c.reference == command.args[0])).one()
                 changes.merge(conn, ticket_id, int(into.id), actor=actor, now=now, pending=pending, extra=data)
@@ -369,6 +410,9 @@ class AgentDesk:
                     changes.copy_on(conn, answered_id, person, actor=actor, now=now, pending=pending, extra=data)
                 else:
                     changes.stop_copying(conn, answered_id, address, actor=actor, now=now, pending=pending, extra=data)
+            elif command.name == "requester":
+                address = command.args[0]
+                changes.set_requester(conn, answered_id, address, actor=actor, now=now, pending=pending, extra=data)
             elif command.name == "ack":
                 pending.events.append(lifecycle.event_row(ticket_id, now, "escalation_acknowledged", actor, data))
                 sla_clocks.acked(conn, ticket_id, now)
@@ -1045,7 +1089,7 @@ class AgentDesk:
 
 def _internal_reason(commands: Sequence[Command]) -> str | None:
     """Why the text of a reply with these commands stays an internal note (None: it is
-    the answer to the requester). #note always; #ack, #take, #assign unless #reply or
+    the answer to the requester). #note always; #ack, #take, #(un)assign unless #reply or
     #public: their text is for colleagues, not for the customer."""
     names = {c.name for c in commands}
     if "note" in names:
@@ -1054,6 +1098,18 @@ def _internal_reason(commands: Sequence[Command]) -> str | None:
     if colleague and not names & PUBLIC:
         return " ".join("#" + n for n in colleague) + " without #reply"
     return None
+
+
+def _untag_problem(conn: Connection, ticket: Any, tags: Sequence[str]) -> str | None:
+    """#untag names only tags the ticket has (a typo would otherwise pass unnoticed)."""
+    if ticket is _NEW_TICKET:
+        return "#untag works on a ticket: reply to its notification"
+    current = list(conn.execute(select(tickets.c.tags).where(tickets.c.id == ticket.id)).scalar_one() or [])
+    missing = [t for t in tags if t not in current]
+    if not missing:
+        return None
+    has = f"its tags: {', '.join(current)}" if current else "it has no tags"
+    return f"{ticket.reference} has no tag {', '.join(repr(t) for t in missing)}; {has}"
 
 
 def _answered_ticket(conn: Connection, ticket: Any, commands: Sequence[Command]) -> Any:

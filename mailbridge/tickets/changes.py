@@ -1,4 +1,5 @@
-"""Changes people make to a ticket: assignment, classification, tags, merging, who is copied.
+"""Changes people make to a ticket: assignment, classification, tags, merging, who is
+copied, who the requester is.
 
     agents/desk.py (an agent's #commands by mail) --+
     cli.py (`mailbridge tickets set`) --------------+--> [changes] -> tickets + events
@@ -21,7 +22,19 @@ from mailbridge.parsing.mime import Address
 from mailbridge.store.tables import messages, participants, reply_tokens, thread_index, tickets
 from mailbridge.tickets import lifecycle
 
-__all__ = ["FIELDS", "MERGED", "REMOVED", "add_tags", "assign", "copy_on", "merge", "set_field", "stop_copying"]
+__all__ = [
+    "FIELDS",
+    "MERGED",
+    "REMOVED",
+    "add_tags",
+    "assign",
+    "copy_on",
+    "merge",
+    "remove_tags",
+    "set_field",
+    "set_requester",
+    "stop_copying",
+]
 
 # Fields an agent or admin sets by name (#priority, --priority, ...).
 FIELDS = ("priority", "severity", "category")
@@ -116,6 +129,27 @@ def add_tags(
     return added
 
 
+def remove_tags(
+    conn: Connection,
+    ticket_id: int,
+    tags: Sequence[str],
+    *,
+    actor: str,
+    now: datetime,
+    pending: lifecycle.Pending | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """Remove tags the ticket has; return the ones removed (the caller checked that
+    they are there: a tag that is not is the agent's mistake, told, not ignored)."""
+    current = list(conn.execute(select(tickets.c.tags).where(tickets.c.id == ticket_id)).scalar_one() or [])
+    removed = [t for t in dict.fromkeys(tags) if t in current]
+    if removed:
+        kept = [t for t in current if t not in removed]
+        conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(tags=kept, updated_at=now))
+        _event(conn, pending, ticket_id, now, "untagged", actor, {"tags": removed, **(extra or {})})
+    return removed
+
+
 def merge(
     conn: Connection,
     source_id: int,
@@ -200,4 +234,58 @@ def stop_copying(
     if conn.execute(update(participants).where(where).values(role=REMOVED)).rowcount == 0:
         return False
     _event(conn, pending, ticket_id, now, "cc_removed", actor, {"address": address, **(extra or {})})
+    return True
+
+
+def set_requester(
+    conn: Connection,
+    ticket_id: int,
+    address: str,
+    *,
+    actor: str,
+    now: datetime,
+    pending: lifecycle.Pending | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> bool:
+    """Make ``address`` the ticket's requester (#requester); True when it changed.
+
+    The new requester gets every later public answer and notice, in To. The old one
+    stays on the ticket with the role REMOVED: a reply of theirs still lands on it, but
+    they are not copied (an agent who wants them copied says #cc add). Someone already
+    on the ticket (copied, merged, removed) keeps the name they had; a newcomer has
+    none. The caller checked the address (one customer's, not ours, not an agent's)."""
+    address = address.lower()
+    old = conn.execute(select(tickets.c.requester).where(tickets.c.id == ticket_id)).scalar_one()
+    old = str(old).lower()
+    if old == address:
+        return False
+    person = conn.execute(
+        select(participants.c.name, participants.c.role).where(
+            participants.c.ticket_id == ticket_id, participants.c.address == address
+        )
+    ).first()
+    name = str(person.name or "") if person is not None else ""
+    was = str(person.role) if person is not None else None
+    on_ticket = participants.c.ticket_id == ticket_id
+    conn.execute(
+        update(participants)
+        .where(on_ticket, participants.c.address == old, participants.c.role == "requester")
+        .values(role=REMOVED)
+    )
+    if person is None:
+        lifecycle.add_participants(conn, ticket_id, [Address(name, address)], "requester", now)
+    else:
+        conn.execute(update(participants).where(on_ticket, participants.c.address == address).values(role="requester"))
+    conn.execute(
+        update(tickets)
+        .where(tickets.c.id == ticket_id)
+        .values(
+            requester=address,
+            requester_name=name,
+            requester_domain=lifecycle.domain_of(address),
+            updated_at=now,
+        )
+    )
+    data = {"from": old, "to": address, "was": was, **(extra or {})}
+    _event(conn, pending, ticket_id, now, "requester_changed", actor, data)
     return True

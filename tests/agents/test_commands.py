@@ -16,6 +16,7 @@ from mailbridge.agents.commands import (
     Command,
     CommandError,
     ParsedCommands,
+    parse_argument,
     parse_commands,
 )
 
@@ -240,7 +241,7 @@ def test_malformed_command_is_not_executed_but_the_others_are() -> None:
 def test_unknown_command_suggests_the_closest() -> None:
     error = only_error("#stauts resolved")
     assert error.message.startswith("unknown command #stauts; did you mean #status?")
-    assert "The commands are: #assign, #take, #status," in error.message
+    assert "The commands are: #assign, #take, #unassign, #status," in error.message
     assert "#fwd" in error.message
 
 
@@ -328,7 +329,7 @@ def test_assign_and_take_together_is_an_error(first: str, second: str) -> None:
     first_name, second_name = first.split()[0], second.split()[0]
     assert error.message == (
         f"{first_name} (line 1) and {second_name} (line 3) both set the assignee; "
-        "give one of them: #assign AGENT_ID or #take"
+        "give one of them: #assign AGENT_ID, #take or #unassign"
     )
     assert "assign" not in [c.name for c in parsed.commands if c.line == 3]
 
@@ -611,6 +612,9 @@ def test_help_lists_every_command_with_its_form() -> None:
         "#severity business-halted|business-interrupted|user-affected",
         "#category TEXT",
         "#tag TAG [TAG ...]",
+        "#untag TAG [TAG ...]",
+        "#unassign",
+        "#requester ADDRESS",
         "#note",
         "#merge TICKET_REF",
         "#kb [TITLE]",
@@ -652,3 +656,61 @@ def test_cc_may_be_repeated_and_note_contradicts_reply() -> None:
     error = only_error("#note\n#reply\nText")
     assert "both set who reads the text" in error.message and "#note, or #reply" in error.message
     assert "add #reply" in HELP
+
+
+# --- #requester, #unassign, #untag (issue 21) ------------------------------------------------
+
+
+def test_requester_unassign_untag_parse() -> None:
+    parsed = parse_commands("#requester: <Jane.Doe@Customer.example>\n#unassign\n#untag VPN, urgent\n#untag wifi\nText")
+    assert parsed.ok, parsed.errors
+    assert [(c.name, c.args) for c in parsed.commands] == [
+        ("requester", ("jane.doe@customer.example",)),
+        ("unassign", ()),
+        ("untag", ("vpn", "urgent")),
+        ("untag", ("wifi",)),
+    ]
+    # Outlook's rendering of a pasted address.
+    outlook = parse_commands("#requester jane@customer.example<mailto:jane@customer.example>\nText")
+    assert outlook.commands[0].args == ("jane@customer.example",)
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        ("#requester", "address missing"),
+        ("#requester jane", "'jane' is not a mail address"),
+        ("#requester jane@customer.example, joe@customer.example", "give exactly one address"),
+        ("#requester jane@customer.example,joe@customer.example", "give exactly one address"),
+        ("#requester Jane Doe <jane@customer.example>", "give exactly one address"),
+        ("#requester friends: jane@customer.example;", "give exactly one address"),
+        ("#requester friends:jane@customer.example;", "give exactly one address"),
+        ("#requester jane@customer.example\u2028Bcc: eve@x.example", "give exactly one address"),
+        ("#requester jane@customer.example%0D%0ABcc:eve@x.example", "is not a mail address"),
+        ("#requester jane@customer.example\x85Bcc:eve@x.example", "control characters"),
+        ("#requester jane@customer.example\rBcc: eve@x.example", None),
+        ("#unassign bob", "takes nothing after it"),
+        ("#untag", "tag missing"),
+        ("#untag no/slash", "is not a tag"),
+        ("#unassign\n#take", "both set the assignee"),
+        ("#requester a@x.example\n#requester b@x.example", "given twice"),
+    ],
+)
+def test_requester_unassign_untag_errors(line: str, fragment: str | None) -> None:
+    parsed = parse_commands(line + "\nText")
+    if fragment is None:
+        # A bare CR ends the line: the address stands alone and the rest is body text.
+        assert parsed.ok and parsed.commands[0].args == ("jane@customer.example",)
+        assert parsed.body.startswith("Bcc:")
+        return
+    assert not parsed.ok
+    assert fragment in parsed.errors[-1].message, parsed.errors[-1].message
+
+
+def test_parse_argument_reads_as_the_mail_does() -> None:
+    assert parse_argument("requester", " Jane@Customer.example ") == ("jane@customer.example",)
+    assert parse_argument("cc", "add <a@x.example>") == ("add", "a@x.example")
+    assert parse_argument("untag", "VPN") == ("vpn",)
+    for bad in ("jane@customer.example\r\nBcc: eve@x.example", "a@x.example, b@x.example", "<>", ""):
+        with pytest.raises(ValueError):
+            parse_argument("requester", bad)
