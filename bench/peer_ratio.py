@@ -236,7 +236,11 @@ def peer_run(python: Path, files: list[Path], manifest: list[dict[str, object]])
             db.close()
         ticket_of = {str(mid).strip().strip("<>"): int(tid) for mid, tid in rows if mid}
         result: dict[str, object] = dict(score_threads(ticket_of, n_tickets, manifest))
-        result["acks_written"] = len(list((site / "outgoing").iterdir())) if (site / "outgoing").exists() else 0
+        # Django's file backend ends each message with a line of 79 dashes; files can hold several
+        # (it names them by the second and the backend object's id, which can repeat).
+        outgoing = site / "outgoing"
+        sep = b"\n" + b"-" * 79 + b"\n"
+        result["acks_written"] = sum(f.read_bytes().count(sep) for f in outgoing.iterdir()) if outgoing.exists() else 0
         result["left_in_folder"] = len(list(inbox.iterdir()))
         result["mails"] = len(files)
         result["msg_per_s"] = round(len(files) / timing["seconds"], 1)
