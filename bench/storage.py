@@ -23,8 +23,9 @@ size        the standard corpus (gen_corpus.py --n 5000 --seed 20240501; ``--n``
             indexes (of every table) and total.
 growth      report.py's generator builds a database with ``--tickets`` (1,000,000)
             tickets and ~5 events each; this adds per ticket one message row, its
-            thread_index entry and its requester as participant, and the tickets'
-            requester_domain (report.py leaves it NULL), all in SQL. Its size is
+            thread_index entry, its requester as participant and a sent acknowledgement
+            (outbox, 1,000 bytes of raw), the tickets' requester_domain (report.py leaves
+            it NULL), and closes the resolved tickets (auto-close would have), in SQL. Its size is
             measured (same method as `size`), beside the extrapolation of `size`'s
             bytes per ticket to 1,000,000 tickets (which includes raw mail and
             attachments the generated database does not have).
@@ -299,6 +300,12 @@ ADD_MAIL_ROWS = [
     "INSERT INTO participants (ticket_id, address, name, role, added_at) "
     "SELECT id, requester, requester_name, 'requester', created_at FROM tickets",
     "UPDATE tickets SET requester_domain = substr(requester, {instr}(requester, '@') + 1)",
+    # The acknowledgement each ticket got, sent: the outbox keeps what went out (its raw
+    # here 1,000 bytes, not a whole rendered mail; its unique Message-ID index is real).
+    "INSERT INTO outbox (ticket_id, kind, message_id, mail_from, rcpt, raw, state, attempts, next_attempt_at, "
+    "created_at, sent_at, unknown_outcomes, template) "
+    "SELECT id, 'acknowledgement', '<ack.' || id || '.bench@helpdesk.example>', 'support@helpdesk.example', "
+    "requester, {blob}, 'sent', 1, created_at, created_at, created_at, 0, 'acknowledgement' FROM tickets",
     # Settled as a live desk would be: report.py's data ends on 2026-12-01 with ~95% of
     # tickets resolved but (mostly) never auto-closed, so the first housekeeping run would
     # close and mail ~950,000 of them during the timed run. [sla] auto_close_days has done
@@ -317,18 +324,20 @@ def build_million(engine: str, args: argparse.Namespace, url: str) -> None:
     if engine == "postgresql":
         with psycopg.connect(pg_conninfo(url), autocommit=True) as conn:
             for sql in ADD_MAIL_ROWS:
-                conn.execute(sql.format(false="false", instr="strpos"))  # type: ignore[arg-type]
+                conn.execute(sql.format(false="false", instr="strpos", blob="decode(repeat(md5(id::text), 62), 'hex')"))  # type: ignore[arg-type]
             conn.execute("VACUUM ANALYZE")  # what autovacuum does after a bulk load
     else:
         conn = sqlite3.connect(make_url(url).database or "", isolation_level=None)
         conn.execute("PRAGMA cache_size=-1048576")
         conn.execute("BEGIN")
         for sql in ADD_MAIL_ROWS:
-            conn.execute(sql.format(false="0", instr="instr"))
+            conn.execute(sql.format(false="0", instr="instr", blob="randomblob(1000)"))
         conn.execute("COMMIT")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         conn.close()
-    print(f"  messages, thread_index, participants, requester_domain added, resolved -> closed: {time.perf_counter() - t1:.1f} s")
+    print(
+        f"  messages, thread_index, participants, outbox, requester_domain added, resolved -> closed: {time.perf_counter() - t1:.1f} s"
+    )
     print(f"  whole build {time.perf_counter() - t0:.1f} s")
 
 
