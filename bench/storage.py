@@ -65,11 +65,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+import ingest  # noqa: E402  (bench/ingest.py: corpus, daemon, SMTP client)
 import psycopg  # noqa: E402
+import report  # noqa: E402  (bench/report.py: the 1,000,000-ticket generator)
 from sqlalchemy.engine import make_url  # noqa: E402
 
-import ingest  # noqa: E402  (bench/ingest.py: corpus, daemon, SMTP client)
-import report  # noqa: E402  (bench/report.py: the 1,000,000-ticket generator)
 from mailbridge.store.db import spool_path_for  # noqa: E402
 
 SEED = 20240501
@@ -335,9 +335,8 @@ def build_million(engine: str, args: argparse.Namespace, url: str) -> None:
         conn.execute("COMMIT")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         conn.close()
-    print(
-        f"  messages, thread_index, participants, outbox, requester_domain added, resolved -> closed: {time.perf_counter() - t1:.1f} s"
-    )
+    added = time.perf_counter() - t1
+    print(f"  messages, thread_index, participants, outbox, requester_domain added, resolved -> closed: {added:.1f} s")
     print(f"  whole build {time.perf_counter() - t0:.1f} s")
 
 
