@@ -133,6 +133,26 @@ def pg_wal(admin: str) -> tuple[int, int]:
     return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
+def pg_reads(url: str, n: int) -> dict[str, Any]:
+    """Blocks this run's database read from outside shared_buffers (misses) and found in
+    them, per mail, and the indexes that missed most (counters of this database only;
+    the copy starts at zero)."""
+    with psycopg.connect(pg_conninfo(url), autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT blks_read, blks_hit FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+        top = conn.execute(
+            "SELECT indexrelname, idx_blks_read FROM pg_statio_all_indexes "
+            "WHERE schemaname IN ('public', 'spool') ORDER BY idx_blks_read DESC LIMIT 4"
+        ).fetchall()
+    read, hit = (int(row[0]), int(row[1])) if row else (0, 0)
+    return {
+        "blks_read_per_msg": round(read / n, 1),
+        "blks_hit_per_msg": round(hit / n, 1),
+        "index_misses": {str(name): int(k) for name, k in top},
+    }
+
+
 # --- one daemon run ------------------------------------------------------------------------
 
 
@@ -390,6 +410,7 @@ def throughput_run(engine: str, args: argparse.Namespace, mails: list[bytes], fu
                 # Server-wide counters (pg_stat_wal): other users of the server count too.
                 run["wal_kib_per_msg"] = round((wal1[0] - wal0[0]) / 1024 / len(mails), 1)
                 run["wal_fpi_per_msg"] = round((wal1[1] - wal0[1]) / len(mails), 2)
+                run.update(pg_reads(pg_url(args.pg_url, db), len(mails)))
                 return run
         write_site(site, "")
         if full:
