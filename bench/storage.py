@@ -32,13 +32,18 @@ growth      report.py's generator builds a database with ``--tickets`` (1,000,00
 throughput  ``--ingest-n`` mails (2,000 of the standard corpus's generator) over SMTP with
             8 connections until `mailbridge wait --idle`, into an empty database and into
             a copy of the growth database (SQLite: the files copied; PostgreSQL: CREATE
-            DATABASE ... TEMPLATE), ``--runs`` times each, interleaved (which goes first
-            alternates), medians and the ratio 1M / empty.
+            DATABASE ... TEMPLATE ... STRATEGY FILE_COPY, then CHECKPOINT), ``--runs``
+            times each, interleaved (which goes first alternates), medians and the ratio
+            1M / empty; on PostgreSQL also WAL bytes and full-page images per mail
+            (pg_stat_wal, server-wide) and the run database's buffer misses per mail.
+            ``--pg-template DB`` (with ``--parts throughput``) copies an existing
+            database instead of building one.
 
 Figures are printed, never asserted.
 
     python bench/storage.py [--parts size,growth,throughput] [--engines sqlite,postgresql]
-        [--n 5000] [--ingest-n 2000] [--runs 3] [--tickets 1000000] [--pg-url URL] [--profile DIR]
+        [--n 5000] [--ingest-n 2000] [--runs 3] [--tickets 1000000] [--pg-url URL] [--pg-template DB]
+        [--profile DIR] [--dir PARENT]
 """
 
 from __future__ import annotations
