@@ -292,6 +292,9 @@ outbox = Table(
 )
 Index("ix_outbox_state_next", outbox.c.state, outbox.c.next_attempt_at)
 Index("ix_outbox_rcpt_created", outbox.c.rcpt, outbox.c.created_at)
+# A ticket's outgoing mail (rule responses' repeat check, the conversation, retention):
+# without it each such lookup read the whole outbox, which keeps every mail ever sent.
+Index("ix_outbox_ticket", outbox.c.ticket_id, outbox.c.id)
 
 # A bounce of a mail we sent: which address failed, how, and for which ticket/outgoing mail.
 delivery_failures = Table(

@@ -1,0 +1,43 @@
+"""Lookups of one ticket's rows use an index, never a scan of a table that keeps all of
+history (bench/storage.py, issue 20: a desk of 1,000,000 tickets keeps ~1,000,000 sent
+mails in the outbox). Checked with SQLite's EXPLAIN QUERY PLAN on the schema the
+migrations build: mailbridge never runs ANALYZE, so SQLite's plan does not depend on the
+rows present and an empty database shows the plan a full one gets."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+from mailbridge import pipeline
+from mailbridge.store import migrate
+from mailbridge.store.db import Store
+from mailbridge.store.tables import outbox
+
+
+def _plan(db: Path, statement: object) -> list[str]:
+    sql = str(statement.compile(dialect=sqlite_dialect.dialect()))  # type: ignore[attr-defined]
+    with sqlite3.connect(db) as conn:
+        return [str(row[3]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", [None] * sql.count("?"))]
+
+
+def test_a_tickets_outgoing_mail_is_found_by_index(tmp_path: Path) -> None:
+    db = tmp_path / "mb.db"
+    store = Store(f"sqlite:///{db}")
+    try:
+        migrate.upgrade(store)
+    finally:
+        store.dispose()
+    statements = {
+        # Before a rule's response to a follow-up: what already went to this ticket.
+        "response checks": pipeline._RESPONSE_CHECKS,
+        # The conversation, retention and erasure read a ticket's outgoing mail like this.
+        "by ticket": select(outbox.c.id).where(outbox.c.ticket_id == 1).order_by(outbox.c.id),
+    }
+    for name, statement in statements.items():
+        plan = _plan(db, statement)
+        assert not [step for step in plan if step.startswith("SCAN outbox")], (name, plan)
+        assert any("ix_outbox_ticket" in step for step in plan), (name, plan)
