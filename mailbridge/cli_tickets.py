@@ -311,6 +311,9 @@ def tickets_attachment(ctx: click.Context, reference: str, number: int, output: 
 @tickets.command("set")
 @click.argument("reference")
 @click.option("--status", "new_status", default=None, help="open, pending, restored, resolved or closed.")
+@click.option(
+    "--until", "until", default=None, help="With --status pending: remind the requester on this date (YYYY-MM-DD)."
+)
 @click.option("--assign", "assignee", default=None, help="An agent id from the config.")
 @click.option("--priority", type=click.Choice(["critical", "high", "medium", "low"]), default=None)
 @click.option(
@@ -325,6 +328,7 @@ def tickets_set(
     ctx: click.Context,
     reference: str,
     new_status: str | None,
+    until: str | None,
     assignee: str | None,
     priority: str | None,
     severity: str | None,
@@ -335,7 +339,7 @@ def tickets_set(
 ) -> None:
     """Change a ticket as an admin: what agents do with #commands by mail, with the same
     checks, history, notifications (an assignee is told) and resolved notice."""
-    from mailbridge.agents.commands import Command
+    from mailbridge.agents.commands import Command, parse_until
     from mailbridge.agents.desk import AgentDesk
     from mailbridge.cli import _app, _fail
     from mailbridge.store.db import write_tx
@@ -344,10 +348,17 @@ def tickets_set(
 
     if new_status is not None and new_status not in STATUSES:
         _fail(f"unknown status {new_status!r}; expected one of {', '.join(STATUSES)}")
+    status_args: tuple[str, ...] = (new_status,) if new_status is not None else ()
+    if until is not None:
+        if new_status != "pending":
+            _fail("--until goes with --status pending: --status pending --until YYYY-MM-DD")
+        try:
+            status_args = ("pending", parse_until(until.strip()).isoformat())
+        except ValueError as exc:
+            _fail(f"--until: {exc}; write --status pending --until YYYY-MM-DD")
     wanted: list[Command] = []
     for name, value in (
         ("assign", assignee),
-        ("status", new_status),
         ("priority", priority),
         ("severity", severity),
         ("category", category),
@@ -355,6 +366,9 @@ def tickets_set(
     ):
         if value is not None:
             wanted.append(Command(name, (value,), 0, f"--{name} {value}"))
+    if status_args:  # after --assign, as before --until existed
+        status = Command("status", status_args, 0, "--status " + " --until ".join(status_args))
+        wanted.insert(1 if assignee is not None else 0, status)
     for tag in tags:
         if not re.fullmatch(r"[a-z0-9._-]{1,50}", tag.lower()):
             _fail(f"--tag {tag!r}: a tag is letters, digits, . _ - (at most 50 characters)")
@@ -368,7 +382,7 @@ def tickets_set(
         with write_tx(app.store.main) as conn:
             ticket_id = ticket_id_for(conn, reference)
             ticket = desk.ticket(conn, ticket_id)
-            errors = desk.check(conn, ticket, wanted)
+            errors = desk.check(conn, ticket, wanted, now)
             if errors:
                 raise click.ClickException("; ".join(e.message for e in errors))
             old_status = ticket.status
@@ -382,6 +396,7 @@ def tickets_set(
         _fail(exc.message)
     for command in wanted:
         if command.name == "status":
-            click.echo(f"{reference.upper()}: {old_status} -> {command.args[0]}")
+            until_text = f" (until {command.args[1]})" if len(command.args) > 1 else ""
+            click.echo(f"{reference.upper()}: {old_status} -> {command.args[0]}{until_text}")
         else:
             click.echo(f"{reference.upper()}: {command.name} {' '.join(command.args)}")
