@@ -252,6 +252,17 @@ def tickets_show(ctx: click.Context, reference: str, as_json: bool) -> None:
     now = app.clock()
     for clock in data.get("sla", []):
         line(_sla_line(clock, now, zone))
+    waiting = data.get("pending")
+    if waiting:
+        shown = f"pending since {local_time(waiting['since'], zone)}"
+        if waiting["until"]:
+            shown += f", until {waiting['until']}"
+        if waiting["remind_at"]:
+            verb = "reminded" if waiting["reminded"] else "reminder"
+            shown += f"; {verb} {local_time(waiting['remind_at'], zone)}"
+        if waiting["close_at"]:
+            shown += f"; resolves {local_time(waiting['close_at'], zone)} without a reply"
+        line(shown)
     for msg in data["messages"]:
         label = "" if msg["classification"] == "normal" else f" [{msg['classification']}]"
         if msg["author"]:

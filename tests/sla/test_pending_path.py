@@ -237,6 +237,18 @@ def test_an_explicit_date_by_mail_and_by_the_cli_and_bad_dates_refused(db_url, s
     assert desk.status(reference) == "pending"
     (until,) = desk.events(reference, "pending_until")
     assert until["actor"] == "alice" and until["data"]["until"] == "2026-12-10"
+
+    # `tickets show` tells when the reminder and the resolution come, once the sweep looked.
+    def timer() -> Any:
+        return desk.json("tickets", "show", reference)["pending"]
+
+    shown = poll(lambda: (found := timer()) and found["close_at"] and found)
+    assert shown["until"] == "2026-12-10" and not shown["reminded"]
+    assert datetime.fromisoformat(shown["remind_at"]) == datetime(2026, 12, 10, 8, 0, tzinfo=UTC)
+    assert datetime.fromisoformat(shown["close_at"]) == datetime(2026, 12, 21, 8, 0, tzinfo=UTC)
+    wide = {**desk.env, "COLUMNS": "250"}
+    printed = mailbridge(desk.daemon.config, "tickets", "show", reference, env=wide).stdout.decode()
+    assert "pending since 2026-11-27 10:00 CET, until 2026-12-10; reminder 2026-12-10 09:00 CET" in printed
     desk.at(REMIND)
     assert desk.due() == []
     desk.at(datetime(2026, 12, 10, 7, 59, tzinfo=UTC))
