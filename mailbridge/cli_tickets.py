@@ -4,7 +4,7 @@
                             [--search WORDS] [--since 2026-11-01|7d] [--limit N] [--json]
     mailbridge tickets show REF [--json]
     mailbridge tickets attachment REF N [-o FILE]
-    mailbridge tickets set REF --assign ID --status S ...
+    mailbridge tickets set REF --assign ID --status S [--until YYYY-MM-DD] ...
 
 Part of cli.py's command tree (registered there). The data comes from tickets/views.py;
 this module only lays it out: every customer-written string through terminal.py (taken
