@@ -36,9 +36,11 @@ class _DryRun(Exception):
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def sla_sweep(ctx: click.Context, now_text: str | None, dry_run: bool, as_json: bool) -> None:
-    """Look at every due SLA timer once: reminders, breaches, escalations (each once)."""
+    """Look at every due SLA timer once: reminders, breaches, escalations (each once); and
+    the pending tickets: reminders to the requester, resolutions without a reply."""
     from mailbridge.cli import _app, _fail, _print_json
     from mailbridge.reports.period import report_zone
+    from mailbridge.sla import waiting
     from mailbridge.sla.sweep import Sweeper, local_time
     from mailbridge.store.db import write_tx
     from mailbridge.tickets.lifecycle import Pending
@@ -64,6 +66,7 @@ def sla_sweep(ctx: click.Context, now_text: str | None, dry_run: bool, as_json: 
         with write_tx(app.store.main) as conn:
             pending = Pending()
             report = sweeper.sweep(conn, now.astimezone(UTC), pending)
+            followed = waiting.sweep(conn, now.astimezone(UTC), app.config, app.people, app.outbox, app.refs, pending)
             if dry_run:
                 raise _DryRun  # roll everything back: the clocks, the notices, the counters
             pending.flush(conn)
@@ -77,6 +80,7 @@ def sla_sweep(ctx: click.Context, now_text: str | None, dry_run: bool, as_json: 
                 "as_of": now.astimezone(UTC).isoformat(),
                 "summary": report.summary(),
                 "notices": report.notices,
+                "pending": {"summary": followed.summary(), "notices": followed.notices},
             }
         )
         return
@@ -86,6 +90,9 @@ def sla_sweep(ctx: click.Context, now_text: str | None, dry_run: bool, as_json: 
             " nothing was sent or recorded"
         )
     click.echo(report.summary())
+    click.echo(followed.summary())
+    for notice in followed.notices:
+        click.echo(f"  {notice['ticket']} {notice['step']}  ({notice['subject']})")
     for notice in report.notices:
         due = f", due {notice['due_local']}" if notice.get("due_local") else ""
         click.echo(

@@ -4,7 +4,7 @@
                             [--search WORDS] [--since 2026-11-01|7d] [--limit N] [--json]
     mailbridge tickets show REF [--json]
     mailbridge tickets attachment REF N [-o FILE]
-    mailbridge tickets set REF --assign ID --status S --requester ADDR --untag T ...
+    mailbridge tickets set REF --assign ID --status S [--until YYYY-MM-DD] --requester ADDR --untag T ...
 
 Part of cli.py's command tree (registered there). The data comes from tickets/views.py;
 this module only lays it out: every customer-written string through terminal.py (taken
@@ -252,6 +252,17 @@ def tickets_show(ctx: click.Context, reference: str, as_json: bool) -> None:
     now = app.clock()
     for clock in data.get("sla", []):
         line(_sla_line(clock, now, zone))
+    waiting = data.get("pending")
+    if waiting:
+        shown = f"pending since {local_time(waiting['since'], zone)}"
+        if waiting["until"]:
+            shown += f", until {waiting['until']}"
+        if waiting["remind_at"]:
+            verb = "reminded" if waiting["reminded"] else "reminder"
+            shown += f"; {verb} {local_time(waiting['remind_at'], zone)}"
+        if waiting["close_at"]:
+            shown += f"; resolves {local_time(waiting['close_at'], zone)} without a reply"
+        line(shown)
     for msg in data["messages"]:
         label = "" if msg["classification"] == "normal" else f" [{msg['classification']}]"
         if msg["author"]:
@@ -311,6 +322,9 @@ def tickets_attachment(ctx: click.Context, reference: str, number: int, output: 
 @tickets.command("set")
 @click.argument("reference")
 @click.option("--status", "new_status", default=None, help="open, pending, restored, resolved or closed.")
+@click.option(
+    "--until", "until", default=None, help="With --status pending: remind the requester on this date (YYYY-MM-DD)."
+)
 @click.option("--assign", "assignee", default=None, help="An agent id from the config.")
 @click.option("--priority", type=click.Choice(["critical", "high", "medium", "low"]), default=None)
 @click.option(
@@ -335,6 +349,7 @@ def tickets_set(
     ctx: click.Context,
     reference: str,
     new_status: str | None,
+    until: str | None,
     assignee: str | None,
     priority: str | None,
     severity: str | None,
@@ -351,7 +366,7 @@ def tickets_set(
     """Change a ticket as an admin: what agents do with #commands by mail, with the same
     checks, history, notifications (an assignee is told) and resolved notice. The
     changes run in the order of the options' listing in --help."""
-    from mailbridge.agents.commands import Command, parse_argument
+    from mailbridge.agents.commands import Command, parse_argument, parse_until
     from mailbridge.agents.desk import AgentDesk
     from mailbridge.cli import _app, _fail
     from mailbridge.store.db import write_tx
@@ -362,10 +377,17 @@ def tickets_set(
         _fail(f"unknown status {new_status!r}; expected one of {', '.join(STATUSES)}")
     if unassign and assignee is not None:
         _fail("--assign and --unassign contradict each other; give one of them")
+    status_args: tuple[str, ...] = (new_status,) if new_status is not None else ()
+    if until is not None:
+        if new_status != "pending":
+            _fail("--until goes with --status pending: --status pending --until YYYY-MM-DD")
+        try:
+            status_args = ("pending", parse_until(until.strip()).isoformat())
+        except ValueError as exc:
+            _fail(f"--until: {exc}; write --status pending --until YYYY-MM-DD")
     wanted: list[Command] = []
     for name, value in (
         ("assign", assignee),
-        ("status", new_status),
         ("priority", priority),
         ("severity", severity),
         ("category", category),
@@ -373,6 +395,9 @@ def tickets_set(
     ):
         if value is not None:
             wanted.append(Command(name, (value,), 0, f"--{name} {value}"))
+    if status_args:  # after --assign, as before --until existed
+        status = Command("status", status_args, 0, "--status " + " --until ".join(status_args))
+        wanted.insert(1 if assignee is not None else 0, status)
     for tag in tags:
         if not re.fullmatch(r"[a-z0-9._-]{1,50}", tag.lower()):
             _fail(f"--tag {tag!r}: a tag is letters, digits, . _ - (at most 50 characters)")
@@ -403,7 +428,7 @@ def tickets_set(
         with write_tx(app.store.main) as conn:
             ticket_id = ticket_id_for(conn, reference)
             ticket = desk.ticket(conn, ticket_id)
-            errors = desk.check(conn, ticket, wanted)
+            errors = desk.check(conn, ticket, wanted, now)
             if errors:
                 raise click.ClickException("; ".join(e.message for e in errors))
             old_status = ticket.status
@@ -417,6 +442,7 @@ def tickets_set(
         _fail(exc.message)
     for command in wanted:
         if command.name == "status":
-            click.echo(f"{reference.upper()}: {old_status} -> {command.args[0]}")
+            until_text = f" (until {command.args[1]})" if len(command.args) > 1 else ""
+            click.echo(f"{reference.upper()}: {old_status} -> {command.args[0]}{until_text}")
         else:
             click.echo(f"{reference.upper()}: {' '.join((command.name, *command.args))}")

@@ -189,6 +189,22 @@ class TicketSettings(_Strict):
     # mail are recorded in the ticket's history, never mailed.
     max_participants: Annotated[int, Field(ge=0, le=1000)] = 20
 
+    # A ticket pending on the requester: a reminder to them after this many working days
+    # of the ticket's calendar (templates/pending-reminder.*), and resolved after
+    # pending_close_days with a notice that a reply reopens it (templates/pending-resolved.*);
+    # 0 turns each off. sla/waiting.py.
+    pending_remind_days: Annotated[int, Field(ge=0, le=365)] = 3
+    pending_close_days: Annotated[int, Field(ge=0, le=365)] = 7
+
+    @model_validator(mode="after")
+    def _close_after_reminder(self) -> TicketSettings:
+        if self.pending_remind_days and self.pending_close_days and self.pending_close_days <= self.pending_remind_days:
+            raise ValueError(
+                f"pending_close_days ({self.pending_close_days}) must be more than pending_remind_days "
+                f"({self.pending_remind_days}): the reminder comes first (0 turns either off)"
+            )
+        return self
+
     @field_validator("reference")
     @classmethod
     def _known_fields(cls, value: str) -> str:

@@ -35,6 +35,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 
 __all__ = [
     "HELP",
@@ -48,6 +49,7 @@ __all__ = [
     "ParsedCommands",
     "parse_argument",
     "parse_commands",
+    "parse_until",
 ]
 
 STATUSES = ("open", "pending", "restored", "resolved", "closed")  # "restored": service restored (SLA)
@@ -87,7 +89,10 @@ _FORMS: dict[str, tuple[str, str]] = {
     "assign": ("#assign AGENT_ID", "assign the ticket to that agent"),
     "take": ("#take", "assign the ticket to yourself"),
     "unassign": ("#unassign", "assign the ticket to nobody"),
-    "status": ("#status " + "|".join(STATUSES), "set the status (restored: service is back)"),
+    "status": (
+        "#status " + "|".join(STATUSES) + ", or #status pending until=YYYY-MM-DD",
+        "set the status (restored: service is back; until: remind the requester on that date)",
+    ),
     "priority": ("#priority " + "|".join(PRIORITIES), "set the priority"),
     "severity": ("#severity " + "|".join(SEVERITIES), "set the business impact"),
     "category": ("#category TEXT", f"set the category (1 to {MAX_CATEGORY} characters)"),
@@ -390,6 +395,40 @@ def _choice(what: str, choices: tuple[str, ...]) -> _Parser:
     return parse
 
 
+_UNTIL = re.compile(r"until\s*[=:]?\s*(\S+)", re.IGNORECASE)
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def parse_until(value: str) -> date:
+    """A pending ticket's explicit date, as YYYY-MM-DD (ValueError says what is wrong)."""
+    if not _ISO_DATE.fullmatch(value):
+        raise ValueError(f"{_quote(value)} is not a date; give it as YYYY-MM-DD, e.g. 2026-12-24")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{_quote(value)} is not a date of the calendar") from None
+
+
+def _parse_status(rest: str) -> tuple[str, ...]:
+    """``open``, ... or ``pending until=2026-12-24`` (also ``until 2026-12-24``)."""
+    tokens = rest.split()
+    if not tokens:
+        raise _Invalid("status missing")
+    value = tokens[0].lower()
+    if value not in STATUSES:
+        raise _Invalid(f"{_quote(value)} is not a status")
+    if len(tokens) == 1:
+        return (value,)
+    tail = " ".join(tokens[1:])
+    match = _UNTIL.fullmatch(tail) if value == "pending" else None
+    if match is None:
+        raise _Invalid(f"give exactly one status (with pending, until=YYYY-MM-DD may follow), got {_quote(rest)}")
+    try:
+        return value, parse_until(match.group(1)).isoformat()
+    except ValueError as exc:
+        raise _Invalid(f"until: {exc}") from None
+
+
 def _parse_severity(rest: str) -> tuple[str, ...]:
     # "business halted", "Business_Halted", "business - halted" all mean the same.
     value = "-".join(part for part in _SEVERITY_SPLIT.split(rest.lower()) if part)
@@ -487,7 +526,7 @@ _PARSERS: dict[str, _Parser] = {
     "assign": _parse_assign,
     "take": _no_args,
     "unassign": _no_args,
-    "status": _choice("status", STATUSES),
+    "status": _parse_status,
     "priority": _choice("priority", PRIORITIES),
     "severity": _parse_severity,
     "category": _parse_category,

@@ -35,7 +35,7 @@ import re
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from pathlib import Path
@@ -66,9 +66,11 @@ from mailbridge.parsing.analysis import Analysis
 from mailbridge.parsing.mime import Address, Attachment, ParsedMail
 from mailbridge.parsing.robots import is_robot_address
 from mailbridge.people import Agent, People
+from mailbridge.reports.period import report_zone
 from mailbridge.routing import ticket_facts_for
 from mailbridge.rules import TicketFacts
 from mailbridge.sla import clocks as sla_clocks
+from mailbridge.sla import waiting
 from mailbridge.sla.sweep import start_clocks
 from mailbridge.store.tables import messages, participants, tickets, undeliverable
 from mailbridge.tickets import changes, conversation, lifecycle, survey
@@ -208,7 +210,7 @@ class AgentDesk:
             pending.events.append(lifecycle.event_row(ticket_id, msg.now, "agent_mail_refused", agent.id, data))
             self._tell_agent(conn, ticket, msg, agent, pending, "agent-refused", {"reason": why})
             return "agent-refused"
-        errors = list(parsed.errors) + self._check(conn, ticket, parsed)
+        errors = list(parsed.errors) + self._check(conn, ticket, parsed, msg.now)
         if errors:
             message_pk = self._store(conn, ticket_id, msg, agent, internal=True)
             listed = [{"line": e.line, "text": e.text, "message": e.message} for e in errors]
@@ -242,8 +244,9 @@ class AgentDesk:
             self.resolved_notice(conn, ticket_id, pending, msg.now)
         return "agent-note" if kept_as_note else "agent"
 
-    def _check(self, conn: Connection, ticket: Any, parsed: ParsedCommands) -> list[CommandError]:
-        """What the parser cannot know: agents, statuses allowed now, the merge target."""
+    def _check(self, conn: Connection, ticket: Any, parsed: ParsedCommands, now: datetime) -> list[CommandError]:
+        """What the parser cannot know: agents, statuses allowed now, the merge target,
+        whether a pending date is still to come."""
         errors = []
         # "#requester carol" with "#cc add rita" (the old requester, still copied) is one
         # change of people: #cc is checked against the requester the reply leaves.
@@ -261,6 +264,8 @@ class AgentDesk:
                     problem = (
                         f"cannot go from {ticket.status} to {new}; from {ticket.status}: {', '.join(sorted(allowed))}"
                     )
+                elif len(command.args) > 1:
+                    problem = self._until_problem(command.args[1], now)
             elif command.name == "category" and len(command.args[0]) > 64:
                 problem = "a category has at most 64 characters"
             elif command.name == "merge":
@@ -387,6 +392,9 @@ class AgentDesk:
                     conn, ticket_id, command.args[0], actor=actor, now=now, reason=reason, pending=pending
                 )
                 resolved = resolved or (command.args[0] == "resolved" and old != "resolved")
+                if len(command.args) > 1:  # pending until=DATE
+                    until = date.fromisoformat(command.args[1])
+                    waiting.set_until(conn, ticket_id, until, actor=actor, now=now, pending=pending, extra=data)
             elif command.name in changes.FIELDS:
                 changes.set_field(
                     conn, ticket_id, command.name, command.args[0], actor=actor, now=now, pending=pending, extra=data
@@ -419,9 +427,22 @@ class AgentDesk:
             # "note" changes nothing by itself: the caller keeps the mail internal.
         return resolved
 
-    def check(self, conn: Connection, ticket: Any, commands: Sequence[Command], body: str = "") -> list[CommandError]:
+    def check(
+        self, conn: Connection, ticket: Any, commands: Sequence[Command], now: datetime, body: str = ""
+    ) -> list[CommandError]:
         """What would stop these commands on this ticket (the CLI's check, as for mail)."""
-        return self._check(conn, ticket, ParsedCommands(tuple(commands), (), body))
+        return self._check(conn, ticket, ParsedCommands(tuple(commands), (), body), now)
+
+    def _until_problem(self, until: str, now: datetime) -> str | None:
+        """`#status pending until=DATE`: the date is today or later in the desk's time
+        zone, and within a year (a mistyped year would never remind anyone)."""
+        today = now.astimezone(report_zone(self._config)).date()
+        day = date.fromisoformat(until)
+        if day < today:
+            return f"{until} has passed (today is {today.isoformat()}); give a date from today on, as YYYY-MM-DD"
+        if day > today + timedelta(days=366):
+            return f"{until} is more than a year ahead; give a date within a year, as YYYY-MM-DD"
+        return None
 
     def ticket(self, conn: Connection, ticket_id: int) -> Any:
         return conn.execute(_TICKET.where(tickets.c.id == ticket_id)).one()
@@ -881,7 +902,7 @@ class AgentDesk:
         if not reason:
             # Checked against a ticket as it will be when opened: nothing opens when a
             # command would fail (the agent corrects it and forwards again).
-            errors = self._check(conn, _NEW_TICKET, ParsedCommands(rest, (), parsed.body))
+            errors = self._check(conn, _NEW_TICKET, ParsedCommands(rest, (), parsed.body), msg.now)
             reason = "; ".join(e.message for e in errors)
         found = extract_forwarded(msg.mail, own_addresses=self._own) if not reason else None
         if not reason and found is None:

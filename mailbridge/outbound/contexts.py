@@ -327,6 +327,29 @@ CONTEXTS: dict[str, TemplateContext] = {
         sample={**_NOTICE, "ticket": {**_TICKET_SHORT, "status": "closed"}, "days": 7, "reopen": True},
         variants=({"days": 1, "reopen": False, "requester.name": ""},),
     ),
+    "pending-reminder": TemplateContext(
+        sent="to the requester of a ticket pending on them, once: [tickets] pending_remind_days working days "
+        "after it became pending, or on the date of `#status pending until=DATE`",
+        variables=(
+            *_NOTICE_VARS,
+            ("since", 'the day the ticket started waiting, in the desk\'s time zone, e.g. "Mon 23 Nov 2026"'),
+            ("close_on", 'the day it is resolved without a reply ([tickets] pending_close_days), or "" when never'),
+        ),
+        sample={
+            **_NOTICE,
+            "ticket": {**_TICKET_SHORT, "status": "pending"},
+            "since": "Mon 23 Nov 2026",
+            "close_on": "Wed 2 Dec 2026",
+        },
+        variants=({"close_on": "", "requester.name": ""},),
+    ),
+    "pending-resolved": TemplateContext(
+        sent="to the requester when a ticket pending on them is resolved without a reply "
+        "([tickets] pending_close_days); a reply reopens it",
+        variables=(*_NOTICE_VARS, ("days", "after how many working days without a reply")),
+        sample={**_NOTICE, "days": 7},
+        variants=({"days": 1, "requester.name": ""},),
+    ),
     "participants-added": TemplateContext(
         sent="to the requester when a mail on the ticket copied new people onto it",
         variables=(

@@ -37,6 +37,10 @@ def needed_templates(config: Config) -> dict[str, str]:
         needs["survey"] = "[sla] survey = true"
     if config.sla.auto_close_days:
         needs["auto-closed"] = "[sla] auto_close_days > 0"
+    # Always: an agent's `#status pending until=DATE` reminds even with pending_remind_days = 0.
+    needs["pending-reminder"] = "[tickets] pending_remind_days, or #status pending until=DATE"
+    if config.tickets.pending_close_days:
+        needs["pending-resolved"] = "[tickets] pending_close_days > 0"
     return needs
 
 

@@ -8,7 +8,8 @@
                (SQLAlchemyJobStore, table apscheduler_jobs), coalescing, one instance per
                job, misfire grace: a daemon that was down runs each job once, not once
                per missed interval
-        jobs:   sla_sweep every [sla] sweep_seconds (sweep.py), housekeeping hourly
+        jobs:   sla_sweep every [sla] sweep_seconds (sweep.py; and waiting.py: pending
+               tickets' reminders and resolutions), housekeeping hourly
                (auto-close of resolved tickets); after a SIGHUP, the next job first
                reloads the templates and rules (all or nothing, as the worker does)
 
@@ -103,7 +104,9 @@ def _quiet_when_unavailable(job: Callable[[], None]) -> None:
 
 
 def sla_sweep_job() -> None:
-    """One SLA sweep (see sweep.py), in one transaction."""
+    """One SLA sweep (see sweep.py) and the pending tickets' reminders and resolutions
+    (waiting.py), in one transaction."""
+    from mailbridge.sla import waiting
     from mailbridge.sla.sweep import Sweeper
     from mailbridge.tickets.lifecycle import Pending
 
@@ -114,12 +117,16 @@ def sla_sweep_job() -> None:
     sweeper = Sweeper(app.config, app.people, app.outbox, app.refs)
     with write_tx(app.store.main) as conn:
         pending = Pending()
-        report = sweeper.sweep(conn, app.clock(), pending)
+        now = app.clock()
+        report = sweeper.sweep(conn, now, pending)
+        followed = waiting.sweep(conn, now, app.config, app.people, app.outbox, app.refs, pending)
         pending.flush(conn)
         if report.notices:
             crash_point("sla.sweep.before_commit")  # tests: a power cut with the notices unsaved
     if report.looked:
         log.info("SLA sweep: %s", report.summary())
+    if followed.reminded or followed.resolved:
+        log.info("SLA sweep: %s", followed.summary())
 
 
 def housekeeping_job() -> None:

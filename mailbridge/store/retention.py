@@ -38,6 +38,8 @@ from mailbridge.store.tables import (
     messages,
     outbox,
     participants,
+    pending_notices,
+    pending_timers,
     reply_tokens,
     sender_floods,
     sla_clocks,
@@ -214,6 +216,8 @@ def delete_tickets(conn: Connection, ids: list[int], *, count_only: bool = False
     if clock_ids:
         conn.execute(delete(sla_notices).where(sla_notices.c.clock_id.in_(clock_ids)))
     conn.execute(delete(sla_clocks).where(sla_clocks.c.ticket_id.in_(ids)))
+    conn.execute(delete(pending_notices).where(pending_notices.c.ticket_id.in_(ids)))
+    conn.execute(delete(pending_timers).where(pending_timers.c.ticket_id.in_(ids)))
     conn.execute(delete(outbox).where(outbox.c.ticket_id.in_(ids)))
     conn.execute(delete(participants).where(participants.c.ticket_id.in_(ids)))
     conn.execute(delete(sender_floods).where(sender_floods.c.ticket_id.in_(ids)))

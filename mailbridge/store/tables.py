@@ -16,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -392,6 +393,34 @@ sla_notices = Table(
     Column("clock_id", Id, ForeignKey("sla_clocks.id"), primary_key=True),
     Column("cycle", Integer, primary_key=True),
     Column("level", SmallInteger, primary_key=True),
+    Column("at", TS, nullable=False),
+)
+
+# Tickets pending on the requester (sla/waiting.py): one row per ticket, armed again
+# (cycle + 1) each time the ticket becomes pending or gets an explicit date; the sweep
+# looks at rows whose next_action_at has come (indexed), like the SLA clocks.
+pending_timers = Table(
+    "pending_timers",
+    metadata,
+    Column("ticket_id", Id, ForeignKey("tickets.id"), primary_key=True),
+    Column("cycle", Integer, nullable=False),
+    Column("since", TS, nullable=False),  # when the ticket became pending (or got its date)
+    Column("until", Date),  # `#status pending until=DATE`: the reminder's date, desk time zone
+    Column("step", SmallInteger, nullable=False),  # 0 waiting, 1 reminded, 2 resolved
+    Column("remind_at", TS),  # as last computed by the sweep
+    Column("close_at", TS),
+    Column("next_action_at", TS),  # None: nothing more to do (no longer pending, or done)
+)
+Index("ix_pending_timers_next_action_at", pending_timers.c.next_action_at)
+
+# What the sweep did per ticket, cycle and step (1 reminder, 2 resolved): the key that
+# makes each go out once, as sla_notices does for the SLA notices.
+pending_notices = Table(
+    "pending_notices",
+    metadata,
+    Column("ticket_id", Id, ForeignKey("tickets.id"), primary_key=True),
+    Column("cycle", Integer, primary_key=True),
+    Column("step", SmallInteger, primary_key=True),
     Column("at", TS, nullable=False),
 )
 

@@ -336,9 +336,10 @@ def set_status(
         pending.events.append(event_row(ticket_id, now, kind, actor, data))
     else:
         add_event(conn, ticket_id, now, kind, actor, data)
-    from mailbridge.sla import clocks  # (imports this module)
+    from mailbridge.sla import clocks, waiting  # (import this module)
 
     clocks.status_changed(conn, ticket_id, str(old), new, now, pending)
+    waiting.status_changed(conn, ticket_id, str(old), new, now)
     return str(old)
 
 

@@ -17,6 +17,7 @@ from mailbridge.store.tables import (
     events,
     messages,
     participants,
+    pending_timers,
     sla_clocks,
     tickets,
     undeliverable,
@@ -224,6 +225,20 @@ def show_ticket(conn: Connection, reference: str) -> dict[str, Any]:
         }
         for c in conn.execute(select(sla_clocks).where(sla_clocks.c.ticket_id == ticket_id).order_by(sla_clocks.c.id))
     ]
+    # Waiting on the requester (sla/waiting.py): when the reminder and the resolution come
+    # (as the sweep last computed them; None until its first look).
+    timer = conn.execute(select(pending_timers).where(pending_timers.c.ticket_id == ticket_id)).first()
+    out["pending"] = (
+        {
+            "since": _iso(timer.since),
+            "until": timer.until.isoformat() if timer.until else None,
+            "remind_at": _iso(timer.remind_at),
+            "close_at": _iso(timer.close_at),
+            "reminded": int(timer.step) >= 1,
+        }
+        if timer is not None and out["status"] == "pending"
+        else None
+    )
     out["events"] = [
         {"at": _iso(e.at), "type": e.type, "actor": e.actor, "data": e.data}
         for e in conn.execute(select(events).where(events.c.ticket_id == ticket_id).order_by(events.c.id))

@@ -187,7 +187,10 @@ def test_kb_title_of_two_hundred_characters_is_fine() -> None:
 def test_status_error_message_matches_the_documented_form() -> None:
     error = only_error("#status done\nbody")
     assert error == CommandError(
-        1, "#status done", "#status: 'done' is not a status; write #status open|pending|restored|resolved|closed"
+        1,
+        "#status done",
+        "#status: 'done' is not a status; write #status open|pending|restored|resolved|closed, "
+        "or #status pending until=YYYY-MM-DD",
     )
 
 
@@ -607,7 +610,7 @@ def test_help_lists_every_command_with_its_form() -> None:
     for form in [
         "#assign AGENT_ID",
         "#take",
-        "#status open|pending|restored|resolved|closed",
+        "#status open|pending|restored|resolved|closed, or #status pending until=YYYY-MM-DD",
         "#priority critical|high|medium|low",
         "#severity business-halted|business-interrupted|user-affected",
         "#category TEXT",
