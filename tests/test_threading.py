@@ -148,9 +148,9 @@ def test_two_workers_at_once_keep_threads_exact(db_url, tmp_path):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="known limitation: a reply whose References were cut short without the thread's first "
-    "message, applied before every message it names, opens a ticket of its own that nothing merges "
-    "back when those messages join the first one's ticket (tests/test_scale.py tells it apart)",
+    reason="known limitation: a reply applied before every message it names opens a ticket of its own, "
+    "and when the messages it names join another ticket of the thread nothing merges the two "
+    "(here its References were cut short without the first message; tests/test_scale.py tells it apart)",
 )
 def test_a_reply_naming_only_unseen_messages_joins_its_thread_once_they_arrive(tmp_path):
     app = App(load_config(write_config(tmp_path)))
