@@ -1,3 +1,6 @@
+# size: the worker's lease, batching, savepoint retry and every disposition (duplicate,
+# bounce, incident, agent mail, rules, follow-up, new ticket) are still one class; the
+# next step splits it into a lease runner and a chain of dispositions.
 """The worker's unit of work: one stored message → parsed → correlated → applied.
 
     claim (spool)  →  parse  →  dedupe  →  correlate  →  apply (one transaction)  →  done (spool)

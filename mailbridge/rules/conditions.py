@@ -1,3 +1,5 @@
+# size: every field a rule can test, its validation with file:line and its evaluation
+# live together so that a field is added in one place; the fields' table is most of it.
 """Rule conditions: the fields a rule can test, the compiled condition tree, and the
 per-message scope that computes each field's values once (pure).
 
