@@ -51,7 +51,7 @@ from mailbridge.store.tables import inbound, messages, metric_counts, outbox, sp
 from mailbridge.store.tables import participants as participants_table
 from mailbridge.store.transient import is_transient
 from mailbridge.testing import crash_point, poison
-from mailbridge.tickets import deliveries, incidents, lifecycle, participants, survey
+from mailbridge.tickets import deliveries, fragments, incidents, lifecycle, participants, survey
 from mailbridge.tickets.correlate import Correlation, Correlator
 from mailbridge.tickets.dedupe import dedupe_key, legacy_dedupe_key
 from mailbridge.tickets.floods import FloodGuard, FloodVerdict
@@ -576,7 +576,12 @@ class Pipeline:
                 return self._quarantined(inbound_id, f"spam (rule {decision.set_by.get('spam', '?')})")
         if ticket is not None and corr.ticket_id is not None:
             self._follow_up(conn, corr, ticket, msg, pending)
-            return Outcome(inbound_id, "done", ticket.reference, corr.how)
+            reference = ticket.reference
+            if corr.also:  # the thread was split by mail applied out of order
+                survivor = fragments.gather(conn, [corr.ticket_id, *corr.also], now=now, pending=pending)
+                if survivor != corr.ticket_id:
+                    reference = conn.execute(_TICKET_STATE, {"s_ticket": survivor}).one().reference
+            return Outcome(inbound_id, "done", reference, corr.how)
         if msg.historic and analysis.kind == "loop":
             # The desk's own mail in imported history: its answer on the thread it
             # belongs to (our address is no participant, so take the refused match).
@@ -966,6 +971,8 @@ class Pipeline:
         pending.events.append(lifecycle.event_row(ticket_id, now, "received", actor, received))
         if msg.historic:
             created["imported"] = True
+        if (mail.in_reply_to or mail.references) and corr.ticket_id is None and related is None:
+            created[fragments.ORPHAN_FLAG] = True  # a reply to nothing known (yet)
         pending.events.append(lifecycle.event_row(ticket_id, now, "created", actor, created))
         self._record_rules(conn, ticket_id, msg, pending)
         if msg.historic:

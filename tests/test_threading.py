@@ -17,7 +17,7 @@ from mailbridge.config import load_config
 from mailbridge.intake.spool import Envelope, accept
 from mailbridge.store import migrate
 from mailbridge.store.db import read_tx
-from mailbridge.store.tables import messages, tickets
+from mailbridge.store.tables import events, messages, tickets
 from tests.support import make_mail, write_config
 
 
@@ -146,14 +146,11 @@ def test_two_workers_at_once_keep_threads_exact(db_url, tmp_path):
     setup.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limitation: a reply applied before every message it names opens a ticket of its own, "
-    "and when the messages it names join another ticket of the thread nothing merges the two "
-    "(here its References were cut short without the first message; tests/test_scale.py tells it apart)",
-)
-def test_a_reply_naming_only_unseen_messages_joins_its_thread_once_they_arrive(tmp_path):
-    app = App(load_config(write_config(tmp_path)))
+def test_a_reply_naming_only_unseen_messages_joins_its_thread_once_they_arrive(db_url, tmp_path):
+    """A reply applied before every message it names opens a ticket of its own (an
+    orphan); the first later mail that names messages of both tickets merges the orphan
+    into the thread's ticket, recorded in both histories (tickets/fragments.py)."""
+    app = App(load_config(write_config(tmp_path, db_url=db_url)))
     migrate.upgrade(app.store)
     # A thread of 12 messages as clients write them (References: the last ten), so the
     # last one's References no longer name the first. Applied: the first, then the last,
@@ -170,11 +167,61 @@ def test_a_reply_naming_only_unseen_messages_joins_its_thread_once_they_arrive(t
         for i, msgid in enumerate(ids)
     }
     assert f"<{ids[0]}>".encode() not in mails[ids[-1]] and f"<{ids[1]}>".encode() in mails[ids[-1]]
+    seen_tickets = []
     for batch in ([ids[0]], [ids[-1]], ids[1:-1]):
         for msgid in batch:
             accept(app.store.spool, mails[msgid], Envelope("smtp", "x@example.com", ["support@help.example"]))
         run_all(app)
+        with read_tx(app.store.main) as conn:
+            seen_tickets.append(conn.execute(select(tickets.c.id).order_by(tickets.c.id)).scalars().all())
     with read_tx(app.store.main) as conn:
         tickets_of_thread = {r.ticket_id for r in conn.execute(select(messages.c.ticket_id))}
+        rows = {r.id: r for r in conn.execute(select(tickets.c.id, tickets.c.status, tickets.c.merged_into))}
+        history = conn.execute(select(events.c.ticket_id, events.c.type, events.c.data).order_by(events.c.id)).all()
     app.close()
-    assert len(tickets_of_thread) == 1
+    assert seen_tickets[1] == [1, 2], "the orphan reply opened a ticket of its own"
+    assert tickets_of_thread == {1}
+    assert rows[2].merged_into == 1 and rows[2].status == "closed" and rows[1].merged_into is None
+    merged = [(t, k) for t, k, _d in history if k in ("merged_into", "merged_from")]
+    assert merged == [(2, "merged_into"), (1, "merged_from")]
+    assert all("same thread" in d.get("reason", "") for _t, k, d in history if k in ("merged_into", "merged_from"))
+    created = {t: d for t, k, d in history if k == "created"}
+    assert created[2].get("orphan_reply") is True and not created[1].get("orphan_reply")
+
+
+def test_tickets_opened_by_first_messages_are_never_merged_by_a_later_mail(db_url, tmp_path):
+    """Two tickets each opened by a first message (and a stranger's reply to a known
+    thread, refused and linked as related) stay apart when a later mail names both."""
+    app = App(load_config(write_config(tmp_path, db_url=db_url)))
+    migrate.upgrade(app.store)
+
+    def send(raw: bytes) -> None:
+        accept(app.store.spool, raw, Envelope("smtp", "x@example.com", ["support@help.example"]))
+        run_all(app)
+
+    send(make_mail(subject="Printer", sender="user@example.com", message_id="a1@example.com"))
+    send(make_mail(subject="Laptop", sender="user@example.com", message_id="b1@example.com"))
+    send(
+        make_mail(
+            subject="Re: Printer",
+            sender="stranger@example.org",
+            message_id="s1@example.org",
+            in_reply_to="a1@example.com",
+            references="<a1@example.com>",
+        )
+    )
+    send(
+        make_mail(
+            subject="Re: both",
+            sender="user@example.com",
+            message_id="c1@example.com",
+            in_reply_to="b1@example.com",
+            references="<a1@example.com> <b1@example.com> <s1@example.org>",
+        )
+    )
+    with read_tx(app.store.main) as conn:
+        rows = conn.execute(select(tickets.c.id, tickets.c.merged_into).order_by(tickets.c.id)).all()
+        placed = dict(conn.execute(select(messages.c.message_id, messages.c.ticket_id)).all())
+    app.close()
+    assert [(r.id, r.merged_into) for r in rows] == [(1, None), (2, None), (3, None)]
+    assert placed["c1@example.com"] == 1 and placed["s1@example.org"] == 3

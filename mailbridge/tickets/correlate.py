@@ -6,7 +6,9 @@ Order of evidence, strongest first:
      address the token was issued to, a participant of its ticket, or an agent (whose
      mail agents/desk.py then checks for the token bound to them);
  (b) In-Reply-To/References naming a message of a ticket, or a ticket's message naming
-     this one (a parent that arrives after its reply), when the sender is a participant;
+     this one (a parent that arrives after its reply), when the sender is a participant
+     (the oldest such ticket; the others, if any, are fragments of the same thread:
+     ``Correlation.also``);
  (c) the reference in the subject (`[MB-2026-000042]`), when the sender is a participant.
 A token, thread or subject match from anyone else does not join the ticket (anyone can
 copy a subject or a Message-ID, and a token travels with every copy of our mail): the
@@ -54,6 +56,9 @@ class Correlation:
     related_ticket_id: int | None = None  # a thread/subject match we refused (non-participant)
     token_address: str | None = None  # whom the matching token was issued to
     token_purpose: str | None = None  # what it was issued for: "reply" | "survey" (outbox.py)
+    # A thread match: the other tickets of the thread the sender takes part in (the
+    # thread was split by mail applied out of order; tickets/fragments.py joins it).
+    also: tuple[int, ...] = ()
 
 
 def candidate_tokens(mail: ParsedMail, rcpts: Sequence[str], support_locals: Iterable[str]) -> list[str]:
@@ -106,10 +111,10 @@ class Correlator:
             related = related or ticket_id
 
         thread_tickets = self._thread_tickets(conn, mail)
-        for ticket_id in thread_tickets:
-            if self._is_participant(conn, ticket_id, sender):
-                return Correlation(ticket_id, "thread")
-            related = related or ticket_id
+        joined = [t for t in thread_tickets if self._is_participant(conn, t, sender)]
+        if joined:
+            return Correlation(joined[0], "thread", also=tuple(joined[1:]))
+        related = related or (thread_tickets[0] if thread_tickets else None)
 
         for reference in self._refs.find_in_subject(mail.subject):
             found = conn.execute(_BY_REFERENCE, {"k_ref": reference}).scalar()
