@@ -27,7 +27,7 @@ import nh3
 
 from mailbridge.parsing.htmltext import tame_markup
 
-__all__ = ["MAX_SAFE_HTML_CHARS", "sanitize_html"]
+__all__ = ["DROPPED_WITH_CONTENT", "MAIL_TAGS", "MAX_SAFE_HTML_CHARS", "sanitize_html"]
 
 # nh3 cleans ~80 MB/s of mail HTML; 1 MiB is ~12 ms and far above real bodies.
 MAX_SAFE_HTML_CHARS = 1024 * 1024
@@ -38,13 +38,15 @@ def _names(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
-_TAGS = _names(
+# The tags mail HTML keeps; web/display.py's second pass keeps the same tags (with fewer
+# attributes), so the two lists cannot drift apart.
+MAIL_TAGS = _names(
     "a abbr address b bdi bdo big blockquote br caption center cite code col colgroup dd del dfn div dl dt em "
     "font h1 h2 h3 h4 h5 h6 hr i img ins kbd li mark ol p pre q s samp small span strike strong sub sup table "
     "tbody td tfoot th thead tr tt u ul var wbr"
 )
 # Dropped with their content (everything else not allowed keeps its text).
-_CLEAN_CONTENT = _names(
+DROPPED_WITH_CONTENT = _names(
     "script style title head noscript template iframe frame frameset object embed applet svg math "
     "textarea select button audio video canvas xml noembed noframes"
 )
@@ -89,8 +91,8 @@ def _attribute_filter(tag: str, attribute: str, value: str) -> str | None:
 
 
 _CLEANER = nh3.Cleaner(
-    tags=set(_TAGS),
-    clean_content_tags=set(_CLEAN_CONTENT),
+    tags=set(MAIL_TAGS),
+    clean_content_tags=set(DROPPED_WITH_CONTENT),
     attributes=_ATTRIBUTES,
     attribute_filter=_attribute_filter,
     url_schemes={"http", "https", "mailto", "cid"},

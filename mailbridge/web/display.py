@@ -22,20 +22,11 @@ from urllib.parse import quote
 import nh3
 from markupsafe import Markup
 
+from mailbridge.parsing.sanitize import DROPPED_WITH_CONTENT, MAIL_TAGS
 
-def _names(text: str) -> set[str]:
-    return set(text.split())
-
-
-_TAGS = _names(
-    "a abbr b bdi bdo big blockquote br caption center cite code col colgroup dd del dfn div dl dt em "
-    "font h1 h2 h3 h4 h5 h6 hr i img ins kbd li mark ol p pre q s samp small span strike strong sub sup "
-    "table tbody td tfoot th thead tr tt u ul var wbr"
-)
-_CLEAN_CONTENT = _names(
-    "script style title head noscript template iframe frame frameset object embed applet svg math "
-    "textarea select button audio video canvas xml noembed noframes"
-)
+# The same tags as the worker's sanitiser; the attributes below are stricter.
+_TAGS = set(MAIL_TAGS)
+_CLEAN_CONTENT = set(DROPPED_WITH_CONTENT)
 _SPAN = {"colspan", "rowspan"}
 _ATTRIBUTES: dict[str, set[str]] = {
     "*": {"title", "dir", "lang"},
