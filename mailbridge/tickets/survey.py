@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from datetime import datetime
 from typing import Any
 
@@ -54,12 +55,14 @@ SCORE_MIN, SCORE_MAX = 1, 10
 
 # A number as written: digits, perhaps a sign or decimals (so "7.5", "-3" or "1,000" are
 # read whole and refused, never taken for 7, 3 or 1), not part of a word ("A4", "win10").
-_NUMBER = re.compile(r"(?<![\w.,])[-+]?[0-9]+(?:[.,][0-9]+)?(?![0-9]|[.,][0-9]|\w)")
-# "8/10", "8 / 10", "9 out of 10", "9 of 10" right after the score.
-_OUT_OF = re.compile(r"^\s*(?:/|out\s+of|of)\s*10(?![0-9])", re.IGNORECASE)
+# A number standing alone; "9点" (Japanese "9 points") counts as standing alone.
+_NUMBER = re.compile(r"(?<![\w.,])[-+]?[0-9]+(?:[.,][0-9]+)?(?![0-9]|[.,][0-9]|(?!点)\w)")
+# "8/10", "8 / 10", "9 out of 10", "9 of 10" right after the score (and the same in the
+# languages the survey is shipped in: "9 von 10", "9 sur 10", "9 de 10").
+_OUT_OF = re.compile(r"^\s*(?:/|out\s+of|of|von|sur|de)\s*10(?![0-9])", re.IGNORECASE)
 # What may stand before the score and is no comment: nothing, or a label.
 _LABEL = re.compile(r"^\s*(?:my\s+)?(?:score|rating|grade|mark|note|points?)?\s*[:=\-\u2013\u2014]?\s*$", re.I)
-_LEADING = " \t-\u2013\u2014:;,.|)"
+_LEADING = " \t-\u2013\u2014:;,.|)点、。"
 
 
 def parse_score(text: str) -> tuple[int | None, str]:
@@ -75,7 +78,8 @@ def parse_score(text: str) -> tuple[int | None, str]:
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first is None:
         return None, ""
-    line = lines[first]
+    # Full-width digits and punctuation ("９", "：") as Japanese input methods type them.
+    line = unicodedata.normalize("NFKC", lines[first])
     found = _NUMBER.search(line)
     score: int | None = None
     if found is not None and re.fullmatch(r"[+]?[0-9]+", found.group()):
