@@ -850,6 +850,16 @@ class VipSettings(_Strict):
     domains: list[Domain] = []
 
 
+class ContactSettings(_Strict):
+    """Contacts and organisations (tickets/contacts.py, docs/contacts.md)."""
+
+    # A member of the requester's organisation (by its domains, or an explicit member
+    # contact) writing into a ticket's thread joins it as a participant. Off: only the
+    # participants and their contacts' other addresses do; a whole domain never does
+    # unless this is set.
+    organisation_cc: bool = False
+
+
 class ConfigProblems(ConfigError):
     """Cross-reference problems (unknown team, duplicate id, ...), each with its key path."""
 
@@ -965,6 +975,7 @@ class Config(_Strict):
     teams: list[TeamSettings] = []
     calendars: list[CalendarSettings] = []
     vip: VipSettings = VipSettings()
+    contacts: ContactSettings = ContactSettings()
     reports: ReportSettings = ReportSettings()
     retention: RetentionSettings = RetentionSettings()
     web: WebSettings = WebSettings()
