@@ -47,9 +47,7 @@ def _tickets(daemon: Daemon) -> list[dict[str, Any]]:
 
 
 def _agent_reply(daemon: Daemon, note: EmailMessage, body: str) -> None:
-    raw = mua.reply(
-        "thunderbird", _bytes(note), sender=ALICE, body=body, headers={"Authentication-Results": DKIM_PASS}
-    )
+    raw = mua.reply("thunderbird", _bytes(note), sender=ALICE, body=body, headers={"Authentication-Results": DKIM_PASS})
     daemon.send(raw, rcpts=[str(note["Reply-To"])], mail_from="alice@staff.example")
     daemon.wait_idle()
 
@@ -67,7 +65,9 @@ def test_a_contacts_second_address_joins_the_ticket_and_a_stranger_still_does_no
     assert len(_show(daemon, ref)["messages"]) == 1
 
     # 2. The admin makes it one of her addresses; the ticket is resolved meanwhile.
-    out = mailbridge(daemon.config, "contacts", "add", "Rita Requester", "rita@example.com", "rita.home@outlook.example")
+    out = mailbridge(
+        daemon.config, "contacts", "add", "Rita Requester", "rita@example.com", "rita.home@outlook.example"
+    )
     assert out.stdout.startswith(b"contact ")
     shown = mailbridge_json(daemon.config, "contacts", "show", "RITA.HOME@outlook.example")
     assert sorted(shown["addresses"]) == ["rita.home@outlook.example", "rita@example.com"]
@@ -114,9 +114,11 @@ def test_a_contacts_second_address_joins_the_ticket_and_a_stranger_still_does_no
     ):
         _agent_reply(daemon, note, body)
     errors = poll(
-        lambda: (found := [_text(m) for m in _to(sink, "alice@staff.example") if "not understood" in str(m["Subject"])])
-        and len(found) == 5
-        and found
+        lambda: (
+            (found := [_text(m) for m in _to(sink, "alice@staff.example") if "not understood" in str(m["Subject"])])
+            and len(found) == 5
+            and found
+        )
     )
     assert "is an address of ours" in errors[0]
     assert "is an agent's address" in errors[1]
