@@ -844,10 +844,15 @@ def is_loopback(host: str) -> bool:
 
 
 class VipSettings(_Strict):
-    """Senders treated as VIPs; a domain also covers its subdomains."""
+    """Senders treated as VIPs; a domain also covers its subdomains. ``contacts`` (ids
+    or names) and ``organisations`` (names) are looked up in the contacts tables
+    (tickets/vip.py): every address of such a contact, every member of such an
+    organisation."""
 
     addresses: list[Address] = []
     domains: list[Domain] = []
+    contacts: list[Annotated[str, Field(min_length=1, max_length=200)]] = []
+    organisations: list[Annotated[str, Field(min_length=1, max_length=200)]] = []
 
 
 class ContactSettings(_Strict):

@@ -568,7 +568,7 @@ class Pipeline:
             if ticket.status == "closed" and not msg.historic and not reopen and not survey_answer:
                 ticket = None
         if self._router is not None and analysis.kind in ("normal", "bulk", "incident"):
-            msg = dataclasses.replace(msg, decision=self._router.decide(msg, ticket, list(row.rcpts or [])))
+            msg = dataclasses.replace(msg, decision=self._router.decide(msg, ticket, list(row.rcpts or []), conn))
             decision = msg.decision
             assert decision is not None
             if decision.drop is not None:
@@ -684,7 +684,7 @@ class Pipeline:
         def route(mail: ParsedMail) -> ForwardRoute:
             analysis = dataclasses.replace(msg.analysis, mail=mail, reply_text=mail.text, extraction=None)
             customer = dataclasses.replace(msg, analysis=analysis, mail_from=None)
-            customer = dataclasses.replace(customer, decision=router.decide(customer, None, rcpts))
+            customer = dataclasses.replace(customer, decision=router.decide(customer, None, rcpts, conn))
             decision = customer.decision
             assert decision is not None
             no_ack = None

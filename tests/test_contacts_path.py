@@ -130,9 +130,31 @@ def test_a_contacts_second_address_joins_the_ticket_and_a_stranger_still_does_no
     assert mailbridge_json(daemon.config, "contacts", "show", "rita@example.com")["addresses"] == contact["addresses"]
 
 
-def test_merging_contacts_by_cli_moves_addresses(sink: Sink, start_daemon: Any, tmp_path: Any) -> None:
-    daemon = _site(start_daemon, sink, tmp_path)
+VIP_RULES = """
+[[rule]]
+id = "vip-first"
+when = { field = "sender.vip", equals = true }
+then.priority = "high"
+stop = false
+
+[[rule]]
+id = "to-alice"
+when = { always = true }
+then.queue = "helpdesk"
+then.assign = "alice"
+"""
+
+
+def test_merging_contacts_by_cli_moves_addresses_and_a_vip_contact_counts_everywhere(
+    sink: Sink, start_daemon: Any, tmp_path: Any
+) -> None:
+    from tests.test_agents_path import PEOPLE
+    from tests.test_rules_path import rules_dir
+
+    extra = PEOPLE + '\n[vip]\ncontacts = ["Rita"]\n'
+    daemon = start_daemon(relay_port=sink.port, extra=extra, rules=rules_dir(tmp_path, VIP_RULES))
     ref, ack, _note = _open_ticket(daemon, sink, subject="Printer", sender=RITA)
+    assert _show(daemon, ref)["priority"] != "high", "no contact yet: not a VIP"
     mailbridge(daemon.config, "contacts", "add", "Rita", "rita@example.com")
     mailbridge(daemon.config, "contacts", "add", "Rita at home", "rita@home.example", "rita@mobile.example")
     out = mailbridge(daemon.config, "contacts", "merge", "rita@example.com", "rita@home.example")
@@ -146,6 +168,9 @@ def test_merging_contacts_by_cli_moves_addresses(sink: Sink, start_daemon: Any, 
     _customer_reply(daemon, "thunderbird", ack, "Rita <rita@mobile.example>", "From my mobile.")
     assert len(_tickets(daemon)) == 1
     assert "From my mobile" in _texts(daemon, ref)[-1]
+    # Rita is a VIP by her contact's name: her mail from any of its addresses is.
+    _open_ticket(daemon, sink, subject="Scanner", sender="Rita <rita@home.example>")
+    assert _show(daemon, _tickets(daemon)[-1]["reference"])["priority"] == "high"
 
 
 @pytest.mark.parametrize("organisation_cc", [False, True])

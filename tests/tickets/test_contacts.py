@@ -138,3 +138,26 @@ def test_organisations_match_only_by_the_explicit_query(store):
         assert [(n, d) for _i, n, d in contacts.list_organisations(conn)] == [
             ("Example Ltd", ("example-group.example", "example.com"))
         ]
+
+
+def test_vips_named_as_contacts_and_organisations(store):
+    from mailbridge.tickets.vip import VipDirectory
+
+    with write_tx(store.main) as conn:
+        rita = contacts.add(conn, "Rita Requester", ["rita@example.com", "rita@gmail.example"], NOW)
+        contacts.add(conn, "Carl", ["carl@example.net"], NOW)
+        contacts.add_organisation(conn, "Big Corp", ["bigcorp.example"], NOW)
+        fran = contacts.add(conn, "Fran", ["fran@freelance.example"], NOW)
+        contacts.join_organisation(conn, fran, "Big Corp")
+
+        assert not VipDirectory().active and not VipDirectory().is_vip(conn, "rita@example.com")
+        by_name = VipDirectory(["Rita Requester"])
+        assert by_name.is_vip(conn, "RITA@gmail.example") and by_name.is_vip(conn, "rita@example.com")
+        assert not by_name.is_vip(conn, "carl@example.net")
+        by_id = VipDirectory([str(rita)])
+        assert by_id.is_vip(conn, "rita@gmail.example") and not by_id.is_vip(conn, "carl@example.net")
+        by_org = VipDirectory(organisation_names=["Big Corp"])
+        assert by_org.is_vip(conn, "anyone@bigcorp.example"), "a member by domain, contact or not"
+        assert by_org.is_vip(conn, "fran@freelance.example"), "an explicit member"
+        assert not by_org.is_vip(conn, "x@sub.bigcorp.example") and not by_org.is_vip(conn, "rita@example.com")
+        assert not VipDirectory(["Nobody"], ["No Org"]).is_vip(conn, "rita@example.com")
