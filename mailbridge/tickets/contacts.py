@@ -269,9 +269,10 @@ def contact_by_address(conn: Connection, address: str) -> Contact | None:
 
 
 def list_contacts(conn: Connection, *, limit: int = 1000) -> list[Contact]:
-    """Contacts that are not merged into another, oldest first."""
+    """Contacts that are not merged into another (nor erased: without addresses), oldest first."""
+    has_address = exists(select(literal(1)).where(contact_addresses.c.contact_id == contacts.c.id))
     ids = conn.execute(
-        select(contacts.c.id).where(contacts.c.merged_into.is_(None)).order_by(contacts.c.id).limit(limit)
+        select(contacts.c.id).where(contacts.c.merged_into.is_(None), has_address).order_by(contacts.c.id).limit(limit)
     ).scalars()
     return [c for c in (_load(conn, int(i)) for i in ids) if c is not None]
 
