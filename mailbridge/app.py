@@ -130,7 +130,13 @@ class App:
         from mailbridge.tickets.correlate import Correlator
 
         locals_ = [a.split("@", 1)[0] for a in self.config.support.addresses]
-        correlator = Correlator(self.signer, self.refs, locals_, is_agent=self.people.is_agent)
+        correlator = Correlator(
+            self.signer,
+            self.refs,
+            locals_,
+            is_agent=self.people.is_agent,
+            organisation_cc=self.config.contacts.organisation_cc,
+        )
         return Pipeline(
             self.config,
             self.store,

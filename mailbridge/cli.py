@@ -606,6 +606,7 @@ def rules_test(ctx: click.Context, file: Path, as_json: bool) -> None:
 
 
 def _register_subcommands() -> None:
+    from mailbridge.cli_contacts import contacts_group
     from mailbridge.cli_data import register as register_data
     from mailbridge.cli_import import import_group
     from mailbridge.cli_kb import kb_group
@@ -621,6 +622,7 @@ def _register_subcommands() -> None:
     main.add_command(sla_group)
     main.add_command(secret_group)
     main.add_command(report_group)
+    main.add_command(contacts_group)
     register_data(main, db_group)
     main.add_command(mta_group)
     config_group.add_command(config_init)

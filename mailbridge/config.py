@@ -844,10 +844,25 @@ def is_loopback(host: str) -> bool:
 
 
 class VipSettings(_Strict):
-    """Senders treated as VIPs; a domain also covers its subdomains."""
+    """Senders treated as VIPs; a domain also covers its subdomains. ``contacts`` (ids
+    or names) and ``organisations`` (names) are looked up in the contacts tables
+    (tickets/vip.py): every address of such a contact, every member of such an
+    organisation."""
 
     addresses: list[Address] = []
     domains: list[Domain] = []
+    contacts: list[Annotated[str, Field(min_length=1, max_length=200)]] = []
+    organisations: list[Annotated[str, Field(min_length=1, max_length=200)]] = []
+
+
+class ContactSettings(_Strict):
+    """Contacts and organisations (tickets/contacts.py, docs/contacts.md)."""
+
+    # A member of the requester's organisation (by its domains, or an explicit member
+    # contact) writing into a ticket's thread joins it as a participant. Off: only the
+    # participants and their contacts' other addresses do; a whole domain never does
+    # unless this is set.
+    organisation_cc: bool = False
 
 
 class ConfigProblems(ConfigError):
@@ -965,6 +980,7 @@ class Config(_Strict):
     teams: list[TeamSettings] = []
     calendars: list[CalendarSettings] = []
     vip: VipSettings = VipSettings()
+    contacts: ContactSettings = ContactSettings()
     reports: ReportSettings = ReportSettings()
     retention: RetentionSettings = RetentionSettings()
     web: WebSettings = WebSettings()

@@ -309,6 +309,8 @@ class People:
         default_calendar: str = ALWAYS_CALENDAR,
         vip_addresses: Iterable[str] = (),
         vip_domains: Iterable[str] = (),
+        vip_contacts: Iterable[str] = (),
+        vip_organisations: Iterable[str] = (),
     ) -> None:
         by_id = {c.id: c for c in calendars}
         by_id.setdefault(ALWAYS_CALENDAR, Calendar.always())
@@ -320,6 +322,9 @@ class People:
         self._team_by_address = {t.email.lower(): t for t in self.teams.values() if t.email}
         self.vip_addresses = frozenset(normalize_address(a) for a in vip_addresses)
         self.vip_domains = frozenset(d.lower() for d in vip_domains)
+        # Named in the contacts tables: tickets/vip.py looks them up (People stays pure).
+        self.vip_contacts = tuple(vip_contacts)
+        self.vip_organisations = tuple(vip_organisations)
 
     @classmethod
     def from_config(cls, config: Config) -> People:
@@ -353,7 +358,10 @@ class People:
             )
             for t in config.teams
         ]
-        return cls(agents, teams, by_id.values(), default.id, config.vip.addresses, config.vip.domains)
+        vip = config.vip
+        return cls(
+            agents, teams, by_id.values(), default.id, vip.addresses, vip.domains, vip.contacts, vip.organisations
+        )
 
     def agent(self, agent_id: str) -> Agent:
         try:

@@ -211,6 +211,7 @@ class _Inbound:
     source: str = ""  # the intake: smtp | lmtp | pipe | imap | import
     mailbox: str | None = None  # the IMAP mailbox it came from
     raw: bytes = b""  # the mail as received (headers as written: Authentication-Results)
+    speaks_for: str | None = None  # the participant whose contact's other address sent it
 
     @property
     def sender(self) -> str:
@@ -548,6 +549,8 @@ class Pipeline:
             if handled is not None:
                 return handled
         corr = self._correlator.correlate(conn, analysis.mail, list(row.rcpts or []))
+        if corr.speaks_for:
+            msg = dataclasses.replace(msg, speaks_for=corr.speaks_for)
         agent = self._desk.agent_for(analysis.mail) if not historic and analysis.kind == "normal" else None
         if agent is not None:
             handled = self._agent_mail(conn, corr, msg, agent, pending, bytes(row.raw), list(row.rcpts or []))
@@ -565,7 +568,7 @@ class Pipeline:
             if ticket.status == "closed" and not msg.historic and not reopen and not survey_answer:
                 ticket = None
         if self._router is not None and analysis.kind in ("normal", "bulk", "incident"):
-            msg = dataclasses.replace(msg, decision=self._router.decide(msg, ticket, list(row.rcpts or [])))
+            msg = dataclasses.replace(msg, decision=self._router.decide(msg, ticket, list(row.rcpts or []), conn))
             decision = msg.decision
             assert decision is not None
             if decision.drop is not None:
@@ -686,7 +689,7 @@ class Pipeline:
         def route(mail: ParsedMail) -> ForwardRoute:
             analysis = dataclasses.replace(msg.analysis, mail=mail, reply_text=mail.text, extraction=None)
             customer = dataclasses.replace(msg, analysis=analysis, mail_from=None)
-            customer = dataclasses.replace(customer, decision=router.decide(customer, None, rcpts))
+            customer = dataclasses.replace(customer, decision=router.decide(customer, None, rcpts, conn))
             decision = customer.decision
             assert decision is not None
             no_ack = None
@@ -926,7 +929,7 @@ class Pipeline:
         """This mail is the ticket's requester writing: From, or (with [tickets]
         requester_from = "reply-to-when-noreply") a no-reply sender's Reply-To."""
         requester = requester.lower()
-        if msg.sender == requester:
+        if msg.sender == requester or msg.speaks_for == requester:  # or another address of their contact
             return True
         if self._requester_policy.mode == "from" or not msg.sender:
             return False
@@ -1260,7 +1263,7 @@ class Pipeline:
                 survey.record_answer(ticket_id, sender, msg.analysis.reply_text or "", message_pk, now, pending)
             lifecycle.touch(conn, ticket_id, now, pending)
             return
-        if corr.how == "token" and sender and mail.from_ is not None:
+        if corr.how == "token" and sender and mail.from_ is not None and not msg.speaks_for:
             # Someone a token of ours was issued to (a notified address) joins the ticket.
             joined = participants.candidates([mail.from_], self._not_copied(str(row.requester)))
             self._copy(conn, ticket_id, joined, msg, message_pk, pending)

@@ -12,6 +12,7 @@ evaluator the people and calendars of the config.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +26,7 @@ from mailbridge.parsing.incident import DEFAULT_MATRIX, parse_matrix
 from mailbridge.people import People
 from mailbridge.rules import Assignment, Decision, Facts, RuleContext, RuleSet, TicketFacts, load_rules
 from mailbridge.store.tables import tickets
+from mailbridge.tickets.vip import VipDirectory
 
 # What a template a rule responds with gets rendered with at load time: the response
 # context (the acknowledgement's), documented in outbound/contexts.py.
@@ -75,16 +77,22 @@ class Router:
         self.rules = rules
         self.people = people
         self._context = rule_context(people)
+        self._vip = VipDirectory(people.vip_contacts, people.vip_organisations)
 
-    def decide(self, msg: Any, ticket: Any, rcpts: list[str]) -> Decision:
-        """Evaluate the incoming rules for one mail (`ticket`: the row it follows up, or None)."""
+    def decide(self, msg: Any, ticket: Any, rcpts: list[str], conn: Connection | None = None) -> Decision:
+        """Evaluate the incoming rules for one mail (`ticket`: the row it follows up, or
+        None). With ``conn``, VIPs named as contacts or organisations count too."""
+        context = self._context
+        if conn is not None and self._vip.active:
+            vip, by_config = self._vip, self.people.is_vip
+            context = replace(context, is_vip=lambda a: by_config(a) or vip.is_vip(conn, a))
         facts = Facts.from_analysis(
             msg.analysis,
             at=msg.now,
             ticket=_ticket_facts(ticket) if ticket is not None else None,
             envelope_from=msg.mail_from,
             envelope_to=rcpts,
-            context=self._context,
+            context=context,
         )
         return self.rules.evaluate(facts)
 

@@ -41,3 +41,37 @@ def test_a_tickets_outgoing_mail_is_found_by_index(tmp_path: Path) -> None:
         plan = _plan(db, statement)
         assert not [step for step in plan if step.startswith("SCAN outbox")], (name, plan)
         assert any("ix_outbox_ticket" in step for step in plan), (name, plan)
+
+
+def test_correlation_by_contact_and_organisation_uses_indexes(tmp_path: Path) -> None:
+    """The participant check runs for every follow-up: by the ticket's participants'
+    key and the contact addresses' key and index, never a scan of either; the same for
+    the organisation policy's and the VIP lookups."""
+    from mailbridge.tickets import contacts
+    from mailbridge.tickets.vip import VipDirectory
+
+    db = tmp_path / "mb.db"
+    store = Store(f"sqlite:///{db}")
+    try:
+        migrate.upgrade(store)
+    finally:
+        store.dispose()
+    params = {"k_ticket": 1, "k_address": "a@x.example", "k_domain": "x.example"}
+    statements = {
+        "participant or contact": contacts.participant_query().params(params),
+        "organisation": contacts.organisation_query().params(params),
+        "vip": VipDirectory(["Rita", "7"], ["Big Corp"])._query.params(v_address="a@x.example", v_domain="x.example"),
+    }
+    # The sender's own organisations (a union of two key lookups) are read as a
+    # subquery ("SCAN anon_N"); no table is ever scanned.
+    tables = ("participants", "contact_addresses", "contacts", "organisation_domains", "organisations")
+    for name, statement in statements.items():
+        sql = str(
+            statement.compile(
+                dialect=sqlite_dialect.dialect(), compile_kwargs={"render_postcompile": True, "literal_binds": True}
+            )
+        )
+        with sqlite3.connect(db) as conn:
+            plan = [str(row[3]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
+        scans = [step for step in plan if step.startswith("SCAN") and step.split()[1] in tables]
+        assert not scans, f"{name}: {plan}"

@@ -106,6 +106,7 @@ _FORMS: dict[str, tuple[str, str]] = {
     "public": ("#public", "the same as #reply"),
     "cc": ("#cc add|remove ADDRESS", "copy someone on the answers to the requester, or stop copying them"),
     "requester": ("#requester ADDRESS", "make that one address the requester (the old one is no longer mailed)"),
+    "contact": ("#contact merge ADDRESS", "ADDRESS is the requester's too: their mail from it joins their tickets"),
     "fwd": ("#fwd", "forwarding a customer's mail: open a ticket on their behalf"),
 }
 NAMES = tuple(_FORMS)
@@ -512,6 +513,15 @@ def _parse_cc(rest: str) -> tuple[str, ...]:
     return words[0].lower(), _address(words[1])
 
 
+def _parse_contact(rest: str) -> tuple[str, ...]:
+    words = rest.split(None, 1)
+    if not words or words[0].lower() != "merge":
+        raise _Invalid("say merge, then the address")
+    if len(words) < 2:
+        raise _Invalid("address missing")
+    return "merge", *_parse_requester(words[1])
+
+
 def _parse_requester(rest: str) -> tuple[str, ...]:
     if not rest:
         raise _Invalid("address missing")
@@ -540,5 +550,6 @@ _PARSERS: dict[str, _Parser] = {
     "public": _no_args,
     "cc": _parse_cc,
     "requester": _parse_requester,
+    "contact": _parse_contact,
     "fwd": _no_args,
 }

@@ -43,7 +43,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select, update
 
-from mailbridge.agents import briefing
+from mailbridge.agents import briefing, contact_merge
 from mailbridge.agents.answer import answer_body, answer_text
 from mailbridge.agents.auth import AuthVerdict, authenticate
 from mailbridge.agents.commands import (
@@ -286,6 +286,20 @@ class AgentDesk:
             elif command.name == "requester":
                 answered = _answered_ticket(conn, ticket, parsed.commands)
                 problem = self._requester_problem(conn, answered, command.args[0])
+            elif command.name == "contact":
+                answered = _answered_ticket(conn, ticket, parsed.commands)
+                problem = (
+                    "#contact works on a ticket: reply to its notification"
+                    if answered is _NEW_TICKET
+                    else contact_merge.problem(
+                        conn,
+                        answered,
+                        command.args[1],
+                        own=self._own,
+                        support_domains=self._support_domains,
+                        is_agent=self._people.is_agent,
+                    )
+                )
             elif command.name == "untag":
                 problem = _untag_problem(conn, ticket, command.args)
             elif command.name == "unassign" and ticket is _NEW_TICKET:
@@ -421,6 +435,8 @@ class AgentDesk:
             elif command.name == "requester":
                 address = command.args[0]
                 changes.set_requester(conn, answered_id, address, actor=actor, now=now, pending=pending, extra=data)
+            elif command.name == "contact":
+                contact_merge.run(conn, answered_id, command.args[1], actor=actor, now=now, pending=pending, extra=data)
             elif command.name == "ack":
                 pending.events.append(lifecycle.event_row(ticket_id, now, "escalation_acknowledged", actor, data))
                 sla_clocks.acked(conn, ticket_id, now)

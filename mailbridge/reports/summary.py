@@ -42,6 +42,7 @@ from mailbridge.config import Config
 from mailbridge.people import Calendar, People
 from mailbridge.reports import history
 from mailbridge.reports.history import TERMINAL, TicketHistory
+from mailbridge.reports.organisations import organisations_of
 from mailbridge.reports.period import Period
 from mailbridge.store.db import Store, read_tx
 
@@ -219,6 +220,7 @@ def build_summary(
         tickets = history.cohort(conn, start, backlog_at, queue, calendars=need_calendars)
         resolved = history.resolutions(conn, start, backlog_at, queue)
         open_tickets = history.backlog(conn, backlog_at, queue)
+        organisation = organisations_of(conn, {t.requester for t in tickets.values()})
     every = [ticket_figures(t, as_of) for t in tickets.values()]
     # A ticket merged into another was closed as a duplicate, not resolved: it counts in
     # the volumes, and its work (answers, resolution) in the ticket it went into.
@@ -236,7 +238,12 @@ def build_summary(
             "as_of": as_of.isoformat(),
             "queue": queue,
         },
-        "volume": {**_volume(period, every, resolved), "merged": len(every) - len(figures)},
+        "volume": {
+            **_volume(period, every, resolved),
+            "merged": len(every) - len(figures),
+            # The requester's organisation (tickets/contacts.py): explicit member, else by domain.
+            "by_organisation": _count(organisation.get(f.ticket.requester.lower()) for f in every),
+        },
         "backlog": _backlog(open_tickets, backlog_at),
     }
     data.update(_times_and_rates(figures))

@@ -22,6 +22,13 @@ Erase, in this order:
 The erasure is logged in admin_log by pseudonym and counts, never the address. Other
 people's tickets keep their text (with the address replaced) unless --redact-quotes.
 Names in free text ("Hi Alice") cannot be found reliably and are not touched.
+
+Contacts (tickets/contacts.py): a person is their contact, with every address of it.
+Export takes the tickets of all of them and adds `contact` (id, name, addresses,
+explicit organisation) to person.json. Erase first forgets the contact (its addresses
+deleted, its name and that of contacts merged into it blanked; the rows stay as the
+record of merges), then erases each of its addresses as above, each by its own
+pseudonym; the report counts them all. Organisations are not a person's data and stay.
 """
 
 from __future__ import annotations
@@ -47,6 +54,8 @@ from mailbridge.store.operations import log_admin
 from mailbridge.store.tables import (
     admin_log,
     attachments,
+    contact_addresses,
+    contacts,
     events,
     inbound,
     messages,
@@ -77,6 +86,14 @@ class PersonReport:
     replaced: dict[str, int] = field(default_factory=dict)  # table.column -> rows rewritten
     files: int = 0
     pseudonym: str = ""
+    also: int = 0  # further addresses of their contact, exported or erased with it
+
+    def add(self, other: PersonReport) -> None:
+        for name in ("tickets", "messages", "attachments", "events", "outgoing", "raw", "files"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for key, n in other.replaced.items():
+            self.replaced[key] = self.replaced.get(key, 0) + n
+        self.also += 1
 
     def summary(self) -> str:
         rewritten = sum(self.replaced.values())
@@ -85,6 +102,7 @@ class PersonReport:
             f"{self.events} event(s), {self.outgoing} mail(s) to them, {self.raw} raw mail(s); "
             f"the address replaced in {rewritten} row(s) and {self.files} file(s)"
             + (f" by {self.pseudonym}" if self.pseudonym else "")
+            + (f"; with {self.also} other address(es) of their contact" if self.also else "")
         )
 
 
@@ -100,9 +118,46 @@ def pseudonym(address: str, secret: bytes) -> str:
     return f"erased-{digest}@erased.invalid"
 
 
-def _their_tickets(conn: Connection, address: str) -> list[int]:
-    as_requester = select(tickets.c.id).where(func.lower(tickets.c.requester) == address)
-    as_participant = select(participants.c.ticket_id).where(func.lower(participants.c.address) == address)
+def _contact_of(conn: Connection, address: str) -> tuple[int | None, list[str]]:
+    """The address's contact and all its addresses (the address first); else (None, [address])."""
+    contact_id = conn.execute(
+        select(contact_addresses.c.contact_id).where(contact_addresses.c.address == address)
+    ).scalar()
+    if contact_id is None:
+        return None, [address]
+    others = conn.execute(
+        select(contact_addresses.c.address)
+        .where(contact_addresses.c.contact_id == contact_id, contact_addresses.c.address != address)
+        .order_by(contact_addresses.c.address)
+    ).scalars()
+    return int(contact_id), [address, *(str(a) for a in others)]
+
+
+def _contact_json(conn: Connection, contact_id: int, addresses: list[str]) -> dict[str, Any]:
+    row = conn.execute(select(contacts).where(contacts.c.id == contact_id)).one()
+    return {
+        "id": contact_id,
+        "name": row.name,
+        "addresses": addresses,
+        "organisation_id": row.organisation_id,
+        "created_at": ensure_utc(row.created_at).isoformat(),
+    }
+
+
+def _forget_contact(conn: Connection, contact_id: int) -> None:
+    """The contact's addresses deleted; its name, and those of contacts merged into it, blanked."""
+    conn.execute(delete(contact_addresses).where(contact_addresses.c.contact_id == contact_id))
+    conn.execute(
+        update(contacts)
+        .where(or_(contacts.c.id == contact_id, contacts.c.merged_into == contact_id))
+        .values(name="", organisation_id=None)
+    )
+
+
+def _their_tickets(conn: Connection, address: str | list[str]) -> list[int]:
+    addresses = [address] if isinstance(address, str) else address
+    as_requester = select(tickets.c.id).where(func.lower(tickets.c.requester).in_(addresses))
+    as_participant = select(participants.c.ticket_id).where(func.lower(participants.c.address).in_(addresses))
     return sorted(
         {int(i) for i in conn.execute(as_requester).scalars()}
         | {int(i) for i in conn.execute(as_participant).scalars()}
@@ -117,14 +172,18 @@ def export_person(store: Store, address: str, target: Path, now: datetime) -> Pe
     if target.exists():
         raise ConfigError(f"{target}: exists already; give another file name")
     report = PersonReport()
-    data: dict[str, Any] = {"address": address, "exported_at": now.isoformat(), "tickets": []}
+    data: dict[str, Any] = {"address": address, "exported_at": now.isoformat(), "contact": None, "tickets": []}
     originals: dict[str, bytes] = {}
     files: dict[str, bytes] = {}
     with read_tx(store.main) as conn:
-        ids = _their_tickets(conn, address)
+        contact_id, addresses = _contact_of(conn, address)
+        if contact_id is not None:
+            data["contact"] = _contact_json(conn, contact_id, addresses)
+            report.also = len(addresses) - 1
+        ids = _their_tickets(conn, addresses)
         for ticket in conn.execute(select(tickets).where(tickets.c.id.in_(ids)).order_by(tickets.c.id)).mappings():
             entry = _jsonable(dict(ticket))
-            entry["role"] = "requester" if str(ticket["requester"]).lower() == address else "participant"
+            entry["role"] = "requester" if str(ticket["requester"]).lower() in addresses else "participant"
             entry["messages"] = []
             for msg in conn.execute(
                 select(messages).where(messages.c.ticket_id == ticket["id"]).order_by(messages.c.id)
@@ -151,7 +210,7 @@ def export_person(store: Store, address: str, target: Path, now: datetime) -> Pe
             report.events += len(entry["events"])
             for row in conn.execute(
                 select(outbox.c.id, outbox.c.raw).where(
-                    outbox.c.ticket_id == ticket["id"], func.lower(outbox.c.rcpt) == address
+                    outbox.c.ticket_id == ticket["id"], func.lower(outbox.c.rcpt).in_(addresses)
                 )
             ):
                 originals[f"originals/out-{row.id}.eml"] = bytes(row.raw)
@@ -205,7 +264,21 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
 def erase_person(
     store: Store, config: Config, address: str, now: datetime, *, dry_run: bool = False, redact_quotes: bool = False
 ) -> PersonReport:
+    """The person behind ``address``: with a contact, every address of it."""
     address = _check(address)
+    with write_tx(store.main) as conn:
+        contact_id, addresses = _contact_of(conn, address)
+        if contact_id is not None and not dry_run:
+            _forget_contact(conn, contact_id)
+    report = _erase_address(store, config, address, now, dry_run=dry_run, redact_quotes=redact_quotes)
+    for other in addresses[1:]:
+        report.add(_erase_address(store, config, other, now, dry_run=dry_run, redact_quotes=redact_quotes))
+    return report
+
+
+def _erase_address(
+    store: Store, config: Config, address: str, now: datetime, *, dry_run: bool, redact_quotes: bool
+) -> PersonReport:
     secret = config.var_file(config.security.secret_file)
     key = secret.read_bytes() if secret.exists() else b"mailbridge"
     alias = pseudonym(address, key)

@@ -516,3 +516,45 @@ outbox_journal = Table(
     Column("refused", JSON),
 )
 Index("ix_outbox_journal_holder", outbox_journal.c.holder, outbox_journal.c.id)
+
+# Contacts (tickets/contacts.py): one person behind several mail addresses. A follow-up
+# from any of a participant's contact's addresses counts as that participant. A contact
+# merged into another keeps its row (merged_into, merged_at) so the merge stays on record.
+organisations = Table(
+    "organisations",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", Unicode(200), nullable=False, unique=True),
+    Column("created_at", TS, nullable=False),
+)
+
+# An organisation's mail domains: an address at one of them is a member.
+organisation_domains = Table(
+    "organisation_domains",
+    metadata,
+    Column("domain", String(255), primary_key=True),
+    Column("organisation_id", Id, ForeignKey("organisations.id"), nullable=False),
+)
+Index("ix_organisation_domains_organisation_id", organisation_domains.c.organisation_id)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False, default=""),
+    # An explicit member of an organisation (besides membership by domain).
+    Column("organisation_id", Id, ForeignKey("organisations.id")),
+    Column("created_at", TS, nullable=False),
+    Column("merged_into", Id, ForeignKey("contacts.id")),
+    Column("merged_at", TS),
+)
+
+# Each address (lowercase) belongs to at most one contact.
+contact_addresses = Table(
+    "contact_addresses",
+    metadata,
+    Column("address", String(320), primary_key=True),
+    Column("contact_id", Id, ForeignKey("contacts.id"), nullable=False),
+    Column("added_at", TS, nullable=False),
+)
+Index("ix_contact_addresses_contact_id", contact_addresses.c.contact_id)

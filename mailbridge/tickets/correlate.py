@@ -10,6 +10,10 @@ Order of evidence, strongest first:
      (the oldest such ticket; the others, if any, are fragments of the same thread:
      ``Correlation.also``);
  (c) the reference in the subject (`[MB-2026-000042]`), when the sender is a participant.
+A participant is anyone on the ticket's participants, or another address of their contact
+(tickets/contacts.py: the same person writing from a second address joins as the
+participant it stands for, `Correlation.speaks_for`); with `[contacts] organisation_cc`
+also a member of the requester's organisation. Never a whole domain otherwise.
 A token, thread or subject match from anyone else does not join the ticket (anyone can
 copy a subject or a Message-ID, and a token travels with every copy of our mail): the
 stranger gets a new ticket of their own, linked to it as related.
@@ -24,7 +28,8 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, bindparam, select, text
 
 from mailbridge.parsing.mime import ParsedMail
-from mailbridge.store.tables import participants, reply_tokens, tickets
+from mailbridge.store.tables import reply_tokens, tickets
+from mailbridge.tickets.contacts import organisation_query, participant_query
 from mailbridge.tickets.refs import ReferenceFormat
 from mailbridge.tickets.tokens import TokenSigner, token_from_address, token_from_message_id
 
@@ -44,9 +49,9 @@ _THREAD = {
     "postgresql": text(_THREAD_SQL.format(ids="msgid = ANY(CAST(:k_ids AS text[]))")),
 }
 _BY_REFERENCE = select(tickets.c.id).where(tickets.c.reference == bindparam("k_ref"))
-_PARTICIPANT = select(participants.c.role).where(
-    participants.c.ticket_id == bindparam("k_ticket"), participants.c.address == bindparam("k_address")
-)
+# The participant the sender is, or stands for as another address of their contact.
+_PARTICIPANT = participant_query()
+_ORGANISATION = organisation_query()
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,9 @@ class Correlation:
     # A thread match: the other tickets of the thread the sender takes part in (the
     # thread was split by mail applied out of order; tickets/fragments.py joins it).
     also: tuple[int, ...] = ()
+    # The participant another address of whose contact sent the mail (the sender joins
+    # as them: a requester's second address writes as the requester), else None.
+    speaks_for: str | None = None
 
 
 def candidate_tokens(mail: ParsedMail, rcpts: Sequence[str], support_locals: Iterable[str]) -> list[str]:
@@ -85,7 +93,10 @@ class Correlator:
         refs: ReferenceFormat,
         support_locals: Iterable[str],
         is_agent: Callable[[str], bool] = lambda _address: False,
+        *,
+        organisation_cc: bool = False,
     ) -> None:
+        self._organisation_cc = organisation_cc
         self._signer = signer
         self._refs = refs
         self._support_locals = list(support_locals)
@@ -102,26 +113,30 @@ class Correlator:
             if row is None:
                 continue
             ticket_id = int(row.ticket_id)
-            if (
-                (sender and sender == row.address)
-                or self._is_participant(conn, ticket_id, sender)
-                or (sender and self._is_agent(sender))
-            ):
+            if (sender and sender == row.address) or (sender and self._is_agent(sender)):
                 return Correlation(ticket_id, "token", token_address=row.address, token_purpose=row.purpose)
+            joins, speaks_for = self._participant(conn, ticket_id, sender)
+            if joins:
+                return Correlation(
+                    ticket_id, "token", token_address=row.address, token_purpose=row.purpose, speaks_for=speaks_for
+                )
             related = related or ticket_id
 
         thread_tickets = self._thread_tickets(conn, mail)
-        joined = [t for t in thread_tickets if self._is_participant(conn, t, sender)]
-        if joined:
-            return Correlation(joined[0], "thread", also=tuple(joined[1:]))
+        joined = [(t, *self._participant(conn, t, sender)) for t in thread_tickets]
+        taking_part = [(t, speaks_for) for t, joins, speaks_for in joined if joins]
+        if taking_part:
+            (first, speaks_for), others = taking_part[0], taking_part[1:]
+            return Correlation(first, "thread", also=tuple(t for t, _s in others), speaks_for=speaks_for)
         related = related or (thread_tickets[0] if thread_tickets else None)
 
         for reference in self._refs.find_in_subject(mail.subject):
             found = conn.execute(_BY_REFERENCE, {"k_ref": reference}).scalar()
             if found is None:
                 continue
-            if self._is_participant(conn, int(found), sender):
-                return Correlation(int(found), "subject")
+            joins, speaks_for = self._participant(conn, int(found), sender)
+            if joins:
+                return Correlation(int(found), "subject", speaks_for=speaks_for)
             related = related or int(found)
         return Correlation(None, "new", related_ticket_id=related)
 
@@ -134,8 +149,17 @@ class Correlator:
         params = {"k_ids": json.dumps(ids) if dialect == "sqlite" else ids, "k_own": mail.message_id or ""}
         return sorted(int(t) for t in conn.execute(_THREAD[dialect], params).scalars())
 
-    @staticmethod
-    def _is_participant(conn: Connection, ticket_id: int, address: str) -> bool:
+    def _participant(self, conn: Connection, ticket_id: int, address: str) -> tuple[bool, str | None]:
+        """Does the sender join the ticket, and which participant do they stand for
+        (None: themselves, or a member of the requester's organisation)? One indexed
+        query; a second only with [contacts] organisation_cc and no match."""
         if not address:
-            return False
-        return conn.execute(_PARTICIPANT, {"k_ticket": ticket_id, "k_address": address}).first() is not None
+            return False, None
+        row = conn.execute(_PARTICIPANT, {"k_ticket": ticket_id, "k_address": address}).first()
+        if row is not None:
+            return True, None if row.address == address else str(row.address)
+        if self._organisation_cc:
+            domain = address.rpartition("@")[2]
+            params = {"k_ticket": ticket_id, "k_address": address, "k_domain": domain}
+            return conn.execute(_ORGANISATION, params).first() is not None, None
+        return False, None

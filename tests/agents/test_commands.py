@@ -717,3 +717,34 @@ def test_parse_argument_reads_as_the_mail_does() -> None:
     for bad in ("jane@customer.example\r\nBcc: eve@x.example", "a@x.example, b@x.example", "<>", ""):
         with pytest.raises(ValueError):
             parse_argument("requester", bad)
+
+
+# --- #contact merge ----------------------------------------------------------------------
+
+
+def test_contact_merge_parses_one_address() -> None:
+    parsed = parse_commands("#contact merge <Rita.R@Gmail.example>\n#note\nShe writes from Gmail too.")
+    assert parsed.ok, parsed.errors
+    assert [(c.name, c.args) for c in parsed.commands] == [("contact", ("merge", "rita.r@gmail.example")), ("note", ())]
+    outlook = parse_commands("#contact\u00a0merge\u00a0rita@home.example<mailto:rita@home.example>\nText")
+    assert outlook.commands[0].args == ("merge", "rita@home.example")
+    assert any(line.startswith("#contact merge ADDRESS -- ") for line in HELP.splitlines())
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        ("#contact", "say merge, then the address"),
+        ("#contact join rita@home.example", "say merge, then the address"),
+        ("#contact merge", "address missing"),
+        ("#contact merge rita", "'rita' is not a mail address"),
+        ("#contact merge a@x.example, b@x.example", "give exactly one address"),
+        ("#contact merge Rita <rita@home.example>", "give exactly one address"),
+        ("#contact merge rita@home.example%0D%0ABcc:eve@x.example", "is not a mail address"),
+        ("#contact merge a@x.example\n#contact merge b@x.example", "given twice"),
+    ],
+)
+def test_contact_merge_errors(line: str, fragment: str) -> None:
+    parsed = parse_commands(line + "\nText")
+    assert not parsed.ok
+    assert fragment in parsed.errors[-1].message, parsed.errors[-1].message

@@ -181,3 +181,21 @@ def test_definitions() -> None:
         Period(date(2026, 11, 2), date(2026, 11, 1), ZoneInfo("UTC"))
     assert len(Period.month_to_date(date(2026, 12, 2), ZoneInfo("UTC")).days()) == 2
     assert timedelta(0) == timedelta(0)
+
+
+def test_tickets_by_organisation(app: App) -> None:
+    from mailbridge.reports import render
+    from mailbridge.tickets import contacts
+
+    data = build_summary(app.store, app.config, NOVEMBER, as_of=AS_OF).to_dict()
+    assert data["volume"]["by_organisation"] == {"(none)": 6}
+    with write_tx(app.store.main) as conn:
+        contacts.add_organisation(conn, "Example Inc", ["example.com"], AS_OF)
+        contacts.add_organisation(conn, "Frank & Sons", [], AS_OF)
+        frank = contacts.add(conn, "Frank", ["frank@example.com"], AS_OF)
+        contacts.join_organisation(conn, frank, "Frank & Sons")
+    data = build_summary(app.store, app.config, NOVEMBER, as_of=AS_OF).to_dict()
+    # An explicit member counts for their organisation, everyone else by domain.
+    assert data["volume"]["by_organisation"] == {"Example Inc": 5, "Frank & Sons": 1}
+    assert "volume,by_organisation,Frank & Sons,created,1" in render.to_csv(data)
+    assert "<td>Frank &amp; Sons</td>" in render.to_html(data)
