@@ -40,12 +40,16 @@ class Canned:
     name: str | None = None
     text: str = ""
     errors: list[CommandError] = field(default_factory=list)
+    agent_name: str = ""
 
     def below(self, body: str) -> str:
-        """The answer's text: the agent's own words above the stored ones."""
+        """The answer's text: the agent's own words above the stored ones. A sign-off with
+        just their name (Outlook and Gmail sign that way, with no "-- " to cut it at) is
+        left out: it would stand in the middle, and our signature names them anyway."""
         if self.name is None:
             return body
-        return "\n\n".join(part for part in (body.strip(), self.text.strip()) if part)
+        own = _without_sign_off(body, self.agent_name)
+        return "\n\n".join(part for part in (own, self.text.strip()) if part)
 
     @property
     def record(self) -> dict[str, str]:
@@ -95,4 +99,12 @@ class CannedAnswers:
         if not text.strip():
             empty = f"{command.text}: {name} is empty; nothing was sent"
             return Canned(name, errors=[CommandError(command.line, command.text, empty)])
-        return Canned(name, text)
+        return Canned(name, text, agent_name=agent.name)
+
+
+def _without_sign_off(body: str, agent_name: str) -> str:
+    lines = body.strip().splitlines()
+    names = {agent_name.casefold(), agent_name.split(" ")[0].casefold()} - {""}
+    if lines and lines[-1].strip().casefold().rstrip(".") in names:
+        lines.pop()
+    return "\n".join(lines).strip()
