@@ -34,7 +34,11 @@ def _text(msg: EmailMessage) -> str:
 
 def _answer(daemon: Any, client: mua.Client, note: EmailMessage, body: str) -> None:
     raw = mua.reply(
-        client, note.as_bytes(policy=policy.SMTP), sender=ALICE, body=body, headers={"Authentication-Results": DKIM_PASS}
+        client,
+        note.as_bytes(policy=policy.SMTP),
+        sender=ALICE,
+        body=body,
+        headers={"Authentication-Results": DKIM_PASS},
     )
     daemon.send(raw, rcpts=[str(note["Reply-To"])], mail_from="alice@staff.example")
     daemon.wait_idle()
