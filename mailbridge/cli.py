@@ -203,17 +203,21 @@ def config_group() -> None:
 @config_group.command("check")
 @click.pass_context
 def config_check(ctx: click.Context) -> None:
-    """Validate config.toml, the templates, the extractors and the rules without starting anything."""
+    """Validate config.toml, the templates, the canned answers, the extractors and the rules
+    without starting anything."""
     config = _config(ctx)
     from mailbridge.app import load_extractor_set
     from mailbridge.errors import ConfigError
     from mailbridge.outbound.render import Renderer
-    from mailbridge.outbound.verify import template_problems
+    from mailbridge.outbound.verify import response_problems, template_problems
 
     renderer = Renderer(config.template_dirs)
     errors = template_problems(config, renderer)
     if errors:
         _fail("templates have errors:\n" + "\n".join(errors))
+    problems = response_problems(config)
+    if problems:
+        _fail("responses (#reply NAME) have errors:\n" + "\n".join(problems))
     try:
         extractors = load_extractor_set(config)
     except ConfigError as exc:
@@ -611,6 +615,7 @@ def _register_subcommands() -> None:
     from mailbridge.cli_import import import_group
     from mailbridge.cli_kb import kb_group
     from mailbridge.cli_report import report_group
+    from mailbridge.cli_responses import responses_group
     from mailbridge.cli_secret import secret_group
     from mailbridge.cli_setup import config_init, mta_group
     from mailbridge.cli_sla import sla_group
@@ -619,6 +624,7 @@ def _register_subcommands() -> None:
     main.add_command(tickets)
     main.add_command(import_group)
     main.add_command(kb_group)
+    main.add_command(responses_group)
     main.add_command(sla_group)
     main.add_command(secret_group)
     main.add_command(report_group)

@@ -20,6 +20,7 @@ from mailbridge.paths import shipped
 # The folders an admin's own files live in, each with a short note of what goes there.
 _ADMIN_FOLDERS = {
     "templates/local": None,  # the shipped templates/local/README.md is copied
+    "responses/local": None,  # the shipped responses/local/README.md is copied
     "rules": "Your own routing and auto-response rules: `*.local.toml` files. They are read after the\n"
     "shipped rules; a rule with a shipped rule's id replaces it. See docs/rules.md and\n"
     "`mailbridge rules check`.\n",
@@ -66,7 +67,7 @@ def config_init(directory: Path, var_dir: str | None, force: bool) -> None:
         readme = folder / "README.md"
         if note != "" and not readme.exists():
             if note is None:
-                shipped_readme = shipped("templates") / "local" / "README.md"
+                shipped_readme = shipped(name) / "README.md"
                 note = shipped_readme.read_text(encoding="utf-8") if shipped_readme.is_file() else ""
             readme.write_text(note, encoding="utf-8")
         click.echo(f"made {folder}/")

@@ -49,6 +49,9 @@ class DaemonSettings(_Strict):
     # The admin's templates: <templates_dir>/local/ (and <templates_dir> itself) override
     # the shipped ones (package data, mailbridge/packaged.py) file by file.
     templates_dir: str = "templates"
+    # The admin's canned answers (#reply NAME): <responses_dir>/local/ and <responses_dir>
+    # come before the shipped responses/, file by file, as for templates.
+    responses_dir: str = "responses"
     workers: Annotated[int, Field(ge=1, le=32)] = 1
     drain_seconds: Annotated[float, Field(gt=0)] = 20.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -1058,6 +1061,12 @@ class Config(_Strict):
         """Template search order, first wins: the admin's local/, the admin's folder, shipped."""
         own = self.resolve_path(self.daemon.templates_dir)
         return _unique([own / "local", own, shipped("templates")])
+
+    @property
+    def responses_dirs(self) -> list[Path]:
+        """Canned answers' search order, first wins: the admin's local/, the admin's folder, shipped."""
+        own = self.resolve_path(self.daemon.responses_dir)
+        return _unique([own / "local", own, shipped("responses")])
 
 
 def _unique(paths: list[Path]) -> list[Path]:

@@ -56,12 +56,15 @@ def preflight(app: App) -> None:
     """Everything that would make a child fail at once, reported before any starts."""
     config = app.config
     from mailbridge.outbound.render import Renderer
-    from mailbridge.outbound.verify import template_problems
+    from mailbridge.outbound.verify import response_problems, template_problems
 
     renderer = Renderer(config.template_dirs)
     errors = template_problems(config, renderer)
     if errors:
         raise ConfigError("templates have errors:\n" + "\n".join(errors))
+    # A broken canned answer stops only the agent's mail that uses it (a command error): said, not fatal.
+    for problem in response_problems(config):
+        log.error("response for #reply NAME has an error (agents using it get a command error): %s", problem)
     _ = app.extractors  # parsers/*.toml: ExtractorError names every file:line at fault
     _ = app.rules  # rules/*.toml: RuleError names every file:line at fault
     store = app.store

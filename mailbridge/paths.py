@@ -1,13 +1,13 @@
 """Where mailbridge finds its files: the config file, and the shipped defaults
-(templates, rules, extractors and the sample config).
+(templates, canned answers, rules, extractors and the sample config).
 
 Config search order (`find_config`): --config, $MAILBRIDGE_CONFIG, ./config.toml,
 /etc/mailbridge/config.toml.
 
 Shipped defaults sit under config.py: the admin's config directory holds only what they changed
-(`config.toml`, `templates/local/`, `rules/*.local.toml`, `parsers/*.local.toml`,
+(`config.toml`, `templates/local/`, `responses/local/`, `rules/*.local.toml`, `parsers/*.local.toml`,
 knowledge articles); everything else comes from here. The repository's top-level
-`templates/`, `rules/`, `parsers/` and `config.toml` are the source: the wheel carries a
+`templates/`, `responses/`, `rules/`, `parsers/` and `config.toml` are the source: the wheel carries a
 copy of them as package data in `mailbridge/_shipped/` (setup.py's build step makes it),
 and a checkout (an editable install, the tests) reads the top-level folders themselves.
 `MAILBRIDGE_SHIPPED_DIR` points elsewhere, for a distribution that keeps data files
@@ -27,7 +27,7 @@ SYSTEM_CONFIG = Path("/etc/mailbridge/config.toml")
 CONFIG_ENV = "MAILBRIDGE_CONFIG"
 SHIPPED_ENV = "MAILBRIDGE_SHIPPED_DIR"
 # What the build copies into the wheel, by the name it has at the repository's top level.
-SHIPPED_ITEMS = ("templates", "rules", "parsers", "config.toml")
+SHIPPED_ITEMS = ("templates", "responses", "rules", "parsers", "config.toml")
 _PACKAGE = Path(__file__).resolve().parent
 
 
@@ -53,7 +53,7 @@ def find_config(explicit: Path | str | None = None) -> Path:
 
 @cache
 def shipped_dir() -> Path:
-    """The folder holding templates/, rules/, parsers/ and config.toml as shipped."""
+    """The folder holding templates/, responses/, rules/, parsers/ and config.toml as shipped."""
     override = os.environ.get(SHIPPED_ENV)
     if override:
         return Path(override)

@@ -53,8 +53,9 @@ def test_config_init_writes_a_config_that_checks_and_never_overwrites(tmp_path):
     text = (site / "config.toml").read_text()
     assert f'var_dir = "{tmp_path / "state"}"' in text
     assert text.replace(f'var_dir = "{tmp_path / "state"}"', 'var_dir = "var"') == (REPO / "config.toml").read_text()
-    for folder in ("templates/local", "rules", "parsers", "knowledge"):
+    for folder in ("templates/local", "responses/local", "rules", "parsers", "knowledge"):
         assert (site / folder).is_dir()
+    assert "#reply NAME" in (site / "responses" / "local" / "README.md").read_text()
     assert not list((site / "knowledge").iterdir())  # every .md there would be an article
     assert run(tmp_path, "--config", str(site / "config.toml"), "config", "check").returncode == 0
     again = run(tmp_path, "config", "init", str(site))
@@ -79,6 +80,16 @@ def test_admin_files_beside_the_config_override_the_shipped_ones(tmp_path):
 
     rendered = Renderer(config.template_dirs).render("acknowledgement", SAMPLE_CONTEXT)
     assert rendered.subject == "Got it [MB-2026-000042]"
+    # Canned answers the same way: the admin's responses/local/ before the shipped ones.
+    assert config.responses_dirs == [
+        tmp_path / "responses" / "local",
+        tmp_path / "responses",
+        paths.shipped("responses"),
+    ]
+    (tmp_path / "responses" / "local" / "need-more-info.md").write_text("Ours, {{ requester.name }}.\n")
+    shown = run(tmp_path, "responses", "show", "need-more-info")
+    assert shown.returncode == 0 and "Ours, Alice Example." in shown.stdout, shown.stderr
+    assert "Guten Tag" in run(tmp_path, "responses", "show", "need-more-info", "--language", "de").stdout
 
 
 def test_a_missing_template_a_feature_needs_fails_the_check_and_the_start(tmp_path):

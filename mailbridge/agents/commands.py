@@ -102,7 +102,11 @@ _FORMS: dict[str, tuple[str, str]] = {
     "merge": ("#merge TICKET_REF", "merge this ticket into another, e.g. #merge MB-2026-000041"),
     "kb": ("#kb [TITLE]", "publish the resolution as a knowledge article"),
     "ack": ("#ack", "acknowledge the escalation (with #take and #assign: the text is internal)"),
-    "reply": ("#reply", "send the text to the requester even with #ack, #take, #assign or #unassign"),
+    "reply": (
+        "#reply [NAME|kb:SLUG]",
+        "send the text to the requester even with #ack, #take, #assign or #unassign; with NAME, "
+        "the stored answer responses/NAME.md below your text (kb:SLUG: a knowledge article)",
+    ),
     "public": ("#public", "the same as #reply"),
     "cc": ("#cc add|remove ADDRESS", "copy someone on the answers to the requester, or stop copying them"),
     "requester": ("#requester ADDRESS", "make that one address the requester (the old one is no longer mailed)"),
@@ -504,6 +508,24 @@ def _address(written: str) -> str:
     return address.lower()
 
 
+# A canned answer's name (responses/NAME.md) or a knowledge article's slug (its path in
+# the folder, sub-folders allowed); the agents' desk checks that it exists.
+_RESPONSE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}|kb:[a-z0-9][a-z0-9._-]*(?:/[a-z0-9][a-z0-9._-]*)*")
+MAX_RESPONSE = 200
+
+
+def _parse_reply(rest: str) -> tuple[str, ...]:
+    """``#reply`` alone (the text is for the requester), or ``#reply NAME`` / ``#reply kb:SLUG``."""
+    if not rest:
+        return ()
+    value = _one_token(rest, "response name").lower()
+    if len(value) > MAX_RESPONSE or not _RESPONSE.fullmatch(value) or ".." in value:
+        raise _Invalid(
+            f"{_quote(value)} is not a response name (letters, digits, '-', '_') or kb: and an article's name"
+        )
+    return (value,)
+
+
 def _parse_cc(rest: str) -> tuple[str, ...]:
     words = rest.split(None, 1)
     if not words or words[0].lower() not in ("add", "remove"):
@@ -546,7 +568,7 @@ _PARSERS: dict[str, _Parser] = {
     "merge": _parse_merge,
     "kb": _parse_kb,
     "ack": _no_args,
-    "reply": _no_args,
+    "reply": _parse_reply,
     "public": _no_args,
     "cc": _parse_cc,
     "requester": _parse_requester,

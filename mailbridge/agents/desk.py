@@ -46,6 +46,7 @@ from sqlalchemy import Connection, func, select, update
 from mailbridge.agents import briefing, contact_merge
 from mailbridge.agents.answer import answer_body, answer_text
 from mailbridge.agents.auth import AuthVerdict, authenticate
+from mailbridge.agents.canned import Canned, CannedAnswers
 from mailbridge.agents.commands import (
     HELP,
     INTERNAL_BY_DEFAULT,
@@ -152,6 +153,7 @@ class AgentDesk:
         self._own = {a.lower() for a in config.support.addresses}
         self._support_domains = {d.lower() for d in config.support.domains}
         self._explanations = ExplanationLimit(config)
+        self._canned = CannedAnswers(config, refs)
 
     # --- who is writing -------------------------------------------------------------
 
@@ -211,6 +213,12 @@ class AgentDesk:
             self._tell_agent(conn, ticket, msg, agent, pending, "agent-refused", {"reason": why})
             return "agent-refused"
         errors = list(parsed.errors) + self._check(conn, ticket, parsed, msg.now)
+        canned = Canned()
+        if not errors:  # #reply NAME (canned.py): rendered now, so a broken one stops the mail
+            answered = _answered_ticket(conn, ticket, parsed.commands)
+            # language: wired to tickets.language when that column lands
+            canned = self._canned.prepare(answered, parsed.commands, agent, language=None)
+            errors = canned.errors
         if errors:
             message_pk = self._store(conn, ticket_id, msg, agent, internal=True)
             listed = [{"line": e.line, "text": e.text, "message": e.message} for e in errors]
@@ -219,7 +227,8 @@ class AgentDesk:
             self._tell_agent(conn, ticket, msg, agent, pending, "agent-command-error", {"errors": listed})
             return "agent-error"
         internal = _internal_reason(parsed.commands)
-        answer = bool(parsed.body.strip()) and internal is None
+        text = canned.below(parsed.body)
+        answer = bool(text.strip()) and internal is None
         message_pk = self._store(conn, ticket_id, msg, agent, internal=not answer, direction="out" if answer else "in")
         extra = {"message": message_pk, "via": "mail", "authenticated": verdict.how}
         resolved = self.execute(conn, ticket, parsed.commands, agent.id, msg.now, pending, extra, body=parsed.body)
@@ -237,7 +246,8 @@ class AgentDesk:
         elif answer:
             # Resolved by this very answer: one mail, the notice and the survey appended.
             closing = resolved and int(ticket.id) == ticket_id
-            sent = self._relay(conn, ticket, parsed.body, msg, agent, pending, extra, message_pk, closing=closing)
+            record = {**extra, **canned.record}
+            sent = self._relay(conn, ticket, text, msg, agent, pending, record, message_pk, closing=closing)
             resolved = resolved and not sent
         lifecycle.touch(conn, ticket_id, msg.now, pending)
         if resolved:
@@ -302,6 +312,8 @@ class AgentDesk:
                 )
             elif command.name == "untag":
                 problem = _untag_problem(conn, ticket, command.args)
+            elif command.name == "reply" and command.args and ticket is _NEW_TICKET:
+                problem = "#fwd opens the ticket; send a stored answer by replying to its notification"
             elif command.name == "unassign" and ticket is _NEW_TICKET:
                 problem = "#fwd opens a ticket assigned to you or by the rules; #unassign it in a reply afterwards"
             if problem:

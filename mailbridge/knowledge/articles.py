@@ -28,7 +28,7 @@ import yaml
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-__all__ = ["MAX_ARTICLE_BYTES", "Article", "ArticleProblem", "read_articles"]
+__all__ = ["MAX_ARTICLE_BYTES", "SUFFIXES", "Article", "ArticleProblem", "Refused", "read_article", "read_articles"]
 
 MAX_ARTICLE_BYTES = 1_000_000
 SUFFIXES = (".md", ".markdown")
@@ -74,12 +74,14 @@ def read_articles(folder: Path, base_url: str = "") -> tuple[list[Article], list
             continue
         try:
             articles.append(read_article(file, relative.as_posix(), base_url))
-        except _Refused as exc:
+        except Refused as exc:
             problems.append(ArticleProblem(file, exc.line, str(exc)))
     return articles, problems
 
 
-class _Refused(Exception):
+class Refused(Exception):
+    """An article file that cannot be read as one; ``line`` when known."""
+
     def __init__(self, message: str, line: int | None = None) -> None:
         super().__init__(message)
         self.line = line
@@ -88,12 +90,12 @@ class _Refused(Exception):
 def read_article(file: Path, path: str, base_url: str = "") -> Article:
     raw = file.read_bytes()
     if len(raw) > MAX_ARTICLE_BYTES:
-        raise _Refused(f"is {len(raw):,} bytes; an article may have at most {MAX_ARTICLE_BYTES:,}")
+        raise Refused(f"is {len(raw):,} bytes; an article may have at most {MAX_ARTICLE_BYTES:,}")
     try:
         source = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise _Refused("is not UTF-8; save it as UTF-8", line) from None
+        raise Refused("is not UTF-8; save it as UTF-8", line) from None
     try:
         post = frontmatter.loads(source)
     except yaml.YAMLError as exc:
@@ -102,14 +104,14 @@ def read_article(file: Path, path: str, base_url: str = "") -> Article:
         # YAML often notices a problem only at the end of the block: say its last line.
         line = min(mark.line + 2, _front_matter_end(source)) if mark is not None else 1
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise _Refused(f"front matter is not valid YAML: {problem}", line) from None
+        raise Refused(f"front matter is not valid YAML: {problem}", line) from None
     meta: dict[str, Any] = dict(post.metadata) if isinstance(post.metadata, dict) else {}
     tokens = _MARKDOWN.parse(post.content)
     title = _text_key(meta, "title") or _first_heading(tokens) or _title_from_name(path)
     summary = _text_key(meta, "summary") or _text_key(meta, "description") or _first_paragraph(tokens)
     url = _text_key(meta, "url")
     if url and not url.startswith(("https://", "http://")):
-        raise _Refused(f"url: {url!r} is not an http(s) address")
+        raise Refused(f"url: {url!r} is not an http(s) address")
     if not url and base_url:
         url = base_url.rstrip("/") + "/" + quote(str(PurePosixPath(path).with_suffix("")))
     digest = hashlib.sha256(raw + b"\0" + base_url.encode()).hexdigest()
@@ -139,14 +141,14 @@ def _text_key(meta: dict[str, Any], key: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str | int | float) or isinstance(value, bool):
-        raise _Refused(f"{key}: must be text, e.g. {key}: ...")
+        raise Refused(f"{key}: must be text, e.g. {key}: ...")
     return " ".join(str(value).split())
 
 
 def _flag(meta: dict[str, Any], key: str, default: bool) -> bool:
     value = meta.get(key, default)
     if not isinstance(value, bool):
-        raise _Refused(f"{key}: must be true or false, not {value!r}")
+        raise Refused(f"{key}: must be true or false, not {value!r}")
     return value
 
 
@@ -155,7 +157,7 @@ def _keywords(value: Any) -> tuple[str, ...]:
         return ()
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
-        raise _Refused("keywords: must be a list of words, e.g. keywords: [vpn, tunnel], or 'vpn, tunnel'")
+        raise Refused("keywords: must be a list of words, e.g. keywords: [vpn, tunnel], or 'vpn, tunnel'")
     return tuple(dict.fromkeys(" ".join(item.split()) for item in items if item.strip()))
 
 

@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CONTEXTS", "RESPONSE", "TemplateContext", "context_for", "render_doc", "samples"]
+__all__ = ["CANNED", "CONTEXTS", "RESPONSE", "TemplateContext", "context_for", "render_doc", "samples"]
 
 
 @dataclass(frozen=True)
@@ -422,6 +422,27 @@ CONTEXTS: dict[str, TemplateContext] = {
 }
 
 
+# Not a mail template: the context of a canned answer (responses/NAME.md, outbound/responses.py),
+# rendered into an agent's answer by #reply NAME, and by `mailbridge responses show`.
+CANNED = TemplateContext(
+    sent="inside an agent's answer when they write `#reply NAME` (below their own text, above our signature)",
+    variables=(
+        *_TICKET_SHORT_VARS,
+        *_REQUESTER_VARS,
+        ("agent.name", "the name of the agent who answers"),
+        ("agent.id", "their id, e.g. alice"),
+        *_SUPPORT_VARS,
+    ),
+    sample={
+        "ticket": {**_TICKET_SHORT, "status": "open"},
+        **_REQUESTER,
+        "agent": {"name": "Bob Agent", "id": "bob"},
+        **_SUPPORT,
+    },
+    variants=({"requester.name": ""},),
+)
+
+
 def context_for(name: str) -> TemplateContext:
     """The context template ``name`` is rendered with (a rule's own templates: RESPONSE)."""
     return CONTEXTS.get(name, RESPONSE)
@@ -506,6 +527,25 @@ def render_doc() -> str:
             for label, _data in list(samples(ctx))[1:]:
                 lines.append(f"- {label.replace('|', '/')}")
         lines.append("")
+    lines += [
+        "## Canned answers: `responses/NAME.md`",
+        "",
+        "Not mail templates but pieces of an answer: an agent's `#reply NAME` puts the text of",
+        "`responses/NAME.md` below their own words (see docs/agents.md). Looked up first in the",
+        "ticket's language folder, `local/` first: `responses/local/LANG/NAME.md`,",
+        "`responses/LANG/NAME.md`, `responses/local/NAME.md`, `responses/NAME.md`. Checked like the",
+        "templates (every file rendered against this sample at `config check`); an agent whose",
+        "response fails on real data gets a command error naming the file and line, and the",
+        "requester gets nothing.",
+        "",
+        f"Sent {CANNED.sent}.",
+        "",
+        "| variable | what it is | example |",
+        "|---|---|---|",
+    ]
+    for var, doc in CANNED.variables:
+        lines.append(f"| `{var}` | {doc.replace('|', '/')} | {_example(CANNED.sample, var)} |")
+    lines += ["", "Also checked with:", *(f"- {label}" for label, _data in list(samples(CANNED))[1:]), ""]
     return "\n".join(lines)
 
 

@@ -4,7 +4,8 @@ Where this sits in the flow: the pipeline decides *which* mail to send (e.g.
 ``acknowledgement``) and builds a context of plain data; :class:`Renderer`
 turns that into a :class:`RenderedMail`, which
 :func:`mailbridge.outbound.compose.compose` then wraps into a message.  This is
-the only module that imports Jinja.
+the only module that imports Jinja for mail templates (outbound/responses.py does for
+the canned answers agents send with #reply NAME).
 
 A mail template ``NAME`` is three files looked up in the template directories,
 first directory wins (so ``templates/local`` overrides the shipped

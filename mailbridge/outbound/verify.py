@@ -8,16 +8,22 @@ configured feature needs is there (outbound/needed.py), and every template rende
 against each sample of its documented context (outbound/contexts.py) with undefined
 names as errors (the Renderer's environment uses StrictUndefined).  All or nothing: one
 problem and the whole set is refused (App.reload_templates keeps the set in use).
+
+The canned answers (responses/NAME.md, outbound/responses.py) are checked the same way
+(`response_problems`) at `config check` and when the daemon starts, but they are not
+part of the template set: they are read when an agent uses one, and a broken one is a
+command error for that agent, not a reason to keep old templates.
 """
 
 from __future__ import annotations
 
 from mailbridge.config import Config
-from mailbridge.outbound.contexts import context_for, samples
+from mailbridge.outbound.contexts import CANNED, context_for, samples
 from mailbridge.outbound.needed import needed_template_problems
 from mailbridge.outbound.render import Renderer, TemplateError
+from mailbridge.outbound.responses import Responses
 
-__all__ = ["render_problems", "template_problems"]
+__all__ = ["render_problems", "response_problems", "template_problems"]
 
 
 def render_problems(renderer: Renderer) -> list[str]:
@@ -48,3 +54,9 @@ def template_problems(config: Config, renderer: Renderer) -> list[str]:
     except TemplateError as exc:
         return [str(exc)]
     return needed_template_problems(config, renderer) + render_problems(renderer)
+
+
+def response_problems(config: Config) -> list[str]:
+    """Every canned answer compiled and rendered against the CANNED samples: one
+    ``file:line: message`` per broken file (shadowed ones included)."""
+    return Responses(config.responses_dirs).check(list(samples(CANNED)))

@@ -21,6 +21,9 @@ def test_wheel_carries_the_shipped_defaults_and_the_license(installed: Installed
     names = set(zipfile.ZipFile(installed.wheel).namelist())
     for shipped in REPO.glob("templates/*.*"):
         assert f"mailbridge/_shipped/templates/{shipped.name}" in names
+    for shipped in REPO.glob("responses/**/*.md"):
+        if "local" not in shipped.relative_to(REPO / "responses").parts[:-1] or shipped.name == "README.md":
+            assert f"mailbridge/_shipped/{shipped.relative_to(REPO).as_posix()}" in names
     for folder in ("rules", "parsers"):
         for shipped in (REPO / folder).glob("*.toml"):
             if not shipped.name.endswith(".local.toml"):
