@@ -63,6 +63,7 @@ from mailbridge.outbound.compose import ComposeError, OutgoingAttachment
 from mailbridge.outbound.outbox import Outbox
 from mailbridge.outbound.render import TemplateError
 from mailbridge.parsing.analysis import Analysis
+from mailbridge.parsing.language import describe as describe_language
 from mailbridge.parsing.mime import Address, Attachment, ParsedMail
 from mailbridge.parsing.robots import is_robot_address
 from mailbridge.people import Agent, People
@@ -74,6 +75,7 @@ from mailbridge.sla import waiting
 from mailbridge.sla.sweep import start_clocks
 from mailbridge.store.tables import messages, participants, tickets, undeliverable
 from mailbridge.tickets import changes, conversation, lifecycle, survey
+from mailbridge.tickets import language as ticket_language
 from mailbridge.tickets.correlate import Correlation
 from mailbridge.tickets.refs import ReferenceFormat
 
@@ -98,6 +100,7 @@ _TICKET = select(
     tickets.c.incident_key,
     tickets.c.merged_into,
     tickets.c.flood,
+    tickets.c.language,
 )
 _SLUG = re.compile(r"[^a-z0-9]+")
 
@@ -583,7 +586,7 @@ class AgentDesk:
             "support": {"name": self._config.support.name, "address": self._config.support.address},
         }
         try:
-            footer = self._outbox.render("resolved-answer", context).text
+            footer = self._outbox.render("resolved-answer", context, ticket.language).text
         except TemplateError as exc:
             log.error("answer on %s goes without the resolved notice: %s", ticket.reference, exc)
             return plain, None, ""
@@ -694,6 +697,9 @@ class AgentDesk:
                 "category": ticket.category,
                 "queue": ticket.queue,
                 "assignee": ticket.assignee,
+                # The customer's language: what the agent answers in.
+                "language": ticket.language,
+                "language_shown": describe_language(ticket.language),
             },
             "requester": {"name": ticket.requester_name or "", "address": ticket.requester},
             "text": text[:20000],
@@ -863,6 +869,7 @@ class AgentDesk:
                 references=references,
                 now=now,
                 auto_submitted=auto_submitted,
+                language=ticket.language,
             )
         except (ComposeError, TemplateError) as exc:
             log.error("no %s notice for %s: %s", template, ticket.reference, exc)
@@ -1037,6 +1044,7 @@ class AgentDesk:
                 in_reply_to=message_id,
                 references=[message_id] if message_id else [],
                 now=msg.now,
+                language=ticket_language.language_of(conn, ticket_id),
             )
         except (ComposeError, TemplateError) as exc:
             log.error("no acknowledgement for %s: %s", reference, exc)

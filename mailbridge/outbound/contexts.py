@@ -174,6 +174,8 @@ CONTEXTS: dict[str, TemplateContext] = {
             ("ticket.category", "its category, or none"),
             ("ticket.queue", "its team queue, or none"),
             ("ticket.assignee", "its agent, or none"),
+            ("ticket.language", "the customer's language (ISO 639-1, e.g. de), or none when unknown"),
+            ("ticket.language_shown", 'the language for people: "de (German)", or "unknown"'),
             *_REQUESTER_VARS,
             ("text", "the requester's new text (or the handover note), at most 20000 characters"),
             ("text_label", 'what the text is: "<author.shown> (<author.role>) wrote", or "handover"'),
@@ -204,6 +206,8 @@ CONTEXTS: dict[str, TemplateContext] = {
                 "category": "hardware",
                 "queue": "it",
                 "assignee": "bob",
+                "language": "de",
+                "language_shown": "de (German)",
             },
             **_REQUESTER,
             "text": "The printer on floor 2 is smoking.",
@@ -223,7 +227,13 @@ CONTEXTS: dict[str, TemplateContext] = {
         },
         variants=(
             {"event": "reply", "attachments": [], "attached": 0},
-            {"event": "reopened", "ticket.assignee": None, "ticket.priority": None},
+            {
+                "event": "reopened",
+                "ticket.assignee": None,
+                "ticket.priority": None,
+                "ticket.language": None,
+                "ticket.language_shown": "unknown",
+            },
             {"event": "unverified", "ticket.severity": None, "ticket.category": None, "requester.name": ""},
             {"event": "forwarded", "ticket.queue": None},
             {

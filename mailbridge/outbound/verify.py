@@ -5,7 +5,8 @@ Where this sits in the flow: beside outbound/render.py, before any mail is rende
 set of templates is good when every file compiles, every mail has its text part, no
 HTML part is overridden without its text (render.Renderer.check), every template a
 configured feature needs is there (outbound/needed.py), and every template renders
-against each sample of its documented context (outbound/contexts.py) with undefined
+against each sample of its documented context (outbound/contexts.py), in every language
+that has a folder (templates/<lang>/), with undefined
 names as errors (the Renderer's environment uses StrictUndefined).  All or nothing: one
 problem and the whole set is refused (App.reload_templates keeps the set in use).
 """
@@ -24,16 +25,19 @@ def render_problems(renderer: Renderer) -> list[str]:
     """Render every mail template there is against its sample contexts; one
     ``file:line: message`` line per template that fails (the first sample it fails on)."""
     problems = []
-    for name in sorted(renderer.names()):
-        for label, data in samples(context_for(name)):
-            try:
-                renderer.render(name, data)
-            except TemplateError as exc:
-                problems.append(
-                    f"{exc}; checked with the {label} of {name!r}'s context "
-                    f"(its variables are listed in docs/templates.md)"
-                )
-                break
+    for language in [None, *renderer.languages()]:  # every translation is checked as its mail
+        for name in sorted(renderer.names()):
+            for label, data in samples(context_for(name)):
+                try:
+                    renderer.render(name, data, language)
+                except TemplateError as exc:
+                    problem = (
+                        f"{exc}; checked with the {label} of {name!r}'s context "
+                        f"(its variables are listed in docs/templates.md)"
+                    )
+                    if problem not in problems:  # a language without that file renders the same one
+                        problems.append(problem)
+                    break
     return problems
 
 
