@@ -424,6 +424,9 @@ class AgentDesk:
             elif command.name == "requester":
                 address = command.args[0]
                 changes.set_requester(conn, answered_id, address, actor=actor, now=now, pending=pending, extra=data)
+            elif command.name == "language":
+                code = None if command.args[0] == "none" else command.args[0]
+                ticket_language.set_language(conn, ticket_id, code, actor=actor, now=now, pending=pending, extra=data)
             elif command.name == "ack":
                 pending.events.append(lifecycle.event_row(ticket_id, now, "escalation_acknowledged", actor, data))
                 sla_clocks.acked(conn, ticket_id, now)

@@ -452,6 +452,37 @@ def _example(sample: Mapping[str, Any], dotted: str) -> str:
     return f"`{text}`" if text else '`""`'
 
 
+# The section of docs/templates.md on languages (outbound/render.py, parsing/language.py).
+LANGUAGE_DOC = (
+    "## The customer's language",
+    "",
+    "A ticket has a language (`tickets.language`, ISO 639-1 such as `de`): detected from the",
+    "new text of its first mail (quoted history and signatures left out; py3langid over 19",
+    "languages, answering only when sure, so a short or mixed mail gets none), changed by an",
+    "agent's `#language de` (or `#language none`) and `mailbridge tickets set --language de`,",
+    "both recorded in the history. No language means the templates below as they are.",
+    "",
+    "Every mail to the customer is looked up in the ticket's language first. For `de`, the",
+    "search order is `templates/local/de/`, `templates/de/` (the admin's folder, then the",
+    "shipped one), then `templates/local/` and `templates/` as usual; the first place that has",
+    "a file wins, file by file. The text/HTML rule above holds along that longer list: German",
+    "text from `de/` with only the English `NAME.html` further down gets an HTML part made from",
+    "the German text; a `de/NAME.html` without a `de/NAME.txt` (or a local one) is refused. A",
+    "language folder may translate only some mails; the rest go out in English. A file in a",
+    "language folder must belong to a mail that exists outside the language folders.",
+    "",
+    "In the customer's language: `acknowledgement`, the templates a rule responds with",
+    "(`received-outside-business-hours`, `suggested-articles`, ...), `resolved`,",
+    "`resolved-answer`, `reopened`, `survey`, `auto-closed`, `pending-reminder`,",
+    "`pending-resolved` and `participants-added`. In the desk's language (English): what goes",
+    "to agents and teams (`agent-notification`, which states the ticket's language as",
+    "`ticket.language_shown`, `agent-command-error`, `agent-refused`, `sla-notice`) and a",
+    "rule's `notification`. `config check` renders every template in every language that has",
+    "a folder, against the same sample contexts.",
+    "",
+)
+
+
 def render_doc() -> str:
     """docs/templates.md, generated from CONTEXTS (see the module docstring)."""
     lines = [
@@ -492,6 +523,7 @@ def render_doc() -> str:
         "only `NAME.html` is refused by `config check`: the plain-text part (which some clients,",
         "filters and the reply parser read) would keep the shipped wording; copy `NAME.txt` too.",
         "",
+        *LANGUAGE_DOC,
         "Values are plain data: the customer's subject and text are never compiled as templates.",
         "`.html` templates escape every value; `.txt` and subjects do not.",
         "",

@@ -20,6 +20,7 @@ and capped: only the first :data:`MAX_CHARS` characters are read.  Pure, never r
 
 from __future__ import annotations
 
+import difflib
 import re
 import threading
 import unicodedata
@@ -33,7 +34,8 @@ __all__ = [
     "NAMES",
     "describe",
     "detect_language",
-    "normalise_code",
+    "language_code",
+    "suggest_code",
 ]
 
 # The languages the detector may answer (ISO 639-1).  A mail in any other language gets no
@@ -114,9 +116,14 @@ def detect_language(text: str) -> str | None:
     return str(language)
 
 
-def normalise_code(value: str) -> str | None:
-    """The language code an agent or admin typed, lowercased, if it is a known one."""
-    code = value.strip().lower().replace("_", "-").split("-")[0]
+def language_code(value: str) -> str | None:
+    """The language code an agent or admin typed ("de", "DE", "de-AT", "de_CH", or the
+    English name "German"), if it names a known language; None otherwise."""
+    written = value.strip().lower()
+    by_name = {name.lower(): code for code, name in NAMES.items()}
+    if written in by_name:
+        return by_name[written]
+    code = written.replace("_", "-").split("-")[0]
     if code == "nb":
         code = "no"
     return code if code in KNOWN_CODES else None
@@ -128,3 +135,12 @@ def describe(code: str | None) -> str:
         return "unknown"
     name = NAMES.get(code)
     return f"{code} ({name})" if name else code
+
+
+def suggest_code(written: str) -> str:
+    """ "; did you mean 'fr' or 'fi'?" for a mistyped code or name, or "".  Two-letter codes
+    are close to many others, so the bar is lower than for other names (one letter right)."""
+    choices = {**{code: code for code in KNOWN_CODES}, **{name.lower(): code for code, name in NAMES.items()}}
+    close = difflib.get_close_matches(written.strip().lower(), list(choices), n=4, cutoff=0.5)
+    codes = list(dict.fromkeys(choices[c] for c in close))[:3]
+    return f"; did you mean {' or '.join(repr(c) for c in codes)}?" if codes else ""

@@ -35,7 +35,7 @@ import re2
 from mailbridge.parsing.classify import KINDS
 from mailbridge.parsing.extractors import DEFAULT_BODY_LIMIT, PCRE_ONLY, re2_options, sanitize_value
 from mailbridge.parsing.incident import ENUMS
-from mailbridge.parsing.language import detect_language
+from mailbridge.parsing.language import KNOWN_CODES, detect_language
 from mailbridge.rules.model import ConditionTrace, Facts, OutgoingFacts
 
 __all__ = [
@@ -469,8 +469,9 @@ _SPECS = [
     ),
     FieldSpec(
         "language",
-        "text",
+        "enum",
         "the customer's language (ISO 639-1, e.g. de): the ticket's, or detected from a new ticket's first mail",
+        values=tuple(sorted(KNOWN_CODES)),
         incoming=_language,
         outgoing=_language,
     ),

@@ -18,11 +18,11 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from mailbridge.parsing.language import detect_language, normalise_code
+from mailbridge.parsing.language import detect_language, language_code
 from mailbridge.store.tables import tickets
 from mailbridge.tickets import lifecycle
 
-__all__ = ["first_language", "language_of", "normalise_code", "set_language", "with_language"]
+__all__ = ["first_language", "language_of", "language_code", "set_language", "with_language"]
 
 
 def first_language(reply_text: str, text: str) -> str | None:
@@ -54,7 +54,7 @@ def set_language(
     pending: lifecycle.Pending | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> bool:
-    """Set the ticket's language (a code normalise_code accepted, or None for none); True
+    """Set the ticket's language (a code language_code accepted, or None for none); True
     when it changed.  The history records who changed it from what to what."""
     old = conn.execute(select(tickets.c.language).where(tickets.c.id == ticket_id)).scalar_one()
     if old == code:
