@@ -7,7 +7,8 @@ notification states the language; an English Outlook reply quoting German histor
 English; a two-word mail has no language; an agent's `#language fr` and `mailbridge
 tickets set --language` change it (history records who, from, to) and the next mail to
 the customer (the survey) is French; an unknown code is a command error with a
-suggestion and changes nothing.
+suggestion and changes nothing; a customer's mail an agent forwards with #fwd gets the
+customer's language, not the agent's note's.
 
 The translations here are the test's own (templates it writes into its template folder),
 so this test does not depend on the shipped translations' wording."""
@@ -192,6 +193,27 @@ def test_the_customers_language_picks_their_templates_and_agents_can_change_it(d
     ]
     assert all(e["data"]["via"] == "cli" for e in changed[1:])
     assert _show(daemon, ref)["language"] is None
+
+    # 8. Alice forwards (Outlook, inline, her note in English) a Spanish customer's mail
+    #    with #fwd: the ticket has the customer's language, not the note's.
+    lucia = make_mail(
+        sender="Lucía Gómez <lucia@cliente.example>",
+        to="alice@staff.example",
+        subject="Impresora",
+        body="Hola,\nla impresora de la segunda planta no funciona desde ayer. ¿Podéis enviar a alguien?\n"
+        "Muchas gracias, Lucía\n",
+    )
+    forward = mua.forward(
+        "outlook",
+        lucia,
+        sender="Alice Agent <alice@staff.example>",
+        to="support@help.example",
+        note="#fwd\n\nLucia called about this one as well this morning, please look at it today.",
+        headers={"Authentication-Results": _dkim()},
+    )
+    fwd = _write(daemon, sink, forward, "alice@staff.example")
+    assert (fwd["requester"], fwd["language"]) == ("lucia@cliente.example", "es")
+    assert _events(daemon, fwd["reference"], "created")[0]["data"]["language"] == "es"
 
 
 def _dkim() -> str:

@@ -535,8 +535,7 @@ def _parse_language(rest: str) -> tuple[str, ...]:
     code = language_code(written)
     if code is None:
         raise _Invalid(
-            f"{_quote(written)} is not a language code we know (ISO 639-1, e.g. de, fr, ja)"
-            + suggest_code(written)
+            f"{_quote(written)} is not a language code we know (ISO 639-1, e.g. de, fr, ja)" + suggest_code(written)
         )
     return (code,)
 

@@ -929,6 +929,7 @@ class AgentDesk:
         now = msg.now
         routed = route(customer_mail(found, msg.mail)) if route is not None else None
         columns = routed.columns if routed is not None else None
+        language = ticket_language.forwarded_language(found.text)
         ticket_id, reference = lifecycle.create_ticket(
             conn,
             refs=self._refs,
@@ -936,7 +937,7 @@ class AgentDesk:
             requester=found.sender,
             now=now,
             pending=pending,
-            incident=columns,
+            incident=ticket_language.with_language(columns, language),
         )
         # The ticket's first message is the customer's, as forwarded; kept with the
         # forward's raw mail (attachments included), authored by the agent.
@@ -949,6 +950,7 @@ class AgentDesk:
             "how": found.how,
             "message": message_pk,
             "authenticated": verdict.how,
+            **({"language": language} if language else {}),
         }
         pending.events.append(lifecycle.event_row(ticket_id, now, "created", agent.id, data))
         if routed is not None:

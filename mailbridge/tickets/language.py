@@ -2,6 +2,7 @@
 for every mail to the customer.
 
     worker, new ticket -> first_language(new text) -> tickets.language (in the "created" event)
+    agents/desk.py, #fwd -> forwarded_language(the customer's forwarded text) -> the same
     agents/desk.py (#language xx) --+
     cli_tickets.py (tickets set --language xx) --+--> set_language -> tickets + "field_changed" event
     outbound (mail to the requester) <- language_of(ticket)
@@ -19,16 +20,22 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 
 from mailbridge.parsing.language import detect_language, language_code
+from mailbridge.parsing.reply import extract_reply
 from mailbridge.store.tables import tickets
 from mailbridge.tickets import lifecycle
 
-__all__ = ["first_language", "language_of", "language_code", "set_language", "with_language"]
+__all__ = ["first_language", "forwarded_language", "language_of", "language_code", "set_language", "with_language"]
 
 
 def first_language(reply_text: str, text: str) -> str | None:
     """The language of a new ticket, from its first mail's new text (the whole text when
     reply extraction left nothing)."""
     return detect_language(reply_text or text)
+
+
+def forwarded_language(text: str) -> str | None:
+    """The language of a customer's mail an agent forwarded (#fwd): its new text only."""
+    return detect_language(extract_reply(text))
 
 
 def with_language(columns: Mapping[str, Any] | None, language: str | None) -> dict[str, Any] | None:
