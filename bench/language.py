@@ -72,8 +72,7 @@ def gated(classify: Callable[[str], tuple[str, float]], threshold: float) -> Det
 
     def detect(text: str) -> str | None:
         sample = lang._NOISE.sub(" ", text[: lang.MAX_CHARS])
-        letters, cjk = lang._letters(sample)
-        if letters < lang.MIN_LETTERS and cjk < lang.MIN_CJK:
+        if not lang._enough_letters(sample):
             return None
         code, confidence = classify(sample)
         return code if confidence >= threshold and code in lang.LANGUAGES else None
@@ -132,10 +131,11 @@ def detectors() -> dict[str, tuple[Detector, float]]:
     return found
 
 
-def score(rows: list[tuple[str, str, str]], detect: Detector) -> tuple[int, int, int, int, int, list[str]]:
+def score(rows: list[tuple[str, str, str]], detect: Detector) -> tuple[int, int, int, int, int, int, list[str]]:
     """(right on a language, language mails, right abstentions, no-language mails, mails given a
-    wrong language (None is not wrong, it means English templates), misses)."""
-    right = total = quiet = quiet_total = wrong = 0
+    wrong language, English mails given none (None means the English templates: the customer
+    still gets English), misses)."""
+    right = total = quiet = quiet_total = wrong = english_none = 0
     misses = []
     for name, label, text in rows:
         said = detect(text)
@@ -146,9 +146,10 @@ def score(rows: list[tuple[str, str, str]], detect: Detector) -> tuple[int, int,
             quiet_total += 1
             quiet += said is None
         wrong += said is not None and said != label
+        english_none += label == "en" and said is None
         if (said != label) if label in lang.LANGUAGES else (said is not None):
             misses.append(f"{name}: {label} -> {said}")
-    return right, total, quiet, quiet_total, wrong, misses
+    return right, total, quiet, quiet_total, wrong, english_none, misses
 
 
 def cost(rows: list[tuple[str, str, str]], detect: Detector, runs: int) -> float:
@@ -174,11 +175,11 @@ def main() -> int:
         counts[label] = counts.get(label, 0) + 1
     print(f"== {len(rows)} distinct new texts: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     for name, (detect, load) in detectors().items():
-        right, total, quiet, quiet_total, wrong, misses = score(rows, detect)
+        right, total, quiet, quiet_total, wrong, english_none, misses = score(rows, detect)
         per_mail = cost(rows, detect, args.runs)
         print(
             f"   {name:48} language right {right:3}/{total}  abstained right {quiet:2}/{quiet_total}"
-            f"  wrong language {wrong:2}"
+            f"  wrong language {wrong:2}  English as none {english_none:2}"
             f"  {per_mail * 1e3:6.3f} ms/mail  load {load:5.2f} s"
         )
         if args.misses:

@@ -90,22 +90,23 @@ def _get_identifier():  # type: ignore[no-untyped-def]
         return _identifier
 
 
-def _letters(text: str) -> tuple[int, int]:
-    """(letters, CJK characters) of ``text``."""
+def _enough_letters(text: str) -> bool:
+    """Whether ``text`` has enough letters to tell a language by (stops counting once it has)."""
     letters = cjk = 0
     for char in text:
         if char.isalpha():
             letters += 1
             if unicodedata.east_asian_width(char) == "W":
                 cjk += 1
-    return letters, cjk
+            if letters >= MIN_LETTERS or cjk >= MIN_CJK:
+                return True
+    return False
 
 
 def detect_language(text: str) -> str | None:
     """ISO 639-1 code of the language ``text`` is written in, or None when unsure."""
     sample = _NOISE.sub(" ", text[:MAX_CHARS])
-    letters, cjk = _letters(sample)
-    if letters < MIN_LETTERS and cjk < MIN_CJK:
+    if not _enough_letters(sample):
         return None
     try:
         language, confidence = _get_identifier().classify(sample)  # type: ignore[attr-defined]
