@@ -4,7 +4,7 @@ Where this sits in the flow: the pipeline decides *which* mail to send (e.g.
 ``acknowledgement``) and builds a context of plain data; :class:`Renderer`
 turns that into a :class:`RenderedMail`, which
 :func:`mailbridge.outbound.compose.compose` then wraps into a message.  This is
-the only module that imports Jinja.
+the only module that imports Jinja, with outbound/localdates.py (its date filters).
 
 A mail template ``NAME`` is three files looked up in the template directories,
 first directory wins (so ``templates/local`` overrides the shipped
@@ -35,6 +35,7 @@ from pathlib import Path
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
+from mailbridge.outbound import localdates
 from mailbridge.outbound.compose import sanitize_header_text
 
 __all__ = ["RenderedMail", "Renderer", "TemplateError"]
@@ -122,6 +123,7 @@ class Renderer:
             # anyway, as it only re-checks the file it loaded.
             auto_reload=False,
         )
+        localdates.install(self._env)  # {{ when | localdate }} in the reader's language
         self._mails: dict[str, _MailTemplates] = {}
 
     # -- rendering -----------------------------------------------------------
