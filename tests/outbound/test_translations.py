@@ -283,3 +283,13 @@ def test_a_broken_translation_or_an_admins_language_is_refused_by_the_template_c
     (templates / "local" / "it" / "survey.txt").write_text("Grazie\n")
     problems = template_problems(config, Renderer(config.template_dirs))
     assert len(problems) == 1 and problems[0].startswith("[it] ") and "survey.subject.txt" in problems[0]
+
+
+@pytest.mark.parametrize("language", sorted(LANGUAGES))
+def test_the_surveys_example_answer_is_read_as_a_score(language):
+    from mailbridge.tickets.survey import parse_score
+
+    data = next(iter(samples(context_for("survey"))))[1]
+    _, text, _ = _rendered(language, "survey", data)
+    [example] = [line.strip() for line in text.splitlines() if line.startswith("    9 - ")]
+    assert parse_score(example) == (9, example.removeprefix("9 - "))
