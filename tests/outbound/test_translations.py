@@ -135,17 +135,25 @@ def _english_sentences(text: str, values: list[str]) -> list[str]:
     return found
 
 
+def _untagged(html: str) -> str:
+    return re.sub(r"<[^>]*>", "", html)
+
+
 @pytest.mark.parametrize("language", sorted(LANGUAGES))
 @pytest.mark.parametrize("name", CUSTOMER_TEMPLATES)
 def test_no_english_sentence_is_left_in_a_translation(language, name):
     for label, data in samples(context_for(name)):
         _subject, text, html = _rendered(language, name, data)
-        _en_subject, en_text, _en_html = _rendered(None, name, data)
+        _en_subject, en_text, en_html = _rendered(None, name, data)
         values = _sample_values(data)
         sentences = _english_sentences(en_text, values)
         assert sentences or name == "resolved-answer", label  # the check itself looks at something
         lines = {line.strip() for line in text.splitlines()}
         assert not [s for s in sentences if s in lines], (language, name, label)
+        if html is not None and en_html is not None:
+            en_html_sentences = _english_sentences(_untagged(en_html), values + ["DOCTYPE", "charset"])
+            html_lines = {line.strip() for line in _untagged(html).splitlines()}
+            assert en_html_sentences and not [s for s in en_html_sentences if s in html_lines], (language, name, label)
         for phrase in ("Hello", "Kind regards", "Subject:", "thank you", "simply reply", "automatic"):
             assert phrase not in text and phrase not in (html or ""), (language, name, label, phrase)
 
