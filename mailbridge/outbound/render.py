@@ -4,7 +4,7 @@ Where this sits in the flow: the pipeline decides *which* mail to send (e.g.
 ``acknowledgement``) and builds a context of plain data; :class:`Renderer`
 turns that into a :class:`RenderedMail`, which
 :func:`mailbridge.outbound.compose.compose` then wraps into a message.  This is
-the only module that imports Jinja.
+the only module that imports Jinja, with outbound/localdates.py (its date filters).
 
 A mail template ``NAME`` is three files looked up in the template directories,
 first directory wins (so ``templates/local`` overrides the shipped
@@ -42,6 +42,7 @@ from pathlib import Path
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
+from mailbridge.outbound import localdates
 from mailbridge.outbound.compose import sanitize_header_text
 
 __all__ = ["RenderedMail", "Renderer", "TemplateError"]
@@ -131,6 +132,7 @@ class Renderer:
             # anyway, as it only re-checks the file it loaded.
             auto_reload=False,
         )
+        localdates.install(self._env)  # {{ when | localdate }} in the reader's language
         self._mails: dict[tuple[str, str | None], _MailTemplates] = {}
 
     # -- rendering -----------------------------------------------------------
@@ -144,6 +146,8 @@ class Renderer:
             mail = self._load(*key)
             self._mails[key] = mail  # Benign race: two threads may both load; same result.
         data = dict(context)
+        if language is not None and key[1] is not None:
+            data.setdefault("language", language)  # the date filters write in it (outbound/localdates.py)
         subject = self._render_one(name, mail.subject, data)
         text = self._render_one(name, mail.text, data)
         html = self._render_one(name, mail.html, data) if mail.html is not None else None
