@@ -8,7 +8,8 @@ part where the mail has one.
 German is judged twice: the English wording of the shipped template is absent, and the
 language detector (the one that chose German for the ticket) reads each part, quoted
 history cut, as German.  ``templates``: the test's own German templates in its template
-folder (the plumbing: every customer mail asks for the ticket's language)."""
+folder (the plumbing: every customer mail asks for the ticket's language), and the
+shipped templates/de/."""
 
 from __future__ import annotations
 
@@ -220,3 +221,12 @@ def test_a_german_requesters_whole_conversation_is_german(db_url, sink, start_da
     assert str(got["auto-resolve notice"]["Subject"]).startswith("Gelöst:")
     assert "Wie war unser Service?" in str(got["survey"]["Subject"])
     assert "bitte schicken Sie uns die Modellnummer" in _parts(got["answer"])["text"]
+
+
+def test_with_the_shipped_german_templates(db_url, sink, start_daemon, tmp_path):
+    """The same conversation with templates/de/ as shipped: every mail German in every part."""
+    desk = GermanDesk(start_daemon, sink, tmp_path, db_url, None)
+    got = conversation(desk)
+    for what, message in got.items():
+        assert_german(message, what)
+    assert "html" in _parts(got["acknowledgement"]), "the shipped de/acknowledgement.html"
