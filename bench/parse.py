@@ -11,7 +11,8 @@ real-world corpus in ../shared/corpus, in one process and the same run, it times
 
 and prints msg/s for each (CPU time, median of --runs), the ratio of the whole
 analysis to bare mail-parser (the issue asks for less than 2x) and the slowest single
-mail of the whole analysis (issue 18: none over 1 s). A third set, the test fixtures
+mail of the whole analysis (issue 18: none over 1 s), and the language detection a new
+ticket adds (``parsing.language.detect_language`` on each mail's new text). A third set, the test fixtures
 (tests/fixtures/**/*.eml: hostile, odd and huge mail built for the tests), shows the
 slowest mail only. Figures are printed, never asserted: record them in bench/RESULTS.md.
 
@@ -38,6 +39,7 @@ from bench.corpus import corpus_mails  # noqa: E402
 from bench.ingest import make_corpus  # noqa: E402
 from mailbridge.parsing.analysis import Analyser  # noqa: E402
 from mailbridge.parsing.extractors import load_extractors  # noqa: E402
+from mailbridge.parsing.language import detect_language  # noqa: E402
 from mailbridge.parsing.mime import ParseError, parse_message  # noqa: E402
 
 
@@ -62,6 +64,13 @@ def time_per_mail(raws: list[bytes], fn: Callable[[bytes], object], runs: int) -
         results.append((time.process_time() - start) / len(raws))
     worst = max(range(len(raws)), key=slowest.__getitem__)
     return statistics.median(results), failures, slowest[worst], worst
+
+
+def _reply_text(analyser: Analyser, raw: bytes) -> str:
+    try:
+        return analyser.analyse(raw, None).reply_text
+    except ParseError:
+        return ""
 
 
 def main() -> int:
@@ -96,6 +105,10 @@ def main() -> int:
         print(f"   bare mail-parser        {1 / bare:8.0f} msg/s  {bare * 1e3:6.3f} ms/mail  ({bare_fail} raised)")
         print(f"   parse_message           {1 / ours:8.0f} msg/s  {ours * 1e3:6.3f} ms/mail  ({ours_fail} refused)")
         print(f"   whole analysis          {1 / whole:8.0f} msg/s  {whole * 1e3:6.3f} ms/mail  ({whole_fail} refused)")
+        replies = [_reply_text(analyser, raw) for raw in raws]
+        detect_language("Guten Tag, das Modell wird vor der Messung geladen.")  # load once, not timed
+        detect, _, _, _ = time_per_mail(replies, detect_language, args.runs)  # type: ignore[arg-type]
+        print(f"   language detection      {1 / detect:8.0f} msg/s  {detect * 1e3:6.3f} ms/mail  (new text, capped)")
         print(f"   whole analysis / bare mail-parser: {whole / bare:.2f}x")
         print(f"   slowest mail (whole analysis) {worst * 1e3:7.1f} ms ({which}, {len(raws[index])} bytes)")
     return 0

@@ -4,7 +4,8 @@
                             [--search WORDS] [--since 2026-11-01|7d] [--limit N] [--json]
     mailbridge tickets show REF [--json]
     mailbridge tickets attachment REF N [-o FILE]
-    mailbridge tickets set REF --assign ID --status S [--until YYYY-MM-DD] --requester ADDR --untag T ...
+    mailbridge tickets set REF --assign ID --status S [--until YYYY-MM-DD] --requester ADDR --untag T
+        --language CODE ...
 
 Part of cli.py's command tree (registered there). The data comes from tickets/views.py;
 this module only lays it out: every customer-written string through terminal.py (taken
@@ -27,6 +28,7 @@ from rich.padding import Padding
 from rich.text import Text
 
 from mailbridge.errors import NotFound
+from mailbridge.parsing.language import describe as describe_language
 from mailbridge.terminal import Column, console, fitted_table, literal, styled
 
 _DURATION = re.compile(r"(\d+)\s*([mhdw])")
@@ -230,6 +232,8 @@ def tickets_show(ctx: click.Context, reference: str, as_json: bool) -> None:
         f"requester {_person(data['requester_name'], data['requester'])},"
         f" created {local_time(data['created_at'], zone)}, updated {local_time(data['updated_at'], zone)}"
     )
+    if data.get("language"):
+        line(f"language {describe_language(data['language'])}")
     if data["tags"]:
         line("tags: " + ", ".join(data["tags"]))
     classification = [f"{k} {data[k]}" for k in ("type", "category", "severity", "impact", "urgency") if data[k]]
@@ -343,6 +347,12 @@ def tickets_attachment(ctx: click.Context, reference: str, number: int, output: 
 )
 @click.option("--cc-add", "cc_add", multiple=True, metavar="ADDRESS", help="Copy this address on answers (repeat).")
 @click.option("--cc-remove", "cc_remove", multiple=True, metavar="ADDRESS", help="Stop copying it (repeat).")
+@click.option(
+    "--language",
+    default=None,
+    metavar="CODE",
+    help="The customer's language (ISO 639-1, e.g. de): their mail uses templates/<lang>/; none clears it.",
+)
 @click.option("--by", "actor", default="admin", show_default=True, help="Who did it, for the history.")
 @click.pass_context
 def tickets_set(
@@ -361,6 +371,7 @@ def tickets_set(
     requester: str | None,
     cc_add: tuple[str, ...],
     cc_remove: tuple[str, ...],
+    language: str | None,
     actor: str,
 ) -> None:
     """Change a ticket as an admin: what agents do with #commands by mail, with the same
@@ -410,6 +421,7 @@ def tickets_set(
     given += [("requester", "--requester", requester, requester)] if requester is not None else []
     given += [("cc", "--cc-add", a, f"add {a}") for a in cc_add]
     given += [("cc", "--cc-remove", a, f"remove {a}") for a in cc_remove]
+    given += [("language", "--language", language, language)] if language is not None else []
     for name, option, value, written in given:
         try:
             args = parse_argument(name, written)
@@ -419,7 +431,7 @@ def tickets_set(
     if not wanted:
         _fail(
             "nothing to change: give --status, --assign, --unassign, --priority, --severity, --category, --tag,"
-            " --untag, --merge-into, --requester, --cc-add or --cc-remove"
+            " --untag, --merge-into, --requester, --cc-add, --cc-remove or --language"
         )
     app = _app(ctx)
     desk = AgentDesk(app.config, app.people, app.outbox, app.refs)

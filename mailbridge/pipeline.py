@@ -52,6 +52,7 @@ from mailbridge.store.tables import participants as participants_table
 from mailbridge.store.transient import is_transient
 from mailbridge.testing import crash_point, poison
 from mailbridge.tickets import deliveries, fragments, incidents, lifecycle, participants, survey
+from mailbridge.tickets import language as ticket_language
 from mailbridge.tickets.correlate import Correlation, Correlator
 from mailbridge.tickets.dedupe import dedupe_key, legacy_dedupe_key
 from mailbridge.tickets.floods import FloodGuard, FloodVerdict
@@ -101,6 +102,7 @@ _TICKET_STATE = select(
     tickets.c.severity,
     tickets.c.tags,
     tickets.c.custom_fields,
+    tickets.c.language,
 ).where(tickets.c.id == bindparam("s_ticket"))
 # Before an acknowledgement: whether the address bounced permanently (the flood limits
 # are tickets/floods.py's).
@@ -952,6 +954,7 @@ class Pipeline:
         limit = self._config.tickets.max_participants
         cc, over = participants.cap(cc, limit)
         extraction = msg.analysis.extraction
+        language = ticket_language.first_language(msg.analysis.reply_text, mail.text)
         ticket_id, reference = lifecycle.create_ticket(
             conn,
             refs=self._refs,
@@ -961,7 +964,7 @@ class Pipeline:
             related_ticket_id=related,
             cc=cc,
             pending=pending,
-            incident=self._ticket_columns(msg, conn, now),
+            incident=ticket_language.with_language(self._ticket_columns(msg, conn, now), language),
         )
         message_pk = self._add_message(conn, ticket_id, msg)
         actor = requester.address or "unknown"
@@ -971,6 +974,8 @@ class Pipeline:
         if extraction is not None:
             created["extractor"] = extraction.extractor_id
             created["incident_key"] = extraction.dedupe_key
+        if language is not None:
+            created["language"] = language
         pending.events.append(lifecycle.event_row(ticket_id, now, "received", actor, received))
         if msg.historic:
             created["imported"] = True
@@ -999,7 +1004,9 @@ class Pipeline:
             start_clocks(conn, self._config, self._people, ticket_id, now, pending)
         else:
             pending.events.append(lifecycle.event_row(ticket_id, now, "not_tracked", "system", {"reason": untracked}))
-        self._acknowledge(conn, ticket_id, reference, requester, msg, pending, previous=previous, flood=flood)
+        self._acknowledge(
+            conn, ticket_id, reference, requester, msg, pending, previous=previous, flood=flood, language=language
+        )
         text = msg.analysis.reply_text or mail.text
         note = ""
         if starts:
@@ -1056,6 +1063,7 @@ class Pipeline:
         pending: lifecycle.Pending,
         previous: str | None = None,
         flood: FloodVerdict | None = None,
+        language: str | None = None,
     ) -> None:
         """Queue the acknowledgement (or the template a rule responds with), or record why none goes out.
         ``previous``: the closed ticket whose late reply opened this one; ``flood``: the
@@ -1082,7 +1090,7 @@ class Pipeline:
         template = respond or "acknowledgement"
         kind = "acknowledgement" if not respond else f"response:{respond}"[:32]
         message_id = self._send_response(
-            conn, ticket_id, reference, "new", requester, msg, pending, template, kind, previous=previous
+            conn, ticket_id, reference, "new", requester, msg, pending, template, kind, previous, language
         )
         if message_id is not None:
             data = {"to": requester.address, "message_id": message_id}
@@ -1115,9 +1123,11 @@ class Pipeline:
         template: str,
         kind: str,
         previous: str | None = None,
+        language: str | None = None,
     ) -> str | None:
-        """Queue ``template`` to ``to`` as an answer to this mail; its Message-ID, or None
-        (and the reason in the history) when it cannot be composed."""
+        """Queue ``template`` to ``to`` as an answer to this mail, in the ticket's
+        ``language``; its Message-ID, or None (and the reason in the history) when it cannot
+        be composed."""
         mail, now, decision = msg.analysis.mail, msg.now, msg.decision
         articles = self._suggest_articles(conn, ticket_id, msg, pending) if decision and decision.articles else []
         ticket_ctx = {
@@ -1148,6 +1158,7 @@ class Pipeline:
                 references=refs,
                 now=now,
                 ticket=facts,
+                language=language,
             )
         except (ComposeError, TemplateError) as exc:
             # The ticket matters more than its answer: keep it, say why none went out.
@@ -1193,7 +1204,7 @@ class Pipeline:
             return
         assert mail.from_ is not None
         message_id = self._send_response(
-            conn, ticket_id, row.reference, row.status, mail.from_, msg, pending, template, kind
+            conn, ticket_id, row.reference, row.status, mail.from_, msg, pending, template, kind, None, row.language
         )
         if message_id is not None:
             data = {"to": mail.from_.address, "message_id": message_id, "template": template, "rule": rule}

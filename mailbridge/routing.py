@@ -48,11 +48,18 @@ def load_rule_set(config: Config, people: People, renderer: Renderer) -> RuleSet
     )
     problems = []
     for name in sorted(rules.templates):
-        for label, data in samples(RESPONSE):
-            try:
-                renderer.render(name, data)
-            except TemplateError as exc:
-                problems.append(f"template {name!r} that a rule responds with does not render ({label}): {exc}")
+        for language in [None, *renderer.languages()]:  # a response goes out in the ticket's language
+            failed = False
+            for label, data in samples(RESPONSE):
+                try:
+                    renderer.render(name, data, language)
+                except TemplateError as exc:
+                    problem = f"template {name!r} that a rule responds with does not render ({label}): {exc}"
+                    if problem not in problems:
+                        problems.append(problem)
+                    failed = True
+                    break
+            if failed:
                 break
     if problems:
         raise ConfigError("\n".join(problems))
@@ -153,4 +160,5 @@ def _ticket_facts(row: Any) -> TicketFacts:
         severity=row.severity,
         tags=tuple(row.tags or ()),
         fields=dict(row.custom_fields or {}),
+        language=getattr(row, "language", None),
     )

@@ -60,6 +60,7 @@ def start_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
         env: dict[str, str] | None = None,
         directory: Path | None = None,
         rules: Path | None = None,
+        templates: Path | None = None,
     ) -> Daemon:
         config = write_config(
             directory or tmp_path / "site",
@@ -69,6 +70,7 @@ def start_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
             extra=extra,
             smtp_extra=smtp_extra,
             **({"rules": rules} if rules is not None else {}),
+            **({"templates": templates} if templates is not None else {}),
         )
         daemon = Daemon(config, env=env or {})
         started.append(daemon)

@@ -37,6 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
+from mailbridge.parsing.language import language_code, suggest_code
+
 __all__ = [
     "HELP",
     "INTERNAL_BY_DEFAULT",
@@ -111,6 +113,10 @@ _FORMS: dict[str, tuple[str, str]] = {
     "cc": ("#cc add|remove ADDRESS", "copy someone on the answers to the requester, or stop copying them"),
     "requester": ("#requester ADDRESS", "make that one address the requester (the old one is no longer mailed)"),
     "contact": ("#contact merge ADDRESS", "ADDRESS is the requester's too: their mail from it joins their tickets"),
+    "language": (
+        "#language CODE",
+        "set the customer's language, e.g. #language de (their mail uses templates/de/); #language none clears it",
+    ),
     "fwd": ("#fwd", "forwarding a customer's mail: open a ticket on their behalf"),
 }
 NAMES = tuple(_FORMS)
@@ -554,6 +560,18 @@ def _parse_requester(rest: str) -> tuple[str, ...]:
     return (_address(rest),)
 
 
+def _parse_language(rest: str) -> tuple[str, ...]:
+    written = _one_token(rest, "language code")
+    if written.lower() == "none":
+        return ("none",)
+    code = language_code(written)
+    if code is None:
+        raise _Invalid(
+            f"{_quote(written)} is not a language code we know (ISO 639-1, e.g. de, fr, ja)" + suggest_code(written)
+        )
+    return (code,)
+
+
 _PARSERS: dict[str, _Parser] = {
     "assign": _parse_assign,
     "take": _no_args,
@@ -573,5 +591,6 @@ _PARSERS: dict[str, _Parser] = {
     "cc": _parse_cc,
     "requester": _parse_requester,
     "contact": _parse_contact,
+    "language": _parse_language,
     "fwd": _no_args,
 }

@@ -64,6 +64,7 @@ from mailbridge.outbound.compose import ComposeError, OutgoingAttachment
 from mailbridge.outbound.outbox import Outbox
 from mailbridge.outbound.render import TemplateError
 from mailbridge.parsing.analysis import Analysis
+from mailbridge.parsing.language import describe as describe_language
 from mailbridge.parsing.mime import Address, Attachment, ParsedMail
 from mailbridge.parsing.robots import is_robot_address
 from mailbridge.people import Agent, People
@@ -75,6 +76,7 @@ from mailbridge.sla import waiting
 from mailbridge.sla.sweep import start_clocks
 from mailbridge.store.tables import messages, participants, tickets, undeliverable
 from mailbridge.tickets import changes, conversation, lifecycle, survey
+from mailbridge.tickets import language as ticket_language
 from mailbridge.tickets.correlate import Correlation
 from mailbridge.tickets.refs import ReferenceFormat
 
@@ -99,6 +101,7 @@ _TICKET = select(
     tickets.c.incident_key,
     tickets.c.merged_into,
     tickets.c.flood,
+    tickets.c.language,
 )
 _SLUG = re.compile(r"[^a-z0-9]+")
 
@@ -216,8 +219,10 @@ class AgentDesk:
         canned = Canned()
         if not errors:  # #reply NAME (canned.py): rendered now, so a broken one stops the mail
             answered = _answered_ticket(conn, ticket, parsed.commands)
-            # language: wired to tickets.language when that column lands
-            canned = self._canned.prepare(answered, parsed.commands, agent, language=None)
+            # The customer's language: a #language in this mail first, else the ticket's.
+            said = [c.args[0] for c in parsed.commands if c.name == "language"]
+            language = (None if said[-1] == "none" else said[-1]) if said else getattr(answered, "language", None)
+            canned = self._canned.prepare(answered, parsed.commands, agent, language=language)
             errors = canned.errors
         if errors:
             message_pk = self._store(conn, ticket_id, msg, agent, internal=True)
@@ -449,6 +454,9 @@ class AgentDesk:
                 changes.set_requester(conn, answered_id, address, actor=actor, now=now, pending=pending, extra=data)
             elif command.name == "contact":
                 contact_merge.run(conn, answered_id, command.args[1], actor=actor, now=now, pending=pending, extra=data)
+            elif command.name == "language":
+                code = None if command.args[0] == "none" else command.args[0]
+                ticket_language.set_language(conn, ticket_id, code, actor=actor, now=now, pending=pending, extra=data)
             elif command.name == "ack":
                 pending.events.append(lifecycle.event_row(ticket_id, now, "escalation_acknowledged", actor, data))
                 sla_clocks.acked(conn, ticket_id, now)
@@ -611,7 +619,7 @@ class AgentDesk:
             "support": {"name": self._config.support.name, "address": self._config.support.address},
         }
         try:
-            footer = self._outbox.render("resolved-answer", context).text
+            footer = self._outbox.render("resolved-answer", context, ticket.language).text
         except TemplateError as exc:
             log.error("answer on %s goes without the resolved notice: %s", ticket.reference, exc)
             return plain, None, ""
@@ -722,6 +730,9 @@ class AgentDesk:
                 "category": ticket.category,
                 "queue": ticket.queue,
                 "assignee": ticket.assignee,
+                # The customer's language: what the agent answers in.
+                "language": ticket.language,
+                "language_shown": describe_language(ticket.language),
             },
             "requester": {"name": ticket.requester_name or "", "address": ticket.requester},
             "text": text[:20000],
@@ -891,6 +902,7 @@ class AgentDesk:
                 references=references,
                 now=now,
                 auto_submitted=auto_submitted,
+                language=ticket.language,
             )
         except (ComposeError, TemplateError) as exc:
             log.error("no %s notice for %s: %s", template, ticket.reference, exc)
@@ -947,6 +959,7 @@ class AgentDesk:
         now = msg.now
         routed = route(customer_mail(found, msg.mail)) if route is not None else None
         columns = routed.columns if routed is not None else None
+        language = ticket_language.forwarded_language(found.text)
         ticket_id, reference = lifecycle.create_ticket(
             conn,
             refs=self._refs,
@@ -954,7 +967,7 @@ class AgentDesk:
             requester=found.sender,
             now=now,
             pending=pending,
-            incident=columns,
+            incident=ticket_language.with_language(columns, language),
         )
         # The ticket's first message is the customer's, as forwarded; kept with the
         # forward's raw mail (attachments included), authored by the agent.
@@ -967,6 +980,7 @@ class AgentDesk:
             "how": found.how,
             "message": message_pk,
             "authenticated": verdict.how,
+            **({"language": language} if language else {}),
         }
         pending.events.append(lifecycle.event_row(ticket_id, now, "created", agent.id, data))
         if routed is not None:
@@ -1065,6 +1079,7 @@ class AgentDesk:
                 in_reply_to=message_id,
                 references=[message_id] if message_id else [],
                 now=msg.now,
+                language=ticket_language.language_of(conn, ticket_id),
             )
         except (ComposeError, TemplateError) as exc:
             log.error("no acknowledgement for %s: %s", reference, exc)

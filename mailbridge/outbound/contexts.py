@@ -30,6 +30,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mailbridge.outbound.languages import CUSTOMER_TEMPLATES, LANGUAGES
+
 __all__ = ["CANNED", "CONTEXTS", "RESPONSE", "TemplateContext", "context_for", "render_doc", "samples"]
 
 
@@ -174,6 +176,8 @@ CONTEXTS: dict[str, TemplateContext] = {
             ("ticket.category", "its category, or none"),
             ("ticket.queue", "its team queue, or none"),
             ("ticket.assignee", "its agent, or none"),
+            ("ticket.language", "the customer's language (ISO 639-1, e.g. de), or none when unknown"),
+            ("ticket.language_shown", 'the language for people: "de (German)", or "unknown"'),
             *_REQUESTER_VARS,
             ("text", "the requester's new text (or the handover note), at most 20000 characters"),
             ("text_label", 'what the text is: "<author.shown> (<author.role>) wrote", or "handover"'),
@@ -204,6 +208,8 @@ CONTEXTS: dict[str, TemplateContext] = {
                 "category": "hardware",
                 "queue": "it",
                 "assignee": "bob",
+                "language": "de",
+                "language_shown": "de (German)",
             },
             **_REQUESTER,
             "text": "The printer on floor 2 is smoking.",
@@ -223,7 +229,13 @@ CONTEXTS: dict[str, TemplateContext] = {
         },
         variants=(
             {"event": "reply", "attachments": [], "attached": 0},
-            {"event": "reopened", "ticket.assignee": None, "ticket.priority": None},
+            {
+                "event": "reopened",
+                "ticket.assignee": None,
+                "ticket.priority": None,
+                "ticket.language": None,
+                "ticket.language_shown": "unknown",
+            },
             {"event": "unverified", "ticket.severity": None, "ticket.category": None, "requester.name": ""},
             {"event": "forwarded", "ticket.queue": None},
             {
@@ -334,14 +346,20 @@ CONTEXTS: dict[str, TemplateContext] = {
             *_NOTICE_VARS,
             ("since", 'the day the ticket started waiting, in the desk\'s time zone, e.g. "Mon 23 Nov 2026"'),
             ("close_on", 'the day it is resolved without a reply ([tickets] pending_close_days), or "" when never'),
+            ("since_at", "when the ticket started waiting, ISO 8601: write it with `localdate` (see above)"),
+            ("close_at", 'when it is resolved without a reply, ISO 8601, or "" when never: `localdate` it'),
+            ("time_zone", "the desk's time zone: [reports] timezone, else the default calendar's, else UTC"),
         ),
         sample={
             **_NOTICE,
             "ticket": {**_TICKET_SHORT, "status": "pending"},
             "since": "Mon 23 Nov 2026",
             "close_on": "Wed 2 Dec 2026",
+            "since_at": "2026-11-23T09:30:00+00:00",
+            "close_at": "2026-12-02T08:00:00+00:00",
+            "time_zone": "Europe/Berlin",
         },
-        variants=({"close_on": "", "requester.name": ""},),
+        variants=({"close_on": "", "close_at": "", "requester.name": ""},),
     ),
     "pending-resolved": TemplateContext(
         sent="to the requester when a ticket pending on them is resolved without a reply "
@@ -463,6 +481,28 @@ def _example(sample: Mapping[str, Any], dotted: str) -> str:
     return f"`{text}`" if text else '`""`'
 
 
+# The section of docs/templates.md on languages (outbound/render.py, parsing/language.py).
+LANGUAGE_DOC = (
+    "### Where a ticket's language comes from",
+    "",
+    "A ticket has a language (`tickets.language`, ISO 639-1 such as `de`): detected from the",
+    "new text of its first mail (quoted history and signatures left out; py3langid over 19",
+    "languages, answering only when sure, so a short or mixed mail gets none; for a `#fwd`, the",
+    "forwarded customer's text), changed by an agent's `#language de` (or `#language none`) and",
+    "`mailbridge tickets set --language de`, both recorded in the history. No language means",
+    "the English templates. Agents' notifications state it (`ticket.language_shown`, e.g.",
+    "`de (German)`), rules can match it (`language`, docs/rules.md) and `report summary`",
+    "counts new tickets by it. A language without a folder gets the English templates.",
+    "",
+    "The text/HTML rule above holds along the language's longer search order: German text",
+    "from `de/` with only the English `NAME.html` further down gets an HTML part made from",
+    "the German text, never the English HTML; a `de/NAME.html` without a `de/NAME.txt` (or a",
+    "`local/de/` one) is refused, and so is a file in a language folder that belongs to no",
+    "mail outside the language folders.",
+    "",
+)
+
+
 def render_doc() -> str:
     """docs/templates.md, generated from CONTEXTS (see the module docstring)."""
     lines = [
@@ -505,6 +545,43 @@ def render_doc() -> str:
         "",
         "Values are plain data: the customer's subject and text are never compiled as templates.",
         "`.html` templates escape every value; `.txt` and subjects do not.",
+        "",
+        "## The customer's language",
+        "",
+        "Every mail a requester or a copied person gets is shipped in "
+        + ", ".join(f"{LANGUAGES[code]} (`templates/{code}/`)" for code in sorted(LANGUAGES))
+        + " as well as English: "
+        + ", ".join(f"`{name}`" for name in CUSTOMER_TEMPLATES)
+        + ". Mails to agents (`agent-*`, `notification`, `sla-notice`) are English only.",
+        "A mail to a ticket in language `xx` is looked up in `templates/local/xx/`, `templates/xx/`,",
+        "`templates/local/`, `templates/`, first found wins; each part on its own, as for overrides.",
+        "So an English override in `templates/local/` does not change what German customers get:",
+        "override `templates/local/de/NAME.*` for that. A translation has the same context as the",
+        "English template (the tables below; `language` is the ticket's language, e.g. `de`), keeps",
+        "`{{ subject_tag }}` in the subject and, where English has an HTML part, has its own.",
+        "",
+        "To add a language: make `templates/local/xx/` (or, in the project, `templates/xx/` and",
+        "`LANGUAGES` in `mailbridge/outbound/languages.py`), copy the English files of the mails",
+        "you translate into it and translate the words, not the `{{ ... }}` and `{% ... %}` parts.",
+        "A mail you do not translate goes out in English. `mailbridge config check` renders every",
+        "mail of every language folder against the samples below with `language` set, like the",
+        "English set (an error names the language: `[xx] file:line: message`); the tests in",
+        "tests/outbound/test_translations.py also check that a shipped language has every customer",
+        "mail, uses the English template's variables and leaves no English sentence in it.",
+        "",
+        *LANGUAGE_DOC,
+        "## Dates and times",
+        "",
+        "`{{ value | localdate }}` writes a date the way the mail's language writes it, in the",
+        "desk's time zone: `Montag, 23. November 2026`, `lundi 23 novembre 2026`,",
+        '`lunes, 23 de noviembre de 2026`, `2026年11月23日月曜日`. `localdate("long")` leaves out',
+        'the weekday (`23. November 2026`), `"medium"` and `"short"` are shorter still, and any',
+        'other argument is a CLDR pattern (`localdate("EEE d MMM y")`: `Mon 23 Nov 2026`).',
+        "`{{ value | localdatetime }}` adds the time of day and the zone: `23. November 2026, 10:30 MEZ`.",
+        "The language is the context's `language` (English when there is none or it is unknown), the",
+        "zone its `time_zone` (UTC when there is none); the value is an ISO 8601 date or date-time",
+        "(a date-time without an offset is UTC), and an empty value gives an empty string. Babel",
+        "(CLDR) supplies the forms, so a new language needs no code for its dates.",
         "",
     ]
     by_context: dict[int, list[str]] = {}

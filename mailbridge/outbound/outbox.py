@@ -63,9 +63,9 @@ class Outbox:
         """Whether outgoing rules look at mail (callers then pass the ticket's facts)."""
         return self._rules is not None and bool(self._rules.outgoing)
 
-    def render(self, template: str, context: Mapping[str, Any]) -> RenderedMail:
+    def render(self, template: str, context: Mapping[str, Any], language: str | None = None) -> RenderedMail:
         """A template rendered, for a part of a mail composed elsewhere (raises TemplateError)."""
-        return self._renderer.render(template, context)
+        return self._renderer.render(template, context, language)
 
     def token_address(self, pending: Pending, ticket_id: int, address: str, purpose: str, now: datetime) -> str:
         """A support address with a fresh reply token bound to ``address`` and the ticket,
@@ -100,12 +100,15 @@ class Outbox:
         attachments: Sequence[OutgoingAttachment] = (),
         ticket: TicketFacts | None = None,
         token_purpose: str = "reply",  # noqa: S107 (what the token is for, not a secret)
+        language: str | None = None,
     ) -> str:
         """Queue one mail from a template to one recipient (written with the caller's
         transaction); return its Message-ID. A template that fails on this data queues the
-        mail "unrendered" (see the module docstring). Raises ComposeError before queueing."""
+        mail "unrendered" (see the module docstring). Raises ComposeError before queueing.
+        ``language``: the customer's (the ticket's), for a mail to a customer; None for the
+        desk's own language (agents' mail)."""
         try:
-            rendered = self._renderer.render(template, context)
+            rendered = self._renderer.render(template, context, language)
         except TemplateError as exc:
             return self._queue_unrendered(
                 pending,
@@ -121,6 +124,7 @@ class Outbox:
                 auto_submitted=auto_submitted,
                 attachments=attachments,
                 token_purpose=token_purpose,
+                language=language,
             )
         return self.queue_written(
             pending,
@@ -325,6 +329,7 @@ class Outbox:
         auto_submitted: str | None,
         attachments: Sequence[OutgoingAttachment],
         token_purpose: str,
+        language: str | None = None,
     ) -> str:
         """Keep a mail whose template failed: its Message-ID and token now (replies to it,
         once sent, thread as any), the rest after the next good reload."""
@@ -340,6 +345,7 @@ class Outbox:
             "references": list(references),
             "auto_submitted": auto_submitted,
             "date": now.isoformat(),
+            "language": language,
             "attachments": [
                 [a.filename, a.content_type, base64.b64encode(a.data).decode("ascii")] for a in attachments
             ],
@@ -383,7 +389,7 @@ class Outbox:
         """Render and compose a kept mail as it would have been: (subject, text, raw).
         Raises TemplateError / ComposeError (it then stays unrendered)."""
         template = str(render["template"])
-        rendered = self._renderer.render(template, render["context"])
+        rendered = self._renderer.render(template, render["context"], render.get("language"))
         to_name, to_address = render["to"]
         raw = compose(
             from_name=self._support.name,

@@ -4,8 +4,9 @@ Where this sits in the flow: the pipeline decides *which* mail to send (e.g.
 ``acknowledgement``) and builds a context of plain data; :class:`Renderer`
 turns that into a :class:`RenderedMail`, which
 :func:`mailbridge.outbound.compose.compose` then wraps into a message.  This is
-the only module that imports Jinja for mail templates (outbound/responses.py does for
-the canned answers agents send with #reply NAME).
+the only module that imports Jinja for mail templates, with outbound/localdates.py (its
+date filters); outbound/responses.py does for the canned answers agents send with
+#reply NAME.
 
 A mail template ``NAME`` is three files looked up in the template directories,
 first directory wins (so ``templates/local`` overrides the shipped
@@ -15,6 +16,13 @@ earlier directory than the HTML (an admin overrode only ``NAME.txt``), the HTML
 part is made from the rendered text, so the part most clients show says what the
 admin wrote, not the shipped English; overriding only ``NAME.html`` is an error
 (``check``), as the text part would keep the shipped wording (docs/templates.md).
+
+A mail to a customer whose ticket has a language (``render(name, context, language="de")``)
+is looked up first in each directory's ``<lang>/`` subfolder, then as above:
+``local/de``, ``de`` (the admin's), shipped ``de``, then ``local``, the admin's, shipped.
+The same pairing rule holds along that longer list: German text from ``de/`` with only an
+English ``NAME.html`` further down gets an HTML part made from the German text, never the
+English one.  A language with no files for a mail renders it as if it had none.
 
 Security model: templates are written by administrators and run in Jinja's
 sandbox; customer text (subject, body) only ever arrives as context *data* and
@@ -36,6 +44,7 @@ from pathlib import Path
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
+from mailbridge.outbound import localdates
 from mailbridge.outbound.compose import sanitize_header_text
 
 __all__ = ["RenderedMail", "Renderer", "TemplateError"]
@@ -44,6 +53,8 @@ _SUBJECT_SUFFIX = ".subject.txt"
 _TEXT_SUFFIX = ".txt"
 _HTML_SUFFIX = ".html"
 _TEMPLATE_SUFFIXES = (_TEXT_SUFFIX, _HTML_SUFFIX)  # ".subject.txt" ends in ".txt" too
+# A language folder's name: an ISO 639 code.  Anything else (a path, "local") is no language.
+_LANGUAGE = re.compile(r"[a-z]{2,3}")
 
 
 @dataclass(frozen=True)
@@ -123,17 +134,22 @@ class Renderer:
             # anyway, as it only re-checks the file it loaded.
             auto_reload=False,
         )
-        self._mails: dict[str, _MailTemplates] = {}
+        localdates.install(self._env)  # {{ when | localdate }} in the reader's language
+        self._mails: dict[tuple[str, str | None], _MailTemplates] = {}
 
     # -- rendering -----------------------------------------------------------
 
-    def render(self, name: str, context: Mapping[str, object]) -> RenderedMail:
-        """Render mail template ``name`` with ``context`` (plain data only)."""
-        mail = self._mails.get(name)
+    def render(self, name: str, context: Mapping[str, object], language: str | None = None) -> RenderedMail:
+        """Render mail template ``name`` with ``context`` (plain data only), in ``language``
+        (an ISO 639-1 code: the ``<lang>/`` folders first) when it has one."""
+        key = _cache_key(name, language)
+        mail = self._mails.get(key)
         if mail is None:
-            mail = self._load(name)
-            self._mails[name] = mail  # Benign race: two threads may both load; same result.
+            mail = self._load(*key)
+            self._mails[key] = mail  # Benign race: two threads may both load; same result.
         data = dict(context)
+        if language is not None and key[1] is not None:
+            data.setdefault("language", language)  # the date filters write in it (outbound/localdates.py)
         subject = self._render_one(name, mail.subject, data)
         text = self._render_one(name, mail.text, data)
         html = self._render_one(name, mail.html, data) if mail.html is not None else None
@@ -141,28 +157,47 @@ class Renderer:
             html = html_from_text(text)
         return RenderedMail(subject=sanitize_header_text(subject), text=text, html=html)
 
-    def _load(self, name: str) -> _MailTemplates:
-        subject = self._get(name + _SUBJECT_SUFFIX, required=True)
-        text = self._get(name + _TEXT_SUFFIX, required=True)
+    def _places(self, language: str | None) -> list[tuple[Path, str]]:
+        """Where a mail's files are looked for, first wins: (directory, filename prefix)."""
+        plain = [(d, "") for d in self._dirs]
+        if language is None:
+            return plain
+        return [(d / language, f"{language}/") for d in self._dirs] + plain
+
+    def _load(self, name: str, language: str | None = None) -> _MailTemplates:
+        places = self._places(language)
+        subject = self._get_first(name + _SUBJECT_SUFFIX, places, required=True)
+        text = self._get_first(name + _TEXT_SUFFIX, places, required=True)
         assert subject is not None and text is not None  # required=True never returns None
-        text_at, html_at = self._first_dir(name + _TEXT_SUFFIX), self._first_dir(name + _HTML_SUFFIX)
+        text_at = self._first_dir(name + _TEXT_SUFFIX, places)
+        html_at = self._first_dir(name + _HTML_SUFFIX, places)
         if html_at is not None and text_at is not None and html_at < text_at:
-            raise TemplateError(self._html_only_message(name, html_at, text_at), filename=name + _HTML_SUFFIX)
+            raise TemplateError(self._html_only_message(name, html_at, text_at, places), filename=name + _HTML_SUFFIX)
         if html_at is not None and text_at is not None and html_at > text_at:
             return _MailTemplates(subject=subject, text=text, html=None, html_from_text=True)
-        html = self._get(name + _HTML_SUFFIX, required=False)
+        html = self._get_first(name + _HTML_SUFFIX, places, required=False)
         return _MailTemplates(subject=subject, text=text, html=html)
 
-    def _first_dir(self, filename: str) -> int | None:
-        """Index of the first template directory that has ``filename``."""
-        for index, directory in enumerate(self._dirs):
+    def _get_first(self, filename: str, places: list[tuple[Path, str]], *, required: bool) -> jinja2.Template | None:
+        """The template of the first place that has ``filename`` (the loader searches the
+        directories in order, so a prefix picks the language folders in order)."""
+        at = self._first_dir(filename, places)
+        prefix = places[at][1] if at is not None else ""
+        return self._get(prefix + filename, required=required)
+
+    def _first_dir(self, filename: str, places: list[tuple[Path, str]] | None = None) -> int | None:
+        """Index of the first place (template directory by default) that has ``filename``."""
+        for index, (directory, _prefix) in enumerate(places if places is not None else self._places(None)):
             if (directory / filename).is_file():
                 return index
         return None
 
-    def _html_only_message(self, name: str, html_at: int, text_at: int) -> str:
-        html_path = self._dirs[html_at] / (name + _HTML_SUFFIX)
-        text_path = self._dirs[text_at] / (name + _TEXT_SUFFIX)
+    def _html_only_message(
+        self, name: str, html_at: int, text_at: int, places: list[tuple[Path, str]] | None = None
+    ) -> str:
+        places = places if places is not None else self._places(None)
+        html_path = places[html_at][0] / (name + _HTML_SUFFIX)
+        text_path = places[text_at][0] / (name + _TEXT_SUFFIX)
         return (
             f"{html_path}: overrides the HTML part of mail template {name!r} but its text part is still "
             f"{text_path}, so plain-text readers would get other words: copy {name}{_TEXT_SUFFIX} next "
@@ -209,20 +244,32 @@ class Renderer:
         """Compile every mail template now, so this renderer keeps the set that was on
         disk at this moment (a later broken edit cannot leak in before a reload has
         checked it). Raises TemplateError like render()."""
-        names: set[str] = set()
-        for directory in self._dirs:
-            if directory.is_dir():
-                names.update(p.name[: -len(_SUBJECT_SUFFIX)] for p in directory.glob("*" + _SUBJECT_SUFFIX))
-        for name in sorted(names):
-            self._mails[name] = self._load(name)
+        names = self._names_on_disk()
+        for language in [None, *self.languages()]:
+            for name in sorted(names):
+                self._mails[(name, language)] = self._load(name, language)
 
     def names(self) -> set[str]:
         """Mail templates there are (each has a .subject.txt), loaded or not."""
-        found: set[str] = set(self._mails)
+        return {name for name, _language in self._mails} | self._names_on_disk()
+
+    def _names_on_disk(self) -> set[str]:
+        """Mails outside the language folders: a translation translates one of these."""
+        found: set[str] = set()
         for directory in self._dirs:
             if directory.is_dir():
                 found.update(p.name[: -len(_SUBJECT_SUFFIX)] for p in directory.glob("*" + _SUBJECT_SUFFIX))
         return found
+
+    @staticmethod
+    def _languages_in(directory: Path) -> list[str]:
+        if not directory.is_dir():
+            return []
+        return sorted(p.name for p in directory.iterdir() if p.is_dir() and _LANGUAGE.fullmatch(p.name))
+
+    def languages(self) -> list[str]:
+        """The languages with a folder in any template directory (``de`` for ``templates/de/``)."""
+        return sorted({code for directory in self._dirs for code in self._languages_in(directory)})
 
     # -- checking ------------------------------------------------------------
 
@@ -271,19 +318,51 @@ class Renderer:
         return files
 
     def _missing_parts(self) -> list[str]:
-        """A mail needs both NAME.subject.txt and NAME.txt somewhere in the dirs."""
-        names: set[str] = set()
-        for directory in self._dirs:
-            if directory.is_dir():
-                names.update(p.name[: -len(_SUBJECT_SUFFIX)] for p in directory.glob("*" + _SUBJECT_SUFFIX))
+        """A mail needs both NAME.subject.txt and NAME.txt somewhere in the dirs, and in
+        every language the HTML part may not come from a more specific place than the text;
+        a language folder's file must belong to a mail there is."""
+        names = self._names_on_disk()
         errors = []
-        for name in sorted(names):
-            text_at, html_at = self._first_dir(name + _TEXT_SUFFIX), self._first_dir(name + _HTML_SUFFIX)
-            if text_at is None:
-                errors.append(f"{name}{_SUBJECT_SUFFIX}: mail template {name!r} has no {name}{_TEXT_SUFFIX}")
-            elif html_at is not None and html_at < text_at:
-                errors.append(self._html_only_message(name, html_at, text_at))
+        for language in [None, *self.languages()]:
+            places = self._places(language)
+            for name in sorted(names):
+                text_at = self._first_dir(name + _TEXT_SUFFIX, places)
+                html_at = self._first_dir(name + _HTML_SUFFIX, places)
+                if text_at is None:
+                    if language is None:  # (a language adds places, never takes the text away)
+                        errors.append(f"{name}{_SUBJECT_SUFFIX}: mail template {name!r} has no {name}{_TEXT_SUFFIX}")
+                elif html_at is not None and html_at < text_at:
+                    message = self._html_only_message(name, html_at, text_at, places)
+                    if message not in errors:
+                        errors.append(message)
+            if language is not None:
+                for directory in self._dirs:
+                    folder = directory / language
+                    for path in sorted(folder.glob("*")) if folder.is_dir() else []:
+                        if (
+                            path.is_file()
+                            and path.name.endswith(_TEMPLATE_SUFFIXES)
+                            and _mail_name(path.name) not in names
+                        ):
+                            errors.append(
+                                f"{path}: no mail template {_mail_name(path.name)!r} outside the language folders "
+                                f"(a translation needs the mail it translates; see docs/templates.md)"
+                            )
         return errors
+
+
+def _cache_key(name: str, language: str | None) -> tuple[str, str | None]:
+    """(name, language), with a language that cannot name a folder taken as none."""
+    if language is not None and not _LANGUAGE.fullmatch(language):
+        language = None
+    return name, language
+
+
+def _mail_name(filename: str) -> str:
+    for suffix in (_SUBJECT_SUFFIX, _HTML_SUFFIX, _TEXT_SUFFIX):
+        if filename.endswith(suffix):
+            return filename[: -len(suffix)]
+    return filename
 
 
 def _locate(exc: BaseException, template: jinja2.Template) -> tuple[str | None, int | None]:

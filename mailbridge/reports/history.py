@@ -75,6 +75,7 @@ class TicketHistory:
     type: str | None
     priority: str | None
     incident_key: str | None
+    language: str | None = None  # the customer's (ISO 639-1), None when unknown
     events: list[Event] = field(default_factory=list)
 
 
@@ -141,6 +142,7 @@ def cohort(
             tickets.c.type,
             tickets.c.priority,
             tickets.c.incident_key,
+            tickets.c.language,
         )
         .select_from(events.join(tickets, tickets.c.id == events.c.ticket_id))
         .where(events.c.type == "created", events.c.at >= start, events.c.at < end)

@@ -43,7 +43,7 @@ def _rows(data: dict[str, Any]) -> Iterator[tuple[str, str, str, str, Any]]:
     for day in volume["by_day"]:
         yield "volume", "by_day", day["day"], "created", day["created"]
         yield "volume", "by_day", day["day"], "resolved", day["resolved"]
-    for group in ("by_category", "by_queue", "by_type", "by_priority", "by_organisation"):
+    for group in ("by_category", "by_queue", "by_type", "by_priority", "by_language", "by_organisation"):
         for name, n in volume.get(group, {}).items():
             yield "volume", group, name, "created", n
     backlog = data["backlog"]
@@ -140,7 +140,7 @@ def print_tables(data: dict[str, Any], console: Console | None = None) -> None:
     t = table("Volume", "", "tickets")
     t.add_row("created", str(volume["created"]))
     t.add_row("resolved", str(volume["resolved"]))
-    for group in ("by_type", "by_queue", "by_category", "by_priority", "by_organisation"):
+    for group in ("by_type", "by_queue", "by_category", "by_priority", "by_language", "by_organisation"):
         for name, n in volume.get(group, {}).items():
             t.add_row(f"{group[3:]}: {name}", str(n))
     console.print(t)

@@ -274,6 +274,7 @@ def _volume(period: Period, figures: list[TicketFigures], resolved: list[tuple[d
         "by_queue": _count(f.ticket.queue for f in figures),
         "by_type": _count(f.ticket.type for f in figures),
         "by_priority": _count(f.priority for f in figures),
+        "by_language": _count(f.ticket.language for f in figures),  # "(none)": not detected, English mail
     }
 
 

@@ -35,6 +35,7 @@ import re2
 from mailbridge.parsing.classify import KINDS
 from mailbridge.parsing.extractors import DEFAULT_BODY_LIMIT, PCRE_ONLY, re2_options, sanitize_value
 from mailbridge.parsing.incident import ENUMS
+from mailbridge.parsing.language import KNOWN_CODES, detect_language
 from mailbridge.rules.model import ConditionTrace, Facts, OutgoingFacts
 
 __all__ = [
@@ -176,6 +177,16 @@ def _ticket_field(f: Facts | OutgoingFacts, arg: str | None, _l: int) -> Values:
     if f.ticket is None or arg is None:
         return ()
     return _one(f.ticket.fields.get(arg))
+
+
+def _language(f: Facts | OutgoingFacts, _a: str | None, _l: int) -> Values:
+    # A follow-up has its ticket's language (an agent may have corrected it); a new ticket's
+    # is detected from the mail's new text, as the worker will store it.
+    if f.ticket is not None:
+        return _one(f.ticket.language)
+    if isinstance(f, OutgoingFacts):
+        return ()
+    return _one(detect_language(f.reply_text))
 
 
 def _header(f: Facts, arg: str | None, _l: int) -> Values:
@@ -455,6 +466,14 @@ _SPECS = [
     ),
     FieldSpec(
         "ticket.tags", "text", "every tag of the ticket", multi=True, incoming=_ticket("tags"), outgoing=_ticket("tags")
+    ),
+    FieldSpec(
+        "language",
+        "enum",
+        "the customer's language (ISO 639-1, e.g. de): the ticket's, or detected from a new ticket's first mail",
+        values=tuple(sorted(KNOWN_CODES)),
+        incoming=_language,
+        outgoing=_language,
     ),
     FieldSpec(
         "ticket.fields.*",

@@ -86,6 +86,7 @@ class TicketFacts:
     severity: str | None = None
     tags: Sequence[str] = ()
     fields: Mapping[str, str] = field(default_factory=dict)
+    language: str | None = None  # ISO 639-1, None when unknown
 
 
 @dataclass(frozen=True)

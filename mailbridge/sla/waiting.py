@@ -313,7 +313,14 @@ def _remind(
     data: dict[str, Any] = {"cycle": int(row.cycle), "since": ensure_utc(row.since).isoformat()}
     if row.until is not None:
         data["until"] = row.until.isoformat()
-    extra = {"since": _day(ensure_utc(row.since), zone), "close_on": _day(close, zone)}
+    extra = {
+        "since": _day(ensure_utc(row.since), zone),
+        "close_on": _day(close, zone),
+        # The same moments for the templates' localdate filter (the reader's language).
+        "since_at": ensure_utc(row.since).isoformat(),
+        "close_at": close.isoformat() if close is not None else "",
+        "time_zone": str(zone),
+    }
     _mail(conn, row, "pending-reminder", "pending", now, config, outbox, refs, pending, data, extra)
     pending.events.append(lifecycle.event_row(int(row.ticket_id), now, "pending_reminder", "system", data))
     report.reminded += 1

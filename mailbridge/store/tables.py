@@ -150,6 +150,9 @@ tickets = Table(
     Column("custom_fields", JSON),
     # The requester's domain (after the last "@"): the flood limit per domain counts on it.
     Column("requester_domain", String(255)),
+    # The customer's language (ISO 639-1), detected from the first mail's new text or set by
+    # an agent (#language) or admin; None: the desk's English templates (outbound/render.py).
+    Column("language", String(8)),
 )
 Index("ix_tickets_assignee_status", tickets.c.assignee, tickets.c.status)
 Index("ix_tickets_requester_created", tickets.c.requester, tickets.c.created_at)

@@ -37,6 +37,7 @@ from mailbridge.parsing.robots import is_robot_address
 from mailbridge.routing import ticket_facts_for
 from mailbridge.store.tables import undeliverable
 from mailbridge.tickets import lifecycle
+from mailbridge.tickets.language import language_of
 from mailbridge.tickets.refs import ReferenceFormat
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,7 @@ def queue_to_requester(
             now=now,
             auto_submitted="auto-generated",
             token_purpose=purpose,
+            language=language_of(conn, ticket_id),  # the customer's, not the desk's
         )
     except (ComposeError, TemplateError) as exc:
         log.error("no %s mail for %s: %s", template, ticket.reference, exc)

@@ -56,6 +56,7 @@ def _summary(row: Any, related: str | None = None) -> dict[str, Any]:
         "custom_fields": dict(row.custom_fields or {}),
         "last_occurrence_at": _iso(row.last_occurrence_at),
         "merged_into": row.merged_into,
+        "language": getattr(row, "language", None),
     }
 
 

@@ -24,6 +24,11 @@ def test_wheel_carries_the_shipped_defaults_and_the_license(installed: Installed
     for shipped in REPO.glob("responses/**/*.md"):
         if "local" not in shipped.relative_to(REPO / "responses").parts[:-1] or shipped.name == "README.md":
             assert f"mailbridge/_shipped/{shipped.relative_to(REPO).as_posix()}" in names
+    for language in ("de", "fr", "es", "ja"):  # the customer's language (outbound/languages.py)
+        translated = sorted((REPO / "templates" / language).iterdir())
+        assert translated
+        for shipped in translated:
+            assert f"mailbridge/_shipped/templates/{language}/{shipped.name}" in names
     for folder in ("rules", "parsers"):
         for shipped in (REPO / folder).glob("*.toml"):
             if not shipped.name.endswith(".local.toml"):

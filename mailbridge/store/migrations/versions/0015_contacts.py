@@ -1,7 +1,7 @@
 """Contacts and organisations: one person behind several addresses (tickets/contacts.py)
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 Create Date: 2026-12-07 07:00:00.000000
 """
 
@@ -12,7 +12,7 @@ Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 TS = sa.DateTime(timezone=True)
 
 revision = "0015"
-down_revision = "0013"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
