@@ -120,3 +120,18 @@ def test_canned_answers_and_articles_by_reply(db_url, sink, start_daemon, tmp_pa
     assert "Hello Rita Requester," in shown and '"VPN {{ 7*7 }} drops"' in shown
     listed = mailbridge(daemon.config, "responses", "list").stdout.decode()
     assert "need-more-info" in listed and "printer-reset" in listed
+
+    # 5. The customer's language: a #language in the same reply picks the German response
+    # (responses/de/), and later answers follow the ticket's language.
+    _answer(daemon, "thunderbird", note, "#language de\n#reply need-more-info")
+    poll(lambda: len(_to(sink, "rita@example.com")) == 5)
+    text = _text(_to(sink, "rita@example.com")[4])
+    assert text.startswith("Guten Tag Rita Requester,") and "Hello" not in text
+    assert _show(daemon, ref)["language"] == "de"
+    _answer(daemon, "gmail", note, "#reply need-more-info")
+    poll(lambda: len(_to(sink, "rita@example.com")) == 6)
+    assert _text(_to(sink, "rita@example.com")[5]).startswith("Guten Tag Rita Requester,")
+    # A response with no German version is the English one.
+    _answer(daemon, "outlook", note, "#reply password-reset")
+    poll(lambda: len(_to(sink, "rita@example.com")) == 7)
+    assert "Guten Tag" not in _text(_to(sink, "rita@example.com")[6])
