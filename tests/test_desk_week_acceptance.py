@@ -200,13 +200,17 @@ def test_a_german_requester_with_a_colleague_merge_out_of_office_and_resolution(
         text = _text(msg)
         assert "Der Drucker wurde heute ausgetauscht." in text and "#status" not in text
         survey_link = re.search(r"mailto:(support\+\S+@help\.example)", text)
+        # Rita wrote German: the notice is the German one (templates/de/).
+        notice = f"Wir haben Ihr Ticket {ref} als gelöst markiert."
         if "rita@kunde.example" in rcpts:
-            assert "marked your ticket" in text and "resolved" in text, "the resolved notice, in the same mail"
+            assert notice in text.replace("\n", " "), "the resolved notice, in the same mail, in her language"
+            assert "marked your ticket" not in text
             assert survey_link is not None, "the survey link is appended to the requester's copy"
-            assert text.index("ausgetauscht") < text.index("resolved") < survey_link.start()
+            assert text.index("ausgetauscht") < text.index("als gelöst") < survey_link.start()
         else:
-            assert survey_link is None and "marked your ticket" not in text, "the colleague gets the answer alone"
+            assert survey_link is None and "als gelöst" not in text, "the colleague gets the answer alone"
     assert _show(daemon, ref)["status"] == "resolved"
+    assert _show(daemon, ref)["language"] == "de"
 
     _never_mixes(everything)
     # The history shows what the customer got, not Alice's raw mail with its quote.
