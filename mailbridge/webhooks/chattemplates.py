@@ -107,8 +107,18 @@ def normalize(payload: Mapping[str, Any]) -> dict[str, Any]:
 # -- filters ------------------------------------------------------------------------------
 
 
+def _defined(value: Any) -> Any:
+    """``value``, unless it is undefined: then the UndefinedError naming it (a misspelt
+    name must not pass through a filter as an empty string)."""
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # StrictUndefined raises here
+        return None
+    return value
+
+
 def _text(value: Any) -> str:
-    if value is None or isinstance(value, jinja2.Undefined):
+    value = _defined(value)
+    if value is None:
         return ""
     if isinstance(value, list | tuple):
         return ", ".join(_text(v) for v in value)
@@ -117,9 +127,7 @@ def _text(value: Any) -> str:
 
 def _tojson(value: Any) -> str:
     """A JSON literal of ``value``: quotes, backslashes, newlines and controls escaped."""
-    if isinstance(value, jinja2.Undefined):
-        value = None
-    return json.dumps(value, ensure_ascii=False)
+    return json.dumps(_defined(value), ensure_ascii=False)
 
 
 def _slack(value: Any) -> str:
@@ -218,7 +226,7 @@ def _locate(exc: BaseException, template: jinja2.Template) -> tuple[str | None, 
     """The innermost template frame of a render error (it may be headline.j2)."""
     found: tuple[str | None, int | None] = (template.filename, None)
     for frame, lineno in traceback.walk_tb(exc.__traceback__):
-        if frame.f_code.co_filename.endswith((_SUFFIX, ".j2")):
+        if frame.f_code.co_filename.endswith(".j2"):  # template code, not a .py frame
             found = (frame.f_code.co_filename, lineno)
     return found
 
