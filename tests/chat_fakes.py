@@ -205,7 +205,9 @@ class ChatFakes:
             return self._matrix(handler, method, match, message, json_type)
         return self._answer(handler, 404, b"", "unknown", path)
 
-    def _matrix(self, handler: BaseHTTPRequestHandler, method: str, match: re.Match[str], message: Any, json_type: bool) -> None:
+    def _matrix(
+        self, handler: BaseHTTPRequestHandler, method: str, match: re.Match[str], message: Any, json_type: bool
+    ) -> None:
         raw_room, raw_txn = match.groups()
         if method != "PUT":
             return self._answer(handler, 405, b'{"errcode": "M_UNRECOGNIZED"}', "matrix")

@@ -54,7 +54,9 @@ BREACH = {
     "change": {"sla": {"kind": "first_response", "due_at": "2026-12-07T10:00:00Z"}},
 }
 
-HOSTILE_SUBJECT = 'Quote " backslash \\ newline\nand <script>alert(1)</script> & {{ 7*7 }} <!channel> @room ' + "z" * 10_000
+HOSTILE_SUBJECT = (
+    'Quote " backslash \\ newline\nand <script>alert(1)</script> & {{ 7*7 }} <!channel> @room ' + "z" * 10_000
+)
 
 
 @pytest.fixture
@@ -71,8 +73,14 @@ def _url(fakes: ChatFakes, format: str) -> str:
     }[format]
 
 
-def _request(fakes: ChatFakes, format: str, payload: dict, key: str = "delivery-1", dirs: list[Path] = SHIPPED,
-             token: str | None = MATRIX_TOKEN) -> OutgoingRequest:
+def _request(
+    fakes: ChatFakes,
+    format: str,
+    payload: dict,
+    key: str = "delivery-1",
+    dirs: list[Path] = SHIPPED,
+    token: str | None = MATRIX_TOKEN,
+) -> OutgoingRequest:
     return chat_request(format, _url(fakes, format), payload, key, access_token=token, template_dirs=dirs)
 
 
@@ -106,7 +114,10 @@ def test_a_breach_reaches_slack_teams_and_matrix_well_formed(fakes):
     assert [b["type"] for b in slack["blocks"]] == ["section", "section", "context"]
     assert "*SLA breached on MB-1042 (first response)*" in slack["blocks"][0]["text"]["text"]
     assert [f["text"] for f in slack["blocks"][1]["fields"]] == [
-        "*Priority*\nurgent", "*Queue*\nnetwork", "*Status*\nopen", "*Assignee*\nalice@desk.example",
+        "*Priority*\nurgent",
+        "*Queue*\nnetwork",
+        "*Status*\nopen",
+        "*Assignee*\nalice@desk.example",
     ]
 
     [teams] = fakes.messages("teams")
@@ -115,8 +126,13 @@ def test_a_breach_reaches_slack_teams_and_matrix_well_formed(fakes):
     assert card["body"][0]["color"] == "Attention"
     assert card["body"][1]["text"] == "VPN drops every 10 minutes"
     facts = {f["title"]: f["value"] for f in card["body"][2]["facts"]}
-    assert facts == {"Priority": "urgent", "Queue": "network", "Status": "open", "Assignee": "alice@desk.example",
-                     "Requester": "bob@customer.example"}
+    assert facts == {
+        "Priority": "urgent",
+        "Queue": "network",
+        "Status": "open",
+        "Assignee": "alice@desk.example",
+        "Requester": "bob@customer.example",
+    }
 
     [matrix] = fakes.messages("matrix")
     assert matrix["msgtype"] == "m.notice"
@@ -252,11 +268,13 @@ def test_an_override_in_templates_local_webhooks_is_used(fakes, tmp_path):
 
     # The shared wording, overridden once, changes all three.
     (local / "headline.j2").write_text(
-        '{%- macro headline(event, ticket, change) -%}Achtung: {{ ticket.reference }} ({{ event }}){%- endmacro -%}\n'
+        "{%- macro headline(event, ticket, change) -%}Achtung: {{ ticket.reference }} ({{ event }}){%- endmacro -%}\n"
     )
     for format in ("teams", "matrix"):
         assert _send(_request(fakes, format, BREACH, dirs=dirs)).status_code in (200, 202)
-    assert fakes.messages("teams")[-1]["attachments"][0]["content"]["body"][0]["text"] == "Achtung: MB-1042 (sla_breach)"
+    assert (
+        fakes.messages("teams")[-1]["attachments"][0]["content"]["body"][0]["text"] == "Achtung: MB-1042 (sla_breach)"
+    )
     assert fakes.messages("matrix")[-1]["body"].startswith("Achtung: MB-1042 (sla_breach): VPN")
 
     # Removing the override brings the shipped message back (no reload needed).
@@ -271,13 +289,21 @@ def test_an_override_in_templates_local_webhooks_is_used(fakes, tmp_path):
     ("text", "expected"),
     [
         ('{"text": {{ ticket.subject | tojson }}\n{% if %}\n', ":2: syntax error"),
-        ('{"text":\n  {{ ticket.subjekt | tojson }}}\n', ":2: undefined variable: 'dict object' has no attribute 'subjekt'"),
+        (
+            '{"text":\n  {{ ticket.subjekt | tojson }}}\n',
+            ":2: undefined variable: 'dict object' has no attribute 'subjekt'",
+        ),
         ('{"text": "{{ ticket.subject }}"}\n', ": does not give JSON"),
         ('{"text": {{ ticket.subject.__class__ | tojson }}}\n', ":1: "),
-        ('{"blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": ""}}]}\n',
-         ": not a well-formed slack message: blocks[0].text.text is not a non-empty string"),
+        (
+            '{"blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": ""}}]}\n',
+            ": not a well-formed slack message: blocks[0].text.text is not a non-empty string",
+        ),
         # Fine for a breach with a subject, refused by the check: the sample with only an event.
-        ('{"text": {{ ticket.subject | tojson }}}\n', ': not a well-formed slack message: the message has neither "text"'),
+        (
+            '{"text": {{ ticket.subject | tojson }}}\n',
+            ': not a well-formed slack message: the message has neither "text"',
+        ),
     ],
 )
 def test_a_broken_override_is_reported_with_its_file_and_line(tmp_path, text, expected):

@@ -89,7 +89,7 @@ _SLACK_BLOCKS = {"section", "context", "header", "divider", "actions", "image", 
 
 def _slack_text(obj: Any, where: str, limit: int) -> str | None:
     if not isinstance(obj, Mapping) or obj.get("type") not in ("mrkdwn", "plain_text"):
-        return f"{where} is not a text object ({{\"type\": \"mrkdwn\" or \"plain_text\", \"text\": ...}})"
+        return f'{where} is not a text object ({{"type": "mrkdwn" or "plain_text", "text": ...}})'
     text = obj.get("text")
     if not isinstance(text, str) or not text:
         return f"{where}.text is not a non-empty string"
@@ -103,21 +103,21 @@ def _slack_problem(message: Any) -> str | None:
         return "the message is not a JSON object"
     text, blocks = message.get("text"), message.get("blocks")
     if not (isinstance(text, str) and text) and not blocks:
-        return "the message has neither \"text\" nor \"blocks\""
+        return 'the message has neither "text" nor "blocks"'
     if text is not None and (not isinstance(text, str) or len(text) > 40000):
-        return "\"text\" is not a string of at most 40000 characters"
+        return '"text" is not a string of at most 40000 characters'
     if blocks is None:
         return None
     if not isinstance(blocks, list) or len(blocks) > 50:
-        return "\"blocks\" is not a list of at most 50 blocks"
+        return '"blocks" is not a list of at most 50 blocks'
     for i, block in enumerate(blocks):
         where = f"blocks[{i}]"
         kind = block.get("type") if isinstance(block, dict) else None
         if kind not in _SLACK_BLOCKS:
-            return f"{where} has no known \"type\" ({', '.join(sorted(_SLACK_BLOCKS))})"
+            return f'{where} has no known "type" ({", ".join(sorted(_SLACK_BLOCKS))})'
         if kind == "section":
             if "text" not in block and "fields" not in block:
-                return f"{where} (section) has neither \"text\" nor \"fields\""
+                return f'{where} (section) has neither "text" nor "fields"'
             if "text" in block and (problem := _slack_text(block["text"], f"{where}.text", 3000)):
                 return problem
             fields = block.get("fields", [])
@@ -142,34 +142,37 @@ def _slack_problem(message: Any) -> str | None:
 
 def _teams_problem(message: Any) -> str | None:
     if not isinstance(message, dict) or message.get("type") != "message":
-        return "the message is not {\"type\": \"message\", ...}"
+        return 'the message is not {"type": "message", ...}'
     attachments = message.get("attachments")
     if not isinstance(attachments, list) or not attachments:
-        return "\"attachments\" is not a non-empty list"
+        return '"attachments" is not a non-empty list'
     for i, attachment in enumerate(attachments):
         where = f"attachments[{i}]"
-        if not isinstance(attachment, dict) or attachment.get("contentType") != "application/vnd.microsoft.card.adaptive":
-            return f"{where}.contentType is not \"application/vnd.microsoft.card.adaptive\""
+        if (
+            not isinstance(attachment, dict)
+            or attachment.get("contentType") != "application/vnd.microsoft.card.adaptive"
+        ):
+            return f'{where}.contentType is not "application/vnd.microsoft.card.adaptive"'
         card = attachment.get("content")
         if not isinstance(card, dict) or card.get("type") != "AdaptiveCard":
-            return f"{where}.content is not an Adaptive Card ({{\"type\": \"AdaptiveCard\", ...}})"
+            return f'{where}.content is not an Adaptive Card ({{"type": "AdaptiveCard", ...}})'
         if not isinstance(card.get("version"), str):
-            return f"{where}.content.version is not a string such as \"1.4\""
+            return f'{where}.content.version is not a string such as "1.4"'
         body = card.get("body")
         if not isinstance(body, list) or not body:
             return f"{where}.content.body is not a non-empty list of elements"
         for j, element in enumerate(body):
             if not isinstance(element, dict) or not isinstance(element.get("type"), str):
-                return f"{where}.content.body[{j}] has no \"type\""
+                return f'{where}.content.body[{j}] has no "type"'
             if element["type"] == "TextBlock" and not isinstance(element.get("text"), str):
-                return f"{where}.content.body[{j}] (TextBlock) has no \"text\" string"
+                return f'{where}.content.body[{j}] (TextBlock) has no "text" string'
             if element["type"] == "FactSet":
                 facts = element.get("facts")
                 if not isinstance(facts, list) or not all(
                     isinstance(f, dict) and isinstance(f.get("title"), str) and isinstance(f.get("value"), str)
                     for f in facts
                 ):
-                    return f"{where}.content.body[{j}] (FactSet) facts are not {{\"title\", \"value\"}} strings"
+                    return f'{where}.content.body[{j}] (FactSet) facts are not {{"title", "value"}} strings'
     return None
 
 
@@ -177,9 +180,9 @@ def _matrix_problem(message: Any) -> str | None:
     if not isinstance(message, dict):
         return "the message is not a JSON object"
     if not isinstance(message.get("msgtype"), str) or not isinstance(message.get("body"), str):
-        return "the message needs \"msgtype\" and \"body\" strings"
+        return 'the message needs "msgtype" and "body" strings'
     if "format" in message and not isinstance(message.get("formatted_body"), str):
-        return "\"format\" is given without a \"formatted_body\" string"
+        return '"format" is given without a "formatted_body" string'
     return None
 
 
@@ -229,7 +232,14 @@ def matrix_send_url(url: str, idempotency_key: str) -> str:
             "matrix webhook url must name the room by its id, which starts with '!' "
             "(not an #alias: Element shows the id under Room settings > Advanced)"
         )
-    path = parts.path[:at] + _MATRIX_ROOMS + quote(room, safe="") + _MATRIX_SEND + "/" + quote(_txn_id(idempotency_key), safe="")
+    path = (
+        parts.path[:at]
+        + _MATRIX_ROOMS
+        + quote(room, safe="")
+        + _MATRIX_SEND
+        + "/"
+        + quote(_txn_id(idempotency_key), safe="")
+    )
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
@@ -308,7 +318,10 @@ SAMPLES: list[tuple[str, dict[str, Any]]] = [
     ("status_changed sample", _sample("status_changed", {"from": "open", "to": "pending"})),
     ("priority_changed sample", _sample("priority_changed", {"from": "normal", "to": "high"})),
     ("sla_reminder sample", _sample("sla_reminder", {"sla": {"kind": "resolution", "due_at": "2026-12-07T12:00:00Z"}})),
-    ("sla_escalation sample", _sample("sla_escalation", {"sla": {"kind": "resolution", "due_at": "2026-12-07T12:00:00Z"}})),
+    (
+        "sla_escalation sample",
+        _sample("sla_escalation", {"sla": {"kind": "resolution", "due_at": "2026-12-07T12:00:00Z"}}),
+    ),
     ("resolved sample", _sample("resolved", {"from": "open", "to": "resolved"}, status="resolved")),
     ("reopened sample", _sample("reopened", {"from": "resolved", "to": "open"})),
     ("merged sample", _sample("merged", {"merged_into": "MB-1001"})),
@@ -349,4 +362,3 @@ def chat_template_problems(template_dirs: Sequence[Path]) -> list[str]:
                 problems.append(f"{exc}; checked with the {label} (docs/chat.md lists the variables)")
                 break
     return problems
-

@@ -45,8 +45,17 @@ _FOLDER = "webhooks"
 # (StrictUndefined) that `config check` reports with its line.
 _TOP_FIELDS = ("version", "id", "event", "occurred_at", "sent_at", "actor")
 _TICKET_FIELDS = (
-    "reference", "subject", "status", "priority", "queue", "assignee", "requester", "tags", "created_at",
-    "language", "url",  # url: only when the payload carries one (a link to the ticket)
+    "reference",
+    "subject",
+    "status",
+    "priority",
+    "queue",
+    "assignee",
+    "requester",
+    "tags",
+    "created_at",
+    "language",
+    "url",  # url: only when the payload carries one (a link to the ticket)
 )
 _CHANGE_FIELDS = ("from", "to", "assignee", "sla", "merged_into", "score")
 _SLA_FIELDS = ("kind", "due_at")
@@ -168,8 +177,13 @@ def _when(value: Any) -> str:
 
 
 _FILTERS = {
-    "tojson": _tojson, "slack": _slack, "html": _html, "clip": _clip, "oneline": _oneline,
-    "words": _words, "when": _when,
+    "tojson": _tojson,
+    "slack": _slack,
+    "html": _html,
+    "clip": _clip,
+    "oneline": _oneline,
+    "words": _words,
+    "when": _when,
 }
 
 
