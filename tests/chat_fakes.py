@@ -102,6 +102,11 @@ def teams_error(message: Any) -> str | None:
                 return "unknown element"
             if element["type"] == "TextBlock" and not isinstance(element.get("text"), str):
                 return "TextBlock without text"
+            if element["type"] == "RichTextBlock" and not all(
+                isinstance(i, str) or (i.get("type") == "TextRun" and isinstance(i.get("text"), str))
+                for i in element.get("inlines") or [None]
+            ):
+                return "RichTextBlock inlines"
             if element["type"] == "FactSet" and not all(
                 isinstance(f.get("title"), str) and isinstance(f.get("value"), str) for f in element.get("facts", [])
             ):

@@ -122,9 +122,10 @@ def test_a_breach_reaches_slack_teams_and_matrix_well_formed(fakes):
 
     [teams] = fakes.messages("teams")
     card = teams["attachments"][0]["content"]
-    assert card["body"][0]["text"] == "SLA breached on MB-1042 (first response)"
-    assert card["body"][0]["color"] == "Attention"
-    assert card["body"][1]["text"] == "VPN drops every 10 minutes"
+    [title] = card["body"][0]["inlines"]
+    assert (title["type"], title["text"]) == ("TextRun", "SLA breached on MB-1042 (first response)")
+    assert title["color"] == "Attention"
+    assert card["body"][1]["inlines"][0]["text"] == "VPN drops every 10 minutes"
     facts = {f["title"]: f["value"] for f in card["body"][2]["facts"]}
     assert facts == {
         "Priority": "urgent",
@@ -166,7 +167,7 @@ def test_every_event_and_every_edge_payload_is_accepted_by_all_three(fakes):
     assert fakes.messages("slack")[3]["text"].startswith("MB-1042 status: open → pending")
     # Only an event, or every field null: still a message saying what happened.
     assert fakes.messages("slack")[11]["text"] == "SLA breached on a ticket"
-    assert fakes.messages("teams")[12]["attachments"][0]["content"]["body"][1]["text"] == "(no subject)"
+    assert fakes.messages("teams")[12]["attachments"][0]["content"]["body"][1]["inlines"][0]["text"] == "(no subject)"
 
 
 def test_hostile_values_stay_well_formed_and_inert(fakes):
@@ -198,7 +199,7 @@ def test_hostile_values_stay_well_formed_and_inert(fakes):
     assert "q&quot;ueue&lt;/b&gt;" in matrix["formatted_body"]
     # Teams: a newline in the subject does not leave its TextBlock (one line, one block).
     card = teams["attachments"][0]["content"]
-    assert card["body"][1]["text"].startswith('Quote " backslash \\ newline and <script>')
+    assert card["body"][1]["inlines"][0]["text"].startswith('Quote " backslash \\ newline and <script>')
 
 
 def test_matrix_puts_to_the_encoded_room_and_a_retry_is_one_message(fakes):
@@ -273,7 +274,8 @@ def test_an_override_in_templates_local_webhooks_is_used(fakes, tmp_path):
     for format in ("teams", "matrix"):
         assert _send(_request(fakes, format, BREACH, dirs=dirs)).status_code in (200, 202)
     assert (
-        fakes.messages("teams")[-1]["attachments"][0]["content"]["body"][0]["text"] == "Achtung: MB-1042 (sla_breach)"
+        fakes.messages("teams")[-1]["attachments"][0]["content"]["body"][0]["inlines"][0]["text"]
+        == "Achtung: MB-1042 (sla_breach)"
     )
     assert fakes.messages("matrix")[-1]["body"].startswith("Achtung: MB-1042 (sla_breach): VPN")
 

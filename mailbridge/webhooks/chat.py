@@ -166,6 +166,14 @@ def _teams_problem(message: Any) -> str | None:
                 return f'{where}.content.body[{j}] has no "type"'
             if element["type"] == "TextBlock" and not isinstance(element.get("text"), str):
                 return f'{where}.content.body[{j}] (TextBlock) has no "text" string'
+            if element["type"] == "RichTextBlock" and not (
+                isinstance(element.get("inlines"), list)
+                and all(
+                    isinstance(i, str) or (isinstance(i, dict) and isinstance(i.get("text"), str))
+                    for i in element["inlines"]
+                )
+            ):
+                return f'{where}.content.body[{j}] (RichTextBlock) inlines are not TextRuns with "text" strings'
             if element["type"] == "FactSet":
                 facts = element.get("facts")
                 if not isinstance(facts, list) or not all(
