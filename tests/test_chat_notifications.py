@@ -25,6 +25,7 @@ from mailbridge.webhooks.chat import (
     OutgoingRequest,
     chat_request,
     chat_template_problems,
+    check_chat_webhook,
     matrix_send_url,
 )
 from tests.chat_fakes import MATRIX_ROOM, MATRIX_TOKEN, SLACK_PATH, TEAMS_PATH, ChatFakes
@@ -248,6 +249,20 @@ def test_slack_and_teams_post_json():
         request = chat_request(format, "https://hooks.example/x", BREACH, "k", access_token=None, template_dirs=SHIPPED)
         assert (request.method, request.headers) == ("POST", {"Content-Type": "application/json"})
         assert json.loads(request.body)
+    # Plain http only to this machine: a webhook URL or a token never crosses a network in clear.
+    for format in CHAT_FORMATS:
+        with pytest.raises(ChatError, match="must start with https://") as exc:
+            chat_request(
+                format, "http://hooks.example/T0/B0/s3cret", BREACH, "k", access_token="tok", template_dirs=SHIPPED
+            )
+        assert "s3cret" not in str(exc.value)
+        check_chat_webhook(format, f"http://127.0.0.1:9/_matrix/client/v3/rooms/{MATRIX_ROOM}", "tok")
+    with pytest.raises(ChatError, match="needs access_token"):
+        check_chat_webhook("matrix", f"https://m.example/_matrix/client/v3/rooms/{MATRIX_ROOM}", "")
+    request = chat_request(
+        "slack", "https://user:pw@hooks.example/T0/B0/s3cret", BREACH, "k", access_token=None, template_dirs=SHIPPED
+    )
+    assert "s3cret" not in repr(request) and "pw" not in repr(request)
     with pytest.raises(ChatError, match="unknown chat format 'json'"):
         chat_request("json", "https://hooks.example/x", BREACH, "k", access_token=None, template_dirs=SHIPPED)
 
@@ -319,6 +334,7 @@ def test_a_broken_override_is_reported_with_its_file_and_line(tmp_path, text, ex
     payload["ticket"]["subject"] = 'He said "hi"'
     if "neither" in expected:
         payload["ticket"]["subject"] = None
+    assert issubclass(ChatTemplateError, ChatError)  # one exception for the sender to catch
     with pytest.raises(ChatTemplateError) as exc:
         chat_request("slack", "https://hooks.example/x", payload, "k", access_token=None, template_dirs=dirs)
     assert str(exc.value).startswith(f"{path}{expected}")

@@ -33,9 +33,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, unquote, urlsplit, urlunsplit
 
-from mailbridge.webhooks.chattemplates import ChatTemplateError, render_json
+from mailbridge.webhooks.chattemplates import ChatError, ChatTemplateError, render_json
 
 __all__ = [
     "CHAT_FORMATS",
@@ -46,6 +46,7 @@ __all__ = [
     "chat_body",
     "chat_request",
     "chat_template_problems",
+    "check_chat_webhook",
     "matrix_send_url",
 ]
 
@@ -56,10 +57,7 @@ _MATRIX_ROOMS = "/_matrix/client/v3/rooms/"
 _MATRIX_SEND = "/send/m.room.message"
 # An access token goes into a header: visible ASCII only (no CR/LF, no spaces).
 _TOKEN = re.compile(r"[\x21-\x7e]+")
-
-
-class ChatError(Exception):
-    """A chat webhook that cannot be addressed (unknown format, bad Matrix url, no token)."""
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 @dataclass(frozen=True)
@@ -75,7 +73,7 @@ class OutgoingRequest:
     def __repr__(self) -> str:
         parts = urlsplit(self.url)
         return (
-            f"OutgoingRequest(method={self.method!r}, to={parts.scheme}://{parts.netloc}/…, "
+            f"OutgoingRequest(method={self.method!r}, to={parts.scheme}://{parts.hostname}/…, "
             f"headers={sorted(self.headers)!r}, body={len(self.body)} bytes)"
         )
 
@@ -219,9 +217,7 @@ def _txn_id(idempotency_key: str) -> str:
 
 def matrix_send_url(url: str, idempotency_key: str) -> str:
     """``PUT`` address of one message into the room ``url`` names (see the module doc)."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("https", "http") or not parts.netloc:
-        raise ChatError("matrix webhook url must start with https:// (the homeserver)")
+    parts = _checked_url("matrix", url)
     if parts.query or parts.fragment:
         raise ChatError(
             "matrix webhook url must be {homeserver}/_matrix/client/v3/rooms/{room id} with no ?query or #fragment "
@@ -251,6 +247,35 @@ def matrix_send_url(url: str, idempotency_key: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
+def _checked_url(format: str, url: str) -> SplitResult:
+    """``url`` split, if it is https (or http to this machine: tests, a local relay); the
+    URL or the token it carries never appears in the error."""
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname
+    except ValueError:
+        raise ChatError(f"{format} webhook url is not a URL") from None
+    if parts.scheme == "https" and host:
+        return parts
+    if parts.scheme == "http" and host in _LOOPBACK:
+        return parts
+    raise ChatError(f"{format} webhook url must start with https:// (plain http only to 127.0.0.1, ::1, localhost)")
+
+
+def check_chat_webhook(format: str, url: str, access_token: str | None) -> None:
+    """Raise ChatError when a ``[[webhooks]]`` entry of a chat ``format`` cannot be
+    addressed (for the config's validation: found at `config check`, not at the first
+    message)."""
+    if format not in _PROBLEM:
+        raise ChatError(f"unknown chat format {format!r} (known: {', '.join(CHAT_FORMATS)})")
+    if format == "matrix":
+        if not access_token or not _TOKEN.fullmatch(access_token):
+            raise ChatError("matrix webhook needs access_token (a Matrix access token: visible ASCII, no spaces)")
+        matrix_send_url(url, "check")
+    else:
+        _checked_url(format, url)
+
+
 def chat_request(
     format: str,
     url: str,
@@ -263,19 +288,16 @@ def chat_request(
     """The request that posts ``payload`` as a chat message.  ``template_dirs`` are the mail
     template directories (Config.template_dirs); the message template is
     ``webhooks/<format>.json.j2`` in the first of them that has one.  Raises ChatError for
-    a webhook that cannot be addressed, ChatTemplateError for a template that fails."""
+    a webhook that cannot be addressed, its subclass ChatTemplateError for a template that
+    fails (message ``file:line: what``)."""
     if not idempotency_key:
         raise ChatError("a chat message needs an idempotency key")
-    message = chat_body(format, payload, template_dirs)
-    body = _encode(message)
+    check_chat_webhook(format, url, access_token)
+    body = _encode(chat_body(format, payload, template_dirs))
     if format == "matrix":
-        if not access_token or not _TOKEN.fullmatch(access_token):
-            raise ChatError("matrix webhook needs access_token (a Matrix access token: visible ASCII, no spaces)")
         headers = {"Content-Type": _JSON, "Authorization": f"Bearer {access_token}"}
         return OutgoingRequest("PUT", matrix_send_url(url, idempotency_key), headers, body)
-    if not url.startswith(("https://", "http://")):
-        raise ChatError(f"{format} webhook url must start with https://")
-    return OutgoingRequest("POST", url, {"Content-Type": _JSON}, body)
+    return OutgoingRequest("POST", url.strip(), {"Content-Type": _JSON}, body)
 
 
 def _encode(message: Any) -> bytes:

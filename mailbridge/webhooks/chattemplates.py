@@ -35,7 +35,7 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-__all__ = ["ChatTemplateError", "normalize", "render_json", "template_name"]
+__all__ = ["ChatError", "ChatTemplateError", "normalize", "render_json", "template_name"]
 
 _SUFFIX = ".json.j2"
 _FOLDER = "webhooks"
@@ -65,7 +65,12 @@ _SLA_FIELDS = ("kind", "due_at")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
-class ChatTemplateError(Exception):
+class ChatError(Exception):
+    """A chat message that cannot be made: a webhook that cannot be addressed
+    (webhooks/chat.py) or a template that fails (ChatTemplateError)."""
+
+
+class ChatTemplateError(ChatError):
     """A chat template is missing, does not compile, fails while rendering or does not
     give a well-formed message: ``file:line: what`` (the line when known)."""
 
