@@ -56,7 +56,9 @@ BREACH = {
 }
 
 HOSTILE_SUBJECT = (
-    'Quote " backslash \\ newline\nand <script>alert(1)</script> & {{ 7*7 }} <!channel> @room ' + "z" * 10_000
+    'Quote " backslash \\ newline\nand <script>alert(1)</script> & {{ 7*7 }} <!channel> @room '
+    + "[click](https://evil.example) "
+    + "z" * 10_000
 )
 
 
@@ -187,7 +189,7 @@ def test_hostile_values_stay_well_formed_and_inert(fakes):
         assert "{{ config }}" in text
         assert "\x00" not in text and "\x1b" not in text
         assert "z" * 300 not in text  # the 10,000 characters are cut short...
-        assert "z" * 200 in text  # ...not dropped
+        assert "z" * 150 in text  # ...not dropped
     # Slack: &, <, > escaped wherever mrkdwn is read, so no <!channel> or <@user> mention.
     mrkdwn = _all_text(slack)
     assert "<" not in mrkdwn.replace("<!channel>", "X") or "<script" not in mrkdwn
@@ -201,6 +203,9 @@ def test_hostile_values_stay_well_formed_and_inert(fakes):
     # Teams: a newline in the subject does not leave its TextBlock (one line, one block).
     card = teams["attachments"][0]["content"]
     assert card["body"][1]["inlines"][0]["text"].startswith('Quote " backslash \\ newline and <script>')
+    # ...and Markdown in it is shown as it is: the title and subject are TextRuns, never TextBlocks.
+    assert [e["type"] for e in card["body"][:2]] == ["RichTextBlock", "RichTextBlock"]
+    assert "[click](https://evil.example)" in card["body"][1]["inlines"][0]["text"]
 
 
 def test_matrix_puts_to_the_encoded_room_and_a_retry_is_one_message(fakes):
