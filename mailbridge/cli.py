@@ -210,6 +210,7 @@ def config_check(ctx: click.Context) -> None:
     from mailbridge.errors import ConfigError
     from mailbridge.outbound.render import Renderer
     from mailbridge.outbound.verify import response_problems, template_problems
+    from mailbridge.webhooks.chat import chat_template_problems
 
     renderer = Renderer(config.template_dirs)
     errors = template_problems(config, renderer)
@@ -218,6 +219,9 @@ def config_check(ctx: click.Context) -> None:
     problems = response_problems(config)
     if problems:
         _fail("responses (#reply NAME) have errors:\n" + "\n".join(problems))
+    problems = chat_template_problems(config.template_dirs)
+    if problems:
+        _fail("chat notification templates (templates/webhooks/, docs/chat.md) have errors:\n" + "\n".join(problems))
     try:
         extractors = load_extractor_set(config)
     except ConfigError as exc:

@@ -1,0 +1,1 @@
+"""Outgoing webhooks: ticket events sent to other systems (plain signed JSON, or chat messages)."""
