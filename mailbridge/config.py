@@ -946,7 +946,9 @@ def _people_problems(config: Config) -> list[tuple[tuple[str | int, ...], str]]:
     agent_ids_for_api = {a.id for a in config.agents}
     for index, client in enumerate(config.api.clients):
         if client.agent and client.agent not in agent_ids_for_api:
-            problems.append((("api", "clients", index, "agent"), _unknown("agent", client.agent, sorted(agent_ids_for_api))))
+            problems.append(
+                (("api", "clients", index, "agent"), _unknown("agent", client.agent, sorted(agent_ids_for_api)))
+            )
     unique("agents", [a.email for a in config.agents], "email", "agent address")
     unique("teams", [t.id for t in config.teams], "id", "team id")
     unique("calendars", [c.id for c in config.calendars], "id", "calendar id")

@@ -3,7 +3,7 @@
     request -> HostGate (app.py) -> [ApiApp] bearer token -> client (api_auth.find_client)
       -> scope (read | write) -> rate limit (api_auth.RateLimiter) -> body size cap
       -> GET:  a read transaction, tickets/views.py's data through api_models' shapes
-      -> POST: a write transaction, api_actions.apply (the agents' mail path)
+      -> POST: a write transaction, agents/api_actions.apply (the agents' mail path)
 
 Not behind the dashboard's login (TokenGate lets /api/ through): every request carries
 its client's own token. Every answer is JSON, errors included
@@ -31,14 +31,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mailbridge.agents.desk import AgentDesk
+from mailbridge.agents import api_actions
 from mailbridge.app import App
 from mailbridge.config import ApiClient, Config
 from mailbridge.errors import NotFound
 from mailbridge.store.db import read_tx, write_tx
 from mailbridge.store.tables import tickets
 from mailbridge.tickets.views import show_ticket
-from mailbridge.web import api_actions
 from mailbridge.web.api_auth import RateLimiter, find_client, retry_after
 from mailbridge.web.api_models import (
     ActionsRequest,
@@ -57,9 +56,16 @@ IDEMPOTENCY_KEYS = 1000  # answers remembered for Idempotency-Key, across all cl
 MAX_KEY = 200
 
 
-def error(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None, **headers: str) -> Response:
+def error(
+    status: int,
+    code: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """The one error shape: {"error": {"code", "message", "details"}}."""
     body = {"error": {"code": code, "message": message, "details": details or []}}
-    return JSONResponse(body, status_code=status, headers=headers or None)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _ok(model: BaseModel, status: int = 200, **headers: str) -> Response:
@@ -128,9 +134,13 @@ def list_page(conn: Connection, query: TicketQuery) -> TicketPage:
     rows = rows[: query.limit]
     merged = {int(r.id) for r in rows if r.merged_into is not None}
     survivors = (
-        dict(conn.execute(select(tickets.c.id, tickets.c.reference).where(tickets.c.id.in_(
-            [int(r.merged_into) for r in rows if r.merged_into is not None]
-        ))).all())
+        dict(
+            conn.execute(
+                select(tickets.c.id, tickets.c.reference).where(
+                    tickets.c.id.in_([int(r.merged_into) for r in rows if r.merged_into is not None])
+                )
+            ).all()
+        )
         if merged
         else {}
     )
@@ -200,7 +210,7 @@ def create_api(config: Config, app: App) -> Starlette:
     """The /api application (mounted by web/app.py when [api] has clients)."""
     settings = config.api
     limiter = RateLimiter(settings.rate_limit_per_minute)
-    desk = AgentDesk(app.config, app.people, app.outbox, app.refs)
+    desk = api_actions.desk_for(app)
     remembered = _Idempotency()
     description = openapi()
 
@@ -212,7 +222,7 @@ def create_api(config: Config, app: App) -> Starlette:
                     401,
                     "unauthorized",
                     "send Authorization: Bearer <token> with a token from [[api.clients]]",
-                    **{"WWW-Authenticate": 'Bearer realm="mailbridge-api"'},
+                    headers={"WWW-Authenticate": 'Bearer realm="mailbridge-api"'},
                 )
             if scope == "write" and client.scope != "write":
                 return error(403, "forbidden", f"client {client.name!r} has scope read; this needs write")
@@ -222,7 +232,7 @@ def create_api(config: Config, app: App) -> Starlette:
                     429,
                     "rate_limited",
                     f"more than {settings.rate_limit_per_minute} requests a minute",
-                    **{"Retry-After": retry_after(wait)},
+                    headers={"Retry-After": retry_after(wait)},
                 )
             return await handler(request, client)
 
@@ -296,7 +306,9 @@ def create_api(config: Config, app: App) -> Starlette:
             return error(404, "not_found", f"no ticket {reference}")
         if outcome.errors:
             details = [{"index": i, "text": t, "message": m} for i, t, m in outcome.errors]
-            answer = error(422, "rejected", "nothing was changed: " + "; ".join(m for _, _, m in outcome.errors), details)
+            answer = error(
+                422, "rejected", "nothing was changed: " + "; ".join(m for _, _, m in outcome.errors), details
+            )
         else:
             applied = [{"index": i, "command": c} for i, c in outcome.applied]
             result = ActionsResult(reference=reference, applied=applied, ticket=_summary(data))  # type: ignore[arg-type]

@@ -153,7 +153,7 @@ class Action(_Model):
     def _one_change(self) -> Action:
         given = [k for k, v in self if v is not None and k != "until"]
         if len(given) != 1:
-            raise ValueError("give exactly one change per action, e.g. {\"status\": \"resolved\"}")
+            raise ValueError('give exactly one change per action, e.g. {"status": "resolved"}')
         if self.until is not None and given != ["status"]:
             raise ValueError("until goes with status pending")
         return self
@@ -180,7 +180,7 @@ class ActionsRequest(_Model):
     applied in one transaction, or nothing is."""
 
     actions: list[Action] | None = Field(None, max_length=MAX_ACTIONS)
-    commands: list[str] | None = Field(None, max_length=MAX_ACTIONS, description="E.g. [\"#status resolved\"].")
+    commands: list[str] | None = Field(None, max_length=MAX_ACTIONS, description='E.g. ["#status resolved"].')
 
     @model_validator(mode="after")
     def _one_form(self) -> ActionsRequest:
@@ -239,9 +239,7 @@ def openapi() -> dict[str, Any]:
     for _m, _p, _s, query, body, responses, _scope in OPERATIONS:
         models += [m for m in (query, body, *responses.values()) if m is not None]
     unique = list(dict.fromkeys(models))
-    _, defs = models_json_schema(
-        [(m, "validation") for m in unique], ref_template="#/components/schemas/{model}"
-    )
+    _, defs = models_json_schema([(m, "validation") for m in unique], ref_template="#/components/schemas/{model}")
     schemas = defs.get("$defs", {})
     paths: dict[str, Any] = {}
     for method, path, summary, query, body, responses, scope in OPERATIONS:

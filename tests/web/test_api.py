@@ -173,7 +173,11 @@ def test_filters_and_keyset_pagination(site):
     assert listed("?assignee=bob") == [refs[2]]
     assert listed("?status=new&priority=high") == [refs[0], refs[2]]
     assert listed("?status=open") == []
-    assert listed("?updated_since=" + (NOW - timedelta(minutes=1)).isoformat().replace("+", "%2B")) == [refs[1], refs[2], refs[4]]
+    assert listed("?updated_since=" + (NOW - timedelta(minutes=1)).isoformat().replace("+", "%2B")) == [
+        refs[1],
+        refs[2],
+        refs[4],
+    ]
 
     # Pages of two: every ticket once, in order, the last page says so.
     seen, cursor, pages = [], "", 0
@@ -247,7 +251,9 @@ def test_a_batch_is_applied_whole_or_refused_with_the_mails_checks(site):
     # A client without an agent is recorded as itself and cannot #take.
     assert post({"actions": [{"take": True}]}, NOBODY).status_code == 422
     assert post({"commands": ["#status resolved"]}, NOBODY).status_code == 200
-    [last] = [e for e in web.get(f"/api/v1/tickets/{ref}", headers=auth(READ)).json()["events"] if e["type"] == "status"]
+    [last] = [
+        e for e in web.get(f"/api/v1/tickets/{ref}", headers=auth(READ)).json()["events"] if e["type"] == "status"
+    ]
     assert (last["type"], last["actor"], last["data"]) == (
         "status",
         "api:robot",

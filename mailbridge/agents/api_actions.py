@@ -1,5 +1,6 @@
 """`POST /api/v1/tickets/REF/actions`: a batch of changes applied the way an agent's
-`#commands` by mail are (web/api.py calls this in a write transaction).
+`#commands` by mail are (web/api.py calls this in a write transaction; the one door from
+the web child to the writing side, pyproject's import contract lets it through).
 
     request -> command lines (api_models.Action.line, or `commands` as written)
       -> commands.parse_commands      (the mail's parser: same forms, same refusals)
@@ -25,6 +26,7 @@ from sqlalchemy import Connection
 
 from mailbridge.agents.commands import Command, CommandError, parse_commands
 from mailbridge.agents.desk import AgentDesk
+from mailbridge.app import App
 from mailbridge.config import ApiClient
 from mailbridge.tickets import lifecycle
 from mailbridge.tickets.views import ticket_id_for
@@ -57,6 +59,11 @@ def parse_lines(lines: list[str]) -> tuple[list[Command], list[tuple[int | None,
     if parsed.body.strip():
         errors.append((None, parsed.body[:200], "not a command"))
     return list(parsed.commands), errors
+
+
+def desk_for(app: App) -> AgentDesk:
+    """The agents' desk of the mail path, for the web child's App."""
+    return AgentDesk(app.config, app.people, app.outbox, app.refs)
 
 
 def apply(
