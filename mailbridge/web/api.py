@@ -33,6 +33,7 @@ from starlette.routing import Route
 
 from mailbridge.agents import api_actions
 from mailbridge.app import App
+from mailbridge.clock import ensure_utc
 from mailbridge.config import ApiClient, Config
 from mailbridge.errors import NotFound
 from mailbridge.store.db import read_tx, write_tx
@@ -123,7 +124,8 @@ def list_page(conn: Connection, query: TicketQuery) -> TicketPage:
     if query.tag:
         conditions.append(_has_tag(conn, query.tag.strip().lower()))
     if query.updated_since is not None:
-        conditions.append(tickets.c.updated_at >= query.updated_since)
+        # An instant without an offset is read as UTC, as every time in the store.
+        conditions.append(tickets.c.updated_at >= ensure_utc(query.updated_since))
     if query.cursor:
         conditions.append(tickets.c.id > _decode_cursor(query.cursor))
     statement = select(tickets).order_by(tickets.c.id).limit(query.limit + 1)

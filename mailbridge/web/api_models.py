@@ -41,7 +41,7 @@ class ErrorResponse(_Model):
 class TicketQuery(_Model):
     """`GET /api/v1/tickets` filters (query parameters); all must hold."""
 
-    status: str | None = Field(None, description="new, open, pending, restored, resolved or closed.")
+    status: Literal["new", "open", "pending", "restored", "resolved", "closed"] | None = None
     queue: str | None = Field(None, description="A queue (team id).")
     assignee: str | None = Field(None, description="An agent id.")
     priority: Literal["critical", "high", "medium", "low"] | None = None

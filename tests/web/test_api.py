@@ -190,7 +190,15 @@ def test_filters_and_keyset_pagination(site):
         cursor = "&cursor=" + page["next_cursor"]
     assert (seen, pages) == (refs, 3)
 
-    for bad in ("?limit=201", "?limit=0", "?cursor=garbage", "?priority=urgent", "?colour=red", "?updated_since=x"):
+    for bad in (
+        "?limit=201",
+        "?limit=0",
+        "?cursor=garbage",
+        "?priority=urgent",
+        "?status=done",
+        "?colour=red",
+        "?updated_since=x",
+    ):
         response = web.get("/api/v1/tickets" + bad, headers=auth(READ))
         assert response.status_code == 400 and response.json()["error"]["code"] == "invalid", bad
 
@@ -328,6 +336,20 @@ def test_openapi_describes_every_route(tmp_path):
     assert {"ActionsRequest", "Action", "TicketPage", "TicketDetail", "ErrorResponse"} <= set(schemas)
     assert schemas["Action"]["additionalProperties"] is False
     app.close()
+
+
+def test_the_models_know_the_desks_statuses():
+    from typing import get_args
+
+    from mailbridge.agents.commands import STATUSES as SETTABLE
+    from mailbridge.tickets.lifecycle import STATUSES
+    from mailbridge.web.api_models import Action, TicketQuery
+
+    def choices(model: Any, name: str) -> tuple[str, ...]:
+        return tuple(a for a in get_args(get_args(model.model_fields[name].annotation)[0]))
+
+    assert choices(TicketQuery, "status") == STATUSES
+    assert choices(Action, "status") == SETTABLE
 
 
 def test_no_api_without_clients(tmp_path):
