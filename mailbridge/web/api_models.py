@@ -132,6 +132,8 @@ class Action(_Model):
     """One change, as one key (with `status`, `until` may go along). Each is the agents'
     `#command` of the same name; `commands` takes those lines as written."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1, "maxProperties": 2})
+
     status: Literal["open", "pending", "restored", "resolved", "closed"] | None = None
     until: date | None = Field(None, description="With status pending: remind the requester on this date.")
     assign: str | None = Field(None, description="An agent id.")

@@ -146,6 +146,20 @@ def test_tokens_scopes_and_json_errors(site):
     assert web.get("/api/v1/tickets", headers={**auth(READ), "Host": "evil.example"}).status_code == 400
 
 
+def test_a_bug_is_a_json_500_without_the_traceback(site, monkeypatch):
+    app, _ = site
+    ref = make_ticket(app, "VPN down")
+
+    def broken(conn: Any, reference: str) -> Any:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr("mailbridge.web.api.show_ticket", broken)
+    web = TestClient(create_app(app.config, app), base_url="http://localhost", raise_server_exceptions=False)
+    answer = web.get(f"/api/v1/tickets/{ref}", headers=auth(READ))
+    assert answer.status_code == 500 and answer.json()["error"]["code"] == "internal"
+    assert "secret internals" not in answer.text and answer.headers["x-content-type-options"] == "nosniff"
+
+
 def test_filters_and_keyset_pagination(site):
     app, web = site
     refs = [
