@@ -106,10 +106,18 @@ def _has_tag(conn: Connection, tag: str) -> Any:
     return exists(select(literal(1)).select_from(each).where(each.c.value == tag))
 
 
+def _row_summary(row: Any, survivors: dict[int, str]) -> TicketSummary:
+    data = {name: getattr(row, name) for name in TicketSummary.model_fields}
+    data["tags"] = list(row.tags or [])
+    data["created_at"], data["updated_at"] = (
+        ensure_utc(v).isoformat() if v is not None else None for v in (row.created_at, row.updated_at)
+    )
+    data["merged_into"] = survivors.get(int(row.merged_into)) if row.merged_into is not None else None
+    return TicketSummary.model_validate(data)
+
+
 def list_page(conn: Connection, query: TicketQuery) -> TicketPage:
     """One page in ticket-number order (stable: keyset on the id, never an offset)."""
-    from mailbridge.tickets.views import _summary as summary_of
-
     conditions: list[Any] = []
     for name in ("status", "queue", "assignee", "priority"):
         value = getattr(query, name)
@@ -134,23 +142,16 @@ def list_page(conn: Connection, query: TicketQuery) -> TicketPage:
     rows = list(conn.execute(statement))
     more = len(rows) > query.limit
     rows = rows[: query.limit]
-    merged = {int(r.id) for r in rows if r.merged_into is not None}
-    survivors = (
-        dict(
-            conn.execute(
-                select(tickets.c.id, tickets.c.reference).where(
-                    tickets.c.id.in_([int(r.merged_into) for r in rows if r.merged_into is not None])
-                )
-            ).all()
-        )
-        if merged
+    ids = [int(r.merged_into) for r in rows if r.merged_into is not None]
+    survivors: dict[int, str] = (
+        {
+            int(i): str(ref)
+            for i, ref in conn.execute(select(tickets.c.id, tickets.c.reference).where(tickets.c.id.in_(ids)))
+        }
+        if ids
         else {}
     )
-    out = []
-    for row in rows:
-        data = summary_of(row)
-        data["merged_into"] = survivors.get(row.merged_into) if row.merged_into is not None else None
-        out.append(_summary(data))
+    out = [_row_summary(row, survivors) for row in rows]
     return TicketPage(tickets=out, next_cursor=_encode_cursor(int(rows[-1].id)) if more else None)
 
 

@@ -228,6 +228,8 @@ def test_one_ticket_and_a_merged_one_points_to_the_survivor(site):
     moved = web.get(f"/api/v1/tickets/{second}", headers=auth(READ))
     assert moved.status_code == 301 and moved.headers["location"] == f"/api/v1/tickets/{first}"
     assert moved.json() == {"merged_into": first, "location": f"/api/v1/tickets/{first}"}
+    listed = web.get("/api/v1/tickets?status=closed", headers=auth(READ)).json()["tickets"]
+    assert [(t["reference"], t["merged_into"]) for t in listed] == [(second, first)]
     survivor = web.get(f"/api/v1/tickets/{first}", headers=auth(READ)).json()
     assert [(e["type"], e["actor"]) for e in survivor["events"]] == [("merged_from", "alice")]
 
