@@ -614,6 +614,7 @@ def rules_test(ctx: click.Context, file: Path, as_json: bool) -> None:
 
 
 def _register_subcommands() -> None:
+    from mailbridge.cli_api import api_group
     from mailbridge.cli_contacts import contacts_group
     from mailbridge.cli_data import register as register_data
     from mailbridge.cli_import import import_group
@@ -626,6 +627,7 @@ def _register_subcommands() -> None:
     from mailbridge.cli_tickets import tickets
 
     main.add_command(tickets)
+    main.add_command(api_group)
     main.add_command(import_group)
     main.add_command(kb_group)
     main.add_command(responses_group)
