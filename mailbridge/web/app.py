@@ -216,12 +216,19 @@ def create_app(config: Config, app: App | None = None) -> Starlette:
         Route("/readyz", readyz),
         Mount("/static", _StaticFiles(directory=HERE / "static"), name="static"),
     ]
+    open_prefixes: tuple[str, ...] = ()
+    if app.view_links is not None:
+        # The customer's view ([web] public_url): its own token, not the dashboard's login.
+        from mailbridge.web.customer import PREFIX, customer_routes
+
+        routes += customer_routes(config, app, app.view_links, page, HERE / "static")
+        open_prefixes = (PREFIX,)
     # Outermost first: the headers go on every response, the 400s and 401s of the gates
     # included; a foreign Host is refused before anything else looks at the request.
     middleware = [
         Middleware(SecurityHeaders),
         Middleware(HostGate, names=allowed_names(config)),
-        Middleware(TokenGate, token=token),
+        Middleware(TokenGate, token=token, open_prefixes=open_prefixes),
     ]
     handlers = {404: not_found, Exception: server_error}
     web = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)

@@ -55,13 +55,15 @@ class TokenGate:
     """ASGI middleware: every request (pages, static files, /metrics, /healthz) needs the
     token when one is required; a missing or wrong one gets a short 401."""
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, token: str, open_prefixes: tuple[str, ...] = ()) -> None:
         self.app = app
         self.token = token
         self.cookie = cookie_value(token) if token else ""
+        # Paths with an authorisation of their own (the customer's view, web/customer.py).
+        self.open_prefixes = open_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.token:
+        if scope["type"] != "http" or not self.token or self._open(scope):
             await self.app(scope, receive, send)
             return
         request = Request(scope)
@@ -70,6 +72,12 @@ class TokenGate:
             await self.app(scope, receive, send)
         else:
             await response(scope, receive, send)
+
+    def _open(self, scope: Scope) -> bool:
+        # The decoded path: a percent-encoded "/view/" is still under it, and "/view/.."
+        # is never resolved by the router (Starlette matches the literal path).
+        path = str(scope.get("path", ""))
+        return bool(self.open_prefixes) and path.startswith(self.open_prefixes) and ".." not in path
 
     def check(self, request: Request) -> Response | None:
         given = request.query_params.get("token")
