@@ -150,11 +150,7 @@ def _public_messages(conn: Connection, ticket_id: int, customers: list[str]) -> 
         if m.author is not None:
             if m.direction == "out" and m.id in answers:
                 public.append(m)
-        elif (
-            m.direction == "in"
-            and m.classification == "normal"
-            and str(m.from_address).lower() in customers
-        ):
+        elif m.direction == "in" and m.classification == "normal" and str(m.from_address).lower() in customers:
             public.append(m)
     return public
 
