@@ -239,3 +239,34 @@ def test_without_public_url_there_is_no_link_and_no_page(db_url, sink, start_dae
     assert _get(f"{base}/view/{'A' * 55}")[0] == 401
     auth = {"Authorization": f"Bearer {LOGIN}"}
     assert _get(f"{base}/view/{'A' * 55}", auth)[0] == 404
+
+
+def test_a_merged_tickets_link_leads_its_own_customer_on_and_tells_another_only_that(
+    db_url, sink, start_daemon, tmp_path
+):
+    daemon, base = _site(start_daemon, sink, tmp_path, db_url)
+    first, _ack1, note1 = _open(daemon, sink, RITA, _customer_mail(RITA, "VPN down", "It is down.\n"))
+    again, ack2, note2 = _open(daemon, sink, RITA, _customer_mail(RITA, "VPN still down", "Still down.\n"))
+    _other, ack3, note3 = _open(daemon, sink, CAROL, _customer_mail(CAROL, "VPN down here too", "Carol-secret.\n"))
+    [rita_second] = LINK.findall(_part(ack2, "plain"))
+    [carol_link] = LINK.findall(_part(ack3, "plain"))
+    for note in (note2, note3):
+        daemon.send(reply(note, f"#merge {first}"), rcpts=[str(note["Reply-To"])], mail_from="alice@staff.example")
+        daemon.wait_idle()
+    assert mailbridge_json(daemon.config, "tickets", "show", again)["merged_into"] is not None
+
+    # Rita's link of her merged ticket opens the ticket it went into (hers too).
+    code, _, body = _get(rita_second)
+    page = body.decode()
+    assert code == 200 and f'id="view-reference">{first}<' in page and 'id="view-merged"' in page
+    assert "Still down." in page and "It is down." in page
+    # Carol's link says it was merged and shows nothing of Rita's ticket, nor her own
+    # words now that they are part of it.
+    code, _, body = _get(carol_link)
+    page = body.decode()
+    assert code == 200 and "merged" in page
+    for hidden in (first, "It is down.", "Carol-secret.", "VPN down"):
+        assert hidden not in page
+    # And Rita's page of the surviving ticket does not show Carol's mail either.
+    code, _, body = _get(LINK.findall(_part(_to(sink, "rita@example.com")[0], "plain"))[0])
+    assert code == 200 and "Carol-secret." not in body.decode() and "Carol" not in body.decode()
