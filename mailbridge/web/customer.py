@@ -57,7 +57,9 @@ def customer_routes(config: Config, app: App, links: ViewLinks, page: Page, stat
     """The routes of the customer's view (the stylesheet, the page, its files)."""
 
     def error(request: Request, what: tuple[str, str], status: int) -> Response:
-        response = page(request, "view_error.html", {"title": what[0], "text": what[1]}, status)
+        # The page's links are relative to /view/TOKEN; a file's URL is two levels below.
+        up = "../../" if "attachment" in request.path_params else ""
+        response = page(request, "view_error.html", {"title": what[0], "text": what[1], "up": up}, status)
         response.headers.update(_NOINDEX)
         return response
 
