@@ -38,15 +38,6 @@ CUSTOMER_ROLES = ("requester", "cc")
 # How many merges a link follows (a merge of a merge of ...); more is a loop or nonsense.
 _MAX_HOPS = 8
 
-STATUS_WORDING = {
-    "new": "Received — waiting for our team",
-    "open": "In progress",
-    "pending": "Waiting for your reply",
-    "restored": "Service restored — we are confirming the fix",
-    "resolved": "Resolved",
-    "closed": "Closed",
-}
-
 
 @dataclass(frozen=True)
 class Viewer:
@@ -76,7 +67,6 @@ class PublicTicket:
     reference: str
     subject: str
     status: str
-    status_text: str
     language: str | None
     messages: list[PublicMessage]
     merged_from: bool  # the link was for a ticket merged into this one
@@ -191,12 +181,10 @@ def public_ticket(conn: Connection, viewer: Viewer, support_name: str, merged_fr
                 files=files.get(int(m.id), []),
             )
         )
-    status = str(row.status)
     return PublicTicket(
         reference=str(row.reference),
         subject=str(row.subject),
-        status=status,
-        status_text=STATUS_WORDING.get(status, status),
+        status=str(row.status),
         language=row.language,
         messages=shown,
         merged_from=merged_from,

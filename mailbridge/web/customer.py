@@ -32,6 +32,7 @@ from mailbridge.config import Config
 from mailbridge.store.db import read_tx
 from mailbridge.tickets.publicview import Merged, Viewer, public_attachment, public_ticket, resolve
 from mailbridge.tickets.viewlinks import Expired, ViewLinks
+from mailbridge.web.customer_text import words
 from mailbridge.web.display import content_disposition
 
 __all__ = ["PREFIX", "customer_routes"]
@@ -84,7 +85,14 @@ def customer_routes(config: Config, app: App, links: ViewLinks, page: Page, stat
             return refused
         with read_tx(app.store.main) as conn:
             data = public_ticket(conn, viewer, config.support.name, merged_from)
-        context = {"t": data, "token": request.path_params["token"], "subject_tag": f"[{data.reference}]"}
+        lang, w = words(data.language)
+        context = {
+            "t": data,
+            "token": request.path_params["token"],
+            "subject_tag": f"[{data.reference}]",
+            "lang": lang,
+            "w": w,
+        }
         response = page(request, "view.html", context, 200)
         response.headers.update(_NOINDEX)
         return response

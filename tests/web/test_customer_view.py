@@ -22,11 +22,12 @@ from typing import Any
 from selenium.webdriver.common.by import By
 
 from mailbridge.clock import utcnow
-from mailbridge.tickets.publicview import STATUS_WORDING
 from mailbridge.tickets.tokens import TokenSigner, read_secret
 from mailbridge.tickets.viewlinks import ViewLinks
+from mailbridge.web.customer_text import words
 from tests.support import Sink, free_port, mailbridge_json, make_mail, poll
 from tests.test_agents_path import PEOPLE, RULES, reply
+from tests.test_language_path import GERMAN
 from tests.test_rules_path import rules_dir
 from tests.web.conftest import chromium, severe_console_entries, wait_for_web, web_section
 from tests.web.test_xss import FIND_ACTIVE
@@ -35,11 +36,13 @@ LOGIN = "dashboard-login-token-0123456789"
 RITA = "Rita Requester <rita@example.com>"
 COLIN = "Colin Colleague <colin@example.com>"
 CAROL = "Carol Customer <carol@other.example>"
+JONAS = "Jonas Kunde <jonas@kunde.example>"
 SUBJECT = "VPN <script>document.title='pwned'</script> broken"
 BODY = "The VPN drops. <img src=x onerror=\"document.title='pwned'\"> Please help.\n"
 EVIL_FILE = "<img src=x onerror=alert(1)>.txt"
 NOTE = "INTERNAL-ONLY: customer is on the old contract"
 ANSWER = "Please reinstall the client; the new version is attached."
+EN = words("en")[1]
 LINK = re.compile(r"http://127\.0\.0\.1:\d+/view/[A-Za-z0-9_-]{55}")
 
 
@@ -150,7 +153,7 @@ def test_the_customer_sees_their_ticket_and_nothing_else(db_url, sink, start_dae
         assert browser.find_element(By.ID, "view-subject").text == SUBJECT
         shown_status = browser.find_element(By.ID, "view-status")
         assert shown_status.get_attribute("data-status") == status
-        assert shown_status.text == STATUS_WORDING[status]
+        assert shown_status.text == EN[status]
         articles = browser.find_elements(By.CSS_SELECTOR, "article.message")
         assert len(articles) == 2
         assert "The VPN drops. <img src=x" in articles[0].text and "(you)" in articles[0].text
@@ -225,7 +228,14 @@ def test_the_page_works_without_javascript(sink, start_daemon, tmp_path):
         browser.get(link)
         assert browser.find_element(By.ID, "view-subject").text == "Laptop slow"
         assert "It is slow." in browser.find_element(By.CSS_SELECTOR, "article.message").text
-        assert browser.find_element(By.ID, "view-status").text == STATUS_WORDING["new"]
+        assert browser.find_element(By.ID, "view-status").text == EN["new"]
+        # A German customer's page is in German (the ticket's language).
+        _gref, gack, _gnote = _open(daemon, sink, JONAS, _customer_mail(JONAS, "Drucker", GERMAN))
+        [glink] = LINK.findall(_part(gack, "plain"))
+        browser.get(glink)
+        assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "de"
+        assert browser.find_element(By.ID, "view-status").text == words("de")[1]["new"]
+        assert "Verlauf" in browser.page_source and "leere Seiten" in browser.page_source
         # Scripts are really off in this browser (so the page did not need any).
         browser.get("data:text/html,<p id=x>static</p><script>document.getElementById('x').textContent='ran'</script>")
         assert browser.find_element(By.ID, "x").text == "static"
