@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from mailbridge.rules import RuleSet
     from mailbridge.tickets.refs import ReferenceFormat
     from mailbridge.tickets.tokens import TokenSigner
+    from mailbridge.tickets.viewlinks import ViewLinks
 
 
 def load_extractor_set(config: Config) -> ExtractorSet:
@@ -97,7 +98,17 @@ class App:
     def outbox(self) -> Outbox:
         from mailbridge.outbound.outbox import Outbox
 
-        return Outbox(self.renderer, self.signer, self.config.support, rules=self.rules)
+        return Outbox(self.renderer, self.signer, self.config.support, rules=self.rules, view_links=self.view_links)
+
+    @cached_property
+    def view_links(self) -> ViewLinks | None:
+        """The customer view's links ([web] public_url), or None when it is off."""
+        from mailbridge.tickets.viewlinks import ViewLinks
+
+        web = self.config.web
+        if not web.public_url:
+            return None
+        return ViewLinks(self.signer, web.public_url, web.view_link_days, clock=self.clock)
 
     @cached_property
     def extractors(self) -> ExtractorSet:

@@ -501,6 +501,29 @@ Address = Annotated[str, AfterValidator(_check_address)]
 Domain = Annotated[str, AfterValidator(_check_domain)]
 
 
+def _check_public_url(value: str) -> str:
+    """[web] public_url: "" or an absolute http(s) URL with a host and no query,
+    fragment, user info or whitespace; kept without its trailing slash."""
+    from urllib.parse import urlsplit
+
+    if not value:
+        return value
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise ValueError("public_url must not contain spaces or control characters")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError as exc:
+        raise ValueError(f"public_url is not a URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError('public_url must be an absolute http(s) URL, e.g. "https://help.example.com/desk"')
+    if parts.query or parts.fragment or "?" in value or "#" in value:
+        raise ValueError("public_url must not have a query (?...) or a fragment (#...)")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("public_url must not carry a user name or password")
+    return value.rstrip("/")
+
+
 def _check_host_name(value: str) -> str:
     """A name for a Host header: a domain name, "*." and a domain, or an IP address."""
     import ipaddress
@@ -819,6 +842,13 @@ class WebSettings(_Strict):
     # any other name is refused with 400, so a web page cannot read the dashboard
     # through DNS rebinding (its own name pointed at 127.0.0.1).
     allowed_hosts: list[Annotated[str, AfterValidator(_check_host_name)]] = []
+    # The customer's view (web/customer.py, docs/customer-view.md): the address customers
+    # reach this web child by, e.g. "https://help.example.com/desk". Set, acknowledgements
+    # and answers carry a signed link to a read-only page of the ticket under it
+    # ({public_url}/view/TOKEN); empty (the default), there is no such link and no page.
+    public_url: Annotated[str, AfterValidator(_check_public_url)] = ""
+    # How long such a link works, from the mail that carried it.
+    view_link_days: Annotated[int, Field(ge=1, le=3650)] = 30
 
     @model_validator(mode="after")
     def _token_beyond_localhost(self) -> WebSettings:

@@ -1143,6 +1143,7 @@ class Pipeline:
             "support": {"name": self._config.support.name, "address": self._config.support.address},
             "articles": articles,
             "previous": {"reference": previous} if previous else None,
+            "view_url": self._outbox.view_url(ticket_id, to.address, now),
         }
         refs = [*mail.references, mail.message_id] if mail.message_id else list(mail.references)
         facts = ticket_facts_for(conn, ticket_id) if self._outbox.checks_outgoing else None

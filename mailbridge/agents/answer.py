@@ -15,7 +15,18 @@ from __future__ import annotations
 
 from mailbridge.parsing.signatures import strip_client_signature
 
-__all__ = ["answer_body", "answer_text"]
+__all__ = ["answer_body", "answer_text", "with_view_link"]
+
+# The line that links an answer to the customer's view of the ticket ([web] public_url),
+# in the ticket's language (the languages templates/ ships; others get English).
+VIEW_LINE = {
+    "en": "See your request and everything exchanged on it (read only): {url}",
+    "de": "Ihre Anfrage und alles dazu Geschriebene ansehen (nur lesen): {url}",
+    "fr": "Consultez votre demande et tous les échanges (lecture seule) : {url}",
+    "es": "Consulte su solicitud y todo lo intercambiado (solo lectura): {url}",
+    "ja": "お問い合わせの内容とこれまでのやり取り（閲覧のみ）：{url}",
+}
+_SIGNATURE = "\n\n-- \n"
 
 
 def answer_body(body: str, html: str | None) -> str:
@@ -29,3 +40,15 @@ def answer_text(body: str, agent_name: str, team_name: str, footer: str = "") ->
     if footer.strip():
         parts.append(footer.strip())
     return "\n\n".join(parts) + f"\n\n-- \n{agent_name}\n{team_name}\n"
+
+
+def with_view_link(text: str, url: str, language: str | None = None) -> str:
+    """``text`` (an answer as sent) with the line linking to the customer's view above
+    our signature; ``text`` itself when there is no link (the view is off)."""
+    if not url:
+        return text
+    line = VIEW_LINE.get(language or "en", VIEW_LINE["en"]).format(url=url)
+    body, sep, signature = text.rpartition(_SIGNATURE)
+    if not sep:
+        return f"{text.rstrip()}\n\n{line}\n"
+    return f"{body}\n\n{line}{sep}{signature}"

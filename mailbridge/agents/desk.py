@@ -44,7 +44,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select, update
 
 from mailbridge.agents import briefing, contact_merge
-from mailbridge.agents.answer import answer_body, answer_text
+from mailbridge.agents.answer import answer_body, answer_text, with_view_link
 from mailbridge.agents.auth import AuthVerdict, authenticate
 from mailbridge.agents.canned import Canned, CannedAnswers
 from mailbridge.agents.commands import (
@@ -549,6 +549,10 @@ class AgentDesk:
         # recipients (3,000 Cc had made 3,001 mails of the same text and attachments).
         copies: list[tuple[Address, list[Address]]] = [(requester, [])] + ([(cc[0], cc[1:])] if cc else [])
         for rcpt, more in copies:
+            # The customer's view: the requester's copy links to the page for them, the
+            # shared copy to the page for everybody copied (bound to the ticket only).
+            view_url = self._outbox.view_url(ticket_id, "" if more else rcpt.address, msg.now)
+            copy_text = with_view_link(own_text if rcpt is requester else text, view_url, ticket.language)
             try:
                 message_id = self._outbox.queue_written(
                     pending,
@@ -556,7 +560,7 @@ class AgentDesk:
                     ticket=self._facts(conn, ticket_id),
                     kind="answer",
                     subject=subject,
-                    text=own_text if rcpt is requester else text,
+                    text=copy_text,
                     html=None,
                     to=requester,
                     cc=cc,
@@ -1066,6 +1070,7 @@ class AgentDesk:
             "support": {"name": self._config.support.name, "address": self._config.support.address},
             "articles": [],
             "previous": None,
+            "view_url": self._outbox.view_url(ticket_id, customer.address, msg.now),
         }
         try:
             sent = self._outbox.queue(

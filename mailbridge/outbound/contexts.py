@@ -106,6 +106,11 @@ RESPONSE = TemplateContext(
         ("articles[].summary", "its first lines"),
         ("articles[].url", 'its address under [knowledge] base_url ("" without one)'),
         ("articles[].path", "its file in the knowledge folder"),
+        (
+            "view_url",
+            "a signed link to the requester's read-only page of the ticket, valid [web] view_link_days "
+            '(docs/customer-view.md); "" when [web] public_url is not set',
+        ),
         *_SUPPORT_VARS,
     ),
     sample={
@@ -126,8 +131,9 @@ RESPONSE = TemplateContext(
                 "path": "printer-offline.md",
             }
         ],
+        "view_url": "https://help.example.com/view/AQAAAAAAAAAqAAAAAGmGh4A",
     },
-    variants=({"requester.name": "", "previous": None, "articles": []},),
+    variants=({"requester.name": "", "previous": None, "articles": [], "view_url": ""},),
 )
 
 _NOTICE_VARS = (*_TICKET_SHORT_VARS, *_REQUESTER_VARS, *_SUPPORT_VARS)

@@ -31,6 +31,7 @@ from mailbridge.rules import OutgoingFacts, RuleSet, TicketFacts
 from mailbridge.tickets import lifecycle
 from mailbridge.tickets.lifecycle import Pending
 from mailbridge.tickets.tokens import TokenSigner, message_id_for
+from mailbridge.tickets.viewlinks import ViewLinks
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +48,25 @@ def _plain(value: Any) -> Any:
 
 class Outbox:
     def __init__(
-        self, renderer: Renderer, signer: TokenSigner, support: SupportSettings, rules: RuleSet | None = None
+        self,
+        renderer: Renderer,
+        signer: TokenSigner,
+        support: SupportSettings,
+        rules: RuleSet | None = None,
+        view_links: ViewLinks | None = None,
     ) -> None:
         self._renderer = renderer
         self._signer = signer
         self._support = support
         self._rules = rules
+        self._view_links = view_links
+
+    def view_url(self, ticket_id: int, address: str, now: datetime) -> str:
+        """The customer's read-only page of the ticket for ``address`` ("" for the shared
+        copy of an answer), or "" when [web] public_url is not set (tickets/viewlinks.py)."""
+        if self._view_links is None:
+            return ""
+        return self._view_links.url(ticket_id, address, now)
 
     @property
     def renderer(self) -> Renderer:

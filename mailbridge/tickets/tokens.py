@@ -123,6 +123,12 @@ def _tag_with(keyed: hmac.HMAC, random_part: bytes) -> bytes:
     return mac.digest()[:_MAC_LEN]
 
 
+def _derive(keyed: hmac.HMAC, label: bytes) -> bytes:
+    mac = keyed.copy()
+    mac.update(label)
+    return mac.digest()
+
+
 class TokenSigner:
     """Creates reply tokens with the current server secret; verifies them against it
     and against retired secrets until each one's ``valid_until``.
@@ -181,6 +187,20 @@ class TokenSigner:
             if when < valid_until and hmac.compare_digest(tag, _tag_with(keyed, random_part)):
                 return random_part.hex()
         return None
+
+    def derived_keys(self, label: bytes, now: datetime | None = None) -> list[bytes]:
+        """Keys for another kind of token, derived from the current secret and from each
+        retired secret still within its grace at ``now``: HMAC(secret, label), current
+        first. Another ``label`` gives unrelated keys, so such tokens and reply tokens
+        can never stand in for each other (reply tags are MACs of 16 random bytes; a
+        label must not be 16 bytes long)."""
+        if len(label) == _RANDOM_LEN:
+            raise ValueError("a derivation label must not be as long as a reply token's random part")
+        keys = [_derive(self._mac, label)]
+        if self._retired:
+            when = ensure_utc(now if now is not None else self._clock())
+            keys += [_derive(keyed, label) for keyed, valid_until in self._retired if when < valid_until]
+        return keys
 
     @staticmethod
     def token_id(token: str) -> str | None:

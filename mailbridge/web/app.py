@@ -225,7 +225,13 @@ def create_app(config: Config, app: App | None = None) -> Starlette:
 
         # Its own bearer tokens per client, JSON errors: not behind the dashboard's login.
         routes.insert(0, Mount("/api", create_api(config, app)))
-        open_prefixes = ("/api/",)
+        open_prefixes += ("/api/",)
+    if app.view_links is not None:
+        # The customer's view ([web] public_url): its own token, not the dashboard's login.
+        from mailbridge.web.customer import PREFIX, customer_routes
+
+        routes += customer_routes(config, app, app.view_links, page, HERE / "static")
+        open_prefixes += (PREFIX,)
     # Outermost first: the headers go on every response, the 400s and 401s of the gates
     # included; a foreign Host is refused before anything else looks at the request.
     middleware = [

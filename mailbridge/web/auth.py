@@ -58,12 +58,13 @@ class TokenGate:
     def __init__(self, app: ASGIApp, token: str, open_prefixes: tuple[str, ...] = ()) -> None:
         self.app = app
         self.token = token
-        # Paths with their own authentication (the JSON API's client tokens, web/api.py).
-        self.open_prefixes = open_prefixes
         self.cookie = cookie_value(token) if token else ""
+        # Paths with an authorisation of their own: the JSON API's client tokens
+        # (web/api.py) and the customer's view links (web/customer.py).
+        self.open_prefixes = open_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.token or scope["path"].startswith(self.open_prefixes):
+        if scope["type"] != "http" or not self.token or self._open(scope):
             await self.app(scope, receive, send)
             return
         request = Request(scope)
@@ -72,6 +73,12 @@ class TokenGate:
             await self.app(scope, receive, send)
         else:
             await response(scope, receive, send)
+
+    def _open(self, scope: Scope) -> bool:
+        # The decoded path: a percent-encoded "/view/" is still under it, and "/view/.."
+        # is never resolved by the router (Starlette matches the literal path).
+        path = str(scope.get("path", ""))
+        return bool(self.open_prefixes) and path.startswith(self.open_prefixes) and ".." not in path
 
     def check(self, request: Request) -> Response | None:
         given = request.query_params.get("token")

@@ -4,7 +4,8 @@ DNS rebinding: a web page on evil.example points its own name at 127.0.0.1 once 
 browser has loaded it; its scripts then read http://evil.example:8025/ as same-origin,
 and a dashboard on the loopback without a token hands them every ticket. The browser
 still sends "Host: evil.example", so answering only the names the desk is reached by
-closes it: the loopback names, the bound host, and `[web] allowed_hosts`.
+closes it: the loopback names, the bound host, `[web] allowed_hosts`, and the host of
+`[web] public_url` (the customer's view) when one is set.
 
 Starlette's TrustedHostMiddleware would do, but it cuts the port at the first ":" and
 so cannot read "[::1]:8025"; this is the same check with IPv6 literals read properly.
@@ -28,6 +29,13 @@ _WILDCARD_ADDRESSES = ("0.0.0.0", "::", "")
 def allowed_names(config: Config) -> list[str]:
     """The loopback names, the bound host (unless it is a wildcard address) and the configured names."""
     names = [*LOOPBACK_NAMES, *config.web.allowed_hosts]
+    if config.web.public_url:
+        # The name customers reach their view by ([web] public_url, web/customer.py).
+        from urllib.parse import urlsplit
+
+        public = urlsplit(config.web.public_url).hostname
+        if public:
+            names.append(public.lower())
     host = config.web.host.strip().lower().strip("[]")
     if host not in _WILDCARD_ADDRESSES:
         names.append(host)

@@ -4,6 +4,7 @@ daemon with [web] enabled."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -20,14 +21,20 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+def require_chromium() -> None:
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
     if missing:
         reason = f"the browser tests need Debian's chromium and chromium-driver: missing {', '.join(missing)}"
         if os.environ.get("CI") == "true":
             pytest.fail(reason)
         pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def chromium(*, javascript: bool = True) -> Iterator[Any]:
+    """A headless Chromium with a profile of its own; ``javascript=False`` turns scripts
+    off in its content settings (a page that needs none must work so)."""
+    require_chromium()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -44,6 +51,8 @@ def browser() -> Iterator[Any]:
         "--window-size=1400,1000",
     ):
         options.add_argument(arg)
+    if not javascript:
+        options.add_experimental_option("prefs", {"profile.managed_default_content_settings.javascript": 2})
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     try:
@@ -51,6 +60,12 @@ def browser() -> Iterator[Any]:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    with chromium() as driver:
+        yield driver
 
 
 def severe_console_entries(driver: Any) -> list[dict[str, Any]]:
