@@ -344,9 +344,13 @@ def _prepare_worker(app: App) -> None:
 
 
 def run_sender(config: Config, index: int = 0) -> int:
-    return _poll_loop(
-        config, "sender", index, lambda app: app.sender.run_batch(), finish=lambda app: app.sender.close()
-    )
+    def step(app: App) -> int:
+        done = app.sender.run_batch()
+        if config.webhooks:  # after the mail: a slow endpoint waits its timeout, capped by its breaker
+            done += app.webhooks.run_batch()
+        return done
+
+    return _poll_loop(config, "sender", index, step, finish=lambda app: app.sender.close())
 
 
 # --- scheduler ------------------------------------------------------------------------

@@ -1,0 +1,12 @@
+"""Webhooks: ticket events told to HTTP endpoints ([[webhooks]], docs/webhooks.md).
+
+    tickets/lifecycle.py (every event row) --> events.py (which webhook event?)
+        --> enqueue.py: webhook_deliveries rows, in the event's own transaction
+    sender role --> dispatch.py: claim due deliveries, in order per ticket, sign
+        (payload.py), POST through http.py (SSRF checks, same-origin redirects only),
+        settle: sent | pending with backoff | failed; breaker.py per endpoint
+    cli_webhooks.py, web/metrics.py, web/dashboard.py --> state.py (read, re-queue)
+
+The hook finds the configured webhooks through registry.py, keyed by the database
+engine the App built (no process-global a test could leak into another).
+"""
