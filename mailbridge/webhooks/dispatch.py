@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from mailbridge.clock import Clock
+from mailbridge.clock import Clock, ensure_utc
 from mailbridge.config import Config, WebhookSettings
 from mailbridge.logs import escape
 from mailbridge.store.claims import claim_ids
@@ -71,7 +71,7 @@ class Breaker:
         """closed | open | half-open"""
         if self.failures < BREAKER_FAILURES:
             return "closed"
-        return "open" if self.open_until is not None and self.open_until > now else "half-open"
+        return "open" if self.open_until is not None and ensure_utc(self.open_until) > now else "half-open"
 
 
 def breakers(conn: Connection) -> dict[str, Breaker]:
@@ -261,7 +261,7 @@ class Dispatcher:
                 )
                 bump(conn, metric_counts, {name("webhook_deliveries", webhook=hook.name, outcome="sent"): 1})
                 return
-            expired = now - row.queued_at > timedelta(hours=hook.max_age_hours)
+            expired = now - ensure_utc(row.queued_at) > timedelta(hours=hook.max_age_hours)
             state = "failed" if refused or expired else "pending"
             if expired and not refused:
                 error = f"given up after {hook.max_age_hours:g} hours: {error}"

@@ -15,11 +15,15 @@ httpx lives in this module only.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
+
+# Its INFO line per request would repeat what dispatch.py logs, with the address instead of the name.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 MAX_REDIRECTS = 3
 _REDIRECTS = (301, 302, 303, 307, 308)
