@@ -259,7 +259,7 @@ class Dispatcher:
                     .where(webhook_endpoints.c.name == hook.name)
                     .values(failures=0, open_until=None, last_success_at=now)
                 )
-                bump(conn, metric_counts, {name("webhook_deliveries", webhook=hook.name, outcome="sent"): 1})
+                bump(conn, metric_counts, {name("mailbridge_webhook_deliveries", webhook=hook.name, outcome="sent"): 1})
                 return
             expired = now - ensure_utc(row.queued_at) > timedelta(hours=hook.max_age_hours)
             state = "failed" if refused or expired else "pending"
@@ -293,7 +293,7 @@ class Dispatcher:
                 .values(failures=failures, open_until=opened, last_error=error, last_failure_at=now)
             )
             outcome = "failed" if state == "failed" else "retried"
-            bump(conn, metric_counts, {name("webhook_deliveries", webhook=hook.name, outcome=outcome): 1})
+            bump(conn, metric_counts, {name("mailbridge_webhook_deliveries", webhook=hook.name, outcome=outcome): 1})
 
 
 class _ChatMissing(Exception):

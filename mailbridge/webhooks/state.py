@@ -41,12 +41,16 @@ class EndpointState:
         return out
 
 
-def endpoints(conn: Connection, webhooks: Sequence[Any], now: datetime) -> list[EndpointState]:
-    """Each configured webhook (and any name still in the deliveries) with its counts."""
+def endpoints(conn: Connection, webhooks: Sequence[Any], now: datetime, *, sent: bool = True) -> list[EndpointState]:
+    """Each configured webhook (and any name still in the deliveries) with its counts.
+    ``sent`` False: only what waits or failed is counted (an index range; /metrics and
+    the dashboard), never the whole history."""
     from mailbridge.webhooks.dispatch import Breaker
 
     counts: dict[str, dict[str, int]] = {}
     query = select(_D.c.webhook, _D.c.state, func.count()).group_by(_D.c.webhook, _D.c.state)
+    if not sent:
+        query = query.where(_D.c.state.in_(("pending", "sending", "failed")))
     for hook, state, n in conn.execute(query):
         counts.setdefault(str(hook), {})[str(state)] = int(n)
     breakers = {str(r.name): r for r in conn.execute(select(webhook_endpoints))}

@@ -40,11 +40,12 @@ class Receiver:
                 key = self.headers.get("Idempotency-Key", "")
                 with receiver.lock:
                     if receiver.redirect_to:
+                        # Recorded before answering: the client may look as soon as it has the answer.
+                        receiver.hits.append(Hit(self.path, dict(self.headers), body, False, False))
                         self.send_response(307)
                         self.send_header("Location", receiver.redirect_to)
                         self.send_header("Content-Length", "0")
                         self.end_headers()
-                        receiver.hits.append(Hit(self.path, dict(self.headers), body, False, False))
                         return
                     accept = not receiver.failing
                     duplicate = accept and key in receiver.accepted_keys

@@ -261,6 +261,7 @@ def test_a_loopback_target_without_allow_private_fails_visibly_and_retry_requeue
         assert "allow_private" in states[0][2] and states[1][1] == "pending"
         assert receiver.hits == []
         assert (shown.failed, shown.pending, shown.sent) == (1, 1, 0) and "loopback" in (shown.last_error or "")
+        _visible_on_metrics_and_dashboard(app)
         listed = mailbridge(app.config.source, "webhooks", "list").stdout.decode()
         assert "desk" in listed and "loopback" in listed
         # The failed one no longer holds the ticket's order back; retry puts it back in front.
@@ -271,3 +272,18 @@ def test_a_loopback_target_without_allow_private_fails_visibly_and_retry_requeue
         assert out.returncode != 0 and b"did you mean 'desk'" in out.stderr
     finally:
         app.close()
+
+
+def _visible_on_metrics_and_dashboard(app: App) -> None:
+    from starlette.testclient import TestClient
+
+    from mailbridge.web.app import create_app
+
+    with TestClient(create_app(app.config, app), base_url="http://127.0.0.1") as client:
+        metrics = client.get("/metrics").text
+        page = client.get("/").text
+    assert 'mailbridge_webhook_failed{webhook="desk"} 1.0' in metrics
+    assert 'mailbridge_webhook_pending{webhook="desk"} 1.0' in metrics
+    assert 'mailbridge_webhook_deliveries_total{outcome="failed",webhook="desk"} 1.0' in metrics
+    assert 'mailbridge_webhook_circuit_open{webhook="desk"} 0.0' in metrics
+    assert 'id="webhooks"' in page and 'data-webhook="desk"' in page and "loopback" in page
