@@ -97,7 +97,7 @@ class Dispatcher:
         self._clock = clock
         self.holder = holder
         self._hooks = {w.name: w for w in config.webhooks if w.enabled}
-        self._secrets = {w.name: read_secret(config, w) for w in self._hooks.values()}
+        self._secrets: dict[str, bytes] = {}
         self._client: Client | None = None
 
     def close(self) -> None:
@@ -211,11 +211,18 @@ class Dispatcher:
         )
         return error is None
 
+    def _secret(self, hook: WebhookSettings) -> bytes:
+        """Read when first needed: a missing secret_file fails that webhook's deliveries
+        (retried, so they go out once the file is there), not the whole sender."""
+        if hook.name not in self._secrets:
+            self._secrets[hook.name] = read_secret(self._config, hook)
+        return self._secrets[hook.name]
+
     def _request(self, hook: WebhookSettings, row: Any, at: datetime) -> tuple[str, str, dict[str, str], bytes]:
         key = str(row.event_id)
         if hook.format == "json":
             raw = payload.body(row.payload, at)
-            return "POST", hook.url, payload.headers(self._secrets[hook.name], raw, row.event, key), raw
+            return "POST", hook.url, payload.headers(self._secret(hook), raw, row.event, key), raw
         try:
             from mailbridge.webhooks.chat import chat_request  # type: ignore[import-not-found,unused-ignore]
         except ImportError as exc:

@@ -67,9 +67,7 @@ def test_history_events_map_to_webhook_events() -> None:
     assert webhook_events("sla_breached", sla) == [("sla_breach", {"sla": {k: sla[k] for k in sla if k != "to"}})]
     assert webhook_events("sla_reminder", sla)[0][0] == "sla_reminder"
     assert webhook_events("sla_escalated", sla)[0][0] == "sla_escalation"
-    assert webhook_events("merged_into", {"into": "MB-2026-000002"}) == [
-        ("merged", {"merged_into": "MB-2026-000002"})
-    ]
+    assert webhook_events("merged_into", {"into": "MB-2026-000002"}) == [("merged", {"merged_into": "MB-2026-000002"})]
     assert webhook_events("survey_answered", {"score": 5, "comment": "great", "message": 3}) == [
         ("survey_answered", {"score": 5, "comment": "great"})
     ]
@@ -201,7 +199,7 @@ def test_config_checks_events_secret_and_names(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="duplicate webhook name 'hooks.example'"):
         load_config(_config(tmp_path, two))
-    config = load_config(_config(tmp_path, two.replace("/b\"", "/b\"\nname = \"second\"")))
+    config = load_config(_config(tmp_path, two.replace('/b"', '/b"\nname = "second"')))
     assert [w.name for w in config.webhooks] == ["hooks.example", "second"]
     assert config.webhooks[0].queue == [] and config.webhooks[0].allow_private is False
 
@@ -255,7 +253,10 @@ def test_a_loopback_target_without_allow_private_fails_visibly_and_retry_requeue
         _ticket(app)
         assert app.webhooks.run_batch() == 1  # in order: the second waits for the first
         with read_tx(app.store.main) as conn:
-            states = [(r.event, r.state, r.last_error) for r in conn.execute(webhook_deliveries.select())]
+            states = [
+                (r.event, r.state, r.last_error)
+                for r in conn.execute(webhook_deliveries.select().order_by(webhook_deliveries.c.id))
+            ]
             shown = endpoints(conn, app.config.webhooks, NOW)[0]
         assert states[0][:2] == ("created", "failed") and "127.0.0.1 is a loopback address" in states[0][2]
         assert "allow_private" in states[0][2] and states[1][1] == "pending"
