@@ -11,6 +11,9 @@ webhook events, each with its `change` part of the payload:
     sla_reminder|sla_breached|sla_escalated (sla/sweep.py) -> sla_reminder|sla_breach|sla_escalation
     merged_into {into} (the ticket merged away) -> merged
     survey_answered {score, comment} -> survey_answered
+
+Imported history (`mailbridge import`: created with imported, status with reason
+imported) calls no webhook, as it sends no mail.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ _SLA = {"sla_reminder": "sla_reminder", "sla_breached": "sla_breach", "sla_escal
 
 def webhook_events(type_: str, data: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """The webhook events (name, change) one history event stands for; usually none."""
+    if data.get("imported") or data.get("reason") == "imported":
+        return []  # imported history is recorded, never acted on (pipeline.py): no webhook either
     if type_ == "created":
         return [("created", {})]
     if type_ == "assigned":

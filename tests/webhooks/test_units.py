@@ -72,6 +72,9 @@ def test_history_events_map_to_webhook_events() -> None:
         ("survey_answered", {"score": 5, "comment": "great"})
     ]
     assert webhook_events("note_added", {}) == []
+    # Imported history is recorded, never acted on.
+    assert webhook_events("created", {"imported": True}) == []
+    assert webhook_events("status", {"from": "new", "to": "resolved", "reason": "imported"}) == []
 
 
 # --- signature ------------------------------------------------------------------------
