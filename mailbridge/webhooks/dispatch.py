@@ -41,7 +41,8 @@ from mailbridge.webhooks.http import Client, Refused
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=2)
+# Only for a host that died without its supervisor: a live sender settles each row itself.
+LEASE = timedelta(minutes=10)
 BATCH = 20
 BACKOFF_BASE = timedelta(seconds=10)
 BACKOFF_CAP = timedelta(minutes=30)

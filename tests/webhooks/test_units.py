@@ -291,3 +291,37 @@ def _visible_on_metrics_and_dashboard(app: App) -> None:
     assert 'mailbridge_webhook_deliveries_total{outcome="failed",webhook="desk"} 1.0' in metrics
     assert 'mailbridge_webhook_circuit_open{webhook="desk"} 0.0' in metrics
     assert 'id="webhooks"' in page and 'data-webhook="desk"' in page and "loopback" in page
+
+
+def test_the_worker_hot_path_pays_nothing_without_webhooks_and_little_with(tmp_path: Path, db_url: str) -> None:
+    from sqlalchemy import event
+
+    def statements_of_a_flush(app: App, types: list[str]) -> int:
+        ticket_id = _ticket(app)
+        pending = lifecycle.Pending(events=[lifecycle.event_row(ticket_id, NOW, t, "system", {}) for t in types])
+        seen: list[str] = []
+
+        def count(*args: Any) -> None:
+            seen.append(str(args[2]))
+
+        event.listen(app.store.main, "before_cursor_execute", count)
+        try:
+            with write_tx(app.store.main) as conn:
+                pending.flush(conn)
+        finally:
+            event.remove(app.store.main, "before_cursor_execute", count)
+        return len([s for s in seen if s.lstrip().upper().startswith(("INSERT", "SELECT"))])
+
+    plain = App(load_config(write_config(tmp_path / "plain", db_url=db_url)), clock=lambda: NOW)
+    migrate.upgrade(plain.store)
+    try:
+        assert statements_of_a_flush(plain, ["created", "note_added"]) == 1  # the events' INSERT alone
+    finally:
+        plain.close()
+    hooked = _desk(tmp_path, db_url, "https://hooks.example/x")
+    try:
+        assert statements_of_a_flush(hooked, ["note_added", "answered"]) == 1  # nothing a webhook asks for
+        # Events for the webhook: one SELECT of their tickets, one INSERT of all deliveries.
+        assert statements_of_a_flush(hooked, ["created", "created", "note_added"]) == 3
+    finally:
+        hooked.close()
