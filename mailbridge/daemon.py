@@ -73,6 +73,12 @@ def preflight(app: App) -> None:
     elif not migrate.is_current(store.main):
         raise ConfigError("the database schema is not current: run `mailbridge db upgrade`")
     _ = app.signer  # creates the secret once, before several children race for it
+    if config.webhooks:
+        from mailbridge.webhooks.dispatch import problems
+
+        found = problems(config)
+        if found:
+            raise ConfigError(f"{config.source}: " + "\n".join(found))
     check_ports(config)
 
 

@@ -91,6 +91,26 @@ def read_secret(config: Config, webhook: WebhookSettings) -> bytes:
     return Path(config.resolve_path(webhook.secret_file)).read_text().strip().encode()
 
 
+def problems(config: Config) -> list[str]:
+    """What would make an enabled webhook fail every delivery, said before the daemon
+    starts (daemon.preflight): an unreadable secret_file, a chat format without its module."""
+    found = []
+    for index, hook in enumerate(config.webhooks):
+        if not hook.enabled:
+            continue
+        try:
+            if not read_secret(config, hook):
+                found.append(f"webhooks[{index}].secret_file: {hook.secret_file} is empty")
+        except OSError as exc:
+            found.append(f"webhooks[{index}].secret_file: cannot read {hook.secret_file} ({exc.strerror or exc})")
+        if hook.format != "json":
+            try:
+                import mailbridge.webhooks.chat  # noqa: F401
+            except ImportError:
+                found.append(f'webhooks[{index}].format: "{hook.format}" needs mailbridge.webhooks.chat, not installed')
+    return found
+
+
 class Dispatcher:
     def __init__(self, config: Config, store: Store, clock: Clock, *, holder: str) -> None:
         self._config = config

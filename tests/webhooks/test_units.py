@@ -325,3 +325,13 @@ def test_the_worker_hot_path_pays_nothing_without_webhooks_and_little_with(tmp_p
         assert statements_of_a_flush(hooked, ["created", "created", "note_added"]) == 3
     finally:
         hooked.close()
+
+
+def test_an_unreadable_secret_file_is_said_before_the_daemon_starts(tmp_path: Path) -> None:
+    from mailbridge.webhooks.dispatch import problems
+
+    text = '[[webhooks]]\nurl = "https://hooks.example/b"\nevents = ["created"]\nsecret_file = "hook.secret"\n'
+    config = load_config(_config(tmp_path, text))
+    assert problems(config) == ["webhooks[0].secret_file: cannot read hook.secret (No such file or directory)"]
+    (tmp_path / "site" / "hook.secret").write_text("k\n")
+    assert problems(config) == []
