@@ -210,6 +210,7 @@ def config_check(ctx: click.Context) -> None:
     from mailbridge.errors import ConfigError
     from mailbridge.outbound.render import Renderer
     from mailbridge.outbound.verify import response_problems, template_problems
+    from mailbridge.webhooks.chat import chat_template_problems
 
     renderer = Renderer(config.template_dirs)
     errors = template_problems(config, renderer)
@@ -218,6 +219,9 @@ def config_check(ctx: click.Context) -> None:
     problems = response_problems(config)
     if problems:
         _fail("responses (#reply NAME) have errors:\n" + "\n".join(problems))
+    problems = chat_template_problems(config.template_dirs)
+    if problems:
+        _fail("chat notification templates (templates/webhooks/, docs/chat.md) have errors:\n" + "\n".join(problems))
     try:
         extractors = load_extractor_set(config)
     except ConfigError as exc:
@@ -610,6 +614,7 @@ def rules_test(ctx: click.Context, file: Path, as_json: bool) -> None:
 
 
 def _register_subcommands() -> None:
+    from mailbridge.cli_api import api_group
     from mailbridge.cli_contacts import contacts_group
     from mailbridge.cli_data import register as register_data
     from mailbridge.cli_import import import_group
@@ -623,6 +628,7 @@ def _register_subcommands() -> None:
     from mailbridge.cli_webhooks import webhooks_group
 
     main.add_command(tickets)
+    main.add_command(api_group)
     main.add_command(import_group)
     main.add_command(kb_group)
     main.add_command(responses_group)

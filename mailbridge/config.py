@@ -835,6 +835,45 @@ class WebSettings(_Strict):
         return self
 
 
+class ApiClient(_Strict):
+    """One client of the JSON API ([[api.clients]]): its token is stored only as a hash."""
+
+    name: Slug
+    # Hex SHA-256 of the client's token (`mailbridge api token NAME` prints both); the
+    # token itself is never in the config.
+    token_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    scope: Literal["read", "write"] = "read"
+    # The agent id the client acts as: its changes are recorded as that agent's (with
+    # "via": "api"); without one they are recorded as "api:NAME" and #take is refused.
+    agent: str = ""
+
+
+class ApiSettings(_Strict):
+    """The JSON API for integrations under /api/v1 on the web child ([api]); docs/api.md."""
+
+    # Off unless a client is configured (and [web] is enabled: the API is served there).
+    enabled: bool | None = None
+    clients: list[ApiClient] = []
+    # Each client's requests per minute (a token bucket in the web child's memory).
+    rate_limit_per_minute: Annotated[int, Field(ge=1, le=100_000)] = 120
+    # Largest request body accepted, in bytes.
+    max_body_bytes: Annotated[int, Field(ge=1024, le=10_000_000)] = 65_536
+
+    @property
+    def on(self) -> bool:
+        return bool(self.clients) if self.enabled is None else self.enabled and bool(self.clients)
+
+    @model_validator(mode="after")
+    def _unique_clients(self) -> ApiSettings:
+        names = [c.name for c in self.clients]
+        hashes = [c.token_sha256 for c in self.clients]
+        if len(set(names)) != len(names):
+            raise ValueError("two [[api.clients]] have the same name")
+        if len(set(hashes)) != len(hashes):
+            raise ValueError("two [[api.clients]] have the same token_sha256; give each client its own token")
+        return self
+
+
 def is_loopback(host: str) -> bool:
     """True for 127.0.0.0/8, ::1 and "localhost" (what needs no login token)."""
     import ipaddress
@@ -987,6 +1026,12 @@ def _people_problems(config: Config) -> list[tuple[tuple[str | int, ...], str]]:
                 first[value] = index
 
     unique("agents", [a.id for a in config.agents], "id", "agent id")
+    agent_ids_for_api = {a.id for a in config.agents}
+    for index, client in enumerate(config.api.clients):
+        if client.agent and client.agent not in agent_ids_for_api:
+            problems.append(
+                (("api", "clients", index, "agent"), _unknown("agent", client.agent, sorted(agent_ids_for_api)))
+            )
     unique("agents", [a.email for a in config.agents], "email", "agent address")
     unique("teams", [t.id for t in config.teams], "id", "team id")
     unique("calendars", [c.id for c in config.calendars], "id", "calendar id")
@@ -1071,7 +1116,11 @@ class Config(_Strict):
     reports: ReportSettings = ReportSettings()
     retention: RetentionSettings = RetentionSettings()
     web: WebSettings = WebSettings()
+<<<<<<< HEAD
     webhooks: list[WebhookSettings] = []
+=======
+    api: ApiSettings = ApiSettings()
+>>>>>>> main
 
     # Where the file was read from; relative paths in it are relative to its folder.
     source: Path = Path(DEFAULT_CONFIG_NAME)

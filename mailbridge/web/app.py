@@ -1,9 +1,12 @@
 """The web application (Starlette): dashboard, ticket pages, /metrics, /healthz.
 
 roles.run_web serves it with uvicorn in the `web` child; tests also drive it in-process.
-Read only: every handler opens a read transaction and nothing else. Database calls are
-blocking (SQLAlchemy Core), so the handlers are plain functions that Starlette runs in
-its thread pool, and a slow query never stalls the event loop.
+The pages are read only: every page handler opens a read transaction and nothing else.
+The one writer is the JSON API under /api (web/api.py, when [api] has clients): its
+POST .../actions opens a write transaction (store.db.write_tx, as the CLI's writes) and
+changes a ticket through the agents' mail path, mail to send going through the outbox.
+Database calls are blocking (SQLAlchemy Core), so they run in Starlette's thread pool,
+and a slow query never stalls the event loop.
 
 Pages are Jinja2 templates with autoescaping on for every template: every value from
 mail (subjects, names, addresses, event data) is text. The only markup from mail is a
@@ -220,12 +223,19 @@ def create_app(config: Config, app: App | None = None) -> Starlette:
         Route("/readyz", readyz),
         Mount("/static", _StaticFiles(directory=HERE / "static"), name="static"),
     ]
+    open_prefixes: tuple[str, ...] = ()
+    if config.api.on:
+        from mailbridge.web.api import create_api
+
+        # Its own bearer tokens per client, JSON errors: not behind the dashboard's login.
+        routes.insert(0, Mount("/api", create_api(config, app)))
+        open_prefixes = ("/api/",)
     # Outermost first: the headers go on every response, the 400s and 401s of the gates
     # included; a foreign Host is refused before anything else looks at the request.
     middleware = [
         Middleware(SecurityHeaders),
         Middleware(HostGate, names=allowed_names(config)),
-        Middleware(TokenGate, token=token),
+        Middleware(TokenGate, token=token, open_prefixes=open_prefixes),
     ]
     handlers = {404: not_found, Exception: server_error}
     web = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)

@@ -55,13 +55,15 @@ class TokenGate:
     """ASGI middleware: every request (pages, static files, /metrics, /healthz) needs the
     token when one is required; a missing or wrong one gets a short 401."""
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, token: str, open_prefixes: tuple[str, ...] = ()) -> None:
         self.app = app
         self.token = token
+        # Paths with their own authentication (the JSON API's client tokens, web/api.py).
+        self.open_prefixes = open_prefixes
         self.cookie = cookie_value(token) if token else ""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.token:
+        if scope["type"] != "http" or not self.token or scope["path"].startswith(self.open_prefixes):
             await self.app(scope, receive, send)
             return
         request = Request(scope)

@@ -1,10 +1,12 @@
-"""Webhooks: ticket events told to HTTP endpoints ([[webhooks]], docs/webhooks.md).
+"""Outgoing webhooks: ticket events sent to other systems (plain signed JSON, or chat
+messages), [[webhooks]] in config.toml, docs/webhooks.md and docs/chat.md.
 
     tickets/lifecycle.py (every event row) --> events.py (which webhook event?)
         --> enqueue.py: webhook_deliveries rows, in the event's own transaction
-    sender role --> dispatch.py: claim due deliveries, in order per ticket, sign
-        (payload.py), POST through http.py (SSRF checks, same-origin redirects only),
-        settle: sent | pending with backoff | failed; breaker.py per endpoint
+    sender process, its webhook thread --> dispatch.py: claim due deliveries, in order
+        per ticket, sign (payload.py) or render a chat message (chat.py), send through
+        http.py (SSRF checks, same-origin redirects only), settle: sent | pending with
+        backoff | failed; a circuit breaker per endpoint
     cli_webhooks.py, web/metrics.py, web/dashboard.py --> state.py (read, re-queue)
 
 The hook finds the configured webhooks through registry.py, keyed by the database

@@ -29,6 +29,10 @@ def test_wheel_carries_the_shipped_defaults_and_the_license(installed: Installed
         assert translated
         for shipped in translated:
             assert f"mailbridge/_shipped/templates/{language}/{shipped.name}" in names
+    chat = sorted((REPO / "templates" / "webhooks").glob("*.j2"))  # chat notifications (webhooks/chat.py)
+    assert len(chat) == 4
+    for shipped in chat:
+        assert f"mailbridge/_shipped/templates/webhooks/{shipped.name}" in names
     for folder in ("rules", "parsers"):
         for shipped in (REPO / folder).glob("*.toml"):
             if not shipped.name.endswith(".local.toml"):
