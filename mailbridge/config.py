@@ -936,12 +936,14 @@ class WebhookSettings(_Strict):
     # Default: the URL's host.
     name: Annotated[str, Field(max_length=64)] = ""
     url: str
-    events: list[str]
+    # Default: every event.
+    events: list[str] = list(WEBHOOK_EVENTS)
     # Filter, applied to the ticket as it is when the event happens (each: any of).
     queue: Annotated[list[str], BeforeValidator(_one_or_many)] = []
     priority: Annotated[list[str], BeforeValidator(_one_or_many)] = []
     tags: Annotated[list[str], BeforeValidator(_one_or_many)] = []
-    # The HMAC key of X-Mailbridge-Signature: inline, or a file (relative to the config).
+    # The HMAC key of X-Mailbridge-Signature: inline, or a file (relative to the config);
+    # required for format "json" (chat services take the URL or access_token as credential).
     secret: str = ""
     secret_file: str = ""
     # Private, loopback and link-local targets are refused unless this is set (SSRF).
@@ -981,10 +983,18 @@ class WebhookSettings(_Strict):
     def _secret_and_name(self) -> WebhookSettings:
         from urllib.parse import urlsplit
 
-        if bool(self.secret) == bool(self.secret_file):
-            raise ValueError("set secret or secret_file (one of them)")
-        if self.format == "matrix" and not self.access_token:
-            raise ValueError('format = "matrix" needs access_token')
+        if self.secret and self.secret_file:
+            raise ValueError("set secret or secret_file, not both")
+        if self.format == "json" and not (self.secret or self.secret_file):
+            raise ValueError("set secret or secret_file (the key receivers check X-Mailbridge-Signature with)")
+        if self.format != "json":
+            from mailbridge.webhooks.chat import check_chat_webhook
+            from mailbridge.webhooks.chattemplates import ChatError
+
+            try:
+                check_chat_webhook(self.format, self.url, self.access_token)
+            except ChatError as exc:
+                raise ValueError(str(exc)) from None
         if not self.name:
             object.__setattr__(self, "name", (urlsplit(self.url).hostname or "webhook")[:64])
         return self
@@ -1116,11 +1126,8 @@ class Config(_Strict):
     reports: ReportSettings = ReportSettings()
     retention: RetentionSettings = RetentionSettings()
     web: WebSettings = WebSettings()
-<<<<<<< HEAD
-    webhooks: list[WebhookSettings] = []
-=======
     api: ApiSettings = ApiSettings()
->>>>>>> main
+    webhooks: list[WebhookSettings] = []
 
     # Where the file was read from; relative paths in it are relative to its folder.
     source: Path = Path(DEFAULT_CONFIG_NAME)

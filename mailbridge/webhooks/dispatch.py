@@ -93,21 +93,17 @@ def read_secret(config: Config, webhook: WebhookSettings) -> bytes:
 
 def problems(config: Config) -> list[str]:
     """What would make an enabled webhook fail every delivery, said before the daemon
-    starts (daemon.preflight): an unreadable secret_file, a chat format without its module."""
+    starts (daemon.preflight): an unreadable secret_file."""
     found = []
     for index, hook in enumerate(config.webhooks):
         if not hook.enabled:
             continue
-        try:
-            if not read_secret(config, hook):
-                found.append(f"webhooks[{index}].secret_file: {hook.secret_file} is empty")
-        except OSError as exc:
-            found.append(f"webhooks[{index}].secret_file: cannot read {hook.secret_file} ({exc.strerror or exc})")
-        if hook.format != "json":
+        if hook.secret_file:
             try:
-                import mailbridge.webhooks.chat  # noqa: F401
-            except ImportError:
-                found.append(f'webhooks[{index}].format: "{hook.format}" needs mailbridge.webhooks.chat, not installed')
+                if not read_secret(config, hook):
+                    found.append(f"webhooks[{index}].secret_file: {hook.secret_file} is empty")
+            except OSError as exc:
+                found.append(f"webhooks[{index}].secret_file: cannot read {hook.secret_file} ({exc.strerror or exc})")
     return found
 
 
@@ -245,18 +241,22 @@ class Dispatcher:
             raw = payload.body(row.payload, at)
             return "POST", hook.url, payload.headers(self._secret(hook), raw, row.event, key), raw
         try:
-            from mailbridge.webhooks.chat import chat_request  # type: ignore[import-not-found,unused-ignore]
+            from mailbridge.webhooks.chat import chat_request
+            from mailbridge.webhooks.chattemplates import ChatError
         except ImportError as exc:
             raise _ChatMissing(f'format = "{hook.format}" needs mailbridge.webhooks.chat, not installed') from exc
         sent = {**row.payload, "sent_at": payload.iso_z(at)}
-        request = chat_request(
-            hook.format,
-            hook.url,
-            sent,
-            key,
-            access_token=hook.access_token,
-            template_dirs=self._config.template_dirs,
-        )
+        try:
+            request = chat_request(
+                hook.format,
+                hook.url,
+                sent,
+                key,
+                access_token=hook.access_token,
+                template_dirs=self._config.template_dirs,
+            )
+        except ChatError as exc:  # an unaddressable webhook or a broken template: fix, then `webhooks retry`
+            raise _ChatMissing(str(exc)) from exc
         return request.method, request.url, dict(request.headers), request.body
 
     # --- settling -----------------------------------------------------------------------
@@ -325,7 +325,8 @@ class Dispatcher:
 
 
 class _ChatMissing(Exception):
-    """A chat format without the module that renders it: not retried."""
+    """A chat message that cannot be made (no chat module, a webhook it cannot address,
+    a template that fails): failed at once, not retried until `webhooks retry`."""
 
 
 def release_holder(store: Store, holder: str | None, like: str | None = None) -> int:

@@ -335,3 +335,26 @@ def test_an_unreadable_secret_file_is_said_before_the_daemon_starts(tmp_path: Pa
     assert problems(config) == ["webhooks[0].secret_file: cannot read hook.secret (No such file or directory)"]
     (tmp_path / "site" / "hook.secret").write_text("k\n")
     assert problems(config) == []
+
+
+def test_a_chat_format_goes_through_the_same_queue(tmp_path: Path, db_url: str, receiver: Receiver) -> None:
+    """format = "slack": the message webhooks/chat.py renders, sent by the same dispatcher
+    (no secret needed: the URL is the credential)."""
+    text = (
+        f'[[webhooks]]\nname = "chat"\nurl = "{receiver.url}"\nformat = "slack"\nallow_private = true\n'
+        'events = ["created"]\n'
+    )
+    app = App(load_config(_config(tmp_path, text, db_url)), clock=lambda: NOW)
+    migrate.upgrade(app.store)
+    try:
+        _ticket(app)
+        assert app.webhooks.run_batch() == 1
+        assert len(receiver.accepted()) == 1
+        message = receiver.accepted()[0].json
+        assert "blocks" in message and "text" in message and "MB-" in message["text"]
+    finally:
+        app.close()
+    with pytest.raises(ConfigError, match="https"):
+        load_config(_config(tmp_path, text.replace("127.0.0.1", "hooks.example")))
+    with pytest.raises(ConfigError, match="secret or secret_file"):
+        load_config(_config(tmp_path, text.replace('format = "slack"\n', "")))
