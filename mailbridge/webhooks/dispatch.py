@@ -138,7 +138,6 @@ class Dispatcher:
                 # The endpoint just failed: the rest waits (untried) for its next turn.
                 self._release(row.id)
                 continue
-            crash_point("webhook_send")
             ok = self._deliver(row)
             if not ok:
                 broken.add(row.webhook)

@@ -107,7 +107,8 @@ class Client:
                 return Response(response.status_code, response.text[:200])
             target = urljoin(url, location)
             if _origin(target) != start:
-                raise Refused(f"redirect to another origin refused: {target[:200]}")
+                scheme, host, port = _origin(target)  # (its path may carry a token: not shown)
+                raise Refused(f"redirect to another origin refused: {scheme}://{host}:{port}")
             url = target
         raise ConnectionError(f"more than {MAX_REDIRECTS} redirects")
 

@@ -41,6 +41,16 @@ class EndpointState:
         return out
 
 
+def shown_url(url: str) -> str:
+    """The URL as lists show it: scheme, host and port only. A Slack or Teams URL is
+    itself the credential (docs/chat.md), and a path or query may carry a token."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}/…"
+
+
 def endpoints(conn: Connection, webhooks: Sequence[Any], now: datetime, *, sent: bool = True) -> list[EndpointState]:
     """Each configured webhook (and any name still in the deliveries) with its counts.
     ``sent`` False: only what waits or failed is counted (an index range; /metrics and
@@ -54,7 +64,7 @@ def endpoints(conn: Connection, webhooks: Sequence[Any], now: datetime, *, sent:
     for hook, state, n in conn.execute(query):
         counts.setdefault(str(hook), {})[str(state)] = int(n)
     breakers = {str(r.name): r for r in conn.execute(select(webhook_endpoints))}
-    urls = {w.name: (w.url, w.enabled) for w in webhooks}
+    urls = {w.name: (shown_url(w.url), w.enabled) for w in webhooks}
     out = []
     for hook_name in list(urls) + sorted(set(counts) - set(urls)):
         c = counts.get(hook_name, {})

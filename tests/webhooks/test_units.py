@@ -150,8 +150,9 @@ def test_a_redirect_to_another_host_is_not_followed(receiver: Receiver) -> None:
     same_origin = Receiver(failing=False).start()
     client = Client()
     try:
-        with pytest.raises(Refused, match="another origin"):
+        with pytest.raises(Refused, match="another origin") as refused:
             client.post(redirecting.url, {}, b"{}", allow_private=True, timeout=5)
+        assert "/hook" not in str(refused.value)
         assert elsewhere.hits == [] and len(redirecting.hits) == 1
         # The same origin (scheme, host, port): followed, the body sent again.
         same_origin.redirect_to = "/other"
@@ -268,6 +269,7 @@ def test_a_loopback_target_without_allow_private_fails_visibly_and_retry_requeue
         _visible_on_metrics_and_dashboard(app)
         listed = mailbridge(app.config.source, "webhooks", "list").stdout.decode()
         assert "desk" in listed and "loopback" in listed
+        assert "/hook" not in listed  # a URL's path may be its credential: scheme, host and port only
         # The failed one no longer holds the ticket's order back; retry puts it back in front.
         assert app.webhooks.run_batch() == 1
         with write_tx(app.store.main) as conn:
