@@ -360,3 +360,29 @@ def test_a_chat_format_goes_through_the_same_queue(tmp_path: Path, db_url: str, 
         load_config(_config(tmp_path, text.replace("127.0.0.1", "hooks.example")))
     with pytest.raises(ConfigError, match="secret or secret_file"):
         load_config(_config(tmp_path, text.replace('format = "slack"\n', "")))
+
+
+def test_a_merge_and_a_survey_answer_are_told_with_their_change(tmp_path: Path, db_url: str) -> None:
+    from mailbridge.tickets.survey import record_answer
+
+    text = '[[webhooks]]\nname = "all"\nurl = "https://hooks.example/x"\nsecret = "s"\n'  # every event
+    app = App(load_config(_config(tmp_path, text, db_url)), clock=lambda: NOW)
+    migrate.upgrade(app.store)
+    try:
+        first, second = _ticket(app, "One"), _ticket(app, "Two")
+        with write_tx(app.store.main) as conn:
+            changes.merge(conn, first, second, actor="bob", now=NOW)
+            pending = lifecycle.Pending()
+            record_answer(second, "carol@example.com", "5 thanks", 1, NOW, pending)
+            pending.flush(conn)
+        with read_tx(app.store.main) as conn:
+            rows = conn.execute(webhook_deliveries.select().order_by(webhook_deliveries.c.id)).all()
+        told = [(r.ticket_id, r.event, r.payload["change"]) for r in rows if r.event in ("merged", "survey_answered")]
+        reference = rows[-1].payload["ticket"]["reference"]
+        assert told[0] == (first, "merged", {"merged_into": reference})
+        assert told[1][:2] == (second, "survey_answered") and told[1][2]["score"] == 5
+        for row in rows:
+            jsonschema.validate(json.loads(payload.body(row.payload, NOW)), SCHEMA)
+        assert ("status_changed", "closed") in [(r.event, r.payload["change"].get("to")) for r in rows]
+    finally:
+        app.close()
