@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from mailbridge.tickets.refs import ReferenceFormat
     from mailbridge.tickets.tokens import TokenSigner
     from mailbridge.tickets.viewlinks import ViewLinks
+    from mailbridge.webhooks.dispatch import Dispatcher
 
 
 def load_extractor_set(config: Config) -> ExtractorSet:
@@ -65,7 +66,13 @@ class App:
 
     @cached_property
     def store(self) -> Store:
-        return Store(self.config.database_url, busy_seconds=self.config.database.busy_timeout_seconds)
+        store = Store(self.config.database_url, busy_seconds=self.config.database.busy_timeout_seconds)
+        if self.config.webhooks:
+            from mailbridge.webhooks.registry import register
+
+            # Every event written through this engine also queues its webhook deliveries.
+            register(store.main, self.config.webhooks)
+        return store
 
     @cached_property
     def signer(self) -> TokenSigner:
@@ -165,6 +172,13 @@ class App:
         from mailbridge.outbound.sender import Sender
 
         return Sender(self.config, self.store, clock=self.clock, holder=self.holder, index=self.index)
+
+    @cached_property
+    def webhooks(self) -> Dispatcher:
+        """The sender role's webhook deliveries ([[webhooks]], webhooks/dispatch.py)."""
+        from mailbridge.webhooks.dispatch import Dispatcher
+
+        return Dispatcher(self.config, self.store, self.clock, holder=self.holder)
 
     def reload_extractors(self) -> bool:
         """SIGHUP: the extractor files as they are now, all or nothing; a broken edit is
@@ -269,5 +283,7 @@ class App:
         return report
 
     def close(self) -> None:
+        if "webhooks" in self.__dict__:
+            self.webhooks.close()
         if "store" in self.__dict__:
             self.store.dispose()

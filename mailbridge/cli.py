@@ -625,6 +625,7 @@ def _register_subcommands() -> None:
     from mailbridge.cli_setup import config_init, mta_group
     from mailbridge.cli_sla import sla_group
     from mailbridge.cli_tickets import tickets
+    from mailbridge.cli_webhooks import webhooks_group
 
     main.add_command(tickets)
     main.add_command(api_group)
@@ -635,6 +636,7 @@ def _register_subcommands() -> None:
     main.add_command(secret_group)
     main.add_command(report_group)
     main.add_command(contacts_group)
+    main.add_command(webhooks_group)
     register_data(main, db_group)
     main.add_command(mta_group)
     config_group.add_command(config_init)

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -937,6 +938,98 @@ class ContactSettings(_Strict):
     organisation_cc: bool = False
 
 
+# The events a [[webhooks]] endpoint can ask for (mailbridge/webhooks/events.py maps the
+# ticket history's events onto them).
+WEBHOOK_EVENTS = (
+    "created",
+    "assigned",
+    "status_changed",
+    "priority_changed",
+    "sla_reminder",
+    "sla_breach",
+    "sla_escalation",
+    "resolved",
+    "reopened",
+    "merged",
+    "survey_answered",
+)
+
+
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+class WebhookSettings(_Strict):
+    """One HTTP endpoint told about ticket events ([[webhooks]], docs/webhooks.md)."""
+
+    # Unique; named in `mailbridge webhooks list|retry`, /metrics and the deliveries.
+    # Default: the URL's host.
+    name: Annotated[str, Field(max_length=64)] = ""
+    url: str
+    # Default: every event.
+    events: list[str] = list(WEBHOOK_EVENTS)
+    # Filter, applied to the ticket as it is when the event happens (each: any of).
+    queue: Annotated[list[str], BeforeValidator(_one_or_many)] = []
+    priority: Annotated[list[str], BeforeValidator(_one_or_many)] = []
+    tags: Annotated[list[str], BeforeValidator(_one_or_many)] = []
+    # The HMAC key of X-Mailbridge-Signature: inline, or a file (relative to the config);
+    # required for format "json" (chat services take the URL or access_token as credential).
+    secret: str = ""
+    secret_file: str = ""
+    # Private, loopback and link-local targets are refused unless this is set (SSRF).
+    allow_private: bool = False
+    format: Literal["json", "slack", "teams", "matrix"] = "json"
+    access_token: str | None = None  # Matrix
+    enabled: bool = True
+    timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 10.0
+    # A delivery still not accepted after this long is given up (state failed).
+    max_age_hours: Annotated[float, Field(gt=0)] = 72.0
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http:// or https:// URL with a host")
+        if any(c in value for c in "\r\n\t "):
+            raise ValueError("the URL must not contain spaces or line breaks")
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError(f"name at least one event: {', '.join(WEBHOOK_EVENTS)}")
+        for name in value:
+            if name not in WEBHOOK_EVENTS:
+                close = difflib.get_close_matches(name, WEBHOOK_EVENTS, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(WEBHOOK_EVENTS)}"
+                raise ValueError(f"unknown event {name!r}{hint}")
+        return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _secret_and_name(self) -> WebhookSettings:
+        from urllib.parse import urlsplit
+
+        if self.secret and self.secret_file:
+            raise ValueError("set secret or secret_file, not both")
+        if self.format == "json" and not (self.secret or self.secret_file):
+            raise ValueError("set secret or secret_file (the key receivers check X-Mailbridge-Signature with)")
+        if self.format != "json":
+            from mailbridge.webhooks.chat import check_chat_webhook
+            from mailbridge.webhooks.chattemplates import ChatError
+
+            try:
+                check_chat_webhook(self.format, self.url, self.access_token)
+            except ChatError as exc:
+                raise ValueError(str(exc)) from None
+        if not self.name:
+            object.__setattr__(self, "name", (urlsplit(self.url).hostname or "webhook")[:64])
+        return self
+
+
 class ConfigProblems(ConfigError):
     """Cross-reference problems (unknown team, duplicate id, ...), each with its key path."""
 
@@ -982,6 +1075,7 @@ def _people_problems(config: Config) -> list[tuple[tuple[str | int, ...], str]]:
     unique("agents", [a.email for a in config.agents], "email", "agent address")
     unique("teams", [t.id for t in config.teams], "id", "team id")
     unique("calendars", [c.id for c in config.calendars], "id", "calendar id")
+    unique("webhooks", [w.name for w in config.webhooks], "name", "webhook name")
     team_ids = [t.id for t in config.teams]
     agent_ids = [a.id for a in config.agents]
     calendar_ids = [c.id for c in config.calendars]
@@ -1063,6 +1157,7 @@ class Config(_Strict):
     retention: RetentionSettings = RetentionSettings()
     web: WebSettings = WebSettings()
     api: ApiSettings = ApiSettings()
+    webhooks: list[WebhookSettings] = []
 
     # Where the file was read from; relative paths in it are relative to its folder.
     source: Path = Path(DEFAULT_CONFIG_NAME)

@@ -73,6 +73,12 @@ def preflight(app: App) -> None:
     elif not migrate.is_current(store.main):
         raise ConfigError("the database schema is not current: run `mailbridge db upgrade`")
     _ = app.signer  # creates the secret once, before several children race for it
+    if config.webhooks:
+        from mailbridge.webhooks.dispatch import problems
+
+        found = problems(config)
+        if found:
+            raise ConfigError(f"{config.source}: " + "\n".join(found))
     check_ports(config)
 
 
@@ -135,6 +141,12 @@ def release_claims(app: App, holder: str | None = None) -> tuple[int, int]:
     for name in senders:
         journal = journal_for(app.store, app.config.var_path, name, _index_of(name))
         settled += settle(app.store, app.config, name, journal, now)
+    if holder is None or holder.startswith("sender-"):
+        # Webhook deliveries a dead sender held: sent again (receivers dedupe on the key).
+        from mailbridge.webhooks.dispatch import release_holder
+
+        like = None if holder is not None or app.store.sqlite else mine
+        settled += release_holder(app.store, holder, like)
     if holder is None:
         with write_tx(app.store.main) as conn:
             # Claimed before holders were recorded (an older version): back to the queue.

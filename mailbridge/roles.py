@@ -239,6 +239,7 @@ def _poll_loop(
     step: Callable[[App], int],
     finish: Callable[[App], None] = lambda app: None,
     prepare: Callable[[App], object] = lambda app: None,
+    companion: Callable[[App, threading.Event], None] | None = None,
 ) -> int:
     app = App(config, role=kind, index=index)
     # Load what the role uses (rules, extractors, templates) now, before any signal can
@@ -260,6 +261,19 @@ def _poll_loop(
     # which would then take its claims over (store/claims.py).
     beats = threading.Thread(target=_heartbeats, args=(app, name, stop), name="heartbeat", daemon=True)
     beats.start()
+    failed: list[BaseException] = []
+    helper = None
+    if companion is not None:
+
+        def run_companion() -> None:
+            try:
+                companion(app, stop)
+            except BaseException as exc:  # a bug: stop the process, the supervisor restarts it
+                failed.append(exc)
+                stop.set()
+
+        helper = threading.Thread(target=run_companion, name=f"{kind}-companion", daemon=True)
+        helper.start()
     busy_wait = config.processing.poll_interval_seconds
     max_wait = max(busy_wait, config.processing.idle_poll_max_seconds)
     wait = busy_wait
@@ -298,9 +312,13 @@ def _poll_loop(
         else:
             stop.wait(wait)
             wait = min(max_wait, wait * 2)  # back off while idle
+    if helper is not None:
+        helper.join(timeout=config.daemon.drain_seconds)
     _finish_quietly(app, finish)
     _quietly(unregister_component, app.store, name)
     app.close()
+    if failed:
+        raise failed[0]
     return 0
 
 
@@ -345,8 +363,38 @@ def _prepare_worker(app: App) -> None:
 
 def run_sender(config: Config, index: int = 0) -> int:
     return _poll_loop(
-        config, "sender", index, lambda app: app.sender.run_batch(), finish=lambda app: app.sender.close()
+        config,
+        "sender",
+        index,
+        lambda app: app.sender.run_batch(),
+        finish=lambda app: app.sender.close(),
+        companion=_webhook_loop if any(w.enabled for w in config.webhooks) else None,
     )
+
+
+def _webhook_loop(app: App, stop: threading.Event) -> None:
+    """The sender's second thread: webhook deliveries (webhooks/dispatch.py), so that a
+    slow endpoint never holds the mail up. Busy or cut-off databases are waited out like
+    in _poll_loop; anything else ends this thread and, through _poll_loop, the process."""
+    settings = app.config.processing
+    busy_wait = settings.poll_interval_seconds
+    max_wait = max(busy_wait, settings.idle_poll_max_seconds)
+    wait = busy_wait
+    outage = Outage("webhooks", log)
+    while not stop.is_set():
+        try:
+            done = app.webhooks.run_batch()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            stop.wait(outage.failed(exc))
+            continue
+        outage.ok()
+        if done:
+            wait = busy_wait
+        else:
+            stop.wait(wait)
+            wait = min(max_wait, wait * 2)
 
 
 # --- scheduler ------------------------------------------------------------------------

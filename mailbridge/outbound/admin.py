@@ -14,6 +14,7 @@ from mailbridge.clock import ensure_utc
 from mailbridge.errors import NotFound
 from mailbridge.store.db import Store, read_tx, write_tx
 from mailbridge.store.tables import events, outbox, tickets
+from mailbridge.webhooks.enqueue import on_events
 
 
 def list_outbox(store: Store, state: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
@@ -83,5 +84,7 @@ def decide_held(store: Store, outbox_id: int, *, approve: bool, by: str, reason:
             if reason:
                 data["reason"] = reason
             kind = "outgoing_approved" if approve else "outgoing_rejected"
-            conn.execute(insert(events).values(ticket_id=row.ticket_id, at=now, type=kind, actor=by, data=data))
+            event = {"ticket_id": row.ticket_id, "at": now, "type": kind, "actor": by, "data": data}
+            conn.execute(insert(events).values(**event))
+            on_events(conn, [event])  # the webhooks' hook, like every event insert (webhooks/enqueue.py)
     return new_state

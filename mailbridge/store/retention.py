@@ -46,6 +46,7 @@ from mailbridge.store.tables import (
     sla_notices,
     thread_index,
     tickets,
+    webhook_deliveries,
 )
 
 __all__ = ["RetentionReport", "run_retention"]
@@ -213,6 +214,7 @@ def delete_tickets(conn: Connection, ids: list[int], *, count_only: bool = False
     conn.execute(delete(thread_index).where(thread_index.c.ticket_id.in_(ids)))
     conn.execute(delete(reply_tokens).where(reply_tokens.c.ticket_id.in_(ids)))
     conn.execute(delete(events).where(events.c.ticket_id.in_(ids)))
+    conn.execute(delete(webhook_deliveries).where(webhook_deliveries.c.ticket_id.in_(ids)))
     if clock_ids:
         conn.execute(delete(sla_notices).where(sla_notices.c.clock_id.in_(clock_ids)))
     conn.execute(delete(sla_clocks).where(sla_clocks.c.ticket_id.in_(ids)))

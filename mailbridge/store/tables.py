@@ -561,3 +561,54 @@ contact_addresses = Table(
     Column("added_at", TS, nullable=False),
 )
 Index("ix_contact_addresses_contact_id", contact_addresses.c.contact_id)
+
+# --- webhooks (mailbridge/webhooks/) ---------------------------------------------------
+
+# One event for one [[webhooks]] endpoint: written in the transaction that records the
+# event (the outbox pattern), sent by the sender role (webhooks/dispatch.py).
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("webhook", String(64), nullable=False),  # [[webhooks]] name
+    # The event's id in the payload; with the webhook's name, the Idempotency-Key.
+    Column("event_id", String(36), nullable=False),
+    Column("event", String(32), nullable=False),  # created, status_changed, ...
+    Column("ticket_id", Id, ForeignKey("tickets.id"), nullable=False),
+    # The payload without sent_at (set at each attempt), frozen when the event happened.
+    Column("payload", JSON, nullable=False),
+    # pending | sending | sent | failed
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", TS, nullable=False),
+    # Since when it waits (reset by `mailbridge webhooks retry`): given up after max_age_hours.
+    Column("queued_at", TS, nullable=False),
+    Column("claimed_until", TS),
+    Column("claimed_by", String(128)),
+    Column("last_error", Text),
+    Column("last_status", Integer),  # the endpoint's last HTTP status
+    Column("created_at", TS, nullable=False),
+    Column("sent_at", TS),
+    UniqueConstraint("webhook", "event_id"),
+)
+Index("ix_webhook_deliveries_state_next", webhook_deliveries.c.state, webhook_deliveries.c.next_attempt_at)
+# In order per ticket: is an earlier delivery of this webhook and ticket still unsent?
+Index(
+    "ix_webhook_deliveries_order",
+    webhook_deliveries.c.webhook,
+    webhook_deliveries.c.ticket_id,
+    webhook_deliveries.c.id,
+)
+Index("ix_webhook_deliveries_ticket", webhook_deliveries.c.ticket_id)
+
+# Each endpoint's circuit breaker: consecutive failures, and until when it rests.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("failures", Integer, nullable=False, default=0),  # consecutive
+    Column("open_until", TS),  # the breaker is open (no attempts) until then
+    Column("last_error", Text),
+    Column("last_failure_at", TS),
+    Column("last_success_at", TS),
+)

@@ -31,6 +31,7 @@ from mailbridge.store.tables import (
     tickets,
 )
 from mailbridge.tickets.refs import ReferenceFormat, next_sequence
+from mailbridge.webhooks.enqueue import on_events as _webhook_hook
 
 # "restored": the service works again, the ticket is not resolved yet (ITIL's restore
 # target, which the SLA clocks measure separately from resolution).
@@ -102,6 +103,8 @@ class Pending:
         for stmt, rows in ((_INSERT_EVENT, self.events), (_INSERT_TOKEN, self.tokens), (_INSERT_OUTBOX, self.outbox)):
             if rows:
                 conn.execute(stmt, rows)
+        if self.events:
+            _webhook_hook(conn, self.events)  # their deliveries, in this transaction (webhooks/)
         if self.thread:
             conn.execute(_THREAD_INSERT[conn.dialect.name], self.thread)
         if self.touched:
@@ -127,12 +130,15 @@ def event_row(
 def add_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
     if rows:
         conn.execute(_INSERT_EVENT, rows)
+        _webhook_hook(conn, rows)
 
 
 def add_event(
     conn: Connection, ticket_id: int, at: datetime, type_: str, actor: str, data: Mapping[str, Any] | None = None
 ) -> None:
-    conn.execute(_INSERT_EVENT, event_row(ticket_id, at, type_, actor, data))
+    row = event_row(ticket_id, at, type_, actor, data)
+    conn.execute(_INSERT_EVENT, row)
+    _webhook_hook(conn, [row])
 
 
 def create_ticket(

@@ -129,7 +129,11 @@ def create_app(config: Config, app: App | None = None) -> Starlette:
     zone = report_zone(config)
     templates = _templates(zone)
     registry = make_registry(
-        app.store, dict(expected_processes(config)), app.clock, config.autoreply.flood_window_minutes
+        app.store,
+        dict(expected_processes(config)),
+        app.clock,
+        config.autoreply.flood_window_minutes,
+        config.webhooks,
     )
     reports = ReportCache(max_age=max(300.0, float(config.web.refresh_seconds)))
 

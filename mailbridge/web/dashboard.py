@@ -29,6 +29,7 @@ from mailbridge.store.db import Store, read_tx
 from mailbridge.store.queries import inbound_counts, mailbox_health, outbox_counts, unrendered_by_template
 from mailbridge.store.tables import events, sla_clocks, tickets
 from mailbridge.tickets.senderflood import ActiveFlood, active_floods
+from mailbridge.webhooks.state import EndpointState, endpoints
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,8 @@ class Dashboard:
     cut: bool = False
     # Senders' floods going on (tickets/senderflood.py): address, ticket, mails, times.
     floods: list[ActiveFlood] = field(default_factory=list)
+    # [[webhooks]]: each endpoint's waiting and failed deliveries and its breaker.
+    webhooks: list[EndpointState] = field(default_factory=list)
 
 
 def _ordered(counts: dict[str, int], order: tuple[str, ...]) -> list[tuple[str, int]]:
@@ -158,6 +161,7 @@ def build_dashboard(store: Store, config: Config, now: datetime, reports: Report
             )
         ).scalar_one()
         floods = active_floods(conn, now, config.autoreply.flood_window_minutes)
+        hooks = endpoints(conn, config.webhooks, now, sent=False) if config.webhooks else []
         breaches = conn.execute(
             select(func.count())
             .select_from(sla_clocks)
@@ -181,6 +185,7 @@ def build_dashboard(store: Store, config: Config, now: datetime, reports: Report
         mailboxes=mailbox_health(store),
         cut=cut,
         floods=floods,
+        webhooks=hooks,
     )
     if reports is None:
         board.report, board.report_error = month_report(store, config, now, zone)

@@ -13,7 +13,7 @@ the whole history.
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -59,6 +59,10 @@ COUNTERS = {
         [],
     ),
     "mailbridge_flood_mails": ("Mails that went to a sender's flood ticket (the opening one included).", []),
+    "mailbridge_webhook_deliveries": (
+        "Webhook delivery attempts, by endpoint and outcome (sent, retried, failed).",
+        ["webhook", "outcome"],
+    ),
     "mailbridge_config_reload_failures": (
         "Refused reloads of rules, extractors or templates (the previous set stayed in force), by kind.",
         ["kind"],
@@ -89,8 +93,10 @@ class DatabaseCollector(Collector):
         expected: dict[str, int] | None = None,
         clock: Callable[[], datetime] = utcnow,
         flood_window_minutes: int = 10,
+        webhooks: Sequence[Any] = (),
     ) -> None:
         self.store = store
+        self.webhooks = list(webhooks)
         self.expected = expected or {}
         self.clock = clock
         self.flood_window_minutes = flood_window_minutes
@@ -102,6 +108,32 @@ class DatabaseCollector(Collector):
         yield from self._tickets()
         yield from self._processes()
         yield from self._imap()
+        if self.webhooks:
+            yield from self._webhooks()
+
+    def _webhooks(self) -> Iterator[Metric]:
+        from mailbridge.webhooks.state import endpoints
+
+        with read_tx(self.store.main) as conn:
+            rows = endpoints(conn, self.webhooks, self.clock(), sent=False)
+        pending = GaugeMetricFamily(
+            "mailbridge_webhook_pending", "Webhook deliveries waiting to be sent, by endpoint.", labels=["webhook"]
+        )
+        failed = GaugeMetricFamily(
+            "mailbridge_webhook_failed",
+            "Webhook deliveries given up (`mailbridge webhooks retry` sends them again), by endpoint.",
+            labels=["webhook"],
+        )
+        circuit = GaugeMetricFamily(
+            "mailbridge_webhook_circuit_open",
+            "1 while an endpoint's circuit breaker rests it (open), else 0.",
+            labels=["webhook"],
+        )
+        for row in rows:
+            pending.add_metric([row.name], row.pending + row.sending)
+            failed.add_metric([row.name], row.failed)
+            circuit.add_metric([row.name], 1 if row.circuit == "open" else 0)
+        yield from (pending, failed, circuit)
 
     def _build(self) -> Iterator[Metric]:
         info = GaugeMetricFamily("mailbridge_build_info", "The running version (always 1).", labels=["version"])
@@ -303,10 +335,11 @@ def make_registry(
     expected: dict[str, int] | None = None,
     clock: Callable[[], datetime] = utcnow,
     flood_window_minutes: int = 10,
+    webhooks: Sequence[Any] = (),
 ) -> CollectorRegistry:
     # describe() is empty, so registering runs no query; each scrape runs collect().
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(DatabaseCollector(store, expected, clock, flood_window_minutes))
+    registry.register(DatabaseCollector(store, expected, clock, flood_window_minutes, webhooks))
     return registry
 
 
