@@ -43,9 +43,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_webhook_deliveries_state_next", "webhook_deliveries", ["state", "next_attempt_at"], unique=False
     )
-    op.create_index(
-        "ix_webhook_deliveries_order", "webhook_deliveries", ["webhook", "ticket_id", "id"], unique=False
-    )
+    op.create_index("ix_webhook_deliveries_order", "webhook_deliveries", ["webhook", "ticket_id", "id"], unique=False)
     op.create_index("ix_webhook_deliveries_ticket", "webhook_deliveries", ["ticket_id"], unique=False)
     op.create_table(
         "webhook_endpoints",
