@@ -44,11 +44,16 @@ def language_dirs(template_dirs: Sequence[Path], language: str) -> list[Path]:
     return [d / language for d in dirs] + dirs
 
 
+# Folders of templates/ that hold something else than a language: the admin's overrides
+# and the chat formats of webhooks (webhooks/chattemplates.py).
+NOT_LANGUAGES = frozenset({"local", "webhooks"})
+
+
 def languages_in(template_dirs: Sequence[Path]) -> list[str]:
     """The language folders there are in any of ``template_dirs`` (shipped ones, an
     admin's templates/local/<code>/ or a language of their own), sorted."""
     found: set[str] = set()
     for directory in template_dirs:
         if Path(directory).is_dir():
-            found.update(p.name for p in Path(directory).iterdir() if p.is_dir() and p.name != "local")
+            found.update(p.name for p in Path(directory).iterdir() if p.is_dir() and p.name not in NOT_LANGUAGES)
     return sorted(found)
