@@ -549,9 +549,10 @@ class AgentDesk:
         # recipients (3,000 Cc had made 3,001 mails of the same text and attachments).
         copies: list[tuple[Address, list[Address]]] = [(requester, [])] + ([(cc[0], cc[1:])] if cc else [])
         for rcpt, more in copies:
-            # The customer's view: the requester's copy links to the page for them, the
-            # shared copy to the page for everybody copied (bound to the ticket only).
-            view_url = self._outbox.view_url(ticket_id, "" if more else rcpt.address, msg.now)
+            # The customer's view: a link is bound to the one person who gets it, so the
+            # requester's copy and a copy for one person copied carry one; the shared
+            # copy of several people copied carries none (it would open for any of them).
+            view_url = "" if more else self._outbox.view_url(ticket_id, rcpt.address, msg.now)
             copy_text = with_view_link(own_text if rcpt is requester else text, view_url, ticket.language)
             try:
                 message_id = self._outbox.queue_written(

@@ -62,9 +62,9 @@ class Outbox:
         self._view_links = view_links
 
     def view_url(self, ticket_id: int, address: str, now: datetime) -> str:
-        """The customer's read-only page of the ticket for ``address`` ("" for the shared
-        copy of an answer), or "" when [web] public_url is not set (tickets/viewlinks.py)."""
-        if self._view_links is None:
+        """The customer's read-only page of the ticket for ``address``, or "" when [web]
+        public_url is not set or there is no one address (tickets/viewlinks.py)."""
+        if self._view_links is None or not address:
             return ""
         return self._view_links.url(ticket_id, address, now)
 

@@ -42,7 +42,7 @@ _MAX_HOPS = 8
 @dataclass(frozen=True)
 class Viewer:
     ticket_id: int
-    address: str  # "" for the shared copy (everybody copied)
+    address: str  # the recipient the link was made for (lower-cased)
 
 
 @dataclass(frozen=True)
@@ -94,20 +94,17 @@ def resolve(conn: Connection, grant: ViewGrant) -> Viewer | Merged | None:
     if found is None:
         return None
     row, addresses = found
-    if ViewLinks.is_for(grant, ""):
-        address = ""
-    else:
-        matches = [a for a in addresses if ViewLinks.is_for(grant, a)]
-        if not matches:
-            return None
-        address = matches[0]
+    matches = [a for a in addresses if ViewLinks.is_for(grant, a)]
+    if not matches:
+        return None
+    address = matches[0]
     hops = 0
     while row.merged_into is not None:
         hops += 1
         target = _customers(conn, int(row.merged_into))
-        # The shared copy's people, and anyone who is not a customer of the survivor,
-        # learn only that it was merged: the survivor is another customer's ticket.
-        if target is None or hops > _MAX_HOPS or not address or address not in target[1]:
+        # Anyone who is not a customer of the survivor learns only that it was merged:
+        # the survivor is another customer's ticket.
+        if target is None or hops > _MAX_HOPS or address not in target[1]:
             return Merged()
         row = target[0]
     return Viewer(int(row.id), address)

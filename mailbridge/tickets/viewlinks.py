@@ -20,9 +20,9 @@ tokens. The reference is not in the URL and cannot be guessed from it; the tag i
 compared in constant time and checked before anything touches the database, so a
 forged token costs one HMAC per accepted secret.
 
-The audience "" is the shared copy of an answer that goes to everybody copied on the
-ticket at once (agents/desk.py sends one mail with several envelope recipients): it is
-bound to the ticket only, as that copy's reply token is.
+Every link is for one address: the shared copy of an answer that goes to several
+people copied at once (agents/desk.py sends one mail with several envelope recipients)
+carries no link, and a token is never made for no address.
 """
 
 from __future__ import annotations
@@ -91,7 +91,10 @@ class ViewLinks:
         return f"ViewLinks(base_url={self._base!r}, days={self._days})"
 
     def token(self, ticket_id: int, address: str, now: datetime | None = None) -> str:
-        """A token for ``ticket_id`` and recipient ``address`` ("" for the shared copy)."""
+        """A token for ``ticket_id`` and recipient ``address`` (never empty: a link is
+        for one person)."""
+        if not address.strip():
+            raise ValueError("a view link is made for one recipient address")
         when = ensure_utc(now if now is not None else self._clock())
         expires = int((when + timedelta(days=self._days)).timestamp())
         key = self._signer.derived_keys(_LABEL, when)[0]
@@ -122,7 +125,7 @@ class ViewLinks:
 
     @staticmethod
     def is_for(grant: ViewGrant, address: str) -> bool:
-        """Whether the grant was made for ``address`` ("" for the shared copy)."""
+        """Whether the grant was made for ``address``."""
         return hmac.compare_digest(grant.audience, audience_of(grant.key, address))
 
 

@@ -241,6 +241,24 @@ def test_the_page_works_without_javascript(sink, start_daemon, tmp_path):
         assert browser.find_element(By.ID, "x").text == "static"
 
 
+def test_a_copy_shared_by_several_people_carries_no_link(sink, start_daemon, tmp_path):
+    """A link opens the page for the one person it was made for: the requester's copy
+    has one, the one copy that goes to several people copied has none."""
+    daemon, _base = _site(start_daemon, sink, tmp_path, "")
+    cc = f"{COLIN}, {CAROL}"
+    _ref, ack, note = _open(daemon, sink, RITA, _customer_mail(RITA, "Printer", "It jams.\n", cc=cc))
+    assert LINK.findall(_part(ack, "plain"))
+    before = len(sink.messages)
+    daemon.send(reply(note, ANSWER), rcpts=[str(note["Reply-To"])], mail_from="alice@staff.example")
+    daemon.wait_idle()
+    poll(lambda: len(sink.messages) >= before + 2)
+    [rita_copy] = [m for m in _to(sink, "rita@example.com") if ANSWER in _part(m, "plain")]
+    [shared] = [m for m in _to(sink, "colin@example.com") if ANSWER in _part(m, "plain")]
+    assert shared["Message-ID"] in [m["Message-ID"] for m in _to(sink, "carol@other.example")]
+    assert len(LINK.findall(_part(rita_copy, "plain"))) == 1
+    assert LINK.findall(_part(shared, "plain")) == [] and "/view/" not in _part(shared, "plain")
+
+
 def test_without_public_url_there_is_no_link_and_no_page(db_url, sink, start_daemon, tmp_path):
     daemon, base = _site(start_daemon, sink, tmp_path, db_url, public=False)
     _ref, ack, _note = _open(daemon, sink, RITA, _customer_mail(RITA, "Laptop slow", "It is slow.\n"))
