@@ -113,7 +113,15 @@ def normalize(payload: Mapping[str, Any]) -> dict[str, Any]:
     data = _filled(_clean(payload), _TOP_FIELDS)
     data["ticket"] = _filled(data.get("ticket"), _TICKET_FIELDS)
     change = _filled(data.get("change"), _CHANGE_FIELDS)
-    change["sla"] = _filled(change.get("sla"), _SLA_FIELDS)
+    sla = _filled(change.get("sla"), _SLA_FIELDS)
+    # The event payload (webhooks/events.py, event-v1 schema) names these `target` and
+    # `due`; templates know them as `kind` and `due_at` (docs/chat.md). Without this a
+    # real breach rendered as "SLA breached on MB-1" with no target or due time.
+    if sla["kind"] is None:
+        sla["kind"] = sla.get("target")
+    if sla["due_at"] is None:
+        sla["due_at"] = sla.get("due")
+    change["sla"] = sla
     data["change"] = change
     return {**data, "payload": data}
 
