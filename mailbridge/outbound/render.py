@@ -228,12 +228,7 @@ class Renderer:
             return template.render(data)
         except Exception as exc:  # Template code is admin-written: any failure in it is a template error.
             filename, lineno = _locate(exc, template)
-            if isinstance(exc, jinja2.UndefinedError):
-                what = f"undefined variable: {exc.message}"
-            elif isinstance(exc, jinja2.exceptions.SecurityError):
-                what = f"not allowed in the sandbox: {exc}"
-            else:
-                what = f"{type(exc).__name__}: {exc}"
+            what = render_failure(exc)
             raise TemplateError(
                 f"{_where(filename, lineno)}: {what} (rendering mail template {name!r})",
                 filename=filename,
@@ -363,6 +358,18 @@ def _mail_name(filename: str) -> str:
         if filename.endswith(suffix):
             return filename[: -len(suffix)]
     return filename
+
+
+def render_failure(exc: BaseException) -> str:
+    """What went wrong in admin-written template code, said for the admin (an undefined
+    name, a sandbox refusal, or the exception). Shared by mail templates, canned
+    responses (responses.py) and chat templates (webhooks/chattemplates.py); each finds
+    the file and line itself."""
+    if isinstance(exc, jinja2.UndefinedError):
+        return f"undefined variable: {exc.message}"
+    if isinstance(exc, jinja2.exceptions.SecurityError):
+        return f"not allowed in the sandbox: {exc}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _locate(exc: BaseException, template: jinja2.Template) -> tuple[str | None, int | None]:

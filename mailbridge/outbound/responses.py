@@ -37,6 +37,8 @@ from pathlib import Path
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
+from mailbridge.outbound.render import render_failure
+
 __all__ = [
     "NAME_PATTERN",
     "Response",
@@ -164,12 +166,7 @@ class Responses:
             return template.render(dict(context)).strip()
         except Exception as exc:  # Admin-written template code: any failure in it is the file's.
             lineno = _line_of(exc, path)
-            if isinstance(exc, jinja2.UndefinedError):
-                what = f"undefined variable: {exc.message}"
-            elif isinstance(exc, jinja2.exceptions.SecurityError):
-                what = f"not allowed in the sandbox: {exc}"
-            else:
-                what = f"{type(exc).__name__}: {exc}"
+            what = render_failure(exc)
             raise ResponseError(f"{_where(path, lineno)}: {what}", filename=os.fspath(path), lineno=lineno) from exc
 
     def check(self, samples: Sequence[tuple[str, Mapping[str, object]]]) -> list[str]:

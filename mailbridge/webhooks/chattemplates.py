@@ -35,6 +35,8 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
+from mailbridge.outbound.render import render_failure
+
 __all__ = ["ChatError", "ChatTemplateError", "normalize", "render_json", "template_name"]
 
 _SUFFIX = ".json.j2"
@@ -286,12 +288,7 @@ def render_json(format: str, payload: Mapping[str, Any], template_dirs: Sequence
         ) from exc
     except Exception as exc:  # Template code is admin-written: any failure in it is a template error.
         where, lineno = _locate(exc, template)
-        if isinstance(exc, jinja2.UndefinedError):
-            what = f"undefined variable: {exc.message}"
-        elif isinstance(exc, jinja2.exceptions.SecurityError):
-            what = f"not allowed in the sandbox: {exc}"
-        else:
-            what = f"{type(exc).__name__}: {exc}"
+        what = render_failure(exc)
         raise ChatTemplateError(f"{_where(where, lineno)}: {what}", filename=where, lineno=lineno) from exc
     try:
         return json.loads(text), filename
