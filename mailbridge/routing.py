@@ -16,7 +16,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, bindparam, func, select
 
 from mailbridge.config import Config
 from mailbridge.errors import ConfigError
@@ -73,6 +73,9 @@ def rule_context(people: People) -> RuleContext:
     return RuleContext(is_vip=people.is_vip, is_agent=people.is_agent, in_working_hours=in_hours)
 
 
+# An agent's latest ticket (round-robin assignment), by the (assignee, id) index.
+LATEST_ASSIGNED = select(func.max(tickets.c.id)).where(tickets.c.assignee == bindparam("agent"))
+
 # Statuses in which a ticket counts as an agent's open work (least-open assignment).
 _OPEN_WORK = ("new", "open", "pending", "restored")
 
@@ -121,15 +124,10 @@ class Router:
         if not candidates:
             return None
         if assignment.strategy == "round_robin":
-            latest: dict[str, int] = {
-                str(agent): int(last)
-                for agent, last in conn.execute(
-                    select(tickets.c.assignee, func.max(tickets.c.id))
-                    .where(tickets.c.assignee.in_(candidates))
-                    .group_by(tickets.c.assignee)
-                )
-            }
-            return min(candidates, key=lambda a: (latest.get(a, 0), candidates.index(a)))
+            # One seek per candidate (a team is a handful of agents): a GROUP BY over the
+            # candidates would read every ticket each of them ever had.
+            latest = {agent: conn.execute(LATEST_ASSIGNED, {"agent": agent}).scalar() or 0 for agent in candidates}
+            return min(candidates, key=lambda a: (latest[a], candidates.index(a)))
         open_counts: dict[str, int] = {
             str(agent): int(n)
             for agent, n in conn.execute(

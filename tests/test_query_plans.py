@@ -75,3 +75,19 @@ def test_correlation_by_contact_and_organisation_uses_indexes(tmp_path: Path) ->
             plan = [str(row[3]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
         scans = [step for step in plan if step.startswith("SCAN") and step.split()[1] in tables]
         assert not scans, f"{name}: {plan}"
+
+
+def test_round_robin_finds_an_agents_latest_ticket_by_a_seek(tmp_path: Path) -> None:
+    """Round-robin assignment runs for every new ticket a rule assigns to a team: each
+    candidate's latest ticket is one index seek, not a read of all their tickets."""
+    from mailbridge.routing import LATEST_ASSIGNED
+
+    db = tmp_path / "mb.db"
+    store = Store(f"sqlite:///{db}")
+    try:
+        migrate.upgrade(store)
+    finally:
+        store.dispose()
+    plan = _plan(db, LATEST_ASSIGNED)
+    assert not [step for step in plan if step.startswith("SCAN")], plan
+    assert any("ix_tickets_assignee_id" in step for step in plan), plan

@@ -155,6 +155,8 @@ tickets = Table(
     Column("language", String(8)),
 )
 Index("ix_tickets_assignee_status", tickets.c.assignee, tickets.c.status)
+# Round-robin assignment: an agent's latest ticket by a seek (routing.Router.assignee).
+Index("ix_tickets_assignee_id", tickets.c.assignee, tickets.c.id)
 Index("ix_tickets_requester_created", tickets.c.requester, tickets.c.created_at)
 Index("ix_tickets_requester_domain_created", tickets.c.requester_domain, tickets.c.created_at)
 Index("ix_tickets_status", tickets.c.status)
