@@ -164,8 +164,7 @@ def _raw(store: Store, cutoff: datetime, now: datetime, report: RetentionReport,
     """
     after = 0
     while True:
-        with read_tx(store.spool) as conn:
-            rows = conn.execute(RAW_CANDIDATES, {"r_cutoff": cutoff, "r_after": after}).all()
+        rows = _candidates(store, cutoff, after)
         if not rows:
             return
         after = int(rows[-1].id)
@@ -176,13 +175,21 @@ def _raw(store: Store, cutoff: datetime, now: datetime, report: RetentionReport,
             return
 
 
+def _candidates(store: Store, cutoff: datetime, after: int) -> Sequence[Any]:
+    """The next batch of unpurged spool rows processed before the cutoff, after this id."""
+    with read_tx(store.spool) as conn:
+        return conn.execute(RAW_CANDIDATES, {"r_cutoff": cutoff, "r_after": after}).all()
+
+
 def _eligible(store: Store, ids: list[int], cutoff: datetime) -> list[int]:
     """Those of these spool ids whose raw mail retention may strip (the main database's half)."""
     with read_tx(store.main) as conn:
         return sorted(int(i) for i in conn.execute(RAW_ELIGIBLE, {"r_ids": ids, "r_cutoff": cutoff}).scalars())
 
 
-def _strip(store: Store, ids: list[int], cutoff: datetime, now: datetime, report: RetentionReport, dry_run: bool) -> None:
+def _strip(
+    store: Store, ids: list[int], cutoff: datetime, now: datetime, report: RetentionReport, dry_run: bool
+) -> None:
     if not ids:
         return
     with write_tx(store.spool) as conn:
