@@ -43,10 +43,12 @@ class Spy:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.read: list[int] = []
         self.asked: list[int] = []
+        self.batches = 0
         candidates, eligible = retention._candidates, retention._eligible
 
         def spy_candidates(store: Store, cutoff: datetime, after: int) -> Any:
             rows = candidates(store, cutoff, after)
+            self.batches += 1
             self.read.extend(int(r.id) for r in rows)
             return rows
 
@@ -60,6 +62,7 @@ class Spy:
     def reset(self) -> None:
         self.read.clear()
         self.asked.clear()
+        self.batches = 0
 
 
 def _spool_row(store: Store, state: str, processed_at: datetime | None) -> int:
@@ -180,6 +183,7 @@ def test_raw_retention_strips_what_it_always_did(site: tuple[Store, Config], mon
     # about done and duplicate ones only.
     assert sorted(spy.read) == sorted(expected | set(kept) | {duplicate, quarantined})
     assert sorted(spy.asked) == sorted(expected | set(kept) | {duplicate})
+    assert spy.batches == 4  # nine rows read three at a time, then an empty batch
     with read_tx(store.main) as conn:
         logged = conn.execute(select(admin_log.c.action, admin_log.c.data)).all()
     assert [row.action for row in logged] == ["purge"]

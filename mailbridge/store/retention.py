@@ -127,7 +127,7 @@ RAW_CANDIDATES = (
         inbound.c.id > bindparam("r_after"),
     )
     .order_by(inbound.c.id)
-    .limit(BATCH)
+    .limit(bindparam("r_limit"))
 )
 RAW_STATES = ("done", "duplicate")
 
@@ -158,9 +158,11 @@ def _raw(store: Store, cutoff: datetime, now: datetime, report: RetentionReport,
 
     Not bounded: a candidate that never becomes eligible is read again every run while
     it stays unpurged -- mail of open or recently closed tickets (the live set), and
-    "duplicate" rows, which have no messages row, so retention never strips them (as
-    before: only the raw mail of a kept message goes). Those duplicates accumulate; each
-    costs one index entry read and one id in a messages lookup per run, never a write.
+    "duplicate" rows: the pipeline stores no message for them, and only the raw mail of
+    a stored message goes (as before), so in practice they keep their raw bytes and stay
+    candidates. They accumulate with history; each costs one index entry and one id in a
+    messages lookup per run, never a write. Remembering "checked, never eligible" would
+    need a mark on the row that a restore or a requeue (store/backup.py) must undo.
     """
     after = 0
     while True:
@@ -178,7 +180,7 @@ def _raw(store: Store, cutoff: datetime, now: datetime, report: RetentionReport,
 def _candidates(store: Store, cutoff: datetime, after: int) -> Sequence[Any]:
     """The next batch of unpurged spool rows processed before the cutoff, after this id."""
     with read_tx(store.spool) as conn:
-        return conn.execute(RAW_CANDIDATES, {"r_cutoff": cutoff, "r_after": after}).all()
+        return conn.execute(RAW_CANDIDATES, {"r_cutoff": cutoff, "r_after": after, "r_limit": BATCH}).all()
 
 
 def _eligible(store: Store, ids: list[int], cutoff: datetime) -> list[int]:
