@@ -91,3 +91,38 @@ def test_round_robin_finds_an_agents_latest_ticket_by_a_seek(tmp_path: Path) -> 
     plan = _plan(db, LATEST_ASSIGNED)
     assert not [step for step in plan if step.startswith("SCAN")], plan
     assert any("ix_tickets_assignee_id" in step for step in plan), plan
+
+
+def test_retention_reads_only_unpurged_spool_rows_by_the_partial_index(tmp_path: Path) -> None:
+    """The hourly raw-mail retention walks the spool rows not yet purged (the partial index
+    ix_inbound_unpurged holds no others), never every done row of history by
+    ix_inbound_state_id or a scan; then asks the main database by messages' unique
+    inbound_id, each ticket by its key."""
+    from datetime import UTC, datetime
+
+    from mailbridge.store.retention import RAW_CANDIDATES, RAW_ELIGIBLE
+
+    db = tmp_path / "mb.db"
+    store = Store(f"sqlite:///{db}")
+    try:
+        migrate.upgrade(store)
+    finally:
+        store.dispose()
+    sql = str(RAW_CANDIDATES.compile(dialect=sqlite_dialect.dialect()))
+    with sqlite3.connect(db) as conn:
+        conn.execute("ATTACH DATABASE ? AS spool", (str(tmp_path / "mb-spool.db"),))
+        plan = [str(row[3]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", [None] * sql.count("?"))]
+    # One step: a range of the partial index in id order (no scan, no sort of a temp B-tree).
+    assert len(plan) == 1 and plan[0] == "SEARCH spool.inbound USING INDEX ix_inbound_unpurged (id>?)", plan
+
+    eligible = RAW_ELIGIBLE.params(r_ids=[1, 2, 3], r_cutoff=datetime(2026, 11, 7, tzinfo=UTC))
+    sql = str(
+        eligible.compile(
+            dialect=sqlite_dialect.dialect(), compile_kwargs={"render_postcompile": True, "literal_binds": True}
+        )
+    )
+    with sqlite3.connect(db) as conn:
+        plan = [str(row[3]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
+    assert not [step for step in plan if step.startswith("SCAN")], plan
+    assert any(step.startswith("SEARCH messages USING") and "(inbound_id=?)" in step for step in plan), plan
+    assert any(step.startswith("SEARCH tickets USING INTEGER PRIMARY KEY") for step in plan), plan

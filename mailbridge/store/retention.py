@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, update
 
 from mailbridge.config import Config
 from mailbridge.store.db import Store, read_tx, write_tx
@@ -113,30 +113,99 @@ def run_retention(store: Store, config: Config, now: datetime, *, dry_run: bool 
     return report
 
 
+# The spool rows _raw may strip, in id order from where the last batch ended. Only rows
+# not yet purged are read, through the partial index ix_inbound_unpurged (tables.py):
+# rows purged on an earlier run are never read again, so an hourly run costs what is
+# still to purge plus the live set (mail of the last raw_days, of open tickets), not all
+# of history. The state is filtered here in Python, not in SQL: given "state IN (...)",
+# SQLite prefers ix_inbound_state_id and walks every done row ever (tests/test_query_plans.py).
+RAW_CANDIDATES = (
+    select(inbound.c.id, inbound.c.state)
+    .where(
+        inbound.c.purged_at.is_(None),
+        inbound.c.processed_at < bindparam("r_cutoff"),
+        inbound.c.id > bindparam("r_after"),
+    )
+    .order_by(inbound.c.id)
+    .limit(bindparam("r_limit"))
+)
+RAW_STATES = ("done", "duplicate")
+
+# Which of a batch of spool ids are of a message whose ticket closed before the cutoff, or
+# of a message kept without a ticket: a seek per id on messages' unique inbound_id index
+# (uq_messages_inbound_id), the ticket by its key.
+RAW_ELIGIBLE = (
+    select(messages.c.inbound_id)
+    .select_from(messages.outerjoin(tickets, messages.c.ticket_id == tickets.c.id))
+    .where(
+        messages.c.inbound_id.in_(bindparam("r_ids", expanding=True)),
+        or_(
+            messages.c.ticket_id.is_(None),
+            and_(tickets.c.status == "closed", tickets.c.updated_at < bindparam("r_cutoff")),
+        ),
+    )
+)
+
+
 def _raw(store: Store, cutoff: datetime, now: datetime, report: RetentionReport, dry_run: bool) -> None:
     """Spool rows to strip: of closed tickets untouched since the cutoff, or of mail kept
-    without a ticket and processed before it."""
+    without a ticket and processed before it.
+
+    The spool and the main database may be two files (SQLite), so they are never joined:
+    the spool's candidates are read in keyset batches, the main database says which of
+    each batch may go, and only those are updated (the update checks the spool's
+    conditions again, as a worker may have moved a row since it was read).
+
+    Not bounded: a candidate that never becomes eligible is read again every run while
+    it stays unpurged -- mail of open or recently closed tickets (the live set), and
+    "duplicate" rows: the pipeline stores no message for them, and only the raw mail of
+    a stored message goes (as before), so in practice they keep their raw bytes and stay
+    candidates. They accumulate with history; each costs one index entry and one id in a
+    messages lookup per run, never a write. Remembering "checked, never eligible" would
+    need a mark on the row that a restore or a requeue (store/backup.py) must undo.
+    """
+    after = 0
+    while True:
+        rows = _candidates(store, cutoff, after)
+        if not rows:
+            return
+        after = int(rows[-1].id)
+        ids = [int(r.id) for r in rows if r.state in RAW_STATES]
+        if ids:
+            _strip(store, _eligible(store, ids, cutoff), cutoff, now, report, dry_run)
+        if len(rows) < BATCH:
+            return
+
+
+def _candidates(store: Store, cutoff: datetime, after: int) -> Sequence[Any]:
+    """The next batch of unpurged spool rows processed before the cutoff, after this id."""
+    with read_tx(store.spool) as conn:
+        return conn.execute(RAW_CANDIDATES, {"r_cutoff": cutoff, "r_after": after, "r_limit": BATCH}).all()
+
+
+def _eligible(store: Store, ids: list[int], cutoff: datetime) -> list[int]:
+    """Those of these spool ids whose raw mail retention may strip (the main database's half)."""
     with read_tx(store.main) as conn:
-        closed = (
-            select(messages.c.inbound_id)
-            .join(tickets, messages.c.ticket_id == tickets.c.id)
-            .where(messages.c.inbound_id.is_not(None), tickets.c.status == "closed", tickets.c.updated_at < cutoff)
+        return sorted(int(i) for i in conn.execute(RAW_ELIGIBLE, {"r_ids": ids, "r_cutoff": cutoff}).scalars())
+
+
+def _strip(
+    store: Store, ids: list[int], cutoff: datetime, now: datetime, report: RetentionReport, dry_run: bool
+) -> None:
+    if not ids:
+        return
+    with write_tx(store.spool) as conn:
+        wanted = and_(
+            inbound.c.id.in_(ids),
+            inbound.c.purged_at.is_(None),
+            inbound.c.state.in_(RAW_STATES),
+            inbound.c.processed_at < cutoff,
         )
-        loose = select(messages.c.inbound_id).where(messages.c.inbound_id.is_not(None), messages.c.ticket_id.is_(None))
-        ids = sorted({int(i) for i in conn.execute(closed).scalars()} | {int(i) for i in conn.execute(loose).scalars()})
-    for chunk in _chunks(ids):
-        with write_tx(store.spool) as conn:
-            wanted = and_(
-                inbound.c.id.in_(chunk),
-                inbound.c.purged_at.is_(None),
-                inbound.c.state.in_(("done", "duplicate")),
-                inbound.c.processed_at < cutoff,
-            )
-            if dry_run:
-                report.raw += int(conn.execute(select(func.count()).select_from(inbound).where(wanted)).scalar_one())
-                continue
-            result = conn.execute(update(inbound).where(wanted).values(raw=b"", purged_at=now))
-            report.raw += int(result.rowcount or 0)
+        if dry_run:
+            report.raw += int(conn.execute(select(func.count()).select_from(inbound).where(wanted)).scalar_one())
+            return
+        result = conn.execute(update(inbound).where(wanted).values(raw=b"", purged_at=now))
+        report.raw += int(result.rowcount or 0)
 
 
 def _quarantine(store: Store, cutoff: datetime, report: RetentionReport, dry_run: bool) -> None:
