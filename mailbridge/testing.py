@@ -58,19 +58,26 @@ def poison(raw: bytes) -> None:
 def test_clock() -> Callable[[], datetime] | None:
     """With MAILBRIDGE_TESTING=1 and MAILBRIDGE_CLOCK_FILE set, "now" is the ISO time in
     that file (re-read at every call, so a test moves time forward by rewriting it; a
-    missing or empty file means the real time). None otherwise: production never fakes time."""
+    missing file, or an empty one before any time was read, means the real time). None
+    otherwise: production never fakes time."""
     path = os.environ.get("MAILBRIDGE_CLOCK_FILE", "") if _ENABLED else ""
     if not path:
         return None
+
+    last: list[datetime] = []
 
     def now() -> datetime:
         try:
             text = Path(path).read_text().strip()
         except OSError:
-            text = ""
-        if not text:
             return datetime.now(UTC)
+        if not text:
+            # A test's write_text truncates before it writes: an empty read is that
+            # instant, not a wish for the real time, once a time has been read.
+            return last[0] if last else datetime.now(UTC)
         value = datetime.fromisoformat(text)
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
+        value = value if value.tzinfo else value.replace(tzinfo=UTC)
+        last[:] = [value]
+        return value
 
     return now

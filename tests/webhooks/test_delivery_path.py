@@ -68,6 +68,11 @@ class Desk:
         return json.loads(self.cli("tickets", "list", "--json").stdout)
 
 
+def _settled(desk: Desk, failures: int) -> bool:
+    state = desk.webhooks()
+    return bool(state["sending"] == 0 and state["failures"] == failures)
+
+
 def _check_payloads(hits: list[Any]) -> dict[str, list[str]]:
     """Every accepted request signed, with sent_at, valid; the events per ticket in order."""
     per_ticket: dict[str, list[str]] = {}
@@ -102,6 +107,9 @@ def test_an_endpoint_down_for_ten_minutes_gets_every_event_once_in_order(
         desk.at(T0 + timedelta(minutes=minutes))
         seen = receiver.failures()
         poll(lambda seen=seen: receiver.failures() > seen, timeout=60)
+        # The receiver records a hit before it answers: the clock moves on only once the
+        # daemon has settled that attempt (else its breaker would open from the next step's time).
+        poll(lambda: _settled(desk, receiver.failures()), timeout=60)
     state = desk.webhooks()
     assert state["sent"] == 0 and state["pending"] == total and state["last_error"].startswith("HTTP 500")
     assert not receiver.accepted()
