@@ -274,9 +274,7 @@ def _poll_loop(
 
         helper = threading.Thread(target=run_companion, name=f"{kind}-companion", daemon=True)
         helper.start()
-    busy_wait = config.processing.poll_interval_seconds
-    max_wait = max(busy_wait, config.processing.idle_poll_max_seconds)
-    wait = busy_wait
+    pacing = _Pacing(config, stop)
     outage = Outage(f"{kind}-{index}", log)
     while not stop.is_set():
         if reload.is_set():
@@ -296,22 +294,7 @@ def _poll_loop(
                 # Mail kept because its template failed: rendered with the new set (and
                 # the outgoing rules now in force), then queued.
                 app.render_unrendered()
-        try:
-            done = step(app)
-        except Exception as exc:
-            # Busy, locked, full or cut off: wait and try again; the work stays claimed
-            # or queued in the database meanwhile. Anything else is a bug: die loudly,
-            # the supervisor restarts us and releases what we held.
-            if not is_transient(exc):
-                raise
-            stop.wait(outage.failed(exc))
-            continue
-        outage.ok()
-        if done:
-            wait = busy_wait
-        else:
-            stop.wait(wait)
-            wait = min(max_wait, wait * 2)  # back off while idle
+        pacing.after(_attempt(lambda: step(app), stop, outage))
     if helper is not None:
         helper.join(timeout=config.daemon.drain_seconds)
     _finish_quietly(app, finish)
@@ -376,25 +359,47 @@ def _webhook_loop(app: App, stop: threading.Event) -> None:
     """The sender's second thread: webhook deliveries (webhooks/dispatch.py), so that a
     slow endpoint never holds the mail up. Busy or cut-off databases are waited out like
     in _poll_loop; anything else ends this thread and, through _poll_loop, the process."""
-    settings = app.config.processing
-    busy_wait = settings.poll_interval_seconds
-    max_wait = max(busy_wait, settings.idle_poll_max_seconds)
-    wait = busy_wait
+    pacing = _Pacing(app.config, stop)
     outage = Outage("webhooks", log)
     while not stop.is_set():
-        try:
-            done = app.webhooks.run_batch()
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            stop.wait(outage.failed(exc))
-            continue
-        outage.ok()
+        pacing.after(_attempt(app.webhooks.run_batch, stop, outage))
+
+
+class _Pacing:
+    """How a polling loop waits between steps: at once again after work, doubling up to
+    idle_poll_max_seconds while idle; after a transient failure the outage's wait (taken
+    by _attempt) stands, and the pace is left as it was."""
+
+    def __init__(self, config: Config, stop: threading.Event) -> None:
+        self.busy = config.processing.poll_interval_seconds
+        self.most = max(self.busy, config.processing.idle_poll_max_seconds)
+        self.wait = self.busy
+        self.stop = stop
+
+    def after(self, done: int | None) -> None:
+        if done is None:
+            return
         if done:
-            wait = busy_wait
+            self.wait = self.busy
         else:
-            stop.wait(wait)
-            wait = min(max_wait, wait * 2)
+            self.stop.wait(self.wait)
+            self.wait = min(self.most, self.wait * 2)  # back off while idle
+
+
+def _attempt(step: Callable[[], int], stop: threading.Event, outage: Outage) -> int | None:
+    """One step; None after a transient failure (busy, locked, full or cut off), which is
+    logged and waited out here while the work stays claimed or queued in the database.
+    Anything else is a bug: it is raised, the process dies loudly, the supervisor
+    restarts it and releases what it held."""
+    try:
+        done = step()
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        stop.wait(outage.failed(exc))
+        return None
+    outage.ok()
+    return done
 
 
 # --- scheduler ------------------------------------------------------------------------

@@ -52,7 +52,7 @@ BREACH = {
         "created_at": "2026-12-07T08:00:00Z",
         "language": "en",
     },
-    "change": {"sla": {"kind": "first_response", "due_at": "2026-12-07T10:00:00Z"}},
+    "change": {"sla": {"target": "first_response", "due": "2026-12-07T10:00:00Z"}},
 }
 
 HOSTILE_SUBJECT = (

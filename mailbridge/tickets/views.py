@@ -68,6 +68,7 @@ class TicketFilter:
     status: str | None = None
     queue: str | None = None
     assignee: str | None = None
+    priority: str | None = None
     requester: str | None = None  # an address, or "@domain" for everyone at that domain
     words: tuple[str, ...] = ()  # each somewhere in the subject, case-insensitively
     since: datetime | None = None  # updated (or created) at or after this instant
@@ -82,22 +83,13 @@ def _contains_word(word: str) -> Any:
     return or_(*(tickets.c.subject.icontains(s, autoescape=True) for s in spellings))
 
 
-def list_tickets(
-    conn: Connection, *, status: str | None = None, limit: int | None = None, where: TicketFilter | None = None
-) -> list[dict[str, Any]]:
-    """Tickets oldest first; with a limit, the most recent `limit` of them."""
-    where = where or TicketFilter(status=status, limit=limit)
-    counts = select(messages.c.ticket_id, func.count().label("n")).group_by(messages.c.ticket_id).subquery()
-    query = select(tickets, func.coalesce(counts.c.n, 0).label("message_count")).outerjoin(
-        counts, counts.c.ticket_id == tickets.c.id
-    )
+def filter_conditions(where: TicketFilter) -> list[Any]:
+    """The WHERE conditions of a filter on tickets (`tickets list`, the JSON API's list)."""
     conditions: list[Any] = []
-    if where.status:
-        conditions.append(tickets.c.status == where.status)
-    if where.queue:
-        conditions.append(tickets.c.queue == where.queue)
-    if where.assignee:
-        conditions.append(tickets.c.assignee == where.assignee)
+    for name in ("status", "queue", "assignee", "priority"):
+        value = getattr(where, name)
+        if value:
+            conditions.append(tickets.c[name] == value)
     if where.requester:
         wanted = where.requester.strip().lower()
         if wanted.startswith("@"):
@@ -108,6 +100,19 @@ def list_tickets(
         conditions.append(_contains_word(word))
     if where.since is not None:
         conditions.append(tickets.c.updated_at >= where.since)
+    return conditions
+
+
+def list_tickets(
+    conn: Connection, *, status: str | None = None, limit: int | None = None, where: TicketFilter | None = None
+) -> list[dict[str, Any]]:
+    """Tickets oldest first; with a limit, the most recent `limit` of them."""
+    where = where or TicketFilter(status=status, limit=limit)
+    counts = select(messages.c.ticket_id, func.count().label("n")).group_by(messages.c.ticket_id).subquery()
+    query = select(tickets, func.coalesce(counts.c.n, 0).label("message_count")).outerjoin(
+        counts, counts.c.ticket_id == tickets.c.id
+    )
+    conditions = filter_conditions(where)
     if conditions:
         query = query.where(and_(*conditions))
     if where.limit:

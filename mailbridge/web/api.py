@@ -38,7 +38,7 @@ from mailbridge.config import ApiClient, Config
 from mailbridge.errors import NotFound
 from mailbridge.store.db import read_tx, write_tx
 from mailbridge.store.tables import tickets
-from mailbridge.tickets.views import show_ticket
+from mailbridge.tickets.views import TicketFilter, filter_conditions, show_ticket
 from mailbridge.web.api_auth import RateLimiter, find_client, retry_after
 from mailbridge.web.api_models import (
     ActionsRequest,
@@ -118,22 +118,19 @@ def _row_summary(row: Any, survivors: dict[int, str]) -> TicketSummary:
 
 def list_page(conn: Connection, query: TicketQuery) -> TicketPage:
     """One page in ticket-number order (stable: keyset on the id, never an offset)."""
-    conditions: list[Any] = []
-    for name in ("status", "queue", "assignee", "priority"):
-        value = getattr(query, name)
-        if value:
-            conditions.append(tickets.c[name] == value)
-    if query.requester:
-        wanted = query.requester.strip().lower()
-        if wanted.startswith("@"):
-            conditions.append(tickets.c.requester_domain == wanted[1:])
-        else:
-            conditions.append(tickets.c.requester == wanted)
+    # An instant without an offset is read as UTC, as every time in the store.
+    since = ensure_utc(query.updated_since) if query.updated_since is not None else None
+    where = TicketFilter(
+        status=query.status,
+        queue=query.queue,
+        assignee=query.assignee,
+        priority=query.priority,
+        requester=query.requester,
+        since=since,
+    )
+    conditions = filter_conditions(where)
     if query.tag:
         conditions.append(_has_tag(conn, query.tag.strip().lower()))
-    if query.updated_since is not None:
-        # An instant without an offset is read as UTC, as every time in the store.
-        conditions.append(tickets.c.updated_at >= ensure_utc(query.updated_since))
     if query.cursor:
         conditions.append(tickets.c.id > _decode_cursor(query.cursor))
     statement = select(tickets).order_by(tickets.c.id).limit(query.limit + 1)

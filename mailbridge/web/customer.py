@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Connection
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
@@ -31,7 +32,7 @@ from mailbridge.app import App
 from mailbridge.config import Config
 from mailbridge.store.db import read_tx
 from mailbridge.tickets.publicview import Merged, Viewer, public_attachment, public_ticket, resolve
-from mailbridge.tickets.viewlinks import Expired, ViewLinks
+from mailbridge.tickets.viewlinks import Expired, ViewGrant, ViewLinks
 from mailbridge.web.customer_text import words
 from mailbridge.web.display import content_disposition
 
@@ -64,27 +65,33 @@ def customer_routes(config: Config, app: App, links: ViewLinks, page: Page, stat
         response.headers.update(_NOINDEX)
         return response
 
-    def viewer_of(request: Request) -> tuple[Viewer | None, Response | None, bool]:
+    def grant_of(request: Request) -> ViewGrant | Response:
+        """The link's grant, or the answer for a link that is no good (checked before
+        any database work: a forged token costs one HMAC per accepted secret)."""
         grant = links.check(request.path_params["token"], app.clock())
         if grant is None:
-            return None, error(request, _INVALID, 404), False
+            return error(request, _INVALID, 404)
         if isinstance(grant, Expired):
-            return None, error(request, _EXPIRED, 410), False
-        with read_tx(app.store.main) as conn:
-            found = resolve(conn, grant)
+            return error(request, _EXPIRED, 410)
+        return grant
+
+    def viewer_of(request: Request, conn: Connection, grant: ViewGrant) -> Viewer | Response:
+        found = resolve(conn, grant)
         if found is None:
-            return None, error(request, _INVALID, 404), False
+            return error(request, _INVALID, 404)
         if isinstance(found, Merged):
-            return None, error(request, _MERGED, 200), False
-        return found, None, found.ticket_id != grant.ticket_id
+            return error(request, _MERGED, 200)
+        return found
 
     def view(request: Request) -> Response:
-        viewer, refused, merged_from = viewer_of(request)
-        if viewer is None:
-            assert refused is not None
-            return refused
+        grant = grant_of(request)
+        if isinstance(grant, Response):
+            return grant
         with read_tx(app.store.main) as conn:
-            data = public_ticket(conn, viewer, config.support.name, merged_from)
+            viewer = viewer_of(request, conn, grant)
+            if isinstance(viewer, Response):
+                return viewer
+            data = public_ticket(conn, viewer, config.support.name, viewer.ticket_id != grant.ticket_id)
         lang, w = words(data.language)
         context = {
             "t": data,
@@ -100,11 +107,14 @@ def customer_routes(config: Config, app: App, links: ViewLinks, page: Page, stat
     def attachment(request: Request) -> Response:
         """A file of a public message, as a download: like the dashboard's (web/app.py),
         never with the sender's content type, always as an attachment."""
-        viewer, refused, _merged = viewer_of(request)
-        if viewer is None:
-            assert refused is not None
-            return refused if refused.status_code != 200 else error(request, _INVALID, 404)
+        grant = grant_of(request)
+        if isinstance(grant, Response):
+            return grant
         with read_tx(app.store.main) as conn:
+            viewer = viewer_of(request, conn, grant)
+            if isinstance(viewer, Response):
+                # A merged ticket's page says so; its files are simply not there.
+                return viewer if viewer.status_code != 200 else error(request, _INVALID, 404)
             found = public_attachment(conn, viewer, request.path_params["attachment"])
         if found is None:
             return error(request, _INVALID, 404)

@@ -342,15 +342,15 @@ _HOSTILE = 'He said "stop" & <script>alert(1)</script>\n{{ 7*7 }} {% raw %}\\ <!
 # event (every other field missing), all known fields null, an event this version does not
 # know, and hostile text everywhere.
 SAMPLES: list[tuple[str, dict[str, Any]]] = [
-    ("sla_breach sample", _sample("sla_breach", {"sla": {"kind": "first_response", "due_at": "2026-12-07T10:00:00Z"}})),
+    ("sla_breach sample", _sample("sla_breach", {"sla": {"target": "first_response", "due": "2026-12-07T10:00:00Z"}})),
     ("created sample", _sample("created", assignee=None)),
     ("assigned sample", _sample("assigned", {"assignee": "alice@example.com"})),
     ("status_changed sample", _sample("status_changed", {"from": "open", "to": "pending"})),
     ("priority_changed sample", _sample("priority_changed", {"from": "normal", "to": "high"})),
-    ("sla_reminder sample", _sample("sla_reminder", {"sla": {"kind": "resolution", "due_at": "2026-12-07T12:00:00Z"}})),
+    ("sla_reminder sample", _sample("sla_reminder", {"sla": {"target": "resolution", "due": "2026-12-07T12:00:00Z"}})),
     (
         "sla_escalation sample",
-        _sample("sla_escalation", {"sla": {"kind": "resolution", "due_at": "2026-12-07T12:00:00Z"}}),
+        _sample("sla_escalation", {"sla": {"target": "resolution", "due": "2026-12-07T12:00:00Z"}}),
     ),
     ("resolved sample", _sample("resolved", {"from": "open", "to": "resolved"}, status="resolved")),
     ("reopened sample", _sample("reopened", {"from": "resolved", "to": "open"})),
@@ -371,7 +371,7 @@ SAMPLES: list[tuple[str, dict[str, Any]]] = [
         "hostile sample",
         _sample(
             "assigned",
-            {"assignee": _HOSTILE, "from": _HOSTILE, "to": _HOSTILE, "sla": {"kind": _HOSTILE, "due_at": _HOSTILE}},
+            {"assignee": _HOSTILE, "from": _HOSTILE, "to": _HOSTILE, "sla": {"target": _HOSTILE, "due": _HOSTILE}},
             **dict.fromkeys(("reference", "subject", "status", "priority", "queue", "assignee", "requester"), _HOSTILE),
             tags=[_HOSTILE, _HOSTILE],
         )

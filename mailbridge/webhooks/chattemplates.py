@@ -60,7 +60,7 @@ _TICKET_FIELDS = (
     "url",  # url: only when the payload carries one (a link to the ticket)
 )
 _CHANGE_FIELDS = ("from", "to", "assignee", "sla", "merged_into", "score")
-_SLA_FIELDS = ("kind", "due_at")
+_SLA_FIELDS = ("target", "cycle", "level", "due")  # as webhooks/events.py writes them
 
 # Control characters other than tab and newline have no business in a chat message
 # (a NUL or ESC from a mail header); lone surrogates cannot be encoded as UTF-8.
@@ -115,15 +115,7 @@ def normalize(payload: Mapping[str, Any]) -> dict[str, Any]:
     data = _filled(_clean(payload), _TOP_FIELDS)
     data["ticket"] = _filled(data.get("ticket"), _TICKET_FIELDS)
     change = _filled(data.get("change"), _CHANGE_FIELDS)
-    sla = _filled(change.get("sla"), _SLA_FIELDS)
-    # The event payload (webhooks/events.py, event-v1 schema) names these `target` and
-    # `due`; templates know them as `kind` and `due_at` (docs/chat.md). Without this a
-    # real breach rendered as "SLA breached on MB-1" with no target or due time.
-    if sla["kind"] is None:
-        sla["kind"] = sla.get("target")
-    if sla["due_at"] is None:
-        sla["due_at"] = sla.get("due")
-    change["sla"] = sla
+    change["sla"] = _filled(change.get("sla"), _SLA_FIELDS)
     data["change"] = change
     return {**data, "payload": data}
 

@@ -133,14 +133,17 @@ class Dispatcher:
         if self._client is None:
             self._client = Client()
         broken: set[str] = set()
+        untried: list[int] = []
         for row in rows:
             if row.webhook in broken:
                 # The endpoint just failed: the rest waits (untried) for its next turn.
-                self._release(row.id)
+                untried.append(int(row.id))
                 continue
             ok = self._deliver(row)
             if not ok:
                 broken.add(row.webhook)
+        if untried:
+            self._release(untried)
         return len(rows)
 
     # --- claiming ---------------------------------------------------------------------
@@ -184,11 +187,11 @@ class Dispatcher:
             )
             return list(conn.execute(select(_D).where(_D.c.id.in_(ids)).order_by(_D.c.id)).all())
 
-    def _release(self, delivery_id: int) -> None:
+    def _release(self, delivery_ids: list[int]) -> None:
         with write_tx(self._store.main) as conn:
             conn.execute(
                 update(_D)
-                .where(_D.c.id == delivery_id, _D.c.state == "sending", _D.c.claimed_by == self.holder)
+                .where(_D.c.id.in_(delivery_ids), _D.c.state == "sending", _D.c.claimed_by == self.holder)
                 .values(state="pending", claimed_by=None, claimed_until=None)
             )
 
