@@ -177,18 +177,107 @@ def mailbridge(
     check: bool = True,
     timeout: float = 120,
 ) -> subprocess.CompletedProcess[bytes]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "mailbridge.cli", "--config", str(config), *args],
-        input=input_bytes,
-        capture_output=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
+    argv = ["--config", str(config), *args]
+    full_env = {**os.environ, **(env or {})}
+    server = _forkserver()
+    if server is not None:
+        proc = server.run(argv, input_bytes=input_bytes, env=full_env, timeout=timeout)
+    else:
+        proc = subprocess.run(
+            [sys.executable, "-m", "mailbridge.cli", *argv],
+            input=input_bytes,
+            capture_output=True,
+            timeout=timeout,
+            env=full_env,
+        )
     if check and proc.returncode != 0:
         raise AssertionError(
             f"mailbridge {' '.join(args)} exited {proc.returncode}:\n{proc.stdout.decode()}\n{proc.stderr.decode()}"
         )
     return proc
+
+
+class ForkServer:
+    """The client of tests/cli_forkserver.py: `mailbridge ARGS` as a fork of a warm
+    interpreter, with subprocess.run's answer (returncode, stdout, stderr, timeout)."""
+
+    def __init__(self) -> None:
+        import tempfile
+
+        self.directory = tempfile.mkdtemp(prefix="mb-forkserver-")
+        self.path = os.path.join(self.directory, "socket")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("cli_forkserver.py")), self.path, str(os.getpid())],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+        )
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != b"ready":
+            raise RuntimeError("tests/cli_forkserver.py did not start")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        import shutil
+
+        if self.alive():
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def run(
+        self, argv: list[str], *, input_bytes: bytes | None, env: dict[str, str], timeout: float
+    ) -> subprocess.CompletedProcess[bytes]:
+        import socket
+        import struct
+        import tempfile
+
+        with (
+            tempfile.TemporaryFile() as stdin,
+            tempfile.TemporaryFile() as stdout,
+            tempfile.TemporaryFile() as stderr,
+            socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn,
+        ):
+            if input_bytes:
+                stdin.write(input_bytes)
+                stdin.seek(0)
+            request = json.dumps({"argv": argv, "env": env, "cwd": os.getcwd()}).encode()
+            conn.connect(self.path)
+            socket.send_fds(conn, [struct.pack("!I", len(request))], [stdin.fileno(), stdout.fileno(), stderr.fileno()])
+            conn.sendall(request)
+            reader = conn.makefile("rb")
+            pid = int(reader.readline())
+            conn.settimeout(timeout)
+            try:
+                line = reader.readline()
+            except TimeoutError:
+                os.kill(pid, signal.SIGKILL)
+                conn.settimeout(None)
+                reader.readline()
+                raise subprocess.TimeoutExpired(["mailbridge", *argv], timeout) from None
+            if not line:
+                raise RuntimeError(f"tests/cli_forkserver.py lost `mailbridge {' '.join(argv)}`")
+            stdout.seek(0)
+            stderr.seek(0)
+            return subprocess.CompletedProcess(["mailbridge", *argv], int(line), stdout.read(), stderr.read())
+
+
+_FORKSERVER: list[ForkServer] = []
+_FORKSERVER_LOCK = threading.Lock()
+
+
+def _forkserver() -> ForkServer | None:
+    """One per test process, started at its first command (None when turned off)."""
+    if os.environ.get("MAILBRIDGE_TEST_FORKSERVER", "1") == "0":
+        return None
+    with _FORKSERVER_LOCK:
+        if not _FORKSERVER or not _FORKSERVER[0].alive():
+            import atexit
+
+            _FORKSERVER[:] = [ForkServer()]
+            atexit.register(_FORKSERVER[0].stop)
+        return _FORKSERVER[0]
 
 
 def mailbridge_json(config: Path, *args: str) -> Any:
