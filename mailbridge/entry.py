@@ -3,7 +3,7 @@
 An MTA runs `mailbridge ingest` once per mail, so that command must not pay for click,
 rich, SQLAlchemy and pydantic before it can hand the mail on (mailbridge/pipe.py), and
 must never end with a code an MTA reads as "bounce". Everything else is the click
-command tree in cli.py. This module imports only the standard library.
+command tree in cli/__init__.py. This module imports only the standard library.
 """
 
 from __future__ import annotations

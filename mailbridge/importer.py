@@ -45,9 +45,9 @@ from mailbridge.clock import ensure_utc
 from mailbridge.errors import MailbridgeError
 from mailbridge.intake.spool import Envelope, accept_many
 from mailbridge.parsing.mime import ParseError, parse_message
+from mailbridge.sla import status as sla_status
 from mailbridge.store.db import read_tx, write_tx
 from mailbridge.store.tables import inbound, messages, tickets
-from mailbridge.tickets import lifecycle
 from mailbridge.tickets.dedupe import content_hash, dedupe_key, legacy_dedupe_key
 
 if TYPE_CHECKING:
@@ -620,6 +620,6 @@ def _close(app: App, references: list[str]) -> int:
                 if row.status != "resolved":
                     continue  # someone changed it meanwhile: theirs is the last word
                 at = ensure_utc(row.updated_at)
-                lifecycle.set_status(conn, int(row.id), "closed", actor="import", now=at, reason="imported")
+                sla_status.set_status(conn, int(row.id), "closed", actor="import", now=at, reason="imported")
                 closed += 1
     return closed

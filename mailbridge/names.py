@@ -4,7 +4,7 @@ the ones that exist, so that a typo is an error with a suggestion, not an empty 
     mailbridge report summary --queue netwrk
     mailbridge: --queue 'netwrk': no such queue; did you mean 'network'? (known: it, network)
 
-Used by cli_tickets.py and cli_report.py; the known names come from the config (teams,
+Used by cli/tickets.py and cli/report.py; the known names come from the config (teams,
 agents) and, for queues, from the tickets too (a team removed from the config still has
 its old tickets).
 """

@@ -31,6 +31,7 @@ from mailbridge.agents.desk import AgentDesk, AgentMail, ForwardRoute, raw_heade
 from mailbridge.clock import Clock, ensure_utc, utcnow
 from mailbridge.config import Config
 from mailbridge.logs import escape
+from mailbridge.outbound import requester as requester_mail
 from mailbridge.outbound.compose import ComposeError
 from mailbridge.outbound.outbox import Outbox
 from mailbridge.outbound.render import TemplateError
@@ -42,6 +43,7 @@ from mailbridge.parsing.robots import auto_reply_block_reason
 from mailbridge.people import Agent, People
 from mailbridge.routing import Router, ticket_facts_for
 from mailbridge.rules import Decision, RuleSet
+from mailbridge.sla import status as sla_status
 from mailbridge.sla.sweep import start_clocks
 from mailbridge.store.claims import claim_ids, release_inbound, stale_holders
 from mailbridge.store.counters import bump, histogram
@@ -583,7 +585,7 @@ class Pipeline:
             self._follow_up(conn, corr, ticket, msg, pending)
             reference = ticket.reference
             if corr.also:  # the thread was split by mail applied out of order
-                survivor = fragments.gather(conn, [corr.ticket_id, *corr.also], now=now, pending=pending)
+                survivor = sla_status.gather(conn, [corr.ticket_id, *corr.also], now=now, pending=pending)
                 if survivor != corr.ticket_id:
                     reference = conn.execute(_TICKET_STATE, {"s_ticket": survivor}).one().reference
             return Outcome(inbound_id, "done", reference, corr.how)
@@ -779,7 +781,7 @@ class Pipeline:
         data = {"message": message_pk, "inbound": msg.inbound_id, "extractor": extraction.extractor_id}
         pending.events.append(lifecycle.event_row(ticket_id, msg.now, "received", actor, data))
         if resolves:
-            lifecycle.set_status(
+            sla_status.set_status(
                 conn,
                 ticket_id,
                 "resolved",
@@ -986,7 +988,7 @@ class Pipeline:
         if msg.historic:
             # History is recorded, never acted on: no acknowledgement, nobody notified.
             if msg.import_status and msg.import_status != "new":
-                lifecycle.set_status(
+                sla_status.set_status(
                     conn, ticket_id, msg.import_status, actor="import", now=now, reason="imported", pending=pending
                 )
             return reference, ""
@@ -1283,7 +1285,7 @@ class Pipeline:
         from_requester = self._from_requester(msg, row.requester)
         if row.status in ("resolved", "pending", "closed") and from_requester and kind == "normal":
             # closed only gets here with [tickets] reply_to_closed = "reopen"
-            lifecycle.set_status(
+            sla_status.set_status(
                 conn, ticket_id, "open", actor=sender, now=now, reason="requester replied", pending=pending
             )
             if row.status in ("resolved", "closed"):
@@ -1401,13 +1403,13 @@ class Pipeline:
     ) -> None:
         """templates/participants-added.* to the requester, unless nobody reads it there."""
         ticket = self._desk.ticket(conn, ticket_id)
-        reason = survey.requester_block_reason(conn, ticket)
+        reason = requester_mail.requester_block_reason(conn, ticket)
         if reason is not None:
             data: dict[str, Any] = {"reason": f"no participants-added notice: {reason}"}
             pending.events.append(lifecycle.event_row(ticket_id, msg.now, "auto_reply_suppressed", "system", data))
             return
         people = [{"name": p.name, "address": p.address} for p in added]
-        message_id = survey.queue_to_requester(
+        message_id = requester_mail.queue_to_requester(
             conn,
             ticket,
             "participants-added",

@@ -152,9 +152,9 @@ def run(request: dict[str, Any]) -> None:
         # Its switches (MAILBRIDGE_TESTING, crash and fail points) are read at import;
         # reloading refills the same module dict, which the functions imported from it use.
         importlib.reload(sys.modules["mailbridge.testing"])
-    # As in a fresh `python -m`, the command's module is not yet imported when it runs
-    # as __main__ (runpy warns otherwise); what it imports is already here.
-    sys.modules.pop("mailbridge.cli", None)
+    # As in a fresh `python -m`, the package's __main__ is not yet imported when it runs
+    # (runpy warns otherwise); what it imports is already here.
+    sys.modules.pop("mailbridge.cli.__main__", None)
     code = 0
     try:
         runpy.run_module("mailbridge.cli", run_name="__main__", alter_sys=True)

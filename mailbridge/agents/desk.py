@@ -60,6 +60,7 @@ from mailbridge.agents.explanations import ExplanationLimit
 from mailbridge.agents.forward import customer_mail, extract_forwarded
 from mailbridge.config import Config
 from mailbridge.names import suggestion
+from mailbridge.outbound import requester as requester_mail
 from mailbridge.outbound.compose import ComposeError, OutgoingAttachment
 from mailbridge.outbound.outbox import Outbox
 from mailbridge.outbound.render import TemplateError
@@ -72,6 +73,7 @@ from mailbridge.reports.period import report_zone
 from mailbridge.routing import ticket_facts_for
 from mailbridge.rules import TicketFacts
 from mailbridge.sla import clocks as sla_clocks
+from mailbridge.sla import status as sla_status
 from mailbridge.sla import waiting
 from mailbridge.sla.sweep import start_clocks
 from mailbridge.store.tables import messages, participants, tickets, undeliverable
@@ -419,7 +421,7 @@ class AgentDesk:
                 changes.assign(conn, ticket_id, None, actor=actor, now=now, pending=pending, extra=data)
             elif command.name == "status":
                 reason = str(extra.get("via", ""))
-                old = lifecycle.set_status(
+                old = sla_status.set_status(
                     conn, ticket_id, command.args[0], actor=actor, now=now, reason=reason, pending=pending
                 )
                 resolved = resolved or (command.args[0] == "resolved" and old != "resolved")
@@ -427,7 +429,7 @@ class AgentDesk:
                     until = date.fromisoformat(command.args[1])
                     waiting.set_until(conn, ticket_id, until, actor=actor, now=now, pending=pending, extra=data)
             elif command.name in changes.FIELDS:
-                changes.set_field(
+                sla_status.set_field(
                     conn, ticket_id, command.name, command.args[0], actor=actor, now=now, pending=pending, extra=data
                 )
             elif command.name == "tag":
@@ -436,7 +438,7 @@ class AgentDesk:
                 changes.remove_tags(conn, ticket_id, command.args, actor=actor, now=now, pending=pending, extra=data)
             elif command.name == "merge":
                 into = conn.execute(_TICKET.where(tickets.c.reference == command.args[0])).one()
-                changes.merge(conn, ticket_id, int(into.id), actor=actor, now=now, pending=pending, extra=data)
+                sla_status.merge(conn, ticket_id, int(into.id), actor=actor, now=now, pending=pending, extra=data)
             elif command.name == "kb":
                 title = command.args[0] if command.args else str(ticket.subject)
                 path = self._publish_article(ticket, title, body, actor, now)
@@ -638,7 +640,7 @@ class AgentDesk:
         notice, ask = self._config.tickets.resolved_notice, self._config.sla.survey
         if not (notice or ask):
             return False, False
-        reason = survey.requester_block_reason(conn, ticket)
+        reason = requester_mail.requester_block_reason(conn, ticket)
         if reason is None:
             return notice, ask
         for what in [w for w, on in (("resolved notice", notice), ("survey", ask)) if on]:
@@ -846,7 +848,7 @@ class AgentDesk:
             # One mail: the survey, which also says the ticket is resolved and names the
             # address that reopens it (a reply to the survey itself only scores).
             reopen = self._outbox.token_address(pending, ticket_id, str(ticket.requester), "reply", now)
-            survey.queue_survey(
+            requester_mail.queue_survey(
                 conn,
                 ticket,
                 config=self._config,

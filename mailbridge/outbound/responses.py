@@ -6,7 +6,7 @@ Where this sits in the flow::
         -> [Responses.render]  responses/[local/][LANG/]NAME.md, Jinja, sandboxed
         -> the text below the agent's own, through the normal answer (agents/desk.py)
 
-    mailbridge responses list|show (cli_responses.py), mailbridge config check
+    mailbridge responses list|show (cli/responses.py), mailbridge config check
         -> [Responses.listing / render / check]
 
 A response ``NAME`` is a file ``NAME.md`` written by an administrator. The folders are

@@ -2,9 +2,9 @@
 
     pipeline / agents desk: ticket opened  -> [start]           (policy chosen by policy.py)
     agents desk: an agent answered          -> [answered]        first response met, next update restarts
-    lifecycle.set_status                    -> [status_changed]  pending pauses, restored/resolved meet
+    sla/status.set_status (every caller)    -> [status_changed]  pending pauses, restored/resolved meet
     agents desk: #ack                       -> [acked]           no more repeats of a breach
-    changes.set_field("priority")           -> [priority_changed] targets recomputed by the sweep
+    sla/status.set_field("priority")        -> [priority_changed] targets recomputed by the sweep
                                                (the history shows the old due time and both targets)
     sweep.py (the scheduler)                 -> due times, reminders, breaches, escalation
 

@@ -3,9 +3,9 @@
     scheduler (sla/scheduler.py: the housekeeping job)
         -> [auto_close]: tickets WHERE status = 'resolved' AND updated_at < now - N days
              (N = [sla] auto_close_days; 0 = never), at most `limit` per call, oldest first
-             -> lifecycle.set_status -> "closed" (actor "system", reason "no reply for N days")
+             -> sla/status.set_status -> "closed" (actor "system", reason "no reply for N days")
              -> templates/auto-closed.* to the requester (not to robot addresses, monitoring
-                alerts or addresses that bounced: tickets/survey.requester_block_reason;
+                alerts or addresses that bounced: outbound/requester.requester_block_reason;
                 nor for imported history, resolved by `mailbridge import --status resolved`)
              -> event "auto_closed" {days, last_activity, message_id | notice_suppressed}
 
@@ -34,10 +34,12 @@ from sqlalchemy import Connection, func, select
 
 from mailbridge.clock import ensure_utc
 from mailbridge.config import Config
+from mailbridge.outbound import requester as requester_mail
 from mailbridge.outbound.outbox import Outbox
 from mailbridge.people import People
+from mailbridge.sla import status as sla_status
 from mailbridge.store.tables import events, tickets
-from mailbridge.tickets import lifecycle, survey
+from mailbridge.tickets import lifecycle
 from mailbridge.tickets.refs import ReferenceFormat
 
 __all__ = ["BATCH", "auto_close"]
@@ -110,19 +112,19 @@ def _close(
 ) -> None:
     ticket_id = int(ticket.id)
     reason = f"no reply for {days} day{'s' if days != 1 else ''}"
-    lifecycle.set_status(conn, ticket_id, "closed", actor="system", now=now, reason=reason, pending=pending)
+    sla_status.set_status(conn, ticket_id, "closed", actor="system", now=now, reason=reason, pending=pending)
     data: dict[str, Any] = {"days": days, "last_activity": ensure_utc(ticket.updated_at).isoformat()}
     if imported:
         data["notice_suppressed"] = "imported history: nobody is mailed about it"
         pending.events.append(lifecycle.event_row(ticket_id, now, "auto_closed", "system", data))
         return
-    blocked = survey.requester_block_reason(conn, ticket)
+    blocked = requester_mail.requester_block_reason(conn, ticket)
     if blocked is not None:
         data["notice_suppressed"] = blocked
         suppressed = {"reason": f"no auto-closed notice: {blocked}"}
         pending.events.append(lifecycle.event_row(ticket_id, now, "auto_reply_suppressed", "system", suppressed))
     else:
-        data["message_id"] = survey.queue_to_requester(
+        data["message_id"] = requester_mail.queue_to_requester(
             conn,
             ticket,
             "auto-closed",

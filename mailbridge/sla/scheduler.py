@@ -51,8 +51,10 @@ LEASE_SECONDS = 30.0
 LEASE_NAME = "scheduler"
 HOUSEKEEPING_SECONDS = 3600.0
 
-# The running process's App, for the job functions (APScheduler stores jobs by the import
-# path of their function, so they are module-level and find their App here).
+# The running process's App, for the job functions: APScheduler's SQLAlchemyJobStore
+# stores a job as the import path of its function plus pickled arguments, and an App (an
+# engine, an outbox, templates) does not pickle, so the jobs are module-level and find it
+# here. The one module global that holds the composition root (docs/architecture.md).
 _APP: App | None = None
 # SIGHUP (a reload) asks for the templates and rules as they are now on disk; taken by the
 # next job, in the job thread, the only one that uses the App's outbox.

@@ -1,7 +1,7 @@
 """Pending never means forgotten: a ticket waiting on its requester is followed up.
 
-    lifecycle.set_status -> pending                      -> [status_changed]: armed (cycle + 1)
-    lifecycle.set_status pending -> anything else        -> [status_changed]: disarmed
+    sla/status.set_status -> pending                     -> [status_changed]: armed (cycle + 1)
+    sla/status.set_status pending -> anything else       -> [status_changed]: disarmed
         (a requester's reply moves a pending ticket to open: the timers start again
         only when it becomes pending again)
     agents desk / CLI: #status pending until=DATE        -> [set_until]: armed with that date
@@ -10,7 +10,7 @@
              -> reminder: templates/pending-reminder.* to the requester once
                 ([tickets] pending_remind_days working days after it became pending,
                 or on the explicit date)
-             -> resolution: lifecycle.set_status -> resolved (actor "system") with
+             -> resolution: sla/status.set_status -> resolved (actor "system") with
                 templates/pending-resolved.* ("reply to reopen") once
                 ([tickets] pending_close_days working days after it became pending,
                 or after the explicit date)
@@ -27,7 +27,7 @@ the resolution pending_close_days working days later. The explicit date's remind
 even with pending_remind_days = 0: an agent asked for it.
 
 No mail to robot addresses, monitoring alerts or addresses that bounced
-(survey.requester_block_reason, as for auto-close): the history says why. The ticket
+(outbound/requester.requester_block_reason, as for auto-close): the history says why. The ticket
 is still resolved on time. After downtime, a ticket whose resolution is due gets only
 the resolution, not a late reminder before it (as the SLA sweep sends one step).
 """
@@ -44,11 +44,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from mailbridge.clock import ensure_utc
 from mailbridge.config import Config
+from mailbridge.outbound import requester as requester_mail
 from mailbridge.outbound.outbox import Outbox
 from mailbridge.people import Calendar, NoWorkingTime, People
 from mailbridge.reports.period import report_zone
 from mailbridge.store.tables import pending_notices, pending_timers, tickets
-from mailbridge.tickets import lifecycle, survey
+from mailbridge.tickets import lifecycle
 from mailbridge.tickets.refs import ReferenceFormat
 
 log = logging.getLogger(__name__)
@@ -275,14 +276,14 @@ def _mail(
 ) -> None:
     """The notice to the requester, or in ``data`` why none went."""
     ticket_id = int(row.ticket_id)
-    blocked = survey.requester_block_reason(conn, row)
+    blocked = requester_mail.requester_block_reason(conn, row)
     if blocked is not None:
         data["notice_suppressed"] = blocked
         suppressed = {"reason": f"no {template} notice: {blocked}"}
         pending.events.append(lifecycle.event_row(ticket_id, now, "auto_reply_suppressed", "system", suppressed))
         return
     data["to"] = str(row.requester)
-    data["message_id"] = survey.queue_to_requester(
+    data["message_id"] = requester_mail.queue_to_requester(
         conn,
         row,
         template,
@@ -344,7 +345,9 @@ def _resolve(
     ticket_id = int(row.ticket_id)
     days = config.tickets.pending_close_days
     reason = f"no reply while pending for {days} working day{'s' if days != 1 else ''}"
-    lifecycle.set_status(conn, ticket_id, "resolved", actor="system", now=now, reason=reason, pending=pending)
+    from mailbridge.sla.status import set_status  # (status.py imports this module)
+
+    set_status(conn, ticket_id, "resolved", actor="system", now=now, reason=reason, pending=pending)
     data: dict[str, Any] = {"cycle": int(row.cycle), "days": days, "since": ensure_utc(row.since).isoformat()}
     if row.until is not None:
         data["until"] = row.until.isoformat()

@@ -2,19 +2,20 @@
 copied, who the requester is.
 
     agents/desk.py (an agent's #commands by mail) --+
-    cli.py (`mailbridge tickets set`) --------------+--> [changes] -> tickets + events
+    cli/__init__.py (`mailbridge tickets set`) --------------+--> [changes] -> tickets + events
 
-Status changes are lifecycle.set_status. Every change writes one event with who made it
-and the caller's extra data (the agent's message, how the mail was authenticated), so
-the history answers who, when, from which message; a change to the value it already
-has writes nothing.
+Status changes are lifecycle.set_status. The SLA clocks are not told here: callers
+change status, priority and merge through sla/status.py, which wraps these. Every
+change writes one event with who made it and the caller's extra data (the agent's
+message, how the mail was authenticated), so the history answers who, when, from which
+message; a change to the value it already has writes nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, select, update
 
@@ -26,6 +27,7 @@ __all__ = [
     "FIELDS",
     "MERGED",
     "REMOVED",
+    "StatusSetter",
     "add_tags",
     "assign",
     "copy_on",
@@ -38,6 +40,23 @@ __all__ = [
 
 # Fields an agent or admin sets by name (#priority, --priority, ...).
 FIELDS = ("priority", "severity", "category")
+
+
+class StatusSetter(Protocol):
+    """lifecycle.set_status's signature: what merge closes the source ticket with."""
+
+    def __call__(
+        self,
+        conn: Connection,
+        ticket_id: int,
+        new: str,
+        *,
+        actor: str,
+        now: datetime,
+        reason: str = "",
+        pending: lifecycle.Pending | None = None,
+    ) -> str: ...
+
 
 # The role of the people a merged ticket brings along (its requester and the people it
 # had in Cc). They stay on the ticket, so their replies land on it, but nothing is sent
@@ -103,10 +122,6 @@ def set_field(
     conn.execute(update(tickets).where(tickets.c.id == ticket_id).values({name: value, "updated_at": now}))
     data = {"field": name, "from": old, "to": value, **(extra or {})}
     _event(conn, pending, ticket_id, now, "field_changed", actor, data)
-    if name == "priority":
-        from mailbridge.sla import clocks  # (imports lifecycle, as this module does)
-
-        clocks.priority_changed(conn, ticket_id, now)
     return True
 
 
@@ -159,10 +174,12 @@ def merge(
     now: datetime,
     pending: lifecycle.Pending | None = None,
     extra: Mapping[str, Any] | None = None,
+    close: StatusSetter,
 ) -> None:
     """Merge ticket ``source_id`` into ``target_id``: its messages, thread and reply
     tokens move (so every later reply to either lands on the target), its people join
-    the target, and it is closed with merged_into set. Both histories say so."""
+    the target, and it is closed with merged_into set. Both histories say so.
+    ``close`` sets the source's status (sla/status.set_status: its clocks stop too)."""
     rows = conn.execute(select(tickets.c.id, tickets.c.reference).where(tickets.c.id.in_([source_id, target_id])))
     refs = {int(r.id): str(r.reference) for r in rows}
     conn.execute(update(messages).where(messages.c.ticket_id == source_id).values(ticket_id=target_id))
@@ -180,7 +197,7 @@ def merge(
         added = lifecycle.add_participants(conn, target_id, [Address(person.name, person.address)], role, now)
         brought += added if role == MERGED else []
     conn.execute(update(tickets).where(tickets.c.id == source_id).values(merged_into=target_id))
-    lifecycle.set_status(conn, source_id, "closed", actor=actor, now=now, reason="merged", pending=pending)
+    close(conn, source_id, "closed", actor=actor, now=now, reason="merged", pending=pending)
     data = {**(extra or {})}
     _event(conn, pending, source_id, now, "merged_into", actor, {"into": refs[target_id], **data})
     joined = {"from": refs[source_id], "not_copied": brought, **data}

@@ -1,6 +1,6 @@
 """Contacts and organisations: one person behind several mail addresses.
 
-Where this sits: the CLI (`mailbridge contacts ...`, cli_contacts.py) and an agent's
+Where this sits: the CLI (`mailbridge contacts ...`, cli/contacts.py) and an agent's
 `#contact merge ADDRESS` (agents/desk.py) write here; correlation (tickets/correlate.py)
 reads the tables through `participant_query` so that a follow-up from any address of a
 participant's contact counts as that participant. Never a whole domain: an

@@ -35,12 +35,15 @@ ORPHAN_FLAG = "orphan_reply"
 ACTOR = "mailbridge"
 
 
-def gather(conn: Connection, linked: Sequence[int], *, now: datetime, pending: lifecycle.Pending) -> int:
+def gather(
+    conn: Connection, linked: Sequence[int], *, now: datetime, pending: lifecycle.Pending, close: changes.StatusSetter
+) -> int:
     """Merge the orphan tickets among ``linked`` (open, not merged) into the survivor
     and return the survivor's id (``linked[0]`` when nothing is merged).
 
     ``linked`` is the ticket the mail joined first, then the other tickets of its thread
-    its sender takes part in; usually two, capped by the references correlate reads."""
+    its sender takes part in; usually two, capped by the references correlate reads.
+    ``close`` sets a merged ticket's status (sla/status.set_status)."""
     ids = list(dict.fromkeys(linked))
     if len(ids) < 2:
         return ids[0]
@@ -67,6 +70,7 @@ def gather(conn: Connection, linked: Sequence[int], *, now: datetime, pending: l
                 actor=ACTOR,
                 now=now,
                 pending=pending,
+                close=close,
                 extra={"reason": "same thread: its first mail was a reply applied before the messages it names"},
             )
     # The mail's own ticket moved with it when it was an orphan merged away.

@@ -4,7 +4,7 @@ for every mail to the customer.
     worker, new ticket -> first_language(new text) -> tickets.language (in the "created" event)
     agents/desk.py, #fwd -> forwarded_language(the customer's forwarded text) -> the same
     agents/desk.py (#language xx) --+
-    cli_tickets.py (tickets set --language xx) --+--> set_language -> tickets + "field_changed" event
+    cli/tickets.py (tickets set --language xx) --+--> set_language -> tickets + "field_changed" event
     outbound (mail to the requester) <- language_of(ticket)
 
 The language itself is detected in parsing/language.py (pure); this module is the

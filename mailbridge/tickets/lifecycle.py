@@ -322,7 +322,8 @@ def set_status(
     pending: Pending | None = None,
 ) -> str:
     """Change status with its event; return the old status. Raises TransitionError.
-    With `pending`, the event joins the batch's other events (keeping their order)."""
+    With `pending`, the event joins the batch's other events (keeping their order).
+    The SLA clocks are not told here: callers change status through sla/status.py."""
     if new not in STATUSES:
         raise TransitionError(f"unknown status {new!r}; expected one of {', '.join(STATUSES)}")
     old = conn.execute(select(tickets.c.status).where(tickets.c.id == ticket_id)).scalar_one()
@@ -342,10 +343,6 @@ def set_status(
         pending.events.append(event_row(ticket_id, now, kind, actor, data))
     else:
         add_event(conn, ticket_id, now, kind, actor, data)
-    from mailbridge.sla import clocks, waiting  # (import this module)
-
-    clocks.status_changed(conn, ticket_id, str(old), new, now, pending)
-    waiting.status_changed(conn, ticket_id, str(old), new, now)
     return str(old)
 
 

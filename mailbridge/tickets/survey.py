@@ -1,55 +1,28 @@
-"""The satisfaction survey, and mail to a requester outside the conversation.
+"""The satisfaction survey's answers (the survey itself is sent by outbound/requester.py).
 
     desk.resolved_notice (a ticket became resolved)
-        -> [queue_survey]  templates/survey.* with a reply token of purpose "survey";
-                           event "survey_sent"
+        -> outbound/requester.queue_survey: templates/survey.* with a reply token of
+           purpose "survey"; event "survey_sent"
     pipeline._follow_up: correlate found a token of purpose "survey"
         -> [record_answer] parse_score(the reply's new text)
                            -> "survey_answered" {score, comment, message}
                            -> or "survey_unreadable" {message, text}
                            never reopens, never answers, never tells the agents
-    sla/housekeeping.auto_close -> [queue_to_requester] templates/auto-closed.*
 
 Reporting computes satisfaction from the history: per ticket, the latest
 "survey_answered" event counts (a second answer replaces the first).
-
-Who gets none of it (requester_block_reason): monitoring alerts (the ticket has an
-incident key), robot addresses by the RFC 3834 rules (parsing/robots.py: noreply,
-mailer-daemon, ...), and addresses that bounced permanently (undeliverable).
 """
 
 from __future__ import annotations
 
-import logging
 import re
 import unicodedata
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
-
-from mailbridge.config import Config
-from mailbridge.outbound.compose import ComposeError
-from mailbridge.outbound.outbox import Outbox
-from mailbridge.outbound.render import TemplateError
-from mailbridge.parsing.mime import Address
-from mailbridge.parsing.robots import is_robot_address
-from mailbridge.routing import ticket_facts_for
-from mailbridge.store.tables import undeliverable
 from mailbridge.tickets import lifecycle
-from mailbridge.tickets.language import language_of
-from mailbridge.tickets.refs import ReferenceFormat
 
-log = logging.getLogger(__name__)
-
-__all__ = [
-    "COMMENT_MAX",
-    "parse_score",
-    "queue_survey",
-    "queue_to_requester",
-    "record_answer",
-    "requester_block_reason",
-]
+__all__ = ["COMMENT_MAX", "SCORE_MAX", "SCORE_MIN", "parse_score", "record_answer"]
 
 COMMENT_MAX = 2000
 SCORE_MIN, SCORE_MAX = 1, 10
@@ -95,104 +68,6 @@ def parse_score(text: str) -> tuple[int | None, str]:
     rest = "\n".join(lines[first + 1 :]).strip()
     comment = "\n".join(part for part in (head, rest) if part)
     return score, comment[:COMMENT_MAX]
-
-
-def requester_block_reason(conn: Connection, ticket: Any) -> str | None:
-    """Why no automatic mail (survey, notice) may go to this ticket's requester, or None.
-    ``ticket`` needs ``requester`` and ``incident_key``."""
-    if ticket.incident_key:
-        return "monitoring alert: nobody reads mail there"
-    if is_robot_address(str(ticket.requester or "")):
-        return f"{ticket.requester or '<>'} is a robot address (RFC 3834)"
-    bounced = conn.execute(select(undeliverable.c.address).where(undeliverable.c.address == ticket.requester))
-    if bounced.first() is not None:
-        return f"{ticket.requester} is undeliverable"
-    return None
-
-
-def queue_to_requester(
-    conn: Connection,
-    ticket: Any,
-    template: str,
-    *,
-    config: Config,
-    outbox: Outbox,
-    refs: ReferenceFormat,
-    pending: lifecycle.Pending,
-    now: datetime,
-    status: str,
-    purpose: str = "reply",
-    extra: dict[str, Any] | None = None,
-) -> str | None:
-    """Queue templates/TEMPLATE.* to the ticket's requester (auto-generated, a reply
-    token for ``purpose`` bound to them); its Message-ID, or None when it cannot be
-    composed (then "auto_reply_suppressed" says why). ``ticket`` needs id, reference,
-    subject, requester, requester_name. Checking requester_block_reason is the caller's."""
-    ticket_id = int(ticket.id)
-    requester = Address(ticket.requester_name or "", str(ticket.requester))
-    context = {
-        "ticket": {"reference": ticket.reference, "subject": ticket.subject, "status": status},
-        "requester": {"name": requester.name, "address": requester.address},
-        "subject_tag": refs.tag(ticket.reference),
-        "support": {"name": config.support.name, "address": config.support.address},
-        **(extra or {}),
-    }
-    try:
-        return outbox.queue(
-            pending,
-            ticket_id=ticket_id,
-            ticket=ticket_facts_for(conn, ticket_id) if outbox.checks_outgoing else None,
-            kind=template[:32],
-            template=template,
-            context=context,
-            to=requester,
-            in_reply_to=None,
-            references=[],
-            now=now,
-            auto_submitted="auto-generated",
-            token_purpose=purpose,
-            language=language_of(conn, ticket_id),  # the customer's, not the desk's
-        )
-    except (ComposeError, TemplateError) as exc:
-        log.error("no %s mail for %s: %s", template, ticket.reference, exc)
-        data = {"reason": f"cannot compose {template}: {exc}"}
-        pending.events.append(lifecycle.event_row(ticket_id, now, "auto_reply_suppressed", "system", data))
-        return None
-
-
-def queue_survey(
-    conn: Connection,
-    ticket: Any,
-    *,
-    config: Config,
-    outbox: Outbox,
-    refs: ReferenceFormat,
-    pending: lifecycle.Pending,
-    now: datetime,
-    reopen_address: str = "",
-) -> str | None:
-    """The survey to the requester of a ticket that just became resolved, with the
-    event "survey_sent"; its Message-ID, or None. ``reopen_address``: where a mail
-    reopens the ticket (the survey's own Reply-To only scores). The caller checked
-    [sla] survey and requester_block_reason."""
-    context = {"scale": {"low": SCORE_MIN, "high": SCORE_MAX}, "reopen_address": reopen_address}
-    message_id = queue_to_requester(
-        conn,
-        ticket,
-        "survey",
-        config=config,
-        outbox=outbox,
-        refs=refs,
-        pending=pending,
-        now=now,
-        status="resolved",
-        purpose="survey",
-        extra=context,
-    )
-    if message_id is not None:
-        data = {"to": str(ticket.requester), "message_id": message_id}
-        pending.events.append(lifecycle.event_row(int(ticket.id), now, "survey_sent", "system", data))
-    return message_id
 
 
 def record_answer(

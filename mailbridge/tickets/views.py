@@ -1,5 +1,5 @@
 """Read-side views of tickets for the CLI (`tickets list|show`) and the web UI: plain data
-(dicts of JSON values), no printing; cli_tickets.py lays them out."""
+(dicts of JSON values), no printing; cli/tickets.py lays them out."""
 
 from __future__ import annotations
 

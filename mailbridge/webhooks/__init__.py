@@ -7,7 +7,7 @@ messages), [[webhooks]] in config.toml, docs/webhooks.md and docs/chat.md.
         per ticket, sign (payload.py) or render a chat message (chat.py), send through
         http.py (SSRF checks, same-origin redirects only), settle: sent | pending with
         backoff | failed; a circuit breaker per endpoint
-    cli_webhooks.py, web/metrics.py, web/dashboard.py --> state.py (read, re-queue)
+    cli/webhooks.py, web/metrics.py, web/dashboard.py --> state.py (read, re-queue)
 
 The hook finds the configured webhooks through registry.py, keyed by the database
 engine the App built (no process-global a test could leak into another).

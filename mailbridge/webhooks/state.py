@@ -1,6 +1,6 @@
 """What the webhooks' deliveries look like, and re-queueing the failed ones.
 
-Read by `mailbridge webhooks list` (cli_webhooks.py), /metrics (web/metrics.py) and the
+Read by `mailbridge webhooks list` (cli/webhooks.py), /metrics (web/metrics.py) and the
 dashboard (web/dashboard.py); `mailbridge webhooks retry` re-queues. Counts come from
 the state index (ix_webhook_deliveries_state_next).
 """

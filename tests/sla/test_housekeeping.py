@@ -17,6 +17,7 @@ from sqlalchemy import insert, select
 from mailbridge.app import App
 from mailbridge.config import load_config
 from mailbridge.parsing.mime import Address
+from mailbridge.sla import status as sla_status
 from mailbridge.sla.housekeeping import auto_close
 from mailbridge.store import migrate
 from mailbridge.store.db import write_tx
@@ -63,7 +64,7 @@ def _ticket(
             incident={"incident_key": incident_key} if incident_key else None,
         )
         if status is not None:
-            lifecycle.set_status(conn, ticket_id, status, actor=by, now=at, pending=pending)
+            sla_status.set_status(conn, ticket_id, status, actor=by, now=at, pending=pending)
         pending.flush(conn)
     return ticket_id
 
@@ -195,8 +196,8 @@ def test_imported_history_closes_silently(app):
     history = _ticket(app, "old@example.com", at=MONDAY - timedelta(days=900), by="import")
     revived = _ticket(app, "back@example.com", at=MONDAY - timedelta(days=900), by="import")
     with write_tx(app.store.main) as conn:
-        lifecycle.set_status(conn, revived, "open", actor="back@example.com", now=MONDAY - timedelta(days=20))
-        lifecycle.set_status(conn, revived, "resolved", actor="alice", now=MONDAY - timedelta(days=10))
+        sla_status.set_status(conn, revived, "open", actor="back@example.com", now=MONDAY - timedelta(days=20))
+        sla_status.set_status(conn, revived, "resolved", actor="alice", now=MONDAY - timedelta(days=10))
     assert _run(app, MONDAY) == 2
     assert (_status(app, history), _status(app, revived)) == ("closed", "closed")
     assert [m.rcpt for m in _mail(app)] == ["back@example.com"]

@@ -13,6 +13,7 @@ import pytest
 from mailbridge.app import App
 from mailbridge.config import load_config
 from mailbridge.parsing.mime import Address
+from mailbridge.sla import status as sla_status
 from mailbridge.sla.sweep import Sweeper, start_clocks
 from mailbridge.store import migrate
 from mailbridge.store.db import write_tx
@@ -57,7 +58,8 @@ def _ticket(app: App, subject: str, priority: str, at: datetime, status: str = "
         )
         start_clocks(conn, app.config, app.people, ticket_id, at, pending)
         if status != "new":
-            lifecycle.set_status(conn, ticket_id, status, actor="alice", now=at + timedelta(minutes=1), pending=pending)
+            later = at + timedelta(minutes=1)
+            sla_status.set_status(conn, ticket_id, status, actor="alice", now=later, pending=pending)
         pending.flush(conn)
 
 

@@ -17,6 +17,7 @@ import pytest
 from mailbridge.app import App
 from mailbridge.config import ConfigError, load_config
 from mailbridge.parsing.mime import Address
+from mailbridge.sla import status as sla_status
 from mailbridge.store import migrate
 from mailbridge.store.db import read_tx, write_tx
 from mailbridge.store.tables import webhook_deliveries
@@ -371,7 +372,7 @@ def test_a_merge_and_a_survey_answer_are_told_with_their_change(tmp_path: Path, 
     try:
         first, second = _ticket(app, "One"), _ticket(app, "Two")
         with write_tx(app.store.main) as conn:
-            changes.merge(conn, first, second, actor="bob", now=NOW)
+            sla_status.merge(conn, first, second, actor="bob", now=NOW)
             pending = lifecycle.Pending()
             record_answer(second, "carol@example.com", "5 thanks", 1, NOW, pending)
             pending.flush(conn)

@@ -9,7 +9,7 @@
     mailbridge contacts org-list [--json]
     mailbridge contacts org-show NAME [--json]           domains and member contacts
 
-Part of cli.py's command tree (registered there). The data lives in tickets/contacts.py;
+Part of the command tree (registered in cli/__init__.py). The data lives in tickets/contacts.py;
 this module only lays it out, every stored string through terminal.py (taken literally).
 docs/contacts.md is the admin's guide.
 """
@@ -31,16 +31,16 @@ def contacts_group() -> None:
 
 
 def _run(ctx: click.Context, write: bool, job: Any) -> Any:
-    from mailbridge.cli import _app, _fail
+    from mailbridge.cli._common import app_of, fail
     from mailbridge.store.db import read_tx, write_tx
     from mailbridge.tickets.contacts import ContactError
 
-    app = _app(ctx)
+    app = app_of(ctx)
     try:
         with (write_tx if write else read_tx)(app.store.main) as conn:
             return job(conn, app.clock())
     except ContactError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _contact_json(contact: Any) -> dict[str, Any]:
@@ -107,14 +107,14 @@ def contacts_merge(ctx: click.Context, keep: str, gone: str) -> None:
 @click.pass_context
 def contacts_show(ctx: click.Context, key: str, as_json: bool) -> None:
     """A contact by id or by one of its addresses."""
-    from mailbridge.cli import _fail, _print_json
+    from mailbridge.cli._common import fail, print_json
     from mailbridge.tickets import contacts
 
     found = _run(ctx, False, lambda conn, _now: contacts.find(conn, key))
     if found is None:
-        _fail(f"no contact {key!r}", code=1)
+        fail(f"no contact {key!r}", code=1)
     if as_json:
-        _print_json(_contact_json(found))
+        print_json(_contact_json(found))
     else:
         _print_contact(found)
 
@@ -124,12 +124,12 @@ def contacts_show(ctx: click.Context, key: str, as_json: bool) -> None:
 @click.pass_context
 def contacts_list(ctx: click.Context, as_json: bool) -> None:
     """Every contact not merged into another."""
-    from mailbridge.cli import _print_json
+    from mailbridge.cli._common import print_json
     from mailbridge.tickets import contacts
 
     found = _run(ctx, False, lambda conn, _now: contacts.list_contacts(conn))
     if as_json:
-        _print_json([_contact_json(c) for c in found])
+        print_json([_contact_json(c) for c in found])
         return
     for contact in found:
         _print_contact(contact)
@@ -154,11 +154,11 @@ def org_add(ctx: click.Context, name: str, domains: tuple[str, ...]) -> None:
 @click.pass_context
 def org_join(ctx: click.Context, contact: str, name: str | None, leave: bool) -> None:
     """Make CONTACT (id or address) an explicit member of organisation NAME."""
-    from mailbridge.cli import _fail
+    from mailbridge.cli._common import fail
     from mailbridge.tickets import contacts
 
     if not leave and not name:
-        _fail("give the organisation's name, or --leave")
+        fail("give the organisation's name, or --leave")
 
     def job(conn: Any, _now: Any) -> int:
         contact_id = _contact_id(conn, contact)
@@ -174,12 +174,12 @@ def org_join(ctx: click.Context, contact: str, name: str | None, leave: bool) ->
 @click.pass_context
 def org_list(ctx: click.Context, as_json: bool) -> None:
     """Every organisation with its domains."""
-    from mailbridge.cli import _print_json
+    from mailbridge.cli._common import print_json
     from mailbridge.tickets import contacts
 
     found = _run(ctx, False, lambda conn, _now: contacts.list_organisations(conn))
     if as_json:
-        _print_json([{"id": i, "name": n, "domains": list(d)} for i, n, d in found])
+        print_json([{"id": i, "name": n, "domains": list(d)} for i, n, d in found])
         return
     out = console()
     for org_id, name, domains in found:
@@ -192,14 +192,14 @@ def org_list(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def org_show(ctx: click.Context, name: str, as_json: bool) -> None:
     """An organisation's domains and member contacts (explicit, and by domain)."""
-    from mailbridge.cli import _fail, _print_json
+    from mailbridge.cli._common import fail, print_json
     from mailbridge.tickets import contacts
 
     found = _run(ctx, False, lambda conn, _now: contacts.organisation(conn, name))
     if found is None:
-        _fail(f"no organisation {name!r}", code=1)
+        fail(f"no organisation {name!r}", code=1)
     if as_json:
-        _print_json(
+        print_json(
             {
                 "id": found.id,
                 "name": found.name,

@@ -5,7 +5,7 @@
     mailbridge responses show NAME --ticket MB-...     ... with that ticket's (as #reply would)
         [--language de] [--agent bob]
 
-Part of cli.py's command tree (registered there); kept apart so each file stays small.
+Part of the command tree (registered in cli/__init__.py); kept apart so each file stays small.
 The files are found and rendered by outbound/responses.py; `mailbridge config check`
 checks them all.
 """
@@ -29,13 +29,13 @@ def responses_group() -> None:
 @click.pass_context
 def responses_list(ctx: click.Context, as_json: bool) -> None:
     """Every response: its name, the languages it has, its first line and file."""
-    from mailbridge.cli import _config, _print_json
+    from mailbridge.cli._common import config_of, print_json
     from mailbridge.outbound.responses import Responses
 
-    config = _config(ctx)
+    config = config_of(ctx)
     found = Responses(config.responses_dirs).listing()
     if as_json:
-        _print_json(
+        print_json(
             [
                 {"name": r.name, "languages": [lang or "default" for lang in r.languages], "first_line": r.first_line}
                 | {"file": str(r.path)}
@@ -67,11 +67,11 @@ def responses_show(
     ctx: click.Context, name: str, language: str | None, reference: str | None, agent_id: str | None
 ) -> None:
     """Render response NAME as the requester would read it below an agent's text."""
-    from mailbridge.cli import EX_DATAERR, _app, _fail
+    from mailbridge.cli._common import EX_DATAERR, app_of, fail
     from mailbridge.outbound.contexts import CANNED
     from mailbridge.outbound.responses import ResponseError, Responses, UnknownResponse
 
-    app = _app(ctx)
+    app = app_of(ctx)
     responses = Responses(app.config.responses_dirs)
     context: dict[str, Any] = dict(CANNED.sample)
     if reference is not None:
@@ -79,15 +79,15 @@ def responses_show(
     elif agent_id is not None:
         agent = app.people.agents.get(agent_id.lower())
         if agent is None:
-            _fail(f"no agent {agent_id!r}")
+            fail(f"no agent {agent_id!r}")
         context["agent"] = {"name": agent.name, "id": agent.id}
     path = responses.find(name.lower(), language)
     try:
         text = responses.render(name.lower(), context, language)
     except UnknownResponse as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except ResponseError as exc:
-        _fail(str(exc), EX_DATAERR)
+        fail(str(exc), EX_DATAERR)
     out = console()
     shown = f"ticket {reference.upper()}" if reference else "the sample context (docs/templates.md)"
     out.print(literal(f"# {path}, rendered with {shown}"))
@@ -98,7 +98,7 @@ def _ticket_context(app: Any, reference: str, agent_id: str | None) -> dict[str,
     from sqlalchemy import select
 
     from mailbridge.agents.canned import canned_context
-    from mailbridge.cli import _fail
+    from mailbridge.cli._common import fail
     from mailbridge.store.db import read_tx
     from mailbridge.store.tables import tickets
     from mailbridge.tickets.refs import ReferenceFormat
@@ -108,11 +108,11 @@ def _ticket_context(app: Any, reference: str, agent_id: str | None) -> dict[str,
     with read_tx(app.store.main) as conn:
         row = conn.execute(query.where(tickets.c.reference == reference.upper())).first()
     if row is None:
-        _fail(f"there is no ticket {reference.upper()}")
+        fail(f"there is no ticket {reference.upper()}")
     wanted = (agent_id or row.assignee or "").lower()
     agent = app.people.agents.get(wanted)
     if agent_id is not None and agent is None:
-        _fail(f"no agent {agent_id!r}")
+        fail(f"no agent {agent_id!r}")
     name, ident = (agent.name, agent.id) if agent is not None else ("(the answering agent)", "")
     refs = ReferenceFormat(app.config.tickets.reference, app.config.tickets.prefix)
     return canned_context(row, name, ident, app.config, refs.tag(row.reference))

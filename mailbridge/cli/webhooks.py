@@ -19,16 +19,16 @@ def webhooks_group() -> None:
 @click.pass_context
 def list_webhooks(ctx: click.Context, as_json: bool, show_failed: bool) -> None:
     """Each endpoint: pending, failed and sent deliveries, circuit breaker, last error."""
-    from mailbridge.cli import _app, _print_json
+    from mailbridge.cli._common import app_of, print_json
     from mailbridge.store.db import read_tx
     from mailbridge.webhooks.state import endpoints, failed
 
-    app = _app(ctx)
+    app = app_of(ctx)
     with read_tx(app.store.main) as conn:
         rows = endpoints(conn, app.config.webhooks, app.clock())
         failures = failed(conn) if show_failed else []
     if as_json:
-        _print_json(
+        print_json(
             {
                 "webhooks": [r.to_json() for r in rows],
                 "failed": [
@@ -58,16 +58,16 @@ def list_webhooks(ctx: click.Context, as_json: bool, show_failed: bool) -> None:
 @click.pass_context
 def retry_webhooks(ctx: click.Context, webhook: str | None, ids: tuple[int, ...]) -> None:
     """Send failed deliveries again (due now; their maximum age counted from now)."""
-    from mailbridge.cli import _app, _fail
+    from mailbridge.cli._common import app_of, fail
     from mailbridge.store.db import write_tx
     from mailbridge.webhooks.state import retry
 
-    app = _app(ctx)
+    app = app_of(ctx)
     known = [w.name for w in app.config.webhooks]
     if webhook and webhook not in known:
         from mailbridge.config import _unknown
 
-        _fail(_unknown("webhook", webhook, known))
+        fail(_unknown("webhook", webhook, known))
     with write_tx(app.store.main) as conn:
         count = retry(conn, app.clock(), webhook=webhook, ids=ids)
     click.echo(f"{count} delivery(ies) queued again")

@@ -2,7 +2,7 @@
 
 Prints the token once (it is stored nowhere) and the [[api.clients]] lines for the
 config, which hold only its SHA-256 (web/api_auth.py checks a presented token against
-it). Part of cli.py's command tree (registered there); docs/api.md has the rest.
+it). Part of the command tree (registered in cli/__init__.py); docs/api.md has the rest.
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ def api_group() -> None:
 @click.option("--agent", default="", help="The agent id the client acts as (its changes are recorded as theirs).")
 def api_token(name: str, scope: str, agent: str) -> None:
     """A fresh random token for client NAME, and the config lines with its hash."""
-    from mailbridge.cli import _fail
+    from mailbridge.cli._common import fail
     from mailbridge.web.api_auth import new_token, token_hash
 
     if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", name):
-        _fail(f"{name!r}: a client name is lowercase letters, digits, - and _ (e.g. crm)")
+        fail(f"{name!r}: a client name is lowercase letters, digits, - and _ (e.g. crm)")
     if agent and not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", agent):
-        _fail(f"--agent {agent!r} is not an agent id")
+        fail(f"--agent {agent!r} is not an agent id")
     token = new_token()
     click.echo(f"token (shown once; give it to the client, it is stored nowhere):\n\n    {token}\n")
     click.echo("add to the config, then restart the daemon:\n")

@@ -7,7 +7,7 @@
     mailbridge tickets set REF --assign ID --status S [--until YYYY-MM-DD] --requester ADDR --untag T
         --language CODE ...
 
-Part of cli.py's command tree (registered there). The data comes from tickets/views.py;
+Part of the command tree (registered in cli/__init__.py). The data comes from tickets/views.py;
 this module only lays it out: every customer-written string through terminal.py (taken
 literally), the list fitted to the terminal's width (the subject is never cut), times in
 the desk's time zone ([reports] timezone).
@@ -113,18 +113,18 @@ def tickets_list(
     as_json: bool,
 ) -> None:
     """Tickets, oldest first, fitted to the terminal's width."""
-    from mailbridge.cli import _app, _fail, _print_json
+    from mailbridge.cli._common import app_of, fail, print_json
     from mailbridge.names import UnknownName, check_name, ticket_queues
     from mailbridge.store.db import read_tx
     from mailbridge.tickets.lifecycle import STATUSES
     from mailbridge.tickets.views import TicketFilter, list_tickets
 
-    app = _app(ctx)
+    app = app_of(ctx)
     zone = _zone(app)
     try:
         since_at = parse_since(since, app.clock(), zone) if since else None
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     with read_tx(app.store.main) as conn:
         try:
             if status:
@@ -134,7 +134,7 @@ def tickets_list(
             if assignee:
                 assignee = check_name(assignee, app.people.agents, option="--assignee", what="agent")
         except UnknownName as exc:
-            _fail(str(exc))
+            fail(str(exc))
         where = TicketFilter(
             status=status,
             queue=queue,
@@ -146,7 +146,7 @@ def tickets_list(
         )
         rows = list_tickets(conn, where=where)
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     out = console()
     table, shown = fitted_table(LIST_COLUMNS, out.width)
@@ -201,18 +201,18 @@ def _person(name: str | None, address: str) -> str:
 def tickets_show(ctx: click.Context, reference: str, as_json: bool) -> None:
     """One ticket: who and what it is about, its SLA clocks, its messages, its history
     (times in the desk's time zone)."""
-    from mailbridge.cli import _app, _fail, _print_json
+    from mailbridge.cli._common import app_of, fail, print_json
     from mailbridge.store.db import read_tx
     from mailbridge.tickets.views import show_ticket
 
-    app = _app(ctx)
+    app = app_of(ctx)
     try:
         with read_tx(app.store.main) as conn:
             data = show_ticket(conn, reference)
     except NotFound as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     zone = _zone(app)
     out = console()
@@ -299,27 +299,27 @@ def tickets_show(ctx: click.Context, reference: str, as_json: bool) -> None:
 @click.pass_context
 def tickets_attachment(ctx: click.Context, reference: str, number: int, output: Path | None) -> None:
     """Attachment NUMBER of a ticket, as `tickets show` numbers them, byte for byte."""
-    from mailbridge.cli import _app, _fail
+    from mailbridge.cli._common import app_of, fail
     from mailbridge.store.db import read_tx
     from mailbridge.tickets.views import ticket_attachment
 
-    app = _app(ctx)
+    app = app_of(ctx)
     try:
         with read_tx(app.store.main) as conn:
             found = ticket_attachment(conn, reference, number)
     except NotFound as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if output is None or str(output) == "-":
         if sys.stdout.isatty():
             # The file's bytes would land in the terminal (and a file can hold escape sequences).
-            _fail(f"{found.filename!r} is {len(found.data)} bytes: give -o FILE, or redirect standard output")
+            fail(f"{found.filename!r} is {len(found.data)} bytes: give -o FILE, or redirect standard output")
         sys.stdout.buffer.write(found.data)
         sys.stdout.buffer.flush()
         return
     try:
         output.write_bytes(found.data)
     except OSError as exc:
-        _fail(f"cannot write {output}: {exc.strerror}")
+        fail(f"cannot write {output}: {exc.strerror}")
     click.echo(f"{output}: {found.filename!r}, {len(found.data)} bytes (declared {found.content_type})", err=True)
 
 
@@ -379,23 +379,23 @@ def tickets_set(
     changes run in the order of the options' listing in --help."""
     from mailbridge.agents.commands import Command, parse_argument, parse_until
     from mailbridge.agents.desk import AgentDesk
-    from mailbridge.cli import _app, _fail
+    from mailbridge.cli._common import app_of, fail
     from mailbridge.store.db import write_tx
     from mailbridge.tickets.lifecycle import STATUSES, Pending
     from mailbridge.tickets.views import ticket_id_for
 
     if new_status is not None and new_status not in STATUSES:
-        _fail(f"unknown status {new_status!r}; expected one of {', '.join(STATUSES)}")
+        fail(f"unknown status {new_status!r}; expected one of {', '.join(STATUSES)}")
     if unassign and assignee is not None:
-        _fail("--assign and --unassign contradict each other; give one of them")
+        fail("--assign and --unassign contradict each other; give one of them")
     status_args: tuple[str, ...] = (new_status,) if new_status is not None else ()
     if until is not None:
         if new_status != "pending":
-            _fail("--until goes with --status pending: --status pending --until YYYY-MM-DD")
+            fail("--until goes with --status pending: --status pending --until YYYY-MM-DD")
         try:
             status_args = ("pending", parse_until(until.strip()).isoformat())
         except ValueError as exc:
-            _fail(f"--until: {exc}; write --status pending --until YYYY-MM-DD")
+            fail(f"--until: {exc}; write --status pending --until YYYY-MM-DD")
     wanted: list[Command] = []
     for name, value in (
         ("assign", assignee),
@@ -411,7 +411,7 @@ def tickets_set(
         wanted.insert(1 if assignee is not None else 0, status)
     for tag in tags:
         if not re.fullmatch(r"[a-z0-9._-]{1,50}", tag.lower()):
-            _fail(f"--tag {tag!r}: a tag is letters, digits, . _ - (at most 50 characters)")
+            fail(f"--tag {tag!r}: a tag is letters, digits, . _ - (at most 50 characters)")
         wanted.append(Command("tag", (tag.lower(),), 0, f"--tag {tag}"))
     if unassign:
         wanted.append(Command("unassign", (), 0, "--unassign"))
@@ -426,14 +426,14 @@ def tickets_set(
         try:
             args = parse_argument(name, written)
         except ValueError as exc:
-            _fail(f"{option} {value!r}: {exc}")
+            fail(f"{option} {value!r}: {exc}")
         wanted.append(Command(name, args, 0, f"{option} {value}"))
     if not wanted:
-        _fail(
+        fail(
             "nothing to change: give --status, --assign, --unassign, --priority, --severity, --category, --tag,"
             " --untag, --merge-into, --requester, --cc-add, --cc-remove or --language"
         )
-    app = _app(ctx)
+    app = app_of(ctx)
     desk = AgentDesk(app.config, app.people, app.outbox, app.refs)
     now = app.clock()
     try:
@@ -449,9 +449,9 @@ def tickets_set(
                 desk.resolved_notice(conn, ticket_id, pending, now)
             pending.flush(conn)
     except NotFound as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except click.ClickException as exc:
-        _fail(exc.message)
+        fail(exc.message)
     for command in wanted:
         if command.name == "status":
             until_text = f" (until {command.args[1]})" if len(command.args) > 1 else ""

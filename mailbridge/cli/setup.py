@@ -5,7 +5,7 @@
     mailbridge mta recipients [--format F]          the addresses we accept, as a table the
                                                     MTA refuses unknown mailboxes from
 
-Part of cli.py's command tree (registered there); kept apart so each file stays small.
+Part of the command tree (registered in cli/__init__.py); kept apart so each file stays small.
 """
 
 from __future__ import annotations
@@ -42,21 +42,21 @@ _ADMIN_FOLDERS = {
 def config_init(directory: Path, var_dir: str | None, force: bool) -> None:
     """Write a starter DIRECTORY/config.toml (the shipped sample, which runs as is) and
     the folders for your own templates, rules, extractors and articles."""
-    from mailbridge.cli import _fail
+    from mailbridge.cli._common import fail
 
     sample = shipped("config.toml")
     if not sample.is_file():
-        _fail(f"the shipped sample config is missing ({sample}): reinstall mailbridge")
+        fail(f"the shipped sample config is missing ({sample}): reinstall mailbridge")
     target = directory / "config.toml"
     if target.exists() and not force:
-        _fail(f"{target} exists; keep it, or pass --force to overwrite it")
+        fail(f"{target} exists; keep it, or pass --force to overwrite it")
     text = sample.read_text(encoding="utf-8")
     if var_dir is not None:
         if '"' in var_dir or "\\" in var_dir or "\n" in var_dir:
-            _fail("--var-dir: give a plain path")
+            fail("--var-dir: give a plain path")
         text, count = re.subn(r'(?m)^var_dir = "[^"]*"', f'var_dir = "{var_dir}"', text, count=1)
         if count != 1:
-            _fail(f"{sample}: no var_dir line to set")
+            fail(f"{sample}: no var_dir line to set")
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     target.write_text(text, encoding="utf-8")
     target.chmod(0o600)  # it may come to hold passwords and tokens
@@ -96,9 +96,9 @@ def mta_recipients(ctx: click.Context, fmt: str) -> None:
     (no bounce to a forged sender). Sub-addresses (support+TOKEN@...) are covered by the
     MTA's own handling of the delimiter (Postfix recipient_delimiter = +; Exim
     local_part_suffix = +*)."""
-    from mailbridge.cli import _config
+    from mailbridge.cli._common import config_of
 
-    config = _config(ctx)
+    config = config_of(ctx)
     addresses = list(dict.fromkeys(config.support.addresses))
     domains = list(dict.fromkeys(config.support.domains))
     if fmt == "postfix":

@@ -6,7 +6,7 @@
                                  is accepted (never any secret material)
 
 The daemon's processes load the secret at start: after a rotation, restart the daemon.
-Part of cli.py's command tree (registered there); kept apart so each file stays small.
+Part of the command tree (registered in cli/__init__.py); kept apart so each file stays small.
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ def secret_group() -> None:
 def secret_rotate(ctx: click.Context) -> None:
     """Write a new secret; tokens signed with the previous one keep working for
     [security] secret_grace_days. Safe while the daemon runs; restart it afterwards."""
-    from mailbridge.cli import _app, _fail
+    from mailbridge.cli._common import app_of, fail
     from mailbridge.tickets.tokens import SecretFileError, rotate_secret
 
-    app = _app(ctx)
+    app = app_of(ctx)
     config = app.config
     days = config.security.secret_grace_days
     path = config.var_file(config.security.secret_file)
@@ -43,9 +43,9 @@ def secret_rotate(ctx: click.Context) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         done = rotate_secret(path, timedelta(days=days), app.clock())
     except SecretFileError as exc:
-        _fail(f"secret not rotated: {exc}")
+        fail(f"secret not rotated: {exc}")
     except OSError as exc:
-        _fail(f"secret not rotated: {exc}")
+        fail(f"secret not rotated: {exc}")
     setting = f"[security] secret_grace_days = {days}"
     if done.previous_valid_until is None:
         click.echo(f"there was no secret yet: new secret written to {path}; nothing to retire")
@@ -75,10 +75,10 @@ def secret_rotate(ctx: click.Context) -> None:
 def secret_show(ctx: click.Context, as_json: bool) -> None:
     """Where the secret is, how many retired secrets there are and until when each one is
     accepted. Never prints secret material. Exit 1 when a file is unusable."""
-    from mailbridge.cli import _app, _print_json
+    from mailbridge.cli._common import app_of, print_json
     from mailbridge.tickets.tokens import SecretFileError, read_retired_secrets, read_secret, retired_path_for
 
-    app = _app(ctx)
+    app = app_of(ctx)
     config = app.config
     days = config.security.secret_grace_days
     grace = timedelta(days=days)
@@ -111,7 +111,7 @@ def secret_show(ctx: click.Context, as_json: bool) -> None:
         for old in sorted(retired, key=lambda r: r.retired_at, reverse=True)
     ]
     if as_json:
-        _print_json(
+        print_json(
             {
                 "secret_file": str(path),
                 "secret_status": status,

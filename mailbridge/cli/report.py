@@ -5,7 +5,7 @@
     mailbridge report problems --from ... --to ... [--min 2] [--format table|json]
 
 Dates are inclusive, in [reports] timezone. Without --from/--to: this month so far.
-Part of cli.py's command tree (registered there); kept apart so each file stays small.
+Part of the command tree (registered in cli/__init__.py); kept apart so each file stays small.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import click
 
 
 def _period(ctx: click.Context, start: str | None, end: str | None):  # type: ignore[no-untyped-def]
-    from mailbridge.cli import _fail
+    from mailbridge.cli._common import fail
     from mailbridge.reports.period import Period, report_zone
 
     config = ctx.obj["app"].config
@@ -30,20 +30,20 @@ def _period(ctx: click.Context, start: str | None, end: str | None):  # type: ig
         try:
             return date.fromisoformat(value)
         except ValueError:
-            _fail(f"{option} {value!r} is not a date; write YYYY-MM-DD, e.g. 2026-11-01")
+            fail(f"{option} {value!r} is not a date; write YYYY-MM-DD, e.g. 2026-11-01")
 
     first = day(start, "--from", today.replace(day=1))
     last = day(end, "--to", today if start is None else max(first, today))
     try:
         return Period(first, last, zone)
     except ValueError as exc:
-        _fail(f"{exc}; give --from before --to")
+        fail(f"{exc}; give --from before --to")
 
 
 def _queue(ctx: click.Context, queue: str | None) -> str | None:
     """--queue as it is written in the config, or exit 2 with the closest names: a typo
     must not give an empty report that looks like a quiet month."""
-    from mailbridge.cli import _fail
+    from mailbridge.cli._common import fail
     from mailbridge.names import UnknownName, check_name, ticket_queues
     from mailbridge.store.db import read_tx
 
@@ -55,18 +55,18 @@ def _queue(ctx: click.Context, queue: str | None) -> str | None:
     try:
         return check_name(queue, known, option="--queue", what="queue")
     except UnknownName as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _as_of(value: str | None) -> datetime | None:
-    from mailbridge.cli import _fail
+    from mailbridge.cli._common import fail
 
     if value is None:
         return None
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
-        _fail(f"--as-of {value!r} is not an ISO time, e.g. 2026-12-01T00:00+01:00")
+        fail(f"--as-of {value!r} is not an ISO time, e.g. 2026-12-01T00:00+01:00")
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
@@ -74,9 +74,9 @@ def _as_of(value: str | None) -> datetime | None:
 @click.pass_context
 def report_group(ctx: click.Context) -> None:
     """Reports computed from the ticket history ([reports] in the config)."""
-    from mailbridge.cli import _app
+    from mailbridge.cli._common import app_of
 
-    ctx.obj["app"] = _app(ctx)
+    ctx.obj["app"] = app_of(ctx)
 
 
 _FROM = click.option("--from", "start", default=None, help="First day (YYYY-MM-DD), inclusive.")
@@ -148,7 +148,7 @@ def report_problems(
     """Repeated incidents grouped (same dedupe key, or the same subject words)."""
     from rich.text import Text
 
-    from mailbridge.cli import _print_json
+    from mailbridge.cli._common import print_json
     from mailbridge.reports.problems import find_problems
     from mailbridge.terminal import Column, fitted_table, literal
     from mailbridge.terminal import console as literal_console
@@ -158,7 +158,7 @@ def report_problems(
     queue = _queue(ctx, queue)
     groups = find_problems(app.store, period, min_occurrences=min_occurrences, queue=queue)
     if fmt == "json":
-        _print_json(
+        print_json(
             {
                 "period": {"from": period.start.isoformat(), "to": period.end.isoformat()},
                 "problems": [g.to_dict() for g in groups],

@@ -7,7 +7,7 @@
                                           always a dry run, so a simulated time never leaves
                                           future-dated notices, breaches or clocks behind
 
-Part of cli.py's command tree (registered there); kept apart so each file stays small.
+Part of the command tree (registered in cli/__init__.py); kept apart so each file stays small.
 """
 
 from __future__ import annotations
@@ -38,21 +38,21 @@ class _DryRun(Exception):
 def sla_sweep(ctx: click.Context, now_text: str | None, dry_run: bool, as_json: bool) -> None:
     """Look at every due SLA timer once: reminders, breaches, escalations (each once); and
     the pending tickets: reminders to the requester, resolutions without a reply."""
-    from mailbridge.cli import _app, _fail, _print_json
+    from mailbridge.cli._common import app_of, fail, print_json
     from mailbridge.reports.period import report_zone
     from mailbridge.sla import waiting
     from mailbridge.sla.sweep import Sweeper, local_time
     from mailbridge.store.db import write_tx
     from mailbridge.tickets.lifecycle import Pending
 
-    app = _app(ctx)
+    app = app_of(ctx)
     if now_text is None:
         now = app.clock()
     else:
         try:
             now = datetime.fromisoformat(now_text)
         except ValueError:
-            _fail(f"--now {now_text!r} is not an ISO time, e.g. 2026-12-02T09:30 or 2026-12-02T09:30+01:00")
+            fail(f"--now {now_text!r} is not an ISO time, e.g. 2026-12-02T09:30 or 2026-12-02T09:30+01:00")
         now = now if now.tzinfo else now.replace(tzinfo=UTC)
         # A sweep as of another time is only ever a preview: done for real, it would date
         # notices, breaches and the clocks' next steps at that time (mail held back until
@@ -61,7 +61,7 @@ def sla_sweep(ctx: click.Context, now_text: str | None, dry_run: bool, as_json: 
     try:
         sweeper = Sweeper(app.config, app.people, app.outbox, app.refs)
     except ConfigError as exc:
-        _fail(f"configuration error:\n{exc}")
+        fail(f"configuration error:\n{exc}")
     try:
         with write_tx(app.store.main) as conn:
             pending = Pending()
@@ -74,7 +74,7 @@ def sla_sweep(ctx: click.Context, now_text: str | None, dry_run: bool, as_json: 
         pass
     zone = report_zone(app.config)
     if as_json:
-        _print_json(
+        print_json(
             {
                 "dry_run": dry_run,
                 "as_of": now.astimezone(UTC).isoformat(),

@@ -5,7 +5,7 @@
     mailbridge kb search "vpn drops"      what a mail with these words would be offered,
     mailbridge kb search --mail x.eml     with scores and the shared words, thresholds shown
 
-Part of cli.py's command tree (registered there); kept apart so each file stays small.
+Part of the command tree (registered in cli/__init__.py); kept apart so each file stays small.
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ def kb_group() -> None:
 @click.pass_context
 def kb_sync(ctx: click.Context) -> None:
     """Index the published articles now; exit 1 when an article has a problem."""
-    from mailbridge.cli import _app, _fail
+    from mailbridge.cli._common import app_of, fail
     from mailbridge.store import migrate
 
-    app = _app(ctx)
+    app = app_of(ctx)
     if not app.config.knowledge_path.is_dir():
-        _fail(f"{app.config.knowledge_path}: no such folder; create it or set [knowledge] dir")
+        fail(f"{app.config.knowledge_path}: no such folder; create it or set [knowledge] dir")
     if not migrate.is_current(app.store.main):
-        _fail("the database schema is not current: run `mailbridge db upgrade`")
+        fail("the database schema is not current: run `mailbridge db upgrade`")
     report = app.sync_knowledge()  # logs every problem (file:line) to stderr
     click.echo(f"{app.config.knowledge_path}: {report.summary()}")
     if report.problems:
@@ -49,30 +49,30 @@ def kb_sync(ctx: click.Context) -> None:
 def kb_search(ctx: click.Context, words: tuple[str, ...], mail_file: Path | None, as_json: bool) -> None:
     """Rank the indexed articles for WORDS (or for a mail's subject and new text, --mail),
     as a respond action would, showing every candidate and which pass the thresholds."""
-    from mailbridge.cli import EX_DATAERR, _app, _fail, _print_json
+    from mailbridge.cli._common import EX_DATAERR, app_of, fail, print_json
     from mailbridge.knowledge import query_words, rank
     from mailbridge.parsing.mime import ParseError
     from mailbridge.store.db import read_tx
 
-    app = _app(ctx)
+    app = app_of(ctx)
     subject, body = " ".join(words), ""
     if mail_file is not None:
         try:
             analysis = app.analyser.analyse(mail_file.read_bytes(), None)
         except ConfigError as exc:
-            _fail(f"configuration error:\n{exc}")
+            fail(f"configuration error:\n{exc}")
         except ParseError as exc:
-            _fail(f"cannot parse {mail_file}: {exc.reason}", EX_DATAERR)
+            fail(f"cannot parse {mail_file}: {exc.reason}", EX_DATAERR)
         subject, body = analysis.mail.subject or "", analysis.reply_text
     if not subject and not body:
-        _fail("give some words, or --mail FILE")
+        fail("give some words, or --mail FILE")
     settings = app.config.knowledge
     searched = query_words(subject, body)
     with read_tx(app.store.main) as conn:
         found = rank(conn, searched)
     passing = [s.score >= settings.min_score and len(s.shared) >= settings.min_shared_words for s in found]
     if as_json:
-        _print_json(
+        print_json(
             {
                 "words": searched,
                 "min_score": settings.min_score,

@@ -1,6 +1,6 @@
 """`mailbridge import mbox|maildir PATH`: bring in an existing support mailbox's history.
 
-A composition root like cli.py (whose helpers it uses): it opens the source, runs
+A composition root like cli/__init__.py (whose helpers it uses): it opens the source, runs
 importer.import_messages under a progress bar and prints what became of every message.
 What "historic" means (original dates, no mail of any kind, no status changes on
 follow-ups) and how a second run skips everything is in importer.py and pipeline.py.
@@ -101,15 +101,15 @@ def import_imap(
     flagged, moved or deleted; the daemon's own reading is not affected).
 
     Same rules as `import mbox`; messages come in UID order (--order is ignored)."""
-    from mailbridge.cli import _config, _fail
+    from mailbridge.cli._common import config_of, fail
 
     if not read_all:
-        _fail("say --all: an import reads the whole folder (new mail is the daemon's job)")
-    config = _config(ctx)
+        fail("say --all: an import reads the whole folder (new mail is the daemon's job)")
+    config = config_of(ctx)
     boxes = {m.name: m for m in config.imap.mailboxes}
     if mailbox_name not in boxes:
         known = ", ".join(sorted(boxes)) or "none configured"
-        _fail(f"no mailbox {mailbox_name!r} in {ctx.obj['config_path']} ([[imap.mailboxes]]: {known})")
+        fail(f"no mailbox {mailbox_name!r} in {ctx.obj['config_path']} ([[imap.mailboxes]]: {known})")
     _run(
         ctx,
         "imap",
@@ -133,19 +133,19 @@ def _run(
     as_json: bool,
     mailbox: Any = None,
 ) -> None:
-    # Imported here, not at the top: cli.py imports this module while it is being
+    # Imported here, not at the top: cli/__init__.py imports this module while it is being
     # loaded itself (the command registration at its end).
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from sqlalchemy.exc import DBAPIError
 
     from mailbridge import importer
-    from mailbridge.cli import EX_TEMPFAIL, _app, _fail, _print_json
+    from mailbridge.cli._common import EX_TEMPFAIL, app_of, fail, print_json
     from mailbridge.errors import ConfigError
     from mailbridge.logs import setup_logging
     from mailbridge.store import migrate
 
-    app = _app(ctx)
+    app = app_of(ctx)
     # Every quarantine is in the summary with its reason; the worker's per-message
     # warnings would only tear the progress bar apart. Errors still show.
     setup_logging("error", "import")
@@ -176,7 +176,7 @@ def _run(
             try:
                 source = opener(path, order=order, scan_progress=scanned)
             except importer.ImportSourceError as exc:
-                _fail(str(exc))
+                fail(str(exc))
             bar.update(scan, visible=False)
             with source:
                 # The schema, the templates, the extractors and the token secret: what a
@@ -196,20 +196,20 @@ def _run(
                     app, source, label=source.label, status=status, chunk_size=chunk_size, progress=show
                 )
     except ConfigError as exc:
-        _fail(f"configuration error:\n{exc}")
+        fail(f"configuration error:\n{exc}")
     except importer.ImportSourceError as exc:  # a message that went away while importing
-        _fail(f"{exc}; run the same import again to continue (what is stored is skipped)", EX_TEMPFAIL)
+        fail(f"{exc}; run the same import again to continue (what is stored is skipped)", EX_TEMPFAIL)
     except DBAPIError as exc:
         stored = f" after storing {report.stored} messages" if report else ""
-        _fail(f"database error{stored}: {exc.orig}; run the same import again to continue", EX_TEMPFAIL)
+        fail(f"database error{stored}: {exc.orig}; run the same import again to continue", EX_TEMPFAIL)
     except KeyboardInterrupt:
         stored = f"; {report.stored} messages were stored" if report else ""
-        _fail(f"interrupted{stored}: run the same import again to continue (what is stored is skipped)", 130)
+        fail(f"interrupted{stored}: run the same import again to continue (what is stored is skipped)", 130)
     finally:
         app.close()
     assert report is not None  # import_messages returned, or _fail ended the command
     if as_json:
-        _print_json(report.to_json())
+        print_json(report.to_json())
     else:
         _print_summary(report)
 

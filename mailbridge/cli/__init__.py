@@ -13,39 +13,17 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 from rich.text import Text
 
 from mailbridge.app import App
-from mailbridge.config import Config, load_config
+from mailbridge.cli._common import EX_DATAERR, app_of, config_of, fail, print_json
+from mailbridge.config import Config
 from mailbridge.errors import ConfigError, NotFound
 from mailbridge.logs import setup_logging
 from mailbridge.terminal import Column, ago, console, fitted_table, literal, styled
-
-EX_DATAERR = 65
-EX_TEMPFAIL = 75
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    click.echo(f"mailbridge: {message}", err=True)
-    sys.exit(code)
-
-
-def _config(ctx: click.Context) -> Config:
-    try:
-        return load_config(ctx.obj["config_path"])
-    except ConfigError as exc:
-        _fail(f"configuration error:\n{exc}")
-
-
-def _app(ctx: click.Context) -> App:
-    return App(_config(ctx))
-
-
-def _print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
 @click.group()
@@ -73,12 +51,12 @@ def run(ctx: click.Context) -> None:
     """Start the daemon (receiver, workers, sender) in the foreground."""
     from mailbridge.daemon import run_daemon
 
-    config = _config(ctx)
+    config = config_of(ctx)
     setup_logging(config.daemon.log_level, "supervisor", config.daemon.log_format)
     try:
         sys.exit(run_daemon(config, config.source.resolve()))
     except ConfigError as exc:
-        _fail(f"cannot start:\n{exc}")
+        fail(f"cannot start:\n{exc}")
 
 
 @main.command()
@@ -100,7 +78,7 @@ def status(ctx: click.Context, as_json: bool, check: bool) -> None:
         unrendered_by_template,
     )
 
-    app = _app(ctx)
+    app = app_of(ctx)
     if check:
         _health_check(app, as_json)
         return
@@ -113,7 +91,7 @@ def status(ctx: click.Context, as_json: bool, check: bool) -> None:
         "unrendered": unrendered_by_template(app.store),
     }
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     out = console()
     out.print(literal(f"mailbridge {data['version']}"))
@@ -167,7 +145,7 @@ def _health_check(app: Any, as_json: bool) -> None:
 
     health = check(app.store, app.config, utcnow())
     if as_json:
-        _print_json(health.to_json())
+        print_json(health.to_json())
     else:
         click.echo(f"{health.state}: " + ("; ".join(health.reasons) if health.reasons else "every process is alive"))
     sys.exit(health.code)
@@ -181,14 +159,14 @@ def wait(ctx: click.Context, idle: bool, timeout: float) -> None:
     """Exit 0 as soon as the daemon is idle (for tests and scripts, instead of sleeping)."""
     from mailbridge.store.queries import waiting_work
 
-    app = _app(ctx)
+    app = app_of(ctx)
     deadline = time.monotonic() + timeout
     while True:
         left = waiting_work(app.store)
         if left == 0:
             return
         if time.monotonic() >= deadline:
-            _fail(f"still {left} messages waiting after {timeout:g}s", 1)
+            fail(f"still {left} messages waiting after {timeout:g}s", 1)
         time.sleep(0.05)
 
 
@@ -205,7 +183,7 @@ def config_group() -> None:
 def config_check(ctx: click.Context) -> None:
     """Validate config.toml, the templates, the canned answers, the extractors and the rules
     without starting anything."""
-    config = _config(ctx)
+    config = config_of(ctx)
     from mailbridge.app import load_extractor_set
     from mailbridge.errors import ConfigError
     from mailbridge.outbound.render import Renderer
@@ -215,21 +193,21 @@ def config_check(ctx: click.Context) -> None:
     renderer = Renderer(config.template_dirs)
     errors = template_problems(config, renderer)
     if errors:
-        _fail("templates have errors:\n" + "\n".join(errors))
+        fail("templates have errors:\n" + "\n".join(errors))
     problems = response_problems(config)
     if problems:
-        _fail("responses (#reply NAME) have errors:\n" + "\n".join(problems))
+        fail("responses (#reply NAME) have errors:\n" + "\n".join(problems))
     problems = chat_template_problems(config.template_dirs)
     if problems:
-        _fail("chat notification templates (templates/webhooks/, docs/chat.md) have errors:\n" + "\n".join(problems))
+        fail("chat notification templates (templates/webhooks/, docs/chat.md) have errors:\n" + "\n".join(problems))
     try:
         extractors = load_extractor_set(config)
     except ConfigError as exc:
-        _fail(f"extractors in {config.parsers_path} have errors:\n{exc}")
+        fail(f"extractors in {config.parsers_path} have errors:\n{exc}")
     try:
         rules = App(config).rules
     except ConfigError as exc:
-        _fail(f"rules in {config.rules_path} have errors:\n{exc}")
+        fail(f"rules in {config.rules_path} have errors:\n{exc}")
     click.echo(f"{config.source}: OK ({len(extractors)} extractors, {len(rules.rules)} rules)")
 
 
@@ -244,7 +222,7 @@ def db_upgrade(ctx: click.Context) -> None:
     """Create or upgrade the database schema (Alembic)."""
     from mailbridge.store import migrate
 
-    app = _app(ctx)
+    app = app_of(ctx)
     migrate.upgrade(app.store)
     click.echo(f"database at revision {migrate.current_revision(app.store.main)}")
 
@@ -285,12 +263,12 @@ def parse(ctx: click.Context, file: Path, as_json: bool) -> None:
     except NoConfig:
         has_config = False
     if has_config:
-        app = _app(ctx)
+        app = app_of(ctx)
         config = app.config
         try:
             analyser = app.analyser
         except ConfigError as exc:
-            _fail(f"configuration error:\n{exc}")
+            fail(f"configuration error:\n{exc}")
     else:
         config = Config()
         analyser = Analyser(config.support.addresses)
@@ -307,7 +285,7 @@ def parse(ctx: click.Context, file: Path, as_json: bool) -> None:
     form = analysis.extraction.fields if analysis.extraction is not None else None
     data["requester"] = requester_of(analysis.mail, None, policy, form).to_json()
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     out = console()
 
@@ -348,10 +326,10 @@ def mail_unmatched(ctx: click.Context, as_json: bool) -> None:
     from mailbridge.store.db import read_tx
     from mailbridge.tickets.views import unmatched_messages
 
-    with read_tx(_app(ctx).store.main) as conn:
+    with read_tx(app_of(ctx).store.main) as conn:
         rows = unmatched_messages(conn)
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     out = console()
     for row in rows:
@@ -371,10 +349,10 @@ def mail_undeliverable(ctx: click.Context, as_json: bool) -> None:
     from mailbridge.store.db import read_tx
     from mailbridge.tickets.views import undeliverable_addresses
 
-    with read_tx(_app(ctx).store.main) as conn:
+    with read_tx(app_of(ctx).store.main) as conn:
         rows = undeliverable_addresses(conn)
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     out = console()
     for row in rows:
@@ -393,9 +371,9 @@ def quarantine() -> None:
 def quarantine_list(ctx: click.Context, include_discarded: bool, as_json: bool) -> None:
     from mailbridge.store import quarantine as q
 
-    rows = q.list_quarantined(_app(ctx).store, include_discarded)
+    rows = q.list_quarantined(app_of(ctx).store, include_discarded)
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     out = console()
     table, shown = fitted_table(_QUARANTINE_COLUMNS, out.width)
@@ -429,13 +407,13 @@ def quarantine_show(ctx: click.Context, spool_id: int, raw: bool) -> None:
     from mailbridge.store import quarantine as q
 
     try:
-        data, content = q.show(_app(ctx).store, spool_id)
+        data, content = q.show(app_of(ctx).store, spool_id)
     except NotFound as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if raw:
         sys.stdout.buffer.write(content)
         return
-    _print_json(data)
+    print_json(data)
     click.echo(content[:4000].decode("utf-8", "replace"))
 
 
@@ -446,9 +424,9 @@ def quarantine_retry(ctx: click.Context, spool_id: int) -> None:
     from mailbridge.store import quarantine as q
 
     try:
-        q.retry(_app(ctx).store, spool_id)
+        q.retry(app_of(ctx).store, spool_id)
     except NotFound as exc:
-        _fail(str(exc))
+        fail(str(exc))
     click.echo(f"{spool_id}: queued for processing again")
 
 
@@ -459,9 +437,9 @@ def quarantine_discard(ctx: click.Context, spool_id: int) -> None:
     from mailbridge.store import quarantine as q
 
     try:
-        q.discard(_app(ctx).store, spool_id)
+        q.discard(app_of(ctx).store, spool_id)
     except NotFound as exc:
-        _fail(str(exc))
+        fail(str(exc))
     click.echo(f"{spool_id}: discarded (raw message and reason kept)")
 
 
@@ -479,9 +457,9 @@ def outbox() -> None:
 def outbox_list(ctx: click.Context, state: str | None, as_json: bool) -> None:
     from mailbridge.outbound.admin import list_outbox
 
-    rows = list_outbox(_app(ctx).store, state)
+    rows = list_outbox(app_of(ctx).store, state)
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     out = console()
     table, shown = fitted_table(_OUTBOX_COLUMNS, out.width)
@@ -516,11 +494,11 @@ _OUTBOX_COLUMNS = (
 def outbox_retry(ctx: click.Context, outbox_id: int) -> None:
     from mailbridge.outbound.admin import retry
 
-    app = _app(ctx)
+    app = app_of(ctx)
     try:
         retry(app.store, outbox_id, app.clock())
     except NotFound as exc:
-        _fail(str(exc))
+        fail(str(exc))
     click.echo(f"outbox {outbox_id}: queued again")
 
 
@@ -529,12 +507,12 @@ def _decide(ctx: click.Context, outbox_id: int, approve: bool, by: str | None, r
 
     from mailbridge.outbound.admin import decide_held
 
-    app = _app(ctx)
+    app = app_of(ctx)
     who = by or getpass.getuser()
     try:
         state = decide_held(app.store, outbox_id, approve=approve, by=who, reason=reason, now=app.clock())
     except NotFound as exc:
-        _fail(str(exc))
+        fail(str(exc))
     click.echo(f"outbox {outbox_id}: {'approved, queued for sending' if state == 'queued' else 'rejected, never sent'}")
 
 
@@ -566,11 +544,11 @@ def rules_group() -> None:
 @click.pass_context
 def rules_check(ctx: click.Context) -> None:
     """Validate every rule file; print every error with file, line, rule id and what is expected."""
-    app = _app(ctx)
+    app = app_of(ctx)
     try:
         rules = app.rules
     except ConfigError as exc:
-        _fail(f"rules in {app.config.rules_path} have errors:\n{exc}")
+        fail(f"rules in {app.config.rules_path} have errors:\n{exc}")
     click.echo(f"{app.config.rules_path}: OK ({len(rules.rules)} incoming, {len(rules.outgoing)} outgoing rules)")
 
 
@@ -585,17 +563,17 @@ def rules_test(ctx: click.Context, file: Path, as_json: bool) -> None:
     from mailbridge.routing import rule_context
     from mailbridge.rules import Facts
 
-    app = _app(ctx)
+    app = app_of(ctx)
     try:
         rules, analysis = app.rules, app.analyser.analyse(file.read_bytes(), None)
     except ConfigError as exc:
-        _fail(f"configuration error:\n{exc}")
+        fail(f"configuration error:\n{exc}")
     except ParseError as exc:
-        _fail(f"cannot parse {file}: {exc.reason}", EX_DATAERR)
+        fail(f"cannot parse {file}: {exc.reason}", EX_DATAERR)
     facts = Facts.from_analysis(analysis, at=app.clock(), context=rule_context(app.people))
     decision = rules.evaluate(facts, explain=True)
     if as_json:
-        _print_json(decision.to_json())
+        print_json(decision.to_json())
         return
     out = console()
     for trace in decision.trace:
@@ -614,18 +592,18 @@ def rules_test(ctx: click.Context, file: Path, as_json: bool) -> None:
 
 
 def _register_subcommands() -> None:
-    from mailbridge.cli_api import api_group
-    from mailbridge.cli_contacts import contacts_group
-    from mailbridge.cli_data import register as register_data
-    from mailbridge.cli_import import import_group
-    from mailbridge.cli_kb import kb_group
-    from mailbridge.cli_report import report_group
-    from mailbridge.cli_responses import responses_group
-    from mailbridge.cli_secret import secret_group
-    from mailbridge.cli_setup import config_init, mta_group
-    from mailbridge.cli_sla import sla_group
-    from mailbridge.cli_tickets import tickets
-    from mailbridge.cli_webhooks import webhooks_group
+    from mailbridge.cli.api import api_group
+    from mailbridge.cli.contacts import contacts_group
+    from mailbridge.cli.data import register as register_data
+    from mailbridge.cli.importing import import_group
+    from mailbridge.cli.kb import kb_group
+    from mailbridge.cli.report import report_group
+    from mailbridge.cli.responses import responses_group
+    from mailbridge.cli.secret import secret_group
+    from mailbridge.cli.setup import config_init, mta_group
+    from mailbridge.cli.sla import sla_group
+    from mailbridge.cli.tickets import tickets
+    from mailbridge.cli.webhooks import webhooks_group
 
     main.add_command(tickets)
     main.add_command(api_group)
@@ -658,14 +636,4 @@ def run_cli() -> None:
         hint = ""
         if "no such table" in str(exc.orig) or "does not exist" in str(exc.orig):
             hint = "; the schema is missing: run `mailbridge db upgrade` (or start the daemon)"
-        _fail(f"database error: {exc.orig}{hint}")
-
-
-if __name__ == "__main__":
-    from mailbridge.entry import command_of
-
-    if command_of(sys.argv[1:]) == "ingest":  # the same dispatch as the console script
-        from mailbridge.pipe import main as pipe_main
-
-        sys.exit(pipe_main(sys.argv[1:]))
-    run_cli()
+        fail(f"database error: {exc.orig}{hint}")

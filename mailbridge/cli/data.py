@@ -8,7 +8,7 @@ one person's data on request.
     mailbridge person export ADDRESS -o FILE.zip
     mailbridge person erase ADDRESS [--dry-run] [--redact-quotes]
 
-Part of cli.py's command tree (registered there); the work is done in store/backup.py,
+Part of the command tree (registered in cli/__init__.py); the work is done in store/backup.py,
 store/retention.py and store/privacy.py.
 """
 
@@ -38,18 +38,18 @@ def register(main: click.Group, db_group: click.Group) -> None:
 def db_backup(ctx: click.Context, target: Path) -> None:
     """Back up the database and the reply-token secret into TARGET (SQLite; safe while
     the daemon runs). On PostgreSQL, says how to use pg_dump instead."""
-    from mailbridge.cli import _app, _fail
+    from mailbridge.cli._common import app_of, fail
     from mailbridge.store import migrate
     from mailbridge.store.backup import backup_sqlite
     from mailbridge.store.db import spool_path_for
     from mailbridge.store.operations import log_admin
 
-    app = _app(ctx)
+    app = app_of(ctx)
     config = app.config
     secret = config.var_file(config.security.secret_file)
     secrets = [secret, secret.with_name(secret.name + ".retired")]
     if not app.store.sqlite:
-        _fail(
+        fail(
             "the database is PostgreSQL: back it up with pg_dump, e.g.\n"
             "  pg_dump --format=custom --file=mailbridge.dump 'DATABASE_URL'\n"
             f"and copy the reply-token secret beside it: {secrets[0]} (and {secrets[1].name} if present)\n"
@@ -62,7 +62,7 @@ def db_backup(ctx: click.Context, target: Path) -> None:
             main_db, spool_path_for(main_db), secrets, target, migrate.current_revision(app.store.main), app.clock()
         )
     except ConfigError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
     log_admin(app.store, "backup", {"file": str(target), "bytes": sum(report.files.values())}, app.clock())
     sizes = ", ".join(f"{name} {size // 1024} KiB" for name, size in report.files.items())
     click.echo(f"backed up to {target} ({sizes}; schema {report.revision})")
@@ -75,20 +75,20 @@ def db_backup(ctx: click.Context, target: Path) -> None:
 def db_restore(ctx: click.Context, archive: Path, force: bool) -> None:
     """Restore a `db backup` archive into this config's var folder. The daemon must be
     stopped; mail processed after the tickets were copied is processed again."""
-    from mailbridge.cli import _config, _fail
+    from mailbridge.cli._common import config_of, fail
     from mailbridge.daemonlock import daemon_running
     from mailbridge.store.backup import restore_sqlite
 
-    config = _config(ctx)
+    config = config_of(ctx)
     running = daemon_running(config.var_path)
     if running is not None:
-        _fail(f"a daemon is running with {config.var_path} (pid {running or '?'}): stop it before restoring", 2)
+        fail(f"a daemon is running with {config.var_path} (pid {running or '?'}): stop it before restoring", 2)
     if config.database.url and not config.database.url.startswith("sqlite"):
-        _fail("the database is PostgreSQL: restore it with pg_restore (docs/deploy.md, Backup)", 2)
+        fail("the database is PostgreSQL: restore it with pg_restore (docs/deploy.md, Backup)", 2)
     try:
         report = restore_sqlite(archive, config.var_path, force=force)
     except ConfigError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
     click.echo(
         f"restored {', '.join(report.files)} into {config.var_path} (schema {report.revision}); "
         f"{report.requeued} mail(s) will be processed again; `mailbridge run` upgrades the schema if needed"
@@ -99,10 +99,10 @@ def db_restore(ctx: click.Context, archive: Path, force: bool) -> None:
 @click.pass_context
 def db_current(ctx: click.Context) -> None:
     """The schema revision the database is at, and whether it is the newest."""
-    from mailbridge.cli import _app
+    from mailbridge.cli._common import app_of
     from mailbridge.store import migrate
 
-    app = _app(ctx)
+    app = app_of(ctx)
     current, head = migrate.current_revision(app.store.main), migrate.head_revision()
     state = "up to date" if current == head else f"behind: run `mailbridge db upgrade` (newest {head})"
     click.echo(f"{current or 'none (empty database)'} ({state})")
@@ -113,10 +113,10 @@ def db_current(ctx: click.Context) -> None:
 @click.pass_context
 def db_history(ctx: click.Context) -> None:
     """Every schema revision, oldest first; the one in use marked."""
-    from mailbridge.cli import _app
+    from mailbridge.cli._common import app_of
     from mailbridge.store import migrate
 
-    app = _app(ctx)
+    app = app_of(ctx)
     current = migrate.current_revision(app.store.main)
     for rev in migrate.revisions():
         mark = "*" if rev.revision == current else " "
@@ -130,10 +130,10 @@ def db_history(ctx: click.Context) -> None:
 def purge(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
     """Remove what [retention] says may go: raw mail of closed tickets, closed tickets,
     quarantined and dropped mail, each after its number of days."""
-    from mailbridge.cli import _app
+    from mailbridge.cli._common import app_of
     from mailbridge.store.retention import run_retention
 
-    app = _app(ctx)
+    app = app_of(ctx)
     report = run_retention(app.store, app.config, app.clock(), dry_run=dry_run)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=1))
@@ -152,14 +152,14 @@ def person_group() -> None:
 @click.pass_context
 def person_export(ctx: click.Context, address: str, output: Path) -> None:
     """Every ticket, message, attachment and event about ADDRESS, as a zip."""
-    from mailbridge.cli import _app, _fail
+    from mailbridge.cli._common import app_of, fail
     from mailbridge.store.privacy import export_person
 
-    app = _app(ctx)
+    app = app_of(ctx)
     try:
         found = export_person(app.store, address, output, app.clock())
     except ConfigError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
     click.echo(f"{output}: {found.summary()}")
 
 
@@ -171,12 +171,12 @@ def person_export(ctx: click.Context, address: str, output: Path) -> None:
 def person_erase(ctx: click.Context, address: str, dry_run: bool, redact_quotes: bool) -> None:
     """Erase ADDRESS: their messages and attachments removed, the address replaced by a
     pseudonym in tickets and history, their outgoing mail and raw mail deleted."""
-    from mailbridge.cli import _app, _fail
+    from mailbridge.cli._common import app_of, fail
     from mailbridge.store.privacy import erase_person
 
-    app = _app(ctx)
+    app = app_of(ctx)
     try:
         report = erase_person(app.store, app.config, address, app.clock(), dry_run=dry_run, redact_quotes=redact_quotes)
     except ConfigError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
     click.echo(("would erase: " if dry_run else "erased: ") + report.summary())
