@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from mailbridge.adminfiles import TomlLines
 from mailbridge.errors import ConfigError
 from mailbridge.paths import NoConfig, find_config, shipped
 
@@ -1289,7 +1290,7 @@ def load_config(path: Path | str | None = None) -> Config:
 
 
 def _where(path: Path, text: str, loc: Sequence[str | int]) -> str:
-    line = find_key_line(text, loc)
+    line = TomlLines(text).line(loc)
     return f"{path}:{line}" if line else str(path)
 
 
@@ -1339,45 +1340,3 @@ def _suggest(loc: Sequence[str | int]) -> str:
     if close:
         return f"; did you mean '{close[0]}'?"
     return f"; expected one of: {', '.join(known)}" if known else ""
-
-
-def find_key_line(text: str, loc: Sequence[str | int]) -> int | None:
-    """Best-effort line number of a key in TOML text (tomllib keeps no positions).
-
-    `loc` is a pydantic-style path such as ("agents", 2, "teams"): an index counts the
-    `[[agents]]` headers. Handles the shapes our config uses: `[table]` and `[[array]]`
-    headers (also `[array.sub]` under the last `[[array]]`) with `key = value` lines;
-    a key inside an inline table or array is reported at its parent's line.
-    """
-    want = list(loc)
-    if not want:
-        return None
-    table: list[str | int] = []
-    counts: dict[tuple[str | int, ...], int] = {}
-    fallback = None
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        header = re.match(r"^(\[\[?)\s*([^\]]+?)\s*\]\]?", line)
-        if header:
-            parts = [p.strip().strip('"') for p in header.group(2).split(".")]
-            table = []
-            for position, part in enumerate(parts):
-                table.append(part)
-                if header.group(1) == "[[" and position == len(parts) - 1:
-                    counts[tuple(table)] = counts.get(tuple(table), -1) + 1
-                    table.append(counts[tuple(table)])
-                elif tuple(table) in counts:
-                    table.append(counts[tuple(table)])
-            if table[: len(want)] == want and fallback is None:
-                fallback = number
-            continue
-        kv = re.match(r'^("?)([A-Za-z0-9_.-]+)\1\s*=', line)
-        if kv:
-            full = table + [p.strip() for p in kv.group(2).split(".")]
-            if full == want:
-                return number
-            if full[: len(want)] == want and fallback is None:
-                fallback = number
-    if fallback is None and len(want) > 1:
-        return find_key_line(text, want[:-1])
-    return fallback

@@ -47,7 +47,6 @@ import difflib
 import hashlib
 import re
 import string
-import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +54,7 @@ from typing import Any
 
 import re2
 
+from mailbridge.adminfiles import TomlLines, read_toml_file, shipped_and_local, switched_off_unknown, toml_files
 from mailbridge.errors import ConfigError
 from mailbridge.parsing.incident import (
     CLASSIFICATION_KEYS,
@@ -73,7 +73,6 @@ from mailbridge.parsing.mime import ParsedMail
 
 __all__ = [
     "DEFAULT_BODY_LIMIT",
-    "LOCAL_SUFFIX",
     "MAX_FIELD_CHARS",
     "Extraction",
     "Extractor",
@@ -94,7 +93,6 @@ MAX_FILE_BYTES = 1024 * 1024
 PATTERN_MAX_MEM = 2 * 1024 * 1024  # RE2 memory budget per pattern (program + DFA cache)
 SET_MAX_MEM = 16 * 1024 * 1024  # per re2.Set of subject or sender conditions
 DEFAULT_ORDER = 100
-LOCAL_SUFFIX = ".local.toml"
 
 # Texts shorter than this go straight to the full pattern: a literal pre-check only
 # pays off on bodies.
@@ -656,7 +654,6 @@ _EXTRACTOR_KEYS = (
 _RESOLVES_SOURCES = (*_SOURCES, "field")
 _DERIVED_KEYS = ("field", "map", "default")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_TOML_AT = re.compile(r"\(at line (\d+), column \d+\)")
 
 
 def load_extractors(
@@ -667,7 +664,7 @@ def load_extractors(
 ) -> ExtractorSet:
     """Load every ``*.toml`` in ``directory``: all of them, or none (ExtractorError listing every problem).
 
-    ``directory`` may be a list (the shipped folder, then the admin's: see ``toml_files``).
+    ``directory`` may be a list (the shipped folder, then the admin's: see adminfiles.toml_files).
     Shipped files first, then ``*.local.toml`` files, whose extractors replace shipped
     ones with the same id (``enabled = false`` with just the id switches one off).
     Matching order: (order, file name, position in the file); the first match wins.
@@ -676,28 +673,10 @@ def load_extractors(
     if listing:
         raise ExtractorError(listing)
     problems: list[str] = []
-    shipped: dict[str, _Entry] = {}
-    local: dict[str, _Entry] = {}
-    for path in paths:
-        is_local = path.name.endswith(LOCAL_SUFFIX)
-        seen = local if is_local else shipped
-        for entry in _load_file(path, is_local, problems):
-            first = seen.get(entry.id)
-            if first is not None and first.file != entry.file:
-                kind = "local files" if is_local else "shipped files (override one in a *.local.toml file instead)"
-                problems.append(
-                    f"{entry.where}: extractor '{entry.id}': the id is also used at {first.where}; "
-                    f"ids must be unique across {kind}"
-                )
-                continue
-            seen[entry.id] = entry
+    shipped, local = shipped_and_local(paths, lambda path, is_local: _load_file(path, is_local, problems), problems)
     for entry in local.values():
         if entry.extractor is None and not entry.enabled and entry.id not in shipped:
-            close = difflib.get_close_matches(entry.id, list(shipped), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            problems.append(
-                f"{entry.where}: extractor '{entry.id}': switches off an extractor that no shipped file defines{hint}"
-            )
+            problems.append(switched_off_unknown(entry, shipped, "an extractor"))
     if problems:
         raise ExtractorError(problems)
     effective = {**shipped, **local}
@@ -714,55 +693,11 @@ class _Entry:
     extractor: Extractor | None  # None when only switched off (or when it had problems)
     file: Path
     line: int | None
+    kind: str = "extractor"
 
     @property
     def where(self) -> str:
         return f"{self.file}:{self.line}" if self.line else str(self.file)
-
-
-def toml_files(directories: Path | Sequence[Path], missing: str) -> tuple[list[Path], list[str]]:
-    """The ``*.toml`` files of an admin-editable folder, or of several: (paths, problems).
-
-    With several folders (the shipped one first, then the admin's), a file in a later
-    folder replaces the file of the same name in an earlier one (a copy of a shipped
-    file is edited in place of it); the first folder must exist, later ones may not.
-    Shared with rules/loader.py.
-    """
-    folders = [Path(directories)] if isinstance(directories, str | Path) else [Path(d) for d in directories]
-    by_name: dict[str, Path] = {}
-    for index, folder in enumerate(folders):
-        if not folder.is_dir():
-            if index == 0:
-                return [], [f"{folder}: {missing}"]
-            continue
-        try:
-            for path in folder.iterdir():
-                if path.name.endswith(".toml") and not path.name.startswith(".") and path.is_file():
-                    by_name[path.name] = path
-        except OSError as exc:
-            return [], [f"{folder}: cannot list: {exc}"]
-    return [by_name[name] for name in sorted(by_name)], []
-
-
-def read_toml_file(path: Path, what: str, max_bytes: int, problems: list[str]) -> tuple[str, dict[str, Any]] | None:
-    """An admin's TOML file as (text, data), or None with the problem (file:line) added.
-    `what` names the files in the message ("extractor files"). Shared with rules/loader.py."""
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            problems.append(f"{path}: file is {size} bytes; {what} are limited to {max_bytes}")
-            return None
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(f"{path}: cannot read: {exc}")
-        return None
-    try:
-        return text, tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        at = _TOML_AT.search(str(exc))
-        where = f"{path}:{at.group(1)}" if at else str(path)
-        problems.append(f"{where}: not valid TOML: {exc}")
-        return None
 
 
 def _load_file(path: Path, is_local: bool, problems: list[str]) -> list[_Entry]:
@@ -770,10 +705,10 @@ def _load_file(path: Path, is_local: bool, problems: list[str]) -> list[_Entry]:
     if loaded is None:
         return []
     text, data = loaded
-    lines = _SourceMap(text)
+    lines = TomlLines(text)
     for key in data:
         if key != "extractor":
-            line = lines.line(-1, (key,))
+            line = lines.line((key,))
             problems.append(
                 f"{path}:{line}: unknown top-level key '{key}'; a file holds only [[extractor]] tables"
                 if line
@@ -781,7 +716,7 @@ def _load_file(path: Path, is_local: bool, problems: list[str]) -> list[_Entry]:
             )
     tables = data.get("extractor", [])
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
-        line = lines.line(-1, ("extractor",))
+        line = lines.line(("extractor",))
         where = f"{path}:{line}" if line else str(path)
         problems.append(f"{where}: 'extractor' must be an array of tables: write each one as [[extractor]]")
         return []
@@ -805,7 +740,7 @@ class _Builder:
     """Validates and compiles one [[extractor]] table, reporting every problem with its line."""
 
     def __init__(
-        self, path: Path, lines: _SourceMap, position: int, table: dict[str, Any], is_local: bool, problems: list[str]
+        self, path: Path, lines: TomlLines, position: int, table: dict[str, Any], is_local: bool, problems: list[str]
     ) -> None:
         self.path = path
         self.lines = lines
@@ -824,7 +759,8 @@ class _Builder:
 
     def problem(self, key: str | None, message: str, *, path: Sequence[str] = (), needle: str | None = None) -> None:
         self.failed = True
-        line = self.lines.line(self.position, tuple(path) if path else tuple((key or "").split(".")), needle)
+        where_ = tuple(path) if path else tuple((key or "").split("."))
+        line = self.lines.line(("extractor", self.position, *where_), needle)
         where = f"{self.path}:{line}" if line else str(self.path)
         what = f"key '{key}': {message}" if key else message
         self.problems.append(f"{where}: {self.label}: {what}")
@@ -881,7 +817,7 @@ class _Builder:
                 value = self.classification(key)
                 if value is not None:
                     classification.append(value)
-        line = self.lines.header(self.position)
+        line = self.lines.line(("extractor", self.position))
         if extractor_id is None:
             return None
         if self.failed or stub:
@@ -1121,87 +1057,3 @@ class _Builder:
             f'write {key} = "{example}", or {key} = {{ field = "NAME", map = {{ VALUE = "{example}" }}, '
             f'default = "{example}" }}'
         )
-
-
-# --- line numbers ---------------------------------------------------------------------------
-
-_KEY_PART = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')"""
-_KEY_LINE = re.compile(rf"^\s*(?P<key>{_KEY_PART}(?:\s*\.\s*{_KEY_PART})*)\s*=")
-_KEY_SPLIT = re.compile(_KEY_PART)
-_ARRAY_HEADER = re.compile(r"^\[\[\s*(?P<key>.*?)\s*\]\]")
-_TABLE_HEADER = re.compile(r"^\[\s*(?P<key>[^\[\]]*?)\s*\]")
-
-
-def _split_key(text: str) -> list[str]:
-    return [part[1:-1] if part[:1] in "\"'" else part for part in _KEY_SPLIT.findall(text)]
-
-
-class _SourceMap:
-    """Best-effort line numbers for keys of a TOML text (tomllib keeps no positions).
-
-    Knows [[extractor]] tables by position, [extractor.x] sub-tables, dotted keys, and
-    skips the inside of multi-line strings.  Inline tables map to their key's line.
-    """
-
-    def __init__(self, text: str) -> None:
-        self.lines = text.splitlines()
-        self.headers: list[int] = []  # line of each [[extractor]]
-        self.keys: dict[tuple[int, tuple[str, ...]], int] = {}
-        table: list[str] = []
-        extractor = -1
-        open_string: str | None = None
-        for number, raw in enumerate(self.lines, start=1):
-            if open_string is not None:
-                if raw.count(open_string) % 2 == 1:
-                    open_string = None
-                continue
-            stripped = raw.strip()
-            if not stripped or stripped.startswith("#"):
-                continue
-            header = _ARRAY_HEADER.match(stripped) or _TABLE_HEADER.match(stripped)
-            if header:
-                table = _split_key(header.group("key"))
-                if stripped.startswith("[[") and table == ["extractor"]:
-                    extractor += 1
-                    self.headers.append(number)
-                    continue
-                self.record(extractor, table, number)
-                continue
-            key = _KEY_LINE.match(raw)
-            if key:
-                self.record(extractor, table + _split_key(key.group("key")), number)
-                rest = raw[key.end() :]
-                for delimiter in ("'''", '"""'):
-                    if rest.count(delimiter) % 2 == 1:
-                        open_string = delimiter
-                        break
-
-    def record(self, extractor: int, path: list[str], number: int) -> None:
-        if path[:1] == ["extractor"] and extractor >= 0:
-            scope, path = extractor, path[1:]
-        else:
-            scope = -1
-        for end in range(1, len(path) + 1):
-            self.keys.setdefault((scope, tuple(path[:end])), number)
-
-    def header(self, extractor: int) -> int | None:
-        if 0 <= extractor < len(self.headers):
-            return self.headers[extractor]
-        return self.keys.get((-1, ("extractor",)))
-
-    def line(self, extractor: int, path: tuple[str, ...], needle: str | None = None) -> int | None:
-        """The line of ``path`` (or of its nearest recorded parent) in the given extractor."""
-        number = None
-        while path:
-            number = self.keys.get((extractor, path))
-            if number is not None:
-                break
-            path = path[:-1]
-        if number is None:
-            number = self.header(extractor) if extractor >= 0 else None
-        if number is not None and needle:
-            # An array element: the first line at or after the key that contains the text.
-            for offset, text in enumerate(self.lines[number - 1 : number + 199]):
-                if needle in text:
-                    return number + offset
-        return number

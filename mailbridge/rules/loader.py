@@ -28,19 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mailbridge.adminfiles import TomlLines, read_toml_file, shipped_and_local, switched_off_unknown, toml_files
 from mailbridge.errors import ConfigError
-
-# The TOML line conventions are those of the extractor files; share their key scanners.
-from mailbridge.parsing.extractors import (
-    _ARRAY_HEADER,
-    _KEY_LINE,
-    _TABLE_HEADER,
-    DEFAULT_BODY_LIMIT,
-    LOCAL_SUFFIX,
-    _split_key,
-    read_toml_file,
-    toml_files,
-)
+from mailbridge.parsing.extractors import DEFAULT_BODY_LIMIT
 from mailbridge.parsing.incident import DEFAULT_MATRIX, PriorityMatrix, value_problem
 from mailbridge.rules.conditions import (
     ASSIGN_STRATEGIES,
@@ -174,30 +164,14 @@ def load_rules(
     if listing:
         raise RuleError(listing)
     problems: list[str] = []
-    shipped: dict[str, _Entry] = {}
-    local: dict[str, _Entry] = {}
-    for path in paths:
-        is_local = path.name.endswith(LOCAL_SUFFIX)
-        seen = local if is_local else shipped
-        for entry in _load_file(path, is_local, known, problems):
-            first = seen.get(entry.id)
-            if first is not None and first.file != entry.file:
-                kind = "local files" if is_local else "shipped files (override one in a *.local.toml file instead)"
-                problems.append(
-                    f"{entry.where}: {entry.kind} '{entry.id}': the id is also used at {first.where}; "
-                    f"ids must be unique across {kind}"
-                )
-                continue
-            seen[entry.id] = entry
+    shipped, local = shipped_and_local(
+        paths, lambda path, is_local: _load_file(path, is_local, known, problems), problems
+    )
     for entry in local.values():
         base = shipped.get(entry.id)
         if base is None:
             if entry.rule is None and not entry.enabled and entry.stub:
-                close = difflib.get_close_matches(entry.id, list(shipped), n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
-                problems.append(
-                    f"{entry.where}: {entry.kind} '{entry.id}': switches off a rule that no shipped file defines{hint}"
-                )
+                problems.append(switched_off_unknown(entry, shipped, "a rule"))
         elif base.kind != entry.kind:
             problems.append(
                 f"{entry.where}: {entry.kind} '{entry.id}': overrides the [[{base.kind}]] rule at {base.where}; "
@@ -238,10 +212,10 @@ def _load_file(path: Path, is_local: bool, known: Known, problems: list[str]) ->
     if loaded is None:
         return []
     text, data = loaded
-    lines = _SourceMap(text)
+    lines = TomlLines(text)
     for key in data:
         if key not in KINDS:
-            line = lines.line(None, -1, (key,))
+            line = lines.line((key,))
             close = difflib.get_close_matches(key, KINDS, n=1)
             hint = f"did you mean [[{close[0]}]]? " if close else ""
             where = f"{path}:{line}" if line else str(path)
@@ -253,7 +227,7 @@ def _load_file(path: Path, is_local: bool, known: Known, problems: list[str]) ->
     for kind in KINDS:
         tables = data.get(kind, [])
         if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
-            line = lines.line(None, -1, (kind,))
+            line = lines.line((kind,))
             where = f"{path}:{line}" if line else str(path)
             problems.append(f"{where}: '{kind}' must be an array of tables: write each one as [[{kind}]]")
             continue
@@ -278,7 +252,7 @@ class _Builder:
     def __init__(
         self,
         path: Path,
-        lines: _SourceMap,
+        lines: TomlLines,
         kind: str,
         position: int,
         table: dict[str, Any],
@@ -306,7 +280,7 @@ class _Builder:
         self.failed = True
         if line is None:
             path = tuple(_split_path(key)) if key else ()
-            line = self.lines.line(self.kind, self.position, path)
+            line = self.lines.line((self.kind, self.position, *path))
         where = f"{self.path}:{line}" if line else str(self.path)
         what = f"{key}: {message}" if key else message
         self.problems.append(f"{where}: {self.label}: {what}")
@@ -341,9 +315,7 @@ class _Builder:
         table = self.table
         for key in table:
             if key not in _RULE_KEYS:
-                self.problem(
-                    None, self.unknown(key, _RULE_KEYS), line=self.lines.line(self.kind, self.position, (key,))
-                )
+                self.problem(None, self.unknown(key, _RULE_KEYS), line=self.lines.line((self.kind, self.position, key)))
         rule_id = table.get("id")
         if rule_id is None:
             self.problem(None, "missing required key 'id' (a unique name such as \"vip-routing\")")
@@ -378,14 +350,14 @@ class _Builder:
                     "that applies to every mail)",
                 )
             else:
-                self.cursor = self.lines.line(self.kind, self.position, ("when",))
+                self.cursor = self.lines.line((self.kind, self.position, "when"))
                 when = self.condition(table["when"], "when", 0)
             actions = self.actions()
             if not actions and not stop and "then" in table and not self.failed:
                 self.problem("then", "has no action; give at least one, or stop = true")
             elif "then" not in table and not stop:
                 self.problem(None, "missing required table 'then' (its actions), or stop = true")
-        line = self.lines.header(self.kind, self.position)
+        line = self.lines.line((self.kind, self.position))
         if rule_id is None:
             return None
         if self.failed or stub or when is None:
@@ -409,7 +381,7 @@ class _Builder:
 
     def locate(self, needle: re.Pattern[str]) -> int | None:
         """The line of the next condition: the first line from the cursor that has ``needle``."""
-        found = self.lines.find(self.kind, self.position, needle, self.cursor)
+        found = self.lines.find((self.kind, self.position), needle, self.cursor)
         if found is not None:
             self.cursor = found
         return found if found is not None else self.cursor
@@ -803,92 +775,3 @@ class _Builder:
 def _split_path(key: str) -> Iterable[str]:
     # "when.all[1].field" -> ("when", "all", "field"): the source map knows keys, not list items.
     return [part.split("[")[0] for part in key.split(".")]
-
-
-# --- line numbers -----------------------------------------------------------------------------
-
-
-class _SourceMap:
-    """Best-effort line numbers for keys of a rule file (tomllib keeps no positions).
-
-    Knows [[rule]] / [[outgoing]] tables by position, [rule.then] sub-tables, dotted
-    keys, and skips the inside of multi-line strings.  Inline tables and the
-    conditions inside a multi-line array are found by text (``find``).
-    """
-
-    def __init__(self, text: str) -> None:
-        self.lines = text.splitlines()
-        self.headers: dict[str, list[int]] = {kind: [] for kind in KINDS}
-        self.starts: list[int] = []  # every [[...]] header, for where a table ends
-        self.keys: dict[tuple[str | None, int, tuple[str, ...]], int] = {}
-        table: list[str] = []
-        current: tuple[str | None, int] = (None, -1)
-        open_string: str | None = None
-        for number, raw in enumerate(self.lines, start=1):
-            if open_string is not None:
-                if raw.count(open_string) % 2 == 1:
-                    open_string = None
-                continue
-            stripped = raw.strip()
-            if not stripped or stripped.startswith("#"):
-                continue
-            header = _ARRAY_HEADER.match(stripped) or _TABLE_HEADER.match(stripped)
-            if header:
-                table = _split_key(header.group("key"))
-                if stripped.startswith("[["):
-                    self.starts.append(number)
-                    if len(table) == 1 and table[0] in KINDS:
-                        kind = table[0]
-                        self.headers[kind].append(number)
-                        current = (kind, len(self.headers[kind]) - 1)
-                        continue
-                    current = (None, -1)
-                self.record(current, table, number)
-                continue
-            key = _KEY_LINE.match(raw)
-            if key:
-                self.record(current, table + _split_key(key.group("key")), number)
-                rest = raw[key.end() :]
-                for delimiter in ("'''", '"""'):
-                    if rest.count(delimiter) % 2 == 1:
-                        open_string = delimiter
-                        break
-
-    def record(self, current: tuple[str | None, int], path: list[str], number: int) -> None:
-        kind, position = current
-        if kind is not None and path[:1] == [kind]:
-            path = path[1:]
-        elif kind is not None and not path:
-            return
-        elif path[:1] and path[0] in KINDS:
-            kind, position = None, -1
-        for end in range(1, len(path) + 1):
-            self.keys.setdefault((kind, position, tuple(path[:end])), number)
-
-    def header(self, kind: str | None, position: int) -> int | None:
-        if kind is not None and 0 <= position < len(self.headers[kind]):
-            return self.headers[kind][position]
-        return None
-
-    def end(self, start: int) -> int:
-        return next((s - 1 for s in self.starts if s > start), len(self.lines))
-
-    def line(self, kind: str | None, position: int, path: tuple[str, ...]) -> int | None:
-        """The line of ``path`` (or of its nearest recorded parent) in the given table."""
-        while path:
-            number = self.keys.get((kind, position, path))
-            if number is not None:
-                return number
-            path = path[:-1]
-        return self.header(kind, position)
-
-    def find(self, kind: str, position: int, needle: re.Pattern[str], after: int | None) -> int | None:
-        """The first line at or after ``after`` (within the table) that matches ``needle``."""
-        start = self.header(kind, position)
-        if start is None:
-            return None
-        first = max(start, after or start)
-        for number in range(first, self.end(start) + 1):
-            if needle.search(self.lines[number - 1]):
-                return number
-        return None
