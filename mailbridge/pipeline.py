@@ -1,6 +1,7 @@
 # size: the worker's lease, batching, savepoint retry and every disposition (duplicate,
-# bounce, incident, agent mail, rules, follow-up, new ticket) are still one class; the
-# next step splits it into a lease runner and a chain of dispositions.
+# bounce, incident, agent mail, rules, follow-up, new ticket) are still one class. The
+# dispositions are a chain (Pipeline.CHAIN) of small methods; the next step moves the
+# lease runner and the chain into modules of their own.
 """The worker's unit of work: one stored message → parsed → correlated → applied.
 
     claim (spool)  →  parse  →  dedupe  →  correlate  →  apply (one transaction)  →  done (spool)
@@ -233,6 +234,18 @@ class Outcome:
     reason: str = ""
     attempts: int = 0  # a retry: how often the message itself failed so far
     note: str = ""  # a warning to log once the outcome is committed (a flood began)
+
+
+@dataclass
+class _Step:
+    """What the dispositions of one message share: found by the first, read by the rest."""
+
+    conn: Connection
+    row: Any
+    pending: lifecycle.Pending
+    msg: _Inbound
+    corr: Correlation | None = None  # set by Pipeline._correlate
+    ticket: Any = None  # the ticket row it joins, set by Pipeline._find_ticket (None: a new one)
 
 
 class Pipeline:
@@ -510,6 +523,8 @@ class Pipeline:
         legacy_key: str | None,
         batch_seen: _Seen | None = None,
     ) -> Outcome:
+        """One message: a duplicate (or the replay of one applied before a crash) stops
+        here; otherwise the first disposition of CHAIN that answers decides."""
         inbound_id = int(row.id)
         meta = row.meta or {}
         historic = bool(meta.get("historic"))
@@ -540,77 +555,152 @@ class Pipeline:
             mailbox=meta.get("mailbox"),
             raw=bytes(row.raw),
         )
-        blocked = None if historic else self._blocked(msg)
-        if blocked is not None:
-            # [intake] block: SMTP refuses such mail with 550; what the pipe or IMAP took
-            # in anyway is kept in the spool as "dropped" with the reason, never a ticket.
-            return Outcome(inbound_id, "dropped", None, "blocked", reason=blocked)
-        if analysis.kind == "bounce":
-            return self._bounce(conn, msg, pending)
-        extraction = analysis.extraction
-        if analysis.kind == "incident" and extraction is not None and extraction.dedupe_key:
-            handled = self._known_incident(conn, msg, extraction.dedupe_key, extraction.resolves, pending)
-            if handled is not None:
-                return handled
-        corr = self._correlator.correlate(conn, analysis.mail, list(row.rcpts or []))
+        step = _Step(conn, row, pending, msg)
+        for disposition in self.CHAIN:
+            outcome = disposition(self, step)
+            if outcome is not None:
+                return outcome
+        raise AssertionError("the chain ends with a new ticket")  # _open_new_ticket always answers
+
+    # --- the dispositions, in CHAIN's order: each answers with an Outcome or passes ----
+
+    def _refuse_blocked(self, step: _Step) -> Outcome | None:
+        blocked = None if step.msg.historic else self._blocked(step.msg)
+        if blocked is None:
+            return None
+        # [intake] block: SMTP refuses such mail with 550; what the pipe or IMAP took
+        # in anyway is kept in the spool as "dropped" with the reason, never a ticket.
+        return Outcome(step.msg.inbound_id, "dropped", None, "blocked", reason=blocked)
+
+    def _record_bounce(self, step: _Step) -> Outcome | None:
+        if step.msg.analysis.kind != "bounce":
+            return None
+        return self._bounce(step.conn, step.msg, step.pending)
+
+    def _known_incident_step(self, step: _Step) -> Outcome | None:
+        analysis, extraction = step.msg.analysis, step.msg.analysis.extraction
+        if analysis.kind != "incident" or extraction is None or not extraction.dedupe_key:
+            return None
+        return self._known_incident(step.conn, step.msg, extraction.dedupe_key, extraction.resolves, step.pending)
+
+    def _correlate(self, step: _Step) -> Outcome | None:
+        """Not a disposition: what the rest need, the thread the mail belongs to."""
+        corr = self._correlator.correlate(step.conn, step.msg.analysis.mail, list(step.row.rcpts or []))
+        step.corr = corr
         if corr.speaks_for:
-            msg = dataclasses.replace(msg, speaks_for=corr.speaks_for)
-        agent = self._desk.agent_for(analysis.mail) if not historic and analysis.kind == "normal" else None
-        if agent is not None:
-            handled = self._agent_mail(conn, corr, msg, agent, pending, bytes(row.raw), list(row.rcpts or []))
-            if handled is not None:
-                return handled
-        ticket = None
-        if corr.ticket_id is not None:
-            ticket = conn.execute(_TICKET_STATE, {"s_ticket": corr.ticket_id}).one()
-            # A closed ticket stays closed ([tickets] reply_to_closed = "new"): a late
-            # reply opens a new ticket linked to it. History is replayed as it
-            # happened, so imported mail still joins it.
-            reopen = self._config.tickets.reply_to_closed == "reopen" and self._from_requester(msg, ticket.requester)
-            # An answer to the survey belongs to its ticket, closed or not (never reopens it).
-            survey_answer = corr.how == "token" and corr.token_purpose == "survey"
-            if ticket.status == "closed" and not msg.historic and not reopen and not survey_answer:
-                ticket = None
-        if self._router is not None and analysis.kind in ("normal", "bulk", "incident"):
-            msg = dataclasses.replace(msg, decision=self._router.decide(msg, ticket, list(row.rcpts or []), conn))
-            decision = msg.decision
-            assert decision is not None
-            if decision.drop is not None:
-                # Kept in the spool as "dropped" with the reason: never silently gone.
-                by = decision.set_by.get("drop", "?")
-                return Outcome(inbound_id, "dropped", None, "dropped", reason=f"rule {by}: {decision.drop}")
-            if decision.spam:
-                return self._quarantined(inbound_id, f"spam (rule {decision.set_by.get('spam', '?')})")
-        if ticket is not None and corr.ticket_id is not None:
-            self._follow_up(conn, corr, ticket, msg, pending)
-            reference = ticket.reference
-            if corr.also:  # the thread was split by mail applied out of order
-                survivor = sla_status.gather(conn, [corr.ticket_id, *corr.also], now=now, pending=pending)
-                if survivor != corr.ticket_id:
-                    reference = conn.execute(_TICKET_STATE, {"s_ticket": survivor}).one().reference
-            return Outcome(inbound_id, "done", reference, corr.how)
-        if msg.historic and analysis.kind == "loop":
-            # The desk's own mail in imported history: its answer on the thread it
-            # belongs to (our address is no participant, so take the refused match).
-            if corr.related_ticket_id is not None:
-                reference = conn.execute(_TICKET_STATE, {"s_ticket": corr.related_ticket_id}).one().reference
-                message_pk = self._add_message(conn, corr.related_ticket_id, msg)
-                data = {"message": message_pk, "message_id": analysis.mail.message_id, "inbound": inbound_id}
-                pending.events.append(lifecycle.event_row(corr.related_ticket_id, now, "answered", msg.sender, data))
-                lifecycle.touch(conn, corr.related_ticket_id, now, pending)
-                return Outcome(inbound_id, "done", reference, "thread")
-            self._store_without_ticket(conn, msg)
-            return Outcome(inbound_id, "done", None, "unmatched", reason="our own mail in imported history")
-        if analysis.kind == "auto_reply":
-            # An out-of-office answer to nothing of ours: keep it, open nothing, answer nothing.
-            self._store_without_ticket(conn, msg)
-            return Outcome(inbound_id, "done", None, "unmatched", reason=analysis.classification.reason)
-        if not msg.historic and not (extraction is not None and extraction.dedupe_key):
-            joined = self._join_flood(conn, msg, pending)
-            if joined is not None:
-                return joined
-        reference, note = self._new_ticket(conn, corr, msg, pending)
-        return Outcome(inbound_id, "done", reference, "incident" if extraction else "new", note=note)
+            step.msg = dataclasses.replace(step.msg, speaks_for=corr.speaks_for)
+        return None
+
+    def _agent_step(self, step: _Step) -> Outcome | None:
+        msg, corr = step.msg, step.corr
+        assert corr is not None
+        if msg.historic or msg.analysis.kind != "normal":
+            return None
+        agent = self._desk.agent_for(msg.analysis.mail)
+        if agent is None:
+            return None
+        rcpts = list(step.row.rcpts or [])
+        return self._agent_mail(step.conn, corr, msg, agent, step.pending, bytes(step.row.raw), rcpts)
+
+    def _find_ticket(self, step: _Step) -> Outcome | None:
+        """Not a disposition: the ticket the mail would join (None: a new one)."""
+        msg, corr = step.msg, step.corr
+        assert corr is not None
+        if corr.ticket_id is None:
+            return None
+        ticket: Any = step.conn.execute(_TICKET_STATE, {"s_ticket": corr.ticket_id}).one()
+        # A closed ticket stays closed ([tickets] reply_to_closed = "new"): a late
+        # reply opens a new ticket linked to it. History is replayed as it
+        # happened, so imported mail still joins it.
+        reopen = self._config.tickets.reply_to_closed == "reopen" and self._from_requester(msg, ticket.requester)
+        # An answer to the survey belongs to its ticket, closed or not (never reopens it).
+        survey_answer = corr.how == "token" and corr.token_purpose == "survey"
+        if ticket.status == "closed" and not msg.historic and not reopen and not survey_answer:
+            ticket = None
+        step.ticket = ticket
+        return None
+
+    def _apply_rules(self, step: _Step) -> Outcome | None:
+        msg = step.msg
+        if self._router is None or msg.analysis.kind not in ("normal", "bulk", "incident"):
+            return None
+        decision = self._router.decide(msg, step.ticket, list(step.row.rcpts or []), step.conn)
+        step.msg = dataclasses.replace(msg, decision=decision)
+        if decision.drop is not None:
+            # Kept in the spool as "dropped" with the reason: never silently gone.
+            by = decision.set_by.get("drop", "?")
+            return Outcome(msg.inbound_id, "dropped", None, "dropped", reason=f"rule {by}: {decision.drop}")
+        if decision.spam:
+            return self._quarantined(msg.inbound_id, f"spam (rule {decision.set_by.get('spam', '?')})")
+        return None
+
+    def _join_ticket(self, step: _Step) -> Outcome | None:
+        conn, corr, msg, ticket = step.conn, step.corr, step.msg, step.ticket
+        assert corr is not None
+        if ticket is None or corr.ticket_id is None:
+            return None
+        self._follow_up(conn, corr, ticket, msg, step.pending)
+        reference = ticket.reference
+        if corr.also:  # the thread was split by mail applied out of order
+            survivor = sla_status.gather(conn, [corr.ticket_id, *corr.also], now=msg.now, pending=step.pending)
+            if survivor != corr.ticket_id:
+                reference = conn.execute(_TICKET_STATE, {"s_ticket": survivor}).one().reference
+        return Outcome(msg.inbound_id, "done", reference, corr.how)
+
+    def _our_own_history(self, step: _Step) -> Outcome | None:
+        conn, corr, msg = step.conn, step.corr, step.msg
+        assert corr is not None
+        if not (msg.historic and msg.analysis.kind == "loop"):
+            return None
+        # The desk's own mail in imported history: its answer on the thread it
+        # belongs to (our address is no participant, so take the refused match).
+        if corr.related_ticket_id is not None:
+            reference = conn.execute(_TICKET_STATE, {"s_ticket": corr.related_ticket_id}).one().reference
+            message_pk = self._add_message(conn, corr.related_ticket_id, msg)
+            data = {"message": message_pk, "message_id": msg.analysis.mail.message_id, "inbound": msg.inbound_id}
+            step.pending.events.append(
+                lifecycle.event_row(corr.related_ticket_id, msg.now, "answered", msg.sender, data)
+            )
+            lifecycle.touch(conn, corr.related_ticket_id, msg.now, step.pending)
+            return Outcome(msg.inbound_id, "done", reference, "thread")
+        self._store_without_ticket(conn, msg)
+        return Outcome(msg.inbound_id, "done", None, "unmatched", reason="our own mail in imported history")
+
+    def _keep_auto_reply(self, step: _Step) -> Outcome | None:
+        if step.msg.analysis.kind != "auto_reply":
+            return None
+        # An out-of-office answer to nothing of ours: keep it, open nothing, answer nothing.
+        self._store_without_ticket(step.conn, step.msg)
+        return Outcome(step.msg.inbound_id, "done", None, "unmatched", reason=step.msg.analysis.classification.reason)
+
+    def _flood_step(self, step: _Step) -> Outcome | None:
+        msg, extraction = step.msg, step.msg.analysis.extraction
+        if msg.historic or (extraction is not None and extraction.dedupe_key):
+            return None
+        return self._join_flood(step.conn, msg, step.pending)
+
+    def _open_new_ticket(self, step: _Step) -> Outcome | None:
+        assert step.corr is not None
+        reference, note = self._new_ticket(step.conn, step.corr, step.msg, step.pending)
+        how = "incident" if step.msg.analysis.extraction else "new"
+        return Outcome(step.msg.inbound_id, "done", reference, how, note=note)
+
+    # What happens to a message that is no duplicate: the first that answers decides
+    # (GNU Mailman 3's chains read the same way). _correlate and _find_ticket only look.
+    CHAIN: tuple[Callable[[Pipeline, _Step], Outcome | None], ...] = (
+        _refuse_blocked,
+        _record_bounce,
+        _known_incident_step,
+        _correlate,
+        _agent_step,
+        _find_ticket,
+        _apply_rules,
+        _join_ticket,
+        _our_own_history,
+        _keep_auto_reply,
+        _flood_step,
+        _open_new_ticket,
+    )
 
     def _blocked(self, msg: _Inbound) -> str | None:
         """Why `[intake] block` refuses this mail (envelope sender or From), or None."""
