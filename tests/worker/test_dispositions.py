@@ -1,0 +1,158 @@
+"""Each of the worker's dispositions (Pipeline.CHAIN), one branch a test, in process
+(tests/worker/harness.py): mail stored as a listener stores it, applied by the real
+Pipeline on SQLite and PostgreSQL, the outcome, the history and the outgoing mail read
+back. The same behaviour through the running daemon is in the *_path.py tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.support import make_mail
+from tests.worker.harness import Worker
+
+DSN = b"""From: Mail Delivery System <MAILER-DAEMON@mx.example.net>
+To: support@help.example
+Subject: Undelivered Mail Returned to Sender
+Date: Mon, 23 Nov 2026 10:05:00 +0000
+Message-ID: <bounce-1@mx.example.net>
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+
+--B
+Content-Type: text/plain
+
+I could not deliver your message to <gone@example.org>.
+
+--B
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.net
+
+Final-Recipient: rfc822; gone@example.org
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 no such user
+
+--B
+Content-Type: text/rfc822-headers
+
+From: support@help.example
+To: gone@example.org
+Subject: something we never sent
+Message-ID: <never-ours@help.example>
+
+--B--
+""".replace(b"\n", b"\r\n")
+
+
+@pytest.fixture
+def worker(tmp_path: Path, db_url: str) -> Iterator[Worker]:
+    running = Worker(tmp_path, db_url)
+    yield running
+    running.close()
+
+
+def test_a_new_mail_opens_a_ticket_and_is_acknowledged(worker: Worker) -> None:
+    outcome = worker.one(make_mail(subject="Printer on fire"))
+    assert (outcome.state, outcome.how) == ("done", "new") and outcome.ticket
+    assert worker.events(outcome.ticket)[:2] == ["received", "created"]
+    assert worker.mail() == [("acknowledgement", "alice@example.com")]
+
+
+def test_the_same_mail_again_is_a_duplicate_of_its_ticket(worker: Worker) -> None:
+    raw = make_mail(message_id="once@example.com")
+    first = worker.one(raw)
+    again = worker.one(raw)
+    assert again.state == "duplicate" and again.ticket == first.ticket
+    assert worker.ticket_count() == 1 and len(worker.mail()) == 1
+
+
+def test_a_reply_joins_its_ticket_by_the_thread(worker: Worker) -> None:
+    first = worker.one(make_mail(message_id="first@example.com"))
+    reply = worker.one(make_mail(subject="Re: Printer on fire", in_reply_to="first@example.com"))
+    assert (reply.state, reply.ticket, reply.how) == ("done", first.ticket, "thread")
+    assert worker.ticket_count() == 1
+
+
+def test_a_stranger_replying_to_the_thread_gets_a_ticket_of_their_own(worker: Worker) -> None:
+    first = worker.one(make_mail(message_id="first@example.com"))
+    stranger = "Mallory <mallory@elsewhere.example>"
+    other = worker.one(
+        make_mail(sender=stranger, in_reply_to="first@example.com"), mail_from="mallory@elsewhere.example"
+    )
+    assert other.how == "new" and other.ticket != first.ticket
+
+
+def test_a_blocked_sender_is_dropped_with_the_reason(tmp_path: Path, db_url: str) -> None:
+    blocking = Worker(tmp_path, db_url, extra='\n[intake]\nblock = ["@spam.example"]\n')
+    try:
+        # The pipe and IMAP take such mail in (SMTP refuses it at RCPT); the worker drops it.
+        spool_id = blocking.deliver(make_mail(sender="x@spam.example"), mail_from="x@spam.example", source="pipe")
+        (outcome,) = blocking.run()
+        assert (outcome.state, outcome.how) == ("dropped", "blocked") and "@spam.example" in outcome.reason
+        assert blocking.spool_state(spool_id) == "dropped" and blocking.ticket_count() == 0
+    finally:
+        blocking.close()
+
+
+def test_a_bounce_of_nothing_of_ours_is_kept_without_a_ticket(worker: Worker) -> None:
+    outcome = worker.one(DSN, mail_from="")
+    assert (outcome.state, outcome.ticket, outcome.how) == ("done", None, "unmatched")
+    assert "bounce" in outcome.reason and worker.ticket_count() == 0 and worker.mail() == []
+
+
+def test_an_out_of_office_to_nothing_of_ours_opens_nothing(worker: Worker) -> None:
+    raw = make_mail(subject="Out of office", headers={"Auto-Submitted": "auto-replied"})
+    outcome = worker.one(raw)
+    assert (outcome.state, outcome.ticket, outcome.how) == ("done", None, "unmatched")
+    assert worker.ticket_count() == 0 and worker.mail() == []
+
+
+def test_a_rule_drops_and_a_rule_marks_spam(tmp_path: Path, db_url: str) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "mine.toml").write_text(
+        '[[rule]]\nid = "crm"\nwhen = { field = "subject", contains = "newsletter" }\n'
+        'then = { drop = "our own CRM" }\n\n'
+        '[[rule]]\nid = "spam-run"\nwhen = { field = "body", contains = "crypto giveaway" }\n'
+        "then = { spam = true }\n"
+    )
+    ruled = Worker(tmp_path, db_url, rules=rules)
+    try:
+        dropped = ruled.one(make_mail(subject="Our newsletter"))
+        assert (dropped.state, dropped.how) == ("dropped", "dropped") and "rule crm: our own CRM" in dropped.reason
+        spam = ruled.one(make_mail(subject="Hello", body="A crypto giveaway for you"))
+        assert spam.state == "quarantined" and "spam (rule spam-run)" in spam.reason
+        assert ruled.ticket_count() == 0 and ruled.mail() == []
+    finally:
+        ruled.close()
+
+
+def test_a_flooding_sender_fills_one_flood_ticket(tmp_path: Path, db_url: str) -> None:
+    flooded = Worker(tmp_path, db_url, extra="\n[autoreply]\nflood_threshold = 2\nflood_window_minutes = 10\n")
+    try:
+        outcomes = []
+        for n in range(5):
+            flooded.now += timedelta(seconds=10)
+            outcomes.append(flooded.one(make_mail(subject=f"Alert {n}")))
+        hows = [o.how for o in outcomes]
+        assert hows[:2] == ["new", "new"] and hows[-1] == "flood", hows
+        flood_ticket = outcomes[-1].ticket
+        assert {o.ticket for o in outcomes if o.how == "flood"} == {flood_ticket}
+    finally:
+        flooded.close()
+
+
+def test_a_mail_from_an_agent_without_a_ticket_goes_on_like_anyones(tmp_path: Path, db_url: str) -> None:
+    people = '\n[[agents]]\nid = "bob"\nname = "Bob Agent"\nemail = "bob@help.example"\n'
+    desk = Worker(tmp_path, db_url, extra=people)
+    try:
+        outcome = desk.one(make_mail(sender="Bob Agent <bob@help.example>"), mail_from="bob@help.example")
+        assert (outcome.state, outcome.how) == ("done", "new") and desk.ticket_count() == 1
+    finally:
+        desk.close()
