@@ -1,6 +1,6 @@
 """`mailbridge import mbox|maildir PATH`: bring in an existing support mailbox's history.
 
-A composition root like cli/__init__.py (whose helpers it uses): it opens the source, runs
+A composition root like the other commands (helpers from cli/_common.py): it opens the source, runs
 importer.import_messages under a progress bar and prints what became of every message.
 What "historic" means (original dates, no mail of any kind, no status changes on
 follow-ups) and how a second run skips everything is in importer.py and pipeline.py.

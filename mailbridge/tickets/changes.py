@@ -2,7 +2,7 @@
 copied, who the requester is.
 
     agents/desk.py (an agent's #commands by mail) --+
-    cli/__init__.py (`mailbridge tickets set`) --------------+--> [changes] -> tickets + events
+    cli/tickets.py (`mailbridge tickets set`) ------+--> [changes] -> tickets + events
 
 Status changes are lifecycle.set_status. The SLA clocks are not told here: callers
 change status, priority and merge through sla/status.py, which wraps these. Every
