@@ -187,6 +187,17 @@ def _recipients(header: str, label: str, of_outgoing: str = "") -> list[FieldSpe
     ]
 
 
+def _attachment_field(name: str, attr: str, kind: str, help: str) -> FieldSpec:
+    """attachment.NAME: that attribute of every attachment (inline images excluded)."""
+    return FieldSpec(
+        f"attachment.{name}",
+        kind,
+        help,
+        multi=True,
+        incoming=lambda f, a, n: tuple(getattr(x, attr) for x in _files(f)),
+    )
+
+
 def _incident_field(attr: str, kind: str, help: str, values: tuple[str, ...] = ()) -> FieldSpec:
     """incident.ATTR: what the extractor (parsers/) set, absent without one."""
     return FieldSpec(f"incident.{attr}", kind, help, values=values, incoming=_incident(attr))
@@ -260,27 +271,9 @@ _SPECS = [
         "how many attachments (inline images of the HTML body excluded)",
         incoming=lambda f, a, n: (len(_files(f)),),
     ),
-    FieldSpec(
-        "attachment.name",
-        "text",
-        "every attachment's file name",
-        multi=True,
-        incoming=lambda f, a, n: tuple(x.filename for x in _files(f)),
-    ),
-    FieldSpec(
-        "attachment.type",
-        "text",
-        "every attachment's content type, e.g. application/pdf",
-        multi=True,
-        incoming=lambda f, a, n: tuple(x.content_type for x in _files(f)),
-    ),
-    FieldSpec(
-        "attachment.size",
-        "number",
-        "every attachment's size in bytes",
-        multi=True,
-        incoming=lambda f, a, n: tuple(x.size for x in _files(f)),
-    ),
+    _attachment_field("name", "filename", "text", "every attachment's file name"),
+    _attachment_field("type", "content_type", "text", "every attachment's content type, e.g. application/pdf"),
+    _attachment_field("size", "size", "number", "every attachment's size in bytes"),
     FieldSpec(
         "attachment.total_size",
         "number",
