@@ -1,8 +1,8 @@
 """The files admins edit: config.toml, the rule files (rules/) and the extractor files
 (parsers/). One reader for all three, as fail2ban has one ConfigReader.
 
-Where this sits: at the bottom of the layers, beside config.py (pyproject.toml's layers
-contract); config.py, rules/loader.py and parsing/extractors.py read their TOML here.
+Where this sits: at the bottom of the layers, beside config/ (pyproject.toml's layers
+contract); config/loading.py, rules/loader.py and parsing/extractors.py read their TOML here.
 
     toml_files       the *.toml of a shipped folder and the admin's, a later folder's file
                      replacing the one of the same name

@@ -56,7 +56,7 @@ SCALAR_ACTIONS = (
     "priority",
     "severity",
     "respond",
-    "articles",  # set with respond (rules/loader.py): how many knowledge articles to suggest
+    "articles",  # set with respond (rules/actions.py): how many knowledge articles to suggest
     "acknowledge",
     "track",
     "spam",
