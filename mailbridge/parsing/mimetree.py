@@ -237,7 +237,7 @@ class TreeWalk:
                 size=len(payload),
                 sha256=hashlib.sha256(payload).hexdigest(),
                 payload=payload,
-                inline=False,  # decided in _build, once the HTML body is known
+                inline=False,  # decided by parsing.mime, once the HTML body is known
                 content_id=content_id,
                 kind=kind,
                 summary=summary,

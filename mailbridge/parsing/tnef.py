@@ -1,6 +1,6 @@
 """winmail.dat (TNEF) unpacking for the parse stage (bytes -> ParsedMail; pure, no DB).
 
-    parse_message -> mime._Walk meets application/ms-tnef or a file named winmail.dat
+    parse_message -> mimetree.TreeWalk meets application/ms-tnef or a file named winmail.dat
                   -> [unpack_tnef] -> the files inside replace winmail.dat;
                      the TNEF's own body becomes the text when the mail has no other
 
