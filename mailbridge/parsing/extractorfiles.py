@@ -21,7 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mailbridge.adminfiles import TomlLines, read_toml_file, shipped_and_local, switched_off_unknown, toml_files
+from mailbridge.adminfiles import (
+    TomlLines,
+    entry_header,
+    read_toml_file,
+    shipped_and_local,
+    switched_off_unknown,
+    toml_files,
+)
 from mailbridge.errors import ConfigError
 from mailbridge.parsing.extractors import (
     DEFAULT_BODY_LIMIT,
@@ -68,7 +75,6 @@ _EXTRACTOR_KEYS = (
 )
 _RESOLVES_SOURCES = (*_SOURCES, "field")
 _DERIVED_KEYS = ("field", "map", "default")
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def load_extractors(
@@ -194,26 +200,8 @@ class _Builder:
     def build(self) -> _Entry | None:
         table = self.table
         self.unknown_keys(table, _EXTRACTOR_KEYS, "")
-        extractor_id = table.get("id")
-        if extractor_id is None:
-            self.problem(None, "missing required key 'id' (a unique name such as \"nagios-service\")")
-        elif not isinstance(extractor_id, str) or not _ID.match(extractor_id):
-            self.problem(
-                "id", f"{extractor_id!r} is not a valid id: use letters, digits, '.', '_' and '-' (at most 64)"
-            )
-            extractor_id = None
-        enabled = table.get("enabled", True)
-        if not isinstance(enabled, bool):
-            self.problem("enabled", "must be true or false")
-            enabled = True
-        description = table.get("description", "")
-        if not isinstance(description, str):
-            self.problem("description", "must be a string")
-            description = ""
-        order = table.get("order", DEFAULT_ORDER)
-        if isinstance(order, bool) or not isinstance(order, int) or not -1_000_000 <= order <= 1_000_000:
-            self.problem("order", f"must be a whole number between -1000000 and 1000000 (got {order!r})")
-            order = DEFAULT_ORDER
+        header = entry_header(table, self.problem, "nagios-service", DEFAULT_ORDER)
+        extractor_id, enabled, description, order = header.id, header.enabled, header.description, header.order
 
         stub = not enabled and "match" not in table
         conditions = self.conditions("match", _SOURCES, required=not stub)

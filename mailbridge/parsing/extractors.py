@@ -53,16 +53,14 @@ from mailbridge.parsing.incident import (
     coerce_value,
 )
 from mailbridge.parsing.mime import ParsedMail
-from mailbridge.parsing.re2patterns import PCRE_ONLY, Pattern, re2_options
+from mailbridge.parsing.re2patterns import Pattern, re2_options
 
 __all__ = [
     "DEFAULT_BODY_LIMIT",
     "MAX_FIELD_CHARS",
-    "PCRE_ONLY",  # for rules/conditions.py, which checks its patterns the same way
     "Extraction",
     "Extractor",
     "ExtractorSet",
-    "re2_options",
     "sanitize_value",
 ]
 

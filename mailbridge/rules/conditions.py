@@ -29,7 +29,8 @@ from typing import Any
 
 import re2
 
-from mailbridge.parsing.extractors import DEFAULT_BODY_LIMIT, PCRE_ONLY, re2_options, sanitize_value
+from mailbridge.parsing.extractors import DEFAULT_BODY_LIMIT, sanitize_value
+from mailbridge.parsing.re2patterns import PATTERN_MAX_MEM, PCRE_ONLY, re2_options
 from mailbridge.rules.fields import FieldRef, Values
 from mailbridge.rules.model import ConditionTrace
 
@@ -50,7 +51,6 @@ __all__ = [
     "show",
 ]
 
-PATTERN_MAX_MEM = 2 * 1024 * 1024  # RE2 budget per pattern, as for extractors
 SET_MAX_MEM = 32 * 1024 * 1024  # per re2.Set (one per field, at most SET_CHUNK patterns)
 SET_CHUNK = 256  # patterns per re2.Set: bounds the DFA of one set
 MAX_PATTERN_CHARS = 2000
