@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,6 +96,49 @@ def _slack_text(obj: Any, where: str, limit: int) -> str | None:
     return None
 
 
+def _slack_section(block: dict[str, Any], where: str) -> str | None:
+    if "text" not in block and "fields" not in block:
+        return f'{where} (section) has neither "text" nor "fields"'
+    if "text" in block and (problem := _slack_text(block["text"], f"{where}.text", 3000)):
+        return problem
+    fields = block.get("fields", [])
+    if not isinstance(fields, list) or len(fields) > 10:
+        return f"{where}.fields is not a list of at most 10 text objects"
+    return _first_problem(_slack_text(item, f"{where}.fields[{j}]", 2000) for j, item in enumerate(fields))
+
+
+def _slack_context(block: dict[str, Any], where: str) -> str | None:
+    elements = block.get("elements")
+    if not isinstance(elements, list) or not 1 <= len(elements) <= 10:
+        return f"{where}.elements is not a list of 1 to 10 elements"
+    return _first_problem(
+        _slack_text(item, f"{where}.elements[{j}]", 3000)
+        for j, item in enumerate(elements)
+        if not (isinstance(item, dict) and item.get("type") == "image")
+    )
+
+
+def _slack_header(block: dict[str, Any], where: str) -> str | None:
+    return _slack_text(block.get("text"), f"{where}.text", 150)
+
+
+# The blocks whose content Slack checks in ways a template can get wrong.
+_SLACK_BLOCK_CHECKS = {"section": _slack_section, "context": _slack_context, "header": _slack_header}
+
+
+def _slack_block(block: Any, where: str) -> str | None:
+    kind = block.get("type") if isinstance(block, dict) else None
+    if kind not in _SLACK_BLOCKS:
+        return f'{where} has no known "type" ({", ".join(sorted(_SLACK_BLOCKS))})'
+    check = _SLACK_BLOCK_CHECKS.get(kind)
+    return check(block, where) if check else None
+
+
+def _first_problem(problems: Iterable[str | None]) -> str | None:
+    """The first problem found (checking stops there), None when there is none."""
+    return next((p for p in problems if p), None)
+
+
 def _slack_problem(message: Any) -> str | None:
     if not isinstance(message, dict):
         return "the message is not a JSON object"
@@ -108,34 +151,7 @@ def _slack_problem(message: Any) -> str | None:
         return None
     if not isinstance(blocks, list) or len(blocks) > 50:
         return '"blocks" is not a list of at most 50 blocks'
-    for i, block in enumerate(blocks):
-        where = f"blocks[{i}]"
-        kind = block.get("type") if isinstance(block, dict) else None
-        if kind not in _SLACK_BLOCKS:
-            return f'{where} has no known "type" ({", ".join(sorted(_SLACK_BLOCKS))})'
-        if kind == "section":
-            if "text" not in block and "fields" not in block:
-                return f'{where} (section) has neither "text" nor "fields"'
-            if "text" in block and (problem := _slack_text(block["text"], f"{where}.text", 3000)):
-                return problem
-            fields = block.get("fields", [])
-            if not isinstance(fields, list) or len(fields) > 10:
-                return f"{where}.fields is not a list of at most 10 text objects"
-            for j, item in enumerate(fields):
-                if problem := _slack_text(item, f"{where}.fields[{j}]", 2000):
-                    return problem
-        elif kind == "context":
-            elements = block.get("elements")
-            if not isinstance(elements, list) or not 1 <= len(elements) <= 10:
-                return f"{where}.elements is not a list of 1 to 10 elements"
-            for j, item in enumerate(elements):
-                if isinstance(item, dict) and item.get("type") == "image":
-                    continue
-                if problem := _slack_text(item, f"{where}.elements[{j}]", 3000):
-                    return problem
-        elif kind == "header" and (problem := _slack_text(block.get("text"), f"{where}.text", 150)):
-            return problem
-    return None
+    return _first_problem(_slack_block(block, f"blocks[{i}]") for i, block in enumerate(blocks))
 
 
 def _teams_problem(message: Any) -> str | None:
