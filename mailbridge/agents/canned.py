@@ -7,7 +7,7 @@
               -> a CommandError when the name is unknown (with the closest one) or the
                  file is broken (file:line): the mail does nothing, the agent is told
         -> Canned.below(body): the agent's own text, then the stored one
-        -> the normal answer (desk._relay): same threading, copies and history; its
+        -> the normal answer (relay.py): same threading, copies and history; its
            "answered" event says {"response": NAME}
 
 Rendered before anything of the mail is done, so a broken response never leaves half

@@ -1,11 +1,12 @@
 """`#contact merge ADDRESS`: an agent says an address is the requester's too.
 
-Where this sits: agents/desk.py checks an agent's commands (`problem`) before any runs,
-then runs them (`run`); the CLI's `mailbridge tickets set` goes the same way. The address
-joins the requester's contact (tickets/contacts.py; created from the requester's address
-and name when they have none); when it already belongs to another contact, that contact
-is merged in. From then on the requester's mail from ADDRESS joins their tickets as theirs
-(tickets/correlate.py). The ticket's history records it (event `contact_merged`).
+Where this sits: agents/commands_check.py checks an agent's commands (`problem`) before
+any runs, then agents/commands_run.py runs them (`run`); the CLI's `mailbridge tickets
+set` goes the same way. The address joins the requester's contact (tickets/contacts.py;
+created from the requester's address and name when they have none); when it already
+belongs to another contact, that contact is merged in. From then on the requester's mail
+from ADDRESS joins their tickets as theirs (tickets/correlate.py). The ticket's history
+records it (event `contact_merged`).
 
 An address of ours or of an agent is refused: an agent's address in a customer's contact
 would make the agent's mail count as the customer's.

@@ -1,6 +1,6 @@
 """When an agent is told why their mail did nothing ("Not done"), and when not.
 
-agents/desk.py explains a refused or erroneous agent mail, and a #fwd that opened
+agents/agent_notices.py explains a refused or erroneous agent mail, and a #fwd that opened
 nothing, by mail to the agent's configured address. Each explanation answers a mail,
 so it can be abused or loop: 30 forged mails in an agent's name made 30 explanations,
 and an autoresponder on an agent's mailbox answered every explanation (50 rounds).
@@ -25,7 +25,7 @@ from mailbridge.tickets.lifecycle import Pending
 
 __all__ = ["EXPLANATIONS", "ExplanationLimit"]
 
-# The outbox kinds of the explanations (desk._tell_agent and its #fwd variant).
+# The outbox kinds of the explanations (AgentNotices.tell_agent and its #fwd variant).
 EXPLANATIONS = ("agent-refused", "agent-command-error")
 _OUR_EXPLANATION = (
     select(outbox.c.id)

@@ -1,0 +1,165 @@
+"""What every part of the agents' desk shares.
+
+    pipeline -> AgentDesk (desk.py) -> commands_check, commands_run, relay,
+                agent_notices, requester_notices, fwd_ticket
+                    each holding the one DeskBase below
+
+The mail as the pipeline hands it over (`AgentMail`), the ticket row the desk reads
+(`TICKET`), the desk's settings and outbox (`DeskBase`: the template context every
+mail of the desk carries, a queued mail that fails to render or compose logged and
+skipped), and an agent's mail stored as a message of a ticket (`store`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from mailbridge.agents.auth import AuthVerdict
+from mailbridge.config import Config
+from mailbridge.outbound.compose import ComposeError
+from mailbridge.outbound.outbox import Outbox
+from mailbridge.outbound.render import TemplateError
+from mailbridge.parsing.analysis import Analysis
+from mailbridge.parsing.mime import ParsedMail
+from mailbridge.people import Agent, People
+from mailbridge.routing import ticket_facts_for
+from mailbridge.rules import TicketFacts
+from mailbridge.store.tables import tickets
+from mailbridge.tickets import lifecycle
+from mailbridge.tickets.refs import ReferenceFormat
+
+__all__ = ["TICKET", "AgentMail", "AgentTurn", "DeskBase", "log", "lower_first", "one_line", "store"]
+
+# One logger for every part of the desk: its lines keep one name, whichever part writes.
+log = logging.getLogger("mailbridge.agents.desk")
+
+TICKET = select(
+    tickets.c.id,
+    tickets.c.reference,
+    tickets.c.subject,
+    tickets.c.status,
+    tickets.c.requester,
+    tickets.c.requester_name,
+    tickets.c.queue,
+    tickets.c.assignee,
+    tickets.c.priority,
+    tickets.c.severity,
+    tickets.c.category,
+    tickets.c.incident_key,
+    tickets.c.merged_into,
+    tickets.c.flood,
+    tickets.c.language,
+)
+
+
+@dataclass(frozen=True)
+class AgentMail:
+    """One inbound mail as the pipeline hands it over."""
+
+    inbound_id: int
+    analysis: Analysis
+    key: str  # the pipeline's dedupe key
+    mail_from: str | None
+    now: datetime
+    source: str  # smtp | lmtp | pipe | imap | import
+    mailbox: str | None = None  # the IMAP mailbox it came from
+    raw: bytes = b""  # the mail as received (for headers as written)
+
+    @property
+    def mail(self) -> ParsedMail:
+        return self.analysis.mail
+
+
+@dataclass(frozen=True)
+class AgentTurn:
+    """One agent's mail being taken: the mail, its agent, the rows the transaction will
+    write, how the mail authenticated."""
+
+    msg: AgentMail
+    agent: Agent
+    pending: lifecycle.Pending
+    verdict: AuthVerdict
+
+    def sender(self) -> dict[str, Any]:
+        """What the events of an agent's mail on a ticket record about its sender."""
+        verdict = self.verdict
+        return {"agent": self.agent.id, "authenticated": verdict.authenticated, "auth": verdict.how or verdict.reason}
+
+
+@dataclass
+class DeskBase:
+    """The settings, people and outbox every part of the desk works with."""
+
+    config: Config
+    people: People
+    outbox: Outbox
+    refs: ReferenceFormat
+    own: set[str] = field(init=False)  # the support addresses
+    support_domains: set[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.own = {a.lower() for a in self.config.support.addresses}
+        self.support_domains = {d.lower() for d in self.config.support.domains}
+
+    def ticket(self, conn: Connection, ticket_id: int) -> Any:
+        return conn.execute(TICKET.where(tickets.c.id == ticket_id)).one()
+
+    def facts(self, conn: Connection, ticket_id: int) -> TicketFacts | None:
+        """The ticket for outgoing rules (only read when there are outgoing rules)."""
+        return ticket_facts_for(conn, ticket_id) if self.outbox.checks_outgoing else None
+
+    def framing(self, reference: str) -> dict[str, Any]:
+        """What every template of the desk gets besides its own facts: the subject tag and
+        who we are."""
+        support = self.config.support
+        return {"subject_tag": self.refs.tag(reference), "support": {"name": support.name, "address": support.address}}
+
+    def queue(self, pending: lifecycle.Pending, failure: tuple[Any, ...], **mail: Any) -> str | None:
+        """Queue a mail from a template (Outbox.queue); one that cannot be rendered or
+        composed is logged (``failure``: the log message and its arguments, the error
+        appended) and skipped, so the rest of the mail's work still happens."""
+        try:
+            return self.outbox.queue(pending, **mail)
+        except (ComposeError, TemplateError) as exc:
+            log.error(f"{failure[0]}: %s", *failure[1:], exc)
+            return None
+
+
+def store(
+    conn: Connection,
+    ticket_id: int | None,
+    msg: AgentMail,
+    agent: Agent,
+    *,
+    internal: bool,
+    direction: str = "in",
+) -> int:
+    """An agent's mail as a message of the ticket, authored by the agent."""
+    analysis = msg.analysis
+    return lifecycle.add_inbound_message(
+        conn,
+        ticket_id=ticket_id,
+        inbound_id=msg.inbound_id,
+        mail=analysis.mail,
+        dedupe_key=msg.key,
+        now=msg.now,
+        reply_text=analysis.reply_text,
+        classification=analysis.classification.kind,
+        classification_reason=analysis.classification.reason,
+        direction=direction,
+        internal=internal,
+        author=agent.id,
+    )
+
+
+def lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def one_line(text: str) -> str:
+    return " ".join((text or "(no subject)").split())[:150]

@@ -1,0 +1,249 @@
+"""`#fwd`: a ticket opened on a customer's behalf from the mail an agent forwarded.
+
+    pipeline: an agent's mail with no ticket, "#fwd" its first command
+        -> [ForwardedTickets.forward]
+              authenticated? the other commands pass (commands_check, against the
+              ticket it would open)? a customer's mail in it (forward.extract_forwarded)?
+              no  -> nothing opens; the agent is told why (agent_notices)
+              yes -> the routing rules on the customer's mail (the pipeline's ``route``)
+                     -> lifecycle.create_ticket for the customer, SLA clocks
+                     -> the agent's other commands (commands_run)
+                     -> assigned to the agent unless the rules or a command chose
+                     -> the customer's acknowledgement, the agent's notification
+
+forward.py reads the forwarded mail (pure); this module opens the ticket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from mailbridge.agents.agent_notices import AgentNotices
+from mailbridge.agents.auth import AuthVerdict
+from mailbridge.agents.commands import Command, ParsedCommands, parse_commands
+from mailbridge.agents.commands_check import NEW_TICKET, CommandChecks
+from mailbridge.agents.commands_run import CommandRunner
+from mailbridge.agents.desk_base import AgentMail, AgentTurn, DeskBase, lower_first, store
+from mailbridge.agents.forward import Forwarded, customer_mail, extract_forwarded
+from mailbridge.agents.requester_notices import RequesterNotices
+from mailbridge.parsing.mime import ParsedMail
+from mailbridge.sla.sweep import start_clocks
+from mailbridge.store.tables import undeliverable
+from mailbridge.tickets import changes, lifecycle
+from mailbridge.tickets import language as ticket_language
+
+__all__ = ["ForwardRoute", "ForwardedTickets", "wants_forward"]
+
+
+@dataclass(frozen=True)
+class ForwardRoute:
+    """What the routing rules made of a forwarded customer's mail (the pipeline runs
+    them, as on any new ticket's mail)."""
+
+    columns: dict[str, Any] | None  # the new ticket's classification, queue, assignee, tags, fields
+    record: Callable[[int], None]  # once the ticket exists: the "rules" event, notify, watchers
+    no_ack: str | None = None  # why no acknowledgement goes out (a rule turned it off)
+
+
+def _parsed(msg: AgentMail) -> ParsedCommands:
+    return parse_commands(msg.analysis.reply_text or msg.mail.text or "")
+
+
+def wants_forward(msg: AgentMail) -> bool:
+    parsed = _parsed(msg)
+    return bool(parsed.commands) and parsed.commands[0].name == "fwd"
+
+
+class ForwardedTickets:
+    def __init__(
+        self,
+        base: DeskBase,
+        checks: CommandChecks,
+        runner: CommandRunner,
+        agents: AgentNotices,
+        requesters: RequesterNotices,
+    ) -> None:
+        self._base = base
+        self._checks = checks
+        self._runner = runner
+        self._agents = agents
+        self._requesters = requesters
+
+    def forward(
+        self, conn: Connection, turn: AgentTurn, route: Callable[[ParsedMail], ForwardRoute] | None = None
+    ) -> tuple[int, str] | str:
+        """Open a ticket for the customer whose mail an agent forwarded with #fwd.
+        ``route``: the routing rules, run on the
+        customer's mail (forward.customer_mail) as on any new ticket's: queue, assignee,
+        classification, tags, watchers; the agent's own commands come after them.
+        Returns (ticket id, reference), or the reason nothing was opened (the agent is
+        told; the caller keeps the mail without a ticket)."""
+        msg, agent, pending, verdict = turn.msg, turn.agent, turn.pending, turn.verdict
+        parsed = _parsed(msg)
+        rest = tuple(c for c in parsed.commands if c.name != "fwd")
+        found, reason = self._forwarded(conn, msg, verdict, parsed, rest)
+        if found is None:
+            self._agents.tell_agent_without_ticket(conn, msg, agent, pending, reason)
+            return reason
+        now = msg.now
+        routed = route(customer_mail(found, msg.mail)) if route is not None else None
+        ticket_id, reference, message_pk = self._open(conn, turn, found, routed)
+        ticket = self._base.ticket(conn, ticket_id)
+        extra = {"message": message_pk, "via": "mail", "authenticated": verdict.how}
+        resolved = self._runner.execute(conn, ticket, rest, agent.id, now, pending, extra, body=parsed.body)
+        ruled = ((routed.columns if routed is not None else None) or {}).get("assignee")
+        if not any(c.name in ("assign", "take") for c in rest):
+            self._assign_unless_ruled(conn, ticket_id, ruled, turn, found)
+        no_ack = routed.no_ack if routed is not None else None
+        self._acknowledge(conn, ticket_id, reference, found, msg, pending, no_ack=no_ack)
+        # The forwarding agent gets the usual notification: the ticket's reference and a
+        # reply token of their own to work it by mail.
+        self._agents.notify(
+            conn,
+            ticket_id,
+            "forwarded",
+            pending,
+            now,
+            text=found.text,
+            mail=msg.mail,
+            agents=[agent.id],
+            author=found.sender,
+        )
+        if resolved:
+            self._requesters.resolved_notice(conn, ticket_id, pending, now)
+        return ticket_id, reference
+
+    def _forwarded(
+        self, conn: Connection, msg: AgentMail, verdict: AuthVerdict, parsed: ParsedCommands, rest: Sequence[Command]
+    ) -> tuple[Forwarded | None, str]:
+        """The customer's mail the forward carries, or why no ticket opens."""
+        if not verdict.authenticated:
+            return None, f"#fwd needs an authenticated mail, and this one is not: {lower_first(verdict.reason)}"
+        if parsed.errors:
+            return None, "; ".join(e.message for e in parsed.errors)
+        # Checked against a ticket as it will be when opened: nothing opens when a
+        # command would fail (the agent corrects it and forwards again).
+        errors = self._checks.check(conn, NEW_TICKET, ParsedCommands(tuple(rest), (), parsed.body), msg.now)
+        if errors:
+            return None, "; ".join(e.message for e in errors)
+        found = extract_forwarded(msg.mail, own_addresses=self._base.own)
+        if found is None:
+            return None, (
+                "#fwd: no forwarded mail with the customer's address found in it"
+                " (forward it inline or as an attachment)"
+            )
+        if self._base.people.is_agent(found.sender.address):
+            return None, "#fwd: the forwarded mail is from an agent, not from a customer"
+        return found, ""
+
+    def _open(
+        self, conn: Connection, turn: AgentTurn, found: Forwarded, routed: ForwardRoute | None
+    ) -> tuple[int, str, int]:
+        """The customer's ticket, its first message and its clocks: (id, reference, the
+        message's id)."""
+        msg, agent, pending, now = turn.msg, turn.agent, turn.pending, turn.msg.now
+        columns = routed.columns if routed is not None else None
+        language = ticket_language.forwarded_language(found.text)
+        ticket_id, reference = lifecycle.create_ticket(
+            conn,
+            refs=self._base.refs,
+            subject=found.subject,
+            requester=found.sender,
+            now=now,
+            pending=pending,
+            incident=ticket_language.with_language(columns, language),
+        )
+        # The ticket's first message is the customer's, as forwarded; kept with the
+        # forward's raw mail (attachments included), authored by the agent.
+        message_pk = store(conn, ticket_id, msg, agent, internal=False)
+        data = {
+            "reference": reference,
+            "subject": found.subject,
+            "on_behalf_of": found.sender.address,
+            "forwarded_by": agent.id,
+            "how": found.how,
+            "message": message_pk,
+            "authenticated": turn.verdict.how,
+            **({"language": language} if language else {}),
+        }
+        pending.events.append(lifecycle.event_row(ticket_id, now, "created", agent.id, data))
+        if routed is not None:
+            routed.record(ticket_id)
+        start_clocks(conn, self._base.config, self._base.people, ticket_id, now, pending)
+        if found.message_id:
+            lifecycle.add_thread_rows(conn, [{"msgid": found.message_id[:998], "ticket_id": ticket_id, "kind": "own"}])
+        return ticket_id, reference, message_pk
+
+    def _assign_unless_ruled(
+        self, conn: Connection, ticket_id: int, ruled: str | None, turn: AgentTurn, found: Forwarded
+    ) -> None:
+        """No #assign or #take: the forwarding agent's ticket, unless the rules gave it to
+        someone else (who hears of it as of any new ticket)."""
+        msg, agent, pending = turn.msg, turn.agent, turn.pending
+        if ruled and ruled != agent.id:
+            self._agents.notify(
+                conn, ticket_id, "assigned", pending, msg.now, text=found.text, mail=msg.mail, author=found.sender
+            )
+        elif not ruled:
+            extra_fwd = {"via": "#fwd"}
+            changes.assign(conn, ticket_id, agent.id, actor=agent.id, now=msg.now, pending=pending, extra=extra_fwd)
+
+    def _acknowledge(
+        self,
+        conn: Connection,
+        ticket_id: int,
+        reference: str,
+        found: Forwarded,
+        msg: AgentMail,
+        pending: lifecycle.Pending,
+        *,
+        no_ack: str | None = None,
+    ) -> None:
+        """The customer learns their ticket's reference (and gets a token to reply with);
+        nothing of the forward, the agent's note included, is quoted."""
+        base = self._base
+        customer, message_id = found.sender, found.message_id
+        bounced = conn.execute(select(undeliverable.c.address).where(undeliverable.c.address == customer.address))
+        reason = no_ack
+        if reason is None and not base.config.autoreply.acknowledge:
+            reason = "acknowledgements are off ([autoreply] acknowledge = false)"
+        if reason is None and bounced.first() is not None:
+            reason = f"{customer.address} is undeliverable"
+        if reason is not None:
+            data = {"reason": reason}
+            pending.events.append(lifecycle.event_row(ticket_id, msg.now, "auto_reply_suppressed", "system", data))
+            return
+        context: dict[str, Any] = {
+            "ticket": {
+                "reference": reference,
+                "subject": base.refs.without_tags(found.subject) or "(no subject)",
+                "status": "new",
+                "requester": customer.address,
+            },
+            "requester": {"name": customer.name, "address": customer.address},
+            **base.framing(reference),
+            "articles": [],
+            "previous": None,
+            "view_url": base.outbox.view_url(ticket_id, customer.address, msg.now),
+        }
+        sent = base.queue(
+            pending,
+            ("no acknowledgement for %s", reference),
+            ticket_id=ticket_id,
+            ticket=base.facts(conn, ticket_id),
+            kind="acknowledgement",
+            template="acknowledgement",
+            context=context,
+            to=customer,
+            in_reply_to=message_id,
+            references=[message_id] if message_id else [],
+            now=msg.now,
+            language=ticket_language.language_of(conn, ticket_id),
+        )
+        if sent is not None:
+            data = {"to": customer.address, "message_id": sent}
+            pending.events.append(lifecycle.event_row(ticket_id, msg.now, "acknowledged", "system", data))
