@@ -2,8 +2,8 @@
 for every mail to the customer.
 
     worker, new ticket -> first_language(new text) -> tickets.language (in the "created" event)
-    agents/desk.py, #fwd -> forwarded_language(the customer's forwarded text) -> the same
-    agents/desk.py (#language xx) --+
+    agents/fwd_ticket.py, #fwd -> forwarded_language(the customer's forwarded text) -> the same
+    agents/commands_run.py (#language xx) --+
     cli/tickets.py (tickets set --language xx) --+--> set_language -> tickets + "field_changed" event
     outbound (mail to the requester) <- language_of(ticket)
 
