@@ -53,7 +53,7 @@ from mailbridge.tickets.dedupe import content_hash, dedupe_key, legacy_dedupe_ke
 if TYPE_CHECKING:
     from mailbridge.app import App
     from mailbridge.config import ImapMailbox
-    from mailbridge.pipeline import Outcome
+    from mailbridge.worker.message import Outcome
 
 # What `--status` offers: the status imported tickets get (default: what the worker gives).
 IMPORT_STATUSES = ("new", "open", "resolved", "closed")
@@ -563,7 +563,7 @@ def _finished_elsewhere(app: App, spool_ids: list[int]) -> dict[int, Outcome]:
     """Outcomes of our messages that another worker (a running daemon) processed,
     rebuilt from the spool and the messages table; the ones still waiting are left out.
     "new" is a message that is the first one of its ticket."""
-    from mailbridge.pipeline import Outcome
+    from mailbridge.worker.message import Outcome
 
     with read_tx(app.store.spool) as conn:
         rows = conn.execute(

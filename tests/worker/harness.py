@@ -18,9 +18,9 @@ from sqlalchemy import select
 from mailbridge.app import App
 from mailbridge.config import load_config
 from mailbridge.intake.spool import Envelope, accept
-from mailbridge.pipeline import Outcome
 from mailbridge.store import migrate
 from mailbridge.store.tables import events, inbound, outbox, tickets
+from mailbridge.worker.message import Outcome
 from tests.support import RULES, write_config
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
