@@ -12,10 +12,11 @@ into a flood; why one did not go out is in the ticket's history.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import bindparam, func, select
 
 from mailbridge import knowledge
 from mailbridge.outbound.compose import ComposeError
@@ -26,7 +27,7 @@ from mailbridge.store.tables import outbox, undeliverable
 from mailbridge.tickets import lifecycle
 from mailbridge.tickets.floods import FloodVerdict
 from mailbridge.worker.context import Context
-from mailbridge.worker.message import Inbound
+from mailbridge.worker.message import Step
 
 log = logging.getLogger(__name__)
 
@@ -53,21 +54,14 @@ RESPONSE_CHECKS = select(
 )
 
 
-def _suppressed(ticket_id: int, msg: Inbound, reason: str, pending: lifecycle.Pending) -> None:
-    pending.events.append(
-        lifecycle.event_row(ticket_id, msg.now, "auto_reply_suppressed", "system", {"reason": reason})
-    )
+def _suppressed(step: Step, ticket_id: int, reason: str) -> None:
+    data = {"reason": reason}
+    step.pending.events.append(lifecycle.event_row(ticket_id, step.msg.now, "auto_reply_suppressed", "system", data))
 
 
-def _why_no_acknowledgement(
-    ctx: Context,
-    conn: Connection,
-    requester: Address,
-    msg: Inbound,
-    pending: lifecycle.Pending,
-    flood: FloodVerdict | None,
-) -> str | None:
+def _why_no_acknowledgement(ctx: Context, step: Step, requester: Address, flood: FloodVerdict | None) -> str | None:
     """Why neither the acknowledgement nor a rule's response may go out, or None."""
+    msg = step.msg
     reason = ctx.automatic_reply_blocked(msg)
     decision = msg.decision
     respond = decision.respond if decision is not None else None
@@ -78,20 +72,18 @@ def _why_no_acknowledgement(
     if reason is None and flood is not None:
         reason = flood.reason
     if reason is None:
-        reason = ctx.floods.breaker(conn, msg.now, pending).reason
-    if reason is None and conn.execute(_BOUNCED, {"s_requester": requester.address.lower()}).first():
+        reason = ctx.floods.breaker(step.conn, msg.now, step.pending).reason
+    if reason is None and step.conn.execute(_BOUNCED, {"s_requester": requester.address.lower()}).first():
         reason = f"{requester.address} is undeliverable (an earlier mail to it bounced permanently)"
     return reason
 
 
 def acknowledge(
     ctx: Context,
-    conn: Connection,
+    step: Step,
     ticket_id: int,
     reference: str,
     requester: Address,
-    msg: Inbound,
-    pending: lifecycle.Pending,
     *,
     previous: str | None = None,
     flood: FloodVerdict | None = None,
@@ -100,87 +92,88 @@ def acknowledge(
     """Queue the acknowledgement (or the template a rule responds with), or record why none goes out.
     ``previous``: the closed ticket whose late reply opened this one; ``flood``: the
     ticket's flood verdict (tickets/floods.py), already recorded by the caller."""
-    reason = _why_no_acknowledgement(ctx, conn, requester, msg, pending, flood)
+    reason = _why_no_acknowledgement(ctx, step, requester, flood)
     if reason is not None:
-        _suppressed(ticket_id, msg, reason, pending)
+        _suppressed(step, ticket_id, reason)
         return
-    respond = msg.decision.respond if msg.decision is not None else None
+    decision = step.msg.decision
+    respond = decision.respond if decision is not None else None
     template = respond or "acknowledgement"
     kind = "acknowledgement" if not respond else f"response:{respond}"[:32]
-    message_id = _send_response(
-        ctx, conn, ticket_id, reference, "new", requester, msg, pending, template, kind, previous, language
-    )
+    answer = _Answer(ticket_id, reference, "new", requester, template, kind, previous, language)
+    message_id = _send_response(ctx, step, answer)
     if message_id is not None:
         data = {"to": requester.address, "message_id": message_id}
-        pending.events.append(lifecycle.event_row(ticket_id, msg.now, "acknowledged", "system", data))
+        step.pending.events.append(lifecycle.event_row(ticket_id, step.msg.now, "acknowledged", "system", data))
 
 
-def _send_response(
-    ctx: Context,
-    conn: Connection,
-    ticket_id: int,
-    reference: str,
-    status: str,
-    to: Address,
-    msg: Inbound,
-    pending: lifecycle.Pending,
-    template: str,
-    kind: str,
-    previous: str | None = None,
-    language: str | None = None,
-) -> str | None:
-    """Queue ``template`` to ``to`` as an answer to this mail, in the ticket's
-    ``language``; its Message-ID, or None (and the reason in the history) when it cannot
-    be composed."""
+@dataclass(frozen=True)
+class _Answer:
+    """One automatic answer: on which ticket (and its status), to whom, with which template."""
+
+    ticket_id: int
+    reference: str
+    status: str
+    to: Address
+    template: str
+    kind: str  # the outbox row's kind
+    previous: str | None = None  # the closed ticket whose late reply opened this one
+    language: str | None = None  # the ticket's language
+
+
+def _send_response(ctx: Context, step: Step, answer: _Answer) -> str | None:
+    """Queue the answer's template to its recipient as an answer to this mail, in the
+    ticket's language; its Message-ID, or None (and the reason in the history) when it
+    cannot be composed."""
+    msg, conn, ticket_id, to = step.msg, step.conn, answer.ticket_id, answer.to
     mail, now, decision = msg.analysis.mail, msg.now, msg.decision
-    articles = _suggest_articles(conn, ctx, ticket_id, msg, pending) if decision and decision.articles else []
+    articles = _suggest_articles(ctx, step, ticket_id) if decision and decision.articles else []
     ticket_ctx = {
-        "reference": reference,
+        "reference": answer.reference,
         "subject": ctx.refs.without_tags(mail.subject) or "(no subject)",
-        "status": status,
+        "status": answer.status,
         "requester": to.address,
     }
     context = {
         "ticket": ticket_ctx,
         "requester": {"name": to.name, "address": to.address},
-        "subject_tag": ctx.refs.tag(reference),
+        "subject_tag": ctx.refs.tag(answer.reference),
         "support": {"name": ctx.config.support.name, "address": ctx.config.support.address},
         "articles": articles,
-        "previous": {"reference": previous} if previous else None,
+        "previous": {"reference": answer.previous} if answer.previous else None,
         "view_url": ctx.outbox.view_url(ticket_id, to.address, now),
     }
     refs = [*mail.references, mail.message_id] if mail.message_id else list(mail.references)
     facts = ticket_facts_for(conn, ticket_id) if ctx.outbox.checks_outgoing else None
     try:
         return ctx.outbox.queue(
-            pending,
+            step.pending,
             ticket_id=ticket_id,
-            kind=kind,
-            template=template,
+            kind=answer.kind,
+            template=answer.template,
             context=context,
             to=to,
             in_reply_to=mail.message_id,
             references=refs,
             now=now,
             ticket=facts,
-            language=language,
+            language=answer.language,
         )
     except (ComposeError, TemplateError) as exc:
         # The ticket matters more than its answer: keep it, say why none went out.
-        log.error("no %s for %s: %s", template, reference, exc)
-        _suppressed(ticket_id, msg, f"cannot compose {template}: {exc}", pending)
+        log.error("no %s for %s: %s", answer.template, answer.reference, exc)
+        _suppressed(step, ticket_id, f"cannot compose {answer.template}: {exc}")
         return None
 
 
-def _suggest_articles(
-    conn: Connection, ctx: Context, ticket_id: int, msg: Inbound, pending: lifecycle.Pending
-) -> list[dict[str, Any]]:
+def _suggest_articles(ctx: Context, step: Step, ticket_id: int) -> list[dict[str, Any]]:
     """The knowledge articles a respond action asked for, searched with this mail's own
     subject and new text only; the history records which were offered and why."""
+    msg = step.msg
     decision, settings = msg.decision, ctx.config.knowledge
     assert decision is not None
     found = knowledge.suggest(
-        conn,
+        step.conn,
         msg.analysis.mail.subject or "",
         msg.analysis.reply_text,
         limit=decision.articles,
@@ -188,12 +181,13 @@ def _suggest_articles(
         min_shared=settings.min_shared_words,
     )
     data = {"rule": decision.set_by.get("respond"), "articles": [s.to_json() for s in found]}
-    pending.events.append(lifecycle.event_row(ticket_id, msg.now, "articles_suggested", "system", data))
+    step.pending.events.append(lifecycle.event_row(ticket_id, msg.now, "articles_suggested", "system", data))
     return [s.to_context() for s in found]
 
 
-def _why_no_response(ctx: Context, conn: Connection, ticket_id: int, row: Any, msg: Inbound) -> str | None:
+def _why_no_response(ctx: Context, step: Step, ticket_id: int, row: Any) -> str | None:
     """Why a rule's response to a follow-up may not go out, or None."""
+    msg = step.msg
     decision, now = msg.decision, msg.now
     assert decision is not None and decision.respond is not None
     template, rule = decision.respond, decision.set_by.get("respond", "?")
@@ -202,7 +196,7 @@ def _why_no_response(ctx: Context, conn: Connection, ticket_id: int, row: Any, m
         reason = f"rule {rule} responds only to the ticket's requester, and this mail is from {msg.sender or '?'}"
     if reason is None:
         window = ctx.config.autoreply.flood_window_minutes
-        checks = conn.execute(
+        checks = step.conn.execute(
             RESPONSE_CHECKS,
             {
                 "s_requester": msg.sender,
@@ -218,23 +212,20 @@ def _why_no_response(ctx: Context, conn: Connection, ticket_id: int, row: Any, m
     return reason
 
 
-def respond_to_follow_up(
-    ctx: Context, conn: Connection, ticket_id: int, row: Any, msg: Inbound, pending: lifecycle.Pending
-) -> None:
+def respond_to_follow_up(ctx: Context, step: Step, ticket_id: int, row: Any) -> None:
     """A rule responds to a follow-up: only ever to the ticket's own requester, never to
     an automated sender, at most once per template and ticket in the flood window."""
-    decision, mail = msg.decision, msg.analysis.mail
+    decision, mail = step.msg.decision, step.msg.analysis.mail
     assert decision is not None and decision.respond is not None
-    reason = _why_no_response(ctx, conn, ticket_id, row, msg)
+    reason = _why_no_response(ctx, step, ticket_id, row)
     if reason is not None:
-        _suppressed(ticket_id, msg, reason, pending)
+        _suppressed(step, ticket_id, reason)
         return
     template, rule = decision.respond, decision.set_by.get("respond", "?")
     kind = f"response:{template}"[:32]
     assert mail.from_ is not None
-    message_id = _send_response(
-        ctx, conn, ticket_id, row.reference, row.status, mail.from_, msg, pending, template, kind, None, row.language
-    )
+    answer = _Answer(ticket_id, row.reference, row.status, mail.from_, template, kind, None, row.language)
+    message_id = _send_response(ctx, step, answer)
     if message_id is not None:
         data = {"to": mail.from_.address, "message_id": message_id, "template": template, "rule": rule}
-        pending.events.append(lifecycle.event_row(ticket_id, msg.now, "responded", "system", data))
+        step.pending.events.append(lifecycle.event_row(ticket_id, step.msg.now, "responded", "system", data))

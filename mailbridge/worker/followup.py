@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection
-
 from mailbridge.sla import status as sla_status
 from mailbridge.tickets import lifecycle, participants, survey
 from mailbridge.tickets.correlate import Correlation
@@ -29,7 +27,7 @@ def join_ticket(ctx: Context, step: Step) -> Outcome | None:
     assert corr is not None
     if ticket is None or corr.ticket_id is None:
         return None
-    _follow_up(ctx, conn, corr, ticket, msg, step.pending)
+    _follow_up(ctx, step, corr.ticket_id, ticket)
     reference = ticket.reference
     if corr.also:  # the thread was split by mail applied out of order
         survivor = sla_status.gather(conn, [corr.ticket_id, *corr.also], now=msg.now, pending=step.pending)
@@ -57,14 +55,13 @@ def _is_survey_answer(corr: Correlation) -> bool:
     return corr.how == "token" and corr.token_purpose == "survey"
 
 
-def _only_recorded(
-    conn: Connection, corr: Correlation, msg: Inbound, data: dict[str, Any], message_pk: int, pending: lifecycle.Pending
-) -> bool:
+def _only_recorded(step: Step, ticket_id: int, data: dict[str, Any], message_pk: int) -> bool:
     """An out-of-office answer, imported history or a survey answer: recorded and the
     ticket touched, nothing else (True). False: a follow-up to act on; its "received"
     event is recorded."""
-    ticket_id, sender, now = corr.ticket_id, msg.sender, msg.now
-    assert ticket_id is not None
+    conn, corr, msg, pending = step.conn, step.corr, step.msg, step.pending
+    assert corr is not None
+    sender, now = msg.sender, msg.now
     if msg.analysis.classification.kind == "auto_reply":
         # Recorded as what it is; an out-of-office answer never reopens a ticket.
         data["reason"] = msg.analysis.classification.reason
@@ -86,11 +83,10 @@ def _only_recorded(
     return False
 
 
-def _reopen_or_touch(
-    ctx: Context, conn: Connection, ticket_id: int, row: Any, msg: Inbound, pending: lifecycle.Pending
-) -> str:
+def _reopen_or_touch(ctx: Context, step: Step, ticket_id: int, row: Any) -> str:
     """The requester's reply reopens a resolved, pending or closed ticket; anything else
     only touches it. The event the agents are told of: "reply" or "reopened"."""
+    conn, msg, pending = step.conn, step.msg, step.pending
     from_requester = ctx.from_requester(msg, row.requester)
     if (
         row.status in ("resolved", "pending", "closed")
@@ -110,16 +106,15 @@ def _reopen_or_touch(
     return "reply"
 
 
-def _follow_up(
-    ctx: Context, conn: Connection, corr: Correlation, row: Any, msg: Inbound, pending: lifecycle.Pending
-) -> None:
-    assert corr.ticket_id is not None
-    ticket_id, mail, now, sender = corr.ticket_id, msg.analysis.mail, msg.now, msg.sender
-    joining = replyall.people_joining(ctx, conn, ticket_id, row, msg)
+def _follow_up(ctx: Context, step: Step, ticket_id: int, row: Any) -> None:
+    conn, corr, msg, pending = step.conn, step.corr, step.msg, step.pending
+    assert corr is not None
+    mail, now, sender = msg.analysis.mail, msg.now, msg.sender
+    joining = replyall.people_joining(ctx, step, ticket_id, row)
     if joining:
         verdict = ctx.own_mail(msg)
         if not verdict.authenticated:
-            replyall.keep_as_note(ctx, conn, ticket_id, msg, joining, verdict.reason, pending)
+            replyall.keep_as_note(ctx, step, ticket_id, joining, verdict.reason)
             return
     message_pk = add_message(conn, ticket_id, msg)
     data = _received(corr, msg, message_pk)
@@ -127,18 +122,18 @@ def _follow_up(
         conn, ticket_id, msg.decision, mail, msg.analysis.reply_text, now, pending, historic=msg.historic
     )
     ctx.decisions.route_follow_up(conn, ticket_id, row, msg.decision, now)
-    if _only_recorded(conn, corr, msg, data, message_pk, pending):
+    if _only_recorded(step, ticket_id, data, message_pk):
         return
     if corr.how == "token" and sender and mail.from_ is not None and not msg.speaks_for:
         # Someone a token of ours was issued to (a notified address) joins the ticket.
         joined = participants.candidates([mail.from_], ctx.not_copied(str(row.requester)))
-        replyall.copy(ctx, conn, ticket_id, joined, msg, message_pk, pending)
-    event = _reopen_or_touch(ctx, conn, ticket_id, row, msg, pending)
+        replyall.copy(ctx, step, ticket_id, joined, message_pk)
+    event = _reopen_or_touch(ctx, step, ticket_id, row)
     if msg.analysis.classification.kind == "normal" and not ctx.people.is_agent(sender):
         # Reply-all from the requester (their own mail, checked above): new people in
         # To/Cc join the ticket, up to [tickets] max_participants.
-        replyall.copy(ctx, conn, ticket_id, joining, msg, message_pk, pending)
+        replyall.copy(ctx, step, ticket_id, joining, message_pk)
         text = msg.analysis.reply_text or mail.text
         ctx.desk.notify(conn, ticket_id, event, pending, now, text=text, mail=mail)
     if msg.decision is not None and msg.decision.respond:
-        answers.respond_to_follow_up(ctx, conn, ticket_id, row, msg, pending)
+        answers.respond_to_follow_up(ctx, step, ticket_id, row)

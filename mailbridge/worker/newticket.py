@@ -23,7 +23,6 @@ from mailbridge.store.counters import bump
 from mailbridge.store.tables import metric_counts, tickets
 from mailbridge.tickets import fragments, lifecycle, participants
 from mailbridge.tickets import language as ticket_language
-from mailbridge.tickets.correlate import Correlation
 from mailbridge.tickets.decisions import TICKET_STATE
 from mailbridge.tickets.floods import FloodVerdict
 from mailbridge.worker import answers
@@ -35,16 +34,16 @@ _MARK_FLOOD = update(tickets).where(tickets.c.id == bindparam("s_ticket")).value
 
 def open_new_ticket(ctx: Context, step: Step) -> Outcome | None:
     assert step.corr is not None
-    reference, note = _new_ticket(ctx, step.conn, step.corr, step.msg, step.pending)
+    reference, note = _new_ticket(ctx, step)
     how = "incident" if step.msg.analysis.extraction else "new"
     return Outcome(step.msg.inbound_id, "done", reference, how, note=note)
 
 
-def _create(
-    ctx: Context, conn: Connection, corr: Correlation, msg: Inbound, requester: Address, pending: lifecycle.Pending
-) -> tuple[int, str, str | None]:
+def _create(ctx: Context, step: Step, requester: Address) -> tuple[int, str, str | None]:
     """The ticket, its people copied, its first message and history: its id, its
     reference, the language it is written in."""
+    conn, corr, msg, pending = step.conn, step.corr, step.msg, step.pending
+    assert corr is not None
     mail, now = msg.analysis.mail, msg.now
     related = corr.ticket_id if corr.ticket_id is not None else corr.related_ticket_id  # a closed ticket matched
     cc: list[Address] = []
@@ -88,14 +87,14 @@ def _create(
     return ticket_id, reference, language
 
 
-def _new_ticket(
-    ctx: Context, conn: Connection, corr: Correlation, msg: Inbound, pending: lifecycle.Pending
-) -> tuple[str, str]:
+def _new_ticket(ctx: Context, step: Step) -> tuple[str, str]:
     """A new ticket for this mail: its reference, and a line to log once it is
     committed ("" unless the ticket starts a sender's flood)."""
+    conn, corr, msg, pending = step.conn, step.corr, step.msg, step.pending
+    assert corr is not None
     mail, now = msg.analysis.mail, msg.now
     requester = ctx.requester(msg)
-    ticket_id, reference, language = _create(ctx, conn, corr, msg, requester, pending)
+    ticket_id, reference, language = _create(ctx, step, requester)
     if msg.historic:
         # History is recorded, never acted on: no acknowledgement, nobody notified.
         if msg.import_status and msg.import_status != "new":
@@ -118,14 +117,10 @@ def _new_ticket(
         start_clocks(conn, ctx.config, ctx.people, ticket_id, now, pending)
     else:
         pending.events.append(lifecycle.event_row(ticket_id, now, "not_tracked", "system", {"reason": untracked}))
-    answers.acknowledge(
-        ctx, conn, ticket_id, reference, requester, msg, pending, previous=previous, flood=flood, language=language
-    )
+    answers.acknowledge(ctx, step, ticket_id, reference, requester, previous=previous, flood=flood, language=language)
     text = msg.analysis.reply_text or mail.text
     if starts:
-        return reference, _start_sender_flood(
-            ctx, conn, ticket_id, reference, requester, msg, flood, untracked, pending
-        )
+        return reference, _start_sender_flood(ctx, step, ticket_id, reference, requester, flood, untracked)
     if msg.analysis.kind != "loop" and untracked is None:
         ctx.desk.notify(conn, ticket_id, "assigned", pending, now, text=text, mail=mail)
     return reference, ""
@@ -133,17 +128,16 @@ def _new_ticket(
 
 def _start_sender_flood(
     ctx: Context,
-    conn: Connection,
+    step: Step,
     ticket_id: int,
     reference: str,
     requester: Address,
-    msg: Inbound,
     flood: FloodVerdict,
     untracked: str | None,
-    pending: lifecycle.Pending,
 ) -> str:
     """The sender's flood ticket: agents hear of it once, then it collects the rest.
     The line to log once it is committed."""
+    conn, msg, pending = step.conn, step.msg, step.pending
     now, mail = msg.now, msg.analysis.mail
     ctx.sender_floods.start(conn, requester.address, ticket_id, now)
     bump(conn, metric_counts, {"mailbridge_floods_started": 1, "mailbridge_flood_mails": 1})

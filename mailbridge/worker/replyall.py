@@ -13,20 +13,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import bindparam, select
 
 from mailbridge.outbound import requester as requester_mail
 from mailbridge.parsing.mime import Address
 from mailbridge.store.tables import participants as participants_table
 from mailbridge.tickets import lifecycle, participants
 from mailbridge.worker.context import Context
-from mailbridge.worker.message import Inbound, add_message
+from mailbridge.worker.message import Step, add_message
 
 _PARTICIPANTS = select(participants_table.c.address).where(participants_table.c.ticket_id == bindparam("s_ticket"))
 
 
-def people_joining(ctx: Context, conn: Connection, ticket_id: int, row: Any, msg: Inbound) -> list[Address]:
+def people_joining(ctx: Context, step: Step, ticket_id: int, row: Any) -> list[Address]:
     """The people a requester's reply names in To/Cc who are not on the ticket yet."""
+    msg = step.msg
     mail = msg.analysis.mail
     if (
         msg.historic
@@ -39,22 +40,15 @@ def people_joining(ctx: Context, conn: Connection, ticket_id: int, row: Any, msg
     named = participants.candidates(mail.to + mail.cc, ctx.not_copied(str(row.requester)))
     if not named:
         return []
-    on_ticket = set(conn.execute(_PARTICIPANTS, {"s_ticket": ticket_id}).scalars())
+    on_ticket = set(step.conn.execute(_PARTICIPANTS, {"s_ticket": ticket_id}).scalars())
     return [p for p in named if p.address not in on_ticket]
 
 
-def keep_as_note(
-    ctx: Context,
-    conn: Connection,
-    ticket_id: int,
-    msg: Inbound,
-    joining: list[Address],
-    reason: str,
-    pending: lifecycle.Pending,
-) -> None:
+def keep_as_note(ctx: Context, step: Step, ticket_id: int, joining: list[Address], reason: str) -> None:
     """A mail in the requester's name that would copy new people on the ticket, and
     that nothing shows is theirs: kept for the agents as an internal note; it adds
     nobody, reopens nothing, and its people get no mail."""
+    conn, msg, pending = step.conn, step.msg, step.pending
     analysis, now = msg.analysis, msg.now
     message_pk = add_message(conn, ticket_id, msg, internal=True)
     data = {
@@ -70,19 +64,12 @@ def keep_as_note(
     ctx.desk.notify(conn, ticket_id, "unverified", pending, now, text=text, mail=analysis.mail)
 
 
-def copy(
-    ctx: Context,
-    conn: Connection,
-    ticket_id: int,
-    people: list[Address],
-    msg: Inbound,
-    message_pk: int,
-    pending: lifecycle.Pending,
-) -> None:
+def copy(ctx: Context, step: Step, ticket_id: int, people: list[Address], message_pk: int) -> None:
     """Copy ``people`` on the ticket (up to the cap; the rest recorded) and tell the
     requester who was added."""
     if not people:
         return
+    conn, msg, pending = step.conn, step.msg, step.pending
     limit = ctx.config.tickets.max_participants
     copied = participants.add_copied(conn, ticket_id, people, msg.now, limit=limit)
     actor = msg.sender or "unknown"
@@ -90,13 +77,12 @@ def copy(
     if copied.added:
         data = {"added": [p.address for p in copied.added], "message": message_pk}
         pending.events.append(lifecycle.event_row(ticket_id, msg.now, "participants_added", actor, data))
-        _tell_requester_added(ctx, conn, ticket_id, copied.added, msg, pending)
+        _tell_requester_added(ctx, step, ticket_id, copied.added)
 
 
-def _tell_requester_added(
-    ctx: Context, conn: Connection, ticket_id: int, added: list[Address], msg: Inbound, pending: lifecycle.Pending
-) -> None:
+def _tell_requester_added(ctx: Context, step: Step, ticket_id: int, added: list[Address]) -> None:
     """templates/participants-added.* to the requester, unless nobody reads it there."""
+    conn, msg, pending = step.conn, step.msg, step.pending
     ticket = ctx.desk.ticket(conn, ticket_id)
     reason = requester_mail.requester_block_reason(conn, ticket)
     if reason is not None:
