@@ -3,7 +3,7 @@ make_testable_runner: mail stored with the spool writer the listeners use
 (intake/spool.accept), one batch at a time through the real Pipeline with a clock the
 test sets, and the ticket events and outbox rows read back from the database. No
 daemon, no sockets: milliseconds a case, for the branches of the worker's dispositions
-(Pipeline.CHAIN). The daemon tests keep the process model (crashes, signals, SMTP).
+(mailbridge/worker/chain.py, CHAIN). The daemon tests keep the process model (crashes, signals, SMTP).
 """
 
 from __future__ import annotations
