@@ -118,10 +118,10 @@ def _new_ticket(ctx: Context, step: Step) -> tuple[str, str]:
     else:
         pending.events.append(lifecycle.event_row(ticket_id, now, "not_tracked", "system", {"reason": untracked}))
     answers.acknowledge(ctx, step, ticket_id, reference, requester, previous=previous, flood=flood, language=language)
-    text = msg.analysis.reply_text or mail.text
     if starts:
         return reference, _start_sender_flood(ctx, step, ticket_id, reference, requester, flood, untracked)
     if msg.analysis.kind != "loop" and untracked is None:
+        text = msg.analysis.reply_text or mail.text
         ctx.desk.notify(conn, ticket_id, "assigned", pending, now, text=text, mail=mail)
     return reference, ""
 
