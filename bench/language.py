@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from mailbridge.parsing import language as lang  # noqa: E402
 from mailbridge.parsing.analysis import Analyser  # noqa: E402
-from mailbridge.parsing.extractors import load_extractors  # noqa: E402
+from mailbridge.parsing.extractorfiles import load_extractors  # noqa: E402
 from mailbridge.parsing.reply import extract_reply  # noqa: E402
 
 Detector = Callable[[str], str | None]

@@ -38,7 +38,7 @@ import mailparser  # noqa: E402
 from bench.corpus import corpus_mails  # noqa: E402
 from bench.ingest import make_corpus  # noqa: E402
 from mailbridge.parsing.analysis import Analyser  # noqa: E402
-from mailbridge.parsing.extractors import load_extractors  # noqa: E402
+from mailbridge.parsing.extractorfiles import load_extractors  # noqa: E402
 from mailbridge.parsing.language import detect_language  # noqa: E402
 from mailbridge.parsing.mime import ParseError, parse_message  # noqa: E402
 

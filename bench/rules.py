@@ -58,7 +58,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.ingest import make_corpus, one_run  # noqa: E402
 from mailbridge.parsing.analysis import Analyser  # noqa: E402
-from mailbridge.parsing.extractors import load_extractors  # noqa: E402
+from mailbridge.parsing.extractorfiles import load_extractors  # noqa: E402
 from mailbridge.parsing.mime import LimitExceeded, ParseError  # noqa: E402
 from mailbridge.rules import Facts, RuleContext, RuleSet, load_rules  # noqa: E402
 

@@ -1,14 +1,15 @@
 """The files admins edit: config.toml, the rule files (rules/) and the extractor files
 (parsers/). One reader for all three, as fail2ban has one ConfigReader.
 
-Where this sits: at the bottom of the layers, beside config.py (pyproject.toml's layers
-contract); config.py, rules/loader.py and parsing/extractors.py read their TOML here.
+Where this sits: at the bottom of the layers, beside config/ (pyproject.toml's layers
+contract); config/loading.py, rules/loader.py and parsing/extractors.py read their TOML here.
 
     toml_files       the *.toml of a shipped folder and the admin's, a later folder's file
                      replacing the one of the same name
     read_toml_file   one file as (text, data), or its problem with file:line
     shipped_and_local  *.local.toml entries over shipped ones with the same id; ids
                      unique per side; a local stub switching off an unknown id is named
+    entry_header     the keys every [[table]] starts with: id, enabled, description, order
     TomlLines        the line of any key (tomllib keeps no positions)
     did_you_mean     "; did you mean 'x'?" for a misspelt name
 
@@ -22,14 +23,18 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 __all__ = [
+    "ENTRY_ID",
     "LOCAL_SUFFIX",
+    "EntryHeader",
     "TomlLines",
     "did_you_mean",
+    "entry_header",
     "read_toml_file",
     "shipped_and_local",
     "switched_off_unknown",
@@ -137,6 +142,46 @@ def switched_off_unknown(entry: Entry, shipped: Collection[str], noun: str) -> s
     """The problem of a local ``enabled = false`` stub whose id no shipped file has."""
     hint = did_you_mean(entry.id, shipped)
     return f"{entry.where}: {entry.kind} '{entry.id}': switches off {noun} that no shipped file defines{hint}"
+
+
+# The id of a [[rule]], [[outgoing]] or [[extractor]] table.
+ENTRY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class EntryHeader:
+    """The keys every [[table]] of an admin's file starts with, checked."""
+
+    id: str | None  # None: missing or not a valid id (the problem is reported)
+    enabled: bool
+    description: str
+    order: int
+
+
+def entry_header(
+    table: Mapping[str, Any], problem: Callable[[str | None, str], None], example_id: str, default_order: int
+) -> EntryHeader:
+    """``id``, ``enabled``, ``description`` and ``order`` of one [[table]]: each wrong one is
+    reported through ``problem(key, message)`` and replaced by its default."""
+    entry_id = table.get("id")
+    if entry_id is None:
+        problem(None, f"missing required key 'id' (a unique name such as \"{example_id}\")")
+    elif not isinstance(entry_id, str) or not ENTRY_ID.match(entry_id):
+        problem("id", f"{entry_id!r} is not a valid id: use letters, digits, '.', '_' and '-' (at most 64)")
+        entry_id = None
+    enabled = table.get("enabled", True)
+    if not isinstance(enabled, bool):
+        problem("enabled", "must be true or false")
+        enabled = True
+    description = table.get("description", "")
+    if not isinstance(description, str):
+        problem("description", "must be a string")
+        description = ""
+    order = table.get("order", default_order)
+    if isinstance(order, bool) or not isinstance(order, int) or not -1_000_000 <= order <= 1_000_000:
+        problem("order", f"must be a whole number between -1000000 and 1000000 (got {order!r})")
+        order = default_order
+    return EntryHeader(entry_id, enabled, description, order)
 
 
 # --- line numbers ---------------------------------------------------------------------

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 
 def load_extractor_set(config: Config) -> ExtractorSet:
-    from mailbridge.parsing.extractors import load_extractors
+    from mailbridge.parsing.extractorfiles import load_extractors
     from mailbridge.parsing.incident import DEFAULT_MATRIX, parse_matrix
 
     matrix = parse_matrix(config.incidents.priority_matrix) if config.incidents.priority_matrix else DEFAULT_MATRIX

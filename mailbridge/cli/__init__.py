@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -313,6 +314,43 @@ def parse(ctx: click.Context, file: Path, as_json: bool) -> None:
 # --- quarantine and outbox -------------------------------------------------------------
 
 
+def _print_lines(
+    ctx: click.Context,
+    read: Callable[[Any], list[dict[str, Any]]],
+    as_json: bool,
+    line: Callable[[dict[str, Any]], str],
+) -> None:
+    """The rows `read` finds in the database as JSON, or one line each."""
+    from mailbridge.store.db import read_tx
+
+    with read_tx(app_of(ctx).store.main) as conn:
+        rows = read(conn)
+    if as_json:
+        print_json(rows)
+        return
+    out = console()
+    for row in rows:
+        out.print(literal(line(row)))
+
+
+def _print_table(
+    rows: list[dict[str, Any]],
+    as_json: bool,
+    columns: tuple[Column, ...],
+    cells: Callable[[dict[str, Any]], dict[str, str]],
+) -> None:
+    """Rows as JSON, or as a table of the `columns` that fit the terminal."""
+    if as_json:
+        print_json(rows)
+        return
+    out = console()
+    table, shown = fitted_table(columns, out.width)
+    for row in rows:
+        shown_cells = {**row, **cells(row)}
+        table.add_row(*(shown_cells[c.key] for c in shown))
+    out.print(table)
+
+
 @main.group()
 def mail() -> None:
     """Mail kept without a ticket, and addresses that bounce."""
@@ -323,22 +361,17 @@ def mail() -> None:
 @click.pass_context
 def mail_unmatched(ctx: click.Context, as_json: bool) -> None:
     """Bounces and auto-replies that match none of our tickets (kept, never lost)."""
-    from mailbridge.store.db import read_tx
     from mailbridge.tickets.views import unmatched_messages
 
-    with read_tx(app_of(ctx).store.main) as conn:
-        rows = unmatched_messages(conn)
-    if as_json:
-        print_json(rows)
-        return
-    out = console()
-    for row in rows:
-        out.print(
-            literal(
-                f"{row['id']} {row['received_at'][:16]} {row['classification']} {row['from']}: {row['subject']}"
-                f" ({row['reason']})"
-            )
-        )
+    _print_lines(
+        ctx,
+        unmatched_messages,
+        as_json,
+        lambda row: (
+            f"{row['id']} {row['received_at'][:16]} {row['classification']} {row['from']}: {row['subject']}"
+            f" ({row['reason']})"
+        ),
+    )
 
 
 @mail.command("undeliverable")
@@ -346,17 +379,14 @@ def mail_unmatched(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def mail_undeliverable(ctx: click.Context, as_json: bool) -> None:
     """Addresses that bounced permanently: no automatic mail goes to them."""
-    from mailbridge.store.db import read_tx
     from mailbridge.tickets.views import undeliverable_addresses
 
-    with read_tx(app_of(ctx).store.main) as conn:
-        rows = undeliverable_addresses(conn)
-    if as_json:
-        print_json(rows)
-        return
-    out = console()
-    for row in rows:
-        out.print(literal(f"{row['address']} {row['status'] or ''} x{row['bounces']} since {row['first_at'][:10]}"))
+    _print_lines(
+        ctx,
+        undeliverable_addresses,
+        as_json,
+        lambda row: f"{row['address']} {row['status'] or ''} x{row['bounces']} since {row['first_at'][:10]}",
+    )
 
 
 @main.group()
@@ -372,21 +402,17 @@ def quarantine_list(ctx: click.Context, include_discarded: bool, as_json: bool) 
     from mailbridge.store import quarantine as q
 
     rows = q.list_quarantined(app_of(ctx).store, include_discarded)
-    if as_json:
-        print_json(rows)
-        return
-    out = console()
-    table, shown = fitted_table(_QUARANTINE_COLUMNS, out.width)
-    for row in rows:
-        cells = {
-            **row,
+    _print_table(
+        rows,
+        as_json,
+        _QUARANTINE_COLUMNS,
+        lambda row: {
             "id": str(row["id"]),
             "received": (row["received_at"] or "")[:19].replace("T", " "),
             "mail_from": row["mail_from"] or "",
             "reason": row["reason"] or "",
-        }
-        table.add_row(*(cells[c.key] for c in shown))
-    out.print(table)
+        },
+    )
 
 
 _QUARANTINE_COLUMNS = (
@@ -423,11 +449,7 @@ def quarantine_show(ctx: click.Context, spool_id: int, raw: bool) -> None:
 def quarantine_retry(ctx: click.Context, spool_id: int) -> None:
     from mailbridge.store import quarantine as q
 
-    try:
-        q.retry(app_of(ctx).store, spool_id)
-    except NotFound as exc:
-        fail(str(exc))
-    click.echo(f"{spool_id}: queued for processing again")
+    _quarantined(ctx, q.retry, spool_id, "queued for processing again")
 
 
 @quarantine.command("discard")
@@ -436,11 +458,16 @@ def quarantine_retry(ctx: click.Context, spool_id: int) -> None:
 def quarantine_discard(ctx: click.Context, spool_id: int) -> None:
     from mailbridge.store import quarantine as q
 
+    _quarantined(ctx, q.discard, spool_id, "discarded (raw message and reason kept)")
+
+
+def _quarantined(ctx: click.Context, action: Callable[[Any, int], object], spool_id: int, done: str) -> None:
+    """Do `action` to a quarantined message and say so."""
     try:
-        q.discard(app_of(ctx).store, spool_id)
+        action(app_of(ctx).store, spool_id)
     except NotFound as exc:
         fail(str(exc))
-    click.echo(f"{spool_id}: discarded (raw message and reason kept)")
+    click.echo(f"{spool_id}: {done}")
 
 
 @main.group()
@@ -458,22 +485,18 @@ def outbox_list(ctx: click.Context, state: str | None, as_json: bool) -> None:
     from mailbridge.outbound.admin import list_outbox
 
     rows = list_outbox(app_of(ctx).store, state)
-    if as_json:
-        print_json(rows)
-        return
-    out = console()
-    table, shown = fitted_table(_OUTBOX_COLUMNS, out.width)
-    for row in rows:
-        cells = {
-            **row,
+    _print_table(
+        rows,
+        as_json,
+        _OUTBOX_COLUMNS,
+        lambda row: {
             "id": str(row["id"]),
             "reference": row["reference"] or "",
             "attempts": str(row["attempts"]),
             "next": (row["next_attempt_at"] or "")[:19].replace("T", " "),
             "last_error": row["last_error"] or "",
-        }
-        table.add_row(*(cells[c.key] for c in shown))
-    out.print(table)
+        },
+    )
 
 
 _OUTBOX_COLUMNS = (

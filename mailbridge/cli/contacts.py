@@ -16,6 +16,7 @@ docs/contacts.md is the admin's guide.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -68,6 +69,55 @@ def _contact_id(conn: Any, key: str) -> int:
     return found.id
 
 
+def _print_contacts(found: Any) -> None:
+    for contact in found:
+        _print_contact(contact)
+
+
+def _organisations_json(found: Any) -> list[dict[str, Any]]:
+    return [{"id": i, "name": n, "domains": list(d)} for i, n, d in found]
+
+
+def _print_organisations(found: Any) -> None:
+    out = console()
+    for org_id, name, domains in found:
+        out.print(Text(literal(f"organisation {org_id}: {name}  domains: {', '.join(domains) or '(none)'}")))
+
+
+def _organisation_json(found: Any) -> dict[str, Any]:
+    return {
+        "id": found.id,
+        "name": found.name,
+        "domains": list(found.domains),
+        "members": [_contact_json(c) for c in found.members],
+    }
+
+
+def _print_organisation(found: Any) -> None:
+    console().print(Text(literal(f"organisation {found.id}: {found.name}  domains: {', '.join(found.domains)}")))
+    _print_contacts(found.members)
+
+
+def _found(ctx: click.Context, read: Callable[[Any], Any], missing: str) -> Any:
+    """What `read` finds, or the command fails (exit 1) saying `missing`."""
+    from mailbridge.cli._common import fail
+
+    found = _run(ctx, False, lambda conn, _now: read(conn))
+    if found is None:
+        fail(missing, code=1)
+    return found
+
+
+def _emit(found: Any, as_json: bool, as_data: Callable[[Any], Any], show: Callable[[Any], None]) -> None:
+    """What a command found as JSON (--json), or as lines for a person."""
+    from mailbridge.cli._common import print_json
+
+    if as_json:
+        print_json(as_data(found))
+    else:
+        show(found)
+
+
 @contacts_group.command("add")
 @click.argument("name")
 @click.argument("addresses", nargs=-1, required=True)
@@ -107,16 +157,10 @@ def contacts_merge(ctx: click.Context, keep: str, gone: str) -> None:
 @click.pass_context
 def contacts_show(ctx: click.Context, key: str, as_json: bool) -> None:
     """A contact by id or by one of its addresses."""
-    from mailbridge.cli._common import fail, print_json
     from mailbridge.tickets import contacts
 
-    found = _run(ctx, False, lambda conn, _now: contacts.find(conn, key))
-    if found is None:
-        fail(f"no contact {key!r}", code=1)
-    if as_json:
-        print_json(_contact_json(found))
-    else:
-        _print_contact(found)
+    found = _found(ctx, lambda conn: contacts.find(conn, key), f"no contact {key!r}")
+    _emit(found, as_json, _contact_json, _print_contact)
 
 
 @contacts_group.command("list")
@@ -124,15 +168,10 @@ def contacts_show(ctx: click.Context, key: str, as_json: bool) -> None:
 @click.pass_context
 def contacts_list(ctx: click.Context, as_json: bool) -> None:
     """Every contact not merged into another."""
-    from mailbridge.cli._common import print_json
     from mailbridge.tickets import contacts
 
     found = _run(ctx, False, lambda conn, _now: contacts.list_contacts(conn))
-    if as_json:
-        print_json([_contact_json(c) for c in found])
-        return
-    for contact in found:
-        _print_contact(contact)
+    _emit(found, as_json, lambda every: [_contact_json(c) for c in every], _print_contacts)
 
 
 @contacts_group.command("org-add")
@@ -174,16 +213,10 @@ def org_join(ctx: click.Context, contact: str, name: str | None, leave: bool) ->
 @click.pass_context
 def org_list(ctx: click.Context, as_json: bool) -> None:
     """Every organisation with its domains."""
-    from mailbridge.cli._common import print_json
     from mailbridge.tickets import contacts
 
     found = _run(ctx, False, lambda conn, _now: contacts.list_organisations(conn))
-    if as_json:
-        print_json([{"id": i, "name": n, "domains": list(d)} for i, n, d in found])
-        return
-    out = console()
-    for org_id, name, domains in found:
-        out.print(Text(literal(f"organisation {org_id}: {name}  domains: {', '.join(domains) or '(none)'}")))
+    _emit(found, as_json, _organisations_json, _print_organisations)
 
 
 @contacts_group.command("org-show")
@@ -192,22 +225,7 @@ def org_list(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def org_show(ctx: click.Context, name: str, as_json: bool) -> None:
     """An organisation's domains and member contacts (explicit, and by domain)."""
-    from mailbridge.cli._common import fail, print_json
     from mailbridge.tickets import contacts
 
-    found = _run(ctx, False, lambda conn, _now: contacts.organisation(conn, name))
-    if found is None:
-        fail(f"no organisation {name!r}", code=1)
-    if as_json:
-        print_json(
-            {
-                "id": found.id,
-                "name": found.name,
-                "domains": list(found.domains),
-                "members": [_contact_json(c) for c in found.members],
-            }
-        )
-        return
-    console().print(Text(literal(f"organisation {found.id}: {found.name}  domains: {', '.join(found.domains)}")))
-    for contact in found.members:
-        _print_contact(contact)
+    found = _found(ctx, lambda conn: contacts.organisation(conn, name), f"no organisation {name!r}")
+    _emit(found, as_json, _organisation_json, _print_organisation)

@@ -18,18 +18,23 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import click
+from rich.console import Console
 from rich.padding import Padding
 from rich.text import Text
 
 from mailbridge.errors import NotFound
 from mailbridge.parsing.language import describe as describe_language
 from mailbridge.terminal import Column, console, fitted_table, literal, styled
+
+if TYPE_CHECKING:
+    from mailbridge.agents.commands import Command
 
 _DURATION = re.compile(r"(\d+)\s*([mhdw])")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -194,6 +199,116 @@ def _person(name: str | None, address: str) -> str:
     return f"{name} <{address}>" if name else address
 
 
+def _say(out: Console, *parts: str | Text) -> None:
+    """One line: every customer-written part taken literally (styled parts are Text)."""
+    out.print(Text.assemble(*(p if isinstance(p, Text) else literal(p) for p in parts)))
+
+
+def _assignee(assignee: str | None, agents: Mapping[str, Any]) -> str:
+    if assignee and assignee in agents:
+        return f"{assignee} ({agents[assignee].name})"
+    return assignee or "-"
+
+
+# Lines shown only when their value is set: (key, how it reads).
+_IF_SET = (
+    ("language", lambda value: f"language {describe_language(value)}"),
+    ("tags", lambda value: "tags: " + ", ".join(value)),
+)
+_CLASSIFICATION = ("type", "category", "severity", "impact", "urgency")
+
+
+def _about_lines(data: dict[str, Any], agents: Mapping[str, Any], zone: ZoneInfo) -> list[str]:
+    """Who and what the ticket is about, and how it is classified."""
+    lines = [
+        f"status {data['status']}, priority {data['priority'] or '-'}, queue {data['queue'] or '-'},"
+        f" assignee {_assignee(data['assignee'], agents)}",
+        f"requester {_person(data['requester_name'], data['requester'])},"
+        f" created {local_time(data['created_at'], zone)}, updated {local_time(data['updated_at'], zone)}",
+    ]
+    lines += [shown(data[key]) for key, shown in _IF_SET if data.get(key)]
+    classification = [f"{k} {data[k]}" for k in _CLASSIFICATION if data[k]]
+    if classification:
+        lines.append(", ".join(classification))
+    lines += [f"{name}: {_value(value)}" for name, value in data["custom_fields"].items()]
+    return lines
+
+
+def _link_lines(data: dict[str, Any]) -> list[str]:
+    """Its links to other tickets, the people on it, its incident and failed deliveries."""
+    lines = [f"related to {data['related']}"] if data["related"] else []
+    lines += [f"merged into {data['merged_into']}"] if data["merged_into"] else []
+    lines.append(
+        "participants: " + ", ".join(f"{_person(p['name'], p['address'])} ({p['role']})" for p in data["participants"])
+    )
+    if data["incident_key"]:
+        lines.append(f"incident {data['incident_key']}: {data['occurrences']} occurrence(s)")
+    for failure in data["delivery_failures"]:
+        kind = "temporary" if failure["temporary"] else "permanent"
+        lines.append(f"delivery failed: {failure['address']} {failure['status'] or ''} ({kind})")
+    return lines
+
+
+def _pending_line(waiting: dict[str, Any], zone: ZoneInfo) -> str:
+    shown = f"pending since {local_time(waiting['since'], zone)}"
+    if waiting["until"]:
+        shown += f", until {waiting['until']}"
+    if waiting["remind_at"]:
+        verb = "reminded" if waiting["reminded"] else "reminder"
+        shown += f"; {verb} {local_time(waiting['remind_at'], zone)}"
+    if waiting["close_at"]:
+        shown += f"; resolves {local_time(waiting['close_at'], zone)} without a reply"
+    return shown
+
+
+def _timer_lines(data: dict[str, Any], now: datetime, zone: ZoneInfo) -> list[str]:
+    """Its SLA clocks, and what happens while it waits for the requester."""
+    lines = [_sla_line(clock, now, zone) for clock in data.get("sla", [])]
+    waiting = data.get("pending")
+    if waiting:
+        lines.append(_pending_line(waiting, zone))
+    return lines
+
+
+def _message_heading(msg: dict[str, Any], zone: ZoneInfo) -> str:
+    label = "" if msg["classification"] == "normal" else f" [{msg['classification']}]"
+    if msg["author"]:
+        label += f" [agent {msg['author']}]"
+    if msg["internal"]:
+        label += " [internal note]"
+    sender = _person(msg["from_name"], msg["from"])
+    return f"{msg['direction']} {sender} {local_time(msg['received_at'], zone)}{label}"
+
+
+def _print_message(out: Console, msg: dict[str, Any], zone: ZoneInfo) -> None:
+    out.rule(Text(literal(_message_heading(msg, zone))))
+    out.print(Text(literal(msg["text"], multiline=True)))
+    for att in msg["attachments"]:
+        _say(out, f"[attachment {att['number']}] {att['filename']} ({att['content_type']}, {att['size']} bytes)")
+
+
+def _print_history(out: Console, events: list[dict[str, Any]], zone: ZoneInfo) -> None:
+    out.rule(Text(f"history (times in {zone.key})"))
+    for ev in events:
+        head, details = history_entry(ev, zone)
+        _say(out, head)
+        if details:
+            out.print(Padding(Text(literal(details)), (0, 0, 0, 4), expand=False))
+
+
+def _print_ticket(out: Console, data: dict[str, Any], app: Any, zone: ZoneInfo) -> None:
+    _say(out, styled(data["reference"]), " ", data["subject"])
+    for text in (
+        *_about_lines(data, app.people.agents, zone),
+        *_link_lines(data),
+        *_timer_lines(data, app.clock(), zone),
+    ):
+        _say(out, text)
+    for msg in data["messages"]:
+        _print_message(out, msg, zone)
+    _print_history(out, data["events"], zone)
+
+
 @tickets.command("show")
 @click.argument("reference")
 @click.option("--json", "as_json", is_flag=True)
@@ -214,76 +329,7 @@ def tickets_show(ctx: click.Context, reference: str, as_json: bool) -> None:
     if as_json:
         print_json(data)
         return
-    zone = _zone(app)
-    out = console()
-
-    def line(*parts: str | Text) -> None:
-        out.print(Text.assemble(*(p if isinstance(p, Text) else literal(p) for p in parts)))
-
-    line(styled(data["reference"]), " ", data["subject"])
-    assignee = data["assignee"]
-    if assignee and assignee in app.people.agents:
-        assignee = f"{assignee} ({app.people.agents[assignee].name})"
-    line(
-        f"status {data['status']}, priority {data['priority'] or '-'}, queue {data['queue'] or '-'},"
-        f" assignee {assignee or '-'}"
-    )
-    line(
-        f"requester {_person(data['requester_name'], data['requester'])},"
-        f" created {local_time(data['created_at'], zone)}, updated {local_time(data['updated_at'], zone)}"
-    )
-    if data.get("language"):
-        line(f"language {describe_language(data['language'])}")
-    if data["tags"]:
-        line("tags: " + ", ".join(data["tags"]))
-    classification = [f"{k} {data[k]}" for k in ("type", "category", "severity", "impact", "urgency") if data[k]]
-    if classification:
-        line(", ".join(classification))
-    for name, value in data["custom_fields"].items():
-        line(f"{name}: {_value(value)}")
-    if data["related"]:
-        line(f"related to {data['related']}")
-    if data["merged_into"]:
-        line(f"merged into {data['merged_into']}")
-    line(
-        "participants: " + ", ".join(f"{_person(p['name'], p['address'])} ({p['role']})" for p in data["participants"])
-    )
-    if data["incident_key"]:
-        line(f"incident {data['incident_key']}: {data['occurrences']} occurrence(s)")
-    for failure in data["delivery_failures"]:
-        kind = "temporary" if failure["temporary"] else "permanent"
-        line(f"delivery failed: {failure['address']} {failure['status'] or ''} ({kind})")
-    now = app.clock()
-    for clock in data.get("sla", []):
-        line(_sla_line(clock, now, zone))
-    waiting = data.get("pending")
-    if waiting:
-        shown = f"pending since {local_time(waiting['since'], zone)}"
-        if waiting["until"]:
-            shown += f", until {waiting['until']}"
-        if waiting["remind_at"]:
-            verb = "reminded" if waiting["reminded"] else "reminder"
-            shown += f"; {verb} {local_time(waiting['remind_at'], zone)}"
-        if waiting["close_at"]:
-            shown += f"; resolves {local_time(waiting['close_at'], zone)} without a reply"
-        line(shown)
-    for msg in data["messages"]:
-        label = "" if msg["classification"] == "normal" else f" [{msg['classification']}]"
-        if msg["author"]:
-            label += f" [agent {msg['author']}]"
-        if msg["internal"]:
-            label += " [internal note]"
-        sender = _person(msg["from_name"], msg["from"])
-        out.rule(Text(literal(f"{msg['direction']} {sender} {local_time(msg['received_at'], zone)}{label}")))
-        out.print(Text(literal(msg["text"], multiline=True)))
-        for att in msg["attachments"]:
-            line(f"[attachment {att['number']}] {att['filename']} ({att['content_type']}, {att['size']} bytes)")
-    out.rule(Text(f"history (times in {zone.key})"))
-    for ev in data["events"]:
-        head, details = history_entry(ev, zone)
-        line(head)
-        if details:
-            out.print(Padding(Text(literal(details)), (0, 0, 0, 4), expand=False))
+    _print_ticket(console(), data, app, _zone(app))
 
 
 @tickets.command("attachment")
@@ -321,6 +367,97 @@ def tickets_attachment(ctx: click.Context, reference: str, number: int, output: 
     except OSError as exc:
         fail(f"cannot write {output}: {exc.strerror}")
     click.echo(f"{output}: {found.filename!r}, {len(found.data)} bytes (declared {found.content_type})", err=True)
+
+
+def _status_args(new_status: str | None, until: str | None) -> tuple[str, ...]:
+    """--status (and --until with pending) as the #status command's arguments."""
+    from mailbridge.agents.commands import parse_until
+    from mailbridge.cli._common import fail
+
+    if until is None:
+        return (new_status,) if new_status is not None else ()
+    if new_status != "pending":
+        fail("--until goes with --status pending: --status pending --until YYYY-MM-DD")
+    try:
+        return ("pending", parse_until(until.strip()).isoformat())
+    except ValueError as exc:
+        fail(f"--until: {exc}; write --status pending --until YYYY-MM-DD")
+
+
+def _valued_commands(named: tuple[tuple[str, str | None], ...], status_args: tuple[str, ...]) -> list[Command]:
+    """One command per option given a value, with #status after #assign."""
+    from mailbridge.agents.commands import Command
+
+    wanted = [Command(name, (value,), 0, f"--{name} {value}") for name, value in named if value is not None]
+    if status_args:  # after --assign, as before --until existed
+        status = Command("status", status_args, 0, "--status " + " --until ".join(status_args))
+        wanted.insert(1 if named[0][1] is not None else 0, status)
+    return wanted
+
+
+def _tag_commands(tags: tuple[str, ...]) -> list[Command]:
+    from mailbridge.agents.commands import Command
+    from mailbridge.cli._common import fail
+
+    wanted = []
+    for tag in tags:
+        if not re.fullmatch(r"[a-z0-9._-]{1,50}", tag.lower()):
+            fail(f"--tag {tag!r}: a tag is letters, digits, . _ - (at most 50 characters)")
+        wanted.append(Command("tag", (tag.lower(),), 0, f"--tag {tag}"))
+    return wanted
+
+
+def _parsed_commands(given: list[tuple[str, str, str, str]]) -> list[Command]:
+    """(command, option, value, as a mail would write it) read as the mail's #untag,
+    #requester and #cc lines are (commands.py), so both refuse the same input and record
+    the same arguments."""
+    from mailbridge.agents.commands import Command, parse_argument
+    from mailbridge.cli._common import fail
+
+    wanted = []
+    for name, option, value, written in given:
+        try:
+            args = parse_argument(name, written)
+        except ValueError as exc:
+            fail(f"{option} {value!r}: {exc}")
+        wanted.append(Command(name, args, 0, f"{option} {value}"))
+    return wanted
+
+
+def _apply(app: Any, reference: str, wanted: list[Command], actor: str) -> str:
+    """Check and run the commands in one transaction; the ticket's status before them."""
+    from mailbridge.agents.desk import AgentDesk
+    from mailbridge.cli._common import fail
+    from mailbridge.store.db import write_tx
+    from mailbridge.tickets.lifecycle import Pending
+    from mailbridge.tickets.views import ticket_id_for
+
+    desk = AgentDesk(app.config, app.people, app.outbox, app.refs)
+    now = app.clock()
+    try:
+        with write_tx(app.store.main) as conn:
+            ticket_id = ticket_id_for(conn, reference)
+            ticket = desk.ticket(conn, ticket_id)
+            errors = desk.check(conn, ticket, wanted, now)
+            if errors:
+                raise click.ClickException("; ".join(e.message for e in errors))
+            old_status: str = ticket.status
+            pending = Pending()
+            if desk.execute(conn, ticket, wanted, actor, now, pending, {"via": "cli"}):
+                desk.resolved_notice(conn, ticket_id, pending, now)
+            pending.flush(conn)
+    except NotFound as exc:
+        fail(str(exc))
+    except click.ClickException as exc:
+        fail(exc.message)
+    return old_status
+
+
+def _change_line(reference: str, command: Command, old_status: str) -> str:
+    if command.name != "status":
+        return f"{reference.upper()}: {' '.join((command.name, *command.args))}"
+    until_text = f" (until {command.args[1]})" if len(command.args) > 1 else ""
+    return f"{reference.upper()}: {old_status} -> {command.args[0]}{until_text}"
 
 
 @tickets.command("set")
@@ -377,84 +514,36 @@ def tickets_set(
     """Change a ticket as an admin: what agents do with #commands by mail, with the same
     checks, history, notifications (an assignee is told) and resolved notice. The
     changes run in the order of the options' listing in --help."""
-    from mailbridge.agents.commands import Command, parse_argument, parse_until
-    from mailbridge.agents.desk import AgentDesk
+    from mailbridge.agents.commands import Command
     from mailbridge.cli._common import app_of, fail
-    from mailbridge.store.db import write_tx
-    from mailbridge.tickets.lifecycle import STATUSES, Pending
-    from mailbridge.tickets.views import ticket_id_for
+    from mailbridge.tickets.lifecycle import STATUSES
 
     if new_status is not None and new_status not in STATUSES:
         fail(f"unknown status {new_status!r}; expected one of {', '.join(STATUSES)}")
     if unassign and assignee is not None:
         fail("--assign and --unassign contradict each other; give one of them")
-    status_args: tuple[str, ...] = (new_status,) if new_status is not None else ()
-    if until is not None:
-        if new_status != "pending":
-            fail("--until goes with --status pending: --status pending --until YYYY-MM-DD")
-        try:
-            status_args = ("pending", parse_until(until.strip()).isoformat())
-        except ValueError as exc:
-            fail(f"--until: {exc}; write --status pending --until YYYY-MM-DD")
-    wanted: list[Command] = []
-    for name, value in (
+    status_args = _status_args(new_status, until)
+    named = (
         ("assign", assignee),
         ("priority", priority),
         ("severity", severity),
         ("category", category),
         ("merge", merge_into.upper() if merge_into else None),
-    ):
-        if value is not None:
-            wanted.append(Command(name, (value,), 0, f"--{name} {value}"))
-    if status_args:  # after --assign, as before --until existed
-        status = Command("status", status_args, 0, "--status " + " --until ".join(status_args))
-        wanted.insert(1 if assignee is not None else 0, status)
-    for tag in tags:
-        if not re.fullmatch(r"[a-z0-9._-]{1,50}", tag.lower()):
-            fail(f"--tag {tag!r}: a tag is letters, digits, . _ - (at most 50 characters)")
-        wanted.append(Command("tag", (tag.lower(),), 0, f"--tag {tag}"))
+    )
+    wanted = _valued_commands(named, status_args) + _tag_commands(tags)
     if unassign:
         wanted.append(Command("unassign", (), 0, "--unassign"))
-    # The same reading as the mail's #untag, #requester and #cc lines (commands.py), so
-    # both refuse the same input and record the same arguments.
     given = [("untag", "--untag", t, t) for t in untags]
     given += [("requester", "--requester", requester, requester)] if requester is not None else []
     given += [("cc", "--cc-add", a, f"add {a}") for a in cc_add]
     given += [("cc", "--cc-remove", a, f"remove {a}") for a in cc_remove]
     given += [("language", "--language", language, language)] if language is not None else []
-    for name, option, value, written in given:
-        try:
-            args = parse_argument(name, written)
-        except ValueError as exc:
-            fail(f"{option} {value!r}: {exc}")
-        wanted.append(Command(name, args, 0, f"{option} {value}"))
+    wanted += _parsed_commands(given)
     if not wanted:
         fail(
             "nothing to change: give --status, --assign, --unassign, --priority, --severity, --category, --tag,"
             " --untag, --merge-into, --requester, --cc-add, --cc-remove or --language"
         )
-    app = app_of(ctx)
-    desk = AgentDesk(app.config, app.people, app.outbox, app.refs)
-    now = app.clock()
-    try:
-        with write_tx(app.store.main) as conn:
-            ticket_id = ticket_id_for(conn, reference)
-            ticket = desk.ticket(conn, ticket_id)
-            errors = desk.check(conn, ticket, wanted, now)
-            if errors:
-                raise click.ClickException("; ".join(e.message for e in errors))
-            old_status = ticket.status
-            pending = Pending()
-            if desk.execute(conn, ticket, wanted, actor, now, pending, {"via": "cli"}):
-                desk.resolved_notice(conn, ticket_id, pending, now)
-            pending.flush(conn)
-    except NotFound as exc:
-        fail(str(exc))
-    except click.ClickException as exc:
-        fail(exc.message)
+    old_status = _apply(app_of(ctx), reference, wanted, actor)
     for command in wanted:
-        if command.name == "status":
-            until_text = f" (until {command.args[1]})" if len(command.args) > 1 else ""
-            click.echo(f"{reference.upper()}: {old_status} -> {command.args[0]}{until_text}")
-        else:
-            click.echo(f"{reference.upper()}: {' '.join((command.name, *command.args))}")
+        click.echo(_change_line(reference, command, old_status))

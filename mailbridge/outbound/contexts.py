@@ -138,6 +138,9 @@ RESPONSE = TemplateContext(
 
 _NOTICE_VARS = (*_TICKET_SHORT_VARS, *_REQUESTER_VARS, *_SUPPORT_VARS)
 _NOTICE = {"ticket": _TICKET_SHORT, **_REQUESTER, **_SUPPORT}
+# What a mail to an agent about their own mail on a ticket starts with.
+_AGENT_MAIL_VARS = (("ticket.reference", "the ticket's reference"), ("ticket.subject", "its subject"), *_AGENT_VARS)
+_AGENT_MAIL = {"ticket": {"reference": "MB-2026-000042", "subject": "Printer on fire"}, "agent": {"name": "Bob Agent"}}
 
 CONTEXTS: dict[str, TemplateContext] = {
     "acknowledgement": RESPONSE,
@@ -258,9 +261,7 @@ CONTEXTS: dict[str, TemplateContext] = {
     "agent-command-error": TemplateContext(
         sent="to an agent whose commands in a reply had errors (nothing of that mail was done)",
         variables=(
-            ("ticket.reference", "the ticket's reference"),
-            ("ticket.subject", "its subject"),
-            *_AGENT_VARS,
+            *_AGENT_MAIL_VARS,
             ("errors", "what was wrong"),
             ("errors[].line", "the command line as written"),
             ("errors[].message", "what is wrong with it"),
@@ -268,8 +269,7 @@ CONTEXTS: dict[str, TemplateContext] = {
             *_SUPPORT_VARS,
         ),
         sample={
-            "ticket": {"reference": "MB-2026-000042", "subject": "Printer on fire"},
-            "agent": {"name": "Bob Agent"},
+            **_AGENT_MAIL,
             "errors": [{"line": "#asign carol", "message": "unknown command #asign"}],
             "commands": _COMMANDS,
             **_SUPPORT,
@@ -278,16 +278,13 @@ CONTEXTS: dict[str, TemplateContext] = {
     "agent-refused": TemplateContext(
         sent="to an agent whose mail on a ticket was refused (e.g. not verified as theirs)",
         variables=(
-            ("ticket.reference", "the ticket's reference"),
-            ("ticket.subject", "its subject"),
-            *_AGENT_VARS,
+            *_AGENT_MAIL_VARS,
             ("reason", "why the mail was refused"),
             ("commands", "the valid commands"),
             *_SUPPORT_VARS,
         ),
         sample={
-            "ticket": {"reference": "MB-2026-000042", "subject": "Printer on fire"},
-            "agent": {"name": "Bob Agent"},
+            **_AGENT_MAIL,
             "reason": "the mail is not signed by your domain (DMARC failed)",
             "commands": _COMMANDS,
             **_SUPPORT,
@@ -509,6 +506,15 @@ LANGUAGE_DOC = (
 )
 
 
+def _variable_table(ctx: TemplateContext) -> list[str]:
+    """A context's variables as a Markdown table, with their sample values."""
+    return [
+        "| variable | what it is | example |",
+        "|---|---|---|",
+        *(f"| `{var}` | {doc.replace('|', '/')} | {_example(ctx.sample, var)} |" for var, doc in ctx.variables),
+    ]
+
+
 def render_doc() -> str:
     """docs/templates.md, generated from CONTEXTS (see the module docstring)."""
     lines = [
@@ -602,9 +608,7 @@ def render_doc() -> str:
         title = ", ".join(f"`{n}`" for n in names)
         if ctx is RESPONSE:
             title += " and every template a rule's `respond` action names"
-        lines += [f"## {title}", "", f"Sent {ctx.sent}.", "", "| variable | what it is | example |", "|---|---|---|"]
-        for var, doc in ctx.variables:
-            lines.append(f"| `{var}` | {doc.replace('|', '/')} | {_example(ctx.sample, var)} |")
+        lines += [f"## {title}", "", f"Sent {ctx.sent}.", "", *_variable_table(ctx)]
         if ctx.variants:
             lines += ["", "Also checked with:"]
             for label, _data in list(samples(ctx))[1:]:
@@ -623,11 +627,8 @@ def render_doc() -> str:
         "",
         f"Sent {CANNED.sent}.",
         "",
-        "| variable | what it is | example |",
-        "|---|---|---|",
+        *_variable_table(CANNED),
     ]
-    for var, doc in CANNED.variables:
-        lines.append(f"| `{var}` | {doc.replace('|', '/')} | {_example(CANNED.sample, var)} |")
     lines += ["", "Also checked with:", *(f"- {label}" for label, _data in list(samples(CANNED))[1:]), ""]
     return "\n".join(lines)
 

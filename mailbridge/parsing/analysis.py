@@ -3,7 +3,7 @@
     raw bytes ─► parse (mime.py) ─► reply text (reply.py)
                                  ─► classification (classify.py: normal | auto_reply |
                                     bounce | bulk | loop, bounced recipients)
-                                 ─► structured incident (extractors.py, parsers/*.toml)
+                                 ─► structured incident (extractors.py; parsers/*.toml loaded by extractorfiles.py)
 
 Pure and side-effect free: the worker runs it outside its transaction (so several
 workers parse in parallel), `mailbridge parse` runs it on a file, and bench/parse.py

@@ -33,6 +33,7 @@ report's prose and of the returned original (sources 4 and the ids) are in
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Callable, Collection, Iterable
@@ -194,6 +195,12 @@ def _read_dsn(parts: list[Message]) -> _DsnResult:
     return _read_dsn_blocks([block for part in parts for block in _dsn_blocks(part)])
 
 
+# Where a recipient block names the recipient, in order of trust: Original-Recipient is
+# what the sender (we) addressed; Final-Recipient may be an alias expansion.  Some MTAs
+# write "unknown" or nothing there.
+_RECIPIENT_FIELDS = ("original-recipient", "final-recipient", "x-actual-recipient")
+
+
 def _read_dsn_blocks(blocks: list[list[tuple[str, str]]]) -> _DsnResult:
     result = _DsnResult()
     for block in blocks:
@@ -202,46 +209,52 @@ def _read_dsn_blocks(blocks: list[list[tuple[str, str]]]) -> _DsnResult:
             fields.setdefault(name.lower(), value)
         if result.reporting_mta is None and fields.get("reporting-mta"):
             result.reporting_mta = _one_line(_field_value(fields["reporting-mta"]), 120) or None
-        recipient_fields = ("original-recipient", "final-recipient", "x-actual-recipient")
-        if not any(f in fields for f in recipient_fields) and "action" not in fields and "status" not in fields:
-            continue  # the per-message block (Reporting-MTA, Arrival-Date...)
-        action = fields.get("action", "").split("(", 1)[0].strip().lower() or None
-        if action:
-            result.actions.add(action)
-        status = _status_of(fields.get("status", ""))
-        diagnostic = _field_value(fields["diagnostic-code"]) if fields.get("diagnostic-code") else None
-        if status is None and diagnostic:
-            # Garbage or missing Status: the Diagnostic-Code usually repeats it.
-            status = _status_of(diagnostic) or _status_from_reply_code(diagnostic)
-        if action in _SUCCESS_ACTIONS or (status is not None and status[0] == "2" and not _failed(action)):
-            result.successes += 1
-            continue  # success reports for this recipient: nothing failed
-        if action is None and status is None:
-            continue  # nothing says this recipient failed
-        if action is not None and not _failed(action) and status is None:
-            continue  # an Action we do not know, and no failure status
-        delayed = action is not None and action.startswith("delay")
-        temporary = delayed or (status is not None and status[0] == "4")
-        # Original-Recipient is what the sender (we) addressed; Final-Recipient
-        # may be an alias expansion.  Some MTAs write "unknown" or nothing there.
-        address = None
-        for name in recipient_fields:
-            if fields.get(name):
-                address = _dsn_address(_field_value(fields[name]))
-                if address:
-                    break
-        recipient = BouncedRecipient(
-            address=address or "",
-            status=status,
-            temporary=temporary,
-            diagnostic=_one_line(diagnostic) if diagnostic else None,
-            action=action if action else None,
-        )
-        if address:
-            result.recipients.append(recipient)
-        else:
-            result.orphans.append(recipient)
+        if any(f in fields for f in (*_RECIPIENT_FIELDS, "action", "status")):
+            _read_recipient_block(fields, result)
+        # else: the per-message block (Reporting-MTA, Arrival-Date...)
     return result
+
+
+def _read_recipient_block(fields: dict[str, str], result: _DsnResult) -> None:
+    """Count a delivered recipient, or record a failed one (an orphan when no address is readable)."""
+    action = fields.get("action", "").split("(", 1)[0].strip().lower() or None
+    if action:
+        result.actions.add(action)
+    status, diagnostic = _block_status(fields)
+    if action in _SUCCESS_ACTIONS or (status is not None and status[0] == "2" and not _failed(action)):
+        result.successes += 1
+        return  # success reports for this recipient: nothing failed
+    if status is None and not _failed(action):
+        return  # nothing says this recipient failed (no Action, or one we do not know)
+    delayed = action is not None and action.startswith("delay")
+    address = _recipient_address(fields)
+    recipient = BouncedRecipient(
+        address=address or "",
+        status=status,
+        temporary=delayed or (status is not None and status[0] == "4"),
+        diagnostic=_one_line(diagnostic) if diagnostic else None,
+        action=action if action else None,
+    )
+    (result.recipients if address else result.orphans).append(recipient)
+
+
+def _block_status(fields: dict[str, str]) -> tuple[str | None, str | None]:
+    """(enhanced status, Diagnostic-Code) of a recipient block."""
+    status = _status_of(fields.get("status", ""))
+    diagnostic = _field_value(fields["diagnostic-code"]) if fields.get("diagnostic-code") else None
+    if status is None and diagnostic:
+        # Garbage or missing Status: the Diagnostic-Code usually repeats it.
+        status = _status_of(diagnostic) or _status_from_reply_code(diagnostic)
+    return status, diagnostic
+
+
+def _recipient_address(fields: dict[str, str]) -> str | None:
+    for name in _RECIPIENT_FIELDS:
+        if fields.get(name):
+            address = _dsn_address(_field_value(fields[name]))
+            if address:
+                return address
+    return None
 
 
 _DSN_FIELDS_IN_TEXT = re.compile(r"^[ \t>]*(?:final|original)-recipient[ \t]*:", re.I | re.M)
@@ -325,151 +338,193 @@ def analyse(
     """
     problems: list[str] = []
     try:
-        return _analyse(mail, raw, own_addresses, exclude_addresses, exclude_domains, use_library, problems)
+        return _Analysis(mail, raw, own_addresses, exclude_addresses, exclude_domains, problems).run(use_library)
     except Exception as exc:
         problems.append(f"bounce analysis failed: {type(exc).__name__}: {exc}"[:200])
         return BounceReport(problems=tuple(problems))
 
 
-def _analyse(
-    mail: ParsedMail,
-    raw: bytes,
-    own_addresses: Collection[str],
-    exclude_addresses: Collection[str],
-    exclude_domains: Collection[str],
-    use_library: bool,
-    problems: list[str],
-) -> BounceReport:
-    own = {_base_address(a) for a in own_addresses if a} | {d.lower() for d in exclude_domains if d}
-    exclude = own | {_base_address(a) for a in exclude_addresses if a}
-    try:
-        tree: Message | None = parse_structure(bytes(raw[:_TREE_MAX_BYTES]), ParseLimits())
-    except Exception as exc:  # the parse stage accepted it with the same limits; belt and braces
-        problems.append(f"MIME structure unreadable: {type(exc).__name__}: {exc}"[:200])
-        tree = None
-    dsn_parts, originals = _walk(tree) if tree is not None else ([], [])
-    text = mail.text[:_TEXT_MAX_CHARS]
-    section = _report_section(text)
-    section_lower = section.lower()
-    after_section = text[len(section) :].lower()
-    original_ids = _returned_ids(mail, raw, text, originals, problems)
-    ids_lower = {i.lower() for i in original_ids}
+class _Analysis:
+    """One suspected bounce read source by source (see the module docstring), each source
+    asked only while the ones trusted more found no failed recipient."""
 
-    recipients: dict[str, BouncedRecipient] = {}
-    sources: list[str] = []
+    def __init__(
+        self,
+        mail: ParsedMail,
+        raw: bytes,
+        own_addresses: Collection[str],
+        exclude_addresses: Collection[str],
+        exclude_domains: Collection[str],
+        problems: list[str],
+    ) -> None:
+        self.mail = mail
+        self.raw = raw
+        self.problems = problems
+        self.own = {_base_address(a) for a in own_addresses if a} | {d.lower() for d in exclude_domains if d}
+        self.exclude = self.own | {_base_address(a) for a in exclude_addresses if a}
+        self.tree = self._tree()
+        self.dsn_parts, self.originals = _walk(self.tree) if self.tree is not None else ([], [])
+        self.text = mail.text[:_TEXT_MAX_CHARS]
+        self.section = _report_section(self.text)
+        self.section_lower = self.section.lower()
+        self.after_section = self.text[len(self.section) :].lower()
+        self.original_ids = _returned_ids(mail, raw, self.text, self.originals, problems)
+        self.ids_lower = {i.lower() for i in self.original_ids}
+        self.delayed_report = bool(_DELAY_PHRASES.search(mail.subject) or _DELAY_PHRASES.search(self.section[:4000]))
+        self.recipients: dict[str, BouncedRecipient] = {}
+        self.sources: list[str] = []
+        self.dsn = _DsnResult()
+        self.success_only = False
+        self.library_hit = False
+        self.unseen: list[str] = []  # the library's finds named nowhere in the mail
+        self.library_temporary: list[str] = []
 
-    def add(items: Iterable[BouncedRecipient], source: str) -> None:
+    def _tree(self) -> Message | None:
+        try:
+            return parse_structure(bytes(self.raw[:_TREE_MAX_BYTES]), ParseLimits())
+        except Exception as exc:  # the parse stage accepted it with the same limits; belt and braces
+            self.problems.append(f"MIME structure unreadable: {type(exc).__name__}: {exc}"[:200])
+            return None
+
+    def run(self, use_library: bool) -> BounceReport:
+        self.from_dsn()
+        if not self.recipients and not self.success_only:
+            self.from_failed_recipients_header()
+        if (
+            use_library
+            and self.tree is not None
+            and not self.success_only
+            and (not self.recipients or self.dsn.orphans)
+        ):
+            self.from_library(self.tree)
+        if not self.recipients and not self.success_only:
+            self.from_text()
+        self.merge_orphan()
+        return self.report()
+
+    # -- collecting
+
+    def add(self, items: Iterable[BouncedRecipient], source: str) -> None:
         added = False
         for item in items:
             key = item.address.lower()
-            if key and key not in recipients and len(recipients) < _MAX_RECIPIENTS:
-                recipients[key] = item
+            if key and key not in self.recipients and len(self.recipients) < _MAX_RECIPIENTS:
+                self.recipients[key] = item
                 added = True
         if added:
-            sources.append(source)
+            self.sources.append(source)
 
-    def plausible(address: str) -> bool:
+    def plausible(self, address: str) -> bool:
         """A heuristic or library find that is not us, a robot or a Message-ID."""
         local, _, domain = address.rpartition("@")
         lowered = address.lower()
         return not (
-            _base_address(address) in own
-            or domain in own
+            _base_address(address) in self.own
+            or domain in self.own
             or _ROBOT_LOCAL.match(local)
-            or lowered in ids_lower
+            or lowered in self.ids_lower
             # Named only in the returned original below the report: its From/To/ids.
-            or (lowered not in section_lower and lowered in after_section)
+            or (lowered not in self.section_lower and lowered in self.after_section)
         )
 
-    dsn = _DsnResult()
-    fields_in_text = not dsn_parts and _DSN_FIELDS_IN_TEXT.search(text) is not None
-    if dsn_parts or fields_in_text:
-        # Delivery-status fields in the text: a DSN whose MIME structure broke
-        # (a lost boundary) or an MTA that writes them inline.
-        try:
-            dsn = _read_dsn(dsn_parts) if dsn_parts else _read_dsn_text(text)
-        except Exception as exc:
-            problems.append(f"delivery-status unreadable: {type(exc).__name__}: {exc}"[:200])
-        add(dsn.recipients, "dsn" if dsn_parts else "delivery-status fields in the text")
-    # Every recipient block reports success (delivered, relayed, Postfix's
-    # "deliverable" for sendmail -bv): a delivery report, nothing to dig for.
-    success_only = dsn.successes > 0 and not dsn.recipients and not dsn.orphans
-
-    evidence = _BOUNCE_PHRASES.search(section)
-    delayed_report = bool(_DELAY_PHRASES.search(mail.subject) or _DELAY_PHRASES.search(section[:4000]))
-
-    def described(addresses: list[str], temporary: set[str], source: str) -> None:
+    def described(self, addresses: list[str], temporary: set[str], source: str) -> None:
+        """Add addresses found outside the DSN fields, with what the report text says of each."""
         # Bounded: each address costs a scan of the report, and a hostile
         # X-Failed-Recipients header can name a hundred thousand.
         addresses = list(dict.fromkeys(addresses))[:_MAX_RECIPIENTS]
         single = len(addresses) == 1
         found: list[BouncedRecipient] = []
         for address in addresses:
-            status, diagnostic = _detail_for(section, address, single)
+            status, diagnostic = _detail_for(self.section, address, single)
             if status is not None and status[0] == "2":
                 continue  # the report says this one was delivered
             # A delay notice's words count unless the status says permanent (5.x.x).
-            delayed = delayed_report and (status is None or status[0] != "5")
+            delayed = self.delayed_report and (status is None or status[0] != "5")
             is_temporary = address in temporary or delayed or (status is not None and status[0] == "4")
             found.append(BouncedRecipient(address, status, is_temporary, diagnostic))
-        add(found, source)
+        self.add(found, source)
 
-    if not recipients and not success_only:
+    @functools.cached_property
+    def _haystack(self) -> bytes:
+        return bytes(self.raw[:_RAW_SCAN_MAX_BYTES]).lower() + self.text.lower().encode("utf-8", "replace")
+
+    def in_mail(self, address: str) -> bool:
+        return address.lower().encode("utf-8", "replace") in self._haystack
+
+    # -- the sources, most trusted first
+
+    def from_dsn(self) -> None:
+        fields_in_text = not self.dsn_parts and _DSN_FIELDS_IN_TEXT.search(self.text) is not None
+        if self.dsn_parts or fields_in_text:
+            # Delivery-status fields in the text: a DSN whose MIME structure broke
+            # (a lost boundary) or an MTA that writes them inline.
+            try:
+                self.dsn = _read_dsn(self.dsn_parts) if self.dsn_parts else _read_dsn_text(self.text)
+            except Exception as exc:
+                self.problems.append(f"delivery-status unreadable: {type(exc).__name__}: {exc}"[:200])
+            self.add(self.dsn.recipients, "dsn" if self.dsn_parts else "delivery-status fields in the text")
+        # Every recipient block reports success (delivered, relayed, Postfix's
+        # "deliverable" for sendmail -bv): a delivery report, nothing to dig for.
+        self.success_only = self.dsn.successes > 0 and not self.dsn.recipients and not self.dsn.orphans
+
+    def from_failed_recipients_header(self) -> None:
         # Exim lists the failed addresses in a header: structured, so before the library.
         header_addresses = [
-            a for value in mail.header_all("X-Failed-Recipients") for a in map(_clean_address, value.split(",")) if a
+            a
+            for value in self.mail.header_all("X-Failed-Recipients")
+            for a in map(_clean_address, value.split(","))
+            if a
         ]
-        described(header_addresses, set(), "X-Failed-Recipients")
+        self.described(header_addresses, set(), "X-Failed-Recipients")
 
-    library_hit = False
-    unseen: list[str] = []
-    temporary: list[str] = []
-    haystack: list[bytes] = []
-
-    def in_mail(address: str) -> bool:
-        if not haystack:
-            haystack.append(bytes(raw[:_RAW_SCAN_MAX_BYTES]).lower() + text.lower().encode("utf-8", "replace"))
-        return address.lower().encode("utf-8", "replace") in haystack[0]
-
-    if use_library and tree is not None and not success_only and (not recipients or dsn.orphans):
-        temporary, permanent = _library(tree, raw, problems)
-        library_hit = bool(temporary or permanent)
-        lowered_text = text.lower()
+    def from_library(self, tree: Message) -> None:
+        temporary, permanent = _library(tree, self.raw, self.problems)
+        self.library_temporary = temporary
+        self.library_hit = bool(temporary or permanent)
+        lowered_text = self.text.lower()
 
         def position(address: str) -> int:  # report order, not the library's set order
             found = lowered_text.find(address.lower())
             return found if found != -1 else len(lowered_text)
 
-        addresses = sorted((a for a in temporary + permanent if plausible(a)), key=position)
+        addresses = sorted((a for a in temporary + permanent if self.plausible(a)), key=position)
         # A detector's guess that appears nowhere in the mail (a local part joined to the
         # wrong host) must not beat what the report or the returned original names.
-        unseen = [a for a in addresses if not in_mail(a)]
-        described([a for a in addresses if a not in unseen], set(temporary), "flufl.bounce")
+        self.unseen = [a for a in addresses if not self.in_mail(a)]
+        self.described([a for a in addresses if a not in self.unseen], set(temporary), "flufl.bounce")
 
-    if not recipients and not success_only:
-        described([a for a in _text_addresses(section, exclude) if plausible(a)], set(), "report text")
-        if not recipients:
-            # Last resort: the returned original, attached or quoted below the report:
-            # the recipient its Received header was for, else its To.  Our mails have
-            # one recipient; a list would be a guess.
-            rest = text[len(section) :]
-            for source, found in (
-                ("returned original's Received", _originals_for(originals) if originals else _quoted_for(rest)),
-                ("returned original's To", _originals_to(originals) if originals else _quoted_to(rest)),
-            ):
-                candidates = list(dict.fromkeys(a for a in found if _base_address(a) not in own))
-                if len(candidates) == 1:
-                    described(candidates, set(), source)
-                    break
-        if not recipients and unseen:
-            described(unseen, set(temporary), "flufl.bounce (not named in the mail)")
+    def from_text(self) -> None:
+        self.described(
+            [a for a in _text_addresses(self.section, self.exclude) if self.plausible(a)], set(), "report text"
+        )
+        if not self.recipients:
+            self.from_returned_original()
+        if not self.recipients and self.unseen:
+            self.described(self.unseen, set(self.library_temporary), "flufl.bounce (not named in the mail)")
 
-    if dsn.orphans and len(dsn.orphans) == len(recipients) == 1 and "dsn" not in sources:
-        # A DSN block with Action/Status but no usable recipient field, and one
-        # address found elsewhere: they describe the same recipient.
-        orphan = dsn.orphans[0]
-        ((key, found_one),) = recipients.items()
-        recipients[key] = BouncedRecipient(
+    def from_returned_original(self) -> None:
+        # Last resort: the returned original, attached or quoted below the report:
+        # the recipient its Received header was for, else its To.  Our mails have
+        # one recipient; a list would be a guess.
+        originals = self.originals
+        rest = self.text[len(self.section) :]
+        for source, found in (
+            ("returned original's Received", _originals_for(originals) if originals else _quoted_for(rest)),
+            ("returned original's To", _originals_to(originals) if originals else _quoted_to(rest)),
+        ):
+            candidates = list(dict.fromkeys(a for a in found if _base_address(a) not in self.own))
+            if len(candidates) == 1:
+                self.described(candidates, set(), source)
+                break
+
+    def merge_orphan(self) -> None:
+        """A DSN block with Action/Status but no usable recipient field, and one
+        address found elsewhere: they describe the same recipient."""
+        if not (self.dsn.orphans and len(self.dsn.orphans) == len(self.recipients) == 1 and "dsn" not in self.sources):
+            return
+        orphan = self.dsn.orphans[0]
+        ((key, found_one),) = self.recipients.items()
+        self.recipients[key] = BouncedRecipient(
             address=found_one.address,
             status=orphan.status or found_one.status,
             temporary=orphan.temporary,
@@ -477,19 +532,21 @@ def _analyse(
             action=orphan.action,
         )
 
-    return BounceReport(
-        recipients=tuple(recipients.values()),
-        original_message_ids=original_ids,
-        dsn=bool(dsn_parts),
-        dsn_success_only=success_only,
-        reporting_mta=dsn.reporting_mta,
-        library_hit=library_hit,
-        returned_original=bool(originals),
-        inline_original=not originals and _inline_original(text, section),
-        text_evidence=_one_line(evidence.group(0), 60) if evidence else None,
-        sources=tuple(sources),
-        problems=tuple(problems),
-    )
+    def report(self) -> BounceReport:
+        evidence = _BOUNCE_PHRASES.search(self.section)
+        return BounceReport(
+            recipients=tuple(self.recipients.values()),
+            original_message_ids=self.original_ids,
+            dsn=bool(self.dsn_parts),
+            dsn_success_only=self.success_only,
+            reporting_mta=self.dsn.reporting_mta,
+            library_hit=self.library_hit,
+            returned_original=bool(self.originals),
+            inline_original=not self.originals and _inline_original(self.text, self.section),
+            text_evidence=_one_line(evidence.group(0), 60) if evidence else None,
+            sources=tuple(self.sources),
+            problems=tuple(self.problems),
+        )
 
 
 def _returned_ids(

@@ -1,6 +1,6 @@
 """Calendar invitations for the parse stage (bytes -> ParsedMail; pure, no DB).
 
-    parse_message -> mime._Walk marks text/calendar, application/ics and *.ics
+    parse_message -> mimetree.TreeWalk marks text/calendar, application/ics and *.ics
                      parts as calendar attachments -> [summarise_calendar] on the
                      first one -> ParsedMail.calendar
 

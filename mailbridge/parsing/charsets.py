@@ -3,10 +3,10 @@ as its sender meant it.
 
     intake (raw bytes) -> [parse: mime.parse_message -> charsets.decode] -> classify -> ...
 
-``parsing.mime`` hands every run of bytes it must turn into text here: a body part, a
-file name, an RFC 2047 encoded-word, a raw 8-bit header value.  ``decode`` reads it by
-the charset the sender declared for it, falling back in this order when that label is
-missing, unknown or wrong:
+The parse stage (``parsing.headerfields``, ``parsing.mimetree``) hands every run of bytes
+it must turn into text here: a body part, a file name, an RFC 2047 encoded-word, a raw
+8-bit header value.  ``decode`` reads it by the charset the sender declared for it,
+falling back in this order when that label is missing, unknown or wrong:
 
 1. strict UTF-8 (RFC 6532 headers, and most undeclared 8-bit text today);
 2. UTF-8 with a replacement character for each invalid sequence, when the bytes are

@@ -413,51 +413,61 @@ class _Classifier:
         exclude = {a.address for a in mail.to + mail.cc if a.address}
         report = analyse(mail, self.raw, self.own, exclude_addresses=exclude, exclude_domains=self.own_domains)
         self.problems.extend(report.problems)
-        auto = self.auto_submitted is not None and self.auto_submitted.split(";", 1)[0].strip() != "no"
-
-        what: str | None = None
-        if dsn_hint or report.dsn:
-            if report.dsn_success_only:
-                return None  # a success DSN ("delivered"): auto_reply reports it
-            mta = report.reporting_mta or self._sender_domain() or "an unnamed MTA"
-            what = f"DSN (RFC 3464) from {mta}"
-        elif self.failed_recipients:
-            what = f"bounce with X-Failed-Recipients from {self._sender_domain() or 'an MTA'}"
-        elif robot is not None:
-            evidence = self._evidence(report, subject_hit, strong=named_robot)
-            if evidence:
-                what = f"non-standard bounce: {robot}, {evidence}"
-        elif subject_hit:
-            # No machine signature: the subject alone could be a person's (or a
-            # parcel service's "Delivery failed"), so ask for two more signs, one of
-            # them a machine's: Auto-Submitted or the original sent back attached.
-            signs = [auto, report.returned_original, report.text_evidence is not None, report.library_hit]
-            if sum(signs) >= 2 and (auto or report.returned_original):
-                evidence = self._evidence(report, subject_hit, strong=True)
-                what = f"non-standard bounce: {evidence}"
-                if auto:
-                    what += f", Auto-Submitted: {self.auto_submitted}"
-            elif report.inline_original and report.text_evidence is not None and report.recipients:
-                # No Auto-Submitted, the original quoted inline: the report opens the mail
-                # (no greeting), names a failed recipient, and the original's own header
-                # lines follow it unquoted.  A person quoting a bounce does none of that.
-                evidence = self._evidence(report, subject_hit, strong=True)
-                what = f"non-standard bounce: {evidence}, the original quoted below the report"
+        what = self._bounce_kind(report, dsn_hint or report.dsn, robot, named_robot, subject_hit)
         if what is None:
             return None
-        if report.recipients:
-            sources = "/".join(report.sources)
-            what += f"; {len(report.recipients)} recipient{'s' if len(report.recipients) != 1 else ''} ({sources})"
-        else:
-            what += "; no failed recipient found"
-        if self.problems:
-            what += f"; {self.problems[0]}"
         return Classification(
             "bounce",
-            _clip(what),
+            _clip(what + self._bounce_findings(report)),
             bounced_recipients=report.recipients,
             original_message_ids=report.original_message_ids,
         )
+
+    def _bounce_kind(
+        self, report: BounceReport, dsn: bool, robot: str | None, named_robot: bool, subject_hit: bool
+    ) -> str | None:
+        """What kind of bounce this is, from the strongest sign there is; None when the signs
+        do not make it one (or the DSN reports only deliveries: auto_reply says so)."""
+        if dsn:
+            if report.dsn_success_only:
+                return None
+            mta = report.reporting_mta or self._sender_domain() or "an unnamed MTA"
+            return f"DSN (RFC 3464) from {mta}"
+        if self.failed_recipients:
+            return f"bounce with X-Failed-Recipients from {self._sender_domain() or 'an MTA'}"
+        if robot is not None:
+            evidence = self._evidence(report, subject_hit, strong=named_robot)
+            return f"non-standard bounce: {robot}, {evidence}" if evidence else None
+        return self._subject_bounce(report)  # only the subject says bounce
+
+    def _subject_bounce(self, report: BounceReport) -> str | None:
+        """What makes a bounce subject without a machine signature a bounce, or None.
+
+        The subject alone could be a person's (or a parcel service's "Delivery
+        failed"), so ask for two more signs, one of them a machine's: Auto-Submitted
+        or the original sent back attached.
+        """
+        auto = self.auto_submitted is not None and self.auto_submitted.split(";", 1)[0].strip() != "no"
+        signs = [auto, report.returned_original, report.text_evidence is not None, report.library_hit]
+        if sum(signs) >= 2 and (auto or report.returned_original):
+            evidence = self._evidence(report, True, strong=True)
+            return f"non-standard bounce: {evidence}" + (f", Auto-Submitted: {self.auto_submitted}" if auto else "")
+        if report.inline_original and report.text_evidence is not None and report.recipients:
+            # No Auto-Submitted, the original quoted inline: the report opens the mail
+            # (no greeting), names a failed recipient, and the original's own header
+            # lines follow it unquoted.  A person quoting a bounce does none of that.
+            evidence = self._evidence(report, True, strong=True)
+            return f"non-standard bounce: {evidence}, the original quoted below the report"
+        return None
+
+    def _bounce_findings(self, report: BounceReport) -> str:
+        """The end of a bounce's reason: the recipients found and where, the first problem."""
+        if report.recipients:
+            sources = "/".join(report.sources)
+            found = f"; {len(report.recipients)} recipient{'s' if len(report.recipients) != 1 else ''} ({sources})"
+        else:
+            found = "; no failed recipient found"
+        return found + (f"; {self.problems[0]}" if self.problems else "")
 
     def _evidence(self, report: BounceReport, subject_hit: bool, strong: bool) -> str | None:
         """What makes a machine-sent mail a bounce; a bare null sender needs more."""

@@ -1,6 +1,6 @@
 """Safe attachment file names for the parse stage (bytes -> ParsedMail, pure).
 
-``parsing.mime`` decodes the name a sender gave an attachment (RFC 2231 /
+``parsing.mimetree`` decodes the name a sender gave an attachment (RFC 2231 /
 RFC 2047) and keeps it as ``original_filename``; this module turns it into the
 ``filename`` that later stages may use on disk, in URLs and in the agent UI.
 The sender controls every character, so the result has no directory part, no

@@ -30,6 +30,7 @@ linear: one pass over at most ``_MAX_HEADER_BYTES``.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 
 __all__ = ["mend"]
 
@@ -71,6 +72,28 @@ def _shown(line: bytes) -> str:
 def mend(data: bytes) -> tuple[bytes, list[str]] | None:
     """The mail with its header section mended, and one defect per kind of repair;
     None when there is nothing this can mend (the stdlib's reading stands)."""
+    read = _header_lines(data)
+    if read is None:
+        return None
+    lines, size = read
+    start = _first_field(lines)
+    if start is None:
+        return None
+    notes = _skipped_note(lines, start)
+    head = lines[start:]
+    # Where the header section ends: the first blank line (or the end of what was read).
+    end = next((i for i, line in enumerate(head) if not line.strip(b"\r\n")), len(head))
+    repairs = _repair(head, end)
+    notes.extend(repairs.notes())
+    if not notes:
+        return None
+    rest = b"".join(head[end:])
+    return b"".join(repairs.out) + rest + data[size:], notes
+
+
+def _header_lines(data: bytes) -> tuple[list[bytes], int] | None:
+    """The lines up to the blank line after the first field, and their size in bytes;
+    None when too many lines come before a field or the section is too large."""
     lines: list[bytes] = []
     size = 0
     seen_field = False
@@ -89,59 +112,72 @@ def mend(data: bytes) -> tuple[bytes, list[str]] | None:
             return None
         if size > _MAX_HEADER_BYTES:
             return None
-    notes: list[str] = []
-    start = _first_field(lines)
-    if start is None:
-        return None
-    if start:
-        skipped = [line for line in lines[:start] if line.strip()]
-        if skipped and not (len(skipped) == 1 and start == 1 and lines[0].startswith(b"From ")):
+    return lines, size
+
+
+def _skipped_note(lines: list[bytes], start: int) -> list[str]:
+    """The defect for the lines before the first field, if any (an mbox "From " line alone is none)."""
+    skipped = [line for line in lines[:start] if line.strip()]
+    if not skipped or (len(skipped) == 1 and start == 1 and lines[0].startswith(b"From ")):
+        return []
+    return [
+        f"{len(skipped)} line{'s' if len(skipped) != 1 else ''} before the header section skipped "
+        f"(a forwarding banner, an mbox line or a preamble): {_shown(skipped[0])}"
+    ]
+
+
+@dataclass
+class _Repairs:
+    """The mended field lines, and what was done to get them."""
+
+    out: list[bytes] = field(default_factory=list)
+    joined: list[str] = field(default_factory=list)  # lost folds joined to the field above (shown)
+    dropped: list[str] = field(default_factory=list)  # mbox envelope lines dropped (shown)
+    obsolete: int = 0  # fields with white space before the colon
+
+    def notes(self) -> list[str]:
+        notes: list[str] = []
+        if self.joined:
             notes.append(
-                f"{len(skipped)} line{'s' if len(skipped) != 1 else ''} before the header section skipped "
-                f"(a forwarding banner, an mbox line or a preamble): {_shown(skipped[0])}"
+                f"{len(self.joined)} header line{'s' if len(self.joined) != 1 else ''} without a field name or "
+                f"indentation (a fold that lost its indentation) joined to the field above: {self.joined[0]}"
             )
-    head = lines[start:]
-    # Where the header section ends: the first blank line (or the end of what was read).
-    end = next((i for i, line in enumerate(head) if not line.strip(b"\r\n")), len(head))
+        if self.dropped:
+            notes.append(
+                f"mbox envelope line{'s' if len(self.dropped) != 1 else ''} inside the header section dropped: "
+                f"{self.dropped[0]}"
+            )
+        if self.obsolete:
+            notes.append(
+                f"{self.obsolete} header field{'s' if self.obsolete != 1 else ''} with white space before the colon "
+                "(RFC 5322 4.5)"
+            )
+        return notes
+
+
+def _repair(head: list[bytes], end: int) -> _Repairs:
+    """Mend the field lines ``head[:end]``: obsolete colons, lost folds, mbox lines; from a
+    line that no known field follows, the rest is a body without its blank line."""
     last_known = max((i for i in range(end) if (m := _FIELD.match(head[i])) and _known(m.group(1))), default=-1)
-    out: list[bytes] = []
-    joined: list[str] = []
-    dropped: list[str] = []
-    obsolete = 0
+    repairs = _Repairs()
     for i, line in enumerate(head[:end]):
-        field = _FIELD.match(line)
-        if field is not None:
-            if field.group(2):
-                line = field.group(1) + b":" + line[field.end() :]
-                obsolete += 1
-            out.append(line)
+        found = _FIELD.match(line)
+        if found is not None:
+            if found.group(2):
+                line = found.group(1) + b":" + line[found.end() :]
+                repairs.obsolete += 1
+            repairs.out.append(line)
         elif line[:1] in (b" ", b"\t"):
-            out.append(line)
+            repairs.out.append(line)
         elif i >= last_known:
-            out.extend(head[i:end])  # a body without its blank separator starts here
+            repairs.out.extend(head[i:end])  # a body without its blank separator starts here
             break
         elif line.startswith((b"From ", b">From ")):
-            dropped.append(_shown(line))
+            repairs.dropped.append(_shown(line))
         else:
-            out.append(b" " + line)
-            joined.append(_shown(line))
-    if joined:
-        notes.append(
-            f"{len(joined)} header line{'s' if len(joined) != 1 else ''} without a field name or indentation "
-            f"(a fold that lost its indentation) joined to the field above: {joined[0]}"
-        )
-    if dropped:
-        notes.append(
-            f"mbox envelope line{'s' if len(dropped) != 1 else ''} inside the header section dropped: {dropped[0]}"
-        )
-    if obsolete:
-        notes.append(
-            f"{obsolete} header field{'s' if obsolete != 1 else ''} with white space before the colon (RFC 5322 4.5)"
-        )
-    if not notes:
-        return None
-    rest = b"".join(head[end:])
-    return b"".join(out) + rest + data[size:], notes
+            repairs.out.append(b" " + line)
+            repairs.joined.append(_shown(line))
+    return repairs
 
 
 def _first_field(lines: list[bytes]) -> int | None:

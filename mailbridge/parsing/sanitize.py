@@ -23,11 +23,20 @@ hostile 1 MiB body costs at most ~1 s.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Set
+
 import nh3
 
 from mailbridge.parsing.htmltext import tame_markup
 
-__all__ = ["DROPPED_WITH_CONTENT", "MAIL_TAGS", "MAX_SAFE_HTML_CHARS", "sanitize_html"]
+__all__ = [
+    "DROPPED_WITH_CONTENT",
+    "MAIL_TAGS",
+    "MAX_SAFE_HTML_CHARS",
+    "SHARED_ATTRIBUTES",
+    "mail_cleaner",
+    "sanitize_html",
+]
 
 # nh3 cleans ~80 MB/s of mail HTML; 1 MiB is ~12 ms and far above real bodies.
 MAX_SAFE_HTML_CHARS = 1024 * 1024
@@ -39,7 +48,7 @@ def _names(text: str) -> frozenset[str]:
 
 
 # The tags mail HTML keeps; web/display.py's second pass keeps the same tags (with fewer
-# attributes), so the two lists cannot drift apart.
+# attributes): both build their cleaner with ``mail_cleaner``.
 MAIL_TAGS = _names(
     "a abbr address b bdi bdo big blockquote br caption center cite code col colgroup dd del dfn div dl dt em "
     "font h1 h2 h3 h4 h5 h6 hr i img ins kbd li mark ol p pre q s samp small span strike strong sub sup table "
@@ -50,21 +59,31 @@ DROPPED_WITH_CONTENT = _names(
     "script style title head noscript template iframe frame frameset object embed applet svg math "
     "textarea select button audio video canvas xml noembed noframes"
 )
+# The attributes both passes keep, this one and web/display.py's stricter second pass;
+# each adds its own (``mail_cleaner``'s ``extra_attributes``).
+SHARED_ATTRIBUTES: dict[str, frozenset[str]] = {
+    "*": frozenset({"title", "dir", "lang"}),
+    "a": frozenset({"href"}),
+    "img": frozenset({"alt", "width", "height"}),
+    "td": frozenset({"colspan", "rowspan"}),
+    "th": frozenset({"colspan", "rowspan"}),
+    "ol": frozenset({"start", "type", "reversed"}),
+    "li": frozenset({"value"}),
+}
 _ALIGN = {"align", "valign"}
-_ATTRIBUTES: dict[str, set[str]] = {
-    "*": {"title", "dir", "lang", "style"},
-    "a": {"href"},
-    "img": {"src", "alt", "width", "height"},
+# What mail HTML keeps besides: inline style (see _STYLE_PROPERTIES), cid: images, and
+# the presentational attributes of the HTML mail clients write.
+_MAIL_ATTRIBUTES: dict[str, set[str]] = {
+    "*": {"style"},
+    "img": {"src"},
     "font": {"color", "face", "size"},
     "table": {"width", "border", "cellpadding", "cellspacing", "bgcolor"} | _ALIGN,
-    "td": {"colspan", "rowspan", "width", "height", "bgcolor", "nowrap"} | _ALIGN,
-    "th": {"colspan", "rowspan", "width", "height", "bgcolor", "nowrap"} | _ALIGN,
+    "td": {"width", "height", "bgcolor", "nowrap"} | _ALIGN,
+    "th": {"width", "height", "bgcolor", "nowrap"} | _ALIGN,
     "tr": {"bgcolor"} | _ALIGN,
     "col": {"span", "width"} | _ALIGN,
     "colgroup": {"span", "width"} | _ALIGN,
-    "ol": {"start", "type", "reversed"},
     "ul": {"type"},
-    "li": {"value"},
     "p": set(_ALIGN),
     "div": set(_ALIGN),
     "h1": set(_ALIGN),
@@ -90,16 +109,38 @@ def _attribute_filter(tag: str, attribute: str, value: str) -> str | None:
     return value
 
 
-_CLEANER = nh3.Cleaner(
-    tags=set(MAIL_TAGS),
-    clean_content_tags=set(DROPPED_WITH_CONTENT),
-    attributes=_ATTRIBUTES,
+def mail_cleaner(
+    *,
+    extra_attributes: Mapping[str, Set[str]],
+    attribute_filter: Callable[[str, str, str], str | None],
+    url_schemes: Set[str],
+    style_properties: Set[str] | None = None,
+) -> nh3.Cleaner:
+    """An nh3 cleaner for mail HTML: MAIL_TAGS kept, DROPPED_WITH_CONTENT dropped with their
+    content, SHARED_ATTRIBUTES plus ``extra_attributes`` kept, no relative URLs, links
+    marked noopener noreferrer nofollow, comments dropped.  ``style_properties``: the CSS
+    properties a style attribute keeps (None for a cleaner that keeps no style attribute)."""
+    attributes = {tag: set(names) for tag, names in SHARED_ATTRIBUTES.items()}
+    for tag, names in extra_attributes.items():
+        attributes.setdefault(tag, set()).update(names)
+    return nh3.Cleaner(
+        tags=set(MAIL_TAGS),
+        clean_content_tags=set(DROPPED_WITH_CONTENT),
+        attributes=attributes,
+        attribute_filter=attribute_filter,
+        url_schemes=set(url_schemes),
+        url_relative="deny",
+        link_rel="noopener noreferrer nofollow",
+        filter_style_properties=set(style_properties) if style_properties is not None else None,
+        strip_comments=True,
+    )
+
+
+_CLEANER = mail_cleaner(
+    extra_attributes=_MAIL_ATTRIBUTES,
     attribute_filter=_attribute_filter,
     url_schemes={"http", "https", "mailto", "cid"},
-    url_relative="deny",
-    link_rel="noopener noreferrer nofollow",
-    filter_style_properties=set(_STYLE_PROPERTIES),
-    strip_comments=True,
+    style_properties=_STYLE_PROPERTIES,
 )
 
 

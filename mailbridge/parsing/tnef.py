@@ -1,6 +1,6 @@
 """winmail.dat (TNEF) unpacking for the parse stage (bytes -> ParsedMail; pure, no DB).
 
-    parse_message -> mime._Walk meets application/ms-tnef or a file named winmail.dat
+    parse_message -> mimetree.TreeWalk meets application/ms-tnef or a file named winmail.dat
                   -> [unpack_tnef] -> the files inside replace winmail.dat;
                      the TNEF's own body becomes the text when the mail has no other
 
@@ -33,6 +33,7 @@ import contextlib
 import logging
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tnefparse import properties as mapi
@@ -342,81 +343,115 @@ def rtf_to_text(compressed: bytes) -> tuple[str, list[str]]:
 
 
 def _rtf_text(rtf: bytes) -> str:
-    out: list[str] = []
-    size = 0
-    pending = bytearray()  # \'hh bytes, decoded together (double-byte code pages)
-    codepage = "cp1252"
-    stack: list[tuple[bool, int]] = []
-    hidden = False
-    uc = 1  # characters of fallback that follow each \uN
-    skip = 0
-    high_surrogate = 0
+    return _RtfText().read(rtf)
 
-    def flush() -> None:
-        nonlocal size
-        if pending:
-            text = pending.decode(codepage, "replace")
-            pending.clear()
-            out.append(text)
-            size += len(text)
 
-    def emit(text: str) -> None:
-        nonlocal size
-        flush()
-        out.append(text)
-        size += len(text)
+class _RtfText:
+    """The visible text of an RTF document, read token by token (one method per kind)."""
 
-    for match in _RTF_TOKEN.finditer(rtf):
-        if size > _MAX_RTF_TEXT_CHARS:
-            break
-        word, param, hexbyte, symbol, brace, run = match.groups()
-        if brace is not None:
-            flush()
-            skip = 0
-            if brace == b"{":
-                if len(stack) < 1000:  # hostile nesting only flattens
-                    stack.append((hidden, uc))
-            elif stack:
-                hidden, uc = stack.pop()
-        elif hexbyte is not None:
-            if skip:
-                skip -= 1
-            elif not hidden:
-                pending.append(int(hexbyte, 16))
-        elif word is not None:
-            if word in _RTF_HIDDEN:
-                hidden = True
-            elif word == b"ansicpg" and param:
-                with contextlib.suppress(LookupError):
-                    codepage = codecs.lookup(f"cp{int(param)}").name
-            elif word == b"uc" and param:
-                uc = min(int(param), 8)
-            elif word == b"u" and param:
-                value = int(param) % 65536
-                skip = uc
-                if hidden:
-                    continue
-                if 0xD800 <= value < 0xDC00:
-                    high_surrogate = value
-                elif 0xDC00 <= value < 0xE000 and high_surrogate:
-                    emit(chr(0x10000 + ((high_surrogate - 0xD800) << 10) + value - 0xDC00))
-                    high_surrogate = 0
-                elif not 0xD800 <= value < 0xE000:
-                    emit(chr(value))
-            elif not hidden and word in _RTF_CHARS:
-                emit(_RTF_CHARS[word])
-        elif symbol is not None:
-            if symbol == b"*":
-                hidden = True
-            elif not hidden and symbol in _RTF_SYMBOLS:
-                emit(_RTF_SYMBOLS[symbol])
-        elif run is not None:
-            if skip:
-                dropped = min(skip, len(run))
-                run = run[dropped:]
-                skip -= dropped
-            if run and not hidden:
-                emit(run.decode(codepage, "replace"))
-    flush()
-    text = "".join(out).replace("\r", "").replace("\x00", "")
-    return re.sub(r"\n{3,}", "\n\n", re.sub(r"[ \t]+\n", "\n", text)).strip()
+    def __init__(self) -> None:
+        self.out: list[str] = []
+        self.size = 0
+        self.pending = bytearray()  # \'hh bytes, decoded together (double-byte code pages)
+        self.codepage = "cp1252"
+        self.stack: list[tuple[bool, int]] = []  # (hidden, uc) of the enclosing groups
+        self.hidden = False
+        self.uc = 1  # characters of fallback that follow each \uN
+        self.skip = 0  # fallback characters still to drop
+        self.high_surrogate = 0
+
+    def read(self, rtf: bytes) -> str:
+        for match in _RTF_TOKEN.finditer(rtf):
+            if self.size > _MAX_RTF_TEXT_CHARS:
+                break
+            word, param, hexbyte, symbol, brace, run = match.groups()
+            if brace is not None:
+                self.brace(brace)
+            elif hexbyte is not None:
+                self.hex_byte(hexbyte)
+            elif word is not None:
+                self.control_word(word, param)
+            elif symbol is not None:
+                self.control_symbol(symbol)
+            elif run is not None:
+                self.text_run(run)
+        self.flush()
+        text = "".join(self.out).replace("\r", "").replace("\x00", "")
+        return re.sub(r"\n{3,}", "\n\n", re.sub(r"[ \t]+\n", "\n", text)).strip()
+
+    def flush(self) -> None:
+        if self.pending:
+            text = self.pending.decode(self.codepage, "replace")
+            self.pending.clear()
+            self.out.append(text)
+            self.size += len(text)
+
+    def emit(self, text: str) -> None:
+        self.flush()
+        self.out.append(text)
+        self.size += len(text)
+
+    def brace(self, brace: bytes) -> None:
+        self.flush()
+        self.skip = 0
+        if brace == b"{":
+            if len(self.stack) < 1000:  # hostile nesting only flattens
+                self.stack.append((self.hidden, self.uc))
+        elif self.stack:
+            self.hidden, self.uc = self.stack.pop()
+
+    def hex_byte(self, hexbyte: bytes) -> None:
+        if self.skip:
+            self.skip -= 1
+        elif not self.hidden:
+            self.pending.append(int(hexbyte, 16))
+
+    def control_word(self, word: bytes, param: bytes | None) -> None:
+        if word in _RTF_HIDDEN:
+            self.hidden = True
+        elif word in _RTF_PARAMETER_WORDS and param:
+            _RTF_PARAMETER_WORDS[word](self, int(param))
+        elif not self.hidden and word in _RTF_CHARS:
+            self.emit(_RTF_CHARS[word])
+
+    def code_page(self, number: int) -> None:
+        with contextlib.suppress(LookupError):
+            self.codepage = codecs.lookup(f"cp{number}").name
+
+    def fallback_count(self, count: int) -> None:
+        self.uc = min(count, 8)
+
+    def unicode_char(self, number: int) -> None:
+        value = number % 65536
+        self.skip = self.uc
+        if self.hidden:
+            return
+        if 0xD800 <= value < 0xDC00:
+            self.high_surrogate = value
+        elif 0xDC00 <= value < 0xE000 and self.high_surrogate:
+            self.emit(chr(0x10000 + ((self.high_surrogate - 0xD800) << 10) + value - 0xDC00))
+            self.high_surrogate = 0
+        elif not 0xD800 <= value < 0xE000:
+            self.emit(chr(value))
+
+    def control_symbol(self, symbol: bytes) -> None:
+        if symbol == b"*":
+            self.hidden = True
+        elif not self.hidden and symbol in _RTF_SYMBOLS:
+            self.emit(_RTF_SYMBOLS[symbol])
+
+    def text_run(self, run: bytes) -> None:
+        if self.skip:
+            dropped = min(self.skip, len(run))
+            run = run[dropped:]
+            self.skip -= dropped
+        if run and not self.hidden:
+            self.emit(run.decode(self.codepage, "replace"))
+
+
+# Control words with a numeric parameter that change how what follows is read.
+_RTF_PARAMETER_WORDS: dict[bytes, Callable[[_RtfText, int], None]] = {
+    b"ansicpg": _RtfText.code_page,
+    b"uc": _RtfText.fallback_count,
+    b"u": _RtfText.unicode_char,
+}

@@ -117,55 +117,100 @@ class TicketFigures:
             self.resolution_seconds = working_seconds(calendar, created, self.resolved_at, self.pauses)
 
 
+# The fields whose value a report takes as it was at as_of, and the events that change a status.
+_ROLLED_BACK = ("priority", "category")
+_STATUS_EVENTS = ("status", "reopened")
+
+
+def _fields_as_of(facts: TicketFigures, events: list[history.Event], as_of: datetime) -> None:
+    """Field values as of as_of: roll today's back through later changes, newest first
+    (only a ticket with events after as_of has any to roll back)."""
+    if not events or events[-1].at <= as_of:
+        return
+    for event in reversed([e for e in events if e.at > as_of]):
+        if event.type == "field_changed" and event.field in _ROLLED_BACK:
+            setattr(facts, event.field, event.from_)
+
+
+def _answered(facts: TicketFigures, event: history.Event) -> None:
+    facts.answers += 1
+    facts.answered_by.add(event.actor)
+    if facts.first_answer_at is None:
+        facts.first_answer_at, facts.first_answer_by = event.at, event.actor
+
+
+def _sla_started(facts: TicketFigures, event: history.Event) -> None:
+    facts.calendar = event.calendar
+
+
+def _sla_met(facts: TicketFigures, event: history.Event) -> None:
+    if not event.target:
+        return
+    key = (event.target, event.cycle or 1)
+    if facts.clocks.get(key) != "breached":
+        facts.clocks[key] = "breached" if event.breached else "met"
+
+
+def _sla_breached(facts: TicketFigures, event: history.Event) -> None:
+    if event.target:
+        facts.clocks[(event.target, event.cycle or 1)] = "breached"
+
+
+def _survey_answered(facts: TicketFigures, event: history.Event) -> None:
+    if event.score is not None:
+        facts.score = event.score
+
+
+def _merged_into(facts: TicketFigures, event: history.Event) -> None:
+    facts.merged = True
+
+
+# What each kind of event (other than a status change) tells about a ticket.
+_EVENT_FACTS = {
+    "answered": _answered,
+    "sla_started": _sla_started,
+    "sla_met": _sla_met,
+    "sla_breached": _sla_breached,
+    "survey_answered": _survey_answered,
+    "merged_into": _merged_into,
+}
+
+
+def _status_changed(
+    facts: TicketFigures, event: history.Event, new: str, pause_start: datetime | None
+) -> datetime | None:
+    """A change of status to `new`: resolutions and reopens counted, and the pause it
+    starts or ends; returns the start of the pause still running."""
+    old = facts.status
+    facts.status = new
+    if new in TERMINAL and old not in TERMINAL:
+        facts.resolved_at, facts.resolved_by, facts.ever_resolved = event.at, event.actor, True
+    elif new not in TERMINAL and old in TERMINAL:
+        facts.reopens += 1
+        facts.resolved_at = facts.resolved_by = None
+    paused_before, paused_now = old in PAUSED, new in PAUSED
+    if paused_now and not paused_before:
+        return event.at
+    if paused_before and not paused_now and pause_start is not None:
+        facts.pauses.append((pause_start, event.at))
+        return None
+    return pause_start
+
+
 def ticket_figures(ticket: TicketHistory, as_of: datetime) -> TicketFigures:
     facts = TicketFigures(ticket, ticket.category, ticket.priority)
-    # Field values as of as_of: roll today's back through later changes, newest first
-    # (only a ticket with events after as_of has any to roll back).
-    later = [e for e in ticket.events if e.at > as_of] if ticket.events and ticket.events[-1].at > as_of else []
-    for event in reversed(later):
-        if event.type == "field_changed":
-            if event.field == "priority":
-                facts.priority = event.from_
-            elif event.field == "category":
-                facts.category = event.from_
+    _fields_as_of(facts, ticket.events, as_of)
     # Pending and resolved/closed are paused states: the time in them is not counted
     # (a pause runs from entering one of them to leaving all of them).
     pause_start: datetime | None = None
     for event in ticket.events:
         if event.at > as_of:
             break
-        kind = event.type
-        if kind == "answered":
-            facts.answers += 1
-            facts.answered_by.add(event.actor)
-            if facts.first_answer_at is None:
-                facts.first_answer_at, facts.first_answer_by = event.at, event.actor
-        elif kind in ("status", "reopened") and event.to:
-            old, new = facts.status, event.to
-            facts.status = new
-            if new in TERMINAL and old not in TERMINAL:
-                facts.resolved_at, facts.resolved_by, facts.ever_resolved = event.at, event.actor, True
-            elif new not in TERMINAL and old in TERMINAL:
-                facts.reopens += 1
-                facts.resolved_at = facts.resolved_by = None
-            paused_before, paused_now = old in PAUSED, new in PAUSED
-            if paused_now and not paused_before:
-                pause_start = event.at
-            elif paused_before and not paused_now and pause_start is not None:
-                facts.pauses.append((pause_start, event.at))
-                pause_start = None
-        elif kind == "sla_started":
-            facts.calendar = event.calendar
-        elif kind == "sla_met" and event.target:
-            key = (event.target, event.cycle or 1)
-            if facts.clocks.get(key) != "breached":
-                facts.clocks[key] = "breached" if event.breached else "met"
-        elif kind == "sla_breached" and event.target:
-            facts.clocks[(event.target, event.cycle or 1)] = "breached"
-        elif kind == "survey_answered" and event.score is not None:
-            facts.score = event.score
-        elif kind == "merged_into":
-            facts.merged = True
+        if event.type in _STATUS_EVENTS:
+            if event.to:
+                pause_start = _status_changed(facts, event, event.to, pause_start)
+        elif handler := _EVENT_FACTS.get(event.type):
+            handler(facts, event)
     if pause_start is not None:  # still paused; measures are clipped to their own end
         facts.pauses.append((pause_start, max(as_of, pause_start)))
     return facts

@@ -11,7 +11,10 @@ says whether a mail is held for a supervisor.  This package is pure: it loads an
 evaluates, it never executes an action.  The admin's guide is docs/rules.md.
 
 - ``loader``: ``load_rules`` (all or nothing, ``RuleError`` with file:line for every problem)
-- ``conditions``: the fields and operators, the compiled condition tree
+- ``builder``: one [[rule]] / [[outgoing]] table checked and compiled, its conditions included
+- ``actions``: the actions of ``then``, one checker each
+- ``fields``: the fields a condition can test and how their values are read
+- ``conditions``: the compiled condition tree, the per-message ``Scope``, RE2 pattern sets
 - ``engine``: ``Rule``, ``RuleSet`` (prefiltered evaluation)
 - ``model``: ``Facts``, ``OutgoingFacts``, ``TicketFacts``, ``RuleContext``, ``Decision``, traces
 """

@@ -34,13 +34,13 @@ from mailbridge.parsing.incident import DEFAULT_MATRIX, PriorityMatrix
 from mailbridge.rules.conditions import (
     All,
     AnyOf,
-    FieldRef,
     Member,
     Node,
     Pattern,
     PatternGroup,
     Scope,
 )
+from mailbridge.rules.fields import FieldRef
 from mailbridge.rules.model import Decision, Facts, OutgoingDecision, OutgoingFacts, RuleTrace
 
 __all__ = ["LIST_ACTIONS", "SCALAR_ACTIONS", "Rule", "RuleSet"]
@@ -56,7 +56,7 @@ SCALAR_ACTIONS = (
     "priority",
     "severity",
     "respond",
-    "articles",  # set with respond (rules/loader.py): how many knowledge articles to suggest
+    "articles",  # set with respond (rules/actions.py): how many knowledge articles to suggest
     "acknowledge",
     "track",
     "spam",

@@ -34,20 +34,6 @@ TARGETS = ("first_response", "next_update", "restore", "resolution")
 RESELECT = "?"
 
 
-def _event(
-    conn: Connection,
-    pending: lifecycle.Pending | None,
-    ticket_id: int,
-    now: datetime,
-    kind: str,
-    data: Mapping[str, Any],
-) -> None:
-    if pending is not None:
-        pending.events.append(lifecycle.event_row(ticket_id, now, kind, "system", data))
-    else:
-        lifecycle.add_event(conn, ticket_id, now, kind, "system", data)
-
-
 def start(
     conn: Connection,
     ticket_id: int,
@@ -82,7 +68,7 @@ def start(
     if rows:
         conn.execute(insert(sla_clocks), rows)
         data = {"policy": policy, "calendar": calendar, "targets": {r["target"]: r["target_seconds"] for r in rows}}
-        _event(conn, pending, ticket_id, now, "sla_started", data)
+        lifecycle.record_event(conn, pending, ticket_id, now, "sla_started", "system", data)
 
 
 def _clocks(conn: Connection, ticket_id: int, states: Sequence[str]) -> list[Any]:
@@ -113,7 +99,7 @@ def _met(conn: Connection, pending: lifecycle.Pending | None, clock: Any, now: d
     data = {"target": clock.target, "cycle": clock.cycle, "policy": clock.policy}
     if state == "met":
         data["breached"] = clock.breached_at is not None or (due is not None and ensure_utc(due) <= now)
-        _event(conn, pending, clock.ticket_id, now, "sla_met", data)
+        lifecycle.record_event(conn, pending, clock.ticket_id, now, "sla_met", "system", data)
 
 
 def answered(conn: Connection, ticket_id: int, now: datetime, pending: lifecycle.Pending | None = None) -> None:
@@ -158,14 +144,18 @@ def status_changed(
     if new == "pending":
         for clock in _clocks(conn, ticket_id, ("running",)):
             _set(conn, clock.id, state="paused", pauses=[*clock.pauses, [iso, None]], due_at=None, next_action_at=None)
-            _event(conn, pending, ticket_id, now, "sla_paused", {"target": clock.target, "cycle": clock.cycle})
+            lifecycle.record_event(
+                conn, pending, ticket_id, now, "sla_paused", "system", {"target": clock.target, "cycle": clock.cycle}
+            )
     elif old == "pending":
         for clock in _clocks(conn, ticket_id, ("paused",)):
             pauses = [list(p) for p in clock.pauses]
             if pauses and pauses[-1][1] is None:
                 pauses[-1][1] = iso
             _set(conn, clock.id, state="running", pauses=pauses, next_action_at=now)
-            _event(conn, pending, ticket_id, now, "sla_resumed", {"target": clock.target, "cycle": clock.cycle})
+            lifecycle.record_event(
+                conn, pending, ticket_id, now, "sla_resumed", "system", {"target": clock.target, "cycle": clock.cycle}
+            )
     if new == "restored":
         for clock in _clocks(conn, ticket_id, ("running", "paused")):
             if clock.target == "restore":
@@ -178,7 +168,9 @@ def status_changed(
             if clock.target == "resolution" and clock.met_at is not None:
                 pauses = [*clock.pauses, [ensure_utc(clock.met_at).isoformat(), iso]]
                 _set(conn, clock.id, state="running", pauses=pauses, met_at=None, next_action_at=now)
-                _event(conn, pending, ticket_id, now, "sla_resumed", {"target": clock.target, "reopened": True})
+                lifecycle.record_event(
+                    conn, pending, ticket_id, now, "sla_resumed", "system", {"target": clock.target, "reopened": True}
+                )
     _stop_repeats(conn, ticket_id, now)
 
 

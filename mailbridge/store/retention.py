@@ -245,6 +245,14 @@ def _closed_tickets(store: Store, cutoff: datetime, report: RetentionReport, dry
                     conn.execute(delete(inbound).where(inbound.c.id.in_(part)))
 
 
+# A ticket's rows by ticket_id, in the order delete_tickets removes them (foreign keys:
+# an SLA clock's notices go before the clock, outbox rows and messages after what refers
+# to them), and the columns by which another ticket refers to one.
+_BEFORE_CLOCKS = (thread_index, reply_tokens, events, webhook_deliveries)
+_FROM_CLOCKS = (sla_clocks, pending_notices, pending_timers, outbox, participants, sender_floods, messages)
+_LINKS = ("merged_into", "related_ticket_id")
+
+
 def delete_tickets(conn: Connection, ids: list[int], *, count_only: bool = False) -> tuple[dict[str, int], list[int]]:
     """Delete these tickets and everything hanging on them, in FK order; return the counts
     and the spool ids of their messages (the caller deletes those in the spool)."""
@@ -280,20 +288,13 @@ def delete_tickets(conn: Connection, ids: list[int], *, count_only: bool = False
     )
     if msg_ids:
         conn.execute(delete(attachments).where(attachments.c.message_id.in_(msg_ids)))
-    conn.execute(delete(thread_index).where(thread_index.c.ticket_id.in_(ids)))
-    conn.execute(delete(reply_tokens).where(reply_tokens.c.ticket_id.in_(ids)))
-    conn.execute(delete(events).where(events.c.ticket_id.in_(ids)))
-    conn.execute(delete(webhook_deliveries).where(webhook_deliveries.c.ticket_id.in_(ids)))
+    for table in _BEFORE_CLOCKS:
+        conn.execute(delete(table).where(table.c.ticket_id.in_(ids)))
     if clock_ids:
         conn.execute(delete(sla_notices).where(sla_notices.c.clock_id.in_(clock_ids)))
-    conn.execute(delete(sla_clocks).where(sla_clocks.c.ticket_id.in_(ids)))
-    conn.execute(delete(pending_notices).where(pending_notices.c.ticket_id.in_(ids)))
-    conn.execute(delete(pending_timers).where(pending_timers.c.ticket_id.in_(ids)))
-    conn.execute(delete(outbox).where(outbox.c.ticket_id.in_(ids)))
-    conn.execute(delete(participants).where(participants.c.ticket_id.in_(ids)))
-    conn.execute(delete(sender_floods).where(sender_floods.c.ticket_id.in_(ids)))
-    conn.execute(delete(messages).where(messages.c.ticket_id.in_(ids)))
-    conn.execute(update(tickets).where(tickets.c.merged_into.in_(ids)).values(merged_into=None))
-    conn.execute(update(tickets).where(tickets.c.related_ticket_id.in_(ids)).values(related_ticket_id=None))
+    for table in _FROM_CLOCKS:
+        conn.execute(delete(table).where(table.c.ticket_id.in_(ids)))
+    for link in _LINKS:  # other tickets that point at these keep standing, unlinked
+        conn.execute(update(tickets).where(tickets.c[link].in_(ids)).values({link: None}))
     conn.execute(delete(tickets).where(tickets.c.id.in_(ids)))
     return counts, spool_ids

@@ -68,21 +68,6 @@ MERGED = "merged"
 REMOVED = "removed"
 
 
-def _event(
-    conn: Connection,
-    pending: lifecycle.Pending | None,
-    ticket_id: int,
-    now: datetime,
-    kind: str,
-    actor: str,
-    data: Mapping[str, Any],
-) -> None:
-    if pending is not None:
-        pending.events.append(lifecycle.event_row(ticket_id, now, kind, actor, data))
-    else:
-        lifecycle.add_event(conn, ticket_id, now, kind, actor, data)
-
-
 def assign(
     conn: Connection,
     ticket_id: int,
@@ -98,7 +83,9 @@ def assign(
     if old == agent_id:
         return False
     conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(assignee=agent_id, updated_at=now))
-    _event(conn, pending, ticket_id, now, "assigned", actor, {"from": old, "to": agent_id, **(extra or {})})
+    lifecycle.record_event(
+        conn, pending, ticket_id, now, "assigned", actor, {"from": old, "to": agent_id, **(extra or {})}
+    )
     return True
 
 
@@ -121,7 +108,7 @@ def set_field(
         return False
     conn.execute(update(tickets).where(tickets.c.id == ticket_id).values({name: value, "updated_at": now}))
     data = {"field": name, "from": old, "to": value, **(extra or {})}
-    _event(conn, pending, ticket_id, now, "field_changed", actor, data)
+    lifecycle.record_event(conn, pending, ticket_id, now, "field_changed", actor, data)
     return True
 
 
@@ -140,7 +127,7 @@ def add_tags(
     added = [t for t in dict.fromkeys(tags) if t not in current]
     if added:
         conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(tags=current + added, updated_at=now))
-        _event(conn, pending, ticket_id, now, "tagged", actor, {"tags": added, **(extra or {})})
+        lifecycle.record_event(conn, pending, ticket_id, now, "tagged", actor, {"tags": added, **(extra or {})})
     return added
 
 
@@ -161,7 +148,7 @@ def remove_tags(
     if removed:
         kept = [t for t in current if t not in removed]
         conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(tags=kept, updated_at=now))
-        _event(conn, pending, ticket_id, now, "untagged", actor, {"tags": removed, **(extra or {})})
+        lifecycle.record_event(conn, pending, ticket_id, now, "untagged", actor, {"tags": removed, **(extra or {})})
     return removed
 
 
@@ -199,9 +186,9 @@ def merge(
     conn.execute(update(tickets).where(tickets.c.id == source_id).values(merged_into=target_id))
     close(conn, source_id, "closed", actor=actor, now=now, reason="merged", pending=pending)
     data = {**(extra or {})}
-    _event(conn, pending, source_id, now, "merged_into", actor, {"into": refs[target_id], **data})
+    lifecycle.record_event(conn, pending, source_id, now, "merged_into", actor, {"into": refs[target_id], **data})
     joined = {"from": refs[source_id], "not_copied": brought, **data}
-    _event(conn, pending, target_id, now, "merged_from", actor, joined)
+    lifecycle.record_event(conn, pending, target_id, now, "merged_from", actor, joined)
     conn.execute(update(tickets).where(tickets.c.id == target_id).values(updated_at=now))
 
 
@@ -229,7 +216,9 @@ def copy_on(
     else:
         where = (participants.c.ticket_id == ticket_id) & (participants.c.address == address)
         conn.execute(update(participants).where(where).values(role="cc"))
-    _event(conn, pending, ticket_id, now, "cc_added", actor, {"address": address, "was": role, **(extra or {})})
+    lifecycle.record_event(
+        conn, pending, ticket_id, now, "cc_added", actor, {"address": address, "was": role, **(extra or {})}
+    )
     return True
 
 
@@ -250,7 +239,7 @@ def stop_copying(
     )
     if conn.execute(update(participants).where(where).values(role=REMOVED)).rowcount == 0:
         return False
-    _event(conn, pending, ticket_id, now, "cc_removed", actor, {"address": address, **(extra or {})})
+    lifecycle.record_event(conn, pending, ticket_id, now, "cc_removed", actor, {"address": address, **(extra or {})})
     return True
 
 
@@ -304,5 +293,5 @@ def set_requester(
         )
     )
     data = {"from": old, "to": address, "was": was, **(extra or {})}
-    _event(conn, pending, ticket_id, now, "requester_changed", actor, data)
+    lifecycle.record_event(conn, pending, ticket_id, now, "requester_changed", actor, data)
     return True

@@ -141,6 +141,23 @@ def add_event(
     _webhook_hook(conn, [row])
 
 
+def record_event(
+    conn: Connection,
+    pending: Pending | None,
+    ticket_id: int,
+    at: datetime,
+    type_: str,
+    actor: str,
+    data: Mapping[str, Any],
+) -> None:
+    """One history event: with `pending`, among the batch's other events (in their
+    order, written at flush); without, written now."""
+    if pending is not None:
+        pending.events.append(event_row(ticket_id, at, type_, actor, data))
+    else:
+        add_event(conn, ticket_id, at, type_, actor, data)
+
+
 def create_ticket(
     conn: Connection,
     *,
@@ -339,10 +356,7 @@ def set_status(
     if reason:
         data["reason"] = reason
     kind = "reopened" if old in ("resolved", "closed") and new == "open" else "status"
-    if pending is not None:
-        pending.events.append(event_row(ticket_id, now, kind, actor, data))
-    else:
-        add_event(conn, ticket_id, now, kind, actor, data)
+    record_event(conn, pending, ticket_id, now, kind, actor, data)
     return str(old)
 
 

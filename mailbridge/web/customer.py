@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 from starlette.requests import Request
@@ -52,6 +52,7 @@ _MERGED = (
     "our team keeps the two together.",
 )
 
+T = TypeVar("T")
 Page = Callable[[Request, str, dict[str, Any], int], Response]
 
 
@@ -83,7 +84,9 @@ def customer_routes(config: Config, app: App, links: ViewLinks, page: Page, stat
             return error(request, _MERGED, 200)
         return found
 
-    def view(request: Request) -> Response:
+    def read_as_viewer(request: Request, read: Callable[[Connection, Viewer, ViewGrant], T]) -> T | Response:
+        """What `read` finds for the link's viewer, in one read transaction; or the
+        answer for a link that is no good or a ticket merged away."""
         grant = grant_of(request)
         if isinstance(grant, Response):
             return grant
@@ -91,7 +94,17 @@ def customer_routes(config: Config, app: App, links: ViewLinks, page: Page, stat
             viewer = viewer_of(request, conn, grant)
             if isinstance(viewer, Response):
                 return viewer
-            data = public_ticket(conn, viewer, config.support.name, viewer.ticket_id != grant.ticket_id)
+            return read(conn, viewer, grant)
+
+    def view(request: Request) -> Response:
+        data = read_as_viewer(
+            request,
+            lambda conn, viewer, grant: public_ticket(
+                conn, viewer, config.support.name, viewer.ticket_id != grant.ticket_id
+            ),
+        )
+        if isinstance(data, Response):
+            return data
         lang, w = words(data.language)
         context = {
             "t": data,
@@ -107,15 +120,12 @@ def customer_routes(config: Config, app: App, links: ViewLinks, page: Page, stat
     def attachment(request: Request) -> Response:
         """A file of a public message, as a download: like the dashboard's (web/app.py),
         never with the sender's content type, always as an attachment."""
-        grant = grant_of(request)
-        if isinstance(grant, Response):
-            return grant
-        with read_tx(app.store.main) as conn:
-            viewer = viewer_of(request, conn, grant)
-            if isinstance(viewer, Response):
-                # A merged ticket's page says so; its files are simply not there.
-                return viewer if viewer.status_code != 200 else error(request, _INVALID, 404)
-            found = public_attachment(conn, viewer, request.path_params["attachment"])
+        found = read_as_viewer(
+            request, lambda conn, viewer, _grant: public_attachment(conn, viewer, request.path_params["attachment"])
+        )
+        if isinstance(found, Response):
+            # A merged ticket's page (200) says so; its files are simply not there.
+            return found if found.status_code != 200 else error(request, _INVALID, 404)
         if found is None:
             return error(request, _INVALID, 404)
         filename, data = found

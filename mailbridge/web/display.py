@@ -19,24 +19,9 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-import nh3
 from markupsafe import Markup
 
-from mailbridge.parsing.sanitize import DROPPED_WITH_CONTENT, MAIL_TAGS
-
-# The same tags as the worker's sanitiser; the attributes below are stricter.
-_TAGS = set(MAIL_TAGS)
-_CLEAN_CONTENT = set(DROPPED_WITH_CONTENT)
-_SPAN = {"colspan", "rowspan"}
-_ATTRIBUTES: dict[str, set[str]] = {
-    "*": {"title", "dir", "lang"},
-    "a": {"href"},
-    "img": {"alt", "width", "height"},
-    "td": set(_SPAN),
-    "th": set(_SPAN),
-    "ol": {"start", "type", "reversed"},
-    "li": {"value"},
-}
+from mailbridge.parsing.sanitize import mail_cleaner
 
 
 def _attribute_filter(tag: str, attribute: str, value: str) -> str | None:
@@ -47,15 +32,10 @@ def _attribute_filter(tag: str, attribute: str, value: str) -> str | None:
     return value
 
 
-_CLEANER = nh3.Cleaner(
-    tags=_TAGS,
-    clean_content_tags=_CLEAN_CONTENT,
-    attributes=_ATTRIBUTES,
-    attribute_filter=_attribute_filter,
-    url_schemes={"http", "https", "mailto"},
-    url_relative="deny",
-    link_rel="noopener noreferrer nofollow",
-    strip_comments=True,
+# The worker's tags and the attributes both passes keep, nothing more: no style, no src,
+# no presentational attributes; no cid: URLs.
+_CLEANER = mail_cleaner(
+    extra_attributes={}, attribute_filter=_attribute_filter, url_schemes={"http", "https", "mailto"}
 )
 
 

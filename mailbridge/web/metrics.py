@@ -116,24 +116,7 @@ class DatabaseCollector(Collector):
 
         with read_tx(self.store.main) as conn:
             rows = endpoints(conn, self.webhooks, self.clock(), sent=False)
-        pending = GaugeMetricFamily(
-            "mailbridge_webhook_pending", "Webhook deliveries waiting to be sent, by endpoint.", labels=["webhook"]
-        )
-        failed = GaugeMetricFamily(
-            "mailbridge_webhook_failed",
-            "Webhook deliveries given up (`mailbridge webhooks retry` sends them again), by endpoint.",
-            labels=["webhook"],
-        )
-        circuit = GaugeMetricFamily(
-            "mailbridge_webhook_circuit_open",
-            "1 while an endpoint's circuit breaker rests it (open), else 0.",
-            labels=["webhook"],
-        )
-        for row in rows:
-            pending.add_metric([row.name], row.pending + row.sending)
-            failed.add_metric([row.name], row.failed)
-            circuit.add_metric([row.name], 1 if row.circuit == "open" else 0)
-        yield from (pending, failed, circuit)
+        yield from _per_label("webhook", _WEBHOOK_FAMILIES, [(row.name, row) for row in rows])
 
     def _build(self) -> Iterator[Metric]:
         info = GaugeMetricFamily("mailbridge_build_info", "The running version (always 1).", labels=["version"])
@@ -289,22 +272,61 @@ class DatabaseCollector(Collector):
             rows = conn.execute(
                 select(imap_state.c.mailbox, imap_state.c.failures, imap_state.c.last_ok_at, imap_state.c.stored)
             ).all()
-        failures = GaugeMetricFamily(
-            "mailbridge_imap_consecutive_failures", "Failed attempts in a row, per IMAP mailbox.", labels=["mailbox"]
-        )
-        last_ok = GaugeMetricFamily(
-            "mailbridge_imap_last_success_timestamp_seconds",
-            "When the mailbox was last read without error (Unix time; 0: never).",
-            labels=["mailbox"],
-        )
-        stored = CounterMetricFamily(
-            "mailbridge_imap_messages_stored", "Messages stored from the mailbox, ever.", labels=["mailbox"]
-        )
-        for mailbox, fails, ok_at, count in rows:
-            failures.add_metric([mailbox], int(fails))
-            last_ok.add_metric([mailbox], ensure_utc(ok_at).timestamp() if ok_at else 0.0)
-            stored.add_metric([mailbox], int(count))
-        yield from (failures, last_ok, stored)
+        yield from _per_label("mailbox", _IMAP_FAMILIES, [(row.mailbox, row) for row in rows])
+
+
+# One family per figure of a row, each labelled with the row's name:
+# (family, metric name, help, the figure).
+_FamilySpec = tuple[type[GaugeMetricFamily] | type[CounterMetricFamily], str, str, Callable[[Any], float]]
+_WEBHOOK_FAMILIES: tuple[_FamilySpec, ...] = (
+    (
+        GaugeMetricFamily,
+        "mailbridge_webhook_pending",
+        "Webhook deliveries waiting to be sent, by endpoint.",
+        lambda row: row.pending + row.sending,
+    ),
+    (
+        GaugeMetricFamily,
+        "mailbridge_webhook_failed",
+        "Webhook deliveries given up (`mailbridge webhooks retry` sends them again), by endpoint.",
+        lambda row: row.failed,
+    ),
+    (
+        GaugeMetricFamily,
+        "mailbridge_webhook_circuit_open",
+        "1 while an endpoint's circuit breaker rests it (open), else 0.",
+        lambda row: 1 if row.circuit == "open" else 0,
+    ),
+)
+_IMAP_FAMILIES: tuple[_FamilySpec, ...] = (
+    (
+        GaugeMetricFamily,
+        "mailbridge_imap_consecutive_failures",
+        "Failed attempts in a row, per IMAP mailbox.",
+        lambda row: int(row.failures),
+    ),
+    (
+        GaugeMetricFamily,
+        "mailbridge_imap_last_success_timestamp_seconds",
+        "When the mailbox was last read without error (Unix time; 0: never).",
+        lambda row: ensure_utc(row.last_ok_at).timestamp() if row.last_ok_at else 0.0,
+    ),
+    (
+        CounterMetricFamily,
+        "mailbridge_imap_messages_stored",
+        "Messages stored from the mailbox, ever.",
+        lambda row: int(row.stored),
+    ),
+)
+
+
+def _per_label(label: str, specs: Sequence[_FamilySpec], rows: Sequence[tuple[str, Any]]) -> list[Metric]:
+    """The families of `specs`, each with one sample per (name, row), labelled `label`=name."""
+    families = [(kind(name, help_, labels=[label]), figure) for kind, name, help_, figure in specs]
+    for value, row in rows:
+        for family, figure in families:
+            family.add_metric([value], figure(row))
+    return [family for family, _figure in families]
 
 
 def _version() -> str:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,11 @@ class OutgoingRequest:
 _SLACK_BLOCKS = {"section", "context", "header", "divider", "actions", "image", "rich_text"}
 
 
+def _first_problem(problems: Iterable[str | None]) -> str | None:
+    """The first problem found (checking stops there), None when there is none."""
+    return next((p for p in problems if p), None)
+
+
 def _slack_text(obj: Any, where: str, limit: int) -> str | None:
     if not isinstance(obj, Mapping) or obj.get("type") not in ("mrkdwn", "plain_text"):
         return f'{where} is not a text object ({{"type": "mrkdwn" or "plain_text", "text": ...}})'
@@ -94,6 +99,44 @@ def _slack_text(obj: Any, where: str, limit: int) -> str | None:
     if len(text) > limit:
         return f"{where}.text has {len(text)} characters, Slack takes at most {limit}"
     return None
+
+
+def _slack_section(block: dict[str, Any], where: str) -> str | None:
+    if "text" not in block and "fields" not in block:
+        return f'{where} (section) has neither "text" nor "fields"'
+    if "text" in block and (problem := _slack_text(block["text"], f"{where}.text", 3000)):
+        return problem
+    fields = block.get("fields", [])
+    if not isinstance(fields, list) or len(fields) > 10:
+        return f"{where}.fields is not a list of at most 10 text objects"
+    return _first_problem(_slack_text(item, f"{where}.fields[{j}]", 2000) for j, item in enumerate(fields))
+
+
+def _slack_context(block: dict[str, Any], where: str) -> str | None:
+    elements = block.get("elements")
+    if not isinstance(elements, list) or not 1 <= len(elements) <= 10:
+        return f"{where}.elements is not a list of 1 to 10 elements"
+    return _first_problem(
+        _slack_text(item, f"{where}.elements[{j}]", 3000)
+        for j, item in enumerate(elements)
+        if not (isinstance(item, dict) and item.get("type") == "image")
+    )
+
+
+def _slack_header(block: dict[str, Any], where: str) -> str | None:
+    return _slack_text(block.get("text"), f"{where}.text", 150)
+
+
+# The blocks whose content Slack checks in ways a template can get wrong.
+_SLACK_BLOCK_CHECKS = {"section": _slack_section, "context": _slack_context, "header": _slack_header}
+
+
+def _slack_block(block: Any, where: str) -> str | None:
+    kind = block.get("type") if isinstance(block, dict) else None
+    if kind not in _SLACK_BLOCKS:
+        return f'{where} has no known "type" ({", ".join(sorted(_SLACK_BLOCKS))})'
+    check = _SLACK_BLOCK_CHECKS.get(kind)
+    return check(block, where) if check else None
 
 
 def _slack_problem(message: Any) -> str | None:
@@ -108,34 +151,60 @@ def _slack_problem(message: Any) -> str | None:
         return None
     if not isinstance(blocks, list) or len(blocks) > 50:
         return '"blocks" is not a list of at most 50 blocks'
-    for i, block in enumerate(blocks):
-        where = f"blocks[{i}]"
-        kind = block.get("type") if isinstance(block, dict) else None
-        if kind not in _SLACK_BLOCKS:
-            return f'{where} has no known "type" ({", ".join(sorted(_SLACK_BLOCKS))})'
-        if kind == "section":
-            if "text" not in block and "fields" not in block:
-                return f'{where} (section) has neither "text" nor "fields"'
-            if "text" in block and (problem := _slack_text(block["text"], f"{where}.text", 3000)):
-                return problem
-            fields = block.get("fields", [])
-            if not isinstance(fields, list) or len(fields) > 10:
-                return f"{where}.fields is not a list of at most 10 text objects"
-            for j, item in enumerate(fields):
-                if problem := _slack_text(item, f"{where}.fields[{j}]", 2000):
-                    return problem
-        elif kind == "context":
-            elements = block.get("elements")
-            if not isinstance(elements, list) or not 1 <= len(elements) <= 10:
-                return f"{where}.elements is not a list of 1 to 10 elements"
-            for j, item in enumerate(elements):
-                if isinstance(item, dict) and item.get("type") == "image":
-                    continue
-                if problem := _slack_text(item, f"{where}.elements[{j}]", 3000):
-                    return problem
-        elif kind == "header" and (problem := _slack_text(block.get("text"), f"{where}.text", 150)):
-            return problem
-    return None
+    return _first_problem(_slack_block(block, f"blocks[{i}]") for i, block in enumerate(blocks))
+
+
+def _teams_text_block(element: dict[str, Any], where: str) -> str | None:
+    if isinstance(element.get("text"), str):
+        return None
+    return f'{where} (TextBlock) has no "text" string'
+
+
+def _teams_rich_text_block(element: dict[str, Any], where: str) -> str | None:
+    inlines = element.get("inlines")
+    if isinstance(inlines, list) and all(
+        isinstance(i, str) or (isinstance(i, dict) and isinstance(i.get("text"), str)) for i in inlines
+    ):
+        return None
+    return f'{where} (RichTextBlock) inlines are not TextRuns with "text" strings'
+
+
+def _teams_fact_set(element: dict[str, Any], where: str) -> str | None:
+    facts = element.get("facts")
+    if isinstance(facts, list) and all(
+        isinstance(f, dict) and isinstance(f.get("title"), str) and isinstance(f.get("value"), str) for f in facts
+    ):
+        return None
+    return f'{where} (FactSet) facts are not {{"title", "value"}} strings'
+
+
+# The card elements whose content Teams checks in ways a template can get wrong.
+_TEAMS_ELEMENT_CHECKS = {
+    "TextBlock": _teams_text_block,
+    "RichTextBlock": _teams_rich_text_block,
+    "FactSet": _teams_fact_set,
+}
+
+
+def _teams_element(element: Any, where: str) -> str | None:
+    if not isinstance(element, dict) or not isinstance(element.get("type"), str):
+        return f'{where} has no "type"'
+    check = _TEAMS_ELEMENT_CHECKS.get(element["type"])
+    return check(element, where) if check else None
+
+
+def _teams_attachment(attachment: Any, where: str) -> str | None:
+    if not isinstance(attachment, dict) or attachment.get("contentType") != "application/vnd.microsoft.card.adaptive":
+        return f'{where}.contentType is not "application/vnd.microsoft.card.adaptive"'
+    card = attachment.get("content")
+    if not isinstance(card, dict) or card.get("type") != "AdaptiveCard":
+        return f'{where}.content is not an Adaptive Card ({{"type": "AdaptiveCard", ...}})'
+    if not isinstance(card.get("version"), str):
+        return f'{where}.content.version is not a string such as "1.4"'
+    body = card.get("body")
+    if not isinstance(body, list) or not body:
+        return f"{where}.content.body is not a non-empty list of elements"
+    return _first_problem(_teams_element(element, f"{where}.content.body[{j}]") for j, element in enumerate(body))
 
 
 def _teams_problem(message: Any) -> str | None:
@@ -144,42 +213,7 @@ def _teams_problem(message: Any) -> str | None:
     attachments = message.get("attachments")
     if not isinstance(attachments, list) or not attachments:
         return '"attachments" is not a non-empty list'
-    for i, attachment in enumerate(attachments):
-        where = f"attachments[{i}]"
-        if (
-            not isinstance(attachment, dict)
-            or attachment.get("contentType") != "application/vnd.microsoft.card.adaptive"
-        ):
-            return f'{where}.contentType is not "application/vnd.microsoft.card.adaptive"'
-        card = attachment.get("content")
-        if not isinstance(card, dict) or card.get("type") != "AdaptiveCard":
-            return f'{where}.content is not an Adaptive Card ({{"type": "AdaptiveCard", ...}})'
-        if not isinstance(card.get("version"), str):
-            return f'{where}.content.version is not a string such as "1.4"'
-        body = card.get("body")
-        if not isinstance(body, list) or not body:
-            return f"{where}.content.body is not a non-empty list of elements"
-        for j, element in enumerate(body):
-            if not isinstance(element, dict) or not isinstance(element.get("type"), str):
-                return f'{where}.content.body[{j}] has no "type"'
-            if element["type"] == "TextBlock" and not isinstance(element.get("text"), str):
-                return f'{where}.content.body[{j}] (TextBlock) has no "text" string'
-            if element["type"] == "RichTextBlock" and not (
-                isinstance(element.get("inlines"), list)
-                and all(
-                    isinstance(i, str) or (isinstance(i, dict) and isinstance(i.get("text"), str))
-                    for i in element["inlines"]
-                )
-            ):
-                return f'{where}.content.body[{j}] (RichTextBlock) inlines are not TextRuns with "text" strings'
-            if element["type"] == "FactSet":
-                facts = element.get("facts")
-                if not isinstance(facts, list) or not all(
-                    isinstance(f, dict) and isinstance(f.get("title"), str) and isinstance(f.get("value"), str)
-                    for f in facts
-                ):
-                    return f'{where}.content.body[{j}] (FactSet) facts are not {{"title", "value"}} strings'
-    return None
+    return _first_problem(_teams_attachment(a, f"attachments[{i}]") for i, a in enumerate(attachments))
 
 
 def _matrix_problem(message: Any) -> str | None:

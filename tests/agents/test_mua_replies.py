@@ -20,7 +20,7 @@ from mailbridge.agents.commands import parse_commands
 from mailbridge.agents.forward import extract_forwarded
 from mailbridge.outbound.compose import compose
 from mailbridge.parsing.analysis import Analyser, Analysis
-from mailbridge.parsing.extractors import load_extractors
+from mailbridge.parsing.extractorfiles import load_extractors
 from tests.agents.mua import CLIENTS, NBSP, Client, forward, reply
 from tests.support import PARSERS
 

@@ -1,7 +1,7 @@
-"""Extractors (mailbridge.parsing.extractors): the shipped parsers/*.toml against the sample
-mails in tests/fixtures/extractors (each NAME.eml has NAME.json with what must come out),
-local overrides, every kind of broken file (reported with file and line, nothing loaded),
-hostile patterns and hostile field values."""
+"""Extractors (mailbridge.parsing.extractors, .extractorfiles, .re2patterns): the shipped
+parsers/*.toml against the sample mails in tests/fixtures/extractors (each NAME.eml has
+NAME.json with what must come out), local overrides, every kind of broken file (reported
+with file and line, nothing loaded), hostile patterns and hostile field values."""
 
 from __future__ import annotations
 
@@ -14,19 +14,17 @@ import pytest
 import re2
 
 from mailbridge.errors import ConfigError
+from mailbridge.parsing.extractorfiles import ExtractorError, load_extractors
 from mailbridge.parsing.extractors import (
     DEFAULT_BODY_LIMIT,
     MAX_DEDUPE_KEY_CHARS,
     MAX_FIELD_CHARS,
-    ExtractorError,
     ExtractorSet,
-    _leading_literal,
-    _Pattern,
-    load_extractors,
     sanitize_value,
 )
 from mailbridge.parsing.incident import matrix_as_dict, parse_matrix
 from mailbridge.parsing.mime import ParsedMail, parse_message
+from mailbridge.parsing.re2patterns import Pattern, leading_literal
 
 PARSERS = Path(__file__).resolve().parents[2] / "parsers"
 SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "extractors"
@@ -747,7 +745,7 @@ def test_huge_subject_and_many_headers_do_not_break_matching(shipped: ExtractorS
     ],
 )
 def test_leading_literal(pattern: str, literal: tuple[str, bool | None] | None):
-    got = _leading_literal(pattern)
+    got = leading_literal(pattern)
     if literal is not None and literal[1] is None:
         assert got is None  # too short after dropping the quantified character
     else:
@@ -774,7 +772,7 @@ def test_prefilter_agrees_with_the_full_pattern():
         "Notification Type: PROBLEM",
     ]
     for pattern in patterns:
-        compiled = _Pattern(pattern)
+        compiled = Pattern(pattern)
         reference = re2.compile("(?m)" + pattern)
         for _ in range(40):
             text = "\n".join(rng.choice(words) + " " + "z" * rng.randrange(0, 120) for _ in range(rng.randrange(1, 12)))

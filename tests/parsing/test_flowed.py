@@ -3,7 +3,8 @@ quote depth respected, the signature separator kept, DelSp honoured."""
 
 from __future__ import annotations
 
-from mailbridge.parsing.mime import parse_message, unflow
+from mailbridge.parsing.mime import parse_message
+from mailbridge.parsing.mimetree import unflow
 
 
 def test_unflow_rules() -> None:

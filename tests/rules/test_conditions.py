@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mailbridge.parsing.extractors import load_extractors
+from mailbridge.parsing.extractorfiles import load_extractors
 from mailbridge.rules import Facts, RuleContext, TicketFacts
 from tests.rules import AT, facts, load, mail
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from mailbridge.parsing.analysis import Analyser
 from mailbridge.rules import Facts, RuleContext, TicketFacts
-from mailbridge.rules.conditions import Scope, resolve_field
+from mailbridge.rules.conditions import Scope
+from mailbridge.rules.fields import resolve_field
 from tests.rules import AT, FIXTURES, OWN, load
 
 EML = FIXTURES / "customer-invoice.eml"

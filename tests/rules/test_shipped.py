@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mailbridge.parsing.analysis import Analyser
-from mailbridge.parsing.extractors import load_extractors
+from mailbridge.parsing.extractorfiles import load_extractors
 from mailbridge.rules import Facts, load_rules
 
 REPO = Path(__file__).resolve().parents[2]
