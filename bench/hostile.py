@@ -195,8 +195,8 @@ def in_process(name: str, raw: bytes) -> dict[str, object]:
     from mailbridge.app import App
     from mailbridge.config import load_config
     from mailbridge.intake.spool import Envelope, accept
-    from mailbridge.pipeline import Pipeline
     from mailbridge.store import migrate
+    from mailbridge.worker.runner import Pipeline
 
     with tempfile.TemporaryDirectory(prefix="mb-hostile-") as tmp:
         app = App(load_config(site(Path(tmp))))

@@ -28,12 +28,12 @@ if TYPE_CHECKING:
     from mailbridge.parsing.analysis import Analyser
     from mailbridge.parsing.extractors import ExtractorSet
     from mailbridge.people import People
-    from mailbridge.pipeline import Pipeline
     from mailbridge.rules import RuleSet
     from mailbridge.tickets.refs import ReferenceFormat
     from mailbridge.tickets.tokens import TokenSigner
     from mailbridge.tickets.viewlinks import ViewLinks
     from mailbridge.webhooks.dispatch import Dispatcher
+    from mailbridge.worker.runner import Pipeline
 
 
 def load_extractor_set(config: Config) -> ExtractorSet:
@@ -144,8 +144,8 @@ class App:
 
     @cached_property
     def pipeline(self) -> Pipeline:
-        from mailbridge.pipeline import Pipeline
         from mailbridge.tickets.correlate import Correlator
+        from mailbridge.worker.runner import Pipeline
 
         locals_ = [a.split("@", 1)[0] for a in self.config.support.addresses]
         correlator = Correlator(

@@ -12,7 +12,7 @@ the past, that also runs the worker's pipeline in this process.
 Storing a chunk and processing it before reading the next keeps memory bounded by one
 chunk, shows progress as it goes, and means every earlier chunk is already in the
 messages table when the next one is deduplicated. The pipeline honours meta["historic"]
-(pipeline.py): original dates, no acknowledgement or mail of any kind, no status change
+(worker/): original dates, no acknowledgement or mail of any kind, no status change
 on follow-ups, and the given status for new tickets. Running the same import twice
 changes nothing: every message is found already stored (or already in the quarantine)
 and skipped; the worker's own dedupe stays the safety net.
@@ -53,7 +53,7 @@ from mailbridge.tickets.dedupe import content_hash, dedupe_key, legacy_dedupe_ke
 if TYPE_CHECKING:
     from mailbridge.app import App
     from mailbridge.config import ImapMailbox
-    from mailbridge.pipeline import Outcome
+    from mailbridge.worker.message import Outcome
 
 # What `--status` offers: the status imported tickets get (default: what the worker gives).
 IMPORT_STATUSES = ("new", "open", "resolved", "closed")
@@ -371,7 +371,7 @@ class _Candidate:
 
 
 def message_keys(raw: bytes) -> tuple[str, str | None, bool]:
-    """The worker's dedupe key for `raw` (pipeline.py: the Message-ID as parse_message
+    """The worker's dedupe key for `raw` (worker/duplicates.py: the Message-ID as parse_message
     reads it; None for mail it refuses, which the worker quarantines), the key a copy
     stored by an earlier version carries, and whether it is a mail with no usable Date (the
     worker dates it when it processes it)."""
@@ -563,7 +563,7 @@ def _finished_elsewhere(app: App, spool_ids: list[int]) -> dict[int, Outcome]:
     """Outcomes of our messages that another worker (a running daemon) processed,
     rebuilt from the spool and the messages table; the ones still waiting are left out.
     "new" is a message that is the first one of its ticket."""
-    from mailbridge.pipeline import Outcome
+    from mailbridge.worker.message import Outcome
 
     with read_tx(app.store.spool) as conn:
         rows = conn.execute(

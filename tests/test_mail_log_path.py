@@ -31,7 +31,7 @@ def test_received_and_sent_mail_are_logged_one_line_each(db_url, start_daemon):
         spool_id = re.search(rb"queued as (\d+)", answer).group(1).decode()  # what the MTA logs
 
         # A hostile envelope sender by the pipe (what the MTA passes on): a forged line.
-        forged = "mallory@example.org\r\n2026-12-07 00:00:00,000 worker-0[1] INFO mailbridge.pipeline: forged"
+        forged = "mallory@example.org\r\n2026-12-07 00:00:00,000 worker-0[1] INFO mailbridge.worker.spool: forged"
         hostile = make_mail(sender="Mallory <mallory@example.org>")
         mailbridge(
             daemon.config, "ingest", "--sender", forged, "--recipient", "support@help.example", input_bytes=hostile

@@ -12,10 +12,10 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from mailbridge import pipeline
 from mailbridge.store import migrate
 from mailbridge.store.db import Store
 from mailbridge.store.tables import outbox
+from mailbridge.worker import answers
 
 
 def _plan(db: Path, statement: object) -> list[str]:
@@ -33,7 +33,7 @@ def test_a_tickets_outgoing_mail_is_found_by_index(tmp_path: Path) -> None:
         store.dispose()
     statements = {
         # Before a rule's response to a follow-up: what already went to this ticket.
-        "response checks": pipeline._RESPONSE_CHECKS,
+        "response checks": answers.RESPONSE_CHECKS,
         # The conversation, retention and erasure read a ticket's outgoing mail like this.
         "by ticket": select(outbox.c.id).where(outbox.c.ticket_id == 1).order_by(outbox.c.id),
     }

@@ -3,7 +3,7 @@ make_testable_runner: mail stored with the spool writer the listeners use
 (intake/spool.accept), one batch at a time through the real Pipeline with a clock the
 test sets, and the ticket events and outbox rows read back from the database. No
 daemon, no sockets: milliseconds a case, for the branches of the worker's dispositions
-(Pipeline.CHAIN). The daemon tests keep the process model (crashes, signals, SMTP).
+(mailbridge/worker/chain.py, CHAIN). The daemon tests keep the process model (crashes, signals, SMTP).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from sqlalchemy import select
 from mailbridge.app import App
 from mailbridge.config import load_config
 from mailbridge.intake.spool import Envelope, accept
-from mailbridge.pipeline import Outcome
 from mailbridge.store import migrate
 from mailbridge.store.tables import events, inbound, outbox, tickets
+from mailbridge.worker.message import Outcome
 from tests.support import RULES, write_config
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)

@@ -1,0 +1,231 @@
+"""The worker's automatic answers to a requester: the acknowledgement of a new ticket,
+and the template a rule responds with (to a new ticket or a follow-up).
+
+    newticket.open_new_ticket → [acknowledge]            (or why none goes out)
+    followup.join_ticket      → [respond_to_follow_up]   (a rule says respond = ...)
+        both → [_send_response] → outbound/outbox.queue (+ knowledge articles)
+
+An answer never goes to an automated sender (RFC 3834), an undeliverable address, or
+into a flood; why one did not go out is in the ticket's history.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, func, select
+
+from mailbridge import knowledge
+from mailbridge.outbound.compose import ComposeError
+from mailbridge.outbound.render import TemplateError
+from mailbridge.parsing.mime import Address
+from mailbridge.routing import ticket_facts_for
+from mailbridge.store.tables import outbox, undeliverable
+from mailbridge.tickets import lifecycle
+from mailbridge.tickets.floods import FloodVerdict
+from mailbridge.worker.context import Context
+from mailbridge.worker.message import Step
+
+log = logging.getLogger(__name__)
+
+# Before an acknowledgement: whether the address bounced permanently (the flood limits
+# are tickets/floods.py's).
+_BOUNCED = select(undeliverable.c.address).where(undeliverable.c.address == bindparam("s_requester")).limit(1)
+# Before a rule's response to a follow-up: is the requester undeliverable, and did this
+# template already go to this ticket within the flood window (one answer, not a loop)?
+RESPONSE_CHECKS = select(
+    select(func.count())
+    .select_from(undeliverable)
+    .where(undeliverable.c.address == bindparam("s_requester"))
+    .scalar_subquery()
+    .label("bounced"),
+    select(func.count())
+    .select_from(outbox)
+    .where(
+        outbox.c.ticket_id == bindparam("s_ticket"),
+        outbox.c.kind == bindparam("s_kind"),
+        outbox.c.created_at >= bindparam("s_since"),
+    )
+    .scalar_subquery()
+    .label("recent"),
+)
+
+
+def _suppressed(step: Step, ticket_id: int, reason: str) -> None:
+    data = {"reason": reason}
+    step.pending.events.append(lifecycle.event_row(ticket_id, step.msg.now, "auto_reply_suppressed", "system", data))
+
+
+def _why_no_acknowledgement(ctx: Context, step: Step, requester: Address, flood: FloodVerdict | None) -> str | None:
+    """Why neither the acknowledgement nor a rule's response may go out, or None."""
+    msg = step.msg
+    reason = ctx.automatic_reply_blocked(msg)
+    decision = msg.decision
+    respond = decision.respond if decision is not None else None
+    if reason is None and decision is not None and decision.acknowledge is False and not respond:
+        reason = f"rule {decision.set_by.get('acknowledge', '?')} turned the acknowledgement off"
+    if reason is None and not ctx.config.autoreply.acknowledge and not respond:
+        reason = "acknowledgements are off ([autoreply] acknowledge = false)"
+    if reason is None and flood is not None:
+        reason = flood.reason
+    if reason is None:
+        reason = ctx.floods.breaker(step.conn, msg.now, step.pending).reason
+    if reason is None and step.conn.execute(_BOUNCED, {"s_requester": requester.address.lower()}).first():
+        reason = f"{requester.address} is undeliverable (an earlier mail to it bounced permanently)"
+    return reason
+
+
+def acknowledge(
+    ctx: Context,
+    step: Step,
+    ticket_id: int,
+    reference: str,
+    requester: Address,
+    *,
+    previous: str | None = None,
+    flood: FloodVerdict | None = None,
+    language: str | None = None,
+) -> None:
+    """Queue the acknowledgement (or the template a rule responds with), or record why none goes out.
+    ``previous``: the closed ticket whose late reply opened this one; ``flood``: the
+    ticket's flood verdict (tickets/floods.py), already recorded by the caller."""
+    reason = _why_no_acknowledgement(ctx, step, requester, flood)
+    if reason is not None:
+        _suppressed(step, ticket_id, reason)
+        return
+    decision = step.msg.decision
+    respond = decision.respond if decision is not None else None
+    template = respond or "acknowledgement"
+    kind = "acknowledgement" if not respond else f"response:{respond}"[:32]
+    answer = _Answer(ticket_id, reference, "new", requester, template, kind, previous, language)
+    message_id = _send_response(ctx, step, answer)
+    if message_id is not None:
+        data = {"to": requester.address, "message_id": message_id}
+        step.pending.events.append(lifecycle.event_row(ticket_id, step.msg.now, "acknowledged", "system", data))
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """One automatic answer: on which ticket (and its status), to whom, with which template."""
+
+    ticket_id: int
+    reference: str
+    status: str
+    to: Address
+    template: str
+    kind: str  # the outbox row's kind
+    previous: str | None = None  # the closed ticket whose late reply opened this one
+    language: str | None = None  # the ticket's language
+
+
+def _send_response(ctx: Context, step: Step, answer: _Answer) -> str | None:
+    """Queue the answer's template to its recipient as an answer to this mail, in the
+    ticket's language; its Message-ID, or None (and the reason in the history) when it
+    cannot be composed."""
+    msg, conn, ticket_id, to = step.msg, step.conn, answer.ticket_id, answer.to
+    mail, now, decision = msg.analysis.mail, msg.now, msg.decision
+    articles = _suggest_articles(ctx, step, ticket_id) if decision and decision.articles else []
+    ticket_ctx = {
+        "reference": answer.reference,
+        "subject": ctx.refs.without_tags(mail.subject) or "(no subject)",
+        "status": answer.status,
+        "requester": to.address,
+    }
+    context = {
+        "ticket": ticket_ctx,
+        "requester": {"name": to.name, "address": to.address},
+        "subject_tag": ctx.refs.tag(answer.reference),
+        "support": {"name": ctx.config.support.name, "address": ctx.config.support.address},
+        "articles": articles,
+        "previous": {"reference": answer.previous} if answer.previous else None,
+        "view_url": ctx.outbox.view_url(ticket_id, to.address, now),
+    }
+    refs = [*mail.references, mail.message_id] if mail.message_id else list(mail.references)
+    facts = ticket_facts_for(conn, ticket_id) if ctx.outbox.checks_outgoing else None
+    try:
+        return ctx.outbox.queue(
+            step.pending,
+            ticket_id=ticket_id,
+            kind=answer.kind,
+            template=answer.template,
+            context=context,
+            to=to,
+            in_reply_to=mail.message_id,
+            references=refs,
+            now=now,
+            ticket=facts,
+            language=answer.language,
+        )
+    except (ComposeError, TemplateError) as exc:
+        # The ticket matters more than its answer: keep it, say why none went out.
+        log.error("no %s for %s: %s", answer.template, answer.reference, exc)
+        _suppressed(step, ticket_id, f"cannot compose {answer.template}: {exc}")
+        return None
+
+
+def _suggest_articles(ctx: Context, step: Step, ticket_id: int) -> list[dict[str, Any]]:
+    """The knowledge articles a respond action asked for, searched with this mail's own
+    subject and new text only; the history records which were offered and why."""
+    msg = step.msg
+    decision, settings = msg.decision, ctx.config.knowledge
+    assert decision is not None
+    found = knowledge.suggest(
+        step.conn,
+        msg.analysis.mail.subject or "",
+        msg.analysis.reply_text,
+        limit=decision.articles,
+        min_score=settings.min_score,
+        min_shared=settings.min_shared_words,
+    )
+    data = {"rule": decision.set_by.get("respond"), "articles": [s.to_json() for s in found]}
+    step.pending.events.append(lifecycle.event_row(ticket_id, msg.now, "articles_suggested", "system", data))
+    return [s.to_context() for s in found]
+
+
+def _why_no_response(ctx: Context, step: Step, ticket_id: int, row: Any) -> str | None:
+    """Why a rule's response to a follow-up may not go out, or None."""
+    msg = step.msg
+    decision, now = msg.decision, msg.now
+    assert decision is not None and decision.respond is not None
+    template, rule = decision.respond, decision.set_by.get("respond", "?")
+    reason = ctx.automatic_reply_blocked(msg)
+    if reason is None and (msg.analysis.mail.from_ is None or msg.sender != str(row.requester).lower()):
+        reason = f"rule {rule} responds only to the ticket's requester, and this mail is from {msg.sender or '?'}"
+    if reason is None:
+        window = ctx.config.autoreply.flood_window_minutes
+        checks = step.conn.execute(
+            RESPONSE_CHECKS,
+            {
+                "s_requester": msg.sender,
+                "s_ticket": ticket_id,
+                "s_kind": f"response:{template}"[:32],
+                "s_since": now - timedelta(minutes=window),
+            },
+        ).one()
+        if checks.bounced:
+            reason = f"{msg.sender} is undeliverable (an earlier mail to it bounced permanently)"
+        elif checks.recent:
+            reason = f"rule {rule}: {template} already went to this ticket in the last {window} minutes"
+    return reason
+
+
+def respond_to_follow_up(ctx: Context, step: Step, ticket_id: int, row: Any) -> None:
+    """A rule responds to a follow-up: only ever to the ticket's own requester, never to
+    an automated sender, at most once per template and ticket in the flood window."""
+    decision, mail = step.msg.decision, step.msg.analysis.mail
+    assert decision is not None and decision.respond is not None
+    reason = _why_no_response(ctx, step, ticket_id, row)
+    if reason is not None:
+        _suppressed(step, ticket_id, reason)
+        return
+    template, rule = decision.respond, decision.set_by.get("respond", "?")
+    kind = f"response:{template}"[:32]
+    assert mail.from_ is not None
+    answer = _Answer(ticket_id, row.reference, row.status, mail.from_, template, kind, None, row.language)
+    message_id = _send_response(ctx, step, answer)
+    if message_id is not None:
+        data = {"to": mail.from_.address, "message_id": message_id, "template": template, "rule": rule}
+        step.pending.events.append(lifecycle.event_row(ticket_id, step.msg.now, "responded", "system", data))
