@@ -3,7 +3,7 @@
 A composition root like the other commands (helpers from cli/_common.py): it opens the source, runs
 importer.import_messages under a progress bar and prints what became of every message.
 What "historic" means (original dates, no mail of any kind, no status changes on
-follow-ups) and how a second run skips everything is in importer.py and pipeline.py.
+follow-ups) and how a second run skips everything is in importer.py and worker/.
 """
 
 from __future__ import annotations

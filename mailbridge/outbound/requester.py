@@ -4,7 +4,7 @@ pending reminder and resolution, a notice that someone was added.
     agents/desk.resolved_notice (a ticket became resolved)
         -> [queue_survey]  templates/survey.* with a reply token of purpose "survey";
                            event "survey_sent" (the answer: tickets/survey.record_answer)
-    sla/housekeeping.auto_close, sla/waiting.py, pipeline.py
+    sla/housekeeping.auto_close, sla/waiting.py, worker/answers.py
         -> [queue_to_requester] templates/auto-closed.*, pending-reminder.*, ...
 
 Who gets none of it (requester_block_reason, checked by the caller): monitoring alerts

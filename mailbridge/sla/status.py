@@ -3,7 +3,7 @@
 Where this sits in the flow: tickets/lifecycle.py and tickets/changes.py change a ticket
 and write its history; they know nothing of SLA (the layers contract in pyproject.toml
 keeps tickets below sla). Whoever changes a status or a priority above them — the
-worker (pipeline.py), the agents' desk, the importer, the scheduler's own jobs
+worker (mailbridge/worker/), the agents' desk, the importer, the scheduler's own jobs
 (waiting.py, housekeeping.py) — does it through these functions, which then tell
 sla/clocks.py (pending pauses, resolved meets, a priority change re-chooses the policy)
 and sla/waiting.py (pending arms the reminder, leaving it disarms it), in the same

@@ -13,7 +13,7 @@ their own). Claims end in one of three ways:
 - nobody releases them (a whole host died) and the lease runs out: the next claim takes
   them over (PostgreSQL with several daemons).
 A worker's claims released after a death become *suspects*, processed one at a time
-next, so a mail that kills the worker is found and quarantined alone (see pipeline.py).
+next, so a mail that kills the worker is found and quarantined alone (see worker/runner.py).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ A bounce never opens a ticket and never gets an answer. When its returned origin
 names a mail we sent (the outbox keeps every Message-ID we used), the failure is
 recorded on that mail's ticket with the failed recipient and whether it is temporary;
 a permanent failure also marks the address undeliverable, so no automatic mail goes
-there again (pipeline._ACK_CHECKS looks before queueing one). A bounce that names nothing we
+there again (worker/answers.py looks before queueing one). A bounce that names nothing we
 sent is kept without a ticket and marks nobody: anyone can forge a bounce.
 """
 

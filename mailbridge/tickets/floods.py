@@ -1,6 +1,6 @@
 """Flood limits on automatic answers: may a new ticket be acknowledged now?
 
-Called by the pipeline's apply step (pipeline._acknowledge) inside the ticket's
+Called by the pipeline's apply step (worker/answers.acknowledge) inside the ticket's
 transaction, before anything is rendered. Three limits, cheapest to widest:
 
 * one address: more than `[autoreply] flood_threshold` new tickets from it within

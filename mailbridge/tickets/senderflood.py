@@ -1,6 +1,6 @@
 """A sender's flood ticket: past the flood threshold, one ticket collects the sender's mail.
 
-Called by the pipeline's apply step (pipeline._apply, pipeline._new_ticket) inside the
+Called by the pipeline's apply step (worker/newticket.py) inside the
 ticket's transaction. An autoresponder that sets no Auto-Submitted and drops our
 reference (so nothing correlates its answers) opens a new ticket with every mail; the
 flood limits of tickets/floods.py stop the acknowledgements, but each ticket is still

@@ -3,7 +3,7 @@
     desk.resolved_notice (a ticket became resolved)
         -> outbound/requester.queue_survey: templates/survey.* with a reply token of
            purpose "survey"; event "survey_sent"
-    pipeline._follow_up: correlate found a token of purpose "survey"
+    worker/followup.py: correlate found a token of purpose "survey"
         -> [record_answer] parse_score(the reply's new text)
                            -> "survey_answered" {score, comment, message}
                            -> or "survey_unreadable" {message, text}

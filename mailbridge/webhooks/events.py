@@ -27,7 +27,7 @@ _SLA = {"sla_reminder": "sla_reminder", "sla_breached": "sla_breach", "sla_escal
 def webhook_events(type_: str, data: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """The webhook events (name, change) one history event stands for; usually none."""
     if data.get("imported") or data.get("reason") == "imported":
-        return []  # imported history is recorded, never acted on (pipeline.py): no webhook either
+        return []  # imported history is recorded, never acted on (the worker): no webhook either
     if type_ == "created":
         return [("created", {})]
     if type_ == "assigned":
