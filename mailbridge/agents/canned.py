@@ -24,6 +24,7 @@ from typing import Any
 from mailbridge.agents.commands import Command, CommandError
 from mailbridge.config import Config
 from mailbridge.knowledge.mailed import ArticleNotSent, article_text
+from mailbridge.outbound.notices import support_context
 from mailbridge.outbound.responses import ResponseError, Responses, UnknownResponse
 from mailbridge.people import Agent
 from mailbridge.tickets.refs import ReferenceFormat
@@ -64,7 +65,7 @@ def canned_context(ticket: Any, agent_name: str, agent_id: str, config: Config, 
         "requester": {"name": ticket.requester_name or "", "address": ticket.requester},
         "agent": {"name": agent_name, "id": agent_id},
         "subject_tag": tag,
-        "support": {"name": config.support.name, "address": config.support.address},
+        "support": support_context(config),
     }
 
 

@@ -21,9 +21,8 @@ from sqlalchemy import Connection, select
 
 from mailbridge.agents.auth import AuthVerdict
 from mailbridge.config import Config
-from mailbridge.outbound.compose import ComposeError
+from mailbridge.outbound.notices import framing, queue_logged
 from mailbridge.outbound.outbox import Outbox
-from mailbridge.outbound.render import TemplateError
 from mailbridge.parsing.analysis import Analysis
 from mailbridge.parsing.mime import ParsedMail
 from mailbridge.people import Agent, People
@@ -116,18 +115,13 @@ class DeskBase:
     def framing(self, reference: str) -> dict[str, Any]:
         """What every template of the desk gets besides its own facts: the subject tag and
         who we are."""
-        support = self.config.support
-        return {"subject_tag": self.refs.tag(reference), "support": {"name": support.name, "address": support.address}}
+        return framing(self.config, self.refs, reference)
 
     def queue(self, pending: lifecycle.Pending, failure: tuple[Any, ...], **mail: Any) -> str | None:
         """Queue a mail from a template (Outbox.queue); one that cannot be rendered or
         composed is logged (``failure``: the log message and its arguments, the error
         appended) and skipped, so the rest of the mail's work still happens."""
-        try:
-            return self.outbox.queue(pending, **mail)
-        except (ComposeError, TemplateError) as exc:
-            log.error(f"{failure[0]}: %s", *failure[1:], exc)
-            return None
+        return queue_logged(self.outbox, pending, log, failure, **mail)
 
 
 def store(

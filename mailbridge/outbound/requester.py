@@ -22,9 +22,8 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from mailbridge.config import Config
-from mailbridge.outbound.compose import ComposeError
+from mailbridge.outbound.notices import framing, queue_logged
 from mailbridge.outbound.outbox import Outbox
-from mailbridge.outbound.render import TemplateError
 from mailbridge.parsing.mime import Address
 from mailbridge.parsing.robots import is_robot_address
 from mailbridge.routing import ticket_facts_for
@@ -75,31 +74,33 @@ def queue_to_requester(
     context = {
         "ticket": {"reference": ticket.reference, "subject": ticket.subject, "status": status},
         "requester": {"name": requester.name, "address": requester.address},
-        "subject_tag": refs.tag(ticket.reference),
-        "support": {"name": config.support.name, "address": config.support.address},
+        **framing(config, refs, ticket.reference),
         **(extra or {}),
     }
-    try:
-        return outbox.queue(
-            pending,
-            ticket_id=ticket_id,
-            ticket=ticket_facts_for(conn, ticket_id) if outbox.checks_outgoing else None,
-            kind=template[:32],
-            template=template,
-            context=context,
-            to=requester,
-            in_reply_to=None,
-            references=[],
-            now=now,
-            auto_submitted="auto-generated",
-            token_purpose=purpose,
-            language=language_of(conn, ticket_id),  # the customer's, not the desk's
-        )
-    except (ComposeError, TemplateError) as exc:
-        log.error("no %s mail for %s: %s", template, ticket.reference, exc)
-        data = {"reason": f"cannot compose {template}: {exc}"}
+
+    def explain(reason: str) -> None:
+        data = {"reason": reason}
         pending.events.append(lifecycle.event_row(ticket_id, now, "auto_reply_suppressed", "system", data))
-        return None
+
+    return queue_logged(
+        outbox,
+        pending,
+        log,
+        ("no %s mail for %s", template, ticket.reference),
+        explain=explain,
+        ticket_id=ticket_id,
+        ticket=ticket_facts_for(conn, ticket_id) if outbox.checks_outgoing else None,
+        kind=template[:32],
+        template=template,
+        context=context,
+        to=requester,
+        in_reply_to=None,
+        references=[],
+        now=now,
+        auto_submitted="auto-generated",
+        token_purpose=purpose,
+        language=language_of(conn, ticket_id),  # the customer's, not the desk's
+    )
 
 
 def queue_survey(

@@ -29,9 +29,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from mailbridge.clock import ensure_utc
 from mailbridge.config import SLA_TARGETS, Config, SlaPolicySettings, parse_duration
-from mailbridge.outbound.compose import ComposeError
+from mailbridge.outbound.notices import framing, queue_logged
 from mailbridge.outbound.outbox import Outbox
-from mailbridge.outbound.render import TemplateError
 from mailbridge.parsing.mime import Address
 from mailbridge.people import NoWorkingTime, People
 from mailbridge.reports.period import report_zone
@@ -288,25 +287,24 @@ class Sweeper:
                 "requester": ticket.requester,
             },
             "request": request_excerpt(conn, int(ticket.id)),
-            "subject_tag": self._refs.tag(ticket.reference),
-            "support": {"name": self._config.support.name, "address": self._config.support.address},
+            **framing(self._config, self._refs, ticket.reference),
         }
         for rcpt in recipients:
-            try:
-                self._outbox.queue(
-                    pending,
-                    ticket_id=int(ticket.id),
-                    kind=f"sla-{kind}"[:32],
-                    template="sla-notice",
-                    context=context,
-                    to=rcpt,
-                    in_reply_to=None,
-                    references=[],
-                    now=now,
-                    auto_submitted="auto-generated",
-                )
-            except (ComposeError, TemplateError) as exc:
-                log.error("no SLA %s to %s for %s: %s", kind, rcpt.address, ticket.reference, exc)
+            queue_logged(
+                self._outbox,
+                pending,
+                log,
+                ("no SLA %s to %s for %s", kind, rcpt.address, ticket.reference),
+                ticket_id=int(ticket.id),
+                kind=f"sla-{kind}"[:32],
+                template="sla-notice",
+                context=context,
+                to=rcpt,
+                in_reply_to=None,
+                references=[],
+                now=now,
+                auto_submitted="auto-generated",
+            )
 
     def _recipients(self, ticket: Any, level: int) -> list[Address]:
         """Level 1: the assignee (or the team); 2: and the team lead; 3+: and the manager."""

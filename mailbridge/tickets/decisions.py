@@ -19,9 +19,8 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, select, update
 
 from mailbridge.config import Config
-from mailbridge.outbound.compose import ComposeError
+from mailbridge.outbound.notices import framing, queue_logged
 from mailbridge.outbound.outbox import Outbox
-from mailbridge.outbound.render import TemplateError
 from mailbridge.parsing.extractors import Extraction
 from mailbridge.parsing.mime import Address, ParsedMail
 from mailbridge.people import People
@@ -189,26 +188,26 @@ class RuleDecisions:
             "requester": {"name": sender.name, "address": sender.address},
             "text": (reply_text or mail.text)[:4000],
             "rule": decision.set_by.get("notify", ", ".join(decision.fired)),
-            "subject_tag": self._refs.tag(row.reference),
-            "support": {"name": self._config.support.name, "address": self._config.support.address},
+            **framing(self._config, self._refs, row.reference),
         }
         for address, name in addresses.items():
-            try:
-                message_id = self._outbox.queue(
-                    pending,
-                    ticket_id=ticket_id,
-                    kind="notification",
-                    template="notification",
-                    context=context,
-                    to=Address(name, address),
-                    in_reply_to=None,
-                    references=[],
-                    now=now,
-                    auto_submitted="auto-generated",
-                    ticket=ticket_facts_for(conn, ticket_id) if self._outbox.checks_outgoing else None,
-                )
-            except (ComposeError, TemplateError) as exc:
-                log.error("no notification to %s for %s: %s", address, row.reference, exc)
+            message_id = queue_logged(
+                self._outbox,
+                pending,
+                log,
+                ("no notification to %s for %s", address, row.reference),
+                ticket_id=ticket_id,
+                kind="notification",
+                template="notification",
+                context=context,
+                to=Address(name, address),
+                in_reply_to=None,
+                references=[],
+                now=now,
+                auto_submitted="auto-generated",
+                ticket=ticket_facts_for(conn, ticket_id) if self._outbox.checks_outgoing else None,
+            )
+            if message_id is None:
                 continue
             data = {"to": address, "message_id": message_id, "rule": context["rule"]}
             pending.events.append(lifecycle.event_row(ticket_id, now, "notified", "system", data))

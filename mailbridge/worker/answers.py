@@ -19,8 +19,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 
 from mailbridge import knowledge
-from mailbridge.outbound.compose import ComposeError
-from mailbridge.outbound.render import TemplateError
+from mailbridge.outbound.notices import framing, queue_logged
 from mailbridge.parsing.mime import Address
 from mailbridge.routing import ticket_facts_for
 from mailbridge.store.tables import outbox, undeliverable
@@ -137,33 +136,30 @@ def _send_response(ctx: Context, step: Step, answer: _Answer) -> str | None:
     context = {
         "ticket": ticket_ctx,
         "requester": {"name": to.name, "address": to.address},
-        "subject_tag": ctx.refs.tag(answer.reference),
-        "support": {"name": ctx.config.support.name, "address": ctx.config.support.address},
+        **framing(ctx.config, ctx.refs, answer.reference),
         "articles": articles,
         "previous": {"reference": answer.previous} if answer.previous else None,
         "view_url": ctx.outbox.view_url(ticket_id, to.address, now),
     }
     refs = [*mail.references, mail.message_id] if mail.message_id else list(mail.references)
     facts = ticket_facts_for(conn, ticket_id) if ctx.outbox.checks_outgoing else None
-    try:
-        return ctx.outbox.queue(
-            step.pending,
-            ticket_id=ticket_id,
-            kind=answer.kind,
-            template=answer.template,
-            context=context,
-            to=to,
-            in_reply_to=mail.message_id,
-            references=refs,
-            now=now,
-            ticket=facts,
-            language=answer.language,
-        )
-    except (ComposeError, TemplateError) as exc:
-        # The ticket matters more than its answer: keep it, say why none went out.
-        log.error("no %s for %s: %s", answer.template, answer.reference, exc)
-        _suppressed(step, ticket_id, f"cannot compose {answer.template}: {exc}")
-        return None
+    return queue_logged(
+        ctx.outbox,
+        step.pending,
+        log,
+        ("no %s for %s", answer.template, answer.reference),
+        explain=lambda reason: _suppressed(step, ticket_id, reason),
+        ticket_id=ticket_id,
+        kind=answer.kind,
+        template=answer.template,
+        context=context,
+        to=to,
+        in_reply_to=mail.message_id,
+        references=refs,
+        now=now,
+        ticket=facts,
+        language=answer.language,
+    )
 
 
 def _suggest_articles(ctx: Context, step: Step, ticket_id: int) -> list[dict[str, Any]]:
