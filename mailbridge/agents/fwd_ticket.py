@@ -27,9 +27,10 @@ from mailbridge.agents.auth import AuthVerdict
 from mailbridge.agents.commands import Command, ParsedCommands, parse_commands
 from mailbridge.agents.commands_check import NEW_TICKET, CommandChecks
 from mailbridge.agents.commands_run import CommandRunner
-from mailbridge.agents.desk_base import AgentMail, AgentTurn, DeskBase, lower_first, store
+from mailbridge.agents.desk_base import AgentMail, AgentTurn, DeskBase, log, lower_first, store
 from mailbridge.agents.forward import Forwarded, customer_mail, extract_forwarded
 from mailbridge.agents.requester_notices import RequesterNotices
+from mailbridge.outbound.notices import Answer, queue_answer
 from mailbridge.parsing.mime import ParsedMail
 from mailbridge.sla.sweep import start_clocks
 from mailbridge.store.tables import undeliverable
@@ -217,32 +218,18 @@ class ForwardedTickets:
             data = {"reason": reason}
             pending.events.append(lifecycle.event_row(ticket_id, msg.now, "auto_reply_suppressed", "system", data))
             return
-        context: dict[str, Any] = {
-            "ticket": {
-                "reference": reference,
-                "subject": base.refs.without_tags(found.subject) or "(no subject)",
-                "status": "new",
-                "requester": customer.address,
-            },
-            "requester": {"name": customer.name, "address": customer.address},
-            **base.framing(reference),
-            "articles": [],
-            "previous": None,
-            "view_url": base.outbox.view_url(ticket_id, customer.address, msg.now),
-        }
-        sent = base.queue(
-            pending,
-            ("no acknowledgement for %s", reference),
-            ticket_id=ticket_id,
-            ticket=base.facts(conn, ticket_id),
-            kind="acknowledgement",
-            template="acknowledgement",
-            context=context,
-            to=customer,
-            in_reply_to=message_id,
-            references=[message_id] if message_id else [],
-            now=msg.now,
+        answer = Answer(
+            ticket_id,
+            reference,
+            found.subject,
+            "new",
+            customer,
+            message_id,
+            [message_id] if message_id else [],
             language=ticket_language.language_of(conn, ticket_id),
+        )
+        sent = queue_answer(
+            conn, base.outbox, pending, answer, config=base.config, refs=base.refs, now=msg.now, log=log
         )
         if sent is not None:
             data = {"to": customer.address, "message_id": sent}

@@ -12,16 +12,14 @@ into a flood; why one did not go out is in the ticket's history.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
 
 from mailbridge import knowledge
-from mailbridge.outbound.notices import framing, queue_logged
+from mailbridge.outbound.notices import Answer, queue_answer
 from mailbridge.parsing.mime import Address
-from mailbridge.routing import ticket_facts_for
 from mailbridge.store.tables import outbox, undeliverable
 from mailbridge.tickets import lifecycle
 from mailbridge.tickets.floods import FloodVerdict
@@ -99,66 +97,62 @@ def acknowledge(
     respond = decision.respond if decision is not None else None
     template = respond or "acknowledgement"
     kind = "acknowledgement" if not respond else f"response:{respond}"[:32]
-    answer = _Answer(ticket_id, reference, "new", requester, template, kind, previous, language)
+    answer = _answer(
+        ctx, step, ticket_id, reference, "new", requester, template, kind, previous=previous, language=language
+    )
     message_id = _send_response(ctx, step, answer)
     if message_id is not None:
         data = {"to": requester.address, "message_id": message_id}
         step.pending.events.append(lifecycle.event_row(ticket_id, step.msg.now, "acknowledged", "system", data))
 
 
-@dataclass(frozen=True)
-class _Answer:
-    """One automatic answer: on which ticket (and its status), to whom, with which template."""
-
-    ticket_id: int
-    reference: str
-    status: str
-    to: Address
-    template: str
-    kind: str  # the outbox row's kind
-    previous: str | None = None  # the closed ticket whose late reply opened this one
-    language: str | None = None  # the ticket's language
-
-
-def _send_response(ctx: Context, step: Step, answer: _Answer) -> str | None:
-    """Queue the answer's template to its recipient as an answer to this mail, in the
-    ticket's language; its Message-ID, or None (and the reason in the history) when it
-    cannot be composed."""
-    msg, conn, ticket_id, to = step.msg, step.conn, answer.ticket_id, answer.to
-    mail, now, decision = msg.analysis.mail, msg.now, msg.decision
+def _answer(
+    ctx: Context,
+    step: Step,
+    ticket_id: int,
+    reference: str,
+    status: str,
+    to: Address,
+    template: str,
+    kind: str,
+    *,
+    previous: str | None = None,
+    language: str | None = None,
+) -> Answer:
+    """The answer to this mail, in its thread, with the knowledge articles a rule asked for."""
+    mail, decision = step.msg.analysis.mail, step.msg.decision
     articles = _suggest_articles(ctx, step, ticket_id) if decision and decision.articles else []
-    ticket_ctx = {
-        "reference": answer.reference,
-        "subject": ctx.refs.without_tags(mail.subject) or "(no subject)",
-        "status": answer.status,
-        "requester": to.address,
-    }
-    context = {
-        "ticket": ticket_ctx,
-        "requester": {"name": to.name, "address": to.address},
-        **framing(ctx.config, ctx.refs, answer.reference),
-        "articles": articles,
-        "previous": {"reference": answer.previous} if answer.previous else None,
-        "view_url": ctx.outbox.view_url(ticket_id, to.address, now),
-    }
     refs = [*mail.references, mail.message_id] if mail.message_id else list(mail.references)
-    facts = ticket_facts_for(conn, ticket_id) if ctx.outbox.checks_outgoing else None
-    return queue_logged(
+    return Answer(
+        ticket_id,
+        reference,
+        mail.subject,
+        status,
+        to,
+        mail.message_id,
+        refs,
+        template=template,
+        kind=kind,
+        previous=previous,
+        language=language,
+        articles=articles,
+    )
+
+
+def _send_response(ctx: Context, step: Step, answer: Answer) -> str | None:
+    """Queue the answer in the ticket's language; its Message-ID, or None when it cannot
+    be composed: the ticket matters more than its answer, so it is kept and the history
+    says why none went out."""
+    return queue_answer(
+        step.conn,
         ctx.outbox,
         step.pending,
-        log,
-        ("no %s for %s", answer.template, answer.reference),
-        explain=lambda reason: _suppressed(step, ticket_id, reason),
-        ticket_id=ticket_id,
-        kind=answer.kind,
-        template=answer.template,
-        context=context,
-        to=to,
-        in_reply_to=mail.message_id,
-        references=refs,
-        now=now,
-        ticket=facts,
-        language=answer.language,
+        answer,
+        config=ctx.config,
+        refs=ctx.refs,
+        now=step.msg.now,
+        log=log,
+        explain=lambda reason: _suppressed(step, answer.ticket_id, reason),
     )
 
 
@@ -220,7 +214,7 @@ def respond_to_follow_up(ctx: Context, step: Step, ticket_id: int, row: Any) -> 
     template, rule = decision.respond, decision.set_by.get("respond", "?")
     kind = f"response:{template}"[:32]
     assert mail.from_ is not None
-    answer = _Answer(ticket_id, row.reference, row.status, mail.from_, template, kind, None, row.language)
+    answer = _answer(ctx, step, ticket_id, row.reference, row.status, mail.from_, template, kind, language=row.language)
     message_id = _send_response(ctx, step, answer)
     if message_id is not None:
         data = {"to": mail.from_.address, "message_id": message_id, "template": template, "rule": rule}
