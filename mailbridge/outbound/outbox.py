@@ -1,6 +1,6 @@
 """The transactional outbox: outgoing mail is a row written with the ticket change.
 
-Called by the pipeline (and later by agents' commands and the scheduler) inside their
+Called by the worker, the agents' commands and the scheduler inside their
 transaction: it issues a reply token bound to one recipient and one ticket, renders the
 template, composes the mail fresh, and adds the rows to the transaction's Pending set,
 which is written before that transaction commits. The sender process delivers it

@@ -139,7 +139,7 @@ tickets = Table(
     # Set when an agent merged this ticket into another (#merge): replies go there.
     Column("merged_into", Id, ForeignKey("tickets.id")),
     Column("flood", Boolean, nullable=False, default=False),
-    # Incident classification (parsing/incident.py), set by extractors and later by rules.
+    # Incident classification (parsing/incident.py), set by extractors, then by rules.
     Column("type", String(24)),  # incident | service_request
     Column("category", String(64)),
     Column("impact", String(8)),  # high | medium | low

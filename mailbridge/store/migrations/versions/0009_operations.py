@@ -53,7 +53,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("purged_at", _TS, nullable=True))
     # /metrics' open tickets by priority read from the index alone (no row per ticket).
     op.create_index("ix_tickets_status_priority", "tickets", ["status", "priority", "merged_into"], unique=False)
-    # Several daemons on one PostgreSQL (issue 20): the sender's journal readable by all,
+    # Several daemons on one PostgreSQL: the sender's journal readable by all,
     # and component names that carry the daemon's instance.
     op.create_table(
         "outbox_journal",
