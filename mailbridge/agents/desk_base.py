@@ -134,17 +134,13 @@ def store(
     direction: str = "in",
 ) -> int:
     """An agent's mail as a message of the ticket, authored by the agent."""
-    analysis = msg.analysis
-    return lifecycle.add_inbound_message(
+    return lifecycle.add_analysed_message(
         conn,
-        ticket_id=ticket_id,
+        ticket_id,
         inbound_id=msg.inbound_id,
-        mail=analysis.mail,
+        analysis=msg.analysis,
         dedupe_key=msg.key,
         now=msg.now,
-        reply_text=analysis.reply_text,
-        classification=analysis.classification.kind,
-        classification_reason=analysis.classification.reason,
         direction=direction,
         internal=internal,
         author=agent.id,

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -32,6 +32,9 @@ from mailbridge.store.tables import (
 )
 from mailbridge.tickets.refs import ReferenceFormat, next_sequence
 from mailbridge.webhooks.enqueue import on_events as _webhook_hook
+
+if TYPE_CHECKING:  # only a type here: importing it would load the parsers
+    from mailbridge.parsing.analysis import Analysis
 
 # "restored": the service works again, the ticket is not resolved yet (ITIL's restore
 # target, which the SLA clocks measure separately from resolution).
@@ -256,6 +259,36 @@ def add_thread_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """thread_index rows (msgid, ticket_id, kind); ones already there are skipped."""
     if rows:
         conn.execute(_THREAD_INSERT[conn.dialect.name], rows)
+
+
+def add_analysed_message(
+    conn: Connection,
+    ticket_id: int | None,
+    *,
+    inbound_id: int,
+    analysis: Analysis,
+    dedupe_key: str,
+    now: datetime,
+    direction: str = "in",
+    internal: bool = False,
+    author: str | None = None,
+) -> int:
+    """add_inbound_message for a mail the worker has analysed: its text, its reply part
+    and its classification come from the analysis."""
+    return add_inbound_message(
+        conn,
+        ticket_id=ticket_id,
+        inbound_id=inbound_id,
+        mail=analysis.mail,
+        dedupe_key=dedupe_key,
+        now=now,
+        reply_text=analysis.reply_text,
+        classification=analysis.classification.kind,
+        classification_reason=analysis.classification.reason,
+        direction=direction,
+        internal=internal,
+        author=author,
+    )
 
 
 def add_inbound_message(

@@ -85,16 +85,13 @@ def add_message(conn: Connection, ticket_id: int | None, msg: Inbound, *, intern
     """Store the mail on ``ticket_id`` (None: kept without a ticket); its message row id.
     ``internal``: an internal note the requester never sees."""
     analysis = msg.analysis
-    return lifecycle.add_inbound_message(
+    return lifecycle.add_analysed_message(
         conn,
-        ticket_id=ticket_id,
+        ticket_id,
         inbound_id=msg.inbound_id,
-        mail=analysis.mail,
+        analysis=analysis,
         dedupe_key=msg.key,
         now=msg.now,
-        reply_text=analysis.reply_text,
-        classification=analysis.classification.kind,
-        classification_reason=analysis.classification.reason,
         # The desk's own mail in imported history is what it sent.
         direction="out" if msg.historic and analysis.kind == "loop" else "in",
         internal=internal,
