@@ -4,7 +4,7 @@
 Config search order (`find_config`): --config, $MAILBRIDGE_CONFIG, ./config.toml,
 /etc/mailbridge/config.toml.
 
-Shipped defaults sit under config.py: the admin's config directory holds only what they changed
+Shipped defaults under local overrides: the admin's config directory holds only what they changed
 (`config.toml`, `templates/local/`, `responses/local/`, `rules/*.local.toml`, `parsers/*.local.toml`,
 knowledge articles); everything else comes from here. The repository's top-level
 `templates/`, `responses/`, `rules/`, `parsers/` and `config.toml` are the source: the wheel carries a

@@ -1,7 +1,7 @@
 """Who may see the dashboard: the login token of [web] (web/app.py installs this first).
 
 On a loopback bind only this machine can connect, so no token is needed unless one is
-configured anyway; beyond the loopback config.py refuses to start without a token. The
+configured anyway; beyond the loopback config/web.py refuses to start without a token. The
 token is accepted three ways: `?token=...` (for a first visit from a link: it is turned
 into a cookie at once and the URL without it is loaded, so it does not stay in the
 address bar, the history or a Referer), the cookie, or `Authorization: Bearer` (for
@@ -130,6 +130,6 @@ def denied() -> Response:
 
 
 def token_required(config: Config, token: str) -> bool:
-    """Beyond the loopback a token is always required (config.py guarantees there is one);
+    """Beyond the loopback a token is always required (config/web.py guarantees there is one);
     on the loopback only if one is configured anyway."""
     return bool(token) or not is_loopback(config.web.host)
