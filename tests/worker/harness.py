@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from mailbridge.app import App
 from mailbridge.config import load_config
 from mailbridge.intake.spool import Envelope, accept
 from mailbridge.store import migrate
-from mailbridge.store.tables import events, inbound, outbox, tickets
+from mailbridge.store.tables import events, inbound, outbox, tickets, undeliverable
 from mailbridge.worker.message import Outcome
 from tests.support import RULES, write_config
 
@@ -67,6 +69,15 @@ class Worker:
             rows = conn.execute(select(events.c.type).where(events.c.ticket_id == ticket_id).order_by(events.c.id))
             return [str(r.type) for r in rows]
 
+    def event_data(self, reference: str, kind: str) -> dict[str, Any]:
+        """The data of the ticket's newest event of type ``kind``."""
+        with self.app.store.main.connect() as conn:
+            query = select(events.c.data).join(tickets, tickets.c.id == events.c.ticket_id)
+            query = query.where(tickets.c.reference == reference, events.c.type == kind).order_by(events.c.id.desc())
+            data = conn.execute(query).scalars().first()
+        assert data is not None, f"no {kind} event on {reference}"
+        return dict(data)
+
     def mail(self) -> list[tuple[str, str]]:
         """(kind, recipient) of every queued outgoing mail, in order."""
         with self.app.store.main.connect() as conn:
@@ -80,3 +91,23 @@ class Worker:
     def ticket_count(self) -> int:
         with self.app.store.main.connect() as conn:
             return len(conn.execute(select(tickets.c.id)).all())
+
+    def status(self, reference: str) -> str:
+        with self.app.store.main.connect() as conn:
+            return str(conn.execute(select(tickets.c.status).where(tickets.c.reference == reference)).scalar_one())
+
+    def sent(self, kind: str, rcpt: str) -> EmailMessage:
+        """The newest queued outgoing mail of ``kind`` to ``rcpt``, parsed (its Reply-To
+        carries the reply token, its Message-ID is what a bounce returns)."""
+        with self.app.store.main.connect() as conn:
+            query = select(outbox.c.raw).where(outbox.c.kind == kind, outbox.c.rcpt == rcpt)
+            raw = conn.execute(query.order_by(outbox.c.id.desc())).scalars().first()
+        assert raw is not None, f"no {kind} to {rcpt}"
+        parsed = message_from_bytes(bytes(raw), policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
+
+    def undeliverable(self) -> list[str]:
+        """Addresses a permanent bounce marked: no automatic mail goes to them again."""
+        with self.app.store.main.connect() as conn:
+            return [str(a) for a in conn.execute(select(undeliverable.c.address)).scalars()]
