@@ -8,6 +8,7 @@ daemon, no sockets: milliseconds a case, for the branches of the worker's dispos
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
@@ -26,6 +27,50 @@ from mailbridge.worker.message import Outcome
 from tests.support import RULES, write_config
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+_DSN = """From: Mail Delivery System <MAILER-DAEMON@mx.example.net>
+To: support@help.example
+Subject: Undelivered Mail Returned to Sender
+Date: Mon, 23 Nov 2026 10:05:00 +0000
+Message-ID: <{bounce_id}@mx.example.net>
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+
+--B
+Content-Type: text/plain
+
+I could not deliver your message to <gone@example.org>.
+
+--B
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.net
+
+Final-Recipient: rfc822; gone@example.org
+Action: {action}
+Status: {status}
+Diagnostic-Code: smtp; {code} {status} mailbox trouble
+
+--B
+Content-Type: text/rfc822-headers
+
+From: support@help.example
+To: gone@example.org
+Subject: Re: Printer on fire
+Message-ID: {original}
+
+--B--
+"""
+
+
+def dsn(original: str, status: str = "5.1.1") -> bytes:
+    """A delivery status notification (RFC 3464) for the mail ``original`` (its
+    Message-ID, with brackets) to gone@example.org: failed (5.x.x) or delayed (4.x.x)."""
+    action = "failed" if status.startswith("5") else "delayed"
+    code = "550" if action == "failed" else "450"
+    text = _DSN.format(bounce_id=uuid.uuid4().hex, action=action, status=status, code=code, original=original)
+    return text.replace("\n", "\r\n").encode()
 
 
 class Worker:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import make_mail
-from tests.worker.harness import Worker
+from tests.worker.harness import Worker, dsn
 
 EXTRACTORS = Path(__file__).resolve().parents[1] / "fixtures" / "extractors"
 NAGIOS = "nagios@mon01.example.com"
@@ -173,45 +173,6 @@ def test_the_desks_own_mail_in_imported_history_on_no_thread_is_kept(worker: Wor
     assert worker.ticket_count() == 0 and worker.mail() == []
 
 
-def _dsn(original_message_id: str, status: str) -> bytes:
-    """A delivery status notification for our mail to gone@example.org."""
-    action = "failed" if status.startswith("5") else "delayed"
-    return f"""From: Mail Delivery System <MAILER-DAEMON@mx.example.org>
-To: support@help.example
-Subject: Undelivered Mail Returned to Sender
-Date: Mon, 23 Nov 2026 10:05:00 +0000
-Message-ID: <{uuid.uuid4().hex}@mx.example.org>
-Auto-Submitted: auto-replied
-MIME-Version: 1.0
-Content-Type: multipart/report; report-type=delivery-status; boundary="B"
-
---B
-Content-Type: text/plain
-
-I could not deliver your message to <gone@example.org>.
-
---B
-Content-Type: message/delivery-status
-
-Reporting-MTA: dns; mx.example.org
-
-Final-Recipient: rfc822; gone@example.org
-Action: {action}
-Status: {status}
-Diagnostic-Code: smtp; {status.replace(".", "")[:3]} mailbox trouble
-
---B
-Content-Type: text/rfc822-headers
-
-From: support@help.example
-To: gone@example.org
-Subject: Re: Printer on fire
-Message-ID: {original_message_id}
-
---B--
-""".replace("\n", "\r\n").encode()
-
-
 def _acknowledged(worker: Worker) -> tuple[str, str]:
     """A ticket of gone@example.org's and its acknowledgement's Message-ID."""
     opened = worker.one(make_mail(sender="gone@example.org"), mail_from="gone@example.org")
@@ -219,23 +180,17 @@ def _acknowledged(worker: Worker) -> tuple[str, str]:
     return opened.ticket, str(worker.sent("acknowledgement", "gone@example.org")["Message-ID"])
 
 
-def test_a_permanent_bounce_of_our_mail_marks_the_address_undeliverable(worker: Worker) -> None:
+@pytest.mark.parametrize(("status", "marked"), [("5.1.1", ["gone@example.org"]), ("4.2.2", [])])
+def test_a_bounce_of_our_mail_is_recorded_on_its_ticket(worker: Worker, status: str, marked: list[str]) -> None:
     reference, message_id = _acknowledged(worker)
-    bounce = worker.one(_dsn(message_id, "5.1.1"), mail_from="")
+    bounce = worker.one(dsn(message_id, status), mail_from="")
     assert (bounce.state, bounce.ticket, bounce.how) == ("done", reference, "bounce")
     assert worker.events(reference)[-1] == "delivery_failed"
     failed = worker.event_data(reference, "delivery_failed")
-    assert failed["recipients"] == [{"address": "gone@example.org", "status": "5.1.1", "temporary": False}]
-    assert failed["outbox"] is not None and worker.undeliverable() == ["gone@example.org"]
+    permanent = status.startswith("5")
+    assert failed["recipients"] == [{"address": "gone@example.org", "status": status, "temporary": not permanent}]
+    assert failed["outbox"] is not None
+    # Only a permanent failure stops automatic mail to the address.
+    assert failed["undeliverable"] == marked and worker.undeliverable() == marked
     # Recorded, never answered, no ticket of its own.
     assert worker.ticket_count() == 1 and worker.mail() == [("acknowledgement", "gone@example.org")]
-
-
-def test_a_temporary_bounce_of_our_mail_is_recorded_and_marks_nothing(worker: Worker) -> None:
-    reference, message_id = _acknowledged(worker)
-    bounce = worker.one(_dsn(message_id, "4.2.2"), mail_from="")
-    assert (bounce.state, bounce.ticket, bounce.how) == ("done", reference, "bounce")
-    assert worker.events(reference)[-1] == "delivery_failed"
-    failed = worker.event_data(reference, "delivery_failed")
-    assert failed["undeliverable"] == [] and failed["recipients"][0]["temporary"] is True
-    assert worker.undeliverable() == [] and worker.ticket_count() == 1 and len(worker.mail()) == 1
