@@ -8,8 +8,11 @@ daemon, no sockets: milliseconds a case, for the branches of the worker's dispos
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +22,55 @@ from mailbridge.app import App
 from mailbridge.config import load_config
 from mailbridge.intake.spool import Envelope, accept
 from mailbridge.store import migrate
-from mailbridge.store.tables import events, inbound, outbox, tickets
+from mailbridge.store.tables import events, inbound, outbox, tickets, undeliverable
 from mailbridge.worker.message import Outcome
 from tests.support import RULES, write_config
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+_DSN = """From: Mail Delivery System <MAILER-DAEMON@mx.example.net>
+To: support@help.example
+Subject: Undelivered Mail Returned to Sender
+Date: Mon, 23 Nov 2026 10:05:00 +0000
+Message-ID: <{bounce_id}@mx.example.net>
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+
+--B
+Content-Type: text/plain
+
+I could not deliver your message to <gone@example.org>.
+
+--B
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.net
+
+Final-Recipient: rfc822; gone@example.org
+Action: {action}
+Status: {status}
+Diagnostic-Code: smtp; {code} {status} mailbox trouble
+
+--B
+Content-Type: text/rfc822-headers
+
+From: support@help.example
+To: gone@example.org
+Subject: Re: Printer on fire
+Message-ID: {original}
+
+--B--
+"""
+
+
+def dsn(original: str, status: str = "5.1.1") -> bytes:
+    """A delivery status notification (RFC 3464) for the mail ``original`` (its
+    Message-ID, with brackets) to gone@example.org: failed (5.x.x) or delayed (4.x.x)."""
+    action = "failed" if status.startswith("5") else "delayed"
+    code = "550" if action == "failed" else "450"
+    text = _DSN.format(bounce_id=uuid.uuid4().hex, action=action, status=status, code=code, original=original)
+    return text.replace("\n", "\r\n").encode()
 
 
 class Worker:
@@ -67,6 +114,15 @@ class Worker:
             rows = conn.execute(select(events.c.type).where(events.c.ticket_id == ticket_id).order_by(events.c.id))
             return [str(r.type) for r in rows]
 
+    def event_data(self, reference: str, kind: str) -> dict[str, Any]:
+        """The data of the ticket's newest event of type ``kind``."""
+        with self.app.store.main.connect() as conn:
+            query = select(events.c.data).join(tickets, tickets.c.id == events.c.ticket_id)
+            query = query.where(tickets.c.reference == reference, events.c.type == kind).order_by(events.c.id.desc())
+            data = conn.execute(query).scalars().first()
+        assert data is not None, f"no {kind} event on {reference}"
+        return dict(data)
+
     def mail(self) -> list[tuple[str, str]]:
         """(kind, recipient) of every queued outgoing mail, in order."""
         with self.app.store.main.connect() as conn:
@@ -80,3 +136,23 @@ class Worker:
     def ticket_count(self) -> int:
         with self.app.store.main.connect() as conn:
             return len(conn.execute(select(tickets.c.id)).all())
+
+    def status(self, reference: str) -> str:
+        with self.app.store.main.connect() as conn:
+            return str(conn.execute(select(tickets.c.status).where(tickets.c.reference == reference)).scalar_one())
+
+    def sent(self, kind: str, rcpt: str) -> EmailMessage:
+        """The newest queued outgoing mail of ``kind`` to ``rcpt``, parsed (its Reply-To
+        carries the reply token, its Message-ID is what a bounce returns)."""
+        with self.app.store.main.connect() as conn:
+            query = select(outbox.c.raw).where(outbox.c.kind == kind, outbox.c.rcpt == rcpt)
+            raw = conn.execute(query.order_by(outbox.c.id.desc())).scalars().first()
+        assert raw is not None, f"no {kind} to {rcpt}"
+        parsed = message_from_bytes(bytes(raw), policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
+
+    def undeliverable(self) -> list[str]:
+        """Addresses a permanent bounce marked: no automatic mail goes to them again."""
+        with self.app.store.main.connect() as conn:
+            return [str(a) for a in conn.execute(select(undeliverable.c.address)).scalars()]

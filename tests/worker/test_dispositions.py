@@ -12,42 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.support import make_mail
-from tests.worker.harness import Worker
+from tests.worker.harness import Worker, dsn
 
-DSN = b"""From: Mail Delivery System <MAILER-DAEMON@mx.example.net>
-To: support@help.example
-Subject: Undelivered Mail Returned to Sender
-Date: Mon, 23 Nov 2026 10:05:00 +0000
-Message-ID: <bounce-1@mx.example.net>
-Auto-Submitted: auto-replied
-MIME-Version: 1.0
-Content-Type: multipart/report; report-type=delivery-status; boundary="B"
-
---B
-Content-Type: text/plain
-
-I could not deliver your message to <gone@example.org>.
-
---B
-Content-Type: message/delivery-status
-
-Reporting-MTA: dns; mx.example.net
-
-Final-Recipient: rfc822; gone@example.org
-Action: failed
-Status: 5.1.1
-Diagnostic-Code: smtp; 550 5.1.1 no such user
-
---B
-Content-Type: text/rfc822-headers
-
-From: support@help.example
-To: gone@example.org
-Subject: something we never sent
-Message-ID: <never-ours@help.example>
-
---B--
-""".replace(b"\n", b"\r\n")
+DSN = dsn("<never-ours@help.example>")
 
 
 @pytest.fixture
