@@ -49,6 +49,7 @@ from mailbridge.sla import status as sla_status
 from mailbridge.store.db import read_tx, write_tx
 from mailbridge.store.tables import inbound, messages, tickets
 from mailbridge.tickets.dedupe import content_hash, dedupe_key, legacy_dedupe_key
+from mailbridge.tickets.lifecycle import Pending
 
 if TYPE_CHECKING:
     from mailbridge.app import App
@@ -616,10 +617,14 @@ def _close(app: App, references: list[str]) -> int:
             rows = conn.execute(
                 select(tickets.c.id, tickets.c.status, tickets.c.updated_at).where(tickets.c.reference.in_(part))
             ).all()
+            pending = Pending()
             for row in rows:
                 if row.status != "resolved":
                     continue  # someone changed it meanwhile: theirs is the last word
                 at = ensure_utc(row.updated_at)
-                sla_status.set_status(conn, int(row.id), "closed", actor="import", now=at, reason="imported")
+                sla_status.set_status(
+                    conn, int(row.id), "closed", actor="import", now=at, reason="imported", pending=pending
+                )
                 closed += 1
+            pending.flush(conn)
     return closed

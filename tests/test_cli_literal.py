@@ -33,6 +33,7 @@ from mailbridge.store.tables import messages, tickets
 from mailbridge.terminal import literal
 from mailbridge.tickets import lifecycle
 from tests.support import write_config
+from tests.written import written
 
 PEOPLE = """
 [reports]
@@ -107,8 +108,8 @@ def _store(app: App, subject: str, name: str, body: str, tag: str, category: str
         for _ in range(2):
             n = next(_numbers)
             address = f"user{n}@example.org"
-            ticket_id, reference = lifecycle.create_ticket(
-                conn, refs=app.refs, subject=subject, requester=Address(name, address), now=now
+            ticket_id, reference = written(
+                conn, lifecycle.create_ticket, refs=app.refs, subject=subject, requester=Address(name, address), now=now
             )
             conn.execute(
                 update(tickets)

@@ -41,7 +41,7 @@ def start(
     policy: str,
     calendar: str,
     targets: Mapping[str, timedelta],
-    pending: lifecycle.Pending | None = None,
+    pending: lifecycle.Pending,
 ) -> None:
     """The clocks of a new ticket. next_update waits (state "idle") for the first answer."""
     rows = []
@@ -68,7 +68,7 @@ def start(
     if rows:
         conn.execute(insert(sla_clocks), rows)
         data = {"policy": policy, "calendar": calendar, "targets": {r["target"]: r["target_seconds"] for r in rows}}
-        lifecycle.record_event(conn, pending, ticket_id, now, "sla_started", "system", data)
+        pending.event(ticket_id, now, "sla_started", "system", data)
 
 
 def _clocks(conn: Connection, ticket_id: int, states: Sequence[str]) -> list[Any]:
@@ -93,16 +93,16 @@ def _stop_repeats(conn: Connection, ticket_id: int, now: datetime) -> None:
     )
 
 
-def _met(conn: Connection, pending: lifecycle.Pending | None, clock: Any, now: datetime, state: str = "met") -> None:
+def _met(conn: Connection, pending: lifecycle.Pending, clock: Any, now: datetime, state: str = "met") -> None:
     _set(conn, clock.id, state=state, met_at=now, next_action_at=None)
     due = clock.due_at
     data = {"target": clock.target, "cycle": clock.cycle, "policy": clock.policy}
     if state == "met":
         data["breached"] = clock.breached_at is not None or (due is not None and ensure_utc(due) <= now)
-        lifecycle.record_event(conn, pending, clock.ticket_id, now, "sla_met", "system", data)
+        pending.event(clock.ticket_id, now, "sla_met", "system", data)
 
 
-def answered(conn: Connection, ticket_id: int, now: datetime, pending: lifecycle.Pending | None = None) -> None:
+def answered(conn: Connection, ticket_id: int, now: datetime, pending: lifecycle.Pending) -> None:
     """An agent's public answer: the first response is met; the next-update clock starts
     (again) from now; a breach is not escalated further."""
     for clock in _clocks(conn, ticket_id, ("running", "paused")):
@@ -135,7 +135,7 @@ def answered(conn: Connection, ticket_id: int, now: datetime, pending: lifecycle
 
 
 def status_changed(
-    conn: Connection, ticket_id: int, old: str, new: str, now: datetime, pending: lifecycle.Pending | None = None
+    conn: Connection, ticket_id: int, old: str, new: str, now: datetime, pending: lifecycle.Pending
 ) -> None:
     """Pending pauses every running clock and leaving it resumes them; restored meets the
     restore target; resolved meets the resolution target and stops the rest; a reopened
@@ -144,18 +144,14 @@ def status_changed(
     if new == "pending":
         for clock in _clocks(conn, ticket_id, ("running",)):
             _set(conn, clock.id, state="paused", pauses=[*clock.pauses, [iso, None]], due_at=None, next_action_at=None)
-            lifecycle.record_event(
-                conn, pending, ticket_id, now, "sla_paused", "system", {"target": clock.target, "cycle": clock.cycle}
-            )
+            pending.event(ticket_id, now, "sla_paused", "system", {"target": clock.target, "cycle": clock.cycle})
     elif old == "pending":
         for clock in _clocks(conn, ticket_id, ("paused",)):
             pauses = [list(p) for p in clock.pauses]
             if pauses and pauses[-1][1] is None:
                 pauses[-1][1] = iso
             _set(conn, clock.id, state="running", pauses=pauses, next_action_at=now)
-            lifecycle.record_event(
-                conn, pending, ticket_id, now, "sla_resumed", "system", {"target": clock.target, "cycle": clock.cycle}
-            )
+            pending.event(ticket_id, now, "sla_resumed", "system", {"target": clock.target, "cycle": clock.cycle})
     if new == "restored":
         for clock in _clocks(conn, ticket_id, ("running", "paused")):
             if clock.target == "restore":
@@ -168,9 +164,7 @@ def status_changed(
             if clock.target == "resolution" and clock.met_at is not None:
                 pauses = [*clock.pauses, [ensure_utc(clock.met_at).isoformat(), iso]]
                 _set(conn, clock.id, state="running", pauses=pauses, met_at=None, next_action_at=now)
-                lifecycle.record_event(
-                    conn, pending, ticket_id, now, "sla_resumed", "system", {"target": clock.target, "reopened": True}
-                )
+                pending.event(ticket_id, now, "sla_resumed", "system", {"target": clock.target, "reopened": True})
     _stop_repeats(conn, ticket_id, now)
 
 

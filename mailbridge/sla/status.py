@@ -32,7 +32,7 @@ def set_status(
     actor: str,
     now: datetime,
     reason: str = "",
-    pending: lifecycle.Pending | None = None,
+    pending: lifecycle.Pending,
 ) -> str:
     """lifecycle.set_status, then the ticket's clocks and pending timer; the old status."""
     old = lifecycle.set_status(conn, ticket_id, new, actor=actor, now=now, reason=reason, pending=pending)
@@ -50,7 +50,7 @@ def set_field(
     *,
     actor: str,
     now: datetime,
-    pending: lifecycle.Pending | None = None,
+    pending: lifecycle.Pending,
     extra: Mapping[str, Any] | None = None,
 ) -> bool:
     """changes.set_field; a new priority makes the sweep choose the policy again."""
@@ -67,7 +67,7 @@ def merge(
     *,
     actor: str,
     now: datetime,
-    pending: lifecycle.Pending | None = None,
+    pending: lifecycle.Pending,
     extra: Mapping[str, Any] | None = None,
 ) -> None:
     """changes.merge, the source closed through set_status (its clocks stop)."""

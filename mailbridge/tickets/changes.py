@@ -54,7 +54,7 @@ class StatusSetter(Protocol):
         actor: str,
         now: datetime,
         reason: str = "",
-        pending: lifecycle.Pending | None = None,
+        pending: lifecycle.Pending,
     ) -> str: ...
 
 
@@ -75,7 +75,7 @@ def assign(
     *,
     actor: str,
     now: datetime,
-    pending: lifecycle.Pending | None = None,
+    pending: lifecycle.Pending,
     extra: Mapping[str, Any] | None = None,
 ) -> bool:
     """Give the ticket to an agent (None: nobody); True when it changed."""
@@ -83,9 +83,7 @@ def assign(
     if old == agent_id:
         return False
     conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(assignee=agent_id, updated_at=now))
-    lifecycle.record_event(
-        conn, pending, ticket_id, now, "assigned", actor, {"from": old, "to": agent_id, **(extra or {})}
-    )
+    pending.event(ticket_id, now, "assigned", actor, {"from": old, "to": agent_id, **(extra or {})})
     return True
 
 
@@ -97,7 +95,7 @@ def set_field(
     *,
     actor: str,
     now: datetime,
-    pending: lifecycle.Pending | None = None,
+    pending: lifecycle.Pending,
     extra: Mapping[str, Any] | None = None,
 ) -> bool:
     if name not in FIELDS:
@@ -108,7 +106,7 @@ def set_field(
         return False
     conn.execute(update(tickets).where(tickets.c.id == ticket_id).values({name: value, "updated_at": now}))
     data = {"field": name, "from": old, "to": value, **(extra or {})}
-    lifecycle.record_event(conn, pending, ticket_id, now, "field_changed", actor, data)
+    pending.event(ticket_id, now, "field_changed", actor, data)
     return True
 
 
@@ -119,7 +117,7 @@ def add_tags(
     *,
     actor: str,
     now: datetime,
-    pending: lifecycle.Pending | None = None,
+    pending: lifecycle.Pending,
     extra: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Add tags not yet on the ticket; return the ones added."""
@@ -127,7 +125,7 @@ def add_tags(
     added = [t for t in dict.fromkeys(tags) if t not in current]
     if added:
         conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(tags=current + added, updated_at=now))
-        lifecycle.record_event(conn, pending, ticket_id, now, "tagged", actor, {"tags": added, **(extra or {})})
+        pending.event(ticket_id, now, "tagged", actor, {"tags": added, **(extra or {})})
     return added
 
 
@@ -138,7 +136,7 @@ def remove_tags(
     *,
     actor: str,
     now: datetime,
-    pending: lifecycle.Pending | None = None,
+    pending: lifecycle.Pending,
     extra: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Remove tags the ticket has; return the ones removed (the caller checked that
@@ -148,7 +146,7 @@ def remove_tags(
     if removed:
         kept = [t for t in current if t not in removed]
         conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(tags=kept, updated_at=now))
-        lifecycle.record_event(conn, pending, ticket_id, now, "untagged", actor, {"tags": removed, **(extra or {})})
+        pending.event(ticket_id, now, "untagged", actor, {"tags": removed, **(extra or {})})
     return removed
 
 
@@ -159,7 +157,7 @@ def merge(
     *,
     actor: str,
     now: datetime,
-    pending: lifecycle.Pending | None = None,
+    pending: lifecycle.Pending,
     extra: Mapping[str, Any] | None = None,
     close: StatusSetter,
 ) -> None:
@@ -186,9 +184,9 @@ def merge(
     conn.execute(update(tickets).where(tickets.c.id == source_id).values(merged_into=target_id))
     close(conn, source_id, "closed", actor=actor, now=now, reason="merged", pending=pending)
     data = {**(extra or {})}
-    lifecycle.record_event(conn, pending, source_id, now, "merged_into", actor, {"into": refs[target_id], **data})
+    pending.event(source_id, now, "merged_into", actor, {"into": refs[target_id], **data})
     joined = {"from": refs[source_id], "not_copied": brought, **data}
-    lifecycle.record_event(conn, pending, target_id, now, "merged_from", actor, joined)
+    pending.event(target_id, now, "merged_from", actor, joined)
     conn.execute(update(tickets).where(tickets.c.id == target_id).values(updated_at=now))
 
 
@@ -199,7 +197,7 @@ def copy_on(
     *,
     actor: str,
     now: datetime,
-    pending: lifecycle.Pending | None = None,
+    pending: lifecycle.Pending,
     extra: Mapping[str, Any] | None = None,
 ) -> bool:
     """Copy ``person`` on the ticket's public answers (#cc add): a new participant, or
@@ -216,9 +214,7 @@ def copy_on(
     else:
         where = (participants.c.ticket_id == ticket_id) & (participants.c.address == address)
         conn.execute(update(participants).where(where).values(role="cc"))
-    lifecycle.record_event(
-        conn, pending, ticket_id, now, "cc_added", actor, {"address": address, "was": role, **(extra or {})}
-    )
+    pending.event(ticket_id, now, "cc_added", actor, {"address": address, "was": role, **(extra or {})})
     return True
 
 
@@ -229,7 +225,7 @@ def stop_copying(
     *,
     actor: str,
     now: datetime,
-    pending: lifecycle.Pending | None = None,
+    pending: lifecycle.Pending,
     extra: Mapping[str, Any] | None = None,
 ) -> bool:
     """No more copies of public answers to ``address`` (#cc remove); True when it changed."""
@@ -239,7 +235,7 @@ def stop_copying(
     )
     if conn.execute(update(participants).where(where).values(role=REMOVED)).rowcount == 0:
         return False
-    lifecycle.record_event(conn, pending, ticket_id, now, "cc_removed", actor, {"address": address, **(extra or {})})
+    pending.event(ticket_id, now, "cc_removed", actor, {"address": address, **(extra or {})})
     return True
 
 
@@ -250,7 +246,7 @@ def set_requester(
     *,
     actor: str,
     now: datetime,
-    pending: lifecycle.Pending | None = None,
+    pending: lifecycle.Pending,
     extra: Mapping[str, Any] | None = None,
 ) -> bool:
     """Make ``address`` the ticket's requester (#requester); True when it changed.
@@ -293,5 +289,5 @@ def set_requester(
         )
     )
     data = {"from": old, "to": address, "was": was, **(extra or {})}
-    lifecycle.record_event(conn, pending, ticket_id, now, "requester_changed", actor, data)
+    pending.event(ticket_id, now, "requester_changed", actor, data)
     return True

@@ -58,7 +58,7 @@ def set_language(
     *,
     actor: str,
     now: datetime,
-    pending: lifecycle.Pending | None = None,
+    pending: lifecycle.Pending,
     extra: Mapping[str, Any] | None = None,
 ) -> bool:
     """Set the ticket's language (a code language_code accepted, or None for none); True
@@ -68,8 +68,5 @@ def set_language(
         return False
     conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(language=code, updated_at=now))
     data = {"field": "language", "from": old, "to": code, **(extra or {})}
-    if pending is not None:
-        pending.events.append(lifecycle.event_row(ticket_id, now, "field_changed", actor, data))
-    else:
-        lifecycle.add_event(conn, ticket_id, now, "field_changed", actor, data)
+    pending.events.append(lifecycle.event_row(ticket_id, now, "field_changed", actor, data))
     return True

@@ -102,6 +102,10 @@ class Pending:
             self.sequence_dirty = True
         return self.sequence
 
+    def event(self, ticket_id: int, at: datetime, type_: str, actor: str, data: Mapping[str, Any]) -> None:
+        """One history event, among the batch's other events (in their order)."""
+        self.events.append(event_row(ticket_id, at, type_, actor, data))
+
     def flush(self, conn: Connection) -> None:
         for stmt, rows in ((_INSERT_EVENT, self.events), (_INSERT_TOKEN, self.tokens), (_INSERT_OUTBOX, self.outbox)):
             if rows:
@@ -144,23 +148,6 @@ def add_event(
     _webhook_hook(conn, [row])
 
 
-def record_event(
-    conn: Connection,
-    pending: Pending | None,
-    ticket_id: int,
-    at: datetime,
-    type_: str,
-    actor: str,
-    data: Mapping[str, Any],
-) -> None:
-    """One history event: with `pending`, among the batch's other events (in their
-    order, written at flush); without, written now."""
-    if pending is not None:
-        pending.events.append(event_row(ticket_id, at, type_, actor, data))
-    else:
-        add_event(conn, ticket_id, at, type_, actor, data)
-
-
 def create_ticket(
     conn: Connection,
     *,
@@ -170,12 +157,12 @@ def create_ticket(
     now: datetime,
     related_ticket_id: int | None = None,
     cc: Iterable[Address] = (),
-    pending: Pending | None = None,
+    pending: Pending,
     incident: Mapping[str, Any] | None = None,
 ) -> tuple[int, str]:
     """A new ticket with its requester and CC'd people as participants. `incident`:
     classification and structured-incident columns (see tables.tickets)."""
-    seq = pending.next_sequence(conn) if pending is not None else next_sequence(conn)
+    seq = pending.next_sequence(conn)
     reference = refs.format(seq, now)
     ticket_id = inserted_id(
         conn.execute(
@@ -369,10 +356,10 @@ def set_status(
     actor: str,
     now: datetime,
     reason: str = "",
-    pending: Pending | None = None,
+    pending: Pending,
 ) -> str:
     """Change status with its event; return the old status. Raises TransitionError.
-    With `pending`, the event joins the batch's other events (keeping their order).
+    The event joins the batch's other events (keeping their order).
     The SLA clocks are not told here: callers change status through sla/status.py."""
     if new not in STATUSES:
         raise TransitionError(f"unknown status {new!r}; expected one of {', '.join(STATUSES)}")
@@ -383,19 +370,16 @@ def set_status(
         allowed = ", ".join(sorted(TRANSITIONS[old]))
         raise TransitionError(f"cannot change status from {old} to {new}; from {old} it can become: {allowed}")
     conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(status=new, updated_at=now))
-    if pending is not None and ticket_id in pending.touched:
+    if ticket_id in pending.touched:
         pending.touched[ticket_id] = now  # the batch's last word on updated_at
     data = {"from": old, "to": new}
     if reason:
         data["reason"] = reason
     kind = "reopened" if old in ("resolved", "closed") and new == "open" else "status"
-    record_event(conn, pending, ticket_id, now, kind, actor, data)
+    pending.event(ticket_id, now, kind, actor, data)
     return str(old)
 
 
-def touch(conn: Connection, ticket_id: int, now: datetime, pending: Pending | None = None) -> None:
-    """Mark activity on a ticket; with `pending`, written once per batch at flush."""
-    if pending is not None:
-        pending.touched[ticket_id] = now
-    else:
-        conn.execute(_TOUCH, {"t_id": ticket_id, "t_now": now})
+def touch(conn: Connection, ticket_id: int, now: datetime, pending: Pending) -> None:
+    """Mark activity on a ticket, written once per batch at flush."""
+    pending.touched[ticket_id] = now

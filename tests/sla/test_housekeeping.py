@@ -24,6 +24,7 @@ from mailbridge.store.db import write_tx
 from mailbridge.store.tables import events, outbox, reply_tokens, tickets, undeliverable
 from mailbridge.tickets import lifecycle
 from tests.support import write_config
+from tests.written import written
 
 MONDAY = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -165,7 +166,7 @@ def test_robots_monitoring_and_bounced_addresses_close_without_mail(app):
 def test_activity_after_resolution_restarts_the_wait_and_zero_days_never_closes(app, db_url, tmp_path):
     ticket = _ticket(app, at=MONDAY - timedelta(days=10))
     with write_tx(app.store.main) as conn:
-        lifecycle.touch(conn, ticket, MONDAY - timedelta(days=2))  # e.g. an out-of-office reply
+        written(conn, lifecycle.touch, ticket, MONDAY - timedelta(days=2))  # e.g. an out-of-office reply
     assert _run(app, MONDAY) == 0
     assert _run(app, MONDAY + timedelta(days=5, seconds=1)) == 1
 
@@ -196,8 +197,8 @@ def test_imported_history_closes_silently(app):
     history = _ticket(app, "old@example.com", at=MONDAY - timedelta(days=900), by="import")
     revived = _ticket(app, "back@example.com", at=MONDAY - timedelta(days=900), by="import")
     with write_tx(app.store.main) as conn:
-        sla_status.set_status(conn, revived, "open", actor="back@example.com", now=MONDAY - timedelta(days=20))
-        sla_status.set_status(conn, revived, "resolved", actor="alice", now=MONDAY - timedelta(days=10))
+        written(conn, sla_status.set_status, revived, "open", actor="back@example.com", now=MONDAY - timedelta(days=20))
+        written(conn, sla_status.set_status, revived, "resolved", actor="alice", now=MONDAY - timedelta(days=10))
     assert _run(app, MONDAY) == 2
     assert (_status(app, history), _status(app, revived)) == ("closed", "closed")
     assert [m.rcpt for m in _mail(app)] == ["back@example.com"]

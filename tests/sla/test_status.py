@@ -14,6 +14,7 @@ from mailbridge.store.tables import pending_timers, sla_clocks, tickets
 from mailbridge.tickets import lifecycle
 from tests.sla.test_sweep import MONDAY, _events, _ticket
 from tests.sla.test_sweep import app as app  # the fixture
+from tests.written import written
 
 LATER = MONDAY + timedelta(minutes=30)
 
@@ -37,14 +38,14 @@ def test_lifecycle_alone_leaves_the_clocks_and_sla_status_moves_them(app):
     started = {"first_response": "running", "next_update": "idle", "resolution": "running"}
     with write_tx(app.store.main) as conn:
         assert _clocks(conn, bare) == _clocks(conn, told) == started
-        assert lifecycle.set_status(conn, bare, "pending", actor="alice", now=LATER) == "new"
+        assert written(conn, lifecycle.set_status, bare, "pending", actor="alice", now=LATER) == "new"
         assert _clocks(conn, bare) == started and not _armed(conn, bare)
-        assert sla_status.set_status(conn, told, "pending", actor="alice", now=LATER) == "new"
+        assert written(conn, sla_status.set_status, told, "pending", actor="alice", now=LATER) == "new"
         assert _clocks(conn, told) == {"first_response": "paused", "next_update": "idle", "resolution": "paused"}
         assert _armed(conn, told)
         # The same status again changes nothing and tells nobody.
-        assert sla_status.set_status(conn, told, "pending", actor="alice", now=LATER) == "pending"
-        assert sla_status.set_status(conn, told, "resolved", actor="alice", now=LATER) == "pending"
+        assert written(conn, sla_status.set_status, told, "pending", actor="alice", now=LATER) == "pending"
+        assert written(conn, sla_status.set_status, told, "resolved", actor="alice", now=LATER) == "pending"
         assert _clocks(conn, told) == {"first_response": "stopped", "next_update": "stopped", "resolution": "met"}
         assert not _armed(conn, told)
     assert [e for e, _ in _events(app, bare)] == ["sla_started"]
@@ -54,12 +55,12 @@ def test_lifecycle_alone_leaves_the_clocks_and_sla_status_moves_them(app):
 def test_a_priority_change_and_a_merge_through_sla_status(app):
     ticket, other, target = _ticket(app), _ticket(app), _ticket(app)
     with write_tx(app.store.main) as conn:
-        assert sla_status.set_field(conn, ticket, "priority", "critical", actor="alice", now=LATER)
+        assert written(conn, sla_status.set_field, ticket, "priority", "critical", actor="alice", now=LATER)
         assert _policies(conn, ticket) == {"?"}  # the next sweep chooses the policy again
-        assert not sla_status.set_field(conn, ticket, "priority", "critical", actor="alice", now=LATER)
-        assert sla_status.set_field(conn, other, "category", "printers", actor="alice", now=LATER)
+        assert not written(conn, sla_status.set_field, ticket, "priority", "critical", actor="alice", now=LATER)
+        assert written(conn, sla_status.set_field, other, "category", "printers", actor="alice", now=LATER)
         assert "?" not in _policies(conn, other)
-        sla_status.merge(conn, other, target, actor="alice", now=LATER)
+        written(conn, sla_status.merge, other, target, actor="alice", now=LATER)
         assert conn.execute(select(tickets.c.status).where(tickets.c.id == other)).scalar_one() == "closed"
         assert _clocks(conn, other) == {"first_response": "stopped", "next_update": "stopped", "resolution": "met"}
         assert _clocks(conn, target)["resolution"] == "running"

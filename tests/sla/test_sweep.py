@@ -25,6 +25,7 @@ from mailbridge.store.db import write_tx
 from mailbridge.store.tables import events, outbox, sla_clocks, sla_notices, tickets
 from mailbridge.tickets import lifecycle
 from tests.support import write_config
+from tests.written import written
 
 SLA = """
 [[agents]]
@@ -180,10 +181,10 @@ def test_business_calendar_pending_pause_answer_and_resolution(app):
     assert due["next_update"] is None, "waits for the first answer"
     # Pending from 11:00 to 15:00 Berlin: four working hours do not count.
     with write_tx(app.store.main) as conn:
-        sla_status.set_status(conn, ticket, "pending", actor="alice", now=MONDAY + timedelta(hours=1))
+        written(conn, sla_status.set_status, ticket, "pending", actor="alice", now=MONDAY + timedelta(hours=1))
     assert _sweep(app, MONDAY + timedelta(hours=5)).looked == 0, "a paused clock is not due"
     with write_tx(app.store.main) as conn:
-        sla_status.set_status(conn, ticket, "open", actor="alice", now=MONDAY + timedelta(hours=5))
+        written(conn, sla_status.set_status, ticket, "open", actor="alice", now=MONDAY + timedelta(hours=5))
     _sweep(app, MONDAY + timedelta(hours=5))
     with app.store.main.connect() as conn:
         first = conn.execute(
@@ -193,8 +194,8 @@ def test_business_calendar_pending_pause_answer_and_resolution(app):
     assert first.due_at.replace(tzinfo=UTC) == datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
     # An agent's answer meets the first response and starts the next-update clock.
     with write_tx(app.store.main) as conn:
-        clocks.answered(conn, ticket, MONDAY + timedelta(hours=6))
-        sla_status.set_status(conn, ticket, "resolved", actor="alice", now=MONDAY + timedelta(hours=7))
+        written(conn, clocks.answered, ticket, MONDAY + timedelta(hours=6))
+        written(conn, sla_status.set_status, ticket, "resolved", actor="alice", now=MONDAY + timedelta(hours=7))
     kinds = [(e, d.get("target")) for e, d in _events(app, ticket)]
     assert ("sla_paused", "first_response") in kinds and ("sla_resumed", "first_response") in kinds
     assert ("sla_met", "first_response") in kinds and ("sla_met", "resolution") in kinds
@@ -207,7 +208,15 @@ def test_priority_change_recomputes_from_the_original_start(app):
     ticket = _ticket(app)  # normal: first response 4h of office time
     _sweep(app, MONDAY)
     with write_tx(app.store.main) as conn:
-        sla_status.set_field(conn, ticket, "priority", "critical", actor="alice", now=MONDAY + timedelta(minutes=90))
+        written(
+            conn,
+            sla_status.set_field,
+            ticket,
+            "priority",
+            "critical",
+            actor="alice",
+            now=MONDAY + timedelta(minutes=90),
+        )
     # Now urgent: 1h from the original start (24x7) -> already breached at 10:30 UTC.
     report = _sweep(app, MONDAY + timedelta(minutes=90))
     assert report.recomputed >= 1 and report.breaches == 1
@@ -268,16 +277,16 @@ def test_an_answer_with_status_pending_starts_the_next_update_clock_paused(app):
     ticket = _ticket(app)  # normal: next_update 8h, waits for the first answer
     at = MONDAY + timedelta(hours=1)
     with write_tx(app.store.main) as conn:
-        sla_status.set_status(conn, ticket, "pending", actor="alice", now=at)  # the command runs first
-        clocks.answered(conn, ticket, at)  # then the answer goes out
+        written(conn, sla_status.set_status, ticket, "pending", actor="alice", now=at)  # the command runs first
+        written(conn, clocks.answered, ticket, at)  # then the answer goes out
     with app.store.main.connect() as conn:
         state = {r.target: r.state for r in conn.execute(select(sla_clocks).where(sla_clocks.c.ticket_id == ticket))}
     assert state["next_update"] == "paused" and state["first_response"] == "met"
     with write_tx(app.store.main) as conn:
-        sla_status.set_status(conn, ticket, "open", actor="rita@example.com", now=at + timedelta(days=3))
-        sla_status.set_status(conn, ticket, "resolved", actor="alice", now=at + timedelta(days=3, hours=1))
-        sla_status.set_status(conn, ticket, "open", actor="rita@example.com", now=at + timedelta(days=4))
-        clocks.answered(conn, ticket, at + timedelta(days=4, hours=1))
+        written(conn, sla_status.set_status, ticket, "open", actor="rita@example.com", now=at + timedelta(days=3))
+        written(conn, sla_status.set_status, ticket, "resolved", actor="alice", now=at + timedelta(days=3, hours=1))
+        written(conn, sla_status.set_status, ticket, "open", actor="rita@example.com", now=at + timedelta(days=4))
+        written(conn, clocks.answered, ticket, at + timedelta(days=4, hours=1))
     with app.store.main.connect() as conn:
         state = {r.target: r.state for r in conn.execute(select(sla_clocks).where(sla_clocks.c.ticket_id == ticket))}
     assert state["next_update"] == "running", "after a reopen the next answer starts it again"

@@ -32,6 +32,7 @@ from mailbridge.web.api_auth import RateLimiter
 from mailbridge.web.app import create_app
 from tests.support import write_config
 from tests.web.conftest import web_section
+from tests.written import written
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 READ, WRITE, NOBODY = "read-token-" + "r" * 30, "write-token-" + "w" * 30, "robot-token-" + "x" * 30
@@ -171,8 +172,8 @@ def test_filters_and_keyset_pagination(site):
     ]
     with write_tx(app.store.main) as conn:
         for ref in (refs[1], refs[4]):
-            changes.add_tags(conn, ticket_id_for(conn, ref), ["vpn"], actor="sue", now=NOW)
-        changes.assign(conn, ticket_id_for(conn, refs[2]), "bob", actor="sue", now=NOW)
+            written(conn, changes.add_tags, ticket_id_for(conn, ref), ["vpn"], actor="sue", now=NOW)
+        written(conn, changes.assign, ticket_id_for(conn, refs[2]), "bob", actor="sue", now=NOW)
 
     def listed(query: str) -> list[str]:
         response = web.get("/api/v1/tickets" + query, headers=auth(READ))

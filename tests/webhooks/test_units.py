@@ -29,6 +29,7 @@ from mailbridge.webhooks.http import Client, Refused, forbidden, pick_address
 from mailbridge.webhooks.state import endpoints, retry
 from tests.support import mailbridge, write_config
 from tests.webhooks.receiver import Receiver
+from tests.written import written
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs/webhooks/event-v1.schema.json").read_text())
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -221,12 +222,17 @@ def _desk(tmp_path: Path, db_url: str, url: str, extra: str = "") -> App:
 
 def _ticket(app: App, subject: str = "Printer on fire") -> int:
     with write_tx(app.store.main) as conn:
-        ticket_id, _ = lifecycle.create_ticket(
-            conn, refs=app.refs, subject=subject, requester=Address("Carol", "carol@example.com"), now=NOW
+        ticket_id, _ = written(
+            conn,
+            lifecycle.create_ticket,
+            refs=app.refs,
+            subject=subject,
+            requester=Address("Carol", "carol@example.com"),
+            now=NOW,
         )
         lifecycle.add_event(conn, ticket_id, NOW, "created", "system", {})
-        changes.set_field(conn, ticket_id, "priority", "high", actor="bob", now=NOW)
-        changes.set_field(conn, ticket_id, "category", "printers", actor="bob", now=NOW)  # not asked for
+        written(conn, changes.set_field, ticket_id, "priority", "high", actor="bob", now=NOW)
+        written(conn, changes.set_field, ticket_id, "category", "printers", actor="bob", now=NOW)  # not asked for
     return ticket_id
 
 
@@ -241,8 +247,8 @@ def test_deliveries_are_written_with_their_events_and_a_filter_applies(tmp_path:
         assert rows[0].payload["ticket"]["priority"] == "high" and rows[0].payload["actor"] == "bob"
         # A rolled-back transaction leaves no delivery behind (the outbox pattern).
         with pytest.raises(RuntimeError), write_tx(app.store.main) as conn:
-            changes.set_field(conn, rows[0].ticket_id, "priority", "low", actor="bob", now=NOW)
-            changes.set_field(conn, rows[0].ticket_id, "priority", "high", actor="bob", now=NOW)
+            written(conn, changes.set_field, rows[0].ticket_id, "priority", "low", actor="bob", now=NOW)
+            written(conn, changes.set_field, rows[0].ticket_id, "priority", "high", actor="bob", now=NOW)
             raise RuntimeError("rollback")
         with read_tx(app.store.main) as conn:
             assert len(conn.execute(webhook_deliveries.select()).all()) == 1
@@ -372,7 +378,7 @@ def test_a_merge_and_a_survey_answer_are_told_with_their_change(tmp_path: Path, 
     try:
         first, second = _ticket(app, "One"), _ticket(app, "Two")
         with write_tx(app.store.main) as conn:
-            sla_status.merge(conn, first, second, actor="bob", now=NOW)
+            written(conn, sla_status.merge, first, second, actor="bob", now=NOW)
             pending = lifecycle.Pending()
             record_answer(second, "carol@example.com", "5 thanks", 1, NOW, pending)
             pending.flush(conn)
