@@ -42,7 +42,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
-from mailbridge.parsing.mime import Address, ParsedMail, _addresses, parse_message
+from mailbridge.parsing.headerfields import parse_addresses
+from mailbridge.parsing.mime import Address, ParsedMail, parse_message
 
 # The header and separator words reply extraction already knows in many languages: reusing
 # them keeps "what is a forward" the same in both places.  They are module-private there,
@@ -399,7 +400,7 @@ def _sender(value: str, own: set[str]) -> Address | None:
     if unquoted:
         name = unquoted.group(1).strip().replace("\\", "").replace('"', "")
         value = f'"{name}" {unquoted.group(2)}'
-    found = _addresses([value[:1000]], "From", [])
+    found = parse_addresses([value[:1000]], "From", [])
     return _checked(found[0], own) if found else None
 
 

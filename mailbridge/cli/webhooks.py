@@ -65,7 +65,7 @@ def retry_webhooks(ctx: click.Context, webhook: str | None, ids: tuple[int, ...]
     app = app_of(ctx)
     known = [w.name for w in app.config.webhooks]
     if webhook and webhook not in known:
-        from mailbridge.config import _unknown
+        from mailbridge.config.problems import _unknown
 
         fail(_unknown("webhook", webhook, known))
     with write_tx(app.store.main) as conn:

@@ -24,7 +24,7 @@ from mailbridge.config.people import (
     CalendarSettings,
     TeamSettings,
 )
-from mailbridge.config.problems import ConfigProblems, _unknown, key_path
+from mailbridge.config.problems import ConfigProblems, key_path
 from mailbridge.config.settings import (
     SLA_TARGETS,
     AuthenticationSettings,
@@ -100,7 +100,6 @@ __all__ = [
     "VipSettings",
     "WebSettings",
     "WebhookSettings",
-    "_unknown",
     "is_loopback",
     "key_path",
     "load_config",

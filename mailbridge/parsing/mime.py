@@ -74,9 +74,6 @@ __all__ = [
     "parse_message",
 ]
 
-# agents/forward.py reads the mailbox lists of a forwarded mail's header block with it.
-_addresses = parse_addresses
-
 
 def parse_message(raw: bytes, limits: ParseLimits = ParseLimits()) -> ParsedMail:
     """Parse one mail.  Raises only ParseError (or its LimitExceeded)."""
