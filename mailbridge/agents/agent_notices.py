@@ -97,12 +97,13 @@ class AgentNotices:
             "commands": HELP,
             **base.framing(ticket.reference),
         }
+        facts = base.facts(conn, ticket_id)  # the same for every recipient
         for rcpt in recipients:
             message_id = base.queue(
                 pending,
                 ("no agent notification to %s for %s", rcpt.address, ticket.reference),
                 ticket_id=ticket_id,
-                ticket=base.facts(conn, ticket_id),
+                ticket=facts,
                 kind="agent-notification",
                 template="agent-notification",
                 context={**context, "agent": {"name": rcpt.name}},

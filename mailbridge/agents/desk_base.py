@@ -21,12 +21,11 @@ from sqlalchemy import Connection, select
 
 from mailbridge.agents.auth import AuthVerdict
 from mailbridge.config import Config
-from mailbridge.outbound.notices import framing, queue_logged
+from mailbridge.outbound.notices import framing, outgoing_facts, queue_logged
 from mailbridge.outbound.outbox import Outbox
 from mailbridge.parsing.analysis import Analysis
 from mailbridge.parsing.mime import ParsedMail
 from mailbridge.people import Agent, People
-from mailbridge.routing import ticket_facts_for
 from mailbridge.rules import TicketFacts
 from mailbridge.store.tables import tickets
 from mailbridge.tickets import lifecycle
@@ -110,7 +109,7 @@ class DeskBase:
 
     def facts(self, conn: Connection, ticket_id: int) -> TicketFacts | None:
         """The ticket for outgoing rules (only read when there are outgoing rules)."""
-        return ticket_facts_for(conn, ticket_id) if self.outbox.checks_outgoing else None
+        return outgoing_facts(conn, self.outbox, ticket_id)
 
     def framing(self, reference: str) -> dict[str, Any]:
         """What every template of the desk gets besides its own facts: the subject tag and

@@ -32,11 +32,11 @@ from mailbridge.outbound.compose import ComposeError
 from mailbridge.outbound.outbox import Outbox
 from mailbridge.outbound.render import TemplateError
 from mailbridge.parsing.mime import Address
-from mailbridge.routing import ticket_facts_for
+from mailbridge.routing import TicketFacts, ticket_facts_for
 from mailbridge.tickets import lifecycle
 from mailbridge.tickets.refs import ReferenceFormat
 
-__all__ = ["Answer", "framing", "queue_answer", "queue_logged", "support_context"]
+__all__ = ["Answer", "framing", "outgoing_facts", "queue_answer", "queue_logged", "support_context"]
 
 
 def support_context(config: Config) -> dict[str, str]:
@@ -48,6 +48,11 @@ def framing(config: Config, refs: ReferenceFormat, reference: str) -> dict[str, 
     """What every template about a ticket gets besides its own facts: the subject tag and
     who we are."""
     return {"subject_tag": refs.tag(reference), "support": support_context(config)}
+
+
+def outgoing_facts(conn: Connection, outbox: Outbox, ticket_id: int) -> TicketFacts | None:
+    """The ticket as outgoing rules see it, read only when there are outgoing rules."""
+    return ticket_facts_for(conn, ticket_id) if outbox.checks_outgoing else None
 
 
 def queue_logged(
@@ -134,6 +139,6 @@ def queue_answer(
         in_reply_to=answer.in_reply_to,
         references=answer.references,
         now=now,
-        ticket=ticket_facts_for(conn, answer.ticket_id) if outbox.checks_outgoing else None,
+        ticket=outgoing_facts(conn, outbox, answer.ticket_id),
         language=answer.language,
     )

@@ -22,11 +22,10 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from mailbridge.config import Config
-from mailbridge.outbound.notices import framing, queue_logged
+from mailbridge.outbound.notices import framing, outgoing_facts, queue_logged
 from mailbridge.outbound.outbox import Outbox
 from mailbridge.parsing.mime import Address
 from mailbridge.parsing.robots import is_robot_address
-from mailbridge.routing import ticket_facts_for
 from mailbridge.store.tables import undeliverable
 from mailbridge.tickets import lifecycle
 from mailbridge.tickets.language import language_of
@@ -89,7 +88,7 @@ def queue_to_requester(
         ("no %s mail for %s", template, ticket.reference),
         explain=explain,
         ticket_id=ticket_id,
-        ticket=ticket_facts_for(conn, ticket_id) if outbox.checks_outgoing else None,
+        ticket=outgoing_facts(conn, outbox, ticket_id),
         kind=template[:32],
         template=template,
         context=context,

@@ -19,12 +19,12 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, select, update
 
 from mailbridge.config import Config
-from mailbridge.outbound.notices import framing, queue_logged
+from mailbridge.outbound.notices import framing, outgoing_facts, queue_logged
 from mailbridge.outbound.outbox import Outbox
 from mailbridge.parsing.extractors import Extraction
 from mailbridge.parsing.mime import Address, ParsedMail
 from mailbridge.people import People
-from mailbridge.routing import Router, ticket_facts_for
+from mailbridge.routing import Router
 from mailbridge.rules import Decision
 from mailbridge.store.tables import tickets
 from mailbridge.tickets import incidents, lifecycle
@@ -190,6 +190,7 @@ class RuleDecisions:
             "rule": decision.set_by.get("notify", ", ".join(decision.fired)),
             **framing(self._config, self._refs, row.reference),
         }
+        facts = outgoing_facts(conn, self._outbox, ticket_id)  # the same for every recipient
         for address, name in addresses.items():
             message_id = queue_logged(
                 self._outbox,
@@ -205,7 +206,7 @@ class RuleDecisions:
                 references=[],
                 now=now,
                 auto_submitted="auto-generated",
-                ticket=ticket_facts_for(conn, ticket_id) if self._outbox.checks_outgoing else None,
+                ticket=facts,
             )
             if message_id is None:
                 continue
