@@ -1,9 +1,11 @@
 """An in-process worker for tests (issue 17, item 5), as GNU Mailman 3's
 make_testable_runner: mail stored with the spool writer the listeners use
 (intake/spool.accept), one batch at a time through the real Pipeline with a clock the
-test sets, and the ticket events and outbox rows read back from the database. No
-daemon, no sockets: milliseconds a case, for the branches of the worker's dispositions
-(mailbridge/worker/chain.py, CHAIN). The daemon tests keep the process model (crashes, signals, SMTP).
+test sets, and the tickets, their events, the spool states and the outbox rows read
+back from the database (the web application too, on the same store). No daemon, no
+sockets: for the worker's decisions (the branches of mailbridge/worker/chain.py's CHAIN,
+duplicates, floods, rules). The daemon tests keep the process model (crashes, signals,
+SMTP, the sender).
 """
 
 from __future__ import annotations

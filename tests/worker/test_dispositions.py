@@ -1,7 +1,8 @@
 """Each of the worker's dispositions (worker/chain.py, CHAIN), one branch a test, in process
 (tests/worker/harness.py): mail stored as a listener stores it, applied by the real
 Pipeline on SQLite and PostgreSQL, the outcome, the history and the outgoing mail read
-back. The same behaviour through the running daemon is in the *_path.py tests."""
+back. The daemon tests (*_path.py) keep what needs the processes: SMTP, the sender,
+crashes and signals, the CLI."""
 
 from __future__ import annotations
 
