@@ -71,6 +71,7 @@ def test_notify_sends_agents_and_addresses_a_short_mail(desk: Worker) -> None:
     desk.one(make_mail(sender="Ann <ann@example.com>", subject="Mail server down", body="Nothing gets out.\n"))
     rcpts = [rcpt for _kind, rcpt in desk.mail()]
     assert sorted(rcpts) == ["alice@staff.example", "ann@example.com", "duty@example.com"]
+    assert all(len(desk.to(rcpt)) == 1 for rcpt in rcpts), "none held: all three go out"
     [note] = desk.to("duty@example.com")
     assert note["Auto-Submitted"] == "auto-generated"
     text = note.get_payload(decode=True).decode()
