@@ -1,9 +1,11 @@
 """An in-process worker for tests (issue 17, item 5), as GNU Mailman 3's
 make_testable_runner: mail stored with the spool writer the listeners use
 (intake/spool.accept), one batch at a time through the real Pipeline with a clock the
-test sets, and the ticket events and outbox rows read back from the database. No
-daemon, no sockets: milliseconds a case, for the branches of the worker's dispositions
-(mailbridge/worker/chain.py, CHAIN). The daemon tests keep the process model (crashes, signals, SMTP).
+test sets, and the tickets, their events, the spool states and the outbox rows read
+back from the database (the web application too, on the same store). No daemon, no
+sockets: for the worker's decisions (the branches of mailbridge/worker/chain.py's CHAIN,
+duplicates, floods, rules). The daemon tests keep the process model (crashes, signals,
+SMTP, the sender).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -22,9 +24,14 @@ from mailbridge.app import App
 from mailbridge.config import load_config
 from mailbridge.intake.spool import Envelope, accept
 from mailbridge.store import migrate
+from mailbridge.store.db import read_tx
 from mailbridge.store.tables import events, inbound, outbox, tickets, undeliverable
+from mailbridge.tickets.views import list_tickets, show_ticket
 from mailbridge.worker.message import Outcome
 from tests.support import RULES, write_config
+
+if TYPE_CHECKING:
+    from starlette.testclient import TestClient
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
@@ -71,6 +78,12 @@ def dsn(original: str, status: str = "5.1.1") -> bytes:
     code = "550" if action == "failed" else "450"
     text = _DSN.format(bounce_id=uuid.uuid4().hex, action=action, status=status, code=code, original=original)
     return text.replace("\n", "\r\n").encode()
+
+
+def _parsed(raw: bytes) -> EmailMessage:
+    parsed = message_from_bytes(raw, policy=policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
 
 
 class Worker:
@@ -129,6 +142,45 @@ class Worker:
             rows = conn.execute(select(outbox.c.kind, outbox.c.rcpt).order_by(outbox.c.id))
             return [(str(r.kind), str(r.rcpt)) for r in rows]
 
+    def to(self, rcpt: str) -> list[EmailMessage]:
+        """Every outgoing mail queued to ``rcpt``, parsed, in order: what the sender hands
+        the relay (held mail waits for a supervisor, so it is not among them)."""
+        with self.app.store.main.connect() as conn:
+            query = select(outbox.c.raw).where(outbox.c.rcpt == rcpt, outbox.c.state == "queued")
+            raws = conn.execute(query.order_by(outbox.c.id)).scalars().all()
+        return [_parsed(bytes(raw)) for raw in raws]
+
+    def held(self) -> list[tuple[str, str]]:
+        """(recipient, reason) of every outgoing mail an outgoing rule holds, in order."""
+        with self.app.store.main.connect() as conn:
+            query = select(outbox.c.rcpt, outbox.c.hold_reason).where(outbox.c.state == "held")
+            return [(str(r.rcpt), str(r.hold_reason)) for r in conn.execute(query.order_by(outbox.c.id))]
+
+    def tickets(self) -> list[dict[str, Any]]:
+        """Every ticket, oldest first, as `mailbridge tickets list --json` prints them."""
+        with read_tx(self.app.store.main) as conn:
+            return list_tickets(conn)
+
+    def show(self, reference: str) -> dict[str, Any]:
+        """One ticket with its participants, messages and history, as `tickets show --json`."""
+        with read_tx(self.app.store.main) as conn:
+            return show_ticket(conn, reference)
+
+    def spool(self) -> list[tuple[str, str | None]]:
+        """(state, reason) of every stored mail, in order (`quarantine list` shows the
+        quarantined ones, `status` counts them)."""
+        with self.app.store.spool.connect() as conn:
+            rows = conn.execute(select(inbound.c.state, inbound.c.reason).order_by(inbound.c.id))
+            return [(str(r.state), r.reason) for r in rows]
+
+    def web(self) -> TestClient:
+        """The web application ([web]: dashboard, /metrics) on this worker's store and clock."""
+        from starlette.testclient import TestClient
+
+        from mailbridge.web.app import create_app
+
+        return TestClient(create_app(self.app.config, self.app), base_url="http://localhost")
+
     def spool_state(self, spool_id: int) -> str:
         with self.app.store.spool.connect() as conn:
             return str(conn.execute(select(inbound.c.state).where(inbound.c.id == spool_id)).scalar_one())
@@ -148,9 +200,7 @@ class Worker:
             query = select(outbox.c.raw).where(outbox.c.kind == kind, outbox.c.rcpt == rcpt)
             raw = conn.execute(query.order_by(outbox.c.id.desc())).scalars().first()
         assert raw is not None, f"no {kind} to {rcpt}"
-        parsed = message_from_bytes(bytes(raw), policy=policy.default)
-        assert isinstance(parsed, EmailMessage)
-        return parsed
+        return _parsed(bytes(raw))
 
     def undeliverable(self) -> list[str]:
         """Addresses a permanent bounce marked: no automatic mail goes to them again."""

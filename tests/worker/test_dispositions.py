@@ -1,7 +1,8 @@
 """Each of the worker's dispositions (worker/chain.py, CHAIN), one branch a test, in process
 (tests/worker/harness.py): mail stored as a listener stores it, applied by the real
 Pipeline on SQLite and PostgreSQL, the outcome, the history and the outgoing mail read
-back. The same behaviour through the running daemon is in the *_path.py tests."""
+back. The daemon tests (*_path.py) keep what needs the processes: SMTP, the sender,
+crashes and signals, the CLI."""
 
 from __future__ import annotations
 
@@ -48,11 +49,36 @@ def test_a_reply_joins_its_ticket_by_the_thread(worker: Worker) -> None:
 
 def test_a_stranger_replying_to_the_thread_gets_a_ticket_of_their_own(worker: Worker) -> None:
     first = worker.one(make_mail(message_id="first@example.com"))
+    thread = {"in_reply_to": "first@example.com", "references": "<first@example.com>"}
+    worker.deliver(make_mail(subject="Re: more", **thread))
     stranger = "Mallory <mallory@elsewhere.example>"
-    other = worker.one(
-        make_mail(sender=stranger, in_reply_to="first@example.com"), mail_from="mallory@elsewhere.example"
-    )
+    worker.deliver(make_mail(sender=stranger, subject="Re: hijack", **thread), mail_from="mallory@elsewhere.example")
+    joined, other = worker.run()
+    assert (joined.ticket, joined.how) == (first.ticket, "thread")
     assert other.how == "new" and other.ticket != first.ticket
+    tickets = worker.tickets()
+    assert [t["messages"] for t in tickets] == [2, 1]
+    assert tickets[1]["requester"] == "mallory@elsewhere.example"
+
+
+def test_the_subject_tag_joins_a_participants_reply_and_not_a_strangers(worker: Worker) -> None:
+    first = worker.one(make_mail(subject="Laptop broken", headers={"Cc": "Bob <bob@example.com>"}))
+    ref = first.ticket
+    # A CC'd colleague (participant) replying with the reference in the subject joins it.
+    worker.deliver(
+        make_mail(subject=f"Re: [{ref}] Laptop broken", sender="bob@example.com"), mail_from="bob@example.com"
+    )
+    # A stranger with the same subject tag does not: a new ticket, linked as related.
+    stranger = make_mail(subject=f"Re: [{ref}] Laptop broken", sender="mallory@evil.example")
+    worker.deliver(stranger, mail_from="mallory@evil.example")
+    joined, other = worker.run()
+    assert (joined.ticket, joined.how) == (ref, "subject") and other.how == "new"
+    tickets = worker.tickets()
+    assert len(tickets) == 2
+    assert tickets[0]["messages"] == 2
+    shown = worker.show(tickets[1]["reference"])
+    assert shown["requester"] == "mallory@evil.example"
+    assert shown["related"] == ref
 
 
 def test_a_blocked_sender_is_dropped_with_the_reason(tmp_path: Path, db_url: str) -> None:
