@@ -1,16 +1,19 @@
 """What every mail template gets: the one definition of the template contexts.
 
-Where this sits in the flow: the code that queues a mail (pipeline, agents' desk, SLA
-sweep, housekeeping, survey) builds a context of plain data and hands it to
-outbound/render.py.  This module says, for every shipped template, which variables that
-context has, what they mean, and a sample of each.  Three things are made from it:
+Where this sits in the flow: outbound/notices/ queues every automatic mail, its
+context built by the builder of its kind in outbound/notice_contexts.py, and
+outbound/render.py renders it.  This module says, for every shipped template, which
+variables that context has and what they mean; its sample is made by calling the same
+builder with sample data, so the documentation is of the context that is sent
+(tests/outbound/test_notice_contexts.py checks the names against what the builders
+make).  Three things are made from it:
 
 - the render check (outbound/verify.py): every template is rendered against its sample
   contexts with undefined names as errors, at `mailbridge config check`, at start and
   at every reload, so ``{{ ticket.queue }}`` in an acknowledgement override is refused
   before any customer writes in, not found in a ticket's history afterwards;
 - docs/templates.md: ``python -m mailbridge.outbound.contexts > docs/templates.md``
-  (tests/test_template_contexts.py fails when the file is not current);
+  (tests/test_template_check.py fails when the file is not current);
 - the sample a rule's ``respond`` template is rendered with when rules load
   (routing.SAMPLE_CONTEXT is RESPONSE's sample).
 
