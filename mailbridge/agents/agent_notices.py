@@ -8,9 +8,13 @@
     desk.py (a refused or erroneous agent mail)   -> [AgentNotices.tell_agent]
     fwd_ticket (a #fwd that opened nothing)      -> [AgentNotices.tell_agent_without_ticket]
 
-An explanation goes to the agent's configured address (not to whoever the From header
-names), never to an automated mail, at most [autoreply] agent_notices_per_hour
-(explanations.py). Everything goes through the outbox, in the mail's transaction.
+The mails and their contexts are outbound/notices/'s (agent_notification, agent_mail);
+this is the desk's side: whom they go to, who wrote the text (briefing.py), which
+attachments go along. No notification into a flood unless an agent's command asks for
+it (outbound/notices.blocked). An explanation goes to the agent's configured address
+(not to whoever the From header names), never to an automated mail, at most
+[autoreply] agent_notices_per_hour (explanations.py). Everything goes through the
+outbox, in the mail's transaction.
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ from mailbridge.agents import briefing
 from mailbridge.agents.commands import HELP
 from mailbridge.agents.desk_base import AgentMail, DeskBase, log, one_line
 from mailbridge.agents.explanations import ExplanationLimit
+from mailbridge.outbound import notices
 from mailbridge.outbound.compose import ComposeError, OutgoingAttachment
-from mailbridge.parsing.language import describe as describe_language
 from mailbridge.parsing.mime import Address, Attachment, ParsedMail
 from mailbridge.people import Agent
 from mailbridge.tickets import lifecycle
@@ -69,10 +73,10 @@ class AgentNotices:
         if not base.config.tickets.notify_agents or not base.people.agents:
             return  # (no agents configured: not even the ticket is read, on the hot path)
         ticket = base.ticket(conn, ticket_id)
-        if ticket.flood and agents is None:
-            # A flood (tickets/floods.py): the queue shows it, nobody's mailbox is filled.
-            # (A notification an agent's own command asks for, a handover, still goes.)
-            data = {"event": event, "reason": "the ticket is flagged as part of a flood"}
+        # (A notification an agent's own command asks for, a handover, always goes.)
+        reason = notices.blocked(conn, "agent-notification", ticket) if agents is None else None
+        if reason is not None:
+            data = {"event": event, "reason": reason}
             pending.events.append(lifecycle.event_row(ticket_id, now, "agents_not_notified", "system", data))
             return
         recipients = self._targets(ticket, agents)
@@ -84,39 +88,21 @@ class AgentNotices:
         # "the requester wrote").
         who = briefing.author_of(conn, ticket, author or (mail.from_ if mail is not None else None), base.people)
         listed, files = _attachments([*(mail.attachments if mail is not None else []), *stored])
-        context = {
-            "event": event,
-            "ticket": _ticket_context(ticket),
-            "requester": {"name": ticket.requester_name or "", "address": ticket.requester},
-            "text": text[:20000],
-            "text_label": text_label or f"{who['shown']} ({who['role']}) wrote",
-            "author": who,
-            "earlier": list(earlier),
-            "attachments": listed,
-            "attached": len(files),
-            "commands": HELP,
-            **base.framing(ticket.reference),
-        }
-        facts = base.facts(conn, ticket_id)  # the same for every recipient
-        for rcpt in recipients:
-            message_id = base.queue(
-                pending,
-                ("no agent notification to %s for %s", rcpt.address, ticket.reference),
-                ticket_id=ticket_id,
-                ticket=facts,
-                kind="agent-notification",
-                template="agent-notification",
-                context={**context, "agent": {"name": rcpt.name}},
-                to=rcpt,
-                in_reply_to=None,
-                references=[],
-                now=now,
-                auto_submitted="auto-generated",
-                attachments=files,
-            )
-            if message_id is not None:
-                data = {"to": rcpt.address, "event": event, "message_id": message_id}
-                pending.events.append(lifecycle.event_row(ticket_id, now, "agent_notified", "system", data))
+        notices.agent_notification(
+            conn,
+            ticket,
+            recipients,
+            base.sending(pending, now),
+            log=log,
+            event=event,
+            text=text,
+            text_label=text_label or f"{who['shown']} ({who['role']}) wrote",
+            author=who,
+            earlier=earlier,
+            attachments=listed,
+            files=files,
+            commands=HELP,
+        )
 
     def _targets(self, ticket: Any, agents: Sequence[str] | None) -> list[Address]:
         """Whom a notification goes to: the agents named, else the assignee, else the
@@ -153,22 +139,16 @@ class AgentNotices:
             data = {"to": agent.email.lower(), "reason": f"no explanation to {agent.id}: {blocked}"}
             pending.events.append(lifecycle.event_row(int(ticket.id), msg.now, "auto_reply_suppressed", "system", data))
             return
-        context = {
-            "ticket": {"reference": ticket.reference, "subject": ticket.subject},
-            "agent": {"name": agent.name},
-            "commands": HELP,
-            **base.framing(ticket.reference),
-            **extra,
-        }
-        base.queue(
-            pending,
-            ("could not tell %s why their mail did nothing", agent.email),
-            ticket_id=int(ticket.id),
-            ticket=base.facts(conn, int(ticket.id)),
-            kind=template[:32],
-            template=template,
-            context=context,
-            **_back_to(agent, msg),
+        notices.agent_mail(
+            conn,
+            ticket,
+            template,
+            Address(agent.name, agent.email.lower()),
+            base.sending(pending, msg.now),
+            log=log,
+            commands=HELP,
+            in_reply_to=msg.mail.message_id,
+            why=extra,
         )
 
     def tell_agent_without_ticket(
@@ -209,22 +189,6 @@ def _back_to(agent: Agent, msg: AgentMail) -> dict[str, Any]:
         "in_reply_to": message_id,
         "references": [message_id] if message_id else [],
         "now": msg.now,
-    }
-
-
-def _ticket_context(ticket: Any) -> dict[str, Any]:
-    return {
-        "reference": ticket.reference,
-        "subject": ticket.subject,
-        "status": ticket.status,
-        "priority": ticket.priority,
-        "severity": ticket.severity,
-        "category": ticket.category,
-        "queue": ticket.queue,
-        "assignee": ticket.assignee,
-        # The customer's language: what the agent answers in.
-        "language": ticket.language,
-        "language_shown": describe_language(ticket.language),
     }
 
 

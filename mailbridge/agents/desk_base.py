@@ -5,9 +5,9 @@
                     each holding the one DeskBase below
 
 The mail as the pipeline hands it over (`AgentMail`), the ticket row the desk reads
-(`TICKET`), the desk's settings and outbox (`DeskBase`: the template context every
-mail of the desk carries, a queued mail that fails to render or compose logged and
-skipped), and an agent's mail stored as a message of a ticket (`store`).
+(`TICKET`), the desk's settings and outbox (`DeskBase`: the framing and outgoing-rule
+facts of a mail the desk writes itself, what a notice of outbound/notices/ goes out
+with), and an agent's mail stored as a message of a ticket (`store`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from sqlalchemy import Connection, select
 
 from mailbridge.agents.auth import AuthVerdict
 from mailbridge.config import Config
-from mailbridge.outbound.notices import framing, outgoing_facts, queue_logged
+from mailbridge.outbound.notices import Sending, framing, outgoing_facts
 from mailbridge.outbound.outbox import Outbox
 from mailbridge.parsing.analysis import Analysis
 from mailbridge.parsing.mime import ParsedMail
@@ -116,11 +116,9 @@ class DeskBase:
         who we are."""
         return framing(self.config, self.refs, reference)
 
-    def queue(self, pending: lifecycle.Pending, failure: tuple[Any, ...], **mail: Any) -> str | None:
-        """Queue a mail from a template (Outbox.queue); one that cannot be rendered or
-        composed is logged (``failure``: the log message and its arguments, the error
-        appended) and skipped, so the rest of the mail's work still happens."""
-        return queue_logged(self.outbox, pending, log, failure, **mail)
+    def sending(self, pending: lifecycle.Pending, now: datetime) -> Sending:
+        """What a notice of outbound/notices/ goes out with, in this transaction."""
+        return Sending(self.config, self.outbox, self.refs, pending, now)
 
 
 def store(

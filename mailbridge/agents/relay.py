@@ -21,13 +21,15 @@ from sqlalchemy import Connection, select, update
 from mailbridge.agents.answer import answer_text, with_view_link
 from mailbridge.agents.desk_base import AgentMail, DeskBase, log
 from mailbridge.agents.requester_notices import RequesterNotices
+from mailbridge.outbound import notice_contexts
 from mailbridge.outbound.compose import ComposeError, OutgoingAttachment
+from mailbridge.outbound.notices import SCALE
 from mailbridge.outbound.render import TemplateError
 from mailbridge.parsing.mime import Address
 from mailbridge.people import Agent
 from mailbridge.sla import clocks as sla_clocks
 from mailbridge.store.tables import messages, participants, undeliverable
-from mailbridge.tickets import conversation, lifecycle, survey
+from mailbridge.tickets import conversation, lifecycle
 
 __all__ = ["Relay"]
 
@@ -174,14 +176,9 @@ class Relay:
             return plain, (False, False), ""
         requester = str(ticket.requester)
         survey_address = base.outbox.token_address(pending, int(ticket.id), requester, "survey", now) if ask else ""
-        context = {
-            "ticket": {"reference": ticket.reference, "subject": ticket.subject, "status": "resolved"},
-            "requester": {"name": ticket.requester_name or "", "address": requester},
-            "notice": notice,
-            "survey_address": survey_address,
-            "scale": {"low": survey.SCORE_MIN, "high": survey.SCORE_MAX},
-            **base.framing(ticket.reference),
-        }
+        context = notice_contexts.resolved_answer(
+            ticket._mapping, base.framing(ticket.reference), notice=notice, survey_address=survey_address, scale=SCALE
+        )
         try:
             footer = base.outbox.render("resolved-answer", context, ticket.language).text
         except TemplateError as exc:

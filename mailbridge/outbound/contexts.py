@@ -1,16 +1,19 @@
 """What every mail template gets: the one definition of the template contexts.
 
-Where this sits in the flow: the code that queues a mail (pipeline, agents' desk, SLA
-sweep, housekeeping, survey) builds a context of plain data and hands it to
-outbound/render.py.  This module says, for every shipped template, which variables that
-context has, what they mean, and a sample of each.  Three things are made from it:
+Where this sits in the flow: outbound/notices/ queues every automatic mail, its
+context built by the builder of its kind in outbound/notice_contexts.py, and
+outbound/render.py renders it.  This module says, for every shipped template, which
+variables that context has and what they mean; its sample is made by calling the same
+builder with sample data, so the documentation is of the context that is sent
+(tests/outbound/test_notice_contexts.py checks the names against what the builders
+make).  Three things are made from it:
 
 - the render check (outbound/verify.py): every template is rendered against its sample
   contexts with undefined names as errors, at `mailbridge config check`, at start and
   at every reload, so ``{{ ticket.queue }}`` in an acknowledgement override is refused
   before any customer writes in, not found in a ticket's history afterwards;
 - docs/templates.md: ``python -m mailbridge.outbound.contexts > docs/templates.md``
-  (tests/test_template_contexts.py fails when the file is not current);
+  (tests/test_template_check.py fails when the file is not current);
 - the sample a rule's ``respond`` template is rendered with when rules load
   (routing.SAMPLE_CONTEXT is RESPONSE's sample).
 
@@ -28,9 +31,13 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from mailbridge.outbound import notice_contexts as build
 from mailbridge.outbound.languages import CUSTOMER_TEMPLATES, LANGUAGES
+from mailbridge.parsing.mime import Address
 
 __all__ = ["CANNED", "CONTEXTS", "RESPONSE", "TemplateContext", "context_for", "render_doc", "samples"]
 
@@ -79,15 +86,30 @@ _REQUESTER_VARS = (
     ("requester.name", 'the requester\'s display name ("" when their mail gave none)'),
     ("requester.address", "the requester's address"),
 )
-_REQUESTER = {"requester": {"name": "Alice Example", "address": "alice@example.com"}}
+_ALICE = Address("Alice Example", "alice@example.com")
 _TICKET_SHORT_VARS = (
     ("ticket.reference", "the ticket's reference, e.g. MB-2026-000042"),
     ("ticket.subject", "the ticket's subject (the customer's words: plain data, never a template)"),
     ("ticket.status", "the ticket's status: new, open, pending, resolved, closed, ..."),
 )
-_TICKET_SHORT = {"reference": "MB-2026-000042", "subject": "Printer on fire", "status": "resolved"}
 _AGENT_VARS = (("agent.name", "the agent's name"),)
 _COMMANDS = "#assign NAME   give the ticket to an agent\n#close          close the ticket"
+# The sample ticket, as the builders (outbound/notice_contexts.py) read a ticket row.
+_TICKET = {
+    "reference": "MB-2026-000042",
+    "subject": "Printer on fire",
+    "status": "open",
+    "requester": _ALICE.address,
+    "requester_name": _ALICE.name,
+    "priority": "P2",
+    "severity": "major",
+    "category": "hardware",
+    "queue": "it",
+    "assignee": "bob",
+    "language": "de",
+}
+_SCALE = (1, 10)
+_ZONE = ZoneInfo("Europe/Berlin")
 
 
 RESPONSE = TemplateContext(
@@ -113,17 +135,14 @@ RESPONSE = TemplateContext(
         ),
         *_SUPPORT_VARS,
     ),
-    sample={
-        "ticket": {
-            "reference": "MB-2026-000042",
-            "subject": "Printer on fire",
-            "status": "new",
-            "requester": "alice@example.com",
-        },
-        **_REQUESTER,
-        **_SUPPORT,
-        "previous": {"reference": "MB-2026-000041"},
-        "articles": [
+    sample=build.acknowledgement(
+        reference="MB-2026-000042",
+        subject="Printer on fire",
+        status="new",
+        requester=_ALICE,
+        frame=_SUPPORT,
+        previous="MB-2026-000041",
+        articles=[
             {
                 "title": "Printer shows offline",
                 "summary": "Turn it off and on again, then check the network cable.",
@@ -131,16 +150,14 @@ RESPONSE = TemplateContext(
                 "path": "printer-offline.md",
             }
         ],
-        "view_url": "https://help.example.com/view/AQAAAAAAAAAqAAAAAGmGh4A",
-    },
+        view_url="https://help.example.com/view/AQAAAAAAAAAqAAAAAGmGh4A",
+    ),
     variants=({"requester.name": "", "previous": None, "articles": [], "view_url": ""},),
 )
 
 _NOTICE_VARS = (*_TICKET_SHORT_VARS, *_REQUESTER_VARS, *_SUPPORT_VARS)
-_NOTICE = {"ticket": _TICKET_SHORT, **_REQUESTER, **_SUPPORT}
 # What a mail to an agent about their own mail on a ticket starts with.
 _AGENT_MAIL_VARS = (("ticket.reference", "the ticket's reference"), ("ticket.subject", "its subject"), *_AGENT_VARS)
-_AGENT_MAIL = {"ticket": {"reference": "MB-2026-000042", "subject": "Printer on fire"}, "agent": {"name": "Bob Agent"}}
 
 CONTEXTS: dict[str, TemplateContext] = {
     "acknowledgement": RESPONSE,
@@ -158,20 +175,14 @@ CONTEXTS: dict[str, TemplateContext] = {
             ("rule", "the rule(s) that asked for the notification"),
             *_SUPPORT_VARS,
         ),
-        sample={
-            "ticket": {
-                "reference": "MB-2026-000042",
-                "subject": "Printer on fire",
-                "status": "new",
-                "requester": "alice@example.com",
-                "priority": "P2",
-                "queue": "it",
-            },
-            **_REQUESTER,
-            "text": "The printer on floor 2 is smoking.",
-            "rule": "urgent-words",
-            **_SUPPORT,
-        },
+        sample=build.notification(
+            {**_TICKET, "status": "new"},
+            _SUPPORT,
+            subject="Printer on fire",
+            sender=_ALICE,
+            text="The printer on floor 2 is smoking.",
+            rule="urgent-words",
+        ),
         variants=({"ticket.priority": None, "ticket.queue": None, "requester.name": ""},),
     ),
     "agent-notification": TemplateContext(
@@ -207,35 +218,24 @@ CONTEXTS: dict[str, TemplateContext] = {
             *_AGENT_VARS,
             *_SUPPORT_VARS,
         ),
-        sample={
-            "event": "assigned",
-            "ticket": {
-                **_TICKET_SHORT,
-                "status": "open",
-                "priority": "P2",
-                "severity": "major",
-                "category": "hardware",
-                "queue": "it",
-                "assignee": "bob",
-                "language": "de",
-                "language_shown": "de (German)",
-            },
-            **_REQUESTER,
-            "text": "The printer on floor 2 is smoking.",
-            "text_label": "Alice Example <alice@example.com> (the requester) wrote",
-            "author": {
+        sample=build.agent_notification(
+            _TICKET,
+            _SUPPORT,
+            event="assigned",
+            text="The printer on floor 2 is smoking.",
+            text_label="Alice Example <alice@example.com> (the requester) wrote",
+            author={
                 "name": "Alice Example",
                 "address": "alice@example.com",
                 "shown": "Alice Example <alice@example.com>",
                 "role": "the requester",
             },
-            "earlier": [],
-            "attachments": [{"filename": "photo.jpg", "size": 48213, "content_type": "image/jpeg"}],
-            "attached": 1,
-            "commands": _COMMANDS,
-            "agent": {"name": "Bob Agent"},
-            **_SUPPORT,
-        },
+            earlier=[],
+            attachments=[{"filename": "photo.jpg", "size": 48213, "content_type": "image/jpeg"}],
+            attached=1,
+            commands=_COMMANDS,
+            agent="Bob Agent",
+        ),
         variants=(
             {"event": "reply", "attachments": [], "attached": 0},
             {
@@ -268,12 +268,13 @@ CONTEXTS: dict[str, TemplateContext] = {
             ("commands", "the valid commands"),
             *_SUPPORT_VARS,
         ),
-        sample={
-            **_AGENT_MAIL,
-            "errors": [{"line": "#asign carol", "message": "unknown command #asign"}],
-            "commands": _COMMANDS,
-            **_SUPPORT,
-        },
+        sample=build.agent_mail(
+            _TICKET,
+            _SUPPORT,
+            agent="Bob Agent",
+            commands=_COMMANDS,
+            errors=[{"line": "#asign carol", "message": "unknown command #asign"}],
+        ),
     ),
     "agent-refused": TemplateContext(
         sent="to an agent whose mail on a ticket was refused (e.g. not verified as theirs)",
@@ -283,23 +284,24 @@ CONTEXTS: dict[str, TemplateContext] = {
             ("commands", "the valid commands"),
             *_SUPPORT_VARS,
         ),
-        sample={
-            **_AGENT_MAIL,
-            "reason": "the mail is not signed by your domain (DMARC failed)",
-            "commands": _COMMANDS,
-            **_SUPPORT,
-        },
+        sample=build.agent_mail(
+            _TICKET,
+            _SUPPORT,
+            agent="Bob Agent",
+            commands=_COMMANDS,
+            reason="the mail is not signed by your domain (DMARC failed)",
+        ),
     ),
     "resolved": TemplateContext(
         sent="to the requester when the ticket is resolved ([tickets] resolved_notice)",
         variables=_NOTICE_VARS,
-        sample=_NOTICE,
+        sample=build.requester_notice(_TICKET, "resolved", _SUPPORT),
         variants=({"requester.name": ""},),
     ),
     "reopened": TemplateContext(
         sent='to the requester when their reply reopens a closed ticket ([tickets] reply_to_closed = "reopen")',
         variables=_NOTICE_VARS,
-        sample={**_NOTICE, "ticket": {**_TICKET_SHORT, "status": "open"}},
+        sample=build.requester_notice(_TICKET, "open", _SUPPORT),
         variants=({"requester.name": ""},),
     ),
     "survey": TemplateContext(
@@ -311,7 +313,7 @@ CONTEXTS: dict[str, TemplateContext] = {
             ("scale.high", "the highest score (10)"),
             ("reopen_address", 'a support address with a token that reopens the ticket, or ""'),
         ),
-        sample={**_NOTICE, "scale": {"low": 1, "high": 10}, "reopen_address": "support+r.0123abcd@example.com"},
+        sample=build.survey(_TICKET, _SUPPORT, scale=_SCALE, reopen_address="support+r.0123abcd@example.com"),
         variants=({"requester.name": "", "reopen_address": ""},),
     ),
     "resolved-answer": TemplateContext(
@@ -324,12 +326,9 @@ CONTEXTS: dict[str, TemplateContext] = {
             ("scale.low", "the lowest score (1)"),
             ("scale.high", "the highest score (10)"),
         ),
-        sample={
-            **_NOTICE,
-            "notice": True,
-            "survey_address": "support+s.0123abcd@example.com",
-            "scale": {"low": 1, "high": 10},
-        },
+        sample=build.resolved_answer(
+            _TICKET, _SUPPORT, notice=True, survey_address="support+s.0123abcd@example.com", scale=_SCALE
+        ),
         variants=({"notice": False, "requester.name": ""}, {"survey_address": ""}),
     ),
     "auto-closed": TemplateContext(
@@ -339,7 +338,7 @@ CONTEXTS: dict[str, TemplateContext] = {
             ("days", "after how many days without a reply"),
             ("reopen", 'whether a reply reopens the ticket ([tickets] reply_to_closed = "reopen")'),
         ),
-        sample={**_NOTICE, "ticket": {**_TICKET_SHORT, "status": "closed"}, "days": 7, "reopen": True},
+        sample=build.auto_closed(_TICKET, _SUPPORT, days=7, reopen=True),
         variants=({"days": 1, "reopen": False, "requester.name": ""},),
     ),
     "pending-reminder": TemplateContext(
@@ -353,22 +352,20 @@ CONTEXTS: dict[str, TemplateContext] = {
             ("close_at", 'when it is resolved without a reply, ISO 8601, or "" when never: `localdate` it'),
             ("time_zone", "the desk's time zone: [reports] timezone, else the default calendar's, else UTC"),
         ),
-        sample={
-            **_NOTICE,
-            "ticket": {**_TICKET_SHORT, "status": "pending"},
-            "since": "Mon 23 Nov 2026",
-            "close_on": "Wed 2 Dec 2026",
-            "since_at": "2026-11-23T09:30:00+00:00",
-            "close_at": "2026-12-02T08:00:00+00:00",
-            "time_zone": "Europe/Berlin",
-        },
+        sample=build.pending_reminder(
+            _TICKET,
+            _SUPPORT,
+            since=datetime(2026, 11, 23, 9, 30, tzinfo=UTC),
+            close=datetime(2026, 12, 2, 8, 0, tzinfo=UTC),
+            zone=_ZONE,
+        ),
         variants=({"close_on": "", "close_at": "", "requester.name": ""},),
     ),
     "pending-resolved": TemplateContext(
         sent="to the requester when a ticket pending on them is resolved without a reply "
         "([tickets] pending_close_days); a reply reopens it",
         variables=(*_NOTICE_VARS, ("days", "after how many working days without a reply")),
-        sample={**_NOTICE, "days": 7},
+        sample=build.pending_resolved(_TICKET, _SUPPORT, days=7),
         variants=({"days": 1, "requester.name": ""},),
     ),
     "participants-added": TemplateContext(
@@ -380,12 +377,9 @@ CONTEXTS: dict[str, TemplateContext] = {
             ("added[].address", "their address"),
             ("by", "the address whose mail copied them"),
         ),
-        sample={
-            **_NOTICE,
-            "ticket": {**_TICKET_SHORT, "status": "open"},
-            "added": [{"name": "Carol Example", "address": "carol@example.com"}],
-            "by": "dave@example.com",
-        },
+        sample=build.participants_added(
+            _TICKET, _SUPPORT, added=[Address("Carol Example", "carol@example.com")], by="dave@example.com"
+        ),
         variants=(
             {
                 "added": [{"name": "", "address": "carol@example.com"}, {"name": "Eve", "address": "eve@example.com"}],
@@ -415,26 +409,16 @@ CONTEXTS: dict[str, TemplateContext] = {
             ("request", "the first lines of the request (the ticket's first message), at most 600 characters"),
             *_SUPPORT_VARS,
         ),
-        sample={
-            "kind": "breach",
-            "level": 2,
-            "target": "first response",
-            "due": "2026-12-02T09:30+00:00",
-            "due_utc": "2026-12-02 09:30 UTC",
-            "due_local": "Wed 2 Dec 2026 10:30 CET",
-            "time_zone": "Europe/Berlin",
-            "ticket": {
-                "reference": "MB-2026-000042",
-                "subject": "Printer on fire",
-                "status": "open",
-                "priority": "P1",
-                "queue": "it",
-                "assignee": "bob",
-                "requester": "alice@example.com",
-            },
-            "request": "The printer on floor 2 is smoking.\nPlease send someone.",
-            **_SUPPORT,
-        },
+        sample=build.sla_notice(
+            {**_TICKET, "priority": "P1"},
+            _SUPPORT,
+            kind="breach",
+            level=2,
+            target="first_response",
+            due=datetime(2026, 12, 2, 9, 30, tzinfo=UTC),
+            zone=_ZONE,
+            request="The printer on floor 2 is smoking.\nPlease send someone.",
+        ),
         variants=(
             {"kind": "reminder", "level": 1, "ticket.priority": None, "ticket.queue": None},
             {"kind": "escalation", "level": 3, "ticket.assignee": None, "request": ""},
@@ -455,10 +439,8 @@ CANNED = TemplateContext(
         *_SUPPORT_VARS,
     ),
     sample={
-        "ticket": {**_TICKET_SHORT, "status": "open"},
-        **_REQUESTER,
+        **build.requester_notice(_TICKET, "open", _SUPPORT),
         "agent": {"name": "Bob Agent", "id": "bob"},
-        **_SUPPORT,
     },
     variants=({"requester.name": ""},),
 )

@@ -5,7 +5,7 @@
              (N = [sla] auto_close_days; 0 = never), at most `limit` per call, oldest first
              -> sla/status.set_status -> "closed" (actor "system", reason "no reply for N days")
              -> templates/auto-closed.* to the requester (not to robot addresses, monitoring
-                alerts or addresses that bounced: outbound/requester.requester_block_reason;
+                alerts or addresses that bounced: outbound/notices.auto_closed's policy;
                 nor for imported history, resolved by `mailbridge import --status resolved`)
              -> event "auto_closed" {days, last_activity, message_id | notice_suppressed}
 
@@ -34,7 +34,7 @@ from sqlalchemy import Connection, func, select
 
 from mailbridge.clock import ensure_utc
 from mailbridge.config import Config
-from mailbridge.outbound import requester as requester_mail
+from mailbridge.outbound import notices
 from mailbridge.outbound.outbox import Outbox
 from mailbridge.people import People
 from mailbridge.sla import status as sla_status
@@ -118,22 +118,9 @@ def _close(
         data["notice_suppressed"] = "imported history: nobody is mailed about it"
         pending.events.append(lifecycle.event_row(ticket_id, now, "auto_closed", "system", data))
         return
-    blocked = requester_mail.requester_block_reason(conn, ticket)
-    if blocked is not None:
-        data["notice_suppressed"] = blocked
-        suppressed = {"reason": f"no auto-closed notice: {blocked}"}
-        pending.events.append(lifecycle.event_row(ticket_id, now, "auto_reply_suppressed", "system", suppressed))
+    sent = notices.auto_closed(conn, ticket, notices.Sending(config, outbox, refs, pending, now), days=days)
+    if sent.blocked is not None:
+        data["notice_suppressed"] = sent.blocked
     else:
-        data["message_id"] = requester_mail.queue_to_requester(
-            conn,
-            ticket,
-            "auto-closed",
-            config=config,
-            outbox=outbox,
-            refs=refs,
-            pending=pending,
-            now=now,
-            status="closed",
-            extra={"days": days, "reopen": config.tickets.reply_to_closed == "reopen"},
-        )
+        data["message_id"] = sent.message_id
     pending.events.append(lifecycle.event_row(ticket_id, now, "auto_closed", "system", data))

@@ -6,8 +6,9 @@
                 level 2 breach (assignee and team lead), then every repeat_every one step
                 up the chain (team lead, then manager) until someone acts
              -> sla_notices (clock, cycle, level) is the once-only key; outbox mail and
-                history events are written in the same transaction; a notice gives the
-                due time in the desk's zone and UTC, and the request's first lines
+                history events are written in the same transaction; the notice
+                (outbound/notices.sla_notice) gives the due time in the desk's zone and
+                UTC, and the request's first lines
 
 A clock is looked at only when its next_action_at has come, through an index on
 (state, next_action_at): the sweep's cost follows the number of due timers, not the
@@ -20,16 +21,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mailbridge.clock import ensure_utc
 from mailbridge.config import SLA_TARGETS, Config, SlaPolicySettings, parse_duration
-from mailbridge.outbound.notices import framing, queue_logged
+from mailbridge.outbound import notices
+from mailbridge.outbound.notice_contexts import local_time
 from mailbridge.outbound.outbox import Outbox
 from mailbridge.parsing.mime import Address
 from mailbridge.people import NoWorkingTime, People
@@ -52,12 +53,6 @@ _NOTICE_INSERT = {
 KINDS = {1: "reminder", 2: "breach"}
 # How much of the request a notice quotes: enough to know what it is about.
 REQUEST_LINES, REQUEST_CHARS = 8, 600
-
-
-def local_time(when: datetime, zone: ZoneInfo) -> str:
-    """``when`` in the desk's zone, as people read it: "Wed 2 Dec 2026 10:30 CET"."""
-    local = when.astimezone(zone)
-    return f"{local:%a} {local.day} {local:%b %Y %H:%M} {local.tzname()}"
 
 
 def request_excerpt(conn: Connection, ticket_id: int) -> str:
@@ -269,42 +264,18 @@ class Sweeper:
             bump(conn, metric_counts, {"mailbridge_sla_breaches": 1})
         else:
             report.escalations += 1
-        context = {
-            "kind": kind,
-            "level": level,
-            "target": clock.target.replace("_", " "),
-            "due": due.isoformat(timespec="minutes") if due else "",
-            "due_utc": f"{due.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if due else "",
-            "due_local": local_time(due, self._zone) if due else "",
-            "time_zone": self._zone.key,
-            "ticket": {
-                "reference": ticket.reference,
-                "subject": ticket.subject,
-                "status": ticket.status,
-                "priority": ticket.priority,
-                "queue": ticket.queue,
-                "assignee": ticket.assignee,
-                "requester": ticket.requester,
-            },
-            "request": request_excerpt(conn, int(ticket.id)),
-            **framing(self._config, self._refs, ticket.reference),
-        }
-        for rcpt in recipients:
-            queue_logged(
-                self._outbox,
-                pending,
-                log,
-                ("no SLA %s to %s for %s", kind, rcpt.address, ticket.reference),
-                ticket_id=int(ticket.id),
-                kind=f"sla-{kind}"[:32],
-                template="sla-notice",
-                context=context,
-                to=rcpt,
-                in_reply_to=None,
-                references=[],
-                now=now,
-                auto_submitted="auto-generated",
-            )
+        notices.sla_notice(
+            ticket,
+            recipients,
+            notices.Sending(self._config, self._outbox, self._refs, pending, now),
+            log=log,
+            kind=kind,
+            level=level,
+            target=clock.target,
+            due=due,
+            zone=self._zone,
+            request=request_excerpt(conn, int(ticket.id)),
+        )
 
     def _recipients(self, ticket: Any, level: int) -> list[Address]:
         """Level 1: the assignee (or the team); 2: and the team lead; 3+: and the manager."""

@@ -27,7 +27,7 @@ the resolution pending_close_days working days later. The explicit date's remind
 even with pending_remind_days = 0: an agent asked for it.
 
 No mail to robot addresses, monitoring alerts or addresses that bounced
-(outbound/requester.requester_block_reason, as for auto-close): the history says why. The ticket
+(outbound/notices' policy, as for auto-close): the history says why. The ticket
 is still resolved on time. After downtime, a ticket whose resolution is due gets only
 the resolution, not a late reminder before it (as the SLA sweep sends one step).
 """
@@ -44,7 +44,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from mailbridge.clock import ensure_utc
 from mailbridge.config import Config
-from mailbridge.outbound import requester as requester_mail
+from mailbridge.outbound import notices
 from mailbridge.outbound.outbox import Outbox
 from mailbridge.people import Calendar, NoWorkingTime, People
 from mailbridge.reports.period import report_zone
@@ -253,48 +253,13 @@ def _once(conn: Connection, row: Any, step: int, now: datetime) -> bool:
     return conn.execute(_NOTICE_INSERT[conn.dialect.name].values(**values)).first() is not None
 
 
-def _day(when: datetime | None, zone: Any) -> str:
-    """A date as people read it, in the desk's zone: "Wed 2 Dec 2026"."""
-    if when is None:
-        return ""
-    local = when.astimezone(zone)
-    return f"{local:%a} {local.day} {local:%b %Y}"
-
-
-def _mail(
-    conn: Connection,
-    row: Any,
-    template: str,
-    status: str,
-    now: datetime,
-    config: Config,
-    outbox: Outbox,
-    refs: ReferenceFormat,
-    pending: lifecycle.Pending,
-    data: dict[str, Any],
-    extra: dict[str, Any],
-) -> None:
-    """The notice to the requester, or in ``data`` why none went."""
-    ticket_id = int(row.ticket_id)
-    blocked = requester_mail.requester_block_reason(conn, row)
-    if blocked is not None:
-        data["notice_suppressed"] = blocked
-        suppressed = {"reason": f"no {template} notice: {blocked}"}
-        pending.events.append(lifecycle.event_row(ticket_id, now, "auto_reply_suppressed", "system", suppressed))
+def _record(sent: notices.Notice, row: Any, data: dict[str, Any]) -> None:
+    """In ``data``: where the notice to the requester went, or why none went."""
+    if sent.blocked is not None:
+        data["notice_suppressed"] = sent.blocked
         return
     data["to"] = str(row.requester)
-    data["message_id"] = requester_mail.queue_to_requester(
-        conn,
-        row,
-        template,
-        config=config,
-        outbox=outbox,
-        refs=refs,
-        pending=pending,
-        now=now,
-        status=status,
-        extra=extra,
-    )
+    data["message_id"] = sent.message_id
 
 
 def _remind(
@@ -314,15 +279,9 @@ def _remind(
     data: dict[str, Any] = {"cycle": int(row.cycle), "since": ensure_utc(row.since).isoformat()}
     if row.until is not None:
         data["until"] = row.until.isoformat()
-    extra = {
-        "since": _day(ensure_utc(row.since), zone),
-        "close_on": _day(close, zone),
-        # The same moments for the templates' localdate filter (the reader's language).
-        "since_at": ensure_utc(row.since).isoformat(),
-        "close_at": close.isoformat() if close is not None else "",
-        "time_zone": str(zone),
-    }
-    _mail(conn, row, "pending-reminder", "pending", now, config, outbox, refs, pending, data, extra)
+    via = notices.Sending(config, outbox, refs, pending, now)
+    sent = notices.pending_reminder(conn, row, via, since=ensure_utc(row.since), close=close, zone=zone)
+    _record(sent, row, data)
     pending.events.append(lifecycle.event_row(int(row.ticket_id), now, "pending_reminder", "system", data))
     report.reminded += 1
     report.notices.append({"ticket": row.reference, "subject": row.subject, "step": "reminder", **data})
@@ -353,8 +312,8 @@ def _resolve(
         data["until"] = row.until.isoformat()
     if not reminded:
         data["reminder"] = "not sent: the resolution was due as well"
-    extra = {"days": days}
-    _mail(conn, row, "pending-resolved", "resolved", now, config, outbox, refs, pending, data, extra)
+    sent = notices.pending_resolved(conn, row, notices.Sending(config, outbox, refs, pending, now), days=days)
+    _record(sent, row, data)
     pending.events.append(lifecycle.event_row(ticket_id, now, "pending_resolved", "system", data))
     report.resolved += 1
     report.notices.append({"ticket": row.reference, "subject": row.subject, "step": "resolved", **data})

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, select, update
 
 from mailbridge.config import Config
-from mailbridge.outbound.notices import framing, outgoing_facts, queue_logged
+from mailbridge.outbound import notices
 from mailbridge.outbound.outbox import Outbox
 from mailbridge.parsing.extractors import Extraction
 from mailbridge.parsing.mime import Address, ParsedMail
@@ -175,40 +175,15 @@ class RuleDecisions:
         """`notify`: a short mail about this message to agents, a team or an address."""
         addresses = self._notify_addresses(decision)
         row = conn.execute(TICKET_STATE, {"s_ticket": ticket_id}).one()
-        sender = mail.from_ if mail.from_ else Address("", "")
-        context = {
-            "ticket": {
-                "reference": row.reference,
-                "subject": self._refs.without_tags(mail.subject) or "(no subject)",
-                "status": row.status,
-                "requester": row.requester,
-                "priority": row.priority,
-                "queue": row.queue,
-            },
-            "requester": {"name": sender.name, "address": sender.address},
-            "text": (reply_text or mail.text)[:4000],
-            "rule": decision.set_by.get("notify", ", ".join(decision.fired)),
-            **framing(self._config, self._refs, row.reference),
-        }
-        facts = outgoing_facts(conn, self._outbox, ticket_id)  # the same for every recipient
-        for address, name in addresses.items():
-            message_id = queue_logged(
-                self._outbox,
-                pending,
-                log,
-                ("no notification to %s for %s", address, row.reference),
-                ticket_id=ticket_id,
-                kind="notification",
-                template="notification",
-                context=context,
-                to=Address(name, address),
-                in_reply_to=None,
-                references=[],
-                now=now,
-                auto_submitted="auto-generated",
-                ticket=facts,
-            )
-            if message_id is None:
-                continue
-            data = {"to": address, "message_id": message_id, "rule": context["rule"]}
-            pending.events.append(lifecycle.event_row(ticket_id, now, "notified", "system", data))
+        notices.rule_notification(
+            conn,
+            ticket_id,
+            row,
+            [Address(name, address) for address, name in addresses.items()],
+            notices.Sending(self._config, self._outbox, self._refs, pending, now),
+            log=log,
+            subject=mail.subject,
+            sender=mail.from_ if mail.from_ else Address("", ""),
+            text=reply_text or mail.text,
+            rule=decision.set_by.get("notify", ", ".join(decision.fired)),
+        )

@@ -1,7 +1,7 @@
-"""The satisfaction survey's answers (the survey itself is sent by outbound/requester.py).
+"""The satisfaction survey's answers (the survey itself is sent by outbound/notices/requester.py).
 
     desk.resolved_notice (a ticket became resolved)
-        -> outbound/requester.queue_survey: templates/survey.* with a reply token of
+        -> outbound/notices.survey: templates/survey.* with a reply token of
            purpose "survey"; event "survey_sent"
     worker/followup.py: correlate found a token of purpose "survey"
         -> [record_answer] parse_score(the reply's new text)

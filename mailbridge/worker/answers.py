@@ -5,8 +5,11 @@ and the template a rule responds with (to a new ticket or a follow-up).
     followup.join_ticket      → [respond_to_follow_up]   (a rule says respond = ...)
         both → [_send_response] → outbound/outbox.queue (+ knowledge articles)
 
-An answer never goes to an automated sender (RFC 3834), an undeliverable address, or
-into a flood; why one did not go out is in the ticket's history.
+An answer never goes to an automated sender (RFC 3834), into a flood, or twice in the
+flood window (these checks read the mail: they are the worker's), nor to an undeliverable
+address (outbound/notices.blocked, the policy every automatic mail goes through); why one
+did not go out is in the ticket's history. The answer's context is outbound/notices'
+(queue_answer).
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 
 from mailbridge import knowledge
-from mailbridge.outbound.notices import Answer, queue_answer
+from mailbridge.outbound.notices import Addressed, Answer, blocked, queue_answer
 from mailbridge.parsing.mime import Address
-from mailbridge.store.tables import outbox, undeliverable
+from mailbridge.store.tables import outbox
 from mailbridge.tickets import lifecycle
 from mailbridge.tickets.floods import FloodVerdict
 from mailbridge.worker.context import Context
@@ -28,17 +31,9 @@ from mailbridge.worker.message import Step
 
 log = logging.getLogger(__name__)
 
-# Before an acknowledgement: whether the address bounced permanently (the flood limits
-# are tickets/floods.py's).
-_BOUNCED = select(undeliverable.c.address).where(undeliverable.c.address == bindparam("s_requester")).limit(1)
-# Before a rule's response to a follow-up: is the requester undeliverable, and did this
-# template already go to this ticket within the flood window (one answer, not a loop)?
+# Before a rule's response to a follow-up: did this template already go to this ticket
+# within the flood window (one answer, not a loop)?
 RESPONSE_CHECKS = select(
-    select(func.count())
-    .select_from(undeliverable)
-    .where(undeliverable.c.address == bindparam("s_requester"))
-    .scalar_subquery()
-    .label("bounced"),
     select(func.count())
     .select_from(outbox)
     .where(
@@ -70,8 +65,8 @@ def _why_no_acknowledgement(ctx: Context, step: Step, requester: Address, flood:
         reason = flood.reason
     if reason is None:
         reason = ctx.floods.breaker(step.conn, msg.now, step.pending).reason
-    if reason is None and step.conn.execute(_BOUNCED, {"s_requester": requester.address.lower()}).first():
-        reason = f"{requester.address} is undeliverable (an earlier mail to it bounced permanently)"
+    if reason is None:
+        reason = blocked(step.conn, "acknowledgement", Addressed(requester.address.lower()))
     return reason
 
 
@@ -185,19 +180,14 @@ def _why_no_response(ctx: Context, step: Step, ticket_id: int, row: Any) -> str 
     if reason is None and (msg.analysis.mail.from_ is None or msg.sender != str(row.requester).lower()):
         reason = f"rule {rule} responds only to the ticket's requester, and this mail is from {msg.sender or '?'}"
     if reason is None:
+        reason = blocked(step.conn, "response", Addressed(msg.sender))
+    if reason is None:
         window = ctx.config.autoreply.flood_window_minutes
         checks = step.conn.execute(
             RESPONSE_CHECKS,
-            {
-                "s_requester": msg.sender,
-                "s_ticket": ticket_id,
-                "s_kind": f"response:{template}"[:32],
-                "s_since": now - timedelta(minutes=window),
-            },
+            {"s_ticket": ticket_id, "s_kind": f"response:{template}"[:32], "s_since": now - timedelta(minutes=window)},
         ).one()
-        if checks.bounced:
-            reason = f"{msg.sender} is undeliverable (an earlier mail to it bounced permanently)"
-        elif checks.recent:
+        if checks.recent:
             reason = f"rule {rule}: {template} already went to this ticket in the last {window} minutes"
     return reason
 

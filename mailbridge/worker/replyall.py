@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, select
 
-from mailbridge.outbound import requester as requester_mail
+from mailbridge.outbound import notices
 from mailbridge.parsing.mime import Address
 from mailbridge.store.tables import participants as participants_table
 from mailbridge.tickets import lifecycle, participants
@@ -84,24 +84,5 @@ def _tell_requester_added(ctx: Context, step: Step, ticket_id: int, added: list[
     """templates/participants-added.* to the requester, unless nobody reads it there."""
     conn, msg, pending = step.conn, step.msg, step.pending
     ticket = ctx.desk.ticket(conn, ticket_id)
-    reason = requester_mail.requester_block_reason(conn, ticket)
-    if reason is not None:
-        data: dict[str, Any] = {"reason": f"no participants-added notice: {reason}"}
-        pending.events.append(lifecycle.event_row(ticket_id, msg.now, "auto_reply_suppressed", "system", data))
-        return
-    people = [{"name": p.name, "address": p.address} for p in added]
-    message_id = requester_mail.queue_to_requester(
-        conn,
-        ticket,
-        "participants-added",
-        config=ctx.config,
-        outbox=ctx.outbox,
-        refs=ctx.refs,
-        pending=pending,
-        now=msg.now,
-        status=str(ticket.status),
-        extra={"added": people, "by": msg.sender},
-    )
-    if message_id is not None:
-        data = {"to": str(ticket.requester), "message_id": message_id, "added": [p.address for p in added]}
-        pending.events.append(lifecycle.event_row(ticket_id, msg.now, "participants_added_notice", "system", data))
+    via = notices.Sending(ctx.config, ctx.outbox, ctx.refs, pending, msg.now)
+    notices.participants_added(conn, ticket, via, added=added, by=msg.sender)
