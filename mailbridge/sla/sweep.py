@@ -265,6 +265,7 @@ class Sweeper:
         else:
             report.escalations += 1
         notices.sla_notice(
+            conn,
             ticket,
             recipients,
             notices.Sending(self._config, self._outbox, self._refs, pending, now),

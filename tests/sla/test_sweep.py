@@ -6,6 +6,7 @@ downtime sends one step, not a storm."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +25,7 @@ from mailbridge.store import migrate
 from mailbridge.store.db import write_tx
 from mailbridge.store.tables import events, outbox, sla_clocks, sla_notices, tickets
 from mailbridge.tickets import lifecycle
-from tests.support import write_config
+from tests.support import RULES, write_config
 from tests.written import written
 
 SLA = """
@@ -304,3 +305,40 @@ def test_a_clock_that_cannot_be_computed_does_not_hold_up_the_others(app):
     assert {e for e, _ in _events(app, fine)} >= {"sla_breached"}
     assert not [e for e, _ in _events(app, broken) if e == "sla_breached"]
     assert _sweep(app, MONDAY + timedelta(hours=2, minutes=1)).looked == 0, "the broken one waits, not every sweep"
+
+
+HOLD_CRITICAL_SLA = """
+[[outgoing]]
+id = "critical-sla-notices"
+description = "A supervisor sees SLA notices about critical tickets first"
+when.all = [
+  { field = "template", equals = "sla-notice" },
+  { field = "ticket.priority", equals = "critical" },
+]
+then.hold = "critical ticket"
+"""
+
+
+def test_outgoing_rules_see_the_ticket_of_an_sla_notice(db_url: str, tmp_path: Path) -> None:
+    """An SLA notice is checked by [[outgoing]] rules with the ticket's fields, like
+    every other notice (outbound/notices/agents.sla_notice reads them)."""
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES, rules)
+    (rules / "hold.local.toml").write_text(HOLD_CRITICAL_SLA)
+    config = load_config(write_config(tmp_path / "site", db_url=db_url, extra=SLA, rules=rules))
+    held_app = App(config, clock=lambda: MONDAY)
+    migrate.upgrade(held_app.store)
+    try:
+        critical = _ticket(held_app, priority="critical")
+        normal = _ticket(held_app, priority="normal")
+        _sweep(held_app, MONDAY + timedelta(hours=4))  # both breached: critical (1h) and normal (4h)
+        with held_app.store.main.connect() as conn:
+            query = select(outbox.c.ticket_id, outbox.c.state, outbox.c.hold_reason).where(outbox.c.kind.like("sla-%"))
+            rows = conn.execute(query).all()
+        assert {r.ticket_id for r in rows} == {critical, normal}
+        assert {(r.state, r.hold_reason) for r in rows if r.ticket_id == critical} == {
+            ("held", "rule critical-sla-notices: critical ticket")
+        }
+        assert {r.state for r in rows if r.ticket_id == normal} == {"queued"}
+    finally:
+        held_app.close()

@@ -121,6 +121,7 @@ def agent_mail(
 
 
 def sla_notice(
+    conn: Connection,
     ticket: Any,
     recipients: Iterable[Address],
     via: Sending,
@@ -134,7 +135,8 @@ def sla_notice(
     request: str,
 ) -> None:
     """templates/sla-notice.* to each recipient: ``kind`` (reminder | breach |
-    escalation) of the SLA ``target``. Outgoing rules see no ticket facts for it."""
+    escalation) of the SLA ``target``. Outgoing rules see the ticket's facts, as for
+    every other notice."""
     context = build.sla_notice(
         ticket._mapping,
         framing(via.config, via.refs, ticket.reference),
@@ -145,6 +147,7 @@ def sla_notice(
         zone=zone,
         request=request,
     )
+    facts = outgoing_facts(conn, via.outbox, int(ticket.id))  # the same for every recipient
     for rcpt in recipients:
         queue_logged(
             via.outbox,
@@ -152,6 +155,7 @@ def sla_notice(
             log,
             ("no SLA %s to %s for %s", kind, rcpt.address, ticket.reference),
             ticket_id=int(ticket.id),
+            ticket=facts,
             kind=f"sla-{kind}"[:32],
             template="sla-notice",
             context=context,
