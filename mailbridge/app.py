@@ -67,11 +67,15 @@ class App:
     @cached_property
     def store(self) -> Store:
         store = Store(self.config.database_url, busy_seconds=self.config.database.busy_timeout_seconds)
-        if self.config.webhooks:
-            from mailbridge.webhooks.registry import register
+        enabled = tuple(w for w in self.config.webhooks if w.enabled)
+        if enabled:
+            from functools import partial
+
+            from mailbridge.store.pending import listen
+            from mailbridge.webhooks.enqueue import on_events
 
             # Every event written through this engine also queues its webhook deliveries.
-            register(store.main, self.config.webhooks)
+            listen(store.main, partial(on_events, enabled))
         return store
 
     @cached_property

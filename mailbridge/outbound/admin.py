@@ -8,13 +8,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 
 from mailbridge.clock import ensure_utc
 from mailbridge.errors import NotFound
 from mailbridge.store.db import Store, read_tx, write_tx
-from mailbridge.store.tables import events, outbox, tickets
-from mailbridge.webhooks.enqueue import on_events
+from mailbridge.store.pending import event_row, write_events
+from mailbridge.store.tables import outbox, tickets
 
 
 def list_outbox(store: Store, state: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
@@ -84,7 +84,6 @@ def decide_held(store: Store, outbox_id: int, *, approve: bool, by: str, reason:
             if reason:
                 data["reason"] = reason
             kind = "outgoing_approved" if approve else "outgoing_rejected"
-            event = {"ticket_id": row.ticket_id, "at": now, "type": kind, "actor": by, "data": data}
-            conn.execute(insert(events).values(**event))
-            on_events(conn, [event])  # the webhooks' hook, like every event insert (webhooks/enqueue.py)
+            # (written with its webhook deliveries, like every event: store/pending.py)
+            write_events(conn, [event_row(row.ticket_id, now, kind, by, data)])
     return new_state

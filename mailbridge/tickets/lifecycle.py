@@ -10,28 +10,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from mailbridge.parsing.mime import Address, ParsedMail
 from mailbridge.store.db import inserted_id
-from mailbridge.store.tables import (
-    attachments,
-    counters,
-    events,
-    messages,
-    outbox,
-    participants,
-    reply_tokens,
-    thread_index,
-    tickets,
-)
-from mailbridge.tickets.refs import ReferenceFormat, next_sequence
-from mailbridge.webhooks.enqueue import on_events as _webhook_hook
+from mailbridge.store.pending import Pending, event_row, insert_thread_rows, write_events
+from mailbridge.store.tables import attachments, messages, participants, tickets
+from mailbridge.tickets.refs import ReferenceFormat
 
 if TYPE_CHECKING:  # only a type here: importing it would load the parsers
     from mailbridge.parsing.analysis import Analysis
@@ -56,9 +44,6 @@ class TransitionError(ValueError):
 
 # Statements are built once: building one per call costs more than running it (~0.2 ms
 # against ~0.07 ms on SQLite), and this module is on the worker's hot path.
-_INSERT_EVENT = insert(events)
-_INSERT_TOKEN = insert(reply_tokens)
-_INSERT_OUTBOX = insert(outbox)
 _INSERT_TICKET = insert(tickets)
 _INSERT_PARTICIPANT = insert(participants)
 _INSERT_MESSAGE = insert(messages)
@@ -67,59 +52,6 @@ _EXISTING_PARTICIPANTS = select(participants.c.address).where(
     participants.c.ticket_id == bindparam("p_ticket"),
     participants.c.address.in_(bindparam("p_addresses", expanding=True)),
 )
-_TOUCH = update(tickets).where(tickets.c.id == bindparam("t_id")).values(updated_at=bindparam("t_now"))
-_SET_COUNTER = update(counters).where(counters.c.name == bindparam("c_name")).values(value=bindparam("c_value"))
-_THREAD_INSERT = {
-    "sqlite": sqlite.insert(thread_index).on_conflict_do_nothing(),
-    "postgresql": postgresql.insert(thread_index).on_conflict_do_nothing(),
-}
-
-
-@dataclass
-class Pending:
-    """Rows no later message of the same batch needs to read (events, reply tokens,
-    outgoing mail and its Message-ID): collected while a batch is applied and written
-    with one multi-row INSERT per table before it commits."""
-
-    events: list[dict[str, Any]] = field(default_factory=list)
-    tokens: list[dict[str, Any]] = field(default_factory=list)
-    outbox: list[dict[str, Any]] = field(default_factory=list)
-    thread: list[dict[str, Any]] = field(default_factory=list)
-    touched: dict[int, datetime] = field(default_factory=dict)  # ticket id -> updated_at
-    # The ticket counter as this batch left it (see next_reference); written at flush.
-    sequence: int | None = None
-    sequence_dirty: bool = False
-
-    def next_sequence(self, conn: Connection) -> int:
-        """The next ticket number. The first call in a batch increments the counter in
-        the database (which also locks its row until COMMIT); later ones count on in
-        memory and flush writes the final value: one statement per batch instead of one
-        per ticket. Safe because the apply step is serialised (see pipeline)."""
-        if self.sequence is None:
-            self.sequence = next_sequence(conn)
-        else:
-            self.sequence += 1
-            self.sequence_dirty = True
-        return self.sequence
-
-    def event(self, ticket_id: int, at: datetime, type_: str, actor: str, data: Mapping[str, Any]) -> None:
-        """One history event, among the batch's other events (in their order)."""
-        self.events.append(event_row(ticket_id, at, type_, actor, data))
-
-    def flush(self, conn: Connection) -> None:
-        for stmt, rows in ((_INSERT_EVENT, self.events), (_INSERT_TOKEN, self.tokens), (_INSERT_OUTBOX, self.outbox)):
-            if rows:
-                conn.execute(stmt, rows)
-        if self.events:
-            _webhook_hook(conn, self.events)  # their deliveries, in this transaction (webhooks/)
-        if self.thread:
-            conn.execute(_THREAD_INSERT[conn.dialect.name], self.thread)
-        if self.touched:
-            conn.execute(_TOUCH, [{"t_id": ticket, "t_now": at} for ticket, at in self.touched.items()])
-        if self.sequence_dirty:
-            conn.execute(_SET_COUNTER, {"c_name": "ticket", "c_value": self.sequence})
-        self.events, self.tokens, self.outbox, self.thread = [], [], [], []
-        self.touched, self.sequence_dirty = {}, False
 
 
 def domain_of(address: str) -> str | None:
@@ -128,24 +60,14 @@ def domain_of(address: str) -> str | None:
     return domain if at and domain else None
 
 
-def event_row(
-    ticket_id: int, at: datetime, type_: str, actor: str, data: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    return {"ticket_id": ticket_id, "at": at, "type": type_, "actor": actor, "data": dict(data or {})}
-
-
 def add_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        conn.execute(_INSERT_EVENT, rows)
-        _webhook_hook(conn, rows)
+    write_events(conn, rows)
 
 
 def add_event(
     conn: Connection, ticket_id: int, at: datetime, type_: str, actor: str, data: Mapping[str, Any] | None = None
 ) -> None:
-    row = event_row(ticket_id, at, type_, actor, data)
-    conn.execute(_INSERT_EVENT, row)
-    _webhook_hook(conn, [row])
+    write_events(conn, [event_row(ticket_id, at, type_, actor, data)])
 
 
 def create_ticket(
@@ -237,15 +159,12 @@ def index_message_ids(conn: Connection, ticket_id: int, own: str | None, refs: I
         if ref and ref[:998] not in seen:
             seen.add(ref[:998])
             rows.append({"msgid": ref[:998], "ticket_id": ticket_id, "kind": "ref"})
-    if not rows:
-        return
-    conn.execute(_THREAD_INSERT[conn.dialect.name], rows)
+    add_thread_rows(conn, rows)
 
 
 def add_thread_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """thread_index rows (msgid, ticket_id, kind); ones already there are skipped."""
-    if rows:
-        conn.execute(_THREAD_INSERT[conn.dialect.name], rows)
+    insert_thread_rows(conn, rows)
 
 
 def add_analysed_message(

@@ -1,18 +1,14 @@
 """Ticket references (`MB-2026-000042`) and the subject tag that carries them.
 
 The format comes from `[tickets] reference`; the sequence is global and never reset
-(a counter row incremented in the ticket's own transaction, so no gaps from rollbacks
-and no duplicates across processes).
+(a counter row incremented in the ticket's own transaction, store/pending.next_sequence:
+no gaps from rollbacks and no duplicates across processes).
 """
 
 from __future__ import annotations
 
 import re
 from datetime import datetime
-
-from sqlalchemy import Connection, bindparam, insert, update
-
-from mailbridge.store.tables import counters
 
 _FIELD = re.compile(r"{(\w+)(?::[^}]*)?}")
 
@@ -52,20 +48,3 @@ class ReferenceFormat:
             pos = match.end()
         out.append(re.escape(self.template[pos:]))
         return "".join(out)
-
-
-_INCREMENT = (
-    update(counters)
-    .where(counters.c.name == bindparam("c_name"))
-    .values(value=counters.c.value + 1)
-    .returning(counters.c.value)
-)
-
-
-def next_sequence(conn: Connection, name: str = "ticket") -> int:
-    """Increment and return a named counter inside the caller's transaction."""
-    updated = conn.execute(_INCREMENT, {"c_name": name}).scalar()
-    if updated is not None:
-        return int(updated)
-    conn.execute(insert(counters).values(name=name, value=1))
-    return 1

@@ -9,6 +9,7 @@ messages), [[webhooks]] in config.toml, docs/webhooks.md and docs/chat.md.
         backoff | failed; a circuit breaker per endpoint
     cli/webhooks.py, web/metrics.py, web/dashboard.py --> state.py (read, re-queue)
 
-The hook finds the configured webhooks through registry.py, keyed by the database
-engine the App built (no process-global a test could leak into another).
+The hook is the database engine's event listener (store/pending.listen), registered by
+the App with the enabled webhooks when it builds its Store: keyed by that engine, so no
+process-global a test could leak into another.
 """

@@ -1,10 +1,11 @@
 """The event hook: webhook_deliveries rows written in the transaction that records the
 events (the outbox pattern: an event is delivered if and only if it happened).
 
-Called by tickets/lifecycle.py wherever event rows are inserted (add_event, add_events,
-Pending.flush) and by outbound/admin.py. With no webhook configured this is one
-dictionary lookup; with webhooks, events no webhook asks for cost nothing more, and the
-rest cost one SELECT of their tickets and one multi-row INSERT.
+app.py registers ``on_events`` with the enabled webhooks as the event listener of the
+database engine (store/pending.listen), and store/pending.py calls it wherever event rows
+are inserted (Pending.flush, write_events). With no webhook configured nothing is
+registered and nothing is called; with webhooks, events no webhook asks for cost nothing
+more, and the rest cost one SELECT of their tickets and one multi-row INSERT.
 
 The filter (queue, priority, tags) and the frozen ticket snapshot use the ticket as it
 is in this transaction when its events are written (for a worker's batch: after the
@@ -14,16 +15,18 @@ batch's changes to it).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, insert, select
 
 from mailbridge.store.tables import tickets, webhook_deliveries
 from mailbridge.webhooks import payload
 from mailbridge.webhooks.events import webhook_events
-from mailbridge.webhooks.registry import webhooks_for
+
+if TYPE_CHECKING:
+    from mailbridge.config import WebhookSettings
 
 _INSERT = insert(webhook_deliveries)
 _TICKETS = select(
@@ -52,11 +55,9 @@ def wanted(webhook: Any, event: str, ticket: Mapping[str, Any]) -> bool:
     return not webhook.tags or any(tag in webhook.tags for tag in ticket["tags"])
 
 
-def on_events(conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
-    """Queue the deliveries the event ``rows`` (lifecycle.event_row dicts) call for."""
-    hooks = webhooks_for(conn)
-    if not hooks:
-        return
+def on_events(hooks: Sequence[WebhookSettings], conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Queue the deliveries the event ``rows`` (store/pending.event_row dicts) call for
+    among the enabled webhooks ``hooks``."""
     asked = {name for hook in hooks for name in hook.events}
     mapped = []
     for row in rows:
