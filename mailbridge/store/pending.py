@@ -125,7 +125,9 @@ class Pending:
             self.sequence_dirty = True
         return self.sequence
 
-    def event(self, ticket_id: int, at: datetime, type_: str, actor: str, data: Mapping[str, Any]) -> None:
+    def event(
+        self, ticket_id: int, at: datetime, type_: str, actor: str, data: Mapping[str, Any] | None = None
+    ) -> None:
         """One history event, among the transaction's other events (in their order)."""
         self.events.append(event_row(ticket_id, at, type_, actor, data))
 

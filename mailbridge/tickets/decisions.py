@@ -6,21 +6,22 @@
       → both:        [RuleDecisions.record]  which rules fired (history), `notify`, `watchers`
 
 The rules only decide (rules/ is pure); this module is where a decision touches the
-ticket's row, its history and the outbox, in the caller's transaction. It never
+ticket's row and its history, in the caller's transaction; a `notify` goes out through
+the notifier the worker hands in (outbound/notices.rule_notification). It never
 commits and never starts SLA clocks: the worker above tells sla/status.py.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
 
 from mailbridge.config import Config
-from mailbridge.outbound import notices
-from mailbridge.outbound.outbox import Outbox
 from mailbridge.parsing.extractors import Extraction
 from mailbridge.parsing.mime import Address, ParsedMail
 from mailbridge.people import People
@@ -28,7 +29,6 @@ from mailbridge.routing import Router
 from mailbridge.rules import Decision
 from mailbridge.store.tables import tickets
 from mailbridge.tickets import incidents, lifecycle
-from mailbridge.tickets.refs import ReferenceFormat
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +53,33 @@ TICKET_STATE = select(
 _CLASSIFICATION = ("type", "category", "impact", "urgency", "priority", "severity")
 
 
+@dataclass(frozen=True)
+class RuleNotice:
+    """What a rule's `notify` tells its recipients about a mail on a ticket."""
+
+    ticket_id: int
+    ticket: Any  # the ticket's TICKET_STATE row
+    recipients: list[Address]
+    subject: str  # the mail's
+    sender: Address  # who wrote the mail
+    text: str  # what they wrote
+    rule: str  # the rule(s) that asked for it
+
+
+# Queues a RuleNotice's mail (outbound/notices.rule_notification, handed in by the
+# worker, which builds this class): tickets/ decides whom, outbound/ writes the mail, and
+# tickets/ never imports outbound/ (outbound/ builds on tickets/).
+RuleNotifier = Callable[[Connection, RuleNotice, lifecycle.Pending, datetime], None]
+
+
 class RuleDecisions:
     """Applies a Decision to a new ticket or the ticket a follow-up joins."""
 
-    def __init__(self, config: Config, people: People, router: Router | None, outbox: Outbox, refs: ReferenceFormat):
+    def __init__(self, config: Config, people: People, router: Router | None, notifier: RuleNotifier):
         self._config = config
         self._people = people
         self._router = router
-        self._outbox = outbox
-        self._refs = refs
+        self._notifier = notifier
 
     def columns(
         self, conn: Connection, extraction: Extraction | None, decision: Decision | None, now: datetime
@@ -174,16 +192,13 @@ class RuleDecisions:
     ) -> None:
         """`notify`: a short mail about this message to agents, a team or an address."""
         addresses = self._notify_addresses(decision)
-        row = conn.execute(TICKET_STATE, {"s_ticket": ticket_id}).one()
-        notices.rule_notification(
-            conn,
-            ticket_id,
-            row,
-            [Address(name, address) for address, name in addresses.items()],
-            notices.Sending(self._config, self._outbox, self._refs, pending, now),
-            log=log,
+        notice = RuleNotice(
+            ticket_id=ticket_id,
+            ticket=conn.execute(TICKET_STATE, {"s_ticket": ticket_id}).one(),
+            recipients=[Address(name, address) for address, name in addresses.items()],
             subject=mail.subject,
             sender=mail.from_ if mail.from_ else Address("", ""),
             text=reply_text or mail.text,
             rule=decision.set_by.get("notify", ", ".join(decision.fired)),
         )
+        self._notifier(conn, notice, pending, now)

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Connection
 
 from mailbridge.agents.auth import AuthVerdict, own_mail
 from mailbridge.agents.desk import AgentDesk, raw_header_values
 from mailbridge.config import Config
+from mailbridge.outbound import notices
 from mailbridge.outbound.outbox import Outbox
 from mailbridge.parsing.mime import Address
 from mailbridge.parsing.requester import RequesterPolicy, requester_of
@@ -23,12 +27,35 @@ from mailbridge.parsing.robots import auto_reply_block_reason
 from mailbridge.people import People
 from mailbridge.routing import Router
 from mailbridge.rules import RuleSet
+from mailbridge.store.pending import Pending
+from mailbridge.tickets import decisions
 from mailbridge.tickets.correlate import Correlator
-from mailbridge.tickets.decisions import RuleDecisions
+from mailbridge.tickets.decisions import RuleDecisions, RuleNotice, RuleNotifier
 from mailbridge.tickets.floods import FloodGuard
 from mailbridge.tickets.refs import ReferenceFormat
 from mailbridge.tickets.senderflood import SenderFloods
 from mailbridge.worker.message import Inbound
+
+
+def rule_notifier(config: Config, outbox: Outbox, refs: ReferenceFormat) -> RuleNotifier:
+    """How a rule's `notify` goes out: outbound/notices.rule_notification, logged under
+    tickets/decisions' name (where the rules' effects are logged)."""
+
+    def send(conn: Connection, notice: RuleNotice, pending: Pending, now: datetime) -> None:
+        notices.rule_notification(
+            conn,
+            notice.ticket_id,
+            notice.ticket,
+            notice.recipients,
+            notices.Sending(config, outbox, refs, pending, now),
+            log=decisions.log,
+            subject=notice.subject,
+            sender=notice.sender,
+            text=notice.text,
+            rule=notice.rule,
+        )
+
+    return send
 
 
 @dataclass
@@ -69,7 +96,7 @@ class Context:
             router=router,
             refs=refs,
             desk=AgentDesk(config, people, outbox, refs),
-            decisions=RuleDecisions(config, people, router, outbox, refs),
+            decisions=RuleDecisions(config, people, router, rule_notifier(config, outbox, refs)),
             requester_policy=policy,
             floods=FloodGuard(config.autoreply, own_domains),
             sender_floods=SenderFloods(config.autoreply.flood_window_minutes),
