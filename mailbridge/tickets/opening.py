@@ -1,7 +1,7 @@
 """What a new ticket is opened with, and what opening it gave.
 
-    worker/newticket.py (a customer's mail)  ─┐
-    agents/fwd_ticket.py (#fwd, for a customer) ─┴─► NewTicket ─► worker/opening.open_ticket ─► Opened
+    worker/newticket.py (a customer's mail)      ─┐
+    agents/fwd_ticket.py (#fwd, for a customer)  ─┴─► NewTicket → worker/opening.open_ticket → Opened
 
 Both ways of opening a ticket describe it here and hand it to the one function that
 opens it (worker/opening.py); where they differ, the difference is a field below. The
@@ -67,7 +67,7 @@ class NewTicket:
     flood_check: bool = False  # is it part of a flood (tickets/floods.py)? (an agent's choice is not)
     sender_flood_may_start: bool = False  # a flood of its sender starts one (not for a known incident)
     untracked: str | None = None  # why no SLA clocks ("not_tracked"); None: clocks start
-    # What the opener does to the ticket before the requester hears of it (#fwd: the
+    # What the caller does to the ticket before the requester hears of it (#fwd: the
     # agent's other commands, the assignment).
     before_acknowledgement: Callable[[Opened], None] | None = None
     # A failed acknowledgement's reason in the history, not only in the log.

@@ -5,14 +5,19 @@
 open_ticket: tickets/lifecycle.create_ticket → first message → participants_not_added,
     "received", "created" → the rules (tickets/decisions.py) → imported history stops
     here → flood verdict (tickets/floods.py) → SLA clocks (sla/sweep.start_clocks) or
-    "not_tracked" → what the opener does first (#fwd: the agent's commands)
-    → acknowledgement (outbound/notices.queue_answer) or "auto_reply_suppressed"
+    "not_tracked" → the caller's work before the requester hears (#fwd: the agent's
+    commands, the assignment) → acknowledgement (outbound/notices.queue_answer) or
+    "auto_reply_suppressed"
 
 The ticket is described by a tickets/opening.NewTicket; where a customer's mail and a
 #fwd open it differently (who the events name, the first message, whether floods are
-looked for, why no acknowledgement goes out), that is a field of the description. The
-agents' desk sits beside the worker and may not import it, so the worker hands the desk
-this function bound to its context (``opener``), as it hands it the routing rules.
+looked for, why no acknowledgement goes out), that is a field of the description.
+
+Why here: opening needs the SLA clocks (sla/) and the worker's context (flood limits,
+outbox, settings), which tickets/ may not import; the description lives in tickets/ so
+that the agents' desk can build one too. The desk sits beside the worker and may not
+import it, so the worker hands it this function bound to its context (``opener``) with
+the mail, as it hands it the routing rules.
 """
 
 from __future__ import annotations
