@@ -2,13 +2,15 @@
 
     pipeline: correlate -> the sender is an agent
         -> [AgentDesk.agent_mail]  token bound to this agent? authenticated (auth.py)?
+              (answers how it took the mail: a ``Taken``, for the pipeline's outcome)
               no  -> kept as an unauthenticated internal note; the agent is told why
               yes -> commands.parse_commands -> commands_check -> canned.py (#reply NAME)
                      -> commands_run (changes.py / lifecycle) -> the rest relayed to the
                      requester as the public answer (relay.py: what was sent is what
                      the history shows), or kept as an internal note (#note; #ack,
                      #take, #assign, #unassign without #reply)
-        -> [AgentDesk.forward]     "#fwd": a ticket on a customer's behalf (fwd_ticket.py)
+        -> [AgentDesk.forward]     "#fwd": a ticket on a customer's behalf (fwd_ticket.py),
+              opened with the pipeline's opener (worker/opening.open_ticket)
     pipeline: ticket assigned / requester replied / reopened -> [AgentDesk.notify]
               (agent_notices.py), [AgentDesk.reopened_notice] (requester_notices.py)
     pipeline, commands, CLI, JSON API: status resolved -> [AgentDesk.resolved_notice]
@@ -35,6 +37,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from email.parser import BytesHeaderParser
 from email.policy import compat32
+from enum import Enum, auto
 from typing import Any
 
 from sqlalchemy import Connection
@@ -54,7 +57,7 @@ from mailbridge.agents.commands import (
 from mailbridge.agents.commands_check import CommandChecks, answered_ticket
 from mailbridge.agents.commands_run import CommandRunner
 from mailbridge.agents.desk_base import TICKET, AgentMail, AgentTurn, DeskBase, lower_first, store
-from mailbridge.agents.fwd_ticket import ForwardedTickets, ForwardRoute, wants_forward
+from mailbridge.agents.fwd_ticket import ForwardedTickets, ForwardRoute, Unopened, wants_forward
 from mailbridge.agents.relay import Relay
 from mailbridge.agents.requester_notices import RequesterNotices
 from mailbridge.config import Config
@@ -64,9 +67,19 @@ from mailbridge.people import Agent, People
 from mailbridge.store.tables import tickets
 from mailbridge.tickets import lifecycle
 from mailbridge.tickets.correlate import Correlation
+from mailbridge.tickets.opening import Opened, Opener
 from mailbridge.tickets.refs import ReferenceFormat
 
-__all__ = ["AgentDesk", "AgentMail", "ForwardRoute", "raw_header_values"]
+__all__ = ["AgentDesk", "AgentMail", "ForwardRoute", "Taken", "Unopened", "raw_header_values"]
+
+
+class Taken(Enum):
+    """How the desk took an agent's mail on a ticket."""
+
+    ACTED = auto()  # its commands ran, its text went to the requester (if any)
+    NOTE = auto()  # its text kept as an internal note
+    REFUSED = auto()  # no token of this agent's, or not authenticated: nothing done
+    REJECTED = auto()  # a command in it is wrong: nothing done
 
 
 class AgentDesk:
@@ -128,10 +141,8 @@ class AgentDesk:
         msg: AgentMail,
         agent: Agent,
         pending: lifecycle.Pending,
-    ) -> str:
-        """Apply an agent's mail to its ticket; return how it was taken (for the outcome):
-        "agent" (acted), "agent-note" (its text kept as an internal note), "agent-refused",
-        "agent-error"."""
+    ) -> Taken:
+        """Apply an agent's mail to its ticket; return how it was taken (for the outcome)."""
         ticket = self._base.ticket(conn, ticket_id)
         verdict = self.verdict(msg)
         token_problem = self._token_problem(corr, agent)
@@ -143,7 +154,7 @@ class AgentDesk:
             why = token_problem or f"it is not authenticated: {lower_first(verdict.reason)}"
             details = {"reason": why, "commands": [c.text for c in parsed.commands]}
             self._refuse(conn, ticket, turn, "agent_mail_refused", details, "agent-refused", {"reason": why})
-            return "agent-refused"
+            return Taken.REFUSED
         errors = list(parsed.errors) + self._checks.check(conn, ticket, parsed, msg.now)
         canned = Canned()
         if not errors:  # #reply NAME (canned.py): rendered now, so a broken one stops the mail
@@ -153,7 +164,7 @@ class AgentDesk:
             listed = [{"line": e.line, "text": e.text, "message": e.message} for e in errors]
             errors_told = {"errors": listed}
             self._refuse(conn, ticket, turn, "agent_commands_rejected", errors_told, "agent-command-error", errors_told)
-            return "agent-error"
+            return Taken.REJECTED
         return self._act(conn, ticket, parsed, canned, turn)
 
     def _prepare_canned(self, conn: Connection, ticket: Any, commands: Sequence[Command], agent: Agent) -> Canned:
@@ -182,7 +193,7 @@ class AgentDesk:
         turn.pending.events.append(lifecycle.event_row(ticket_id, msg.now, event, agent.id, data))
         self._agents.tell_agent(conn, ticket, msg, agent, turn.pending, template, told)
 
-    def _act(self, conn: Connection, ticket: Any, parsed: ParsedCommands, canned: Canned, turn: AgentTurn) -> str:
+    def _act(self, conn: Connection, ticket: Any, parsed: ParsedCommands, canned: Canned, turn: AgentTurn) -> Taken:
         """Checked commands run, then the text relayed as the answer or kept as a note."""
         msg, agent, pending = turn.msg, turn.agent, turn.pending
         ticket_id = int(ticket.id)
@@ -208,7 +219,7 @@ class AgentDesk:
         lifecycle.touch(conn, ticket_id, msg.now, pending)
         if resolved:
             self.resolved_notice(conn, ticket_id, pending, msg.now)
-        return "agent-note" if kept_as_note else "agent"
+        return Taken.NOTE if kept_as_note else Taken.ACTED
 
     @staticmethod
     def _answered_after(conn: Connection, ticket_id: int, commands: Sequence[Command], ticket: Any) -> Any:
@@ -241,11 +252,13 @@ class AgentDesk:
         msg: AgentMail,
         agent: Agent,
         pending: lifecycle.Pending,
+        opener: Opener,
         route: Callable[[ParsedMail], ForwardRoute] | None = None,
-    ) -> tuple[int, str] | str:
+    ) -> Opened | Unopened:
         """Open a ticket for the customer whose mail an agent forwarded with #fwd
-        (fwd_ticket.py): (ticket id, reference), or the reason nothing was opened."""
-        return self._forwarded.forward(conn, AgentTurn(msg, agent, pending, self.verdict(msg)), route)
+        (fwd_ticket.py) with the worker's ``opener``: the ticket, or why nothing was
+        opened."""
+        return self._forwarded.forward(conn, AgentTurn(msg, agent, pending, self.verdict(msg)), opener, route)
 
 
 def _internal_reason(commands: Sequence[Command]) -> str | None:

@@ -4,7 +4,8 @@
                 agent_notices, requester_notices, fwd_ticket
                     each holding the one DeskBase below
 
-The mail as the pipeline hands it over (`AgentMail`), the ticket row the desk reads
+The mail as the pipeline hands it over (`AgentMail`: what the desk reads of it, the
+pipeline's own message type fitting it as it is), the ticket row the desk reads
 (`TICKET`), the desk's settings and outbox (`DeskBase`: the framing and outgoing-rule
 facts of a mail the desk writes itself, what a notice of outbound/notices/ goes out
 with), and an agent's mail stored as a message of a ticket (`store`).
@@ -15,7 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, select
 
@@ -55,22 +56,28 @@ TICKET = select(
 )
 
 
-@dataclass(frozen=True)
-class AgentMail:
-    """One inbound mail as the pipeline hands it over."""
-
-    inbound_id: int
-    analysis: Analysis
-    key: str  # the pipeline's dedupe key
-    mail_from: str | None
-    now: datetime
-    source: str  # smtp | lmtp | pipe | imap | import
-    mailbox: str | None = None  # the IMAP mailbox it came from
-    raw: bytes = b""  # the mail as received (for headers as written)
+class AgentMail(Protocol):
+    """One inbound mail as the pipeline hands it over: what the desk reads of it (the
+    worker's own message, worker/message.Inbound, is one)."""
 
     @property
-    def mail(self) -> ParsedMail:
-        return self.analysis.mail
+    def inbound_id(self) -> int: ...
+    @property
+    def analysis(self) -> Analysis: ...
+    @property
+    def key(self) -> str: ...  # the pipeline's dedupe key
+    @property
+    def mail_from(self) -> str | None: ...  # the envelope sender
+    @property
+    def now(self) -> datetime: ...
+    @property
+    def source(self) -> str: ...  # smtp | lmtp | pipe | imap | import
+    @property
+    def mailbox(self) -> str | None: ...  # the IMAP mailbox it came from
+    @property
+    def raw(self) -> bytes: ...  # the mail as received (for headers as written)
+    @property
+    def mail(self) -> ParsedMail: ...
 
 
 @dataclass(frozen=True)

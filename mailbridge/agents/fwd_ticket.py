@@ -6,12 +6,15 @@
               ticket it would open)? a customer's mail in it (forward.extract_forwarded)?
               no  -> nothing opens; the agent is told why (agent_notices)
               yes -> the routing rules on the customer's mail (the pipeline's ``route``)
-                     -> lifecycle.create_ticket for the customer, SLA clocks
-                     -> the agent's other commands (commands_run)
-                     -> assigned to the agent unless the rules or a command chose
+                     -> a tickets/opening.NewTicket for the customer, opened by the
+                        pipeline's ``opener`` (worker/opening.open_ticket: the ticket,
+                        its history, SLA clocks, then, before the acknowledgement:)
+                        -> the agent's other commands (commands_run)
+                        -> assigned to the agent unless the rules or a command chose
                      -> the customer's acknowledgement, the agent's notification
 
-forward.py reads the forwarded mail (pure); this module opens the ticket.
+forward.py reads the forwarded mail (pure); this module describes the ticket and what
+the agent's mail does to it; the worker opens it (the desk may not import the worker).
 """
 
 from __future__ import annotations
@@ -30,14 +33,14 @@ from mailbridge.agents.commands_run import CommandRunner
 from mailbridge.agents.desk_base import AgentMail, AgentTurn, DeskBase, log, lower_first, store
 from mailbridge.agents.forward import Forwarded, customer_mail, extract_forwarded
 from mailbridge.agents.requester_notices import RequesterNotices
-from mailbridge.outbound.notices import Answer, queue_answer
+from mailbridge.outbound.notices import Answer
 from mailbridge.parsing.mime import ParsedMail
-from mailbridge.sla.sweep import start_clocks
 from mailbridge.store.tables import undeliverable
-from mailbridge.tickets import changes, lifecycle
+from mailbridge.tickets import changes
 from mailbridge.tickets import language as ticket_language
+from mailbridge.tickets.opening import NewTicket, Opened, Opener
 
-__all__ = ["ForwardRoute", "ForwardedTickets", "wants_forward"]
+__all__ = ["ForwardRoute", "ForwardedTickets", "Unopened", "wants_forward"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,13 @@ class ForwardRoute:
     columns: dict[str, Any] | None  # the new ticket's classification, queue, assignee, tags, fields
     record: Callable[[int], None]  # once the ticket exists: the "rules" event, notify, watchers
     no_ack: str | None = None  # why no acknowledgement goes out (a rule turned it off)
+
+
+@dataclass(frozen=True)
+class Unopened:
+    """A #fwd that opened nothing: why (the agent was told)."""
+
+    reason: str
 
 
 def _parsed(msg: AgentMail) -> ParsedCommands:
@@ -75,37 +85,70 @@ class ForwardedTickets:
         self._requesters = requesters
 
     def forward(
-        self, conn: Connection, turn: AgentTurn, route: Callable[[ParsedMail], ForwardRoute] | None = None
-    ) -> tuple[int, str] | str:
+        self,
+        conn: Connection,
+        turn: AgentTurn,
+        opener: Opener,
+        route: Callable[[ParsedMail], ForwardRoute] | None = None,
+    ) -> Opened | Unopened:
         """Open a ticket for the customer whose mail an agent forwarded with #fwd.
-        ``route``: the routing rules, run on the
-        customer's mail (forward.customer_mail) as on any new ticket's: queue, assignee,
-        classification, tags, watchers; the agent's own commands come after them.
-        Returns (ticket id, reference), or the reason nothing was opened (the agent is
-        told; the caller keeps the mail without a ticket)."""
+        ``opener``: the worker's (worker/opening.open_ticket). ``route``: the routing
+        rules, run on the customer's mail (forward.customer_mail) as on any new ticket's:
+        queue, assignee, classification, tags, watchers; the agent's own commands come
+        after them. Returns the ticket, or why nothing was opened (the agent is told; the
+        caller keeps the mail without a ticket)."""
         msg, agent, pending, verdict = turn.msg, turn.agent, turn.pending, turn.verdict
         parsed = _parsed(msg)
         rest = tuple(c for c in parsed.commands if c.name != "fwd")
         found, reason = self._forwarded(conn, msg, verdict, parsed, rest)
         if found is None:
             self._agents.tell_agent_without_ticket(conn, msg, agent, pending, reason)
-            return reason
+            return Unopened(reason)
         now = msg.now
         routed = route(customer_mail(found, msg.mail)) if route is not None else None
-        ticket_id, reference, message_pk = self._open(conn, turn, found, routed)
-        ticket = self._base.ticket(conn, ticket_id)
-        extra = {"message": message_pk, "via": "mail", "authenticated": verdict.how}
-        resolved = self._runner.execute(conn, ticket, rest, agent.id, now, pending, extra, body=parsed.body)
-        ruled = ((routed.columns if routed is not None else None) or {}).get("assignee")
-        if not any(c.name in ("assign", "take") for c in rest):
-            self._assign_unless_ruled(conn, ticket_id, ruled, turn, found)
+        columns = routed.columns if routed is not None else None
+        resolved = False
+
+        def commands(opened: Opened) -> None:
+            """The agent's other commands, then the assignment, before the customer hears."""
+            nonlocal resolved
+            ticket = self._base.ticket(conn, opened.ticket_id)
+            extra = {"message": opened.message, "via": "mail", "authenticated": verdict.how}
+            resolved = self._runner.execute(conn, ticket, rest, agent.id, now, pending, extra, body=parsed.body)
+            if not any(c.name in ("assign", "take") for c in rest):
+                self._assign_unless_ruled(conn, opened.ticket_id, (columns or {}).get("assignee"), turn, found)
+
         no_ack = routed.no_ack if routed is not None else None
-        self._acknowledge(conn, ticket_id, reference, found, msg, pending, no_ack=no_ack)
+        new = NewTicket(
+            subject=found.subject,
+            requester=found.sender,
+            now=now,
+            actor=agent.id,
+            # The ticket's first message is the customer's, as forwarded; kept with the
+            # forward's raw mail (attachments included), authored by the agent.
+            store=lambda ticket_id: store(conn, ticket_id, msg, agent, internal=False),
+            acknowledgement=lambda opened: self._acknowledgement(conn, opened, found, no_ack),
+            created={
+                "subject": found.subject,
+                "on_behalf_of": found.sender.address,
+                "forwarded_by": agent.id,
+                "how": found.how,
+                "authenticated": verdict.how,
+            },
+            language=ticket_language.forwarded_language(found.text),
+            columns=columns,
+            record=routed.record if routed is not None else None,
+            own_message_id=found.message_id,
+            before_acknowledgement=commands,
+            unsent_in_history=False,
+            log=log,
+        )
+        opened = opener(conn, new, pending)
         # The forwarding agent gets the usual notification: the ticket's reference and a
         # reply token of their own to work it by mail.
         self._agents.notify(
             conn,
-            ticket_id,
+            opened.ticket_id,
             "forwarded",
             pending,
             now,
@@ -115,8 +158,8 @@ class ForwardedTickets:
             author=found.sender,
         )
         if resolved:
-            self._requesters.resolved_notice(conn, ticket_id, pending, now)
-        return ticket_id, reference
+            self._requesters.resolved_notice(conn, opened.ticket_id, pending, now)
+        return opened
 
     def _forwarded(
         self, conn: Connection, msg: AgentMail, verdict: AuthVerdict, parsed: ParsedCommands, rest: Sequence[Command]
@@ -141,44 +184,6 @@ class ForwardedTickets:
             return None, "#fwd: the forwarded mail is from an agent, not from a customer"
         return found, ""
 
-    def _open(
-        self, conn: Connection, turn: AgentTurn, found: Forwarded, routed: ForwardRoute | None
-    ) -> tuple[int, str, int]:
-        """The customer's ticket, its first message and its clocks: (id, reference, the
-        message's id)."""
-        msg, agent, pending, now = turn.msg, turn.agent, turn.pending, turn.msg.now
-        columns = routed.columns if routed is not None else None
-        language = ticket_language.forwarded_language(found.text)
-        ticket_id, reference = lifecycle.create_ticket(
-            conn,
-            refs=self._base.refs,
-            subject=found.subject,
-            requester=found.sender,
-            now=now,
-            pending=pending,
-            incident=ticket_language.with_language(columns, language),
-        )
-        # The ticket's first message is the customer's, as forwarded; kept with the
-        # forward's raw mail (attachments included), authored by the agent.
-        message_pk = store(conn, ticket_id, msg, agent, internal=False)
-        data = {
-            "reference": reference,
-            "subject": found.subject,
-            "on_behalf_of": found.sender.address,
-            "forwarded_by": agent.id,
-            "how": found.how,
-            "message": message_pk,
-            "authenticated": turn.verdict.how,
-            **({"language": language} if language else {}),
-        }
-        pending.events.append(lifecycle.event_row(ticket_id, now, "created", agent.id, data))
-        if routed is not None:
-            routed.record(ticket_id)
-        start_clocks(conn, self._base.config, self._base.people, ticket_id, now, pending)
-        if found.message_id:
-            lifecycle.add_thread_rows(conn, [{"msgid": found.message_id[:998], "ticket_id": ticket_id, "kind": "own"}])
-        return ticket_id, reference, message_pk
-
     def _assign_unless_ruled(
         self, conn: Connection, ticket_id: int, ruled: str | None, turn: AgentTurn, found: Forwarded
     ) -> None:
@@ -193,44 +198,26 @@ class ForwardedTickets:
             extra_fwd = {"via": "#fwd"}
             changes.assign(conn, ticket_id, agent.id, actor=agent.id, now=msg.now, pending=pending, extra=extra_fwd)
 
-    def _acknowledge(
-        self,
-        conn: Connection,
-        ticket_id: int,
-        reference: str,
-        found: Forwarded,
-        msg: AgentMail,
-        pending: lifecycle.Pending,
-        *,
-        no_ack: str | None = None,
-    ) -> None:
-        """The customer learns their ticket's reference (and gets a token to reply with);
-        nothing of the forward, the agent's note included, is quoted."""
-        base = self._base
+    def _acknowledgement(self, conn: Connection, opened: Opened, found: Forwarded, no_ack: str | None) -> Answer | str:
+        """What tells the customer their ticket's reference (and gives a token to reply
+        with), or why nothing does; nothing of the forward, the agent's note included,
+        is quoted."""
         customer, message_id = found.sender, found.message_id
         bounced = conn.execute(select(undeliverable.c.address).where(undeliverable.c.address == customer.address))
         reason = no_ack
-        if reason is None and not base.config.autoreply.acknowledge:
+        if reason is None and not self._base.config.autoreply.acknowledge:
             reason = "acknowledgements are off ([autoreply] acknowledge = false)"
         if reason is None and bounced.first() is not None:
             reason = f"{customer.address} is undeliverable"
         if reason is not None:
-            data = {"reason": reason}
-            pending.events.append(lifecycle.event_row(ticket_id, msg.now, "auto_reply_suppressed", "system", data))
-            return
-        answer = Answer(
-            ticket_id,
-            reference,
+            return reason
+        return Answer(
+            opened.ticket_id,
+            opened.reference,
             found.subject,
             "new",
             customer,
             message_id,
             [message_id] if message_id else [],
-            language=ticket_language.language_of(conn, ticket_id),
+            language=ticket_language.language_of(conn, opened.ticket_id),
         )
-        sent = queue_answer(
-            conn, base.outbox, pending, answer, config=base.config, refs=base.refs, now=msg.now, log=log
-        )
-        if sent is not None:
-            data = {"to": customer.address, "message_id": sent}
-            pending.events.append(lifecycle.event_row(ticket_id, msg.now, "acknowledged", "system", data))

@@ -1,7 +1,8 @@
 """Flood limits on automatic answers: may a new ticket be acknowledged now?
 
-Called by the pipeline's apply step (worker/answers.acknowledge) inside the ticket's
-transaction, before anything is rendered. Three limits, cheapest to widest:
+Called as the pipeline opens a ticket (worker/opening.open_ticket, then
+worker/answers.acknowledgement) inside the ticket's transaction, before anything is
+rendered. Three limits, cheapest to widest:
 
 * one address: more than `[autoreply] flood_threshold` new tickets from it within
   `flood_window_minutes` (a robot, a loop with a mail system that answers everything);

@@ -2,6 +2,10 @@
 ticket, or a #fwd that opens one for a customer (agents/desk.py does the work).
 
     chain: ... → lookups.correlate → [agent_mail] → lookups.find_ticket → ...
+    agent_mail: the message as it is (the desk reads it as an agents/desk_base.AgentMail)
+        → AgentDesk.agent_mail → how it was taken (desk.Taken) → the outcome
+        → AgentDesk.forward, handed the routing rules (_forward_route) and the worker's
+          opener (opening.open_ticket) → the ticket, or why none (fwd_ticket.Unopened)
 
 None when the sender is no agent, or the agent writes as the requester of their own
 ticket, or opens one of their own: then their mail goes on like anyone's.
@@ -11,15 +15,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import assert_never
 
 from sqlalchemy import Connection
 
-from mailbridge.agents.desk import AgentMail, ForwardRoute
+from mailbridge.agents.desk import ForwardRoute, Taken, Unopened
 from mailbridge.parsing.mime import ParsedMail
 from mailbridge.tickets import lifecycle
 from mailbridge.tickets.decisions import TICKET_STATE
 from mailbridge.worker.context import Context
 from mailbridge.worker.message import Inbound, Outcome, Step, add_message
+from mailbridge.worker.opening import opener
 
 
 def agent_mail(ctx: Context, step: Step) -> Outcome | None:
@@ -32,30 +38,41 @@ def agent_mail(ctx: Context, step: Step) -> Outcome | None:
     agent = ctx.desk.agent_for(msg.analysis.mail)
     if agent is None:
         return None
-    agent_msg = AgentMail(
-        msg.inbound_id, msg.analysis, msg.key, msg.mail_from, msg.now, msg.source, msg.mailbox, bytes(step.row.raw)
-    )
     # An agent is no participant, so a thread or subject match comes back as
     # "related": that is still the ticket the mail is about (it acts only with the
     # agent's token, which such a mail lacks: it is kept there as a note).
     ticket_id = corr.ticket_id if corr.ticket_id is not None else corr.related_ticket_id
-    if corr.how != "token" and ctx.desk.wants_forward(agent_msg):
+    if corr.how != "token" and ctx.desk.wants_forward(msg):
         ticket_id = None  # a forward (its subject may well name a ticket) opens its own
     if ticket_id is not None:
         row = conn.execute(TICKET_STATE, {"s_ticket": ticket_id}).one()
         if row.requester == msg.sender:
             return None  # an agent's own ticket: they write as its requester
-        how = ctx.desk.agent_mail(conn, ticket_id, corr, agent_msg, agent, step.pending)
-        return Outcome(msg.inbound_id, "done", row.reference, how)
-    if not ctx.desk.wants_forward(agent_msg):
+        taken = ctx.desk.agent_mail(conn, ticket_id, corr, msg, agent, step.pending)
+        return Outcome(msg.inbound_id, "done", row.reference, _how(taken))
+    if not ctx.desk.wants_forward(msg):
         return None
     route = _forward_route(ctx, conn, msg, step.rcpts, step.pending)
-    result = ctx.desk.forward(conn, agent_msg, agent, step.pending, route=route)
-    if isinstance(result, str):
+    result = ctx.desk.forward(conn, msg, agent, step.pending, opener(ctx), route=route)
+    if isinstance(result, Unopened):
         add_message(conn, None, msg)
-        return Outcome(msg.inbound_id, "done", None, "unmatched", reason=result)
-    _ticket_id, reference = result
-    return Outcome(msg.inbound_id, "done", reference, "forwarded")
+        return Outcome(msg.inbound_id, "done", None, "unmatched", reason=result.reason)
+    return Outcome(msg.inbound_id, "done", result.reference, "forwarded")
+
+
+def _how(taken: Taken) -> str:
+    """The outcome's ``how`` for the way the desk took the mail."""
+    match taken:
+        case Taken.ACTED:
+            return "agent"
+        case Taken.NOTE:
+            return "agent-note"
+        case Taken.REFUSED:
+            return "agent-refused"
+        case Taken.REJECTED:
+            return "agent-error"
+        case _:
+            assert_never(taken)
 
 
 def _forward_route(

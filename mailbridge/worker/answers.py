@@ -1,9 +1,11 @@
 """The worker's automatic answers to a requester: the acknowledgement of a new ticket,
 and the template a rule responds with (to a new ticket or a follow-up).
 
-    newticket.open_new_ticket → [acknowledge]            (or why none goes out)
+    newticket.open_new_ticket → [acknowledgement]        (or why none goes out)
+        → opening.open_ticket queues it (outbound/notices.queue_answer)
     followup.join_ticket      → [respond_to_follow_up]   (a rule says respond = ...)
-        both → [_send_response] → outbound/outbox.queue (+ knowledge articles)
+        → [_send_response] → outbound/outbox.queue
+    both: the knowledge articles a rule asks for
 
 An answer never goes to an automated sender (RFC 3834), into a flood, or twice in the
 flood window (these checks read the mail: they are the worker's), nor to an undeliverable
@@ -70,7 +72,7 @@ def _why_no_acknowledgement(ctx: Context, step: Step, requester: Address, flood:
     return reason
 
 
-def acknowledge(
+def acknowledgement(
     ctx: Context,
     step: Step,
     ticket_id: int,
@@ -80,25 +82,20 @@ def acknowledge(
     previous: str | None = None,
     flood: FloodVerdict | None = None,
     language: str | None = None,
-) -> None:
-    """Queue the acknowledgement (or the template a rule responds with), or record why none goes out.
-    ``previous``: the closed ticket whose late reply opened this one; ``flood``: the
-    ticket's flood verdict (tickets/floods.py), already recorded by the caller."""
+) -> Answer | str:
+    """The acknowledgement (or the template a rule responds with), or why none goes out
+    (worker/opening.py queues it). ``previous``: the closed ticket whose late reply opened
+    this one; ``flood``: the ticket's flood verdict (tickets/floods.py), already recorded."""
     reason = _why_no_acknowledgement(ctx, step, requester, flood)
     if reason is not None:
-        _suppressed(step, ticket_id, reason)
-        return
+        return reason
     decision = step.msg.decision
     respond = decision.respond if decision is not None else None
     template = respond or "acknowledgement"
     kind = "acknowledgement" if not respond else f"response:{respond}"[:32]
-    answer = _answer(
+    return _answer(
         ctx, step, ticket_id, reference, "new", requester, template, kind, previous=previous, language=language
     )
-    message_id = _send_response(ctx, step, answer)
-    if message_id is not None:
-        data = {"to": requester.address, "message_id": message_id}
-        step.pending.events.append(lifecycle.event_row(ticket_id, step.msg.now, "acknowledged", "system", data))
 
 
 def _answer(

@@ -3,8 +3,9 @@
     runner: claimed spool row + its Analysis → [Inbound] → the chain's Step → [Outcome]
 
 ``Inbound`` is what is known of the mail (immutable; the chain replaces it when it
-learns more), ``Step`` what the dispositions of one message share, ``Outcome`` the answer
-recorded in the spool. ``add_message`` stores the mail in the messages table, on a ticket
+learns more; the agents' desk reads it as it is, an agents/desk_base.AgentMail),
+``Step`` what the dispositions of one message share, ``Outcome`` the answer recorded in
+the spool. ``add_message`` stores the mail in the messages table, on a ticket
 or kept without one.
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from mailbridge.parsing.analysis import Analysis
+from mailbridge.parsing.mime import ParsedMail
 from mailbridge.rules import Decision
 from mailbridge.tickets import lifecycle
 from mailbridge.tickets.correlate import Correlation
@@ -41,6 +43,10 @@ class Inbound:
     mailbox: str | None = None  # the IMAP mailbox it came from
     raw: bytes = b""  # the mail as received (headers as written: Authentication-Results)
     speaks_for: str | None = None  # the participant whose contact's other address sent it
+
+    @property
+    def mail(self) -> ParsedMail:
+        return self.analysis.mail
 
     @property
     def sender(self) -> str:
