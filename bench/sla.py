@@ -103,8 +103,8 @@ from mailbridge.sla.due import clock_state, moment_at_fraction  # noqa: E402
 from mailbridge.sla.sweep import Sweeper  # noqa: E402
 from mailbridge.store import migrate  # noqa: E402
 from mailbridge.store.db import write_tx  # noqa: E402
+from mailbridge.store.pending import Pending  # noqa: E402
 from mailbridge.store.tables import counters, events, outbox, reply_tokens, sla_clocks, sla_notices, tickets  # noqa: E402
-from mailbridge.tickets.lifecycle import Pending  # noqa: E402
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)  # a Wednesday, 11:00 in Berlin
 NOW_EPOCH = int(NOW.timestamp())

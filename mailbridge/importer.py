@@ -47,9 +47,9 @@ from mailbridge.intake.spool import Envelope, accept_many
 from mailbridge.parsing.mime import ParseError, parse_message
 from mailbridge.sla import status as sla_status
 from mailbridge.store.db import read_tx, write_tx
+from mailbridge.store.pending import Pending
 from mailbridge.store.tables import inbound, messages, tickets
 from mailbridge.tickets.dedupe import content_hash, dedupe_key, legacy_dedupe_key
-from mailbridge.tickets.lifecycle import Pending
 
 if TYPE_CHECKING:
     from mailbridge.app import App

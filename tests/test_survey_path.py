@@ -184,8 +184,8 @@ def test_an_answer_after_the_ticket_closed_itself_lands_on_it(db_url, sink, star
 
     from mailbridge.sla.housekeeping import auto_close
     from mailbridge.store.db import write_tx
+    from mailbridge.store.pending import Pending
     from mailbridge.store.tables import tickets
-    from mailbridge.tickets.lifecycle import Pending
 
     daemon = start_daemon(db_url=db_url, relay_port=sink.port)
     ref, _reopen, survey = _resolved_ticket(daemon, sink)

@@ -1,6 +1,6 @@
 """For tests that make one ticket change at a time, outside the worker's batches.
 
-Every change to a ticket takes the transaction's Pending (tickets/lifecycle.py); the
+Every change to a ticket takes the transaction's Pending (store/pending.py); the
 worker, the agents' desk and the scheduler flush theirs before each commit. A test that
 sets up a ticket by hand does the same, one change at a time.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from mailbridge.tickets.lifecycle import Pending
+from mailbridge.store.pending import Pending
 
 
 def written(conn: Connection, change: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -33,7 +33,7 @@ from mailbridge.outbound import notices
 from mailbridge.outbound.compose import ComposeError, OutgoingAttachment
 from mailbridge.parsing.mime import Address, Attachment, ParsedMail
 from mailbridge.people import Agent
-from mailbridge.tickets import lifecycle
+from mailbridge.store.pending import Pending
 
 __all__ = ["NOTIFY_ATTACHMENTS_MAX", "AgentNotices"]
 
@@ -51,7 +51,7 @@ class AgentNotices:
         conn: Connection,
         ticket_id: int,
         event: str,
-        pending: lifecycle.Pending,
+        pending: Pending,
         now: datetime,
         *,
         text: str = "",
@@ -77,7 +77,7 @@ class AgentNotices:
         reason = notices.blocked(conn, "agent-notification", ticket) if agents is None else None
         if reason is not None:
             data = {"event": event, "reason": reason}
-            pending.events.append(lifecycle.event_row(ticket_id, now, "agents_not_notified", "system", data))
+            pending.event(ticket_id, now, "agents_not_notified", "system", data)
             return
         recipients = self._targets(ticket, agents)
         if exclude:
@@ -127,7 +127,7 @@ class AgentNotices:
         ticket: Any,
         msg: AgentMail,
         agent: Agent,
-        pending: lifecycle.Pending,
+        pending: Pending,
         template: str,
         extra: dict[str, Any],
     ) -> None:
@@ -137,7 +137,7 @@ class AgentNotices:
         blocked = self._explanations.blocked(conn, msg.analysis, msg.mail_from, agent, msg.now, pending)
         if blocked is not None:
             data = {"to": agent.email.lower(), "reason": f"no explanation to {agent.id}: {blocked}"}
-            pending.events.append(lifecycle.event_row(int(ticket.id), msg.now, "auto_reply_suppressed", "system", data))
+            pending.event(int(ticket.id), msg.now, "auto_reply_suppressed", "system", data)
             return
         notices.agent_mail(
             conn,
@@ -152,7 +152,7 @@ class AgentNotices:
         )
 
     def tell_agent_without_ticket(
-        self, conn: Connection, msg: AgentMail, agent: Agent, pending: lifecycle.Pending, reason: str
+        self, conn: Connection, msg: AgentMail, agent: Agent, pending: Pending, reason: str
     ) -> None:
         """Like tell_agent, for a #fwd that opened nothing (no ticket to hang it on)."""
         blocked = self._explanations.blocked(conn, msg.analysis, msg.mail_from, agent, msg.now, pending)

@@ -28,6 +28,7 @@ from mailbridge.agents.commands import Command, CommandError, parse_commands
 from mailbridge.agents.desk import AgentDesk
 from mailbridge.app import App
 from mailbridge.config import ApiClient
+from mailbridge.store.pending import Pending
 from mailbridge.tickets import lifecycle
 from mailbridge.tickets.views import ticket_id_for
 
@@ -91,7 +92,7 @@ def apply(
     checked: list[CommandError] = desk.check(conn, ticket, commands, now)
     if checked:
         return Outcome([], [(e.line - 1, e.text, e.message) for e in checked])
-    pending = lifecycle.Pending()
+    pending = Pending()
     extra: dict[str, Any] = {"via": "api", "api_client": client.name}
     resolved = desk.execute(conn, ticket, commands, actor_of(client), now, pending, extra)
     lifecycle.touch(conn, ticket_id, now, pending)

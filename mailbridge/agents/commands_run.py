@@ -31,8 +31,9 @@ from mailbridge.parsing.mime import Address
 from mailbridge.sla import clocks as sla_clocks
 from mailbridge.sla import status as sla_status
 from mailbridge.sla import waiting
+from mailbridge.store.pending import Pending
 from mailbridge.store.tables import tickets
-from mailbridge.tickets import changes, lifecycle
+from mailbridge.tickets import changes
 from mailbridge.tickets import language as ticket_language
 
 __all__ = ["CommandRunner"]
@@ -50,7 +51,7 @@ class _Run:
     answered_id: int
     actor: str
     now: datetime
-    pending: lifecycle.Pending
+    pending: Pending
     extra: dict[str, Any]
     body: str
 
@@ -91,7 +92,7 @@ class CommandRunner:
         commands: Sequence[Command],
         actor: str,
         now: datetime,
-        pending: lifecycle.Pending,
+        pending: Pending,
         extra: dict[str, Any],
         *,
         body: str = "",
@@ -136,9 +137,7 @@ class CommandRunner:
         title = command.args[0] if command.args else str(run.ticket.subject)
         folder = self._base.config.knowledge_path
         path = publish_article(folder, run.ticket, title, run.body, run.actor, run.now)
-        run.pending.events.append(
-            lifecycle.event_row(run.ticket_id, run.now, "kb_published", run.actor, {**data, "path": path})
-        )
+        run.pending.event(run.ticket_id, run.now, "kb_published", run.actor, {**data, "path": path})
         return False
 
 
@@ -207,6 +206,6 @@ def _language(run: _Run, command: Command, data: dict[str, Any]) -> bool:
 
 
 def _ack(run: _Run, command: Command, data: dict[str, Any]) -> bool:
-    run.pending.events.append(lifecycle.event_row(run.ticket_id, run.now, "escalation_acknowledged", run.actor, data))
+    run.pending.event(run.ticket_id, run.now, "escalation_acknowledged", run.actor, data)
     sla_clocks.acked(run.conn, run.ticket_id, run.now)
     return False

@@ -21,9 +21,9 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from mailbridge.parsing.robots import is_robot_address
+from mailbridge.store.pending import Pending
 from mailbridge.store.tables import tickets
 from mailbridge.tickets import contacts
-from mailbridge.tickets.lifecycle import Pending, event_row
 
 __all__ = ["problem", "run"]
 
@@ -71,4 +71,4 @@ def run(
     requester = str(row.requester).lower()
     contact_id, merged = contacts.attach(conn, requester, address, now, name=str(row.requester_name or ""))
     data = {**extra, "requester": requester, "address": address, "contact": contact_id, "merged_contact": merged}
-    pending.events.append(event_row(ticket_id, now, "contact_merged", actor, data))
+    pending.event(ticket_id, now, "contact_merged", actor, data)

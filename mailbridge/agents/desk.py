@@ -64,6 +64,7 @@ from mailbridge.config import Config
 from mailbridge.outbound.outbox import Outbox
 from mailbridge.parsing.mime import ParsedMail
 from mailbridge.people import Agent, People
+from mailbridge.store.pending import Pending
 from mailbridge.store.tables import tickets
 from mailbridge.tickets import lifecycle
 from mailbridge.tickets.correlate import Correlation
@@ -140,7 +141,7 @@ class AgentDesk:
         corr: Correlation,
         msg: AgentMail,
         agent: Agent,
-        pending: lifecycle.Pending,
+        pending: Pending,
     ) -> Taken:
         """Apply an agent's mail to its ticket; return how it was taken (for the outcome)."""
         ticket = self._base.ticket(conn, ticket_id)
@@ -190,7 +191,7 @@ class AgentDesk:
         msg, agent, ticket_id = turn.msg, turn.agent, int(ticket.id)
         message_pk = store(conn, ticket_id, msg, agent, internal=True)
         data = {**turn.sender(), "message": message_pk, **details}
-        turn.pending.events.append(lifecycle.event_row(ticket_id, msg.now, event, agent.id, data))
+        turn.pending.event(ticket_id, msg.now, event, agent.id, data)
         self._agents.tell_agent(conn, ticket, msg, agent, turn.pending, template, told)
 
     def _act(self, conn: Connection, ticket: Any, parsed: ParsedCommands, canned: Canned, turn: AgentTurn) -> Taken:
@@ -209,7 +210,7 @@ class AgentDesk:
         kept_as_note = internal is not None and (bool(parsed.body.strip()) or internal == "#note")
         if kept_as_note:
             data = {**turn.sender(), "message": message_pk, "why": internal}
-            pending.events.append(lifecycle.event_row(ticket_id, msg.now, "note_added", agent.id, data))
+            pending.event(ticket_id, msg.now, "note_added", agent.id, data)
         elif answer:
             # Resolved by this very answer: one mail, the notice and the survey appended.
             closing = resolved and int(ticket.id) == ticket_id
@@ -251,7 +252,7 @@ class AgentDesk:
         conn: Connection,
         msg: AgentMail,
         agent: Agent,
-        pending: lifecycle.Pending,
+        pending: Pending,
         opener: Opener,
         route: Callable[[ParsedMail], ForwardRoute] | None = None,
     ) -> Opened | Unopened:

@@ -28,6 +28,7 @@ from mailbridge.parsing.analysis import Analysis
 from mailbridge.parsing.mime import ParsedMail
 from mailbridge.people import Agent, People
 from mailbridge.rules import TicketFacts
+from mailbridge.store.pending import Pending
 from mailbridge.store.tables import tickets
 from mailbridge.tickets import lifecycle
 from mailbridge.tickets.refs import ReferenceFormat
@@ -87,7 +88,7 @@ class AgentTurn:
 
     msg: AgentMail
     agent: Agent
-    pending: lifecycle.Pending
+    pending: Pending
     verdict: AuthVerdict
 
     def sender(self) -> dict[str, Any]:
@@ -123,7 +124,7 @@ class DeskBase:
         who we are."""
         return framing(self.config, self.refs, reference)
 
-    def sending(self, pending: lifecycle.Pending, now: datetime) -> Sending:
+    def sending(self, pending: Pending, now: datetime) -> Sending:
         """What a notice of outbound/notices/ goes out with, in this transaction."""
         return Sending(self.config, self.outbox, self.refs, pending, now)
 

@@ -20,8 +20,8 @@ from mailbridge.config import Config
 from mailbridge.parsing.analysis import Analysis
 from mailbridge.parsing.robots import auto_reply_block_reason
 from mailbridge.people import Agent
+from mailbridge.store.pending import Pending
 from mailbridge.store.tables import outbox
-from mailbridge.tickets.lifecycle import Pending
 
 __all__ = ["EXPLANATIONS", "ExplanationLimit"]
 

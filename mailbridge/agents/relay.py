@@ -28,8 +28,9 @@ from mailbridge.outbound.render import TemplateError
 from mailbridge.parsing.mime import Address
 from mailbridge.people import Agent
 from mailbridge.sla import clocks as sla_clocks
+from mailbridge.store.pending import Pending
 from mailbridge.store.tables import messages, participants, undeliverable
-from mailbridge.tickets import conversation, lifecycle
+from mailbridge.tickets import conversation
 
 __all__ = ["Relay"]
 
@@ -46,7 +47,7 @@ class Relay:
         body: str,
         msg: AgentMail,
         agent: Agent,
-        pending: lifecycle.Pending,
+        pending: Pending,
         extra: dict[str, Any],
         message_pk: int,
         *,
@@ -78,7 +79,7 @@ class Relay:
         sent, own_id = copies
         data = {**extra, "to": requester.address, "cc": [a.address for a in cc], "attachments": len(files)}
         data["delivered_to"] = sent
-        pending.events.append(lifecycle.event_row(ticket_id, msg.now, "answered", agent.id, data))
+        pending.event(ticket_id, msg.now, "answered", agent.id, data)
         sla_clocks.answered(conn, ticket_id, msg.now, pending)
         self._record_sent_text(conn, message_pk, own_text if own_id is not None else text, secret)
         if own_id is None or not closing or closed is None:
@@ -87,7 +88,7 @@ class Relay:
         for kind, on in (("resolved_notice", notice), ("survey_sent", asked)):
             if on:
                 event = {"to": requester.address, "message_id": own_id, "in_answer": True}
-                pending.events.append(lifecycle.event_row(ticket_id, msg.now, kind, "system", event))
+                pending.event(ticket_id, msg.now, kind, "system", event)
         return True
 
     def _send(
@@ -97,7 +98,7 @@ class Relay:
         texts: tuple[str, str],
         msg: AgentMail,
         agent: Agent,
-        pending: lifecycle.Pending,
+        pending: Pending,
         thread: tuple[str | None, list[str]],
         people: tuple[Address, list[Address]],
         files: list[OutgoingAttachment],
@@ -163,7 +164,7 @@ class Relay:
         conn.execute(update(messages).where(messages.c.id == message_pk).values(values))
 
     def _closing_text(
-        self, conn: Connection, ticket: Any, body: str, agent: Agent, pending: lifecycle.Pending, now: datetime
+        self, conn: Connection, ticket: Any, body: str, agent: Agent, pending: Pending, now: datetime
     ) -> tuple[str, tuple[bool, bool] | None, str]:
         """The requester's copy of an answer that resolved the ticket: the answer, then
         the resolved notice and the survey link (templates/resolved-answer.*), then our

@@ -23,7 +23,7 @@ from sqlalchemy import Connection
 from mailbridge.agents.desk_base import DeskBase, log
 from mailbridge.outbound import notices
 from mailbridge.parsing.mime import ParsedMail
-from mailbridge.tickets import lifecycle
+from mailbridge.store.pending import Pending
 
 __all__ = ["RequesterNotices"]
 
@@ -32,7 +32,7 @@ class RequesterNotices:
     def __init__(self, base: DeskBase) -> None:
         self._base = base
 
-    def resolved_notice(self, conn: Connection, ticket_id: int, pending: lifecycle.Pending, now: datetime) -> None:
+    def resolved_notice(self, conn: Connection, ticket_id: int, pending: Pending, now: datetime) -> None:
         """The satisfaction survey ([sla] survey; tickets/survey.py) to the requester of a
         ticket resolved without an answer, saying it is resolved and how to reopen it; with
         the survey off, "Resolved - reply to reopen"."""
@@ -48,7 +48,7 @@ class RequesterNotices:
             notices.resolved(conn, ticket, base.sending(pending, now), log=log)
 
     def reopened_notice(
-        self, conn: Connection, ticket_id: int, pending: lifecycle.Pending, now: datetime, mail: ParsedMail
+        self, conn: Connection, ticket_id: int, pending: Pending, now: datetime, mail: ParsedMail
     ) -> None:
         """A requester's reply reopened a closed ticket ([tickets] reply_to_closed = "reopen"): say so."""
         ticket = self._base.ticket(conn, ticket_id)
@@ -56,9 +56,7 @@ class RequesterNotices:
         via = self._base.sending(pending, now)
         notices.reopened(conn, ticket, via, log=log, in_reply_to=mail.message_id, references=refs)
 
-    def closing_parts(
-        self, conn: Connection, ticket: Any, pending: lifecycle.Pending, now: datetime
-    ) -> tuple[bool, bool]:
+    def closing_parts(self, conn: Connection, ticket: Any, pending: Pending, now: datetime) -> tuple[bool, bool]:
         """(the resolved notice, the survey): which may go to the requester of a ticket
         that became resolved (outbound/notices.closing_parts; what may not is recorded)."""
         return notices.closing_parts(conn, ticket, self._base.config, pending, now)

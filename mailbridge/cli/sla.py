@@ -43,7 +43,7 @@ def sla_sweep(ctx: click.Context, now_text: str | None, dry_run: bool, as_json: 
     from mailbridge.sla import waiting
     from mailbridge.sla.sweep import Sweeper, local_time
     from mailbridge.store.db import write_tx
-    from mailbridge.tickets.lifecycle import Pending
+    from mailbridge.store.pending import Pending
 
     app = app_of(ctx)
     if now_text is None:

@@ -429,7 +429,7 @@ def _apply(app: Any, reference: str, wanted: list[Command], actor: str) -> str:
     from mailbridge.agents.desk import AgentDesk
     from mailbridge.cli._common import fail
     from mailbridge.store.db import write_tx
-    from mailbridge.tickets.lifecycle import Pending
+    from mailbridge.store.pending import Pending
     from mailbridge.tickets.views import ticket_id_for
 
     desk = AgentDesk(app.config, app.people, app.outbox, app.refs)

@@ -28,8 +28,7 @@ from mailbridge.outbound.compose import OutgoingAttachment, compose
 from mailbridge.outbound.render import RenderedMail, Renderer, TemplateError
 from mailbridge.parsing.mime import Address
 from mailbridge.rules import OutgoingFacts, RuleSet, TicketFacts
-from mailbridge.tickets import lifecycle
-from mailbridge.tickets.lifecycle import Pending
+from mailbridge.store.pending import Pending
 from mailbridge.tickets.tokens import TokenSigner, message_id_for
 from mailbridge.tickets.viewlinks import ViewLinks
 
@@ -381,7 +380,7 @@ class Outbox:
         )
         self.note_failure(template, error)
         data = {"to": to.address, "message_id": message_id, "template": template, "error": str(error)}
-        pending.events.append(lifecycle.event_row(ticket_id, now, "mail_unrendered", "system", data))
+        pending.event(ticket_id, now, "mail_unrendered", "system", data)
         return message_id
 
     def note_failure(self, template: str, error: TemplateError) -> None:

@@ -49,9 +49,10 @@ from mailbridge.outbound.transport import (
 from mailbridge.store.claims import claim_ids, stale_holders
 from mailbridge.store.counters import bump
 from mailbridge.store.db import Store, read_tx, write_tx
+from mailbridge.store.pending import event_row
 from mailbridge.store.tables import metric_counts, outbox
 from mailbridge.testing import crash_point
-from mailbridge.tickets.lifecycle import add_events, event_row
+from mailbridge.tickets.lifecycle import add_events
 
 log = logging.getLogger(__name__)
 

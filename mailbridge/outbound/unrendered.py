@@ -26,6 +26,7 @@ from mailbridge.outbound.render import TemplateError
 from mailbridge.parsing.mime import Address
 from mailbridge.rules import TicketFacts
 from mailbridge.store.db import Store, write_tx
+from mailbridge.store.pending import event_row
 from mailbridge.store.tables import outbox as outbox_table
 from mailbridge.tickets import lifecycle
 
@@ -99,7 +100,7 @@ def render_waiting(
                     if row.ticket_id is not None:
                         data = {"to": address, "message_id": row.message_id, "template": template, "state": state}
                         lifecycle.add_events(
-                            conn, [lifecycle.event_row(int(row.ticket_id), now, "mail_rendered", "system", data)]
+                            conn, [event_row(int(row.ticket_id), now, "mail_rendered", "system", data)]
                         )
         if len(rows) < BATCH:
             break

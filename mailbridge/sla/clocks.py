@@ -24,8 +24,8 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from mailbridge.clock import ensure_utc
+from mailbridge.store.pending import Pending
 from mailbridge.store.tables import sla_clocks, tickets
-from mailbridge.tickets import lifecycle
 
 __all__ = ["TARGETS", "acked", "answered", "priority_changed", "start", "status_changed"]
 
@@ -41,7 +41,7 @@ def start(
     policy: str,
     calendar: str,
     targets: Mapping[str, timedelta],
-    pending: lifecycle.Pending,
+    pending: Pending,
 ) -> None:
     """The clocks of a new ticket. next_update waits (state "idle") for the first answer."""
     rows = []
@@ -93,7 +93,7 @@ def _stop_repeats(conn: Connection, ticket_id: int, now: datetime) -> None:
     )
 
 
-def _met(conn: Connection, pending: lifecycle.Pending, clock: Any, now: datetime, state: str = "met") -> None:
+def _met(conn: Connection, pending: Pending, clock: Any, now: datetime, state: str = "met") -> None:
     _set(conn, clock.id, state=state, met_at=now, next_action_at=None)
     due = clock.due_at
     data = {"target": clock.target, "cycle": clock.cycle, "policy": clock.policy}
@@ -102,7 +102,7 @@ def _met(conn: Connection, pending: lifecycle.Pending, clock: Any, now: datetime
         pending.event(clock.ticket_id, now, "sla_met", "system", data)
 
 
-def answered(conn: Connection, ticket_id: int, now: datetime, pending: lifecycle.Pending) -> None:
+def answered(conn: Connection, ticket_id: int, now: datetime, pending: Pending) -> None:
     """An agent's public answer: the first response is met; the next-update clock starts
     (again) from now; a breach is not escalated further."""
     for clock in _clocks(conn, ticket_id, ("running", "paused")):
@@ -134,9 +134,7 @@ def answered(conn: Connection, ticket_id: int, now: datetime, pending: lifecycle
     _stop_repeats(conn, ticket_id, now)
 
 
-def status_changed(
-    conn: Connection, ticket_id: int, old: str, new: str, now: datetime, pending: lifecycle.Pending
-) -> None:
+def status_changed(conn: Connection, ticket_id: int, old: str, new: str, now: datetime, pending: Pending) -> None:
     """Pending pauses every running clock and leaving it resumes them; restored meets the
     restore target; resolved meets the resolution target and stops the rest; a reopened
     ticket's resolution clock runs on, the resolved time counted as a pause."""

@@ -38,8 +38,8 @@ from mailbridge.outbound import notices
 from mailbridge.outbound.outbox import Outbox
 from mailbridge.people import People
 from mailbridge.sla import status as sla_status
+from mailbridge.store.pending import Pending
 from mailbridge.store.tables import events, tickets
-from mailbridge.tickets import lifecycle
 from mailbridge.tickets.refs import ReferenceFormat
 
 __all__ = ["BATCH", "auto_close"]
@@ -64,7 +64,7 @@ def auto_close(
     people: People,
     outbox: Outbox,
     refs: ReferenceFormat,
-    pending: lifecycle.Pending,
+    pending: Pending,
     *,
     limit: int = BATCH,
 ) -> int:
@@ -106,7 +106,7 @@ def _close(
     config: Config,
     outbox: Outbox,
     refs: ReferenceFormat,
-    pending: lifecycle.Pending,
+    pending: Pending,
     *,
     imported: bool,
 ) -> None:
@@ -116,11 +116,11 @@ def _close(
     data: dict[str, Any] = {"days": days, "last_activity": ensure_utc(ticket.updated_at).isoformat()}
     if imported:
         data["notice_suppressed"] = "imported history: nobody is mailed about it"
-        pending.events.append(lifecycle.event_row(ticket_id, now, "auto_closed", "system", data))
+        pending.event(ticket_id, now, "auto_closed", "system", data)
         return
     sent = notices.auto_closed(conn, ticket, notices.Sending(config, outbox, refs, pending, now), days=days)
     if sent.blocked is not None:
         data["notice_suppressed"] = sent.blocked
     else:
         data["message_id"] = sent.message_id
-    pending.events.append(lifecycle.event_row(ticket_id, now, "auto_closed", "system", data))
+    pending.event(ticket_id, now, "auto_closed", "system", data)

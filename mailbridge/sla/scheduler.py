@@ -110,7 +110,7 @@ def sla_sweep_job() -> None:
     (waiting.py), in one transaction."""
     from mailbridge.sla import waiting
     from mailbridge.sla.sweep import Sweeper
-    from mailbridge.tickets.lifecycle import Pending
+    from mailbridge.store.pending import Pending
 
     app = _APP
     if app is None:
@@ -139,7 +139,7 @@ def housekeeping_job() -> None:
         return
     _reload_if_asked(app)
     from mailbridge.sla import housekeeping
-    from mailbridge.tickets.lifecycle import Pending
+    from mailbridge.store.pending import Pending
 
     with write_tx(app.store.main) as conn:
         pending = Pending()

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from mailbridge.sla import clocks, waiting
+from mailbridge.store.pending import Pending
 from mailbridge.tickets import changes, fragments, lifecycle
 
 __all__ = ["gather", "merge", "set_field", "set_status"]
@@ -32,7 +33,7 @@ def set_status(
     actor: str,
     now: datetime,
     reason: str = "",
-    pending: lifecycle.Pending,
+    pending: Pending,
 ) -> str:
     """lifecycle.set_status, then the ticket's clocks and pending timer; the old status."""
     old = lifecycle.set_status(conn, ticket_id, new, actor=actor, now=now, reason=reason, pending=pending)
@@ -50,7 +51,7 @@ def set_field(
     *,
     actor: str,
     now: datetime,
-    pending: lifecycle.Pending,
+    pending: Pending,
     extra: Mapping[str, Any] | None = None,
 ) -> bool:
     """changes.set_field; a new priority makes the sweep choose the policy again."""
@@ -67,13 +68,13 @@ def merge(
     *,
     actor: str,
     now: datetime,
-    pending: lifecycle.Pending,
+    pending: Pending,
     extra: Mapping[str, Any] | None = None,
 ) -> None:
     """changes.merge, the source closed through set_status (its clocks stop)."""
     changes.merge(conn, source_id, target_id, actor=actor, now=now, pending=pending, extra=extra, close=set_status)
 
 
-def gather(conn: Connection, linked: Sequence[int], *, now: datetime, pending: lifecycle.Pending) -> int:
+def gather(conn: Connection, linked: Sequence[int], *, now: datetime, pending: Pending) -> int:
     """fragments.gather, each merged orphan closed through set_status."""
     return fragments.gather(conn, linked, now=now, pending=pending, close=set_status)

@@ -38,8 +38,8 @@ from mailbridge.reports.period import report_zone
 from mailbridge.sla import clocks
 from mailbridge.sla.due import clock_state, moment_at_fraction
 from mailbridge.store.counters import bump
+from mailbridge.store.pending import Pending
 from mailbridge.store.tables import messages, metric_counts, sla_clocks, sla_notices, tickets
-from mailbridge.tickets import lifecycle
 from mailbridge.tickets.refs import ReferenceFormat
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def targets_of(policy: SlaPolicySettings) -> dict[str, timedelta]:
 
 
 def start_clocks(
-    conn: Connection, config: Config, people: People, ticket_id: int, now: datetime, pending: lifecycle.Pending
+    conn: Connection, config: Config, people: People, ticket_id: int, now: datetime, pending: Pending
 ) -> None:
     """A new ticket's clocks, by the first policy that matches it (none: no clocks)."""
     if not config.sla.policies:
@@ -135,7 +135,7 @@ class Sweeper:
         # Notices give times in the desk's [reports] zone as well as in UTC.
         self._zone = report_zone(config)
 
-    def sweep(self, conn: Connection, now: datetime, pending: lifecycle.Pending, limit: int = 5000) -> SweepReport:
+    def sweep(self, conn: Connection, now: datetime, pending: Pending, limit: int = 5000) -> SweepReport:
         report = SweepReport()
         due = conn.execute(
             select(sla_clocks)
@@ -160,7 +160,7 @@ class Sweeper:
         return report
 
     def _one(
-        self, conn: Connection, clock: Any, ticket: Any, now: datetime, pending: lifecycle.Pending, report: SweepReport
+        self, conn: Connection, clock: Any, ticket: Any, now: datetime, pending: Pending, report: SweepReport
     ) -> None:
         if clock.policy == clocks.RESELECT:
             clock = self._reselect(conn, clock, ticket, now, pending, report)
@@ -202,7 +202,7 @@ class Sweeper:
         conn.execute(update(sla_clocks).where(sla_clocks.c.id == clock.id).values(**values))
 
     def _reselect(
-        self, conn: Connection, clock: Any, ticket: Any, now: datetime, pending: lifecycle.Pending, report: SweepReport
+        self, conn: Connection, clock: Any, ticket: Any, now: datetime, pending: Pending, report: SweepReport
     ) -> Any:
         policy = choose_policy(self._config, self._people, ticket)
         target = policy.target(clock.target) if policy is not None else None
@@ -211,7 +211,7 @@ class Sweeper:
                 update(sla_clocks).where(sla_clocks.c.id == clock.id).values(state="stopped", next_action_at=None)
             )
             data = {"target": clock.target, "reason": "no policy applies after the change"}
-            pending.events.append(lifecycle.event_row(clock.ticket_id, now, "sla_recomputed", "system", data))
+            pending.event(clock.ticket_id, now, "sla_recomputed", "system", data)
             return None
         calendar = policy.calendar or self._config.default_calendar_id
         values = {"policy": policy.id, "calendar": calendar, "target_seconds": int(target.total_seconds())}
@@ -223,7 +223,7 @@ class Sweeper:
             "target_seconds": values["target_seconds"],
             "old_target_seconds": int(clock.target_seconds),
         }
-        pending.events.append(lifecycle.event_row(clock.ticket_id, now, "sla_recomputed", "system", data))
+        pending.event(clock.ticket_id, now, "sla_recomputed", "system", data)
         report.recomputed += 1
         return conn.execute(select(sla_clocks).where(sla_clocks.c.id == clock.id)).one()
 
@@ -234,7 +234,7 @@ class Sweeper:
         ticket: Any,
         level: int,
         now: datetime,
-        pending: lifecycle.Pending,
+        pending: Pending,
         report: SweepReport,
         due: datetime | None,
     ) -> None:
@@ -253,7 +253,7 @@ class Sweeper:
             "to": [a.address for a in recipients],
         }
         event = {1: "sla_reminder", 2: "sla_breached"}.get(level, "sla_escalated")
-        pending.events.append(lifecycle.event_row(int(ticket.id), now, event, "system", data))
+        pending.event(int(ticket.id), now, event, "system", data)
         local = {"due_local": local_time(due, self._zone) if due else None}
         report.notices.append({"ticket": ticket.reference, "subject": ticket.subject, **data, **local})
         if level == 1:

@@ -48,8 +48,8 @@ from mailbridge.outbound import notices
 from mailbridge.outbound.outbox import Outbox
 from mailbridge.people import Calendar, NoWorkingTime, People
 from mailbridge.reports.period import report_zone
+from mailbridge.store.pending import Pending
 from mailbridge.store.tables import pending_notices, pending_timers, tickets
-from mailbridge.tickets import lifecycle
 from mailbridge.tickets.refs import ReferenceFormat
 
 log = logging.getLogger(__name__)
@@ -101,14 +101,14 @@ def set_until(
     *,
     actor: str,
     now: datetime,
-    pending: lifecycle.Pending,
+    pending: Pending,
     extra: dict[str, Any] | None = None,
 ) -> None:
     """`#status pending until=DATE`: the reminder on that date (a new cycle: one sent
     before for an earlier date does not count), with the event "pending_until"."""
     cycle = _arm(conn, ticket_id, now, until)
     data = {"until": until.isoformat(), "cycle": cycle, **(extra or {})}
-    pending.events.append(lifecycle.event_row(ticket_id, now, "pending_until", actor, data))
+    pending.event(ticket_id, now, "pending_until", actor, data)
 
 
 # --- working days ------------------------------------------------------------------------
@@ -192,7 +192,7 @@ def sweep(
     people: People,
     outbox: Outbox,
     refs: ReferenceFormat,
-    pending: lifecycle.Pending,
+    pending: Pending,
     *,
     limit: int = BATCH,
 ) -> WaitingReport:
@@ -270,7 +270,7 @@ def _remind(
     config: Config,
     outbox: Outbox,
     refs: ReferenceFormat,
-    pending: lifecycle.Pending,
+    pending: Pending,
     report: WaitingReport,
     zone: Any,
 ) -> None:
@@ -282,7 +282,7 @@ def _remind(
     via = notices.Sending(config, outbox, refs, pending, now)
     sent = notices.pending_reminder(conn, row, via, since=ensure_utc(row.since), close=close, zone=zone)
     _record(sent, row, data)
-    pending.events.append(lifecycle.event_row(int(row.ticket_id), now, "pending_reminder", "system", data))
+    pending.event(int(row.ticket_id), now, "pending_reminder", "system", data)
     report.reminded += 1
     report.notices.append({"ticket": row.reference, "subject": row.subject, "step": "reminder", **data})
 
@@ -294,7 +294,7 @@ def _resolve(
     config: Config,
     outbox: Outbox,
     refs: ReferenceFormat,
-    pending: lifecycle.Pending,
+    pending: Pending,
     report: WaitingReport,
     *,
     reminded: bool,
@@ -314,6 +314,6 @@ def _resolve(
         data["reminder"] = "not sent: the resolution was due as well"
     sent = notices.pending_resolved(conn, row, notices.Sending(config, outbox, refs, pending, now), days=days)
     _record(sent, row, data)
-    pending.events.append(lifecycle.event_row(ticket_id, now, "pending_resolved", "system", data))
+    pending.event(ticket_id, now, "pending_resolved", "system", data)
     report.resolved += 1
     report.notices.append({"ticket": row.reference, "subject": row.subject, "step": "resolved", **data})

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, select, update
 
 from mailbridge.parsing.mime import Address
+from mailbridge.store.pending import Pending
 from mailbridge.store.tables import messages, participants, reply_tokens, thread_index, tickets
 from mailbridge.tickets import lifecycle
 
@@ -54,7 +55,7 @@ class StatusSetter(Protocol):
         actor: str,
         now: datetime,
         reason: str = "",
-        pending: lifecycle.Pending,
+        pending: Pending,
     ) -> str: ...
 
 
@@ -75,7 +76,7 @@ def assign(
     *,
     actor: str,
     now: datetime,
-    pending: lifecycle.Pending,
+    pending: Pending,
     extra: Mapping[str, Any] | None = None,
 ) -> bool:
     """Give the ticket to an agent (None: nobody); True when it changed."""
@@ -95,7 +96,7 @@ def set_field(
     *,
     actor: str,
     now: datetime,
-    pending: lifecycle.Pending,
+    pending: Pending,
     extra: Mapping[str, Any] | None = None,
 ) -> bool:
     if name not in FIELDS:
@@ -117,7 +118,7 @@ def add_tags(
     *,
     actor: str,
     now: datetime,
-    pending: lifecycle.Pending,
+    pending: Pending,
     extra: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Add tags not yet on the ticket; return the ones added."""
@@ -136,7 +137,7 @@ def remove_tags(
     *,
     actor: str,
     now: datetime,
-    pending: lifecycle.Pending,
+    pending: Pending,
     extra: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Remove tags the ticket has; return the ones removed (the caller checked that
@@ -157,7 +158,7 @@ def merge(
     *,
     actor: str,
     now: datetime,
-    pending: lifecycle.Pending,
+    pending: Pending,
     extra: Mapping[str, Any] | None = None,
     close: StatusSetter,
 ) -> None:
@@ -197,7 +198,7 @@ def copy_on(
     *,
     actor: str,
     now: datetime,
-    pending: lifecycle.Pending,
+    pending: Pending,
     extra: Mapping[str, Any] | None = None,
 ) -> bool:
     """Copy ``person`` on the ticket's public answers (#cc add): a new participant, or
@@ -225,7 +226,7 @@ def stop_copying(
     *,
     actor: str,
     now: datetime,
-    pending: lifecycle.Pending,
+    pending: Pending,
     extra: Mapping[str, Any] | None = None,
 ) -> bool:
     """No more copies of public answers to ``address`` (#cc remove); True when it changed."""
@@ -246,7 +247,7 @@ def set_requester(
     *,
     actor: str,
     now: datetime,
-    pending: lifecycle.Pending,
+    pending: Pending,
     extra: Mapping[str, Any] | None = None,
 ) -> bool:
     """Make ``address`` the ticket's requester (#requester); True when it changed.

@@ -27,6 +27,7 @@ from mailbridge.parsing.mime import Address, ParsedMail
 from mailbridge.people import People
 from mailbridge.routing import Router
 from mailbridge.rules import Decision
+from mailbridge.store.pending import Pending
 from mailbridge.store.tables import tickets
 from mailbridge.tickets import incidents, lifecycle
 
@@ -69,7 +70,7 @@ class RuleNotice:
 # Queues a RuleNotice's mail (outbound/notices.rule_notification, handed in by the
 # worker, which builds this class): tickets/ decides whom, outbound/ writes the mail, and
 # tickets/ never imports outbound/ (outbound/ builds on tickets/).
-RuleNotifier = Callable[[Connection, RuleNotice, lifecycle.Pending, datetime], None]
+RuleNotifier = Callable[[Connection, RuleNotice, Pending, datetime], None]
 
 
 class RuleDecisions:
@@ -143,7 +144,7 @@ class RuleDecisions:
         mail: ParsedMail,
         reply_text: str,
         now: datetime,
-        pending: lifecycle.Pending,
+        pending: Pending,
         *,
         historic: bool,
     ) -> None:
@@ -154,7 +155,7 @@ class RuleDecisions:
         data = {"fired": list(decision.fired), "set_by": dict(decision.set_by)}
         if decision.stopped_by:
             data["stopped_by"] = decision.stopped_by
-        pending.events.append(lifecycle.event_row(ticket_id, now, "rules", "system", data))
+        pending.event(ticket_id, now, "rules", "system", data)
         if decision.notify and not historic:
             self.notify(conn, ticket_id, decision, mail, reply_text, now, pending)
         if decision.watchers:  # agent ids (checked against the config at load)
@@ -188,7 +189,7 @@ class RuleDecisions:
         mail: ParsedMail,
         reply_text: str,
         now: datetime,
-        pending: lifecycle.Pending,
+        pending: Pending,
     ) -> None:
         """`notify`: a short mail about this message to agents, a team or an address."""
         addresses = self._notify_addresses(decision)

@@ -35,8 +35,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Select, bindparam, func, select
 
 from mailbridge.config import AutoReplySettings
+from mailbridge.store.pending import Pending
 from mailbridge.store.tables import events, tickets
-from mailbridge.tickets.lifecycle import Pending, domain_of
+from mailbridge.tickets.lifecycle import domain_of
 
 log = logging.getLogger(__name__)
 

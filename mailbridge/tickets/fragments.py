@@ -23,8 +23,9 @@ from datetime import datetime
 
 from sqlalchemy import Connection, select
 
+from mailbridge.store.pending import Pending
 from mailbridge.store.tables import events, tickets
-from mailbridge.tickets import changes, lifecycle
+from mailbridge.tickets import changes
 
 __all__ = ["gather", "ORPHAN_FLAG"]
 
@@ -36,7 +37,7 @@ ACTOR = "mailbridge"
 
 
 def gather(
-    conn: Connection, linked: Sequence[int], *, now: datetime, pending: lifecycle.Pending, close: changes.StatusSetter
+    conn: Connection, linked: Sequence[int], *, now: datetime, pending: Pending, close: changes.StatusSetter
 ) -> int:
     """Merge the orphan tickets among ``linked`` (open, not merged) into the survivor
     and return the survivor's id (``linked[0]`` when nothing is merged).
@@ -77,7 +78,7 @@ def gather(
     return survivor if ids[0] in orphans else ids[0]
 
 
-def _orphans(conn: Connection, ticket_ids: Sequence[int], pending: lifecycle.Pending) -> set[int]:
+def _orphans(conn: Connection, ticket_ids: Sequence[int], pending: Pending) -> set[int]:
     """The tickets among ``ticket_ids`` opened by an orphan reply: read from their
     ``created`` events, including those of this batch not written yet."""
     wanted = set(ticket_ids)

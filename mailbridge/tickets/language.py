@@ -21,8 +21,8 @@ from sqlalchemy import Connection, select, update
 
 from mailbridge.parsing.language import detect_language, language_code
 from mailbridge.parsing.reply import extract_reply
+from mailbridge.store.pending import Pending
 from mailbridge.store.tables import tickets
-from mailbridge.tickets import lifecycle
 
 __all__ = ["first_language", "forwarded_language", "language_of", "language_code", "set_language", "with_language"]
 
@@ -58,7 +58,7 @@ def set_language(
     *,
     actor: str,
     now: datetime,
-    pending: lifecycle.Pending,
+    pending: Pending,
     extra: Mapping[str, Any] | None = None,
 ) -> bool:
     """Set the ticket's language (a code language_code accepted, or None for none); True
@@ -68,5 +68,5 @@ def set_language(
         return False
     conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(language=code, updated_at=now))
     data = {"field": "language", "from": old, "to": code, **(extra or {})}
-    pending.events.append(lifecycle.event_row(ticket_id, now, "field_changed", actor, data))
+    pending.event(ticket_id, now, "field_changed", actor, data)
     return True

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection
 
 from mailbridge.parsing.mime import Address
+from mailbridge.store.pending import Pending
 from mailbridge.tickets.floods import FloodVerdict
-from mailbridge.tickets.lifecycle import Pending
 
 if TYPE_CHECKING:
     from mailbridge.outbound.notices import Answer

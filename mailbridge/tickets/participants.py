@@ -18,8 +18,8 @@ from datetime import datetime
 from sqlalchemy import Connection, bindparam, insert, select
 
 from mailbridge.parsing.mime import Address
+from mailbridge.store.pending import Pending
 from mailbridge.store.tables import participants
-from mailbridge.tickets.lifecycle import Pending, event_row
 
 __all__ = ["Copied", "RECORDED_MAX", "add_copied", "cap", "candidates", "record_over"]
 
@@ -87,4 +87,4 @@ def record_over(
         "message": message,
         "reason": f"at most {limit} people are copied on a ticket ([tickets] max_participants); these get no mail",
     }
-    pending.events.append(event_row(ticket_id, now, "participants_not_added", actor, data))
+    pending.event(ticket_id, now, "participants_not_added", actor, data)

@@ -20,7 +20,7 @@ import unicodedata
 from datetime import datetime
 from typing import Any
 
-from mailbridge.tickets import lifecycle
+from mailbridge.store.pending import Pending
 
 __all__ = ["COMMENT_MAX", "SCORE_MAX", "SCORE_MIN", "parse_score", "record_answer"]
 
@@ -71,15 +71,15 @@ def parse_score(text: str) -> tuple[int | None, str]:
 
 
 def record_answer(
-    ticket_id: int, sender: str, text: str, message_pk: int, now: datetime, pending: lifecycle.Pending
+    ticket_id: int, sender: str, text: str, message_pk: int, now: datetime, pending: Pending
 ) -> int | None:
     """A reply to the survey, stored as message ``message_pk``: "survey_answered" with
     its score and comment, or "survey_unreadable" with the text. Returns the score."""
     score, comment = parse_score(text)
     if score is None:
         data: dict[str, Any] = {"message": message_pk, "text": comment}
-        pending.events.append(lifecycle.event_row(ticket_id, now, "survey_unreadable", sender, data))
+        pending.event(ticket_id, now, "survey_unreadable", sender, data)
         return None
     data = {"score": score, "comment": comment, "message": message_pk}
-    pending.events.append(lifecycle.event_row(ticket_id, now, "survey_answered", sender, data))
+    pending.event(ticket_id, now, "survey_answered", sender, data)
     return score

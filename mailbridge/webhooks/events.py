@@ -1,6 +1,6 @@
 """From the ticket history's events to webhook events (pure).
 
-An event row (tickets/lifecycle.event_row: type, actor, data) becomes zero, one or two
+An event row (store/pending.event_row: type, actor, data) becomes zero, one or two
 webhook events, each with its `change` part of the payload:
 
     created                        -> created

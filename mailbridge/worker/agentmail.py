@@ -21,7 +21,7 @@ from sqlalchemy import Connection
 
 from mailbridge.agents.desk import ForwardRoute, Taken, Unopened
 from mailbridge.parsing.mime import ParsedMail
-from mailbridge.tickets import lifecycle
+from mailbridge.store.pending import Pending
 from mailbridge.tickets.decisions import TICKET_STATE
 from mailbridge.worker.context import Context
 from mailbridge.worker.message import Inbound, Outcome, Step, add_message
@@ -76,7 +76,7 @@ def _how(taken: Taken) -> str:
 
 
 def _forward_route(
-    ctx: Context, conn: Connection, msg: Inbound, rcpts: list[str], pending: lifecycle.Pending
+    ctx: Context, conn: Connection, msg: Inbound, rcpts: list[str], pending: Pending
 ) -> Callable[[ParsedMail], ForwardRoute] | None:
     """The routing rules for a #fwd's customer mail, as for any new ticket's mail
     (queue, assignee, classification, tags, fields, notify, watchers, acknowledge).

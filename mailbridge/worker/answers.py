@@ -26,7 +26,6 @@ from mailbridge import knowledge
 from mailbridge.outbound.notices import Addressed, Answer, blocked, queue_answer
 from mailbridge.parsing.mime import Address
 from mailbridge.store.tables import outbox
-from mailbridge.tickets import lifecycle
 from mailbridge.tickets.floods import FloodVerdict
 from mailbridge.worker.context import Context
 from mailbridge.worker.message import Step
@@ -50,7 +49,7 @@ RESPONSE_CHECKS = select(
 
 def _suppressed(step: Step, ticket_id: int, reason: str) -> None:
     data = {"reason": reason}
-    step.pending.events.append(lifecycle.event_row(ticket_id, step.msg.now, "auto_reply_suppressed", "system", data))
+    step.pending.event(ticket_id, step.msg.now, "auto_reply_suppressed", "system", data)
 
 
 def _why_no_acknowledgement(ctx: Context, step: Step, requester: Address, flood: FloodVerdict | None) -> str | None:
@@ -163,7 +162,7 @@ def _suggest_articles(ctx: Context, step: Step, ticket_id: int) -> list[dict[str
         min_shared=settings.min_shared_words,
     )
     data = {"rule": decision.set_by.get("respond"), "articles": [s.to_json() for s in found]}
-    step.pending.events.append(lifecycle.event_row(ticket_id, msg.now, "articles_suggested", "system", data))
+    step.pending.event(ticket_id, msg.now, "articles_suggested", "system", data)
     return [s.to_context() for s in found]
 
 
@@ -205,4 +204,4 @@ def respond_to_follow_up(ctx: Context, step: Step, ticket_id: int, row: Any) -> 
     message_id = _send_response(ctx, step, answer)
     if message_id is not None:
         data = {"to": mail.from_.address, "message_id": message_id, "template": template, "rule": rule}
-        step.pending.events.append(lifecycle.event_row(ticket_id, step.msg.now, "responded", "system", data))
+        step.pending.event(ticket_id, step.msg.now, "responded", "system", data)

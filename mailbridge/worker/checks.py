@@ -13,7 +13,8 @@ from sqlalchemy import Connection
 
 from mailbridge.parsing.bounces import BouncedRecipient
 from mailbridge.sla import status as sla_status
-from mailbridge.tickets import deliveries, incidents, lifecycle
+from mailbridge.store.pending import Pending
+from mailbridge.tickets import deliveries, incidents
 from mailbridge.tickets.decisions import TICKET_STATE
 from mailbridge.worker.context import Context
 from mailbridge.worker.message import Inbound, Outcome, Step, add_message
@@ -66,7 +67,7 @@ def record_bounce(ctx: Context, step: Step) -> Outcome | None:
         "undeliverable": marked,
         "reason": cls.reason,
     }
-    step.pending.events.append(lifecycle.event_row(ticket_id, msg.now, "delivery_failed", "system", data))
+    step.pending.event(ticket_id, msg.now, "delivery_failed", "system", data)
     reference = conn.execute(TICKET_STATE, {"s_ticket": ticket_id}).one().reference
     return Outcome(msg.inbound_id, "done", reference, "bounce")
 
@@ -89,7 +90,7 @@ def known_incident(ctx: Context, step: Step) -> Outcome | None:
     message_pk = add_message(step.conn, ticket_id, msg)
     actor = msg.sender or "unknown"
     data = {"message": message_pk, "inbound": msg.inbound_id, "extractor": extraction.extractor_id}
-    step.pending.events.append(lifecycle.event_row(ticket_id, msg.now, "received", actor, data))
+    step.pending.event(ticket_id, msg.now, "received", actor, data)
     if resolves:
         reason = f"recovery mail for {incident_key}"
         sla_status.set_status(
@@ -107,9 +108,9 @@ def _count_repeat(
     occurrences: int,
     message_pk: int,
     msg: Inbound,
-    pending: lifecycle.Pending,
+    pending: Pending,
 ) -> None:
     incidents.count_repeat(conn, ticket_id, msg.now)
     repeat = {"key": incident_key, "occurrences": occurrences + 1, "message": message_pk}
     actor = msg.sender or "unknown"
-    pending.events.append(lifecycle.event_row(ticket_id, msg.now, "incident_repeated", actor, repeat))
+    pending.event(ticket_id, msg.now, "incident_repeated", actor, repeat)

@@ -47,7 +47,7 @@ def our_own_history(ctx: Context, step: Step) -> Outcome | None:
         reference = conn.execute(TICKET_STATE, {"s_ticket": corr.related_ticket_id}).one().reference
         message_pk = add_message(conn, corr.related_ticket_id, msg)
         data = {"message": message_pk, "message_id": msg.analysis.mail.message_id, "inbound": msg.inbound_id}
-        step.pending.events.append(lifecycle.event_row(corr.related_ticket_id, msg.now, "answered", msg.sender, data))
+        step.pending.event(corr.related_ticket_id, msg.now, "answered", msg.sender, data)
         lifecycle.touch(conn, corr.related_ticket_id, msg.now, step.pending)
         return Outcome(msg.inbound_id, "done", reference, "thread")
     add_message(conn, None, msg)
@@ -82,6 +82,6 @@ def join_flood(ctx: Context, step: Step) -> Outcome | None:
         "inbound": msg.inbound_id,
         "flood_mails": mails,
     }
-    step.pending.events.append(lifecycle.event_row(flood.ticket_id, msg.now, "received", address, data))
+    step.pending.event(flood.ticket_id, msg.now, "received", address, data)
     bump(conn, metric_counts, {"mailbridge_flood_mails": 1})
     return Outcome(msg.inbound_id, "done", flood.reference, "flood")

@@ -65,10 +65,10 @@ def _only_recorded(step: Step, ticket_id: int, data: dict[str, Any], message_pk:
     if msg.analysis.classification.kind == "auto_reply":
         # Recorded as what it is; an out-of-office answer never reopens a ticket.
         data["reason"] = msg.analysis.classification.reason
-        pending.events.append(lifecycle.event_row(ticket_id, now, "auto_reply_received", sender or "unknown", data))
+        pending.event(ticket_id, now, "auto_reply_received", sender or "unknown", data)
         lifecycle.touch(conn, ticket_id, now, pending)
         return True
-    pending.events.append(lifecycle.event_row(ticket_id, now, "received", sender or "unknown", data))
+    pending.event(ticket_id, now, "received", sender or "unknown", data)
     if msg.historic:
         lifecycle.touch(conn, ticket_id, now, pending)  # history never reopens anything
         return True

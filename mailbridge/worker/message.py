@@ -21,6 +21,7 @@ from sqlalchemy import Connection
 from mailbridge.parsing.analysis import Analysis
 from mailbridge.parsing.mime import ParsedMail
 from mailbridge.rules import Decision
+from mailbridge.store.pending import Pending
 from mailbridge.tickets import lifecycle
 from mailbridge.tickets.correlate import Correlation
 
@@ -72,7 +73,7 @@ class Step:
 
     conn: Connection
     row: Any  # the claimed spool row
-    pending: lifecycle.Pending
+    pending: Pending
     msg: Inbound
     corr: Correlation | None = None  # set by lookups.correlate
     ticket: Any = None  # the ticket row it joins, set by lookups.find_ticket (None: a new one)

@@ -30,6 +30,7 @@ from sqlalchemy import Connection, bindparam, update
 
 from mailbridge.outbound.notices import queue_answer
 from mailbridge.sla.sweep import start_clocks
+from mailbridge.store.pending import Pending
 from mailbridge.store.tables import tickets
 from mailbridge.tickets import language as ticket_language
 from mailbridge.tickets import lifecycle, participants
@@ -48,7 +49,7 @@ def opener(ctx: Context) -> Opener:
     return functools.partial(open_ticket, ctx)
 
 
-def open_ticket(ctx: Context, conn: Connection, new: NewTicket, pending: lifecycle.Pending) -> Opened:
+def open_ticket(ctx: Context, conn: Connection, new: NewTicket, pending: Pending) -> Opened:
     """Open the ticket ``new`` describes, and acknowledge it unless that may not be."""
     opened = _create(ctx, conn, new, pending)
     if new.history_only:
@@ -65,7 +66,7 @@ def open_ticket(ctx: Context, conn: Connection, new: NewTicket, pending: lifecyc
     if new.untracked is None:
         start_clocks(conn, ctx.config, ctx.people, ticket_id, now, pending)
     else:
-        pending.events.append(lifecycle.event_row(ticket_id, now, "not_tracked", "system", {"reason": new.untracked}))
+        pending.event(ticket_id, now, "not_tracked", "system", {"reason": new.untracked})
     if new.own_message_id:
         lifecycle.add_thread_rows(conn, [{"msgid": new.own_message_id[:998], "ticket_id": ticket_id, "kind": "own"}])
     if new.before_acknowledgement is not None:
@@ -74,7 +75,7 @@ def open_ticket(ctx: Context, conn: Connection, new: NewTicket, pending: lifecyc
     return opened
 
 
-def _create(ctx: Context, conn: Connection, new: NewTicket, pending: lifecycle.Pending) -> Opened:
+def _create(ctx: Context, conn: Connection, new: NewTicket, pending: Pending) -> Opened:
     """The ticket, its people copied, its first message and the history of its opening."""
     now, actor = new.now, new.actor
     ticket_id, reference = lifecycle.create_ticket(
@@ -93,25 +94,23 @@ def _create(ctx: Context, conn: Connection, new: NewTicket, pending: lifecycle.P
     created: dict[str, Any] = {"reference": reference, **new.created}
     if new.received is not None:
         received = {"message": message_pk, **new.received}
-        pending.events.append(lifecycle.event_row(ticket_id, now, "received", actor, received))
+        pending.event(ticket_id, now, "received", actor, received)
     else:
         created["message"] = message_pk
     if new.language is not None:
         created["language"] = new.language
-    pending.events.append(lifecycle.event_row(ticket_id, now, "created", actor, created))
+    pending.event(ticket_id, now, "created", actor, created)
     if new.record is not None:
         new.record(ticket_id)
     return Opened(ticket_id, reference, message_pk)
 
 
-def _acknowledge(ctx: Context, conn: Connection, new: NewTicket, opened: Opened, pending: lifecycle.Pending) -> None:
+def _acknowledge(ctx: Context, conn: Connection, new: NewTicket, opened: Opened, pending: Pending) -> None:
     """The requester learns their ticket's reference, or the history says why not."""
     ticket_id, now = opened.ticket_id, new.now
 
     def suppressed(reason: str) -> None:
-        pending.events.append(
-            lifecycle.event_row(ticket_id, now, "auto_reply_suppressed", "system", {"reason": reason})
-        )
+        pending.event(ticket_id, now, "auto_reply_suppressed", "system", {"reason": reason})
 
     answer = new.acknowledgement(opened)
     if isinstance(answer, str):
@@ -130,13 +129,11 @@ def _acknowledge(ctx: Context, conn: Connection, new: NewTicket, opened: Opened,
     )
     if sent is not None:
         data = {"to": answer.to.address, "message_id": sent}
-        pending.events.append(lifecycle.event_row(ticket_id, now, "acknowledged", "system", data))
+        pending.event(ticket_id, now, "acknowledged", "system", data)
 
 
-def flag_flood(
-    conn: Connection, ticket_id: int, verdict: FloodVerdict, now: datetime, pending: lifecycle.Pending
-) -> None:
+def flag_flood(conn: Connection, ticket_id: int, verdict: FloodVerdict, now: datetime, pending: Pending) -> None:
     """Mark the ticket as part of a flood (agents/desk.notify then tells nobody)."""
     conn.execute(_MARK_FLOOD, {"s_ticket": ticket_id})
     data = {"count": verdict.count, "reason": verdict.reason, "scope": verdict.scope}
-    pending.events.append(lifecycle.event_row(ticket_id, now, "flood_detected", "system", data))
+    pending.event(ticket_id, now, "flood_detected", "system", data)

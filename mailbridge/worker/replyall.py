@@ -58,7 +58,7 @@ def keep_as_note(ctx: Context, step: Step, ticket_id: int, joining: list[Address
         "would_add": [p.address for p in joining[: participants.RECORDED_MAX]],
         "reason": f"not shown to be the requester's own mail: {reason}",
     }
-    pending.events.append(lifecycle.event_row(ticket_id, now, "kept_as_note", msg.sender or "unknown", data))
+    pending.event(ticket_id, now, "kept_as_note", msg.sender or "unknown", data)
     lifecycle.touch(conn, ticket_id, now, pending)
     text = analysis.reply_text or analysis.mail.text
     ctx.desk.notify(conn, ticket_id, "unverified", pending, now, text=text, mail=analysis.mail)
@@ -76,7 +76,7 @@ def copy(ctx: Context, step: Step, ticket_id: int, people: list[Address], messag
     participants.record_over(pending, ticket_id, msg.now, copied.over, limit, actor, message_pk)
     if copied.added:
         data = {"added": [p.address for p in copied.added], "message": message_pk}
-        pending.events.append(lifecycle.event_row(ticket_id, msg.now, "participants_added", actor, data))
+        pending.event(ticket_id, msg.now, "participants_added", actor, data)
         _tell_requester_added(ctx, step, ticket_id, copied.added)
 
 

@@ -29,10 +29,10 @@ from mailbridge.people import People
 from mailbridge.rules import RuleSet
 from mailbridge.store.claims import claim_ids, release_inbound, stale_holders
 from mailbridge.store.db import Store, read_tx, write_tx
+from mailbridge.store.pending import Pending
 from mailbridge.store.tables import inbound
 from mailbridge.store.transient import is_transient
 from mailbridge.testing import crash_point, poison
-from mailbridge.tickets import lifecycle
 from mailbridge.tickets.correlate import Correlator
 from mailbridge.worker import chain, spool
 from mailbridge.worker.context import Context
@@ -215,7 +215,7 @@ class Pipeline:
         outcomes = {}
         with write_tx(self._store.main) as conn:
             self._serialize_apply(conn)
-            pending = lifecycle.Pending()
+            pending = Pending()
             keyed = [(row, an, *keys(row, an)) for row, an in parsed]
             seen = Seen(conn, [(int(row.id), key, legacy) for row, _an, key, legacy in keyed])
             for row, analysis, key, legacy in keyed:
@@ -234,7 +234,7 @@ class Pipeline:
                 for row, analysis in parsed:
                     try:
                         with conn.begin_nested():
-                            pending = lifecycle.Pending()
+                            pending = Pending()
                             key, legacy = keys(row, analysis)
                             outcomes[row.id] = self._apply(conn, row, analysis, pending, key, legacy)
                             pending.flush(conn)
@@ -279,7 +279,7 @@ class Pipeline:
         conn: Connection,
         row: Any,
         analysis: Analysis,
-        pending: lifecycle.Pending,
+        pending: Pending,
         key: str,
         legacy_key: str | None,
         batch_seen: Seen | None = None,

@@ -21,6 +21,7 @@ from mailbridge.sla import status as sla_status
 from mailbridge.sla.housekeeping import auto_close
 from mailbridge.store import migrate
 from mailbridge.store.db import write_tx
+from mailbridge.store.pending import Pending
 from mailbridge.store.tables import events, outbox, reply_tokens, tickets, undeliverable
 from mailbridge.tickets import lifecycle
 from tests.support import write_config
@@ -54,7 +55,7 @@ def _ticket(
 ) -> int:
     """A ticket opened at ``at`` and (by default) resolved at the same moment."""
     with write_tx(app.store.main) as conn:
-        pending = lifecycle.Pending()
+        pending = Pending()
         ticket_id, _ = lifecycle.create_ticket(
             conn,
             refs=app.refs,
@@ -72,7 +73,7 @@ def _ticket(
 
 def _run(app: App, now: datetime) -> int:
     with write_tx(app.store.main) as conn:
-        pending = lifecycle.Pending()
+        pending = Pending()
         closed = auto_close(conn, now, app.config, app.people, app.outbox, app.refs, pending)
         pending.flush(conn)
     return closed
@@ -183,7 +184,7 @@ def test_a_batch_takes_the_oldest_first(app):
     first = _ticket(app, "a@example.com", at=MONDAY - timedelta(days=9))
     second = _ticket(app, "b@example.com", at=MONDAY - timedelta(days=12))
     with write_tx(app.store.main) as conn:
-        pending = lifecycle.Pending()
+        pending = Pending()
         assert auto_close(conn, MONDAY, app.config, app.people, app.outbox, app.refs, pending, limit=1) == 1
         pending.flush(conn)
     assert (_status(app, second), _status(app, first)) == ("closed", "resolved")

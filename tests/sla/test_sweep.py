@@ -23,6 +23,7 @@ from mailbridge.sla import status as sla_status
 from mailbridge.sla.sweep import Sweeper, start_clocks
 from mailbridge.store import migrate
 from mailbridge.store.db import write_tx
+from mailbridge.store.pending import Pending
 from mailbridge.store.tables import events, outbox, sla_clocks, sla_notices, tickets
 from mailbridge.tickets import lifecycle
 from tests.support import RULES, write_config
@@ -90,7 +91,7 @@ def app(db_url: str, tmp_path: Path) -> Iterator[App]:
 
 def _ticket(app: App, *, priority: str | None = None, at: datetime = MONDAY) -> int:
     with write_tx(app.store.main) as conn:
-        pending = lifecycle.Pending()
+        pending = Pending()
         ticket_id, _ = lifecycle.create_ticket(
             conn,
             refs=app.refs,
@@ -107,7 +108,7 @@ def _ticket(app: App, *, priority: str | None = None, at: datetime = MONDAY) -> 
 
 def _sweep(app: App, now: datetime) -> Any:
     with write_tx(app.store.main) as conn:
-        pending = lifecycle.Pending()
+        pending = Pending()
         report = Sweeper(app.config, app.people, app.outbox, app.refs).sweep(conn, now, pending)
         pending.flush(conn)
     return report

@@ -25,6 +25,7 @@ from mailbridge.errors import ConfigError
 from mailbridge.parsing.mime import Address
 from mailbridge.store import migrate
 from mailbridge.store.db import read_tx, write_tx
+from mailbridge.store.pending import Pending
 from mailbridge.store.tables import events, outbox
 from mailbridge.tickets import changes, lifecycle
 from mailbridge.tickets.views import ticket_id_for
@@ -94,7 +95,7 @@ def auth(token: str) -> dict[str, str]:
 
 def make_ticket(app: App, subject: str, requester: str = "rita@example.com", **incident: Any) -> str:
     with write_tx(app.store.main) as conn:
-        pending = lifecycle.Pending()
+        pending = Pending()
         ticket_id, reference = lifecycle.create_ticket(
             conn,
             refs=app.refs,

@@ -17,6 +17,7 @@ from mailbridge.sla import status as sla_status
 from mailbridge.sla.sweep import Sweeper, start_clocks
 from mailbridge.store import migrate
 from mailbridge.store.db import write_tx
+from mailbridge.store.pending import Pending
 from mailbridge.tickets import lifecycle
 from mailbridge.web.dashboard import build_dashboard
 from tests.support import write_config
@@ -46,7 +47,7 @@ def app(db_url: str, tmp_path: Path) -> Iterator[App]:
 
 def _ticket(app: App, subject: str, priority: str, at: datetime, status: str = "new") -> None:
     with write_tx(app.store.main) as conn:
-        pending = lifecycle.Pending()
+        pending = Pending()
         ticket_id, _ = lifecycle.create_ticket(
             conn,
             refs=app.refs,
@@ -71,7 +72,7 @@ def test_time_left_at_risk_breached_paused_and_stale(app: App) -> None:
     _ticket(app, "ten days old", "low", NOW - timedelta(days=10))
     _ticket(app, "yesterday", "low", NOW - timedelta(days=1))
     with write_tx(app.store.main) as conn:  # what the scheduler does: due times, the breach
-        pending = lifecycle.Pending()
+        pending = Pending()
         Sweeper(app.config, app.people, app.outbox, app.refs).sweep(conn, NOW, pending)
         pending.flush(conn)
 

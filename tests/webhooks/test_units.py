@@ -20,6 +20,7 @@ from mailbridge.parsing.mime import Address
 from mailbridge.sla import status as sla_status
 from mailbridge.store import migrate
 from mailbridge.store.db import read_tx, write_tx
+from mailbridge.store.pending import Pending, event_row
 from mailbridge.store.tables import webhook_deliveries
 from mailbridge.tickets import changes, lifecycle
 from mailbridge.webhooks import payload
@@ -307,7 +308,7 @@ def test_the_worker_hot_path_pays_nothing_without_webhooks_and_little_with(tmp_p
 
     def statements_of_a_flush(app: App, types: list[str]) -> int:
         ticket_id = _ticket(app)
-        pending = lifecycle.Pending(events=[lifecycle.event_row(ticket_id, NOW, t, "system", {}) for t in types])
+        pending = Pending(events=[event_row(ticket_id, NOW, t, "system", {}) for t in types])
         seen: list[str] = []
 
         def count(*args: Any) -> None:
@@ -379,7 +380,7 @@ def test_a_merge_and_a_survey_answer_are_told_with_their_change(tmp_path: Path, 
         first, second = _ticket(app, "One"), _ticket(app, "Two")
         with write_tx(app.store.main) as conn:
             written(conn, sla_status.merge, first, second, actor="bob", now=NOW)
-            pending = lifecycle.Pending()
+            pending = Pending()
             record_answer(second, "carol@example.com", "5 thanks", 1, NOW, pending)
             pending.flush(conn)
         with read_tx(app.store.main) as conn:

@@ -24,7 +24,6 @@ from mailbridge.outbound import notice_contexts as build
 from mailbridge.outbound.compose import OutgoingAttachment
 from mailbridge.outbound.notices.common import Sending, framing, outgoing_facts, queue_logged
 from mailbridge.parsing.mime import Address
-from mailbridge.tickets import lifecycle
 
 __all__ = ["agent_mail", "agent_notification", "rule_notification", "sla_notice"]
 
@@ -82,7 +81,7 @@ def agent_notification(
         )
         if message_id is not None:
             data = {"to": rcpt.address, "event": event, "message_id": message_id}
-            via.pending.events.append(lifecycle.event_row(ticket_id, via.now, "agent_notified", "system", data))
+            via.pending.event(ticket_id, via.now, "agent_notified", "system", data)
 
 
 def agent_mail(
@@ -210,4 +209,4 @@ def rule_notification(
         )
         if message_id is not None:
             data = {"to": rcpt.address, "message_id": message_id, "rule": rule}
-            via.pending.events.append(lifecycle.event_row(ticket_id, via.now, "notified", "system", data))
+            via.pending.event(ticket_id, via.now, "notified", "system", data)

@@ -21,7 +21,7 @@ from mailbridge.outbound.compose import ComposeError
 from mailbridge.outbound.outbox import Outbox
 from mailbridge.outbound.render import TemplateError
 from mailbridge.routing import TicketFacts, ticket_facts_for
-from mailbridge.tickets import lifecycle
+from mailbridge.store.pending import Pending
 from mailbridge.tickets.refs import ReferenceFormat
 
 __all__ = ["Sending", "framing", "outgoing_facts", "queue_logged", "support_context"]
@@ -35,7 +35,7 @@ class Sending:
     config: Config
     outbox: Outbox
     refs: ReferenceFormat
-    pending: lifecycle.Pending
+    pending: Pending
     now: datetime
 
 
@@ -57,7 +57,7 @@ def outgoing_facts(conn: Connection, outbox: Outbox, ticket_id: int) -> TicketFa
 
 def queue_logged(
     outbox: Outbox,
-    pending: lifecycle.Pending,
+    pending: Pending,
     log: logging.Logger,
     failure: tuple[Any, ...],
     *,

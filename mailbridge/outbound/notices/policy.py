@@ -23,8 +23,8 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, bindparam, select
 
 from mailbridge.parsing.robots import is_robot_address
+from mailbridge.store.pending import Pending
 from mailbridge.store.tables import undeliverable
-from mailbridge.tickets import lifecycle
 
 __all__ = ["CHECKS", "Addressed", "blocked", "suppressed"]
 
@@ -103,7 +103,7 @@ def blocked(conn: Connection, kind: str, ticket: Any) -> str | None:
     return None
 
 
-def suppressed(pending: lifecycle.Pending, ticket_id: int, now: datetime, reason: str) -> None:
+def suppressed(pending: Pending, ticket_id: int, now: datetime, reason: str) -> None:
     """Record in the ticket's history that an automatic mail did not go out, and why."""
     data = {"reason": reason}
-    pending.events.append(lifecycle.event_row(ticket_id, now, "auto_reply_suppressed", "system", data))
+    pending.event(ticket_id, now, "auto_reply_suppressed", "system", data)

@@ -30,7 +30,7 @@ from mailbridge.outbound.notices.common import Sending, framing, outgoing_facts,
 from mailbridge.outbound.notices.policy import blocked, suppressed
 from mailbridge.outbound.outbox import Outbox
 from mailbridge.parsing.mime import Address
-from mailbridge.tickets import lifecycle
+from mailbridge.store.pending import Pending
 from mailbridge.tickets.language import language_of
 from mailbridge.tickets.refs import ReferenceFormat
 from mailbridge.tickets.survey import SCORE_MAX, SCORE_MIN
@@ -79,7 +79,7 @@ class Answer:
 def queue_answer(
     conn: Connection,
     outbox: Outbox,
-    pending: lifecycle.Pending,
+    pending: Pending,
     answer: Answer,
     *,
     config: Config,
@@ -128,9 +128,7 @@ class Notice(NamedTuple):
     blocked: str | None = None
 
 
-def closing_parts(
-    conn: Connection, ticket: Any, config: Config, pending: lifecycle.Pending, now: datetime
-) -> tuple[bool, bool]:
+def closing_parts(conn: Connection, ticket: Any, config: Config, pending: Pending, now: datetime) -> tuple[bool, bool]:
     """(the resolved notice, the survey): which may go to the requester of a ticket
     that became resolved ([tickets] resolved_notice, [sla] survey). What may not go
     is recorded (auto_reply_suppressed)."""
@@ -202,7 +200,7 @@ def survey(conn: Connection, ticket: Any, via: Sending, *, reopen_address: str =
     message_id = _to_requester(conn, ticket, "survey", context, via, purpose="survey")
     if message_id is not None:
         data = {"to": str(ticket.requester), "message_id": message_id}
-        via.pending.events.append(lifecycle.event_row(int(ticket.id), via.now, "survey_sent", "system", data))
+        via.pending.event(int(ticket.id), via.now, "survey_sent", "system", data)
     return message_id
 
 
@@ -262,7 +260,7 @@ def _notice(
     )
     if message_id is not None:
         data = {"to": requester.address, "message_id": message_id}
-        via.pending.events.append(lifecycle.event_row(ticket_id, via.now, f"{kind}_notice", "system", data))
+        via.pending.event(ticket_id, via.now, f"{kind}_notice", "system", data)
     return message_id
 
 
@@ -307,6 +305,5 @@ def participants_added(conn: Connection, ticket: Any, via: Sending, *, added: Se
     )
     if sent.message_id is not None:
         data = {"to": str(ticket.requester), "message_id": sent.message_id, "added": [p.address for p in added]}
-        event = lifecycle.event_row(int(ticket.id), via.now, "participants_added_notice", "system", data)
-        via.pending.events.append(event)
+        via.pending.event(int(ticket.id), via.now, "participants_added_notice", "system", data)
     return sent
