@@ -30,7 +30,7 @@ from mailbridge.agents.auth import AuthVerdict
 from mailbridge.agents.commands import Command, ParsedCommands, parse_commands
 from mailbridge.agents.commands_check import NEW_TICKET, CommandChecks
 from mailbridge.agents.commands_run import CommandRunner
-from mailbridge.agents.desk_base import AgentMail, AgentTurn, DeskBase, log, lower_first, store
+from mailbridge.agents.desk_base import AgentMail, AgentTurn, DeskBase, lower_first, store
 from mailbridge.agents.forward import Forwarded, customer_mail, extract_forwarded
 from mailbridge.agents.requester_notices import RequesterNotices
 from mailbridge.outbound.notices import Answer
@@ -140,8 +140,6 @@ class ForwardedTickets:
             record=routed.record if routed is not None else None,
             own_message_id=found.message_id,
             before_acknowledgement=commands,
-            unsent_in_history=False,
-            log=log,
         )
         opened = opener(conn, new, pending)
         # The forwarding agent gets the usual notification: the ticket's reference and a

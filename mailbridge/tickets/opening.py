@@ -11,7 +11,6 @@ mail, as it hands it the routing rules.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -70,9 +69,6 @@ class NewTicket:
     # What the caller does to the ticket before the requester hears of it (#fwd: the
     # agent's other commands, the assignment).
     before_acknowledgement: Callable[[Opened], None] | None = None
-    # A failed acknowledgement's reason in the history, not only in the log.
-    unsent_in_history: bool = True
-    log: logging.Logger | None = None  # where a failed acknowledgement is logged (None: worker/answers.py's)
 
 
 Opener = Callable[[Connection, NewTicket, Pending], Opened]

@@ -124,8 +124,8 @@ def _acknowledge(ctx: Context, conn: Connection, new: NewTicket, opened: Opened,
         config=ctx.config,
         refs=ctx.refs,
         now=now,
-        log=new.log or answers.log,
-        explain=suppressed if new.unsent_in_history else None,
+        log=answers.log,
+        explain=suppressed,
     )
     if sent is not None:
         data = {"to": answer.to.address, "message_id": sent}

@@ -14,7 +14,7 @@ caller's: it knows the people and the desk (policy.py holds the checks it applie
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +26,44 @@ from mailbridge.outbound.notices.common import Sending, framing, outgoing_facts,
 from mailbridge.parsing.mime import Address
 
 __all__ = ["agent_mail", "agent_notification", "rule_notification", "sla_notice"]
+
+
+def _to_each(
+    conn: Connection,
+    ticket_id: int,
+    reference: str,
+    recipients: Iterable[Address],
+    via: Sending,
+    log: logging.Logger,
+    failure: str,
+    context: Callable[[Address], Mapping[str, Any]],
+    **mail: Any,
+) -> list[tuple[Address, str]]:
+    """Queue one auto-generated mail (``mail``: kind, template, ...) per recipient, with
+    the context ``context(recipient)`` gives, outside any thread: (recipient, Message-ID)
+    of each that could be composed. ``failure``: the log message for one that could not,
+    with the recipient and the reference as its arguments."""
+    sent = []
+    facts = outgoing_facts(conn, via.outbox, ticket_id)  # the same for every recipient
+    for rcpt in recipients:
+        message_id = queue_logged(
+            via.outbox,
+            via.pending,
+            log,
+            (failure, rcpt.address, reference),
+            ticket_id=ticket_id,
+            ticket=facts,
+            context=context(rcpt),
+            to=rcpt,
+            in_reply_to=None,
+            references=[],
+            now=via.now,
+            auto_submitted="auto-generated",
+            **mail,
+        )
+        if message_id is not None:
+            sent.append((rcpt, message_id))
+    return sent
 
 
 def agent_notification(
@@ -60,28 +98,22 @@ def agent_notification(
         commands=commands,
         agent="",
     )
-    facts = outgoing_facts(conn, via.outbox, ticket_id)  # the same for every recipient
-    for rcpt in recipients:
-        message_id = queue_logged(
-            via.outbox,
-            via.pending,
-            log,
-            ("no agent notification to %s for %s", rcpt.address, ticket.reference),
-            ticket_id=ticket_id,
-            ticket=facts,
-            kind="agent-notification",
-            template="agent-notification",
-            context={**context, "agent": {"name": rcpt.name}},
-            to=rcpt,
-            in_reply_to=None,
-            references=[],
-            now=via.now,
-            auto_submitted="auto-generated",
-            attachments=list(files),
-        )
-        if message_id is not None:
-            data = {"to": rcpt.address, "event": event, "message_id": message_id}
-            via.pending.event(ticket_id, via.now, "agent_notified", "system", data)
+    sent = _to_each(
+        conn,
+        ticket_id,
+        ticket.reference,
+        recipients,
+        via,
+        log,
+        "no agent notification to %s for %s",
+        lambda rcpt: {**context, "agent": {"name": rcpt.name}},
+        kind="agent-notification",
+        template="agent-notification",
+        attachments=list(files),
+    )
+    for rcpt, message_id in sent:
+        data = {"to": rcpt.address, "event": event, "message_id": message_id}
+        via.pending.event(ticket_id, via.now, "agent_notified", "system", data)
 
 
 def agent_mail(
@@ -146,24 +178,19 @@ def sla_notice(
         zone=zone,
         request=request,
     )
-    facts = outgoing_facts(conn, via.outbox, int(ticket.id))  # the same for every recipient
-    for rcpt in recipients:
-        queue_logged(
-            via.outbox,
-            via.pending,
-            log,
-            ("no SLA %s to %s for %s", kind, rcpt.address, ticket.reference),
-            ticket_id=int(ticket.id),
-            ticket=facts,
-            kind=f"sla-{kind}"[:32],
-            template="sla-notice",
-            context=context,
-            to=rcpt,
-            in_reply_to=None,
-            references=[],
-            now=via.now,
-            auto_submitted="auto-generated",
-        )
+    # (Its event is the sweep's: sla_reminder, sla_breached, sla_escalated.)
+    _to_each(
+        conn,
+        int(ticket.id),
+        ticket.reference,
+        recipients,
+        via,
+        log,
+        f"no SLA {kind} to %s for %s",
+        lambda rcpt: context,
+        kind=f"sla-{kind}"[:32],
+        template="sla-notice",
+    )
 
 
 def rule_notification(
@@ -189,24 +216,18 @@ def rule_notification(
         text=text,
         rule=rule,
     )
-    facts = outgoing_facts(conn, via.outbox, ticket_id)  # the same for every recipient
-    for rcpt in recipients:
-        message_id = queue_logged(
-            via.outbox,
-            via.pending,
-            log,
-            ("no notification to %s for %s", rcpt.address, ticket.reference),
-            ticket_id=ticket_id,
-            kind="notification",
-            template="notification",
-            context=context,
-            to=rcpt,
-            in_reply_to=None,
-            references=[],
-            now=via.now,
-            auto_submitted="auto-generated",
-            ticket=facts,
-        )
-        if message_id is not None:
-            data = {"to": rcpt.address, "message_id": message_id, "rule": rule}
-            via.pending.event(ticket_id, via.now, "notified", "system", data)
+    sent = _to_each(
+        conn,
+        ticket_id,
+        ticket.reference,
+        recipients,
+        via,
+        log,
+        "no notification to %s for %s",
+        lambda rcpt: context,
+        kind="notification",
+        template="notification",
+    )
+    for rcpt, message_id in sent:
+        data = {"to": rcpt.address, "message_id": message_id, "rule": rule}
+        via.pending.event(ticket_id, via.now, "notified", "system", data)
