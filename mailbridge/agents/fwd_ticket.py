@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from mailbridge.agents.agent_notices import AgentNotices
 from mailbridge.agents.auth import AuthVerdict
@@ -33,9 +33,9 @@ from mailbridge.agents.commands_run import CommandRunner
 from mailbridge.agents.desk_base import AgentMail, AgentTurn, DeskBase, lower_first, store
 from mailbridge.agents.forward import Forwarded, customer_mail, extract_forwarded
 from mailbridge.agents.requester_notices import RequesterNotices
+from mailbridge.outbound import notices
 from mailbridge.outbound.notices import Answer
 from mailbridge.parsing.mime import ParsedMail
-from mailbridge.store.tables import undeliverable
 from mailbridge.tickets import changes
 from mailbridge.tickets import language as ticket_language
 from mailbridge.tickets.opening import NewTicket, Opened, Opener
@@ -201,12 +201,11 @@ class ForwardedTickets:
         with), or why nothing does; nothing of the forward, the agent's note included,
         is quoted."""
         customer, message_id = found.sender, found.message_id
-        bounced = conn.execute(select(undeliverable.c.address).where(undeliverable.c.address == customer.address))
         reason = no_ack
         if reason is None and not self._base.config.autoreply.acknowledge:
             reason = "acknowledgements are off ([autoreply] acknowledge = false)"
-        if reason is None and bounced.first() is not None:
-            reason = f"{customer.address} is undeliverable"
+        if reason is None:
+            reason = notices.blocked(conn, "forwarded-acknowledgement", notices.Addressed(customer.address))
         if reason is not None:
             return reason
         return Answer(

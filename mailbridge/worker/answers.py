@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 
 from mailbridge import knowledge
-from mailbridge.outbound.notices import Addressed, Answer, blocked, queue_answer
+from mailbridge.outbound.notices import Addressed, Answer, blocked, queue_answer, suppressed
 from mailbridge.parsing.mime import Address
 from mailbridge.store.tables import outbox
 from mailbridge.tickets.floods import FloodVerdict
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 # Before a rule's response to a follow-up: did this template already go to this ticket
 # within the flood window (one answer, not a loop)?
-RESPONSE_CHECKS = select(
+RESPONSE_CHECKS = (
     select(func.count())
     .select_from(outbox)
     .where(
@@ -42,14 +42,11 @@ RESPONSE_CHECKS = select(
         outbox.c.kind == bindparam("s_kind"),
         outbox.c.created_at >= bindparam("s_since"),
     )
-    .scalar_subquery()
-    .label("recent"),
 )
 
 
 def _suppressed(step: Step, ticket_id: int, reason: str) -> None:
-    data = {"reason": reason}
-    step.pending.event(ticket_id, step.msg.now, "auto_reply_suppressed", "system", data)
+    suppressed(step.pending, ticket_id, step.msg.now, reason)
 
 
 def _why_no_acknowledgement(ctx: Context, step: Step, requester: Address, flood: FloodVerdict | None) -> str | None:
@@ -136,12 +133,8 @@ def _send_response(ctx: Context, step: Step, answer: Answer) -> str | None:
     says why none went out."""
     return queue_answer(
         step.conn,
-        ctx.outbox,
-        step.pending,
         answer,
-        config=ctx.config,
-        refs=ctx.refs,
-        now=step.msg.now,
+        ctx.sending(step.pending, step.msg.now),
         log=log,
         explain=lambda reason: _suppressed(step, answer.ticket_id, reason),
     )
@@ -179,11 +172,11 @@ def _why_no_response(ctx: Context, step: Step, ticket_id: int, row: Any) -> str 
         reason = blocked(step.conn, "response", Addressed(msg.sender))
     if reason is None:
         window = ctx.config.autoreply.flood_window_minutes
-        checks = step.conn.execute(
+        recent = step.conn.execute(
             RESPONSE_CHECKS,
             {"s_ticket": ticket_id, "s_kind": f"response:{template}"[:32], "s_since": now - timedelta(minutes=window)},
-        ).one()
-        if checks.recent:
+        ).scalar_one()
+        if recent:
             reason = f"rule {rule}: {template} already went to this ticket in the last {window} minutes"
     return reason
 

@@ -105,6 +105,10 @@ class Context:
             support_domains=support_domains,
         )
 
+    def sending(self, pending: Pending, now: datetime) -> notices.Sending:
+        """What a notice from this worker goes out with (outbound/notices)."""
+        return notices.Sending(self.config, self.outbox, self.refs, pending, now)
+
     def is_ours(self, address: str) -> bool:
         """One of our addresses, with or without a +tag (a reply token), or at our domains."""
         local, _, domain = address.lower().partition("@")

@@ -28,7 +28,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, update
 
-from mailbridge.outbound.notices import queue_answer
+from mailbridge.outbound import notices
 from mailbridge.sla.sweep import start_clocks
 from mailbridge.store.pending import Pending
 from mailbridge.store.tables import tickets
@@ -108,24 +108,16 @@ def _create(ctx: Context, conn: Connection, new: NewTicket, pending: Pending) ->
 def _acknowledge(ctx: Context, conn: Connection, new: NewTicket, opened: Opened, pending: Pending) -> None:
     """The requester learns their ticket's reference, or the history says why not."""
     ticket_id, now = opened.ticket_id, new.now
-
-    def suppressed(reason: str) -> None:
-        pending.event(ticket_id, now, "auto_reply_suppressed", "system", {"reason": reason})
-
     answer = new.acknowledgement(opened)
     if isinstance(answer, str):
-        suppressed(answer)
+        notices.suppressed(pending, ticket_id, now, answer)
         return
-    sent = queue_answer(
+    sent = notices.queue_answer(
         conn,
-        ctx.outbox,
-        pending,
         answer,
-        config=ctx.config,
-        refs=ctx.refs,
-        now=now,
+        ctx.sending(pending, now),
         log=answers.log,
-        explain=suppressed,
+        explain=lambda reason: notices.suppressed(pending, ticket_id, now, reason),
     )
     if sent is not None:
         data = {"to": answer.to.address, "message_id": sent}

@@ -84,5 +84,5 @@ def _tell_requester_added(ctx: Context, step: Step, ticket_id: int, added: list[
     """templates/participants-added.* to the requester, unless nobody reads it there."""
     conn, msg, pending = step.conn, step.msg, step.pending
     ticket = ctx.desk.ticket(conn, ticket_id)
-    via = notices.Sending(ctx.config, ctx.outbox, ctx.refs, pending, msg.now)
+    via = ctx.sending(pending, msg.now)
     notices.participants_added(conn, ticket, via, added=added, by=msg.sender)

@@ -194,3 +194,37 @@ def test_a_bounce_of_our_mail_is_recorded_on_its_ticket(worker: Worker, status: 
     assert failed["undeliverable"] == marked and worker.undeliverable() == marked
     # Recorded, never answered, no ticket of its own.
     assert worker.ticket_count() == 1 and worker.mail() == [("acknowledgement", "gone@example.org")]
+
+
+def _forwarded_by_bob(customer: str) -> bytes:
+    """Bob's #fwd of a mail ``customer`` sent him, authenticated as his."""
+    return (
+        "From: Bob Agent <bob@staff.example>\r\n"
+        "To: support@help.example\r\n"
+        "Subject: Fwd: VPN down\r\n"
+        f"Message-ID: <{uuid.uuid4().hex}@staff.example>\r\n"
+        f"Authentication-Results: {DKIM_PASS}\r\n"
+        "\r\n"
+        "#fwd\r\n"
+        "\r\n"
+        "---------- Forwarded message ---------\r\n"
+        f"From: Customer <{customer}>\r\n"
+        "Date: Mon, 23 Nov 2026 09:00:00 +0000\r\n"
+        "Subject: VPN down\r\n"
+        "Message-ID: <vpn@customer.example>\r\n"
+        "To: Bob Agent <bob@staff.example>\r\n"
+        "\r\n"
+        "The VPN has been down since this morning.\r\n"
+    ).encode()
+
+
+def test_a_forwarded_customer_whose_address_bounced_gets_no_acknowledgement(desk: Worker) -> None:
+    _acknowledged(desk)
+    desk.one(dsn(str(desk.sent("acknowledgement", "gone@example.org")["Message-ID"])), mail_from="")
+    assert desk.undeliverable() == ["gone@example.org"]
+    before = len(desk.mail())
+    opened = desk.one(_forwarded_by_bob("gone@example.org"), mail_from="bob@staff.example")
+    assert (opened.state, opened.how) == ("done", "forwarded") and opened.ticket
+    assert desk.event_data(opened.ticket, "auto_reply_suppressed")["reason"] == "gone@example.org is undeliverable"
+    # Bob hears of his ticket; the customer, whose mail bounces, hears nothing.
+    assert [rcpt for _kind, rcpt in desk.mail()[before:]] == ["bob@staff.example"]

@@ -76,6 +76,9 @@ _TO_REQUESTER: tuple[_Check, ...] = (_alert, _robot, _undeliverable)
 CHECKS: dict[str, tuple[_Check, ...]] = {
     "acknowledgement": (_undeliverable_answer,),
     "response": (_undeliverable_answer,),
+    # The acknowledgement of a ticket an agent opened with #fwd: the customer did not
+    # write to us, so only whether mail reaches them.
+    "forwarded-acknowledgement": (_undeliverable,),
     "resolved": _TO_REQUESTER,
     "survey": _TO_REQUESTER,
     "auto-closed": _TO_REQUESTER,

@@ -28,11 +28,9 @@ from mailbridge.config import Config
 from mailbridge.outbound import notice_contexts as build
 from mailbridge.outbound.notices.common import Sending, framing, outgoing_facts, queue_logged
 from mailbridge.outbound.notices.policy import blocked, suppressed
-from mailbridge.outbound.outbox import Outbox
 from mailbridge.parsing.mime import Address
 from mailbridge.store.pending import Pending
 from mailbridge.tickets.language import language_of
-from mailbridge.tickets.refs import ReferenceFormat
 from mailbridge.tickets.survey import SCORE_MAX, SCORE_MIN
 
 __all__ = [
@@ -78,13 +76,9 @@ class Answer:
 
 def queue_answer(
     conn: Connection,
-    outbox: Outbox,
-    pending: Pending,
     answer: Answer,
+    via: Sending,
     *,
-    config: Config,
-    refs: ReferenceFormat,
-    now: datetime,
     log: logging.Logger,
     explain: Callable[[str], None] | None = None,
 ) -> str | None:
@@ -93,17 +87,17 @@ def queue_answer(
     checks, then policy.blocked for "acknowledgement" or "response")."""
     context = build.acknowledgement(
         reference=answer.reference,
-        subject=refs.without_tags(answer.subject) or "(no subject)",
+        subject=via.refs.without_tags(answer.subject) or "(no subject)",
         status=answer.status,
         requester=answer.to,
-        frame=framing(config, refs, answer.reference),
+        frame=framing(via.config, via.refs, answer.reference),
         articles=answer.articles,
         previous=answer.previous,
-        view_url=outbox.view_url(answer.ticket_id, answer.to.address, now),
+        view_url=via.outbox.view_url(answer.ticket_id, answer.to.address, via.now),
     )
     return queue_logged(
-        outbox,
-        pending,
+        via.outbox,
+        via.pending,
         log,
         ("no %s for %s", answer.template, answer.reference),
         explain=explain,
@@ -114,8 +108,8 @@ def queue_answer(
         to=answer.to,
         in_reply_to=answer.in_reply_to,
         references=answer.references,
-        now=now,
-        ticket=outgoing_facts(conn, outbox, answer.ticket_id),
+        now=via.now,
+        ticket=outgoing_facts(conn, via.outbox, answer.ticket_id),
         language=answer.language,
     )
 
